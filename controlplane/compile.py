@@ -1,0 +1,197 @@
+"""Compile policy resources into per-region snapshots: a pure function, no I/O.
+
+``check_references`` finds every dangling reference (returned as values, each naming the object and field);
+``compile_policy`` turns a consistent ``PolicySet`` into one immutable ``Snapshot`` per region, whose version
+is the sha256 of its deterministic serialization, so the same policy always yields the same version.
+
+Residency: a region's snapshot holds the tenants that allow that region, and only the deployments whose
+provider region is allowed by at least one of those tenants. Data planes further filter candidates per tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from controlplane.policy import ApiKey, Kind, Model, Provider, Route, Tenant
+from tollway.pb import snapshot_pb2 as pb
+
+AnyResource = Tenant | ApiKey | Provider | Model | Route
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """All resources, by kind and name. Immutable by convention: build a new one to change it."""
+
+    tenants: Mapping[str, Tenant] = field(default_factory=dict)
+    keys: Mapping[str, ApiKey] = field(default_factory=dict)
+    providers: Mapping[str, Provider] = field(default_factory=dict)
+    models: Mapping[str, Model] = field(default_factory=dict)
+    routes: Mapping[str, Route] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, resources: Iterable[AnyResource]) -> PolicySet:
+        by_kind: dict[str, dict[str, AnyResource]] = {k: {} for k in ("Tenant", "ApiKey", "Provider", "Model", "Route")}
+        for r in resources:
+            by_kind[r.kind][r.name] = r
+        return cls(
+            tenants=by_kind["Tenant"],  # type: ignore[arg-type]
+            keys=by_kind["ApiKey"],  # type: ignore[arg-type]
+            providers=by_kind["Provider"],  # type: ignore[arg-type]
+            models=by_kind["Model"],  # type: ignore[arg-type]
+            routes=by_kind["Route"],  # type: ignore[arg-type]
+        )
+
+    def all(self) -> list[AnyResource]:
+        out: list[AnyResource] = []
+        for group in (self.tenants, self.keys, self.providers, self.models, self.routes):
+            out.extend(group[name] for name in sorted(group))
+        return out
+
+    def get(self, kind: Kind, name: str) -> AnyResource | None:
+        return self._group(kind).get(name)
+
+    def _group(self, kind: Kind) -> Mapping[str, AnyResource]:
+        groups: dict[str, Mapping[str, AnyResource]] = {
+            "Tenant": self.tenants, "ApiKey": self.keys, "Provider": self.providers,
+            "Model": self.models, "Route": self.routes,
+        }
+        return groups[kind]
+
+    def regions(self) -> list[str]:
+        found = {p.spec.region for p in self.providers.values()}
+        for t in self.tenants.values():
+            found.update(t.spec.regions)
+        return sorted(found)
+
+
+@dataclass(frozen=True)
+class ReferenceError_:
+    """A reference that does not resolve: ``kind/name`` at ``field`` points at something missing."""
+
+    kind: str
+    name: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}: {self.field}: {self.message}"
+
+
+def check_references(policy: PolicySet) -> list[ReferenceError_]:
+    """Every reference between resources must resolve. Returns the problems, empty when consistent."""
+    errors: list[ReferenceError_] = []
+
+    def need(kind: str, name: str, fld: str, group: Mapping[str, object], target_kind: str, target: str) -> None:
+        if target not in group:
+            errors.append(ReferenceError_(kind, name, fld, f"{target_kind} {target!r} does not exist"))
+
+    for t in policy.tenants.values():
+        for i, route in enumerate(t.spec.routes):
+            need("Tenant", t.name, f"spec.routes[{i}]", policy.routes, "Route", route)
+    for k in policy.keys.values():
+        need("ApiKey", k.name, "spec.tenant", policy.tenants, "Tenant", k.spec.tenant)
+        tenant = policy.tenants.get(k.spec.tenant)
+        projects = {p.name for p in tenant.spec.projects} if tenant is not None else set()
+        if tenant is not None and k.spec.project is not None and k.spec.project not in projects:
+            errors.append(ReferenceError_(
+                "ApiKey", k.name, "spec.project",
+                f"project {k.spec.project!r} is not a project of tenant {k.spec.tenant!r}"))
+        for i, route in enumerate(k.spec.routes):
+            need("ApiKey", k.name, f"spec.routes[{i}]", policy.routes, "Route", route)
+            if tenant is not None and tenant.spec.routes and route not in tenant.spec.routes:
+                errors.append(ReferenceError_(
+                    "ApiKey", k.name, f"spec.routes[{i}]",
+                    f"route {route!r} is not allowed for tenant {k.spec.tenant!r}"))
+    for m in policy.models.values():
+        need("Model", m.name, "spec.provider", policy.providers, "Provider", m.spec.provider)
+    for r in policy.routes.values():
+        for i, model in enumerate(r.spec.models):
+            need("Route", r.name, f"spec.models[{i}]", policy.models, "Model", model)
+    return errors
+
+
+def price_micros(per_million_usd: Decimal | None) -> int:
+    """USD per million tokens → integer micro-dollars per million tokens."""
+    return 0 if per_million_usd is None else int(per_million_usd * 1_000_000)
+
+
+def compile_policy(policy: PolicySet) -> dict[str, pb.Snapshot]:
+    """One snapshot per region. The policy must be consistent (``check_references`` empty)."""
+    return {region: compile_region(policy, region) for region in policy.regions()}
+
+
+def compile_region(policy: PolicySet, region: str) -> pb.Snapshot:
+    snap = pb.Snapshot(region=region)
+    tenants = [policy.tenants[n] for n in sorted(policy.tenants) if region in policy.tenants[n].spec.regions]
+    allowed_regions = {r for t in tenants for r in t.spec.regions}
+    providers = [p for n, p in sorted(policy.providers.items()) if p.spec.region in allowed_regions]
+    provider_names = {p.name for p in providers}
+    models = [m for n, m in sorted(policy.models.items()) if m.spec.provider in provider_names]
+    model_names = {m.name for m in models}
+
+    for t in tenants:
+        snap.tenants.add(
+            name=t.name, projects=[p.name for p in t.spec.projects], regions=sorted(t.spec.regions),
+            routes=sorted(t.spec.routes),
+        )
+    tenant_names = {t.name for t in tenants}
+    for name in sorted(policy.keys):
+        k = policy.keys[name]
+        if k.spec.tenant not in tenant_names:
+            continue
+        snap.keys.add(
+            id=k.name, hash=bytes.fromhex(k.spec.hash.removeprefix("sha256:")), tenant=k.spec.tenant,
+            project=k.spec.project or "", routes=sorted(k.spec.routes), hint=k.spec.hint,
+            expires_at=k.spec.expires_at or 0,
+        )
+    for p in providers:
+        s = p.spec
+        snap.providers.add(
+            name=p.name, type=s.type, base_url=s.base_url.rstrip("/"), region=s.region,
+            credential_env=s.credential.env if s.credential else "",
+            connect_timeout_s=s.timeouts.connect_seconds, read_timeout_s=s.timeouts.read_seconds,
+            mock=pb.MockOptions(delay_ms=s.mock.delay_ms, tokens_per_second=s.mock.tokens_per_second),
+            api_version=s.api_version,
+        )
+    for m in models:
+        ms = m.spec
+        snap.deployments.add(
+            name=m.name, provider=ms.provider, upstream_model=ms.upstream_model,
+            capabilities=sorted(ms.capabilities), context_window=ms.context_window,
+            max_output_tokens=ms.max_output_tokens,
+            prices=pb.Prices(
+                input=price_micros(ms.pricing.input_per_million),
+                output=price_micros(ms.pricing.output_per_million),
+                cached_input=price_micros(
+                    ms.pricing.cached_input_per_million
+                    if ms.pricing.cached_input_per_million is not None
+                    else ms.pricing.input_per_million
+                ),
+            ),
+        )
+    for name in sorted(policy.routes):
+        r = policy.routes[name]
+        candidates = [(m, w) for m, w in zip(r.spec.models, r.spec.weights or [0] * len(r.spec.models), strict=True)
+                      if m in model_names]
+        if not candidates:
+            continue
+        f = r.spec.failover
+        snap.routes.add(
+            name=r.name, deployments=[m for m, _ in candidates], strategy=r.spec.strategy,
+            weights=[w for _, w in candidates] if r.spec.weights else [],
+            failover=pb.Failover(attempts=f.attempts, attempt_timeout_s=f.attempt_timeout_seconds,
+                                 total_timeout_s=f.total_timeout_seconds, on=list(f.on)),
+        )
+    snap.version = snapshot_version(snap)
+    return snap
+
+
+def snapshot_version(snap: pb.Snapshot) -> str:
+    """sha256 of the deterministic serialization with ``version`` cleared (first 16 hex characters)."""
+    copy = pb.Snapshot()
+    copy.CopyFrom(snap)
+    copy.version = ""
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]

@@ -1,0 +1,228 @@
+"""Policy resources: the documents users write in YAML, validated with pydantic.
+
+Every document has the same envelope, so new kinds and new optional fields fit in without breaking old files::
+
+    apiVersion: tollway.dev/v1
+    kind: Tenant | ApiKey | Provider | Model | Route
+    metadata: {name: ..., labels: {...}}
+    spec: {...}
+
+Resources are immutable values (frozen models). A resource is identified by ``(kind, name)``.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+API_VERSION = "tollway.dev/v1"
+NAME_RE = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
+Name = Annotated[str, Field(pattern=NAME_RE)]
+Region = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
+Capability = Literal["tools", "vision", "json_mode"]
+FailoverOn = Literal["connect", "timeout", "5xx", "429"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _CamelSpec(_Spec):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, alias_generator=_camel)
+
+
+class Metadata(_Spec):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Project(_CamelSpec):
+    name: Name
+    description: str = ""
+
+
+class TenantSpec(_CamelSpec):
+    display_name: str = ""
+    regions: list[Region] = Field(min_length=1)
+    projects: list[Project] = Field(default_factory=list)
+    routes: list[Name] = Field(default_factory=list, description="allowed routes; empty: all")
+
+    @field_validator("projects")
+    @classmethod
+    def _unique_projects(cls, projects: list[Project]) -> list[Project]:
+        names = [p.name for p in projects]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate project names: {', '.join(dupes)}")
+        return projects
+
+
+class ApiKeySpec(_CamelSpec):
+    tenant: Name
+    project: Name | None = None
+    routes: list[Name] = Field(default_factory=list, description="allowed routes; empty: the tenant's")
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    hint: str = ""
+    expires_at: int | None = Field(default=None, ge=0, description="unix seconds")
+
+
+class CredentialRef(_CamelSpec):
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Timeouts(_CamelSpec):
+    connect_seconds: float = Field(default=5.0, gt=0, le=300)
+    read_seconds: float = Field(default=120.0, gt=0, le=3600)
+
+
+class Compliance(_CamelSpec):
+    dpa_signed: bool = False
+    retention_days: int = Field(default=0, ge=0)
+
+
+class MockSpec(_CamelSpec):
+    delay_ms: int = Field(default=0, ge=0, le=600_000)
+    tokens_per_second: int = Field(default=0, ge=0)
+
+
+ProviderType = Literal["openai", "azure", "anthropic", "mock"]
+
+
+class ProviderSpec(_CamelSpec):
+    type: ProviderType
+    base_url: str = ""
+    region: Region
+    credential: CredentialRef | None = None
+    api_version: str = ""
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    compliance: Compliance = Field(default_factory=Compliance)
+    mock: MockSpec = Field(default_factory=MockSpec)
+
+    @model_validator(mode="after")
+    def _check_url(self) -> ProviderSpec:
+        if self.type != "mock" and not re.match(r"^https?://[^\s/]+", self.base_url):
+            raise ValueError("baseUrl must be an http(s) URL for providers that are not of type mock")
+        if self.type == "azure" and not self.api_version:
+            raise ValueError("apiVersion is required for azure providers")
+        return self
+
+
+class Pricing(_CamelSpec):
+    """USD per million tokens, as decimals (``"0.15"``); compiled to integer micro-dollars per million."""
+
+    input_per_million: Decimal = Field(ge=0)
+    output_per_million: Decimal = Field(ge=0)
+    cached_input_per_million: Decimal | None = Field(default=None, ge=0)
+
+    @field_validator("input_per_million", "output_per_million", "cached_input_per_million")
+    @classmethod
+    def _micro_precision(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and (value * 1_000_000) != (value * 1_000_000).to_integral_value():
+            raise ValueError("prices have at most 6 decimal places (micro-dollars)")
+        return value
+
+
+class ModelSpec(_CamelSpec):
+    """A deployment: one provider's model, with what it can do and what it costs."""
+
+    provider: Name
+    upstream_model: str = Field(min_length=1)
+    capabilities: list[Capability] = Field(default_factory=list)
+    context_window: int = Field(gt=0)
+    max_output_tokens: int = Field(gt=0)
+    pricing: Pricing
+
+
+class FailoverSpec(_CamelSpec):
+    attempts: int = Field(default=2, ge=1, le=10)
+    attempt_timeout_seconds: float = Field(default=60.0, gt=0)
+    total_timeout_seconds: float = Field(default=120.0, gt=0)
+    on: list[FailoverOn] = Field(default_factory=lambda: ["connect", "timeout", "5xx", "429"])
+
+
+class RouteSpec(_CamelSpec):
+    models: list[Name] = Field(min_length=1, description="candidate deployments (Model names)")
+    strategy: Literal["cheapest", "priority", "weighted", "latency"] = "cheapest"
+    weights: list[int] = Field(default_factory=list)
+    failover: FailoverSpec = Field(default_factory=FailoverSpec)
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> RouteSpec:
+        if self.strategy == "weighted" and len(self.weights) != len(self.models):
+            raise ValueError("weighted routes need one weight per model")
+        return self
+
+
+class _Resource(_Spec):
+    api_version: Literal["tollway.dev/v1"] = Field(alias="apiVersion")
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class Tenant(_Resource):
+    kind: Literal["Tenant"]
+    spec: TenantSpec
+
+
+class ApiKey(_Resource):
+    kind: Literal["ApiKey"]
+    spec: ApiKeySpec
+
+
+class Provider(_Resource):
+    kind: Literal["Provider"]
+    spec: ProviderSpec
+
+
+class Model(_Resource):
+    kind: Literal["Model"]
+    spec: ModelSpec
+
+
+class Route(_Resource):
+    kind: Literal["Route"]
+    spec: RouteSpec
+
+
+Resource = Annotated[Tenant | ApiKey | Provider | Model | Route, Field(discriminator="kind")]
+Kind = Literal["Tenant", "ApiKey", "Provider", "Model", "Route"]
+KINDS: tuple[Kind, ...] = ("Tenant", "ApiKey", "Provider", "Model", "Route")
+# Plural and short names accepted by `gatectl get`/`delete`.
+KIND_ALIASES: dict[str, Kind] = {
+    **{k.lower(): k for k in KINDS},
+    **{k.lower() + "s": k for k in KINDS},
+    "key": "ApiKey",
+    "keys": "ApiKey",
+    "apikey": "ApiKey",
+    "deployment": "Model",
+    "deployments": "Model",
+}
+
+
+class ResourceEnvelope(BaseModel):
+    """Parses any supported document; the discriminator picks the kind."""
+
+    model_config = ConfigDict(frozen=True)
+    resource: Resource
+
+
+def parse_resource(document: dict[str, Any]) -> Tenant | ApiKey | Provider | Model | Route:
+    """Validate one document. Raises ``pydantic.ValidationError`` naming the offending field."""
+    return ResourceEnvelope.model_validate({"resource": document}).resource
+
+
+def dump_resource(resource: Tenant | ApiKey | Provider | Model | Route) -> dict[str, Any]:
+    """The canonical JSON form (camelCase, defaults included), stable for hashing and diffing."""
+    return resource.model_dump(mode="json", by_alias=True)

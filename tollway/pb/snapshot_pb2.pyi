@@ -1,0 +1,139 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Snapshot(_message.Message):
+    __slots__ = ("version", "region", "tenants", "keys", "providers", "deployments", "routes")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    region: str
+    tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
+    providers: _containers.RepeatedCompositeFieldContainer[Provider]
+    deployments: _containers.RepeatedCompositeFieldContainer[Deployment]
+    routes: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, version: _Optional[str] = ..., region: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "projects", "regions", "routes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    routes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., projects: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ..., routes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ApiKey(_message.Message):
+    __slots__ = ("id", "hash", "tenant", "project", "routes", "hint", "expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    HINT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    hash: bytes
+    tenant: str
+    project: str
+    routes: _containers.RepeatedScalarFieldContainer[str]
+    hint: str
+    expires_at: int
+    def __init__(self, id: _Optional[str] = ..., hash: _Optional[bytes] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., routes: _Optional[_Iterable[str]] = ..., hint: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
+class Provider(_message.Message):
+    __slots__ = ("name", "type", "base_url", "region", "credential_env", "connect_timeout_s", "read_timeout_s", "mock", "api_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ENV_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    READ_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    MOCK_FIELD_NUMBER: _ClassVar[int]
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    base_url: str
+    region: str
+    credential_env: str
+    connect_timeout_s: float
+    read_timeout_s: float
+    mock: MockOptions
+    api_version: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., base_url: _Optional[str] = ..., region: _Optional[str] = ..., credential_env: _Optional[str] = ..., connect_timeout_s: _Optional[float] = ..., read_timeout_s: _Optional[float] = ..., mock: _Optional[_Union[MockOptions, _Mapping]] = ..., api_version: _Optional[str] = ...) -> None: ...
+
+class MockOptions(_message.Message):
+    __slots__ = ("delay_ms", "tokens_per_second")
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    delay_ms: int
+    tokens_per_second: int
+    def __init__(self, delay_ms: _Optional[int] = ..., tokens_per_second: _Optional[int] = ...) -> None: ...
+
+class Deployment(_message.Message):
+    __slots__ = ("name", "provider", "upstream_model", "capabilities", "context_window", "max_output_tokens", "prices")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    provider: str
+    upstream_model: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    context_window: int
+    max_output_tokens: int
+    prices: Prices
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., prices: _Optional[_Union[Prices, _Mapping]] = ...) -> None: ...
+
+class Prices(_message.Message):
+    __slots__ = ("input", "output", "cached_input")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_FIELD_NUMBER: _ClassVar[int]
+    input: int
+    output: int
+    cached_input: int
+    def __init__(self, input: _Optional[int] = ..., output: _Optional[int] = ..., cached_input: _Optional[int] = ...) -> None: ...
+
+class Route(_message.Message):
+    __slots__ = ("name", "deployments", "strategy", "failover", "weights")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    deployments: _containers.RepeatedScalarFieldContainer[str]
+    strategy: str
+    failover: Failover
+    weights: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., deployments: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ..., failover: _Optional[_Union[Failover, _Mapping]] = ..., weights: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Failover(_message.Message):
+    __slots__ = ("attempts", "attempt_timeout_s", "total_timeout_s", "on")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    attempts: int
+    attempt_timeout_s: float
+    total_timeout_s: float
+    on: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, attempts: _Optional[int] = ..., attempt_timeout_s: _Optional[float] = ..., total_timeout_s: _Optional[float] = ..., on: _Optional[_Iterable[str]] = ...) -> None: ...
