@@ -25,6 +25,7 @@ Name = Annotated[str, Field(pattern=NAME_RE)]
 Region = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 Capability = Literal["tools", "vision", "json_mode"]
 FailoverOn = Literal["connect", "timeout", "5xx", "429"]
+_ALL_FAILOVER: tuple[FailoverOn, ...] = ("connect", "timeout", "5xx", "429")
 
 
 class _Spec(BaseModel):
@@ -146,7 +147,7 @@ class FailoverSpec(_CamelSpec):
     attempts: int = Field(default=2, ge=1, le=10)
     attempt_timeout_seconds: float = Field(default=60.0, gt=0)
     total_timeout_seconds: float = Field(default=120.0, gt=0)
-    on: list[FailoverOn] = Field(default_factory=lambda: ["connect", "timeout", "5xx", "429"])
+    on: list[FailoverOn] = Field(default_factory=lambda: list(_ALL_FAILOVER))
 
 
 class RouteSpec(_CamelSpec):

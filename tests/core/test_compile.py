@@ -1,0 +1,102 @@
+"""The compiler is pure: these tests need no event loop, no store, no sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from google.protobuf.json_format import MessageToDict
+
+from controlplane.compile import PolicySet, check_references, compile_policy, compile_region
+from tests.core.policy_docs import api_key, example_resources, model, policy_of, provider, route, tenant
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def base_policy() -> list[dict[str, object]]:
+    return [
+        provider("p-eu", "eu"), provider("p-us", "us"),
+        model("m-eu", "p-eu", inp="0.15", out="0.60"), model("m-us", "p-us"),
+        route("chat", "m-eu", "m-us"),
+        tenant("eu-only", "eu", projects=("a",)), tenant("both", "eu", "us"), tenant("us-only", "us"),
+        api_key("k1", "eu-only", project="a"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("docs", "expected"),
+    [
+        ([model("m", "nope")], ["Model/m: spec.provider: Provider 'nope' does not exist"]),
+        ([provider("p"), model("m", "p"), route("r", "m", "ghost")],
+         ["Route/r: spec.models[1]: Model 'ghost' does not exist"]),
+        ([api_key("k", "nobody")], ["ApiKey/k: spec.tenant: Tenant 'nobody' does not exist"]),
+        ([tenant("t", "eu", projects=("a",)), api_key("k", "t", project="b")],
+         ["ApiKey/k: spec.project: project 'b' is not a project of tenant 't'"]),
+        ([tenant("t", "eu", routes=["missing"])], ["Tenant/t: spec.routes[0]: Route 'missing' does not exist"]),
+        (base_policy(), []),
+    ],
+)
+def test_check_references_names_object_and_field(docs: list[dict[str, object]], expected: list[str]) -> None:
+    assert [str(e) for e in check_references(policy_of(*docs))] == expected
+
+
+def test_region_snapshot_holds_only_what_its_tenants_may_use() -> None:
+    snaps = compile_policy(policy_of(*base_policy()))
+    assert sorted(snaps) == ["eu", "us"]
+    eu, us = snaps["eu"], snaps["us"]
+    assert [t.name for t in eu.tenants] == ["both", "eu-only"]
+    assert [t.name for t in us.tenants] == ["both", "us-only"]
+    # "both" allows us, so the eu snapshot carries the us deployment for it; data planes filter per tenant.
+    assert [d.name for d in eu.deployments] == ["m-eu", "m-us"]
+    assert [k.id for k in eu.keys] == ["k1"] and [k.id for k in us.keys] == []
+
+
+def test_eu_only_policy_never_ships_a_us_deployment() -> None:
+    docs = [d for d in base_policy() if d["metadata"] != {"name": "both"}]
+    eu = compile_region(policy_of(*docs), "eu")
+    assert {p.region for p in eu.providers} == {"eu"}
+    assert [d.name for d in eu.deployments] == ["m-eu"]
+    assert [list(r.deployments) for r in eu.routes] == [["m-eu"]]
+
+
+def test_prices_are_integer_micro_dollars_per_million() -> None:
+    eu = compile_region(policy_of(*base_policy()), "eu")
+    prices = {d.name: (d.prices.input, d.prices.output, d.prices.cached_input) for d in eu.deployments}
+    assert prices["m-eu"] == (150_000, 600_000, 150_000)
+
+
+def test_version_is_a_content_hash() -> None:
+    a = compile_region(policy_of(*base_policy()), "eu")
+    b = compile_region(policy_of(*reversed(base_policy())), "eu")
+    assert a.version == b.version and len(a.version) == 16
+    changed = base_policy()
+    changed[2] = model("m-eu", "p-eu", inp="0.16", out="0.60")
+    assert compile_region(policy_of(*changed), "eu").version != a.version
+
+
+def test_key_hash_travels_as_bytes_never_the_secret() -> None:
+    eu = compile_region(policy_of(*base_policy()), "eu")
+    assert eu.keys[0].hash == bytes.fromhex("ab" * 32)
+
+
+def test_example_policy_is_consistent() -> None:
+    policy = PolicySet.of(example_resources())
+    assert check_references(policy) == []
+    snaps = compile_policy(policy)
+    assert sorted(snaps) == ["eu", "us"]
+    # payments is EU-only: no deployment of its routes in eu may be served from a us provider for it,
+    # and the eu snapshot holds us providers only because "search" allows us.
+    assert "payments" in [t.name for t in snaps["eu"].tenants]
+    assert "payments" not in [t.name for t in snaps["us"].tenants]
+
+
+@pytest.mark.parametrize("region", ["eu", "us"])
+def test_example_policy_matches_golden_snapshot(region: str) -> None:
+    snap = compile_policy(PolicySet.of(example_resources()))[region]
+    got = MessageToDict(snap, preserving_proto_field_name=True)
+    path = GOLDEN / f"snapshot-{region}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(path.read_text()), "run with UPDATE_GOLDEN=1 and review the diff"
