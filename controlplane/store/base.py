@@ -13,6 +13,7 @@ Foreign exceptions (aetcd, grpc, OS errors) are translated into these at the bac
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -87,7 +88,7 @@ class Store(Protocol):
         """All puts and deletes apply atomically if every compare holds, else nothing is written."""
         ...
 
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[builtins.list[Event]]:
         """Batches of events under ``prefix`` from ``start_revision`` (inclusive), one batch per revision.
 
         Raises ``Compacted`` when ``start_revision`` is no longer available, ``StoreUnavailable`` when the
