@@ -1,0 +1,155 @@
+"""Executing a plan: attempt the candidates in order, then answer the client (JSON or SSE) and settle.
+
+Failover happens only before the first byte of an answer reaches the client, on the conditions the route lists
+(plus local problems with one candidate: a missing credential, a refused credential, an unsupported provider
+type), within the route's attempt and total timeouts. Once a stream has started, an upstream failure ends it
+with an SSE error event, which the official SDKs raise as an ``APIError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+
+from dataplane.accounting import Outcome, Usage, cost_micros, usage_of
+from dataplane.adapters import Adapter, Complete, Stream
+from dataplane.errors import ApiError, UpstreamFailure, error_body, upstream_error
+from dataplane.request import Plan
+from dataplane.runtime import Deployment, Route
+
+# Problems with one candidate that say nothing about the others: always worth trying the next one.
+_ALWAYS_FAIL_OVER = frozenset({"auth", "unsupported"})
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    reply: Complete | Stream
+    deployment: Deployment
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    failure: UpstreamFailure
+    deployment: Deployment | None
+    attempts: int
+
+
+def may_fail_over(failure: UpstreamFailure, route: Route) -> bool:
+    return failure.kind in route.failover.on or failure.kind in _ALWAYS_FAIL_OVER
+
+
+async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Failed:
+    loop = asyncio.get_running_loop()
+    failover = plan.route.failover
+    deadline = loop.time() + failover.total_timeout_s
+    failure = UpstreamFailure("connect", "no candidate could be attempted")
+    last: Deployment | None = None
+    attempts = 0
+    for deployment in plan.candidates:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            failure = UpstreamFailure("timeout", f"route {plan.route.name!r} exceeded its total timeout")
+            break
+        attempts += 1
+        last = deployment
+        adapter = adapters.get(deployment.provider.type)
+        if adapter is None:
+            failure = UpstreamFailure("unsupported", f"provider type {deployment.provider.type!r} is not supported "
+                                                     "by this data plane")
+            continue
+        try:
+            reply = await adapter.send(deployment, plan.request, min(failover.attempt_timeout_s, remaining))
+        except UpstreamFailure as exc:
+            failure = exc
+            if not may_fail_over(exc, plan.route):
+                break
+            continue
+        return Answered(reply, deployment, attempts)
+    return Failed(failure, last, attempts)
+
+
+def failure_response(failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
+    """Upstream 4xx bodies (already scrubbed) pass through when they are OpenAI errors; all else is ours."""
+    if failure.kind == "4xx" and failure.body:
+        try:
+            parsed = orjson.loads(failure.body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return web.Response(status=failure.status, body=failure.body, headers=headers,
+                                content_type="application/json")
+        err = ApiError(failure.status, failure.message, "invalid_request_error", "upstream_rejected")
+    else:
+        err = upstream_error(failure)
+    return web.Response(status=err.status, body=err.body(), headers=headers, content_type="application/json")
+
+
+def complete_usage(body: bytes) -> Usage | None:
+    try:
+        return usage_of(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+@dataclass(slots=True)
+class StreamResult:
+    usage: Usage | None = None
+    first_byte_s: float | None = None
+    aborted: bool = False
+
+
+async def stream_through(request: web.Request, reply: Stream, headers: dict[str, str], include_usage: bool,
+                         started: float) -> tuple[web.StreamResponse, StreamResult]:
+    """Relay upstream SSE events chunk by chunk, re-framed as ``data: ...\\n\\n``, ending with ``[DONE]``.
+
+    Usage is read from the upstream's usage chunk; that chunk (empty ``choices``) is dropped when the client
+    did not ask for it, since the gateway forced ``include_usage`` on upstream.
+    """
+    result = StreamResult()
+    resp = web.StreamResponse(status=200, headers=headers)
+    resp.content_type = "text/event-stream"
+    resp.headers["Cache-Control"] = "no-cache"
+    await resp.prepare(request)
+    try:
+        try:
+            async for payload in reply.events:
+                if b'"usage"' in payload:
+                    try:
+                        chunk = orjson.loads(payload)
+                    except orjson.JSONDecodeError:
+                        chunk = None
+                    usage = usage_of(chunk)
+                    if usage is not None:
+                        result.usage = usage
+                        if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
+                            continue
+                if result.first_byte_s is None:
+                    result.first_byte_s = time.time() - started
+                await resp.write(b"data: " + payload + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+        except UpstreamFailure as exc:
+            result.aborted = True
+            err = upstream_error(exc)
+            await resp.write(b"data: " + error_body(err.message, err.type, err.code) + b"\n\n")
+        await resp.write_eof()
+    except ConnectionResetError:
+        # The client went away; stop reading the upstream too.
+        result.aborted = True
+        reply.close()
+    finally:
+        await reply.events.aclose()
+    return resp, result
+
+
+def outcome(request_id: str, snapshot: str, plan: Plan, deployment: Deployment | None, attempts: int, status: int,
+            usage: Usage | None, started: float, first_byte_s: float | None, aborted: bool = False) -> Outcome:
+    cost = cost_micros(deployment.prices, usage) if deployment is not None and usage is not None else 0
+    return Outcome(request_id=request_id, snapshot=snapshot, plan=plan, deployment=deployment, attempts=attempts,
+                   status=status, usage=usage, cost_micros=cost, started=started, first_byte_s=first_byte_s,
+                   duration_s=time.time() - started, aborted=aborted)

@@ -1,0 +1,124 @@
+"""The pure request decision: parse, authenticate, validate, authorize and plan a chat completion.
+
+``decide(runtime, authorization, body, now, pick)`` returns a ``Plan`` (who asks, which route, which
+deployments to try in order) or an ``ApiError`` (the refusal to show). No I/O, no clock, no randomness of its
+own: ``now`` and ``pick`` (uniform in [0, 1), used by weighted routes) come from the caller, so every branch is
+testable without an event loop. ``authenticate`` alone serves ``GET /v1/models``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dataplane.errors import ApiError, invalid
+from dataplane.runtime import Deployment, Key, Route, Runtime
+from dataplane.validate import ChatRequest, validate_chat
+from tollway.keyformat import is_well_formed
+
+# Output tokens assumed when ranking by expected cost and the client gave no max_tokens.
+DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """An allowed request: the caller, its route and the deployments to try, in order (failover included)."""
+
+    key: Key
+    route: Route
+    request: ChatRequest
+    candidates: tuple[Deployment, ...]
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, "invalid_request_error", "invalid_api_key")
+
+
+def authenticate(runtime: Runtime, authorization: str | None, now: float) -> Key | ApiError:
+    """The key behind an ``Authorization: Bearer tw_...`` header, or a 401."""
+    if not authorization:
+        return _unauthorized("missing API key: send 'Authorization: Bearer tw_...'")
+    scheme, _, secret = authorization.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return _unauthorized("the Authorization header must be 'Bearer <api key>'")
+    # Format and checksum first: a typo or a foreign key never costs a lookup.
+    if not is_well_formed(secret):
+        return _unauthorized("incorrect API key provided")
+    digest = hashlib.sha256(secret.encode("ascii")).digest()
+    key = runtime.keys.get(digest)
+    if key is None or not hmac.compare_digest(key.hash, digest):
+        return _unauthorized("incorrect API key provided")
+    if key.is_expired(now):
+        return _unauthorized("API key expired")
+    return key
+
+
+def expected_cost(dep: Deployment, prompt_tokens: int, output_tokens: int) -> int:
+    """Micro-dollars times 1e6 (kept unscaled: only the order matters when ranking)."""
+    return dep.prices.input * prompt_tokens + dep.prices.output * output_tokens
+
+
+def order_candidates(route: Route, deployments: list[tuple[Deployment, int]], request: ChatRequest,
+                     pick: float) -> list[Deployment]:
+    """Attempt order by the route's strategy. ``deployments`` pairs each deployment with its weight."""
+    if route.strategy == "cheapest":
+        output = request.max_tokens or DEFAULT_EXPECTED_OUTPUT_TOKENS
+        ranked = sorted(enumerate(deployments),
+                        key=lambda item: (expected_cost(item[1][0], request.estimated_prompt_tokens, output), item[0]))
+        return [d for _, (d, _w) in ranked]
+    if route.strategy == "weighted":
+        total = sum(w for _, w in deployments)
+        if total > 0:
+            threshold = pick * total
+            for i, (dep, weight) in enumerate(deployments):
+                threshold -= weight
+                if threshold < 0:
+                    # The weighted choice first, the rest in declared order as failover.
+                    return [dep] + [d for j, (d, _w) in enumerate(deployments) if j != i]
+    # priority, and latency until the data plane measures latencies: declared order.
+    return [d for d, _ in deployments]
+
+
+def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float = 0.0) -> Plan | ApiError:
+    """Everything before ``admit``: the plan for a ``POST /v1/chat/completions``, or why it is refused."""
+    key = authenticate(runtime, authorization, now)
+    if isinstance(key, ApiError):
+        return key
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return invalid("the request body is not valid JSON")
+    request = validate_chat(payload, len(body))
+    if isinstance(request, ApiError):
+        return request
+
+    route = runtime.routes.get(request.model)
+    if route is None:
+        if request.model in key.routes:
+            return ApiError(403, f"model {request.model!r} is not served in region {runtime.region!r}",
+                            "permission_error", "region_not_allowed", "model")
+        return ApiError(404, f"the model {request.model!r} does not exist", "invalid_request_error",
+                        "model_not_found", "model")
+    if request.model not in key.routes:
+        return ApiError(403, f"this API key may not use model {request.model!r}", "permission_error",
+                        "model_not_allowed", "model")
+    candidates = runtime.candidates_for(key.tenant.name, route.name)
+    if not candidates:
+        return ApiError(403, f"model {request.model!r} has no deployment in the regions your data may go to",
+                        "permission_error", "region_not_allowed", "model")
+    capable = [(c.deployment, c.weight) for c in candidates if request.needs <= c.deployment.capabilities]
+    if not capable:
+        missing = sorted(request.needs - set().union(*(c.deployment.capabilities for c in candidates)))
+        feature = missing[0] if missing else sorted(request.needs)[0]
+        return invalid(f"model {request.model!r} does not support {', '.join(missing) or feature}",
+                       param=_CAPABILITY_PARAM[feature], code="unsupported_capability")
+    ordered = order_candidates(route, capable, request, pick)
+    return Plan(key=key, route=route, request=request, candidates=tuple(ordered[: route.failover.attempts]))
+
+
+_CAPABILITY_PARAM = {"tools": "tools", "vision": "messages", "json_mode": "response_format"}

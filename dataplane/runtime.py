@@ -1,0 +1,279 @@
+"""The runtime form of a snapshot: frozen objects and dicts, built once, read by every request in O(1).
+
+``Runtime.from_snapshot`` validates the snapshot whole (unique names, every reference resolves, key hashes are
+32 bytes, routes are well formed) and raises ``InvalidSnapshot`` naming the first problem; nothing is partially
+built. Upstream credentials are resolved from the environment here, once per build, and never logged.
+
+Everything here is immutable after construction and therefore task-safe; a new snapshot means a new Runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from dataplane.errors import DataPlaneError
+from tollway.pb import snapshot_pb2 as pb
+
+PROVIDER_TYPES = frozenset({"openai", "azure", "anthropic", "mock"})
+STRATEGIES = frozenset({"cheapest", "priority", "weighted", "latency"})
+FAILOVER_ON = frozenset({"connect", "timeout", "5xx", "429"})
+CAPABILITIES = frozenset({"tools", "vision", "json_mode"})
+_URL_RE = re.compile(r"^https?://[^\s/]+")
+
+
+class InvalidSnapshot(DataPlaneError):
+    """The snapshot is inconsistent; the message names the object and field at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """Micro-dollars per million tokens."""
+
+    input: int
+    output: int
+    cached_input: int
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    type: str
+    base_url: str
+    region: str
+    connect_timeout_s: float
+    read_timeout_s: float
+    api_version: str
+    mock_delay_ms: int
+    mock_tokens_per_second: int
+    # Resolved from the environment at build time; None when no credential is configured or the variable is
+    # missing. repr=False keeps it out of any accidental log line or traceback.
+    credential: str | None = field(repr=False)
+    credential_env: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    name: str
+    provider: Provider
+    upstream_model: str
+    capabilities: frozenset[str]
+    context_window: int
+    max_output_tokens: int
+    prices: Prices
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    attempts: int
+    attempt_timeout_s: float
+    total_timeout_s: float
+    on: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    deployment: Deployment
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    strategy: str
+    failover: Failover
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    projects: frozenset[str]
+    regions: frozenset[str]
+    routes: frozenset[str]  # empty: every route
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A client key as the data plane knows it: its hash and what it may reach."""
+
+    id: str
+    hash: bytes = field(repr=False)
+    tenant: Tenant
+    project: str
+    expires_at: int
+    # Route names this key may use (key ∩ tenant allow lists), whether or not they are servable here.
+    routes: frozenset[str]
+    # What GET /v1/models shows: allowed routes with at least one candidate in the tenant's regions, sorted.
+    models: tuple[str, ...]
+
+    def is_expired(self, now: float) -> bool:
+        return self.expires_at != 0 and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    version: str
+    region: str
+    keys: Mapping[bytes, Key]
+    tenants: Mapping[str, Tenant]
+    routes: Mapping[str, Route]
+    # (tenant name, route name) -> the route's candidates whose provider region the tenant allows, declared order.
+    tenant_candidates: Mapping[tuple[str, str], tuple[Candidate, ...]]
+
+    @classmethod
+    def from_snapshot(cls, snap: pb.Snapshot, environ: Mapping[str, str] | None = None) -> Runtime:
+        """Validate ``snap`` whole and build its runtime form. Raises ``InvalidSnapshot``."""
+        return _build(snap, os.environ if environ is None else environ)
+
+    def candidates_for(self, tenant: str, route: str) -> tuple[Candidate, ...]:
+        return self.tenant_candidates.get((tenant, route), ())
+
+
+def _unique(kind: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise InvalidSnapshot(f"{kind} with an empty name")
+        if name in seen:
+            raise InvalidSnapshot(f"{kind} {name!r} appears twice")
+        seen.add(name)
+
+
+def _provider(p: pb.Provider, environ: Mapping[str, str]) -> Provider:
+    where = f"provider {p.name!r}"
+    if p.type not in PROVIDER_TYPES:
+        raise InvalidSnapshot(f"{where}: unknown type {p.type!r}")
+    if p.type != "mock" and not _URL_RE.match(p.base_url):
+        raise InvalidSnapshot(f"{where}: base_url must be an http(s) URL")
+    if not p.region:
+        raise InvalidSnapshot(f"{where}: empty region")
+    if p.connect_timeout_s < 0 or p.read_timeout_s < 0:
+        raise InvalidSnapshot(f"{where}: negative timeout")
+    if p.mock.delay_ms < 0 or p.mock.tokens_per_second < 0:
+        raise InvalidSnapshot(f"{where}: negative mock option")
+    return Provider(
+        name=p.name, type=p.type, base_url=p.base_url.rstrip("/"), region=p.region,
+        connect_timeout_s=p.connect_timeout_s or 5.0, read_timeout_s=p.read_timeout_s or 120.0,
+        api_version=p.api_version, mock_delay_ms=p.mock.delay_ms, mock_tokens_per_second=p.mock.tokens_per_second,
+        credential=environ.get(p.credential_env) if p.credential_env else None, credential_env=p.credential_env,
+    )
+
+
+def _deployment(d: pb.Deployment, providers: Mapping[str, Provider]) -> Deployment:
+    where = f"deployment {d.name!r}"
+    provider = providers.get(d.provider)
+    if provider is None:
+        raise InvalidSnapshot(f"{where}: provider {d.provider!r} does not exist")
+    if not d.upstream_model:
+        raise InvalidSnapshot(f"{where}: empty upstream_model")
+    unknown = set(d.capabilities) - CAPABILITIES
+    if unknown:
+        raise InvalidSnapshot(f"{where}: unknown capabilities {sorted(unknown)}")
+    pr = d.prices
+    if min(pr.input, pr.output, pr.cached_input) < 0:
+        raise InvalidSnapshot(f"{where}: negative price")
+    if d.context_window < 0 or d.max_output_tokens < 0:
+        raise InvalidSnapshot(f"{where}: negative token limit")
+    return Deployment(
+        name=d.name, provider=provider, upstream_model=d.upstream_model, capabilities=frozenset(d.capabilities),
+        context_window=d.context_window, max_output_tokens=d.max_output_tokens,
+        prices=Prices(input=pr.input, output=pr.output, cached_input=pr.cached_input),
+    )
+
+
+def _route(r: pb.Route, deployments: Mapping[str, Deployment]) -> Route:
+    where = f"route {r.name!r}"
+    if r.strategy not in STRATEGIES:
+        raise InvalidSnapshot(f"{where}: unknown strategy {r.strategy!r}")
+    if not r.deployments:
+        raise InvalidSnapshot(f"{where}: no deployments")
+    if len(set(r.deployments)) != len(r.deployments):
+        raise InvalidSnapshot(f"{where}: a deployment is listed twice")
+    if r.weights and len(r.weights) != len(r.deployments):
+        raise InvalidSnapshot(f"{where}: {len(r.weights)} weights for {len(r.deployments)} deployments")
+    if any(w < 0 for w in r.weights):
+        raise InvalidSnapshot(f"{where}: negative weight")
+    if r.strategy == "weighted" and not r.weights:
+        raise InvalidSnapshot(f"{where}: weighted strategy without weights")
+    f = r.failover
+    unknown = set(f.on) - FAILOVER_ON
+    if unknown:
+        raise InvalidSnapshot(f"{where}: unknown failover conditions {sorted(unknown)}")
+    if f.attempts < 0 or f.attempt_timeout_s < 0 or f.total_timeout_s < 0:
+        raise InvalidSnapshot(f"{where}: negative failover setting")
+    candidates = []
+    for i, name in enumerate(r.deployments):
+        dep = deployments.get(name)
+        if dep is None:
+            raise InvalidSnapshot(f"{where}: deployments[{i}]: deployment {name!r} does not exist")
+        candidates.append(Candidate(dep, r.weights[i] if r.weights else 1))
+    return Route(
+        name=r.name, strategy=r.strategy, candidates=tuple(candidates),
+        failover=Failover(
+            attempts=f.attempts or 1, attempt_timeout_s=f.attempt_timeout_s or 60.0,
+            total_timeout_s=f.total_timeout_s or 120.0, on=frozenset(f.on),
+        ),
+    )
+
+
+def _build(snap: pb.Snapshot, environ: Mapping[str, str]) -> Runtime:
+    if not snap.version:
+        raise InvalidSnapshot("snapshot has no version")
+    _unique("tenant", [t.name for t in snap.tenants])
+    _unique("key", [k.id for k in snap.keys])
+    _unique("provider", [p.name for p in snap.providers])
+    _unique("deployment", [d.name for d in snap.deployments])
+    _unique("route", [r.name for r in snap.routes])
+
+    providers = {p.name: _provider(p, environ) for p in snap.providers}
+    deployments = {d.name: _deployment(d, providers) for d in snap.deployments}
+    routes = {r.name: _route(r, deployments) for r in snap.routes}
+
+    tenants: dict[str, Tenant] = {}
+    for t in snap.tenants:
+        if not t.regions:
+            raise InvalidSnapshot(f"tenant {t.name!r}: no regions")
+        # Allow lists may name routes this region's snapshot does not carry (no deployment here): they stay
+        # allowed but unservable, so a request for one is refused, never forwarded elsewhere.
+        tenants[t.name] = Tenant(t.name, frozenset(t.projects), frozenset(t.regions), frozenset(t.routes))
+
+    tenant_candidates: dict[tuple[str, str], tuple[Candidate, ...]] = {}
+    for tenant in tenants.values():
+        for route in routes.values():
+            if tenant.routes and route.name not in tenant.routes:
+                continue
+            allowed = tuple(c for c in route.candidates if c.deployment.provider.region in tenant.regions)
+            if allowed:
+                tenant_candidates[(tenant.name, route.name)] = allowed
+
+    keys: dict[bytes, Key] = {}
+    for k in snap.keys:
+        where = f"key {k.id!r}"
+        if len(k.hash) != 32:
+            raise InvalidSnapshot(f"{where}: hash is {len(k.hash)} bytes, expected 32 (sha256)")
+        if k.hash in keys:
+            raise InvalidSnapshot(f"{where}: same hash as key {keys[k.hash].id!r}")
+        if k.tenant not in tenants:
+            raise InvalidSnapshot(f"{where}: tenant {k.tenant!r} does not exist")
+        tenant = tenants[k.tenant]
+        if k.project and k.project not in tenant.projects:
+            raise InvalidSnapshot(f"{where}: project {k.project!r} is not a project of tenant {k.tenant!r}")
+        if k.expires_at < 0:
+            raise InvalidSnapshot(f"{where}: negative expires_at")
+        allowed_routes = set(k.routes) if k.routes else set(tenant.routes) if tenant.routes else set(routes)
+        if tenant.routes:
+            allowed_routes &= tenant.routes
+        models = tuple(sorted(r for r in allowed_routes if (tenant.name, r) in tenant_candidates))
+        keys[k.hash] = Key(
+            id=k.id, hash=k.hash, tenant=tenant, project=k.project, expires_at=k.expires_at,
+            routes=frozenset(allowed_routes), models=models,
+        )
+
+    return Runtime(
+        version=snap.version, region=snap.region, keys=MappingProxyType(keys), tenants=MappingProxyType(tenants),
+        routes=MappingProxyType(routes), tenant_candidates=MappingProxyType(tenant_candidates),
+    )

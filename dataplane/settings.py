@@ -1,0 +1,28 @@
+"""Data plane settings: read once at start, immutable afterwards, passed explicitly to ``create_app``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class DataPlaneSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    region: str = "default"
+    node_id: str = field(default_factory=default_node_id)
+    control_plane: str = "127.0.0.1:7071"
+    control_plane_token: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    state_dir: str = ".tollway/dataplane"
+    max_body_bytes: int = MAX_BODY_BYTES
