@@ -1,0 +1,215 @@
+"""The discovery stream's server end, and the registry of data planes it feeds (the admin API's StatusSource).
+
+State of the world, after Envoy's xDS: a data plane opens ``StreamSnapshots`` saying which version it runs;
+whenever the latest snapshot of its region differs from the last one sent (initially: from what it runs), the
+server sends it. ACK: a request echoing the newest response's nonce with the new version. NACK: the same nonce
+with the old version and an error. Versions the data plane never saw are skipped (the publisher coalesces).
+
+Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, compared in constant time;
+otherwise the call ends UNAUTHENTICATED before anything is sent. This module is the one place where discovery
+outcomes become gRPC statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import grpc
+
+from controlplane.publisher import Publisher
+from tollway.pb import discovery_pb2 as dpb
+from tollway.pb import discovery_pb2_grpc as dgrpc
+from tollway.pb import snapshot_pb2 as spb
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a snapshot with 100,000 keys must fit, with room to grow
+GRPC_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Data planes ping every 20 s so a dead peer is noticed; allow it even between messages.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+Status = Literal["ACK", "NACK", "PENDING"]
+
+
+@dataclass(frozen=True)
+class DataPlaneRecord:
+    """What the control plane knows about one data plane; replaced whole on every change."""
+
+    node_id: str
+    region: str
+    version: str  # the version it runs ("" for none)
+    status: Status
+    error: str  # the last NACK's error; "" after an ACK
+    last_seen: float  # unix seconds of its last message (or now, while its stream is open)
+    connected: bool
+    stream: int  # which stream wrote this record: a stale stream's disconnect must not mark a live one
+
+
+class Registry:
+    """Per data plane status plus the published snapshots: implements the admin API's ``StatusSource``.
+
+    Task-safe on one event loop; written only by the discovery servicer.
+    """
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self._records: dict[str, DataPlaneRecord] = {}
+
+    def record(self, node_id: str) -> DataPlaneRecord | None:
+        return self._records.get(node_id)
+
+    def put(self, record: DataPlaneRecord) -> None:
+        self._records[record.node_id] = record
+
+    def disconnect(self, node_id: str, stream: int) -> None:
+        current = self._records.get(node_id)
+        if current is not None and current.stream == stream:
+            self._records[node_id] = replace(current, connected=False, last_seen=time.time())
+
+    def dataplanes(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [
+            {
+                "nodeId": r.node_id,
+                "region": r.region,
+                "version": r.version,
+                "status": r.status,
+                "error": r.error,
+                "lastSeen": _iso(now if r.connected else r.last_seen),
+                "connected": r.connected,
+            }
+            for r in sorted(self._records.values(), key=lambda r: (r.region, r.node_id))
+        ]
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        out = []
+        for region in self._publisher.regions():
+            s = self._publisher.snapshot(region)
+            out.append({
+                "region": region, "version": s.version, "tenants": len(s.tenants), "keys": len(s.keys),
+                "deployments": len(s.deployments), "routes": len(s.routes),
+            })
+        return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+Context = grpc.aio.ServicerContext[dpb.DiscoveryRequest, dpb.DiscoveryResponse]
+
+
+class DiscoveryServicer:
+    """Serves ``StreamSnapshots``; one coroutine per connected data plane."""
+
+    def __init__(self, publisher: Publisher, registry: Registry, token: str) -> None:
+        self._publisher = publisher
+        self._registry = registry
+        self._expected = f"Bearer {token}".encode()
+        self._streams = itertools.count(1)
+        self._nonces = itertools.count(1)
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        dgrpc.add_DiscoveryServicer_to_server(self, server)
+
+    def _is_authorized(self, context: Context) -> bool:
+        given = dict(context.invocation_metadata() or ()).get("authorization", "")
+        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
+        return hmac.compare_digest(given_bytes, self._expected)
+
+    async def StreamSnapshots(  # the name the generated code registers
+        self, request_iterator: AsyncIterator[dpb.DiscoveryRequest], context: Context
+    ) -> AsyncIterator[dpb.DiscoveryResponse]:
+        if not self._is_authorized(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong data-plane token")
+        try:
+            hello = await anext(request_iterator)
+        except StopAsyncIteration:
+            return
+        if not hello.node_id or not hello.region:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must name node_id and region")
+        stream = _Stream(self._publisher, self._registry, hello, next(self._streams))
+        log.info("data plane %s (region %s) connected running %r", hello.node_id, hello.region, hello.version or "none")
+        reader = asyncio.create_task(stream.read(request_iterator), name=f"discovery-read-{hello.node_id}")
+        try:
+            while True:
+                snapshot = await stream.next_snapshot(reader)
+                if snapshot is None:
+                    return
+                nonce = str(next(self._nonces))
+                stream.sent(snapshot.version, nonce)
+                yield dpb.DiscoveryResponse(nonce=nonce, snapshot=snapshot)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            self._registry.disconnect(hello.node_id, stream.id)
+            log.info("data plane %s disconnected", hello.node_id)
+
+
+class _Stream:
+    """One data plane's stream: what was sent, and the registry record its requests update."""
+
+    def __init__(self, publisher: Publisher, registry: Registry, hello: dpb.DiscoveryRequest, stream: int) -> None:
+        self.id = stream
+        self._publisher = publisher
+        self._registry = registry
+        self._node = hello.node_id
+        self._region = hello.region
+        self._last_sent = hello.version  # the data plane runs this, so it needs nothing until the region differs
+        self._nonce = ""
+        status: Status = "ACK" if publisher.is_ready and hello.version == publisher.version(hello.region) else "PENDING"
+        self._registry.put(DataPlaneRecord(
+            node_id=hello.node_id, region=hello.region, version=hello.version, status=status, error=hello.error,
+            last_seen=time.time(), connected=True, stream=stream,
+        ))
+
+    def _differs(self) -> bool:
+        return self._publisher.is_ready and self._publisher.version(self._region) != self._last_sent
+
+    async def next_snapshot(self, reader: asyncio.Task[None]) -> spb.Snapshot | None:
+        """The region's latest snapshot once it differs from the last one sent; None when the peer went away."""
+        if not self._differs():
+            waiter = asyncio.create_task(self._wait_until_differs())
+            try:
+                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                await asyncio.gather(waiter, return_exceptions=True)
+            if not self._differs():
+                return None  # the reader ended: the data plane closed its side or the call broke
+        return self._publisher.snapshot(self._region)
+
+    async def _wait_until_differs(self) -> None:
+        async with self._publisher.changed:
+            await self._publisher.changed.wait_for(self._differs)
+
+    def sent(self, version: str, nonce: str) -> None:
+        self._last_sent, self._nonce = version, nonce
+        current = self._registry.record(self._node)
+        if current is not None and current.stream == self.id:
+            self._registry.put(replace(current, status="PENDING", last_seen=time.time()))
+
+    async def read(self, requests: AsyncIterator[dpb.DiscoveryRequest]) -> None:
+        async for request in requests:
+            current = self._registry.record(self._node)
+            if current is None or current.stream != self.id:
+                continue  # a newer stream from the same node owns the record
+            status, error = current.status, current.error
+            if request.response_nonce and request.response_nonce == self._nonce:
+                status, error = ("NACK", request.error) if request.error else ("ACK", "")
+                if request.error:
+                    log.warning("data plane %s rejected %s: %s", self._node, self._last_sent, request.error)
+            self._registry.put(replace(current, version=request.version, status=status, error=error,
+                                       last_seen=time.time()))

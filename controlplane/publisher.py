@@ -1,0 +1,193 @@
+"""Watch the store, compile the policy, keep the latest snapshot of every region.
+
+The loop is etcd's list-then-watch: list every resource at revision R, compile, then watch from R + 1, applying
+each batch of events to an in-memory copy of the resources. A watch that ends with ``Compacted`` or
+``StoreUnavailable`` (or anything else) is followed by a fresh listing, so no change is ever missed: the
+listing is the whole truth at its revision. Compiling is pure and runs in a worker thread, debounced, so a
+burst of writes costs one compile and the event loop stays free to serve streams.
+
+Readers wait on ``changed`` (an ``asyncio.Condition``) and read ``snapshot(region)``; they see the latest value
+only, so intermediate versions are skipped, never queued.
+
+Errors: a policy that fails ``check_references`` (which the admin API refuses to write, so only a hand-edited
+store gets there) is logged and the previous snapshots stay; store errors are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from controlplane.compile import AnyResource, PolicySet, check_references, compile_region
+from controlplane.layout import RESOURCES, decode_resource
+from controlplane.store.base import Compacted, Event, KeyValue, Store, StoreUnavailable
+from tollway.pb import snapshot_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Jittered exponential delays: ``initial * 2**n``, capped at ``maximum``, each scaled by [0.5, 1)."""
+
+    initial: float = 0.1
+    maximum: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.maximum, self.initial * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0))
+
+
+class Publisher:
+    """Owns the latest snapshot per region. Task-safe on one event loop; ``run`` is its only writer.
+
+    ``snapshot(region)`` returns an immutable value (callers must not modify it): the latest snapshot of the
+    region, compiling an empty but valid one for a region the policy does not mention yet.
+    """
+
+    def __init__(self, store: Store, *, debounce: float = 0.05, backoff: Backoff = Backoff()) -> None:
+        self._store = store
+        self._debounce = debounce
+        self._backoff = backoff
+        self._resources: dict[str, AnyResource] = {}  # store key -> resource, as of ``revision``
+        self._policy = PolicySet()
+        self._snapshots: dict[str, pb.Snapshot] = {}
+        self._requested: set[str] = set()  # regions some data plane asked for
+        self._watched = 0  # store revision ``_resources`` reflects
+        self._dirty = asyncio.Event()
+        self._publishing = asyncio.Lock()
+        self.changed = asyncio.Condition()
+        self.revision = 0  # store revision the published snapshots reflect (0: nothing published yet)
+        self.last_error = ""
+
+    @property
+    def is_ready(self) -> bool:
+        return self.revision > 0
+
+    def regions(self) -> list[str]:
+        return sorted(self._snapshots)
+
+    def snapshot(self, region: str) -> pb.Snapshot:
+        if region not in self._snapshots:
+            # Cheap for a region no tenant allows: the compiler skips everything but the key scan.
+            self._requested.add(region)
+            self._snapshots[region] = compile_region(self._policy, region)
+        return self._snapshots[region]
+
+    def version(self, region: str) -> str:
+        return self.snapshot(region).version
+
+    async def run(self) -> None:
+        """List, compile and watch until cancelled."""
+        compiler = asyncio.create_task(self._compile_loop(), name="publisher-compile")
+        try:
+            await self._watch_loop()
+        finally:
+            compiler.cancel()
+            await asyncio.gather(compiler, return_exceptions=True)
+
+    async def _watch_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                listing = await self._store.list(RESOURCES)
+                # Decoding 100k resources takes seconds: off the loop, like compiling.
+                resources = await asyncio.to_thread(_decode_all, listing.items)
+                self._resources, self._watched = resources, listing.revision
+                await self._publish()
+                failures = 0
+                async for batch in self._store.watch(RESOURCES, listing.revision + 1):
+                    self._apply(batch)
+                    self._dirty.set()
+                    failures = 0
+                log.warning("store watch ended at revision %d; relisting", self._watched)
+            except Compacted as exc:
+                log.info("watch compacted (oldest revision %d); relisting", exc.compact_revision)
+                continue
+            except StoreUnavailable as exc:
+                self.last_error = f"store unavailable: {exc}"
+                log.warning("store unavailable: %s", exc)
+            except Exception as exc:  # top of a long-running loop: log, count, go on
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("publisher loop failed; relisting")
+            await asyncio.sleep(self._backoff.delay(failures))
+            failures += 1
+
+    def _apply(self, batch: list[Event]) -> None:
+        for event in batch:
+            resource = None if event.type == "delete" else _decode(KeyValue(event.key, event.value, event.mod_revision))
+            if resource is None:
+                self._resources.pop(event.key, None)
+            else:
+                self._resources[event.key] = resource
+            self._watched = max(self._watched, event.mod_revision)
+
+    async def _compile_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._debounce)  # let a burst of writes land; one compile covers them all
+            self._dirty.clear()
+            try:
+                await self._publish()
+            except Exception:  # top of a long-running loop: keep the old snapshots, log
+                log.exception("compiling policy failed; keeping the previous snapshots")
+
+    async def _publish(self) -> None:
+        # One publish at a time, each compiling the resources as they are when it starts: a later publish always
+        # reflects a later state, so an old compile can never overwrite a newer one.
+        async with self._publishing:
+            resources, revision = list(self._resources.values()), self._watched
+            requested = frozenset(self._requested)
+            compiled = await asyncio.to_thread(_compile, resources, requested)
+            if compiled is None:
+                return
+            policy, snapshots = compiled
+            self._policy = policy
+            for region in self._requested - requested:  # asked for while the worker ran: compile against the new policy
+                snapshots[region] = compile_region(policy, region)
+            previous = self._snapshots
+            self._snapshots = snapshots
+            changed = sorted(r for r in snapshots.keys() | previous.keys()
+                             if snapshots.get(r, _EMPTY).version != previous.get(r, _EMPTY).version)
+            first = self.revision == 0
+            self.revision, self.last_error = max(revision, 1), ""
+            if changed or first:
+                log.info("published store revision %d: changed regions %s", revision, ", ".join(changed) or "none")
+                async with self.changed:
+                    self.changed.notify_all()
+
+
+_EMPTY = pb.Snapshot()
+
+
+def _decode(kv: KeyValue) -> AnyResource | None:
+    try:
+        return decode_resource(kv)
+    except ValueError as exc:  # pydantic.ValidationError and orjson.JSONDecodeError are both ValueErrors
+        log.error("ignoring unreadable resource %s: %s", kv.key, exc)
+        return None
+
+
+def _decode_all(items: Iterable[KeyValue]) -> dict[str, AnyResource]:
+    out: dict[str, AnyResource] = {}
+    for kv in items:
+        resource = _decode(kv)
+        if resource is not None:
+            out[kv.key] = resource
+    return out
+
+
+def _compile(
+    resources: list[AnyResource], requested: frozenset[str]
+) -> tuple[PolicySet, dict[str, pb.Snapshot]] | None:
+    """Pure: the policy and one snapshot per region it mentions or a data plane asked for; None if inconsistent."""
+    policy = PolicySet.of(resources)
+    problems = check_references(policy)
+    if problems:
+        shown = "; ".join(map(str, problems[:5]))
+        log.error("policy in the store is inconsistent, keeping the previous snapshots: %s", shown)
+        return None
+    regions = set(policy.regions()) | requested
+    return policy, {region: compile_region(policy, region) for region in sorted(regions)}

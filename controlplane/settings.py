@@ -1,0 +1,83 @@
+"""Control-plane settings: one frozen value, read once at start and handed to ``ControlPlane``.
+
+Tokens left unset (None) are read from a file in ``state_dir``; the file is created with a fresh random token
+(mode 0600) the first time, so a restarted control plane keeps the tokens its data planes and operators use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+ADMIN_TOKEN_FILE = "admin-token"
+DATAPLANE_TOKEN_FILE = "dataplane-token"
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    # None: ``embedded://<state_dir>/store`` (see ``effective_store_url``), so changing ``state_dir`` alone moves
+    # the store along with it.
+    store_url: str | None = None
+    state_dir: str = ".tollway/controlplane"
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 7070
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 7071
+    admin_token: str | None = None
+    dataplane_token: str | None = None
+    # gRPC TLS: server certificate and key; with ``tls_client_ca`` as well, data planes must present a client
+    # certificate signed by it (mTLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+    @property
+    def effective_store_url(self) -> str:
+        return self.store_url if self.store_url else f"embedded://{self.state_dir}/store"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    admin: str
+    dataplane: str
+
+
+def resolve_tokens(settings: ControlPlaneSettings) -> Tokens:
+    """The tokens in effect: the configured ones, else those stored in (or newly created in) ``state_dir``."""
+    state = Path(settings.state_dir)
+    admin = settings.admin_token or load_or_create_token(state / ADMIN_TOKEN_FILE)
+    dataplane = settings.dataplane_token or load_or_create_token(state / DATAPLANE_TOKEN_FILE)
+    return Tokens(admin=admin, dataplane=dataplane)
+
+
+def load_or_create_token(path: Path) -> str:
+    """Read the token in ``path``; if there is none, create the file (0600) holding 32 random bytes, urlsafe.
+
+    The file appears whole or not at all (written aside, then hard-linked into place, which fails if the name
+    exists), so two processes starting at once agree on one token: the loser reads the winner's.
+    """
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if token:
+        return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = secrets.token_urlsafe(32)
+    aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(fresh + "\n")
+    try:
+        if path.exists():
+            # Present but empty: nothing anyone could have relied on, so it is replaced.
+            os.replace(aside, path)
+            return fresh
+        os.link(aside, path)
+    except FileExistsError:
+        return load_or_create_token(path)
+    finally:
+        aside.unlink(missing_ok=True)
+    return fresh

@@ -1,0 +1,154 @@
+"""The discovery stream's data-plane end: receive snapshots, install them, persist them, ACK or NACK.
+
+One long-running coroutine (``DiscoveryClient.run``) keeps one stream open to the control plane, reconnecting
+with jittered exponential backoff (capped at five seconds). For every snapshot received:
+
+- ``SnapshotHolder.install`` validates it whole and swaps it in, or refuses it and keeps the old one;
+- on success it is written to disk (``SnapshotCache``), then ACKed (the request echoes its version and nonce);
+- on refusal it is NACKed (the request echoes the version still running, the nonce and the reason).
+
+gRPC errors are translated here, at the boundary, into a log line and ``last_error``; nothing escapes ``run``
+but cancellation. The control plane being away never affects serving: the holder keeps what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from dataplane.settings import DataPlaneSettings
+from dataplane.snapshot_cache import SnapshotCache
+from dataplane.state import SnapshotHolder
+from tollway.pb import discovery_pb2 as dpb
+from tollway.pb import discovery_pb2_grpc as dgrpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # must match the control plane's limit
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),  # notice a dead control plane (or a silently dropped connection)
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Jittered exponential delays: ``initial * 2**n``, capped at ``maximum``, each scaled by [0.5, 1)."""
+
+    initial: float = 0.1
+    maximum: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.maximum, self.initial * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0))
+
+
+class DiscoveryClient:
+    """Owned by ``DataPlane``, which runs ``run`` as a background task and cancels it on stop.
+
+    ``connected`` and ``last_error`` are for status reporting; only ``run`` writes them.
+    """
+
+    def __init__(
+        self,
+        settings: DataPlaneSettings,
+        holder: SnapshotHolder,
+        cache: SnapshotCache,
+        *,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self._settings = settings
+        self._holder = holder
+        self._cache = cache
+        self._backoff = backoff
+        self.connected = False
+        self.last_error = ""
+
+    def load_persisted(self) -> bool:
+        """Install the snapshot persisted by an earlier run, if there is a valid one; True if it was installed."""
+        snapshot = self._cache.load(self._settings.region)
+        if snapshot is None:
+            return False
+        error = self._holder.install(snapshot)
+        if error is not None:
+            log.warning("ignoring the persisted snapshot %s: %s", snapshot.version, error)
+            return False
+        log.info("serving persisted snapshot %s until the control plane answers", snapshot.version)
+        return True
+
+    async def run(self) -> None:
+        """Stream until cancelled, reconnecting after every failure."""
+        attempt = 0
+        while True:
+            try:
+                received = await self._stream_once()
+                self.last_error = "control plane closed the stream"
+            except grpc.aio.AioRpcError as exc:
+                received = False
+                self.last_error = f"{exc.code().name}: {exc.details()}"
+            except Exception as exc:  # top of a long-running loop: log, remember, retry
+                received = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("discovery stream failed")
+            self.connected = False
+            attempt = 0 if received else attempt + 1
+            delay = self._backoff.delay(attempt)
+            log.warning("discovery stream to %s: %s; retrying in %.1fs",
+                        self._settings.control_plane, self.last_error, delay)
+            await asyncio.sleep(delay)
+
+    async def _stream_once(self) -> bool:
+        """One stream, until it ends; True if at least one snapshot arrived (the connection was healthy)."""
+        s = self._settings
+        received = False
+        metadata = (("authorization", f"Bearer {s.control_plane_token}"),) if s.control_plane_token else ()
+        async with _channel(s) as channel:
+            call = dgrpc.DiscoveryStub(channel).StreamSnapshots(metadata=metadata)
+            try:
+                await call.write(dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version))
+                async for response in call:
+                    self.connected, received, self.last_error = True, True, ""
+                    await call.write(await self._handle(response))
+                return received
+            finally:
+                call.cancel()
+
+    async def _handle(self, response: dpb.DiscoveryResponse) -> dpb.DiscoveryRequest:
+        """Install, persist, and answer with the ACK or NACK for ``response``."""
+        s, snapshot = self._settings, response.snapshot
+        error = (f"snapshot is for region {snapshot.region!r}, this data plane serves {s.region!r}"
+                 if snapshot.region != s.region else self._holder.install(snapshot))
+        if error is not None:
+            log.error("rejected snapshot %s: %s; still serving %r", snapshot.version, error, self._holder.version)
+            return dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version,
+                                        response_nonce=response.nonce, error=error)
+        log.info("installed snapshot %s", snapshot.version)
+        try:
+            await asyncio.to_thread(self._cache.save, snapshot)
+        except OSError as exc:
+            # Serving is unaffected; only a restart without the control plane would miss this version.
+            log.error("could not persist snapshot %s: %s", snapshot.version, exc)
+        return dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=snapshot.version,
+                                    response_nonce=response.nonce)
+
+
+def _channel(s: DataPlaneSettings) -> grpc.aio.Channel:
+    if not (s.tls_ca or s.tls_cert):
+        return grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(s.tls_ca), private_key=_read(s.tls_key), certificate_chain=_read(s.tls_cert)
+    )
+    return grpc.aio.secure_channel(s.control_plane, credentials, options=CHANNEL_OPTIONS)
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
