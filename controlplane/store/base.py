@@ -70,6 +70,17 @@ class Range:
     revision: int = 0  # the store revision the listing was taken at
 
 
+def check_txn(puts: Sequence[tuple[str, bytes]], deletes: Sequence[str]) -> None:
+    """Reject what etcd rejects too: empty keys and a key touched twice in one transaction."""
+    keys = [k for k, _ in puts] + list(deletes)
+    if any(not isinstance(k, str) or not k for k in keys):
+        raise StoreError("keys must be non-empty strings")
+    if any(not isinstance(v, bytes) for _, v in puts):
+        raise StoreError("values must be bytes")
+    if len(set(keys)) != len(keys):
+        raise StoreError("a key may appear only once in the puts and deletes of a transaction")
+
+
 class Store(Protocol):
     """Task-safe; one instance is shared by the whole control plane process."""
 

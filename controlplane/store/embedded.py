@@ -45,6 +45,7 @@ from controlplane.store.base import (
     StoreError,
     StoreUnavailable,
     TxnResult,
+    check_txn,
 )
 
 LOCK_FILE = "LOCK"
@@ -68,17 +69,6 @@ class _State:
     revision: int = 0
     history: list[_Revision] = field(default_factory=list)
     history_start: int = 1  # the oldest revision a watch may start at
-
-
-def check_txn(puts: Sequence[tuple[str, bytes]], deletes: Sequence[str]) -> None:
-    """Reject what etcd rejects too: empty keys and a key touched twice in one transaction."""
-    keys = [k for k, _ in puts] + list(deletes)
-    if any(not isinstance(k, str) or not k for k in keys):
-        raise StoreError("keys must be non-empty strings")
-    if any(not isinstance(v, bytes) for _, v in puts):
-        raise StoreError("values must be bytes")
-    if len(set(keys)) != len(keys):
-        raise StoreError("a key may appear only once in the puts and deletes of a transaction")
 
 
 def _b64(value: bytes) -> str:
