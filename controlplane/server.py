@@ -1,0 +1,173 @@
+"""The control plane as a process: store, publisher, discovery gRPC server and admin HTTP API, wired once.
+
+``ControlPlane.start`` resolves the tokens, opens the store, starts the publisher (a background task it owns),
+then binds the gRPC and HTTP servers; ``stop`` undoes all of it in reverse order, awaiting every task, so
+nothing is left pending. Ports may be 0: ``admin_url`` and ``grpc_target`` then name the bound ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from aiohttp import web
+
+from controlplane.admin_api import create_admin_app
+from controlplane.discovery import GRPC_OPTIONS, DiscoveryServicer, Registry
+from controlplane.publisher import Publisher
+from controlplane.repository import Repository
+from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
+from controlplane.store.base import Store, open_store
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class ControlPlane:
+    """One control plane. Not restartable: after ``stop``, build a new one.
+
+    After ``start``: ``admin_token`` and ``dataplane_token`` are the tokens in effect (configured or read from
+    ``state_dir``), ``admin_url`` is ``http://host:port`` and ``grpc_target`` ``host:port``.
+    """
+
+    def __init__(self, settings: ControlPlaneSettings) -> None:
+        self.settings = settings
+        self.admin_url = ""
+        self.grpc_target = ""
+        self._tokens: Tokens | None = None
+        self._store: Store | None = None
+        self._publisher: Publisher | None = None
+        self._publisher_task: asyncio.Task[None] | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def admin_token(self) -> str:
+        return self._started(self._tokens).admin
+
+    @property
+    def dataplane_token(self) -> str:
+        return self._started(self._tokens).dataplane
+
+    @property
+    def store(self) -> Store:
+        return self._started(self._store)
+
+    @property
+    def publisher(self) -> Publisher:
+        return self._started(self._publisher)
+
+    @staticmethod
+    def _started(value: _T | None) -> _T:
+        if value is None:
+            raise RuntimeError("the control plane is not started")
+        return value
+
+    async def start(self) -> None:
+        s = self.settings
+        self._tokens = tokens = resolve_tokens(s)
+        try:
+            self._store = store = await open_store(s.effective_store_url)
+            self._publisher = publisher = Publisher(store)
+            self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
+            registry = Registry(publisher)
+            await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane))
+            await self._start_admin(create_admin_app(Repository(store), registry, tokens.admin))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("control plane: admin API %s, discovery %s", self.admin_url, self.grpc_target)
+
+    async def _start_grpc(self, servicer: DiscoveryServicer) -> None:
+        s = self.settings
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer.add_to(server)
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        credentials = _server_credentials(s)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+        if port == 0:
+            raise OSError(f"cannot bind the discovery port {address}")
+        self._grpc = server
+        await server.start()
+        self.grpc_target = f"{_url_host(s.grpc_host)}:{port}"
+
+    async def _start_admin(self, app: web.Application) -> None:
+        s = self.settings
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runner = runner
+        await web.TCPSite(runner, s.admin_host, s.admin_port, reuse_address=True).start()
+        host, port = runner.addresses[0][:2]
+        self.admin_url = f"http://{_url_host(host)}:{port}"
+
+    async def stop(self) -> None:
+        """Stop serving, in reverse order of ``start``. Safe to call twice or after a failed start."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._grpc is not None:
+            await self._grpc.stop(grace=0.5)  # open discovery streams are cancelled; data planes reconnect
+            self._grpc = None
+        if self._publisher_task is not None:
+            self._publisher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher_task
+            self._publisher_task = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+
+def _server_credentials(s: ControlPlaneSettings) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mTLS (client certificates required) when a client CA is too."""
+    if not (s.tls_cert and s.tls_key):
+        return None
+    return grpc.ssl_server_credentials(
+        [(Path(s.tls_key).read_bytes(), Path(s.tls_cert).read_bytes())],
+        root_certificates=Path(s.tls_client_ca).read_bytes() if s.tls_client_ca else None,
+        require_client_auth=s.tls_client_ca is not None,
+    )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve_forever(settings: ControlPlaneSettings) -> None:
+    """Run a control plane until SIGINT/SIGTERM (or cancellation), then stop it cleanly."""
+    control_plane = ControlPlane(settings)
+    await control_plane.start()
+    try:
+        await _until_signalled()
+    finally:
+        await control_plane.stop()
+
+
+def run(settings: ControlPlaneSettings) -> None:
+    """Process entry point (``gatectl controlplane serve``)."""
+    asyncio.run(serve_forever(settings))
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or a platform without signals
+            pass
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

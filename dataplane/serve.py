@@ -1,0 +1,104 @@
+"""The data plane as a process: the HTTP server plus the discovery client that keeps its snapshot current.
+
+``DataPlane`` owns both: ``start`` installs the persisted snapshot (if any and valid, so it serves while the
+control plane is away), binds the HTTP server, and starts the discovery client as a background task; ``stop``
+cancels and awaits that task and closes the server. ``run`` is the process entry point and uses uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvloop
+from aiohttp import web
+
+from dataplane.accounting import Gate
+from dataplane.app import create_app
+from dataplane.discovery_client import Backoff, DiscoveryClient
+from dataplane.settings import DataPlaneSettings
+from dataplane.snapshot_cache import SnapshotCache
+from dataplane.state import SnapshotHolder
+
+log = logging.getLogger(__name__)
+
+
+class DataPlane:
+    """One data plane. Not restartable: after ``stop``, build a new one."""
+
+    def __init__(
+        self, settings: DataPlaneSettings, *, gate: Gate | None = None, backoff: Backoff | None = None
+    ) -> None:
+        self.settings = settings
+        self.holder = SnapshotHolder()
+        self.discovery = DiscoveryClient(settings, self.holder, SnapshotCache(settings.state_dir),
+                                         backoff=backoff or Backoff())
+        self._gate = gate
+        self._runner: web.AppRunner | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""  # http://host:port once started (the bound port when settings.port is 0)
+
+    @property
+    def is_ready(self) -> bool:
+        """Ready to serve: a snapshot is installed (from the control plane or from disk)."""
+        return self.holder.runtime is not None
+
+    async def start(self) -> None:
+        self.discovery.load_persisted()
+        runner = web.AppRunner(create_app(self.settings, self.holder, self._gate), access_log=None)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        self.url = f"http://{_url_host(host)}:{port}"
+        self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{self.settings.node_id}")
+        log.info("data plane %s (region %s) serving on %s", self.settings.node_id, self.settings.region, self.url)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve_forever(settings: DataPlaneSettings) -> None:
+    """Run a data plane until SIGINT/SIGTERM (or cancellation), then stop it cleanly."""
+    dataplane = DataPlane(settings)
+    await dataplane.start()
+    try:
+        await _until_signalled()
+    finally:
+        await dataplane.stop()
+
+
+def run(settings: DataPlaneSettings) -> None:
+    """Process entry point (``gatectl dataplane serve``): uvloop, because the request path is I/O bound."""
+    uvloop.run(serve_forever(settings))
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or a platform without signals
+            pass
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
