@@ -1,0 +1,1 @@
+"""gatectl: the command-line client of Tollway's control plane, and the launcher of its servers."""

@@ -1,0 +1,149 @@
+"""A small synchronous client of the control plane's admin API (docs/admin-api.md).
+
+Foreign errors (urllib, sockets, JSON) are translated here, and only here, into ``cli.errors``: an answer the
+server refused (4xx) becomes ``Refused`` (``PolicyRejected`` for 422 with problems), everything that means
+"the control plane is not there or broke" (connection errors, timeouts, 5xx, non-JSON answers) ``Unavailable``.
+The client is stateless apart from its settings, so one instance may be shared by threads.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cli.errors import PolicyRejected, Problem, Refused, Unavailable
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class RawProblem:
+    """A 422 problem as the server reports it; ``source`` is what we sent (``file#N``)."""
+
+    source: str
+    kind: str
+    name: str
+    field: str
+    message: str
+
+
+def problem_from_source(raw: RawProblem) -> Problem:
+    """Map a server problem back to the file and document number encoded in its ``source``."""
+    file, sep, number = raw.source.rpartition("#")
+    if sep and number.isdigit():
+        return Problem(file, int(number), raw.kind, raw.name, raw.field, raw.message)
+    return Problem(raw.source, None, raw.kind, raw.name, raw.field, raw.message)
+
+
+class AdminClient:
+    def __init__(self, base_url: str, token: str | None, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+
+    def get_resources(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        query = {"kind": kind} | ({"name": name} if name else {})
+        return self._call("GET", "/admin/v1/resources", query=query)
+
+    def apply(
+        self, documents: Sequence[Mapping[str, Any]], dry_run: bool, who: str, expected_revision: int | None = None
+    ) -> dict[str, Any]:
+        body = {"documents": list(documents), "dryRun": dry_run, "expectedRevision": expected_revision, "who": who}
+        return self._call("POST", "/admin/v1/apply", body=body)
+
+    def delete(self, kind: str, name: str, who: str) -> dict[str, Any]:
+        path = f"/admin/v1/resources/{urllib.parse.quote(kind)}/{urllib.parse.quote(name)}"
+        return self._call("DELETE", path, query={"who": who})
+
+    def create_key(
+        self, name: str, tenant: str, project: str | None, routes: Sequence[str], expires_at: int | None, who: str
+    ) -> dict[str, Any]:
+        body = {"name": name, "tenant": tenant, "project": project, "routes": list(routes), "expiresAt": expires_at,
+                "who": who}
+        return self._call("POST", "/admin/v1/keys", body=body)
+
+    def history(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/history")
+
+    def rollback(self, to_revision: int, who: str) -> dict[str, Any]:
+        return self._call("POST", "/admin/v1/rollback", body={"toRevision": to_revision, "who": who})
+
+    def dataplanes(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/dataplanes")
+
+    def healthz(self) -> dict[str, Any]:
+        return self._call("GET", "/healthz")
+
+    def _call(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: object = None
+    ) -> dict[str, Any]:
+        url = self.base_url + path + (("?" + urllib.parse.urlencode(query)) if query else "")
+        headers = {"Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                return self._decode(response.status, response.read())
+        except urllib.error.HTTPError as exc:
+            raise self._refusal(exc.code, exc.read()) from None
+        except urllib.error.URLError as exc:
+            raise Unavailable(f"cannot reach the control plane at {self.base_url}: {_reason(exc.reason)}") from None
+        except TimeoutError:
+            raise Unavailable(f"the control plane at {self.base_url} did not answer in {self._timeout:g}s") from None
+        except (ConnectionError, OSError) as exc:
+            raise Unavailable(f"cannot reach the control plane at {self.base_url}: {_reason(exc)}") from None
+
+    def _decode(self, status: int, payload: bytes) -> dict[str, Any]:
+        try:
+            decoded = json.loads(payload) if payload else {}
+        except ValueError:
+            raise Unavailable(f"the control plane answered {status} with something that is not JSON") from None
+        if not isinstance(decoded, dict):
+            raise Unavailable(f"the control plane answered {status} with an unexpected JSON value")
+        return decoded
+
+    def _refusal(self, status: int, payload: bytes) -> Exception:
+        try:
+            decoded = json.loads(payload) if payload else {}
+        except ValueError:
+            decoded = {}
+        error = decoded.get("error") if isinstance(decoded, dict) else None
+        error = error if isinstance(error, dict) else {}
+        code = str(error.get("type") or error.get("code") or "")
+        message = str(error.get("message") or f"HTTP {status}")
+        if status >= 500:
+            return Unavailable(f"the control plane failed ({status}): {message}")
+        # The problems live in the error object; accept them beside it too, the doc allows either reading.
+        raw = error.get("problems", decoded.get("problems") if isinstance(decoded, dict) else None)
+        if status == 422 and isinstance(raw, list):
+            problems = [problem_from_source(_raw_problem(p)) for p in raw if isinstance(p, dict)]
+            return PolicyRejected(message, problems)
+        if status == 401:
+            message = f"{message} (set --admin-token, TOLLWAY_ADMIN_TOKEN or adminToken in the config file)"
+        if status == 409:
+            message = (f"{message}: the policy changed while this command ran (another write won); "
+                       "nothing was changed, run it again")
+        return Refused(status, code, message)
+
+
+def _raw_problem(p: Mapping[str, Any]) -> RawProblem:
+    return RawProblem(
+        source=str(p.get("source") or ""), kind=str(p.get("kind") or ""), name=str(p.get("name") or ""),
+        field=str(p.get("field") or ""), message=str(p.get("message") or ""),
+    )
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason)

@@ -1,0 +1,166 @@
+"""``controlplane serve`` and ``dataplane serve``: thin wrappers that build settings and run the servers.
+
+``run_services`` owns the event loop (uvloop): it starts the services in order, waits for SIGINT/SIGTERM, then
+stops them in reverse order. A service that cannot start (port taken, store unreachable) becomes a
+``StartupFailed`` error, an expected failure with one line on stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from typing import Annotated, Any, Protocol
+
+import typer
+import uvloop
+
+from cli.errors import StartupFailed, exit_on_error
+from controlplane.settings import ControlPlaneSettings
+from dataplane.settings import DataPlaneSettings
+
+log = logging.getLogger("gatectl")
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_main(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main`` on a uvloop event loop; ``StartupFailed`` and friends reach ``exit_on_error``."""
+    with exit_on_error(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+async def start_all(services: Sequence[tuple[str, Service]]) -> list[Service]:
+    """Start in order; if one fails, stop the ones already started and raise ``StartupFailed``."""
+    started: list[Service] = []
+    for name, service in services:
+        try:
+            await service.start()
+        except OSError as exc:  # bind failures: the usual reason a server does not start
+            await stop_all(started)
+            raise StartupFailed(f"cannot start the {name}: {exc.strerror or exc}") from None
+        except Exception as exc:  # foreign errors of a server's start (store, grpc) end here, as one line
+            await stop_all(started)
+            raise StartupFailed(f"cannot start the {name}: {exc}") from exc
+        started.append(service)
+    return started
+
+
+async def stop_all(services: Sequence[Service]) -> None:
+    for service in reversed(services):
+        await service.stop()
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM; both mean "stop cleanly"."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+controlplane_app = typer.Typer(help="Run the control plane.", no_args_is_help=True)
+dataplane_app = typer.Typer(help="Run a data plane.", no_args_is_help=True)
+
+
+@controlplane_app.command("serve")
+def controlplane_serve(
+    store: Annotated[str | None, typer.Option(
+        "--store", help="etcd://HOST:PORT[,HOST:PORT] or embedded:///DIR [default: embedded store in state-dir]",
+        show_default=False)] = None,
+    admin_host: Annotated[str, typer.Option("--admin-host")] = "127.0.0.1",
+    admin_port: Annotated[int, typer.Option("--admin-port", min=0, max=65535)] = 7070,
+    grpc_host: Annotated[str, typer.Option("--grpc-host")] = "127.0.0.1",
+    grpc_port: Annotated[int, typer.Option("--grpc-port", min=0, max=65535)] = 7071,
+    state_dir: Annotated[str, typer.Option("--state-dir", help="Tokens (and the embedded store)")]
+    = ".tollway/controlplane",
+    admin_token: Annotated[str | None, typer.Option(
+        "--admin-token", envvar="TOLLWAY_ADMIN_TOKEN", show_default=False,
+        help="[default: generated once into state-dir]")] = None,
+    dataplane_token: Annotated[str | None, typer.Option(
+        "--dataplane-token", envvar="TOLLWAY_DATAPLANE_TOKEN", show_default=False,
+        help="Token data planes present [default: generated once into state-dir]")] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="gRPC server certificate (PEM)")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="gRPC server key (PEM)")] = None,
+    tls_client_ca: Annotated[str | None, typer.Option("--tls-client-ca", help="Require client certs (mTLS)")]
+    = None,
+) -> None:
+    """Run the control plane: admin HTTP API and the gRPC discovery service."""
+    settings = ControlPlaneSettings(
+        store_url=store, state_dir=state_dir, admin_host=admin_host, admin_port=admin_port, grpc_host=grpc_host,
+        grpc_port=grpc_port, admin_token=admin_token, dataplane_token=dataplane_token, tls_cert=tls_cert,
+        tls_key=tls_key, tls_client_ca=tls_client_ca,
+    )
+    configure_logging()
+
+    async def main() -> None:
+        from controlplane.server import ControlPlane
+
+        cp = ControlPlane(settings)
+        started = await start_all([("control plane", cp)])
+        log.info("control plane ready: admin API %s, gRPC %s, tokens in %s", cp.admin_url, cp.grpc_target,
+                 state_dir)
+        try:
+            await wait_for_signal()
+        finally:
+            await stop_all(started)
+        log.info("control plane stopped")
+
+    run_main(main)
+
+
+@dataplane_app.command("serve")
+def dataplane_serve(
+    control_plane: Annotated[str, typer.Option(
+        "--control-plane", envvar="TOLLWAY_DISCOVERY", help="The control plane's gRPC address, HOST:PORT")],
+    region: Annotated[str, typer.Option("--region", help="The region this data plane serves")],
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8080,
+    state_dir: Annotated[str, typer.Option("--state-dir", help="Last good snapshot, usage spool")]
+    = ".tollway/dataplane",
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="TOLLWAY_DATAPLANE_TOKEN", show_default=False,
+        help="The control plane's data-plane token")] = None,
+    node_id: Annotated[str | None, typer.Option("--node-id", show_default=False,
+                                                help="[default: HOSTNAME-PID]")] = None,
+    tls_ca: Annotated[str | None, typer.Option("--tls-ca", help="CA of the control plane's certificate")] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Client certificate (mTLS)")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="Client key (mTLS)")] = None,
+) -> None:
+    """Run a data plane: the OpenAI-compatible proxy of one region."""
+    settings = DataPlaneSettings(
+        host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
+        state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+    )
+    if node_id:
+        settings = replace(settings, node_id=node_id)
+    configure_logging()
+
+    async def main() -> None:
+        from dataplane.serve import DataPlane
+
+        dp = DataPlane(settings)
+        started = await start_all([("data plane", dp)])
+        log.info("data plane %s (region %s) serving on %s", settings.node_id, region, dp.url)
+        try:
+            await wait_for_signal()
+        finally:
+            await stop_all(started)
+        log.info("data plane stopped")
+
+    run_main(main)

@@ -1,0 +1,183 @@
+"""``gatectl up``: a whole gateway on one machine, in one process, working without internet.
+
+It runs a control plane on the embedded store under ``--state-dir``, applies the example policy (every Provider
+rewritten to the built-in ``mock`` type unless ``--real-providers``), creates a demo key once (kept 0600 in the
+state dir and reused on restart while the store still holds its hash), starts one data plane, waits until that
+data plane runs the policy, and only then prints the lines a user pastes into a shell. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.client import AdminClient
+from cli.commands.serve import configure_logging, run_main, start_all, stop_all, wait_for_signal
+from cli.documents import LoadedDocument, load_documents
+from cli.errors import Refused, StartupFailed, UsageError, exit_on_error
+from controlplane.settings import ControlPlaneSettings
+from dataplane.settings import DataPlaneSettings
+
+DEMO_KEY_NAME = "gatectl-up-demo"
+DEMO_KEY_FILE = "demo-key"
+READY_TIMEOUT_SECONDS = 20.0
+# Fields that only make sense for a real upstream; a mock provider must not carry them.
+REAL_PROVIDER_FIELDS = ("baseUrl", "credential", "apiVersion")
+
+log = logging.getLogger("gatectl")
+
+
+def find_policy_dir() -> Path:
+    """The repository's ``policies/`` next to the installed package, else ``./policies``."""
+    for candidate in (Path(__file__).resolve().parents[2] / "policies", Path.cwd() / "policies"):
+        if candidate.is_dir():
+            return candidate
+    raise UsageError("no policies/ folder found next to the package or in the current folder; pass --policy")
+
+
+def rewrite_to_mock(documents: list[LoadedDocument]) -> list[LoadedDocument]:
+    """Every Provider becomes ``type: mock`` (same name and region), so routes and residency stay as written."""
+    out = []
+    for doc in documents:
+        if doc.kind != "Provider":
+            out.append(doc)
+            continue
+        spec = {k: v for k, v in dict(doc.document.get("spec") or {}).items() if k not in REAL_PROVIDER_FIELDS}
+        spec["type"] = "mock"
+        out.append(replace(doc, document={**doc.document, "spec": spec}))
+    return out
+
+
+def choose_tenant(documents: list[LoadedDocument], region: str) -> str:
+    """A tenant allowed in ``region``, preferring one that may use every route (so the demo key can too)."""
+    tenants = sorted((d for d in documents if d.kind == "Tenant"), key=lambda d: d.name)
+    in_region = [t for t in tenants if region in (t.document.get("spec") or {}).get("regions", [])]
+    unrestricted = [t for t in in_region if not (t.document.get("spec") or {}).get("routes")]
+    for group in (unrestricted, in_region):
+        if group:
+            return group[0].name
+    raise UsageError(f"no Tenant in the policy allows region {region!r}; pass --region or --tenant")
+
+
+def ensure_demo_key(client: AdminClient, state_dir: Path, tenant: str, who: str) -> str:
+    """The demo key's secret: the stored one if the control plane still knows it, else a new one (saved 0600)."""
+    path = state_dir / DEMO_KEY_FILE
+    secret = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    existing = _demo_key_resource(client)
+    if secret and existing is not None:
+        expected = "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
+        if (existing.get("spec") or {}).get("hash") == expected:
+            return secret
+    if existing is not None:
+        client.delete("ApiKey", DEMO_KEY_NAME, who)
+    answer = client.create_key(DEMO_KEY_NAME, tenant, None, [], None, who)
+    secret = str(answer["secret"])
+    state_dir.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{DEMO_KEY_FILE}.tmp")
+    aside.unlink(missing_ok=True)
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret + "\n")
+    os.replace(aside, path)
+    return secret
+
+
+def _demo_key_resource(client: AdminClient) -> dict[str, Any] | None:
+    try:
+        items = client.get_resources("ApiKey", DEMO_KEY_NAME).get("items") or []
+    except Refused as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return items[0] if items and isinstance(items[0], dict) else None
+
+
+async def wait_until_ready(client: AdminClient, node_id: str, within_seconds: float) -> str | None:
+    """Until the data plane ACKs a snapshot; returns None when ready, else what is wrong."""
+    deadline = time.monotonic() + within_seconds
+    problem = "the data plane has not connected to the control plane"
+    while time.monotonic() < deadline:
+        answer = await asyncio.to_thread(client.dataplanes)
+        for item in answer.get("items") or []:
+            if item.get("nodeId") != node_id:
+                continue
+            if item.get("status") == "ACK" and item.get("version"):
+                return None
+            problem = f"data plane status {item.get('status')}: {item.get('error') or 'no snapshot yet'}"
+        await asyncio.sleep(0.1)
+    return problem
+
+
+def up(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The data plane's (OpenAI API) port")]
+    = 8080,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    state_dir: Annotated[str, typer.Option("--state-dir", help="Store, tokens, demo key, data-plane state")]
+    = ".tollway",
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help="Policy folder or file [default: the repository's policies/]", show_default=False)]
+    = None,
+    real_providers: Annotated[bool, typer.Option(
+        "--real-providers", help="Keep the providers as written (needs their credentials and internet)")] = False,
+    region: Annotated[str, typer.Option("--region", help="The data plane's region")] = "eu",
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant of the demo key", show_default=False)]
+    = None,
+    admin_port: Annotated[int, typer.Option("--admin-port", min=0, max=65535)] = 7070,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", min=0, max=65535)] = 7071,
+) -> None:
+    """Run a control plane, one data plane and the example policy in one process (Ctrl-C stops it)."""
+    with exit_on_error():
+        documents = load_documents([policy] if policy else [str(find_policy_dir())])
+        if not real_providers:
+            documents = rewrite_to_mock(documents)
+        demo_tenant = tenant or choose_tenant(documents, region)
+    state = Path(state_dir)
+    cp_settings = ControlPlaneSettings(state_dir=str(state / "controlplane"), admin_port=admin_port,
+                                       grpc_port=grpc_port, admin_host=host, grpc_host=host)
+    configure_logging()
+
+    async def main() -> None:
+        from controlplane.server import ControlPlane
+        from dataplane.serve import DataPlane
+
+        cp = ControlPlane(cp_settings)
+        started = await start_all([("control plane", cp)])
+        try:
+            client = AdminClient(cp.admin_url, cp.admin_token)
+            await asyncio.to_thread(client.apply, [d.to_request() for d in documents], False, "gatectl-up")
+            secret = await asyncio.to_thread(ensure_demo_key, client, state, demo_tenant, "gatectl-up")
+            dp_settings = DataPlaneSettings(
+                host=host, port=port, region=region, control_plane=cp.grpc_target,
+                control_plane_token=cp.dataplane_token, state_dir=str(state / "dataplane"),
+            )
+            dp = DataPlane(dp_settings)
+            started += await start_all([("data plane", dp)])
+            problem = await wait_until_ready(client, dp_settings.node_id, READY_TIMEOUT_SECONDS)
+            if problem is not None:
+                raise StartupFailed(f"the data plane did not become ready: {problem}")
+            mode = "real providers" if real_providers else "mock providers"
+            for line in (
+                f"OPENAI_BASE_URL={dp.url.rstrip('/')}/v1",
+                f"OPENAI_API_KEY={secret}",
+                "export OPENAI_BASE_URL OPENAI_API_KEY",
+                f"export TOLLWAY_CONTROL_PLANE={cp.admin_url} TOLLWAY_ADMIN_TOKEN={cp.admin_token}",
+                f"# Tollway is up: region {region}, {mode}, demo key of tenant {demo_tenant}. Paste the lines "
+                "above into a shell for the OpenAI SDK and gatectl; Ctrl-C stops it.",
+            ):
+                print(line)
+            sys.stdout.flush()
+            await wait_for_signal()
+        finally:
+            await stop_all(started)
+        log.info("stopped")
+
+    run_main(main)

@@ -1,0 +1,40 @@
+"""The ``gatectl`` command: the typer app wiring every command group (``python -m cli.main`` works too).
+
+Exit codes and error messages are documented and produced in ``cli.errors``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli.commands import history, keys, policy, serve, up
+
+EPILOG = ("Exit codes: 0 ok, 1 diff found changes, 2 usage or validation error, 3 the control plane refused the "
+          "request, 4 the control plane is unreachable or failed. "
+          "Control plane: --control-plane > $TOLLWAY_CONTROL_PLANE > config file ($TOLLWAY_CONFIG or "
+          "~/.config/tollway/config.yaml: controlPlane, adminToken) > http://127.0.0.1:7070.")
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="gatectl", help="Tollway's command-line client: policy, keys, history, and running the servers.",
+        epilog=EPILOG, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    )
+    app.command()(policy.apply)
+    app.command()(policy.diff)
+    app.command()(policy.get)
+    app.command()(policy.delete)
+    app.add_typer(keys.keys_app, name="keys")
+    app.command()(history.history)
+    app.command()(history.rollback)
+    app.command()(history.dataplanes)
+    app.add_typer(serve.controlplane_app, name="controlplane")
+    app.add_typer(serve.dataplane_app, name="dataplane")
+    app.command()(up.up)
+    return app
+
+
+app = build_app()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,155 @@
+"""Rendering answers as tables (for people), YAML (re-appliable documents) or JSON (for scripts). Pure functions.
+
+Tables never show secrets; there is none to show, the control plane keeps only key hashes. A key's row shows its
+``hint`` (``tw_...abcd``), which is what identifies a key to a person.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+
+class OutputFormat(enum.StrEnum):
+    table = "table"
+    yaml = "yaml"
+    json = "json"
+
+
+Row = list[str]
+Columns = tuple[Sequence[str], Callable[[Mapping[str, Any]], Row]]
+
+
+def table(headers: Sequence[str], rows: Sequence[Row]) -> str:
+    """kubectl-style: upper-case headers, columns padded to their widest cell, three spaces apart."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [list(headers), *rows]]
+    return "\n".join(lines)
+
+
+def to_yaml_documents(items: Sequence[Mapping[str, Any]]) -> str:
+    return "---\n".join(yaml.safe_dump(dict(i), sort_keys=False, default_flow_style=False) for i in items)
+
+
+def to_json(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=False)
+
+
+def _spec(r: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = r.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def _name(r: Mapping[str, Any]) -> str:
+    meta = r.get("metadata")
+    return str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+
+
+def _join(values: object, empty: str = "-") -> str:
+    if isinstance(values, list) and values:
+        return ",".join(str(v.get("name", v)) if isinstance(v, Mapping) else str(v) for v in values)
+    return empty
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
+def format_time(value: object) -> str:
+    """Unix seconds (int/float) → ISO-8601 UTC; strings are shown as the server wrote them."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _or_dash(value)
+
+
+def format_age(value: object, now: float | None = None) -> str:
+    """How long ago: ``42s``, ``5m``, ``3h``, ``2d`` from unix seconds or an ISO-8601 string."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value:
+        try:
+            seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return value
+    if seconds is None or seconds <= 0:
+        return "-"
+    age = max(0, int((time.time() if now is None else now) - seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if age >= size:
+            return f"{age // size}{unit}"
+    return f"{age}s"
+
+
+def _expires(value: object) -> str:
+    return "never" if not value else format_time(value)
+
+
+def _price(pricing: object, field: str) -> str:
+    return _or_dash(pricing.get(field)) if isinstance(pricing, Mapping) else "-"
+
+
+RESOURCE_COLUMNS: dict[str, Columns] = {
+    "Tenant": (
+        ("NAME", "DISPLAY NAME", "REGIONS", "PROJECTS", "ROUTES"),
+        lambda r: [_name(r), _or_dash(_spec(r).get("displayName")), _join(_spec(r).get("regions")),
+                   _join(_spec(r).get("projects")), _join(_spec(r).get("routes"), "(all)")],
+    ),
+    "ApiKey": (
+        ("NAME", "TENANT", "PROJECT", "HINT", "ROUTES", "EXPIRES"),
+        lambda r: [_name(r), _or_dash(_spec(r).get("tenant")), _or_dash(_spec(r).get("project")),
+                   _or_dash(_spec(r).get("hint")), _join(_spec(r).get("routes"), "(tenant's)"),
+                   _expires(_spec(r).get("expiresAt"))],
+    ),
+    "Provider": (
+        ("NAME", "TYPE", "REGION", "BASE URL", "CREDENTIAL ENV"),
+        lambda r: [_name(r), _or_dash(_spec(r).get("type")), _or_dash(_spec(r).get("region")),
+                   _or_dash(_spec(r).get("baseUrl")),
+                   _or_dash((_spec(r).get("credential") or {}).get("env"))],
+    ),
+    "Model": (
+        ("NAME", "PROVIDER", "UPSTREAM MODEL", "CONTEXT", "INPUT $/M", "OUTPUT $/M", "CAPABILITIES"),
+        lambda r: [_name(r), _or_dash(_spec(r).get("provider")), _or_dash(_spec(r).get("upstreamModel")),
+                   _or_dash(_spec(r).get("contextWindow")), _price(_spec(r).get("pricing"), "inputPerMillion"),
+                   _price(_spec(r).get("pricing"), "outputPerMillion"), _join(_spec(r).get("capabilities"))],
+    ),
+    "Route": (
+        ("NAME", "STRATEGY", "MODELS", "ATTEMPTS"),
+        lambda r: [_name(r), _or_dash(_spec(r).get("strategy")), _join(_spec(r).get("models")),
+                   _or_dash((_spec(r).get("failover") or {}).get("attempts"))],
+    ),
+}
+
+
+def resources_table(kind: str, items: Sequence[Mapping[str, Any]]) -> str:
+    headers, row = RESOURCE_COLUMNS[kind]
+    return table(headers, [row(i) for i in items])
+
+
+def history_table(items: Sequence[Mapping[str, Any]]) -> str:
+    def changes(entry: Mapping[str, Any]) -> str:
+        parts = [f"{c.get('op', '?')} {c.get('kind', '?')}/{c.get('name', '?')}"
+                 for c in entry.get("changes") or [] if isinstance(c, Mapping)]
+        text = ", ".join(parts) or "-"
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    rows = [[_or_dash(e.get("revision")), format_time(e.get("time")), _or_dash(e.get("who")), changes(e)]
+            for e in items]
+    return table(("REVISION", "TIME", "WHO", "CHANGES"), rows)
+
+
+def dataplanes_table(items: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
+    def status(d: Mapping[str, Any]) -> str:
+        s = _or_dash(d.get("status"))
+        return f"{s}: {d['error']}" if d.get("error") else s
+
+    rows = [[_or_dash(d.get("nodeId")), _or_dash(d.get("region")), _or_dash(d.get("version")), status(d),
+             format_age(d.get("lastSeen"), now), "yes" if d.get("connected") else "no"] for d in items]
+    return table(("NODE", "REGION", "VERSION", "STATUS", "LAST SEEN", "CONNECTED"), rows)
