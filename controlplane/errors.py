@@ -1,0 +1,66 @@
+"""Errors of the control plane's policy operations (apply, delete, keys, rollback), raised by the repository.
+
+Hierarchy::
+
+    ControlPlaneError
+    ├── InvalidPolicy      the documents (or the policy they would produce) are invalid; ``problems`` says why
+    ├── Conflict           the policy changed since the caller read it, or the name is taken; nothing written
+    ├── NotFound           no such resource, or no such generation in the history
+    └── InvalidRequest     the request itself is malformed (unknown kind, bad body)
+
+Store errors (``controlplane.store.base.StoreError`` and its subclasses) pass through unchanged: they are a
+separate tree, and the admin API maps them to 503. Exactly one place, ``controlplane.admin_api``, turns these
+into HTTP answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a policy was rejected: which document (``source``), which resource, which field, and why."""
+
+    source: str
+    kind: str
+    name: str
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "kind": self.kind, "name": self.name, "field": self.field,
+                "message": self.message}
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.kind}/{self.name}: {self.field}: {self.message}"
+
+
+class ControlPlaneError(Exception):
+    """Base of every control-plane policy error."""
+
+
+class InvalidPolicy(ControlPlaneError):
+    """Validation, duplicate, reference or compile problems; every one found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        first = str(self.problems[0]) if self.problems else "invalid policy"
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(f"{first}{more}")
+
+
+class Conflict(ControlPlaneError):
+    """A stale ``expectedRevision``, a concurrent writer that won the compare, or a name already in use."""
+
+
+class NotFound(ControlPlaneError):
+    """The resource or history generation does not exist."""
+
+
+class InvalidRequest(ControlPlaneError):
+    """A malformed request: unknown kind, wrong field types in the request body."""
