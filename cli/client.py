@@ -76,6 +76,9 @@ class AdminClient:
     def dataplanes(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/dataplanes")
 
+    def snapshots(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/snapshots")
+
     def healthz(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
 

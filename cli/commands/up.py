@@ -101,18 +101,23 @@ def _demo_key_resource(client: AdminClient) -> dict[str, Any] | None:
     return items[0] if items and isinstance(items[0], dict) else None
 
 
-async def wait_until_ready(client: AdminClient, node_id: str, within_seconds: float) -> str | None:
-    """Until the data plane ACKs a snapshot; returns None when ready, else what is wrong."""
+async def wait_until_ready(client: AdminClient, node_id: str, region: str, within_seconds: float) -> str | None:
+    """Until the data plane ACKs the region's current snapshot (not merely the one it kept on disk from an
+    earlier run); returns None when ready, else what is wrong."""
     deadline = time.monotonic() + within_seconds
     problem = "the data plane has not connected to the control plane"
     while time.monotonic() < deadline:
+        snapshots = await asyncio.to_thread(client.snapshots)
+        current = {s.get("region"): s.get("version") for s in snapshots.get("items") or []}.get(region)
         answer = await asyncio.to_thread(client.dataplanes)
         for item in answer.get("items") or []:
             if item.get("nodeId") != node_id:
                 continue
-            if item.get("status") == "ACK" and item.get("version"):
+            if item.get("status") == "ACK" and current and item.get("version") == current:
                 return None
-            problem = f"data plane status {item.get('status')}: {item.get('error') or 'no snapshot yet'}"
+            problem = f"data plane status {item.get('status')}: {item.get('error') or 'no current snapshot yet'}"
+        if current is None:
+            problem = f"the control plane has no snapshot for region {region!r}"
         await asyncio.sleep(0.1)
     return problem
 
@@ -161,7 +166,7 @@ def up(
             )
             dp = DataPlane(dp_settings)
             started += await start_all([("data plane", dp)])
-            problem = await wait_until_ready(client, dp_settings.node_id, READY_TIMEOUT_SECONDS)
+            problem = await wait_until_ready(client, dp_settings.node_id, region, READY_TIMEOUT_SECONDS)
             if problem is not None:
                 raise StartupFailed(f"the data plane did not become ready: {problem}")
             mode = "real providers" if real_providers else "mock providers"
