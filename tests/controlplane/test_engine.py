@@ -13,7 +13,7 @@ from tests.core.policy_docs import api_key, model, provider, route, tenant
 
 
 def state_of(*docs: dict[str, Any], generation: int = 1) -> PolicyState:
-    resources = {}
+    resources: dict[engine.ResourceId, Stored] = {}
     for d in docs:
         s = Stored.of(parse_resource(d))
         resources[(s.resource.kind, s.resource.name)] = s
