@@ -85,8 +85,9 @@ async def test_apply_get_and_dry_run(client: Client) -> None:
     assert (await call(client, "GET", "/admin/v1/resources?kind=Route", 200))["items"] == []
     applied = await call(client, "POST", "/admin/v1/apply", 200, json=body(*BASE))
     assert (applied["revision"], applied["applied"]) == (1, True)
-    assert [(c["op"], c["kind"], c["name"], c["source"]) for c in applied["changes"]][0] == (
-        "create", "Provider", "p", "policies/a.yaml#0")
+    assert [(c["op"], c["kind"], c["name"], c["source"]) for c in applied["changes"]] == [
+        ("create", "Provider", "p", "policies/a.yaml#0"), ("create", "Model", "m", "policies/a.yaml#1"),
+        ("create", "Route", "r", "policies/a.yaml#2"), ("create", "Tenant", "t", "policies/a.yaml#3")]
     assert applied["changes"][2]["diff"].startswith("--- /dev/null\n+++ b/Route/r\n")
     got = await call(client, "GET", "/admin/v1/resources?kind=routes&name=r", 200)
     assert got["revision"] == 1 and got["items"][0]["spec"]["strategy"] == "cheapest"
