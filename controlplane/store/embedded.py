@@ -394,8 +394,3 @@ class EmbeddedStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreUnavailable("the embedded store is closed")
-
-    @property
-    def revision(self) -> int:
-        """The current revision (for diagnostics; use ``list`` for a consistent read)."""
-        return self._revision

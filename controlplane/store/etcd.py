@@ -2,12 +2,14 @@
 
 ``aetcd.Client`` owns the gRPC channel; requests are built from ``aetcd.rpc`` messages and sent on its stubs
 directly, because the contract needs what aetcd's helpers drop: the response header's revision of a
-transaction, and a watch that yields whole responses and reports compaction as a value.
+transaction, and a watch stream whose responses carry compaction and cancellation as values. Each response is
+split into one batch per revision (etcd may pack several revisions into one response while catching up).
 
 Every aetcd/grpc exception is translated in ``_translated`` (the one boundary)::
 
     StoreError            etcd refused the request (invalid argument, future revision, ...)
-    ├── StoreUnavailable  etcd cannot be reached, timed out, or the connection was lost or closed
+    ├── StoreUnavailable  etcd cannot be reached or timed out, the connection was lost, the store was closed,
+    │                     or etcd cancelled a watch (a lost watch: relist and watch again)
     └── Compacted         a watch started below etcd's compaction revision
 
 A transaction that fails with ``StoreUnavailable`` may or may not have been applied (the reply was lost); its
@@ -217,8 +219,8 @@ class EtcdStore:
                         raise StoreUnavailable("etcd watch: the server ended the stream")
                     if resp.compact_revision:
                         raise Compacted(int(resp.compact_revision))
-                    if resp.canceled:
-                        raise StoreError(f"etcd watch: cancelled by the server: {resp.cancel_reason}")
+                    if resp.canceled:  # e.g. the member lost its leader: the watch is lost, not refused
+                        raise StoreUnavailable(f"etcd watch: cancelled by the server: {resp.cancel_reason}")
                     for batch in _batches(resp.events):
                         yield batch
         finally:
