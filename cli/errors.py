@@ -54,13 +54,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = self.file or "<request>"
-        if self.document is not None:
-            where += f": document {self.document}"
-            if self.kind or self.name:
-                where += f" ({self.kind or '?'}/{self.name or '?'})"
-        elif self.kind or self.name:
-            where += f": {self.kind or '?'}/{self.name or '?'}"
+        obj = f"{self.kind or '?'}/{self.name or '?'}" if self.kind or self.name else ""
+        if self.file and self.document is not None:
+            where = f"{self.file}: document {self.document}" + (f" ({obj})" if obj else "")
+        else:
+            where = ": ".join(part for part in (self.file, obj) if part) or "policy"
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
@@ -101,7 +99,10 @@ class PolicyRejected(Refused):
         self.problems = tuple(problems)
 
     def lines(self) -> list[str]:
-        return [f"error: {p}" for p in self.problems] + [f"error: {self}; nothing was changed"]
+        if not self.problems:
+            return [f"error: {self}; nothing was changed"]
+        summary = f"the control plane refused the policy ({len(self.problems)} problem(s)); nothing was changed"
+        return [f"error: {p}" for p in self.problems] + [f"error: {summary}"]
 
 
 class Unavailable(CliError):

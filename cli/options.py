@@ -6,6 +6,7 @@ flags work wherever the user puts them; ``cli.config`` decides what wins over th
 
 from __future__ import annotations
 
+import getpass
 import os
 from typing import Annotated
 
@@ -36,4 +37,9 @@ def connect(control_plane: str | None, admin_token: str | None) -> AdminClient:
 
 
 def who(as_: str | None) -> str:
-    return as_ or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+    if as_:
+        return as_
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers): history still needs a name
+        return "unknown"

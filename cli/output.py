@@ -34,8 +34,17 @@ def table(headers: Sequence[str], rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+ENVELOPE_ORDER = ("apiVersion", "kind", "metadata", "spec")
+
+
 def to_yaml_documents(items: Sequence[Mapping[str, Any]]) -> str:
-    return "---\n".join(yaml.safe_dump(dict(i), sort_keys=False, default_flow_style=False) for i in items)
+    """Multi-document YAML in the order people write it (envelope first), so ``get -o yaml`` output re-applies."""
+
+    def ordered(item: Mapping[str, Any]) -> dict[str, Any]:
+        head = {k: item[k] for k in ENVELOPE_ORDER if k in item}
+        return head | {k: v for k, v in item.items() if k not in head}
+
+    return "---\n".join(yaml.safe_dump(ordered(i), sort_keys=False, default_flow_style=False) for i in items)
 
 
 def to_json(value: object) -> str:

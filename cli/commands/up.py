@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,23 +103,27 @@ def _demo_key_resource(client: AdminClient) -> dict[str, Any] | None:
     return items[0] if items and isinstance(items[0], dict) else None
 
 
-async def wait_until_ready(client: AdminClient, node_id: str, region: str, within_seconds: float) -> str | None:
-    """Until the data plane ACKs the region's current snapshot (not merely the one it kept on disk from an
-    earlier run); returns None when ready, else what is wrong."""
+def probe_models(base_url: str, secret: str) -> str | None:
+    """One ``GET /v1/models`` with the demo key, as a client would: None when it answers 200, else why not."""
+    request = urllib.request.Request(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {secret}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return None if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return str(exc)
+
+
+async def wait_until_ready(base_url: str, secret: str, within_seconds: float) -> str | None:
+    """Until the data plane accepts the demo key, which proves it runs a snapshot holding the applied policy
+    and the key (not merely one kept on disk from an earlier run); returns None when ready, else why not."""
     deadline = time.monotonic() + within_seconds
-    problem = "the data plane has not connected to the control plane"
+    problem: str | None = "not tried"
     while time.monotonic() < deadline:
-        snapshots = await asyncio.to_thread(client.snapshots)
-        current = {s.get("region"): s.get("version") for s in snapshots.get("items") or []}.get(region)
-        answer = await asyncio.to_thread(client.dataplanes)
-        for item in answer.get("items") or []:
-            if item.get("nodeId") != node_id:
-                continue
-            if item.get("status") == "ACK" and current and item.get("version") == current:
-                return None
-            problem = f"data plane status {item.get('status')}: {item.get('error') or 'no current snapshot yet'}"
-        if current is None:
-            problem = f"the control plane has no snapshot for region {region!r}"
+        problem = await asyncio.to_thread(probe_models, base_url, secret)
+        if problem is None:
+            return None
         await asyncio.sleep(0.1)
     return problem
 
@@ -166,7 +172,7 @@ def up(
             )
             dp = DataPlane(dp_settings)
             started += await start_all([("data plane", dp)])
-            problem = await wait_until_ready(client, dp_settings.node_id, region, READY_TIMEOUT_SECONDS)
+            problem = await wait_until_ready(dp.url.rstrip("/"), secret, READY_TIMEOUT_SECONDS)
             if problem is not None:
                 raise StartupFailed(f"the data plane did not become ready: {problem}")
             mode = "real providers" if real_providers else "mock providers"
