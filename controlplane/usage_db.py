@@ -1,0 +1,251 @@
+"""Usage events in DuckDB: idempotent batch storage and spend reports. The schema is in docs/usage-schema.md.
+
+A batch is stored in one transaction together with its row in ``batches`` (primary key node_id, epoch,
+sequence); a batch whose key is already there is a no-op. So a data plane may resend anything it has not seen
+acknowledged, and nothing is ever counted twice.
+
+DuckDB calls block, and a connection must not be used by two threads at once: every call runs in one
+dedicated worker thread, so callers on the event loop just ``await``. Prompts and responses never reach this
+module: a ``UsageRecord`` has no field for them.
+
+Errors::
+
+    UsageDBError       the database failed (disk full, corrupt file, closed); duckdb errors are translated here
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import duckdb
+
+from tollway.pb import usage_pb2 as upb
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    node_id      VARCHAR   NOT NULL,
+    epoch        VARCHAR   NOT NULL,
+    sequence     UBIGINT   NOT NULL,
+    records      INTEGER   NOT NULL,
+    received_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (node_id, epoch, sequence)
+);
+CREATE TABLE IF NOT EXISTS usage_events (
+    node_id              VARCHAR   NOT NULL,
+    epoch                VARCHAR   NOT NULL,
+    sequence             UBIGINT   NOT NULL,
+    ordinal              INTEGER   NOT NULL,
+    request_id           VARCHAR   NOT NULL,
+    ts                   TIMESTAMP NOT NULL,
+    tenant               VARCHAR   NOT NULL,
+    project              VARCHAR   NOT NULL,
+    "user"               VARCHAR   NOT NULL,
+    key_id               VARCHAR   NOT NULL,
+    route                VARCHAR   NOT NULL,
+    deployment           VARCHAR   NOT NULL,
+    provider             VARCHAR   NOT NULL,
+    region               VARCHAR   NOT NULL,
+    snapshot_version     VARCHAR   NOT NULL,
+    input_tokens         BIGINT    NOT NULL,
+    cached_input_tokens  BIGINT    NOT NULL,
+    output_tokens        BIGINT    NOT NULL,
+    cost_micros          BIGINT    NOT NULL,
+    latency_ms           INTEGER   NOT NULL,
+    ttfb_ms              INTEGER   NOT NULL,
+    upstream_ms          INTEGER   NOT NULL,
+    status               INTEGER   NOT NULL,
+    error_type           VARCHAR   NOT NULL,
+    attempts             INTEGER   NOT NULL,
+    tags                 VARCHAR[] NOT NULL,
+    stream               BOOLEAN   NOT NULL
+);
+"""
+
+# Column name, SQL list type for the columnar insert, and how to read it from (batch, ordinal, record).
+_COLUMNS: list[tuple[str, str, Callable[[upb.UsageBatch, int, upb.UsageRecord], Any]]] = [
+    ("node_id", "VARCHAR", lambda b, i, r: r.node_id or b.node_id),
+    ("epoch", "VARCHAR", lambda b, i, r: b.epoch),
+    ("sequence", "UBIGINT", lambda b, i, r: b.sequence),
+    ("ordinal", "INTEGER", lambda b, i, r: i),
+    ("request_id", "VARCHAR", lambda b, i, r: r.request_id),
+    ("ts", "BIGINT", lambda b, i, r: r.timestamp_ms),  # converted by epoch_ms() in the INSERT
+    ("tenant", "VARCHAR", lambda b, i, r: r.tenant),
+    ("project", "VARCHAR", lambda b, i, r: r.project),
+    ('"user"', "VARCHAR", lambda b, i, r: r.user),
+    ("key_id", "VARCHAR", lambda b, i, r: r.key_id),
+    ("route", "VARCHAR", lambda b, i, r: r.route),
+    ("deployment", "VARCHAR", lambda b, i, r: r.deployment),
+    ("provider", "VARCHAR", lambda b, i, r: r.provider),
+    ("region", "VARCHAR", lambda b, i, r: r.region),
+    ("snapshot_version", "VARCHAR", lambda b, i, r: r.snapshot_version),
+    ("input_tokens", "BIGINT", lambda b, i, r: r.input_tokens),
+    ("cached_input_tokens", "BIGINT", lambda b, i, r: r.cached_input_tokens),
+    ("output_tokens", "BIGINT", lambda b, i, r: r.output_tokens),
+    ("cost_micros", "BIGINT", lambda b, i, r: r.cost_micros),
+    ("latency_ms", "INTEGER", lambda b, i, r: r.latency_ms),
+    ("ttfb_ms", "INTEGER", lambda b, i, r: r.ttfb_ms),
+    ("upstream_ms", "INTEGER", lambda b, i, r: r.upstream_ms),
+    ("status", "INTEGER", lambda b, i, r: r.status),
+    ("error_type", "VARCHAR", lambda b, i, r: r.error_type),
+    ("attempts", "INTEGER", lambda b, i, r: r.attempts),
+    ("tags", "VARCHAR[]", lambda b, i, r: list(r.tags)),
+    ("stream", "BOOLEAN", lambda b, i, r: r.stream),
+]
+
+
+def _insert_sql() -> str:
+    names = ", ".join(name for name, _, _ in _COLUMNS)
+    values = ", ".join(
+        f"epoch_ms(unnest(${n}::BIGINT[]))" if name == "ts" else f"unnest(${n}::{sql}[])"
+        for n, (name, sql, _) in enumerate(_COLUMNS, start=1)
+    )
+    return f"INSERT INTO usage_events ({names}) SELECT {values}"
+
+
+INSERT_EVENTS = _insert_sql()
+
+Dimension = Literal["tenant", "project", "user", "key", "route", "deployment", "provider", "region", "tag"]
+
+# Dimension -> SQL expression; the only strings ever pasted into report SQL (values always go as parameters).
+_DIMENSIONS: dict[str, str] = {
+    "tenant": "tenant", "project": "project", "user": '"user"', "key": "key_id", "route": "route",
+    "deployment": "deployment", "provider": "provider", "region": "region", "tag": "tag",
+}
+
+
+class UsageDBError(Exception):
+    """The usage database failed; the batch was not stored (the data plane will resend it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One group of a spend report: the grouped values (in ``by`` order) and the sums over its requests."""
+
+    key: tuple[str, ...]
+    requests: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+class UsageDB:
+    """An open usage database. Create with ``await UsageDB.open(path)``; ``await close()`` when done.
+
+    Task-safe: calls from any number of tasks are serialized on the database's worker thread.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor, connection: duckdb.DuckDBPyConnection) -> None:
+        self._executor = executor
+        self._db = connection
+
+    @classmethod
+    async def open(cls, path: str | None) -> UsageDB:
+        """Open (or create) the DuckDB file at ``path``; None keeps everything in memory."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usage-db")
+
+        def connect() -> duckdb.DuckDBPyConnection:
+            connection = duckdb.connect(path if path is not None else ":memory:")
+            connection.execute(SCHEMA)
+            return connection
+
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        except duckdb.Error as e:
+            executor.shutdown(wait=False)
+            raise UsageDBError(f"cannot open the usage database: {e}") from e
+        return cls(executor, connection)
+
+    async def close(self) -> None:
+        await self._run(self._db.close)
+        await asyncio.to_thread(self._executor.shutdown, True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        except duckdb.Error as e:
+            raise UsageDBError(str(e)) from e
+
+    async def store_batch(self, batch: upb.UsageBatch) -> bool:
+        """Store the batch's events and mark it stored, atomically. False if it was already stored."""
+        return await self._run(self._store, batch)
+
+    def _store(self, batch: upb.UsageBatch) -> bool:
+        db = self._db
+        db.execute("BEGIN TRANSACTION")
+        try:
+            seen = db.execute("SELECT 1 FROM batches WHERE node_id = ? AND epoch = ? AND sequence = ?",
+                              [batch.node_id, batch.epoch, batch.sequence]).fetchone()
+            if seen is not None:
+                db.execute("ROLLBACK")
+                return False
+            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, epoch_ms(?))",
+                       [batch.node_id, batch.epoch, batch.sequence, len(batch.records), int(time.time() * 1000)])
+            if batch.records:
+                columns = [[get(batch, i, r) for i, r in enumerate(batch.records)] for _, _, get in _COLUMNS]
+                db.execute(INSERT_EVENTS, columns)
+            db.execute("COMMIT")
+            return True
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def spend(
+        self,
+        by: Sequence[Dimension],
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        where: Mapping[Dimension, str] | None = None,
+    ) -> list[SpendRow]:
+        """Sums per group over requests in [since_ms, until_ms) (unix ms, either end open), biggest cost first.
+
+        Grouping by ``tag`` counts a request once under each of its tags (and not at all if it has none).
+        """
+        if not by or any(d not in _DIMENSIONS for d in [*by, *(where or {})]):
+            raise ValueError(f"dimensions must be among {sorted(_DIMENSIONS)}")
+        keys = [_DIMENSIONS[d] for d in by]
+        conditions: list[str] = ["TRUE"]
+        params: list[int | str] = []
+        if since_ms is not None:
+            conditions.append("ts >= epoch_ms(?)")
+            params.append(since_ms)
+        if until_ms is not None:
+            conditions.append("ts < epoch_ms(?)")
+            params.append(until_ms)
+        for dimension, value in (where or {}).items():
+            conditions.append(f"{_DIMENSIONS[dimension]} = ?")
+            params.append(value)
+        source = "(SELECT *, unnest(tags) AS tag FROM usage_events)" if "tag" in [*by, *(where or {})] \
+            else "usage_events"
+        group = ", ".join(keys)
+        sql = (f"SELECT {group}, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), "
+               f"sum(cost_micros) FROM {source} WHERE {' AND '.join(conditions)} "
+               f"GROUP BY {group} ORDER BY sum(cost_micros) DESC, {group}")
+        rows = await self._run(lambda: self._db.execute(sql, params).fetchall())
+        n = len(keys)
+        return [SpendRow(tuple(str(v) for v in row[:n]), *(int(v) for v in row[n:])) for row in rows]
+
+    async def count_batches(self, node_id: str | None = None) -> int:
+        """How many batches are stored (of one data plane, or of all)."""
+        sql, params = "SELECT count(*) FROM batches", []
+        if node_id is not None:
+            sql, params = sql + " WHERE node_id = ?", [node_id]
+        row = await self._run(lambda: self._db.execute(sql, params).fetchone())
+        return int(row[0]) if row else 0
+
+    async def request_ids(self, since_ms: int | None = None) -> list[str]:
+        """The request ids of the stored events (duplicates included), oldest first: for audits and tests."""
+        sql, params = "SELECT request_id FROM usage_events", []
+        if since_ms is not None:
+            sql, params = sql + " WHERE ts >= epoch_ms(?)", [since_ms]
+        rows = await self._run(lambda: self._db.execute(sql + " ORDER BY ts, request_id", params).fetchall())
+        return [str(r[0]) for r in rows]
