@@ -90,7 +90,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return failed
     if isinstance(result.reply, Complete):
         return _complete(rid, runtime.version, plan, result, result.reply, headers, started, gate)
-    resp, streamed = await stream_through(request, result.reply, headers, plan.request.include_usage, started)
+    resp, streamed = await stream_through(request, result, headers, plan.request.include_usage, started)
     gate.settle(outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200, streamed.usage,
                         started, streamed.first_byte_s, streamed.aborted))
     return resp

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -31,6 +31,7 @@ class Answered:
     reply: Complete | Stream
     deployment: Deployment
     attempts: int
+    first_event: bytes | None = None  # streams: the first event, read before answering so failover stays possible
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +64,35 @@ async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Fai
             failure = UpstreamFailure("unsupported", f"provider type {deployment.provider.type!r} is not supported "
                                                      "by this data plane")
             continue
+        budget = min(failover.attempt_timeout_s, remaining)
         try:
-            reply = await adapter.send(deployment, plan.request, min(failover.attempt_timeout_s, remaining))
+            async with asyncio.timeout(budget):
+                reply = await adapter.send(deployment, plan.request, budget)
+                first = await _first_event(reply) if isinstance(reply, Stream) else None
+        except TimeoutError:
+            failure = UpstreamFailure("timeout", f"provider {deployment.provider.name!r} timed out")
+            if not may_fail_over(failure, plan.route):
+                break
+            continue
         except UpstreamFailure as exc:
             failure = exc
             if not may_fail_over(exc, plan.route):
                 break
             continue
-        return Answered(reply, deployment, attempts)
+        return Answered(reply, deployment, attempts, first)
     return Failed(failure, last, attempts)
+
+
+async def _first_event(reply: Stream) -> bytes | None:
+    # An upstream that accepted the request but dies before its first event has sent the client nothing yet:
+    # reading that event inside the attempt keeps failover (and the attempt timeout) applicable to it.
+    try:
+        return await anext(reply.events)
+    except StopAsyncIteration:
+        return None
+    except BaseException:
+        await reply.events.aclose()
+        raise
 
 
 def failure_response(failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
@@ -104,13 +125,22 @@ class StreamResult:
     aborted: bool = False
 
 
-async def stream_through(request: web.Request, reply: Stream, headers: dict[str, str], include_usage: bool,
+async def _events(first: bytes | None, reply: Stream) -> AsyncGenerator[bytes, None]:
+    if first is not None:
+        yield first
+        async for payload in reply.events:
+            yield payload
+
+
+async def stream_through(request: web.Request, answered: Answered, headers: dict[str, str], include_usage: bool,
                          started: float) -> tuple[web.StreamResponse, StreamResult]:
     """Relay upstream SSE events chunk by chunk, re-framed as ``data: ...\\n\\n``, ending with ``[DONE]``.
 
     Usage is read from the upstream's usage chunk; that chunk (empty ``choices``) is dropped when the client
     did not ask for it, since the gateway forced ``include_usage`` on upstream.
     """
+    reply = answered.reply
+    assert isinstance(reply, Stream)
     result = StreamResult()
     resp = web.StreamResponse(status=200, headers=headers)
     resp.content_type = "text/event-stream"
@@ -118,7 +148,7 @@ async def stream_through(request: web.Request, reply: Stream, headers: dict[str,
     await resp.prepare(request)
     try:
         try:
-            async for payload in reply.events:
+            async for payload in _events(answered.first_event, reply):
                 if b'"usage"' in payload:
                     try:
                         chunk = orjson.loads(payload)

@@ -68,8 +68,11 @@ def _translate(exc: BaseException, provider: Provider) -> UpstreamFailure:
     kind: FailureKind
     if isinstance(exc, TimeoutError):
         kind, what = "timeout", "timed out"
-    elif isinstance(exc, aiohttp.ClientPayloadError | ValueError):
+    elif isinstance(exc, ValueError):
         kind, what = "protocol", "sent a malformed answer"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        # A connection lost mid-body: for failover purposes, the same as one that never answered.
+        kind, what = "connect", "closed the connection mid-answer"
     else:
         kind, what = "connect", f"could not be reached ({type(exc).__name__})"
     return UpstreamFailure(kind, f"provider {provider.name!r} {what}")

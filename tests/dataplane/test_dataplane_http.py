@@ -180,6 +180,14 @@ async def test_upstream_rejecting_credential_never_leaks_it(world: World, monkey
     assert CREDENTIAL not in info.value.response.text
 
 
+async def test_stream_dying_before_first_event_fails_over(world: World) -> None:
+    world.eu.die_after_chunks = 0
+    stream = await world.client().chat.completions.create(model="backup", messages=HELLO, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == world.eu2.reply
+    assert len(world.eu.requests) == 1 and len(world.eu2.requests) == 1
+
+
 async def test_stream_dies_midway_ends_with_error_event(world: World) -> None:
     world.eu.die_after_chunks = 3
     stream = await world.client().chat.completions.create(model="backup", messages=HELLO, stream=True)
