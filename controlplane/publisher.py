@@ -61,6 +61,7 @@ class Publisher:
         self.changed = asyncio.Condition()
         self.revision = 0  # store revision the published snapshots reflect (0: nothing published yet)
         self.last_error = ""
+        self.listings = 0  # every listing after the first follows a compaction, a lost watch or an error
 
     @property
     def is_ready(self) -> bool:
@@ -93,6 +94,7 @@ class Publisher:
         while True:
             try:
                 listing = await self._store.list(RESOURCES)
+                self.listings += 1
                 # Decoding 100k resources takes seconds: off the loop, like compiling.
                 resources = await asyncio.to_thread(_decode_all, listing.items)
                 self._resources, self._watched = resources, listing.revision

@@ -35,8 +35,11 @@ class ControlPlane:
     ``state_dir``), ``admin_url`` is ``http://host:port`` and ``grpc_target`` ``host:port``.
     """
 
-    def __init__(self, settings: ControlPlaneSettings) -> None:
+    def __init__(self, settings: ControlPlaneSettings, *, store: Store | None = None) -> None:
+        """``store``: an opened store to use instead of opening ``settings.effective_store_url``; the caller
+        keeps owning it (``stop`` leaves it open). Tests use this to run on a store they configure."""
         self.settings = settings
+        self._given_store = store
         self.admin_url = ""
         self.grpc_target = ""
         self._tokens: Tokens | None = None
@@ -72,7 +75,7 @@ class ControlPlane:
         s = self.settings
         self._tokens = tokens = resolve_tokens(s)
         try:
-            self._store = store = await open_store(s.effective_store_url)
+            self._store = store = self._given_store or await open_store(s.effective_store_url)
             self._publisher = publisher = Publisher(store)
             self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             registry = Registry(publisher)
@@ -122,7 +125,8 @@ class ControlPlane:
                 await self._publisher_task
             self._publisher_task = None
         if self._store is not None:
-            await self._store.close()
+            if self._store is not self._given_store:
+                await self._store.close()
             self._store = None
 
 

@@ -1,0 +1,142 @@
+"""The discovery stream end to end: store → publisher → gRPC → data plane, and what the registry reports."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from controlplane.discovery import GRPC_OPTIONS
+from controlplane.server import ControlPlane
+from controlplane.store.base import Store
+from tests.core.policy_docs import api_key, model, route
+from tests.discovery.conftest import (
+    DP_TOKEN,
+    DataPlaneFactory,
+    admin_dataplanes,
+    admin_snapshots,
+    dataplane_record,
+    delete,
+    eventually,
+    put,
+    readyz,
+)
+from tollway.pb import discovery_pb2 as dpb
+from tollway.pb import discovery_pb2_grpc as dgrpc
+
+
+async def test_data_plane_receives_its_region_snapshot_and_acks(
+    control_plane: ControlPlane, data_plane_factory: DataPlaneFactory
+) -> None:
+    dp = await data_plane_factory(control_plane.grpc_target)
+    expected = control_plane.publisher.snapshot("eu").version
+
+    await eventually(lambda: dp.holder.version == expected, what="snapshot installed")
+
+    assert await readyz(dp) == (200, {"status": "ready", "version": expected})
+    record = await dataplane_record(control_plane, lambda r: r["status"] == "ACK")
+    assert record["nodeId"] == "dp-1" and record["region"] == "eu" and record["version"] == expected
+    assert record["error"] == "" and record["connected"] is True
+
+
+async def test_store_change_reaches_the_data_plane_within_a_second(
+    store: Store, control_plane: ControlPlane, data_plane_factory: DataPlaneFactory
+) -> None:
+    dp = await data_plane_factory(control_plane.grpc_target)
+    await eventually(lambda: dp.is_ready, what="first snapshot")
+    before = dp.holder.version
+
+    await put(store, api_key("acme-web", "acme", digest="cd" * 32))
+    took = await eventually(lambda: dp.holder.version != before, within=1.0, what="new snapshot on the data plane")
+
+    runtime = dp.holder.runtime
+    assert runtime is not None and bytes.fromhex("cd" * 32) in runtime.keys, f"took {took:.3f}s"
+
+
+async def test_nack_keeps_the_old_snapshot_and_the_registry_shows_the_error(
+    store: Store, control_plane: ControlPlane, data_plane_factory: DataPlaneFactory
+) -> None:
+    dp = await data_plane_factory(control_plane.grpc_target)
+    await eventually(lambda: dp.is_ready, what="first snapshot")
+    good = dp.holder.version
+
+    # Two keys with one hash: the compiler lets it through, the data plane's validation refuses it.
+    await put(store, api_key("one", "acme", digest="ee" * 32), api_key("two", "acme", digest="ee" * 32))
+    rejected = await _next_version(control_plane, good)
+
+    record = await dataplane_record(control_plane, lambda r: r["status"] == "NACK")
+    assert record["version"] == good and "same hash" in str(record["error"])
+    assert dp.holder.version == good and await readyz(dp) == (200, {"status": "ready", "version": good})
+    assert control_plane.publisher.snapshot("eu").version == rejected
+
+    await delete(store, "ApiKey", "two")  # fixed: the next version is accepted
+    await eventually(lambda: dp.holder.version not in (good, rejected), what="fixed snapshot installed")
+    record = await dataplane_record(control_plane, lambda r: r["status"] == "ACK")
+    assert record["error"] == "" and record["version"] == dp.holder.version
+
+
+async def _next_version(cp: ControlPlane, old: str) -> str:
+    await eventually(lambda: cp.publisher.snapshot("eu").version != old, what="publish")
+    return cp.publisher.snapshot("eu").version
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+async def test_wrong_or_missing_token_gets_nothing(
+    control_plane: ControlPlane, data_plane_factory: DataPlaneFactory, token: str | None
+) -> None:
+    dp = await data_plane_factory(control_plane.grpc_target, control_plane_token=token)
+
+    await eventually(lambda: "UNAUTHENTICATED" in dp.discovery.last_error, what="UNAUTHENTICATED")
+    assert not dp.is_ready and (await readyz(dp))[0] == 503
+    assert await admin_dataplanes(control_plane) == []
+
+
+async def test_wrong_token_stream_ends_before_any_snapshot(control_plane: ControlPlane) -> None:
+    async with grpc.aio.insecure_channel(control_plane.grpc_target, options=GRPC_OPTIONS) as channel:
+        call = dgrpc.DiscoveryStub(channel).StreamSnapshots(metadata=(("authorization", f"Bearer {DP_TOKEN}x"),))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:  # the server may end the call before the write lands
+            await call.write(dpb.DiscoveryRequest(node_id="intruder", region="eu"))
+            await call.read()
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_region_without_policy_gets_an_empty_valid_snapshot(
+    control_plane: ControlPlane, data_plane_factory: DataPlaneFactory
+) -> None:
+    dp = await data_plane_factory(control_plane.grpc_target, region="ap-south")
+
+    await eventually(lambda: dp.is_ready, what="empty snapshot installed")
+
+    runtime = dp.holder.runtime
+    assert runtime is not None and runtime.region == "ap-south" and not runtime.keys and not runtime.tenants
+    snapshots = {s["region"]: s for s in await admin_snapshots(control_plane)}
+    assert snapshots["ap-south"]["version"] == runtime.version and snapshots["ap-south"]["keys"] == 0
+
+
+async def test_coalesces_a_burst_and_serves_the_last_state(
+    store: Store, control_plane: ControlPlane, data_plane_factory: DataPlaneFactory
+) -> None:
+    dp = await data_plane_factory(control_plane.grpc_target)
+    await eventually(lambda: dp.is_ready, what="first snapshot")
+
+    for i in range(20):
+        await put(store, model(f"m{i}", "mock-eu"), route(f"r{i}", f"m{i}"))
+
+    await eventually(lambda: dp.holder.runtime is not None and len(dp.holder.runtime.routes) == 21,
+                     what="all 20 new routes served")
+    await eventually(lambda: control_plane.publisher.snapshot("eu").version == dp.holder.version)
+
+
+async def test_disconnected_data_plane_is_reported(
+    control_plane: ControlPlane, data_plane_factory: DataPlaneFactory
+) -> None:
+    dp = await data_plane_factory(control_plane.grpc_target, node_id="dp-gone")
+    await dataplane_record(control_plane, lambda r: r["status"] == "ACK")
+    started = time.time()
+
+    await dp.stop()
+
+    record = await dataplane_record(control_plane, lambda r: r["connected"] is False)
+    assert record["nodeId"] == "dp-gone" and record["status"] == "ACK"
+    assert str(record["lastSeen"]) >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started - 1))
