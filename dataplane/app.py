@@ -20,6 +20,8 @@ from aiohttp import web
 
 from dataplane.accounting import Gate, OpenGate, cost_micros
 from dataplane.adapters import Adapter, Complete
+from dataplane.adapters.anthropic import AnthropicAdapter
+from dataplane.adapters.azure import AzureAdapter
 from dataplane.adapters.mock import MockAdapter
 from dataplane.adapters.openai import OpenAIAdapter
 from dataplane.errors import NO_SNAPSHOT, ApiError
@@ -141,7 +143,8 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
         adapters: dict[str, Adapter] = {
-            "openai": OpenAIAdapter(session), "azure": OpenAIAdapter(session), "mock": MockAdapter(),
+            "openai": OpenAIAdapter(session), "azure": AzureAdapter(session), "anthropic": AnthropicAdapter(session),
+            "mock": MockAdapter(),
         }
         app[ADAPTERS] = adapters
         yield

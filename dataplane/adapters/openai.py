@@ -1,4 +1,4 @@
-"""Adapter for OpenAI-compatible upstreams (OpenAI, Azure OpenAI, vLLM, …), over one shared ClientSession.
+"""Adapter for OpenAI-compatible upstreams (OpenAI, vLLM, …), over one shared ClientSession.
 
 The request body is the client's, with ``model`` replaced by the deployment's upstream model and, when
 streaming, ``stream_options.include_usage`` forced on so the gateway always learns the token counts. aiohttp
@@ -35,16 +35,9 @@ def upstream_body(deployment: Deployment, request: ChatRequest) -> bytes:
 def _target(deployment: Deployment) -> tuple[str, dict[str, str]]:
     p: Provider = deployment.provider
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if p.type == "azure":
-        url = f"{p.base_url}/openai/deployments/{deployment.upstream_model}/chat/completions"
-        url += f"?api-version={p.api_version}"
-        if p.credential:
-            headers["api-key"] = p.credential
-    else:
-        url = f"{p.base_url}/chat/completions"
-        if p.credential:
-            headers["Authorization"] = f"Bearer {p.credential}"
-    return url, headers
+    if p.credential:
+        headers["Authorization"] = f"Bearer {p.credential}"
+    return f"{p.base_url}/chat/completions", headers
 
 
 def _scrub(body: bytes, provider: Provider) -> bytes:
