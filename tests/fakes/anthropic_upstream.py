@@ -68,6 +68,9 @@ def check(body: Any) -> str | None:
                     f"{', '.join(sorted(pending - results))}")
         if results - pending:
             return f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks"
+        if not blocks and not (role == "assistant" and i == len(messages) - 1):
+            return (f"messages.{i}: all messages must have non-empty content except for the optional final "
+                    "assistant message")
         if any(b.get("type") == "text" and not b.get("text") for b in blocks):
             return f"messages.{i}: text content blocks must be non-empty"
         if any(b.get("type") not in ("text", "image", "tool_use", "tool_result") for b in blocks):
