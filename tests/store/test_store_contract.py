@@ -166,6 +166,8 @@ async def mirror(store: Store, prefix: str, listing: Range, done_key: str) -> tu
     relists = 0
     while True:
         state = {kv.key: kv.value for kv in listing.items}
+        if done_key in state:  # the relist already saw the end
+            return state, relists
         try:
             async for batch in store.watch(prefix, listing.revision + 1):
                 for event in batch:
