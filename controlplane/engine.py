@@ -32,7 +32,7 @@ Op = Literal["create", "update", "delete", "unchanged"]
 class Stored:
     """One resource as the store holds it: the parsed model and its canonical JSON (``dump_resource``).
 
-    ``sources`` are documents already known to validate to exactly this resource (validation is deterministic),
+    ``source`` is a document already known to validate to exactly this resource (validation is deterministic),
     so applying the same file again skips pydantic. Python dict equality treats ``1 == 1.0 == True``; pydantic's
     lax mode maps those to the same canonical value, so a match never hides a change.
     """
@@ -40,18 +40,18 @@ class Stored:
     resource: AnyResource
     canonical: dict[str, Any]
     value: bytes  # the bytes the store holds (orjson of ``canonical``); equal bytes mean an equal resource
-    sources: tuple[dict[str, Any], ...] = ()
+    source: dict[str, Any] | None = None
 
     def matches(self, document: object) -> bool:
-        return document == self.canonical or any(document == s for s in self.sources)
+        return document == self.source or document == self.canonical
 
     def learned(self, document: dict[str, Any]) -> Stored:
-        return Stored(self.resource, self.canonical, self.value, (document,))
+        return Stored(self.resource, self.canonical, self.value, document)
 
     @classmethod
     def of(cls, resource: AnyResource, source: dict[str, Any] | None = None) -> Stored:
         canonical = dump_resource(resource)
-        return cls(resource, canonical, orjson.dumps(canonical), (source,) if source is not None else ())
+        return cls(resource, canonical, orjson.dumps(canonical), source)
 
     @classmethod
     def decode(cls, value: bytes) -> Stored:
@@ -118,6 +118,7 @@ class Plan:
     base: PolicyState
     changes: tuple[Change, ...] = ()
     problems: tuple[Problem, ...] = ()
+    policy: PolicySet | None = None  # the policy after the changes, when it was checked
 
     @property
     def writes(self) -> tuple[Change, ...]:
@@ -253,7 +254,10 @@ def merged(state: PolicyState, changes: Iterable[Change]) -> dict[ResourceId, St
 
 def after_commit(plan: Plan, generation: int, lock_revision: int) -> PolicyState:
     """The state once ``plan`` is written as ``generation`` (the generation key now has ``lock_revision``)."""
-    return PolicyState(generation, lock_revision, merged(plan.base, plan.changes))
+    state = PolicyState(generation, lock_revision, merged(plan.base, plan.changes))
+    if plan.policy is not None:  # already built while checking: seed the cached property, saving a rebuild
+        state.__dict__["policy"] = plan.policy
+    return state
 
 
 def _checked(state: PolicyState, changes: list[Change]) -> Plan:
@@ -270,7 +274,7 @@ def _checked(state: PolicyState, changes: list[Change]) -> Plan:
             compile_policy(policy)
         except Exception as e:  # the compiler is a foreign boundary: report it, do not crash the API
             problems.append(Problem("", "", "", "", f"policy does not compile: {e}"))
-    return Plan(state, plan.changes, tuple(problems))
+    return Plan(state, plan.changes, tuple(problems), policy)
 
 
 def _policy_after(state: PolicyState, writes: Iterable[Change]) -> PolicySet:
