@@ -169,7 +169,8 @@ def main() -> None:
                 "added_p50_ms": round(one_gw["p50_ms"] - one_direct["p50_ms"], 3),
                 "added_p99_ms": round(one_gw["p99_ms"] - one_direct["p99_ms"], 3),
                 "direct_rps": sat_direct["rps"], "gateway_rps": sat_gw["rps"],
-                "gateway_p50_ms_at_saturation": sat_gw.get("p50_ms"), "gateway_p99_ms_at_saturation": sat_gw.get("p99_ms"),
+                "gateway_p50_ms_at_saturation": sat_gw.get("p50_ms"),
+                "gateway_p99_ms_at_saturation": sat_gw.get("p99_ms"),
                 "errors": one_gw["errors"] + sat_gw["errors"],
             }
         results["dataplane_peak_rss_mb"] = round(peak_rss_mb(dp.pid), 1)
