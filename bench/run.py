@@ -135,7 +135,8 @@ def main() -> None:
         def spawn(cpu: str, argv: list[str], name: str) -> subprocess.Popen[bytes]:
             log = (work / f"{name}.log").open("wb")
             proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=ROOT, env=env, stdout=log, stderr=log)
-            stack.callback(lambda: (proc.terminate(), proc.wait(10)))
+            stack.callback(proc.wait, 10)
+            stack.callback(proc.terminate)
             return proc
 
         spawn("1", [sys.executable, "-m", "bench.fast_upstream", "--port", str(up_port)], "upstream")
