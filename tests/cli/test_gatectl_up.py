@@ -1,0 +1,61 @@
+"""``gatectl up`` end to end: the whole gateway in one process, used with the official openai SDK, then Ctrl-C."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import openai
+
+from tests.cli.gatectl_process import Running, base_env, gatectl, start_gatectl
+
+FIRST_LINES = r"OPENAI_BASE_URL=(\S+)\nOPENAI_API_KEY=(\S+)\n"
+
+
+def start_up(tmp_path: Path, name: str, env: dict[str, str]) -> Running:
+    return start_gatectl(tmp_path, name, "up", "--port", "0", "--admin-port", "0", "--grpc-port", "0",
+                         "--state-dir", str(tmp_path / "state"), env=env)
+
+
+def test_up_serves_the_openai_sdk_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    up = start_up(tmp_path, "up", env)
+    try:
+        found = up.wait_for(FIRST_LINES, stream="stdout")
+        assert up.stdout.read_text().startswith("OPENAI_BASE_URL=")  # the very first lines
+        base_url, api_key = found.group(1), found.group(2)
+        client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+
+        assert {"chat-fast", "chat-smart"} <= {m.id for m in client.models.list()}
+        reply = client.chat.completions.create(model="chat-fast", messages=[{"role": "user", "content": "hello"}])
+        assert reply.choices[0].message.content
+        assert reply.usage is not None and reply.usage.completion_tokens > 0
+        stream = client.chat.completions.create(
+            model="chat-fast", messages=[{"role": "user", "content": "hello"}], stream=True)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text
+
+        export = up.wait_for(r"export TOLLWAY_CONTROL_PLANE=(\S+) TOLLWAY_ADMIN_TOKEN=(\S+)\n", stream="stdout")
+        admin = env | {"TOLLWAY_CONTROL_PLANE": export.group(1), "TOLLWAY_ADMIN_TOKEN": export.group(2)}
+        planes = gatectl("dataplanes", env=admin)
+        assert planes.returncode == 0, planes.stderr
+        row = planes.stdout.splitlines()[1].split()
+        assert (row[1], row[3], row[-1]) == ("eu", "ACK", "yes")
+        keys = gatectl("get", "keys", env=admin)
+        assert api_key not in keys.stdout and f"tw_...{api_key[-4:]}" in keys.stdout
+        providers = gatectl("get", "providers", env=admin)
+        assert {line.split()[1] for line in providers.stdout.splitlines()[1:]} == {"mock"}
+    finally:
+        code = up.interrupt()
+    assert code == 0, up.stderr.read_text()
+    assert "Traceback" not in up.stderr.read_text()
+
+    key_file = tmp_path / "state" / "demo-key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() == api_key
+
+    again = start_up(tmp_path, "up-again", env)
+    try:
+        assert again.wait_for(FIRST_LINES, stream="stdout").group(2) == api_key  # reused on restart
+    finally:
+        assert again.interrupt() == 0
