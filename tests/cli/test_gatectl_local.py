@@ -6,8 +6,11 @@ socket stands in for the control plane and must see no connection at all.
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -188,3 +191,48 @@ def test_dataplanes_table() -> None:
              "lastSeen": 1000.0, "connected": True}]
     text = dataplanes_table(rows, now=1042.0)
     assert "NACK: bad route" in text and "42s" in text and "yes" in text
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """A real HTTP server on loopback that answers every request with the status its path names."""
+
+    def _answer(self) -> None:
+        status = int(self.path.strip("/").split("/")[0])
+        body = b"<html>oops</html>" if status == 502 else json.dumps(
+            {"error": {"type": "conflict", "message": "the policy changed (generation 7)"}}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def answers() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (409, ExitCode.REFUSED, "error: the policy changed (generation 7): the policy changed while this command ran"),
+        (500, ExitCode.UNAVAILABLE, "error: the control plane failed (500): the policy changed (generation 7)"),
+        (502, ExitCode.UNAVAILABLE, "error: the control plane failed (502): HTTP 502"),
+    ],
+)
+def test_server_answers_become_exit_codes(tmp_path: Path, answers: str, status: int, code: int, message: str) -> None:
+    (tmp_path / "t.yaml").write_text(TENANT)
+    exit_code, out, err = run("apply", "-f", str(tmp_path), "--control-plane", f"{answers}/{status}")
+    assert exit_code == code
+    assert out == ""
+    assert err.splitlines()[0].startswith(message)
