@@ -45,8 +45,9 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 class UsageShipper:
     """Owned by the data plane's process wiring: ``start()`` inside the running loop, ``await stop()`` at exit.
 
-    The spool stays the caller's: the shipper neither opens nor closes it. ``connected``, ``last_error`` and
-    ``backlog`` are for status and metrics; only the shipper's task writes the first two.
+    The spool stays the caller's: the shipper neither opens nor closes it. ``connected`` (the control plane
+    acknowledged on the current stream), ``last_error`` and ``backlog`` are for status and metrics; only the
+    shipper's task writes the first two.
     """
 
     def __init__(
@@ -176,8 +177,11 @@ class UsageShipper:
         receiver = asyncio.create_task(self._receive(call, session), name="usage-receive")
         try:
             done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # raises the failure that ended the session
+            if receiver not in done and isinstance(sender.exception(), asyncio.InvalidStateError):
+                await receiver  # writing to a finished call: the receiver raises how it finished
+            for task in (receiver, sender):
+                if task in done:
+                    task.result()  # raises the failure that ended the session
             return session.progressed
         finally:
             for task in (sender, receiver):
@@ -197,7 +201,6 @@ class UsageShipper:
                 continue
             await call.write(batch)
             session.sent = batch.sequence
-            self.connected = True
 
     async def _receive(self, call: Any, session: _Session) -> None:
         ack: upb.UsageAck

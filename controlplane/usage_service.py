@@ -1,0 +1,63 @@
+"""The usage stream's server end: store each batch a data plane reports, then acknowledge it.
+
+``Report`` is a bidirectional stream. For every ``UsageBatch`` received, in order, the batch is stored in
+DuckDB (a batch stored before is a no-op) and only then is a ``UsageAck`` for its sequence sent: an ack means
+"durably stored", and the data plane deletes what is acknowledged. Acks are cumulative because a data plane
+sends its batches in sequence order from its ack watermark.
+
+Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, compared in constant time;
+otherwise the call ends UNAUTHENTICATED before anything is read. This module is the one place where usage
+outcomes become gRPC statuses: a malformed batch is INVALID_ARGUMENT, a database failure UNAVAILABLE (the data
+plane retries from its spool).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from controlplane.usage_db import UsageDB, UsageDBError
+from tollway.pb import usage_pb2 as upb
+from tollway.pb import usage_pb2_grpc as ugrpc
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[upb.UsageBatch, upb.UsageAck]
+
+
+class UsageServicer:
+    """Serves ``Usage.Report``; one coroutine per connected data plane. Registers with ``add_to(server)``."""
+
+    def __init__(self, db: UsageDB, token: str) -> None:
+        self._db = db
+        self._expected = f"Bearer {token}".encode()
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        ugrpc.add_UsageServicer_to_server(self, server)
+
+    def _is_authorized(self, context: Context) -> bool:
+        given = dict(context.invocation_metadata() or ()).get("authorization", "")
+        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
+        return hmac.compare_digest(given_bytes, self._expected)
+
+    async def Report(  # the name the generated code registers
+        self, request_iterator: AsyncIterator[upb.UsageBatch], context: Context
+    ) -> AsyncIterator[upb.UsageAck]:
+        if not self._is_authorized(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong data-plane token")
+        async for batch in request_iterator:
+            if not batch.node_id or not batch.epoch or batch.sequence == 0:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "a batch must carry node_id, epoch and a sequence above zero")
+            try:
+                stored = await self._db.store_batch(batch)
+            except UsageDBError as e:
+                log.error("cannot store usage batch %s/%s/%d: %s", batch.node_id, batch.epoch, batch.sequence, e)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "usage storage is unavailable; retry later")
+            if not stored:
+                log.info("usage batch %s/%s/%d was stored before; acknowledging again",
+                         batch.node_id, batch.epoch, batch.sequence)
+            yield upb.UsageAck(node_id=batch.node_id, epoch=batch.epoch, sequence=batch.sequence)
