@@ -124,8 +124,12 @@ class DiscoveryClient:
     async def _handle(self, response: dpb.DiscoveryResponse) -> dpb.DiscoveryRequest:
         """Install, persist, and answer with the ACK or NACK for ``response``."""
         s, snapshot = self._settings, response.snapshot
-        error = (f"snapshot is for region {snapshot.region!r}, this data plane serves {s.region!r}"
-                 if snapshot.region != s.region else self._holder.install(snapshot))
+        if snapshot.region != s.region:
+            error: str | None = f"snapshot is for region {snapshot.region!r}, this data plane serves {s.region!r}"
+        else:
+            # Building the runtime of a large snapshot takes seconds of CPU: in a worker thread the event loop
+            # keeps serving requests meanwhile. The swap itself is one reference assignment, atomic for readers.
+            error = await asyncio.to_thread(self._holder.install, snapshot)
         if error is not None:
             log.error("rejected snapshot %s: %s; still serving %r", snapshot.version, error, self._holder.version)
             return dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version,
