@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 FRAME = struct.Struct("<HII")  # magic, payload length, crc32(payload)
 MAGIC = 0x5457  # "TW": a zero-filled tail (what a crash can leave) never parses as a record
 MAX_RECORD_BYTES = 1 << 20
+MAX_BATCH_BYTES = 2 * MAX_RECORD_BYTES  # keeps a batch far below gRPC's 4 MiB message limit; one record always fits
 ENTRY = struct.Struct("<QQQII")  # sequence, start, end, count, crc32 of the preceding 28 bytes
 ENTRY_BODY = struct.Struct("<QQQI")
 STATE_FILE = "spool.json"
@@ -290,7 +291,7 @@ class UsageSpool:
         seg_path = self._dir / f"{number:012d}.seg"
         with open(seg_path, "rb") as f:
             f.seek(start)
-            payloads, end = read_frames(f, limit, max_records)
+            payloads, end = read_frames(f, min(limit, start + MAX_BATCH_BYTES), max_records)
             if not payloads:  # only disk corruption gets here: give up the rest of the segment
                 log.error("usage spool segment %d is corrupt after byte %d; dropping the rest", number, start)
                 with self._lock:

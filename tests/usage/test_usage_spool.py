@@ -140,3 +140,12 @@ def test_appends_after_close_are_counted_as_lost(tmp_path: Path) -> None:
     spool.close()
     spool.append(upb.UsageRecord(request_id="late"))
     assert spool.lost == 1
+
+
+def test_batches_stay_well_below_the_grpc_message_limit(tmp_path: Path) -> None:
+    with UsageSpool.open(tmp_path, "dp") as spool:
+        for i in range(5):
+            spool.append(upb.UsageRecord(request_id=f"big-{i}", tags=["t" * 900_000]))
+        sizes = [b.ByteSize() for b in spool.pending_batches(max_records=500)]
+        assert sum(len(b.records) for b in spool.pending_batches(500)) == 5
+        assert len(sizes) >= 3 and max(sizes) < 4 * 1024 * 1024
