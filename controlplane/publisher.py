@@ -145,6 +145,7 @@ class Publisher:
             requested = frozenset(self._requested)
             snapshots = await asyncio.to_thread(_compile, policy, requested)
             if snapshots is None:
+                self.last_error = f"policy at store revision {revision} is inconsistent; previous snapshots kept"
                 return
             self._policy = policy
             for region in self._requested - requested:  # asked for while the worker ran: compile against the new policy
