@@ -4,7 +4,7 @@ Handlers parse the request, call the repository, and serialize; this module is t
 errors become HTTP answers (``{"error": {"message", "type", "param", "code"}}``):
 
     InvalidPolicy 422 invalid_policy (+ "problems") · Conflict 409 conflict · NotFound 404 not_found ·
-    InvalidRequest 400 invalid_request_error · StoreError 503 store_unavailable ·
+    InvalidRequest 400 invalid_request_error · StoreUnavailable 503 store_unavailable · StoreError 500 store_error ·
     no/wrong token 401 authentication_error · an inference key 403 permission_error
 
 The admin token is compared in constant time and never logged or echoed.
@@ -23,7 +23,7 @@ from aiohttp import web
 from controlplane.engine import Document
 from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound
 from controlplane.repository import Repository
-from controlplane.store.base import StoreError
+from controlplane.store.base import StoreError, StoreUnavailable
 from tollway.keyformat import PREFIX as KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(400, "invalid_request_error", str(e))
     except ControlPlaneError as e:
         return error_response(500, "internal_error", str(e))
-    except StoreError as e:
-        log.warning("store error during %s %s: %s", request.method, request.path, e)
+    except StoreUnavailable as e:
+        log.warning("store unavailable during %s %s: %s", request.method, request.path, e)
         return error_response(503, "store_unavailable", f"the policy store is unavailable: {e}")
+    except StoreError as e:  # e.g. etcd refusing a transaction over --max-txn-ops / --max-request-bytes
+        log.warning("store error during %s %s: %s", request.method, request.path, e)
+        return error_response(500, "store_error", f"the policy store refused the request: {e}")
     except web.HTTPException as e:
         if e.status >= 400:
             return error_response(e.status, "invalid_request_error" if e.status < 500 else "internal_error",
