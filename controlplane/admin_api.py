@@ -24,6 +24,8 @@ from controlplane.engine import Document
 from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound
 from controlplane.repository import Repository
 from controlplane.store.base import StoreError, StoreUnavailable
+from controlplane.usage_api import add_usage_routes
+from controlplane.usage_db import UsageDB
 from tollway.keyformat import PREFIX as KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ TOKEN = web.AppKey("admin_token", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_admin_app(repository: Repository, status: StatusSource, admin_token: str) -> web.Application:
+def create_admin_app(repository: Repository, status: StatusSource, admin_token: str,
+                     usage_db: UsageDB | None = None) -> web.Application:
     if not admin_token:
         raise ValueError("the admin token must not be empty")
     app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY_BYTES)
@@ -63,6 +66,8 @@ def create_admin_app(repository: Repository, status: StatusSource, admin_token: 
     app.router.add_post("/admin/v1/rollback", _rollback)
     app.router.add_get("/admin/v1/dataplanes", _dataplanes)
     app.router.add_get("/admin/v1/snapshots", _snapshots)
+    if usage_db is not None:
+        add_usage_routes(app, usage_db)
     return app
 
 

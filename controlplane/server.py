@@ -23,6 +23,8 @@ from controlplane.publisher import Publisher
 from controlplane.repository import Repository
 from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
 from controlplane.store.base import Store, open_store
+from controlplane.usage_db import UsageDB
+from controlplane.usage_service import UsageServicer
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -48,6 +50,11 @@ class ControlPlane:
         self._publisher_task: asyncio.Task[None] | None = None
         self._grpc: grpc.aio.Server | None = None
         self._runner: web.AppRunner | None = None
+        self._usage_db: UsageDB | None = None
+
+    @property
+    def usage_db(self) -> UsageDB:
+        return self._started(self._usage_db)
 
     @property
     def admin_token(self) -> str:
@@ -79,17 +86,20 @@ class ControlPlane:
             self._publisher = publisher = Publisher(store)
             self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             registry = Registry(publisher)
-            await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane))
-            await self._start_admin(create_admin_app(Repository(store), registry, tokens.admin))
+            self._usage_db = usage_db = await UsageDB.open(str(_usage_path(s)))
+            await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane),
+                                   UsageServicer(usage_db, tokens.dataplane))
+            await self._start_admin(create_admin_app(Repository(store), registry, tokens.admin, usage_db))
         except BaseException:
             await self.stop()
             raise
         log.info("control plane: admin API %s, discovery %s", self.admin_url, self.grpc_target)
 
-    async def _start_grpc(self, servicer: DiscoveryServicer) -> None:
+    async def _start_grpc(self, discovery: DiscoveryServicer, usage: UsageServicer) -> None:
         s = self.settings
         server = grpc.aio.server(options=GRPC_OPTIONS)
-        servicer.add_to(server)
+        discovery.add_to(server)
+        usage.add_to(server)
         address = f"{s.grpc_host}:{s.grpc_port}"
         credentials = _server_credentials(s)
         if credentials is None:
@@ -119,6 +129,9 @@ class ControlPlane:
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)  # open discovery streams are cancelled; data planes reconnect
             self._grpc = None
+        if self._usage_db is not None:
+            await self._usage_db.close()
+            self._usage_db = None
         if self._publisher_task is not None:
             self._publisher_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -128,6 +141,12 @@ class ControlPlane:
             if self._store is not self._given_store:
                 await self._store.close()
             self._store = None
+
+
+def _usage_path(s: ControlPlaneSettings) -> Path:
+    path = Path(s.state_dir) / "usage.duckdb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _server_credentials(s: ControlPlaneSettings) -> grpc.ServerCredentials | None:

@@ -144,12 +144,19 @@ class DiscoveryClient:
                                     response_nonce=response.nonce)
 
 
-def _channel(s: DataPlaneSettings) -> grpc.aio.Channel:
+def channel_credentials(s: DataPlaneSettings) -> grpc.ChannelCredentials | None:
+    """TLS (and mTLS with a client certificate) to the control plane when configured; None for plain text."""
     if not (s.tls_ca or s.tls_cert):
-        return grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
-    credentials = grpc.ssl_channel_credentials(
+        return None
+    return grpc.ssl_channel_credentials(
         root_certificates=_read(s.tls_ca), private_key=_read(s.tls_key), certificate_chain=_read(s.tls_cert)
     )
+
+
+def _channel(s: DataPlaneSettings) -> grpc.aio.Channel:
+    credentials = channel_credentials(s)
+    if credentials is None:
+        return grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
     return grpc.aio.secure_channel(s.control_plane, credentials, options=CHANNEL_OPTIONS)
 
 

@@ -11,16 +11,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
-from dataplane.accounting import Gate
+from dataplane.accounting import Gate, OpenGate
 from dataplane.app import create_app
-from dataplane.discovery_client import Backoff, DiscoveryClient
+from dataplane.discovery_client import Backoff, DiscoveryClient, channel_credentials
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot_cache import SnapshotCache
 from dataplane.state import SnapshotHolder
+from dataplane.usage_record import RecordingGate
+from dataplane.usage_shipper import UsageShipper
+from dataplane.usage_spool import UsageSpool
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ class DataPlane:
         self._gate = gate
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
+        self.spool: UsageSpool | None = None
+        self.shipper: UsageShipper | None = None
         self.url = ""  # http://host:port once started (the bound port when settings.port is 0)
 
     @property
@@ -46,8 +52,15 @@ class DataPlane:
         return self.holder.runtime is not None
 
     async def start(self) -> None:
+        s = self.settings
         self.discovery.load_persisted()
-        runner = web.AppRunner(create_app(self.settings, self.holder, self._gate), access_log=None)
+        # Usage records reach the local spool before they are shipped: a crash loses none that completed.
+        self.spool = spool = UsageSpool.open(Path(s.state_dir) / "usage", s.node_id)
+        self.shipper = UsageShipper(spool, s.control_plane, s.control_plane_token or "",
+                                    credentials=channel_credentials(s))
+        self.shipper.start()
+        gate = RecordingGate(self._gate or OpenGate(), spool, s.region, s.node_id)
+        runner = web.AppRunner(create_app(s, self.holder, gate), access_log=None)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
@@ -66,6 +79,12 @@ class DataPlane:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.shipper is not None:
+            await self.shipper.stop(drain_timeout=2.0)
+            self.shipper = None
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
 
 def _url_host(host: str) -> str:

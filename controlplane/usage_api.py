@@ -1,0 +1,70 @@
+"""``GET /admin/v1/usage``: spend against budget by tenant, project, user, model, tag for a period.
+
+Query: ``by=tenant,project`` (dimensions of ``controlplane.usage_db.Dimension``), ``since``/``until`` (ISO
+dates or times, UTC; default: the current calendar month), and ``tenant=``/``project=``/... filters. Answers
+``{"since", "until", "by", "rows": [{"group": {...}, "requests", "inputTokens", "cachedInputTokens",
+"outputTokens", "costMicros", "costUsd"}]}``; money stays integer micro-dollars, ``costUsd`` is a string.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import cast, get_args
+
+import orjson
+from aiohttp import web
+
+from controlplane.errors import InvalidRequest
+from controlplane.usage_db import Dimension, UsageDB
+
+USAGE_DB = web.AppKey("usage_db", UsageDB)
+DIMENSIONS: tuple[str, ...] = get_args(Dimension)
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def parse_time(value: str, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"{field}: expected an ISO date or time, got {value!r}") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def usd(micros: int) -> str:
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), 1_000_000)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+async def usage(request: web.Request) -> web.Response:
+    q = request.query
+    by = [d.strip() for d in q.get("by", "tenant").split(",") if d.strip()]
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown or not by:
+        raise InvalidRequest(f"by: unknown dimension(s) {unknown}; choose from {', '.join(DIMENSIONS)}")
+    now = datetime.now(UTC)
+    since = parse_time(q["since"], "since") if "since" in q else month_start(now)
+    until = parse_time(q["until"], "until") if "until" in q else None
+    where = {cast(Dimension, d): q[d] for d in DIMENSIONS if d in q}
+    rows = await request.app[USAGE_DB].spend(
+        [cast(Dimension, d) for d in by], since_ms=int(since.timestamp() * 1000),
+        until_ms=int(until.timestamp() * 1000) if until else None, where=where,
+    )
+    body = {
+        "since": since.isoformat(), "until": until.isoformat() if until else None, "by": by,
+        "rows": [
+            {"group": dict(zip(by, row.key, strict=True)), "requests": row.requests,
+             "inputTokens": row.input_tokens, "cachedInputTokens": row.cached_input_tokens,
+             "outputTokens": row.output_tokens, "costMicros": row.cost_micros, "costUsd": usd(row.cost_micros)}
+            for row in rows
+        ],
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def add_usage_routes(app: web.Application, db: UsageDB) -> None:
+    app[USAGE_DB] = db
+    app.router.add_get("/admin/v1/usage", usage)
