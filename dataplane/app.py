@@ -29,6 +29,7 @@ from dataplane.proxy import Answered, attempt, complete_usage, failure_response,
 from dataplane.request import Plan, authenticate, decide
 from dataplane.settings import DataPlaneSettings
 from dataplane.state import SnapshotHolder
+from dataplane.upstream_http import UpstreamClient
 
 SETTINGS = web.AppKey("settings", DataPlaneSettings)
 HOLDER = web.AppKey("holder", SnapshotHolder)
@@ -141,13 +142,18 @@ async def readyz(request: web.Request) -> web.Response:
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     # One session for all upstreams: keep-alive connections are reused across requests and tenants.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
-        adapters: dict[str, Adapter] = {
-            "openai": OpenAIAdapter(session), "azure": AzureAdapter(session), "anthropic": AnthropicAdapter(session),
-            "mock": MockAdapter(),
-        }
-        app[ADAPTERS] = adapters
-        yield
+    # OpenAI-compatible upstreams carry most traffic: they get the lean client, the others aiohttp's.
+    upstream = UpstreamClient()
+    try:
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
+            adapters: dict[str, Adapter] = {
+                "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(session),
+                "anthropic": AnthropicAdapter(session), "mock": MockAdapter(),
+            }
+            app[ADAPTERS] = adapters
+            yield
+    finally:
+        await upstream.close()
 
 
 def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate | None = None) -> web.Application:

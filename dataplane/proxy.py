@@ -9,9 +9,10 @@ with an SSE error event, which the official SDKs raise as an ``APIError``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
@@ -31,7 +32,10 @@ class Answered:
     reply: Complete | Stream
     deployment: Deployment
     attempts: int
-    first_event: bytes | None = None  # streams: the first event, read before answering so failover stays possible
+    # Streams: the first events, read before answering so failover stays possible (empty if the stream ended
+    # there), and the rest of them, grouped as they arrive.
+    first_events: list[bytes] = field(default_factory=list)
+    rest: AsyncGenerator[list[bytes], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,10 @@ async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Fai
         try:
             async with asyncio.timeout(budget):
                 reply = await adapter.send(deployment, plan.request, budget)
-                first = await _first_event(reply) if isinstance(reply, Stream) else None
+                if isinstance(reply, Stream):
+                    rest = _batches(reply)
+                    first = await _first_events(reply, rest)
+                    return Answered(reply, deployment, attempts, first, rest)
         except TimeoutError:
             failure = UpstreamFailure("timeout", f"provider {deployment.provider.name!r} timed out")
             if not may_fail_over(failure, plan.route):
@@ -79,19 +86,32 @@ async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Fai
             if not may_fail_over(exc, plan.route):
                 break
             continue
-        return Answered(reply, deployment, attempts, first)
+        return Answered(reply, deployment, attempts)
     return Failed(failure, last, attempts)
 
 
-async def _first_event(reply: Stream) -> bytes | None:
+def _batches(reply: Stream) -> AsyncGenerator[list[bytes], None]:
+    return reply.batches if reply.batches is not None else _one_by_one(reply.events)
+
+
+async def _one_by_one(events: AsyncGenerator[bytes, None]) -> AsyncGenerator[list[bytes], None]:
+    try:
+        async for payload in events:
+            yield [payload]
+    finally:
+        await events.aclose()
+
+
+async def _first_events(reply: Stream, batches: AsyncGenerator[list[bytes], None]) -> list[bytes]:
     # An upstream that accepted the request but dies before its first event has sent the client nothing yet:
     # reading that event inside the attempt keeps failover (and the attempt timeout) applicable to it.
     try:
-        return await anext(reply.events)
+        return await anext(batches)
     except StopAsyncIteration:
-        return None
+        return []
     except BaseException:
-        await reply.events.aclose()
+        reply.close()
+        await batches.aclose()
         raise
 
 
@@ -125,19 +145,16 @@ class StreamResult:
     aborted: bool = False
 
 
-async def _events(first: bytes | None, reply: Stream) -> AsyncGenerator[bytes, None]:
-    if first is not None:
-        yield first
-        async for payload in reply.events:
-            yield payload
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 async def stream_through(request: web.Request, answered: Answered, headers: dict[str, str], include_usage: bool,
                          started: float) -> tuple[web.StreamResponse, StreamResult]:
-    """Relay upstream SSE events chunk by chunk, re-framed as ``data: ...\\n\\n``, ending with ``[DONE]``.
+    """Relay upstream SSE events as they come, re-framed as ``data: ...\\n\\n``, ending with ``[DONE]``.
 
-    Usage is read from the upstream's usage chunk; that chunk (empty ``choices``) is dropped when the client
-    did not ask for it, since the gateway forced ``include_usage`` on upstream.
+    The events that arrived together go out in one write. Usage is read from the upstream's usage chunk; that
+    chunk (empty ``choices``) is dropped when the client did not ask for it, since the gateway forced
+    ``include_usage`` on upstream.
     """
     reply = answered.reply
     assert isinstance(reply, Stream)
@@ -146,22 +163,20 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
     resp.content_type = "text/event-stream"
     resp.headers["Cache-Control"] = "no-cache"
     await resp.prepare(request)
+    batches = answered.rest if answered.rest is not None else _batches(reply)
     try:
         try:
-            async for payload in _events(answered.first_event, reply):
-                if b'"usage"' in payload:
-                    try:
-                        chunk = orjson.loads(payload)
-                    except orjson.JSONDecodeError:
-                        chunk = None
-                    usage = usage_of(chunk)
-                    if usage is not None:
-                        result.usage = usage
-                        if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
-                            continue
-                if result.first_byte_s is None:
-                    result.first_byte_s = time.time() - started
-                await resp.write(b"data: " + payload + b"\n\n")
+            batch = answered.first_events
+            while True:
+                out = _frame(batch, result, include_usage)
+                if out:
+                    if result.first_byte_s is None:
+                        result.first_byte_s = time.time() - started
+                    await resp.write(out)
+                try:
+                    batch = await anext(batches)
+                except StopAsyncIteration:
+                    break
             await resp.write(b"data: [DONE]\n\n")
         except UpstreamFailure as exc:
             result.aborted = True
@@ -173,8 +188,27 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
         result.aborted = True
         reply.close()
     finally:
+        await batches.aclose()
         await reply.events.aclose()
     return resp, result
+
+
+def _frame(payloads: list[bytes], result: StreamResult, include_usage: bool) -> bytes:
+    """The SSE bytes for ``payloads``, noting the usage into ``result``."""
+    out: list[bytes] = []
+    for payload in payloads:
+        if _USAGE_OBJECT.search(payload) is not None:
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                chunk = None
+            usage = usage_of(chunk)
+            if usage is not None:
+                result.usage = usage
+                if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
+                    continue
+        out.append(b"data: " + payload + b"\n\n")
+    return b"".join(out)
 
 
 def outcome(request_id: str, snapshot: str, plan: Plan, deployment: Deployment | None, attempts: int, status: int,

@@ -2,9 +2,10 @@
 
 An adapter turns a planned request into an upstream answer. ``send`` either returns a ``Complete`` (the whole
 JSON body of a non-streaming answer) or a ``Stream`` (an async iterator over the payloads of the upstream's SSE
-``data:`` events, ``[DONE]`` excluded), or raises ``UpstreamFailure`` — before any byte reached the client, so
-the caller may fail over. Iterating a ``Stream`` raises ``UpstreamFailure`` if the upstream dies mid-stream.
-All bodies are already in the OpenAI chat completion format.
+``data:`` events, ``[DONE]`` excluded, and optionally the same events grouped as they arrived), or raises
+``UpstreamFailure`` — before any byte reached the client, so the caller may fail over. Iterating a ``Stream``
+raises ``UpstreamFailure`` if the upstream dies mid-stream. All bodies are already in the OpenAI chat
+completion format.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class Complete:
 class Stream:
     events: AsyncGenerator[bytes, None]
     close: Callable[[], None]
+    # The same events grouped as they arrived from the upstream, when the adapter can tell: a consumer iterates
+    # this instead of ``events`` (never both) to forward each group in one write. Raises like ``events``.
+    batches: AsyncGenerator[list[bytes], None] | None = None
 
 
 class Adapter(Protocol):

@@ -1,7 +1,7 @@
-"""Adapter for OpenAI-compatible upstreams (OpenAI, vLLM, …), over one shared ClientSession.
+"""Adapter for OpenAI-compatible upstreams (OpenAI, vLLM, …), over the shared lean ``UpstreamClient``.
 
 The request body is the client's, with ``model`` replaced by the deployment's upstream model and, when
-streaming, ``stream_options.include_usage`` forced on so the gateway always learns the token counts. aiohttp
+streaming, ``stream_options.include_usage`` forced on so the gateway always learns the token counts. Client
 exceptions are translated into ``UpstreamFailure`` here and nowhere else. The upstream credential never
 appears in an error: upstream 401/403 bodies are dropped, other 4xx bodies are scrubbed of it.
 """
@@ -12,12 +12,13 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from dataplane.adapters import Complete, Stream
 from dataplane.errors import FailureKind, UpstreamFailure
 from dataplane.runtime import Deployment, Provider
+from dataplane.sse import SseParser
+from dataplane.upstream_http import Response, UpstreamClient
 from dataplane.validate import ChatRequest
 
 _MAX_ERROR_BODY = 64 * 1024
@@ -32,11 +33,11 @@ def upstream_body(deployment: Deployment, request: ChatRequest) -> bytes:
     return orjson.dumps(body)
 
 
-def _target(deployment: Deployment) -> tuple[str, dict[str, str]]:
+def _target(deployment: Deployment) -> tuple[str, str]:
     p: Provider = deployment.provider
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    headers = "Content-Type: application/json\r\nAccept: application/json\r\n"
     if p.credential:
-        headers["Authorization"] = f"Bearer {p.credential}"
+        headers += f"Authorization: Bearer {p.credential}\r\n"
     return f"{p.base_url}/chat/completions", headers
 
 
@@ -57,13 +58,13 @@ def _status_failure(status: int, body: bytes, provider: Provider) -> UpstreamFai
     return UpstreamFailure("4xx", where, status, _scrub(body, provider))
 
 
-def _translate(exc: BaseException, provider: Provider) -> UpstreamFailure:
+def _translate(exc: BaseException, provider: Provider, mid_answer: bool = False) -> UpstreamFailure:
     kind: FailureKind
     if isinstance(exc, TimeoutError):
         kind, what = "timeout", "timed out"
     elif isinstance(exc, ValueError):
         kind, what = "protocol", "sent a malformed answer"
-    elif isinstance(exc, aiohttp.ClientPayloadError):
+    elif mid_answer:
         # A connection lost mid-body: for failover purposes, the same as one that never answered.
         kind, what = "connect", "closed the connection mid-answer"
     else:
@@ -71,63 +72,83 @@ def _translate(exc: BaseException, provider: Provider) -> UpstreamFailure:
     return UpstreamFailure(kind, f"provider {provider.name!r} {what}")
 
 
-async def _sse_payloads(resp: aiohttp.ClientResponse, provider: Provider) -> AsyncGenerator[bytes, None]:
-    """The payload of each ``data:`` event until ``[DONE]``; multi-line data joined with newlines."""
-    data: list[bytes] = []
+async def _sse_batches(resp: Response, provider: Provider) -> AsyncGenerator[list[bytes], None]:
+    """The payloads of the ``data:`` events until ``[DONE]``, grouped as they arrived."""
+    parser = SseParser()
     try:
-        async for raw in resp.content:
-            line = raw.rstrip(b"\r\n")
-            if line:
-                if line.startswith(b"data:"):
-                    value = line[5:]
-                    data.append(value[1:] if value.startswith(b" ") else value)
-                continue
+        while not parser.done:
+            data = await resp.read_some()
             if not data:
-                continue
-            payload = data[0] if len(data) == 1 else b"\n".join(data)
-            data = []
-            if payload == b"[DONE]":
+                last = parser.finish()
+                if last is not None:
+                    yield [last]
+                # An upstream that ends without [DONE] is tolerated: the client still gets a well-framed stream.
                 return
-            yield payload
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise _translate(exc, provider) from None
+            payloads = parser.feed(data)
+            if payloads:
+                yield payloads
+    except (OSError, TimeoutError, ValueError) as exc:
+        resp.close()
+        raise _translate(exc, provider, mid_answer=True) from None
     finally:
-        resp.release()
-    if data and data[0] != b"[DONE]":
-        yield b"\n".join(data)
-    # An upstream that ends without [DONE] is tolerated: the client still gets a well-framed stream.
+        # After [DONE] the connection may carry another request once the body's end arrives; a stream abandoned
+        # before it (client gone, timeout) would leave unread events on it.
+        if parser.done or resp.body_done:
+            resp.release()
+        else:
+            resp.close()
+
+
+async def _flatten(batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for batch in batches:
+            for payload in batch:
+                yield payload
+    finally:
+        await batches.aclose()
 
 
 class OpenAIAdapter:
-    """Task-safe: holds only the shared session, owned and closed by the application."""
+    """Task-safe: holds only the shared upstream client, owned and closed by the application."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient) -> None:
+        self._client = client
 
     async def send(self, deployment: Deployment, request: ChatRequest, timeout_s: float) -> Complete | Stream:
         provider = deployment.provider
         if provider.credential_env and provider.credential is None:
             raise UpstreamFailure("auth", f"provider {provider.name!r} has no credential on this data plane "
                                           f"(environment variable {provider.credential_env} is not set)")
+        if provider.credential and not provider.credential.isprintable():
+            raise UpstreamFailure("auth", f"provider {provider.name!r} has a credential that cannot be sent in a "
+                                          f"header (environment variable {provider.credential_env})")
         url, headers = _target(deployment)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout_s,
-                                        sock_read=provider.read_timeout_s)
-        resp: aiohttp.ClientResponse | None = None
+        now = asyncio.get_running_loop().time()
+        deadline = now + timeout_s
+        resp: Response | None = None
         try:
-            async with asyncio.timeout(timeout_s):
-                resp = await self._session.post(url, data=upstream_body(deployment, request), headers=headers,
-                                                timeout=timeout, allow_redirects=False)
-                if resp.status >= 400 or resp.status < 200:
-                    body = await resp.content.read(_MAX_ERROR_BODY)
-                    raise _status_failure(resp.status, body, provider)
-                if not request.stream:
-                    return Complete(await resp.read())
+            resp = await self._client.post(url, headers, upstream_body(deployment, request),
+                                           connect_timeout_s=provider.connect_timeout_s,
+                                           read_timeout_s=provider.read_timeout_s,
+                                           deadline=min(deadline, now + provider.read_timeout_s))
+            if resp.status >= 400 or resp.status < 200:
+                body = await resp.read(_MAX_ERROR_BODY, deadline)
+                raise _status_failure(resp.status, body, provider)
+            if not request.stream:
+                body = await resp.read(deadline=deadline)
+                resp.release()
+                return Complete(body)
         except UpstreamFailure:
             if resp is not None:
                 resp.release()
             raise
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             if resp is not None:
-                resp.release()
-            raise _translate(exc, provider) from None
-        return Stream(_sse_payloads(resp, provider), resp.close)
+                resp.close()
+            raise _translate(exc, provider, mid_answer=resp is not None) from None
+        except BaseException:
+            if resp is not None:
+                resp.close()
+            raise
+        batches = _sse_batches(resp, provider)
+        return Stream(_flatten(batches), resp.close, batches)
