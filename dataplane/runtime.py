@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -224,7 +224,7 @@ def _build(snap: pb.Snapshot, environ: Mapping[str, str]) -> Runtime:
     if not snap.version:
         raise InvalidSnapshot("snapshot has no version")
     _unique("tenant", [t.name for t in snap.tenants])
-    _unique("key", [k.id for k in snap.keys])
+    rows = _key_rows(snap)
     _unique("provider", [p.name for p in snap.providers])
     _unique("deployment", [d.name for d in snap.deployments])
     _unique("route", [r.name for r in snap.routes])
@@ -250,30 +250,136 @@ def _build(snap: pb.Snapshot, environ: Mapping[str, str]) -> Runtime:
             if allowed:
                 tenant_candidates[(tenant.name, route.name)] = allowed
 
-    keys: dict[bytes, Key] = {}
+    if not _keys_are_valid(rows, len(snap.keys), tenants):
+        _explain_invalid_keys(snap, tenants)  # raises the first problem in snapshot order
+    access = {
+        combo: _access(tenants[combo[0]], combo[1], routes, tenant_candidates)
+        for combo in {(row[1], row[4]) for row in rows.values()}
+    }
+    return Runtime(
+        version=snap.version, region=snap.region, keys=KeyTable(rows, tenants, access),
+        tenants=MappingProxyType(tenants), routes=MappingProxyType(routes),
+        tenant_candidates=MappingProxyType(tenant_candidates),
+    )
+
+
+# A key as extracted from the snapshot: (id, tenant name, project, expires_at, the key's own route allow list).
+_KeyRow = tuple[str, str, str, int, tuple[str, ...]]
+# What a (tenant, key allow list) pair may reach: (route names, models shown by GET /v1/models).
+_Access = tuple[frozenset[str], tuple[str, ...]]
+
+
+def _key_rows(snap: pb.Snapshot) -> dict[bytes, _KeyRow]:
+    """hash -> row for every key, in one pass over the snapshot; key ids must be unique and non-empty.
+
+    A duplicate hash makes the result shorter than ``snap.keys``, which ``_keys_are_valid`` notices.
+    """
+    rows: dict[bytes, _KeyRow] = {}
+    ids: set[str] = set()
+    for k in snap.keys:
+        ids.add(k.id)
+        routes = k.routes
+        rows[k.hash] = (k.id, k.tenant, k.project, k.expires_at, tuple(routes) if routes else ())
+    if len(ids) != len(snap.keys) or "" in ids:
+        _unique("key", [k.id for k in snap.keys])
+    return rows
+
+
+def _keys_are_valid(rows: Mapping[bytes, _KeyRow], count: int, tenants: Mapping[str, Tenant]) -> bool:
+    """The per-key rules of ``_explain_invalid_keys``, checked in bulk with set operations (no error detail)."""
+    if len(rows) != count or any(len(h) != 32 for h in rows):
+        return False
+    values = rows.values()
+    if not {row[1] for row in values} <= tenants.keys():
+        return False
+    if any(row[3] < 0 for row in values):
+        return False
+    used_projects = {(row[1], row[2]) for row in values if row[2]}
+    return all(project in tenants[tenant].projects for tenant, project in used_projects)
+
+
+def _explain_invalid_keys(snap: pb.Snapshot, tenants: Mapping[str, Tenant]) -> None:
+    """Raise ``InvalidSnapshot`` for the first invalid key in snapshot order (only called when there is one)."""
+    seen: dict[bytes, str] = {}
     for k in snap.keys:
         where = f"key {k.id!r}"
         if len(k.hash) != 32:
             raise InvalidSnapshot(f"{where}: hash is {len(k.hash)} bytes, expected 32 (sha256)")
-        if k.hash in keys:
-            raise InvalidSnapshot(f"{where}: same hash as key {keys[k.hash].id!r}")
-        if k.tenant not in tenants:
+        if k.hash in seen:
+            raise InvalidSnapshot(f"{where}: same hash as key {seen[k.hash]!r}")
+        seen[k.hash] = k.id
+        tenant = tenants.get(k.tenant)
+        if tenant is None:
             raise InvalidSnapshot(f"{where}: tenant {k.tenant!r} does not exist")
-        tenant = tenants[k.tenant]
         if k.project and k.project not in tenant.projects:
             raise InvalidSnapshot(f"{where}: project {k.project!r} is not a project of tenant {k.tenant!r}")
         if k.expires_at < 0:
             raise InvalidSnapshot(f"{where}: negative expires_at")
-        allowed_routes = set(k.routes) if k.routes else set(tenant.routes) if tenant.routes else set(routes)
-        if tenant.routes:
-            allowed_routes &= tenant.routes
-        models = tuple(sorted(r for r in allowed_routes if (tenant.name, r) in tenant_candidates))
-        keys[k.hash] = Key(
-            id=k.id, hash=k.hash, tenant=tenant, project=k.project, expires_at=k.expires_at,
-            routes=frozenset(allowed_routes), models=models,
-        )
+    raise AssertionError("_keys_are_valid refused keys that are all valid")
 
-    return Runtime(
-        version=snap.version, region=snap.region, keys=MappingProxyType(keys), tenants=MappingProxyType(tenants),
-        routes=MappingProxyType(routes), tenant_candidates=MappingProxyType(tenant_candidates),
-    )
+
+def _access(
+    tenant: Tenant, key_routes: tuple[str, ...], routes: Mapping[str, Route],
+    tenant_candidates: Mapping[tuple[str, str], tuple[Candidate, ...]],
+) -> _Access:
+    allowed = set(key_routes) if key_routes else set(tenant.routes) if tenant.routes else set(routes)
+    if tenant.routes:
+        allowed &= tenant.routes
+    models = tuple(sorted(r for r in allowed if (tenant.name, r) in tenant_candidates))
+    return frozenset(allowed), models
+
+
+class KeyTable(Mapping[bytes, Key]):
+    """The runtime's keys by hash: a read-only mapping that builds each ``Key`` on its first lookup.
+
+    A snapshot carries 100,000 keys and a request looks up one: building every ``Key`` up front would cost
+    seconds per snapshot for objects most requests never touch. Validation is not lazy: ``_build`` has checked
+    every row before a table exists, so a lookup cannot fail. Keys sharing a tenant and an allow list share
+    one ``routes`` frozenset and one ``models`` tuple.
+
+    Task- and thread-safe: the rows never change; the memo of built keys only grows, and a race between two
+    threads at worst builds the same (equal, immutable) ``Key`` twice.
+    """
+
+    __slots__ = ("_access", "_built", "_rows", "_tenants")
+
+    def __init__(
+        self, rows: Mapping[bytes, _KeyRow], tenants: Mapping[str, Tenant],
+        access: Mapping[tuple[str, tuple[str, ...]], _Access],
+    ) -> None:
+        self._rows = rows
+        self._tenants = tenants
+        self._access = access
+        self._built: dict[bytes, Key] = {}
+
+    def get(self, digest: bytes, default: Key | None = None) -> Key | None:  # type: ignore[override]
+        key = self._built.get(digest)
+        if key is not None:
+            return key
+        row = self._rows.get(digest)
+        if row is None:
+            return default
+        key_id, tenant, project, expires_at, key_routes = row
+        allowed, models = self._access[(tenant, key_routes)]
+        key = Key(id=key_id, hash=digest, tenant=self._tenants[tenant], project=project, expires_at=expires_at,
+                  routes=allowed, models=models)
+        self._built[digest] = key
+        return key
+
+    def __getitem__(self, digest: bytes) -> Key:
+        key = self.get(digest)
+        if key is None:
+            raise KeyError(digest)
+        return key
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._rows
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"<KeyTable of {len(self._rows)} keys>"
