@@ -344,7 +344,8 @@ class _Connection(asyncio.Protocol):
     # -- lifecycle
 
     def send(self, data: bytes) -> None:
-        assert self.transport is not None
+        if self.transport is None or not self.open:
+            raise ConnectionError("the upstream connection is closed")
         self._reset()
         self._error = None
         self.busy = True
