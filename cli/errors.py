@@ -8,6 +8,8 @@ Exit codes (like kubectl/httpie, ``diff`` reserves 1 for "there are changes")::
     3  REFUSED          the control plane refused the request (4xx: invalid policy, conflict, not found, auth)
     4  UNAVAILABLE      the control plane cannot be reached, or it failed (5xx, malformed answer), or a server
                         that gatectl runs could not start (port in use, store unreachable)
+    130 INTERRUPTED     Ctrl-C before the command finished (servers stopped by Ctrl-C exit 0: that is how
+                        they are meant to stop)
 
 Errors::
 
@@ -40,6 +42,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     REFUSED = 3
     UNAVAILABLE = 4
+    INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -122,3 +125,6 @@ def exit_on_error() -> Iterator[None]:
         for line in exc.lines():
             print(line, file=sys.stderr)
         raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
