@@ -11,7 +11,7 @@ provider region is allowed by at least one of those tenants. Data planes further
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -91,20 +91,23 @@ def check_references(policy: PolicySet) -> list[ReferenceError_]:
     for t in policy.tenants.values():
         for i, route in enumerate(t.spec.routes):
             need("Tenant", t.name, f"spec.routes[{i}]", policy.routes, "Route", route)
+    # Once per tenant rather than once per key: a policy may hold 100,000 keys over 1,000 tenants.
+    projects = {t.name: {p.name for p in t.spec.projects} for t in policy.tenants.values()}
     for k in policy.keys.values():
-        need("ApiKey", k.name, "spec.tenant", policy.tenants, "Tenant", k.spec.tenant)
-        tenant = policy.tenants.get(k.spec.tenant)
-        projects = {p.name for p in tenant.spec.projects} if tenant is not None else set()
-        if tenant is not None and k.spec.project is not None and k.spec.project not in projects:
+        spec = k.spec
+        tenant = policy.tenants.get(spec.tenant)
+        if tenant is None:
+            need("ApiKey", k.name, "spec.tenant", policy.tenants, "Tenant", spec.tenant)
+        elif spec.project is not None and spec.project not in projects[spec.tenant]:
             errors.append(ReferenceError_(
                 "ApiKey", k.name, "spec.project",
-                f"project {k.spec.project!r} is not a project of tenant {k.spec.tenant!r}"))
-        for i, route in enumerate(k.spec.routes):
+                f"project {spec.project!r} is not a project of tenant {spec.tenant!r}"))
+        for i, route in enumerate(spec.routes):
             need("ApiKey", k.name, f"spec.routes[{i}]", policy.routes, "Route", route)
             if tenant is not None and tenant.spec.routes and route not in tenant.spec.routes:
                 errors.append(ReferenceError_(
                     "ApiKey", k.name, f"spec.routes[{i}]",
-                    f"route {route!r} is not allowed for tenant {k.spec.tenant!r}"))
+                    f"route {route!r} is not allowed for tenant {spec.tenant!r}"))
     for m in policy.models.values():
         need("Model", m.name, "spec.provider", policy.providers, "Provider", m.spec.provider)
     for r in policy.routes.values():
@@ -113,17 +116,72 @@ def check_references(policy: PolicySet) -> list[ReferenceError_]:
     return errors
 
 
+class KeyEncodings:
+    """A memo of each ApiKey's wire encoding as one ``Snapshot.keys`` entry, so that recompiling a policy of
+    100,000 keys after one change encodes one key, and the snapshot's keys are filled by one parse.
+
+    Protobuf concatenates repeated fields on the wire: the bytes ``tag, length, ApiKey`` appended for every key
+    parse into exactly the message that adding them one by one builds. An entry is used only for the very
+    resource object it was made from (resources are immutable, so identity implies content); a changed key is a
+    new object and is encoded afresh. Compiling stays a pure function of the policy; the memo only saves work.
+
+    Owned by one publisher. Safe to share between the event loop and one compiling thread: entries are added or
+    replaced whole (atomic dict operations), and two threads racing on one key compute the same bytes.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[ApiKey, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def entry(self, key: ApiKey) -> bytes:
+        cached = self._by_name.get(key.name)
+        if cached is not None and cached[0] is key:
+            return cached[1]
+        encoded = _key_entry(key)
+        self._by_name[key.name] = (key, encoded)
+        return encoded
+
+    def retain(self, names: Collection[str]) -> None:
+        """Forget the keys not in ``names`` (deleted ones), so the memo does not grow without bound."""
+        self._by_name = {n: e for n, e in self._by_name.items() if n in names}
+
+
+_KEYS_TAG = bytes([pb.Snapshot.KEYS_FIELD_NUMBER << 3 | 2])  # field 4, wire type 2 (length-delimited)
+
+
+def _key_entry(k: ApiKey) -> bytes:
+    s = k.spec
+    message = pb.ApiKey(
+        id=k.name, hash=bytes.fromhex(s.hash.removeprefix("sha256:")), tenant=s.tenant, project=s.project or "",
+        routes=sorted(s.routes), hint=s.hint, expires_at=s.expires_at or 0,
+    ).SerializeToString(deterministic=True)
+    return _KEYS_TAG + _varint(len(message)) + message
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def price_micros(per_million_usd: Decimal | None) -> int:
     """USD per million tokens → integer micro-dollars per million tokens."""
     return 0 if per_million_usd is None else int(per_million_usd * 1_000_000)
 
 
-def compile_policy(policy: PolicySet) -> dict[str, pb.Snapshot]:
+def compile_policy(policy: PolicySet, keys: KeyEncodings | None = None) -> dict[str, pb.Snapshot]:
     """One snapshot per region. The policy must be consistent (``check_references`` empty)."""
-    return {region: compile_region(policy, region) for region in policy.regions()}
+    keys = KeyEncodings() if keys is None else keys
+    return {region: compile_region(policy, region, keys) for region in policy.regions()}
 
 
-def compile_region(policy: PolicySet, region: str) -> pb.Snapshot:
+def compile_region(policy: PolicySet, region: str, keys: KeyEncodings | None = None) -> pb.Snapshot:
+    """The snapshot of ``region``; ``keys`` is a memo that a caller compiling repeatedly passes each time."""
     snap = pb.Snapshot(region=region)
     tenants = [policy.tenants[n] for n in sorted(policy.tenants) if region in policy.tenants[n].spec.regions]
     allowed_regions = {r for t in tenants for r in t.spec.regions}
@@ -138,15 +196,10 @@ def compile_region(policy: PolicySet, region: str) -> pb.Snapshot:
             routes=sorted(t.spec.routes),
         )
     tenant_names = {t.name for t in tenants}
-    for name in sorted(policy.keys):
-        k = policy.keys[name]
-        if k.spec.tenant not in tenant_names:
-            continue
-        snap.keys.add(
-            id=k.name, hash=bytes.fromhex(k.spec.hash.removeprefix("sha256:")), tenant=k.spec.tenant,
-            project=k.spec.project or "", routes=sorted(k.spec.routes), hint=k.spec.hint,
-            expires_at=k.spec.expires_at or 0,
-        )
+    encodings = KeyEncodings() if keys is None else keys
+    snap.MergeFromString(b"".join(
+        encodings.entry(k) for _, k in sorted(policy.keys.items()) if k.spec.tenant in tenant_names
+    ))
     for p in providers:
         s = p.spec
         snap.providers.add(
@@ -191,7 +244,9 @@ def compile_region(policy: PolicySet, region: str) -> pb.Snapshot:
 
 def snapshot_version(snap: pb.Snapshot) -> str:
     """sha256 of the deterministic serialization with ``version`` cleared (first 16 hex characters)."""
-    copy = pb.Snapshot()
-    copy.CopyFrom(snap)
-    copy.version = ""
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
+    if snap.version:
+        copy = pb.Snapshot()
+        copy.CopyFrom(snap)
+        copy.version = ""
+        snap = copy
+    return hashlib.sha256(snap.SerializeToString(deterministic=True)).hexdigest()[:16]

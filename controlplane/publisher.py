@@ -21,7 +21,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controlplane.compile import AnyResource, PolicySet, check_references, compile_region
+from controlplane.compile import AnyResource, KeyEncodings, PolicySet, check_references, compile_region
 from controlplane.layout import RESOURCES, decode_resource
 from controlplane.policy import KINDS
 from controlplane.store.base import Compacted, Event, KeyValue, Store, StoreUnavailable
@@ -55,6 +55,7 @@ class Publisher:
         self._resources = _Resources()  # as of store revision ``_watched``
         self._policy = PolicySet()
         self._snapshots: dict[str, pb.Snapshot] = {}
+        self._keys = KeyEncodings()  # so a recompile after one change re-encodes one key, not 100,000
         self._requested: set[str] = set()  # regions some data plane asked for
         self._watched = 0  # store revision ``_resources`` reflects
         self._dirty = asyncio.Event()
@@ -75,7 +76,7 @@ class Publisher:
         if region not in self._snapshots:
             # Cheap for a region no tenant allows: the compiler skips everything but the key scan.
             self._requested.add(region)
-            self._snapshots[region] = compile_region(self._policy, region)
+            self._snapshots[region] = compile_region(self._policy, region, self._keys)
         return self._snapshots[region]
 
     def version(self, region: str) -> str:
@@ -143,13 +144,13 @@ class Publisher:
         async with self._publishing:
             policy, revision = self._resources.policy(), self._watched
             requested = frozenset(self._requested)
-            snapshots = await asyncio.to_thread(_compile, policy, requested)
+            snapshots = await asyncio.to_thread(_compile, policy, requested, self._keys)
             if snapshots is None:
                 self.last_error = f"policy at store revision {revision} is inconsistent; previous snapshots kept"
                 return
             self._policy = policy
             for region in self._requested - requested:  # asked for while the worker ran: compile against the new policy
-                snapshots[region] = compile_region(policy, region)
+                snapshots[region] = compile_region(policy, region, self._keys)
             previous = self._snapshots
             self._snapshots = snapshots
             changed = sorted(r for r in snapshots.keys() | previous.keys()
@@ -211,12 +212,18 @@ class _Resources:
         )
 
 
-def _compile(policy: PolicySet, requested: frozenset[str]) -> dict[str, pb.Snapshot] | None:
-    """Pure: one snapshot per region the policy mentions or a data plane asked for; None if inconsistent."""
+def _compile(policy: PolicySet, requested: frozenset[str], keys: KeyEncodings) -> dict[str, pb.Snapshot] | None:
+    """One snapshot per region the policy mentions or a data plane asked for; None if inconsistent.
+
+    Pure but for ``keys``, the memo of key encodings, which it also prunes of deleted keys.
+    """
     problems = check_references(policy)
     if problems:
         shown = "; ".join(map(str, problems[:5]))
         log.error("policy in the store is inconsistent, keeping the previous snapshots: %s", shown)
         return None
     regions = set(policy.regions()) | requested
-    return {region: compile_region(policy, region) for region in sorted(regions)}
+    snapshots = {region: compile_region(policy, region, keys) for region in sorted(regions)}
+    if len(keys) > len(policy.keys) + 1000:
+        keys.retain(policy.keys.keys())
+    return snapshots
