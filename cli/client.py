@@ -76,6 +76,9 @@ class AdminClient:
     def dataplanes(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/dataplanes")
 
+    def usage(self, query: Mapping[str, str]) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/usage", query=query)
+
     def snapshots(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/snapshots")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import stat
+import time
 from pathlib import Path
 
 import openai
@@ -45,6 +48,19 @@ def test_up_serves_the_openai_sdk_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert api_key not in keys.stdout and f"tw_...{api_key[-4:]}" in keys.stdout
         providers = gatectl("get", "providers", env=admin)
         assert {line.split()[1] for line in providers.stdout.splitlines()[1:]} == {"mock"}
+
+        # Both requests reached the (mock) upstream: two usage records, shipped to the control plane.
+        deadline = time.monotonic() + 15
+        while True:
+            report = gatectl("usage", "--by", "tenant,route", "-o", "csv", env=admin)
+            assert report.returncode == 0, report.stderr
+            rows = list(csv.DictReader(io.StringIO(report.stdout)))
+            if rows or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert [(r["tenant"], r["route"], r["requests"]) for r in rows] == [("search", "chat-fast", "2")]
+        assert int(rows[0]["output_tokens"]) >= reply.usage.completion_tokens
+        assert float(rows[0]["cost_usd"]) > 0
     finally:
         code = up.interrupt()
     assert code == 0, up.stderr.read_text()
