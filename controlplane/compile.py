@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from controlplane.policy import ApiKey, Kind, Model, Provider, Route, Tenant
+from controlplane.policy import ApiKey, Budget, Kind, Model, Provider, RateLimit, Route, Tenant
 from tollway.pb import snapshot_pb2 as pb
 
 AnyResource = Tenant | ApiKey | Provider | Model | Route
@@ -91,6 +91,8 @@ def check_references(policy: PolicySet) -> list[ReferenceError_]:
     for t in policy.tenants.values():
         for i, route in enumerate(t.spec.routes):
             need("Tenant", t.name, f"spec.routes[{i}]", policy.routes, "Route", route)
+        for i, limit in enumerate(t.spec.rate_limits.per_model if t.spec.rate_limits else []):
+            need("Tenant", t.name, f"spec.rateLimits.perModel[{i}].route", policy.routes, "Route", limit.route)
     # Once per tenant rather than once per key: a policy may hold 100,000 keys over 1,000 tenants.
     projects = {t.name: {p.name for p in t.spec.projects} for t in policy.tenants.values()}
     for k in policy.keys.values():
@@ -156,8 +158,46 @@ def _key_entry(k: ApiKey) -> bytes:
     message = pb.ApiKey(
         id=k.name, hash=bytes.fromhex(s.hash.removeprefix("sha256:")), tenant=s.tenant, project=s.project or "",
         routes=sorted(s.routes), hint=s.hint, expires_at=s.expires_at or 0,
+        budget=budget_pb(s.budget), rate_limit=rate_limit_pb(s.rate_limits),
     ).SerializeToString(deterministic=True)
     return _KEYS_TAG + _varint(len(message)) + message
+
+
+def usd_micros(usd: Decimal) -> int:
+    return int(usd * 1_000_000)
+
+
+def budget_pb(budget: Budget | None) -> pb.Budget | None:
+    if budget is None:
+        return None
+    return pb.Budget(monthly_micros=usd_micros(budget.monthly_usd), soft_percent=budget.soft_percent,
+                     safe_allowance_micros=usd_micros(budget.safe_allowance_usd))
+
+
+def rate_limit_pb(limit: RateLimit | None) -> pb.RateLimit | None:
+    if limit is None or (limit.requests_per_minute is None and limit.tokens_per_minute is None):
+        return None
+    return pb.RateLimit(requests_per_minute=limit.requests_per_minute or 0,
+                        tokens_per_minute=limit.tokens_per_minute or 0)
+
+
+def tenant_pb(t: Tenant) -> pb.Tenant:
+    s = t.spec
+    limits = s.rate_limits
+    return pb.Tenant(
+        name=t.name, projects=[p.name for p in s.projects], regions=sorted(s.regions), routes=sorted(s.routes),
+        budget=budget_pb(s.budget), per_user_budget=budget_pb(s.per_user_budget),
+        rate_limit=rate_limit_pb(limits),
+        per_user_rate_limit=rate_limit_pb(limits.per_user if limits else None),
+        per_route_rate_limits=[
+            pb.RouteRateLimit(route=m.route, limit=rate_limit_pb(m))
+            for m in sorted(limits.per_model if limits else [], key=lambda m: m.route)
+        ],
+        project_policies=[pb.ProjectPolicy(name=p.name, budget=budget_pb(p.budget))
+                          for p in s.projects if p.budget is not None],
+        logging=pb.LoggingPolicy(content=s.logging.content, redact_before_provider=s.logging.redact_before_provider,
+                                 retention_days=s.logging.retention_days),
+    )
 
 
 def _varint(n: int) -> bytes:
@@ -191,10 +231,7 @@ def compile_region(policy: PolicySet, region: str, keys: KeyEncodings | None = N
     model_names = {m.name for m in models}
 
     for t in tenants:
-        snap.tenants.add(
-            name=t.name, projects=[p.name for p in t.spec.projects], regions=sorted(t.spec.regions),
-            routes=sorted(t.spec.routes),
-        )
+        snap.tenants.append(tenant_pb(t))
     tenant_names = {t.name for t in tenants}
     encodings = KeyEncodings() if keys is None else keys
     snap.MergeFromString(b"".join(

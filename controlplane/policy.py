@@ -46,9 +46,57 @@ class Metadata(_Spec):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+def _check_usd(value: Decimal | None) -> Decimal | None:
+    if value is not None and (value * 1_000_000) != (value * 1_000_000).to_integral_value():
+        raise ValueError("amounts have at most 6 decimal places (micro-dollars)")
+    return value
+
+
+class Budget(_CamelSpec):
+    """A monthly budget in USD (calendar month, UTC). Compiled to integer micro-dollars."""
+
+    monthly_usd: Decimal = Field(ge=0, description="hard cap: requests are refused once it is spent")
+    soft_percent: int = Field(default=80, ge=1, le=100, description="an alert event is raised past this share")
+    safe_allowance_usd: Decimal = Field(
+        default=Decimal(0), ge=0,
+        description="what each data plane may spend while its lease has expired and the control plane is away")
+
+    @field_validator("monthly_usd", "safe_allowance_usd")
+    @classmethod
+    def _micro_precision(cls, value: Decimal) -> Decimal:
+        _check_usd(value)
+        return value
+
+
+class RateLimit(_CamelSpec):
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+
+
+class ModelRateLimit(RateLimit):
+    route: Name
+
+
+class RateLimits(RateLimit):
+    """Per tenant (the fields of ``RateLimit``), per user of the tenant, and per route (model) of the tenant."""
+
+    per_user: RateLimit | None = None
+    per_model: list[ModelRateLimit] = Field(default_factory=list)
+
+
+ContentMode = Literal["none", "hashed", "redacted", "full"]
+
+
+class LoggingSpec(_CamelSpec):
+    content: ContentMode = Field(default="none", description="what is kept of prompts and responses")
+    redact_before_provider: bool = False
+    retention_days: int = Field(default=90, ge=1, le=3650, description="usage data older than this is deleted")
+
+
 class Project(_CamelSpec):
     name: Name
     description: str = ""
+    budget: Budget | None = None
 
 
 class TenantSpec(_CamelSpec):
@@ -56,6 +104,10 @@ class TenantSpec(_CamelSpec):
     regions: list[Region] = Field(min_length=1)
     projects: list[Project] = Field(default_factory=list)
     routes: list[Name] = Field(default_factory=list, description="allowed routes; empty: all")
+    budget: Budget | None = None
+    per_user_budget: Budget | None = Field(default=None, description="applies to each user of the tenant")
+    rate_limits: RateLimits | None = None
+    logging: LoggingSpec = Field(default_factory=LoggingSpec)
 
     @field_validator("projects")
     @classmethod
@@ -74,6 +126,8 @@ class ApiKeySpec(_CamelSpec):
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     hint: str = ""
     expires_at: int | None = Field(default=None, ge=0, description="unix seconds")
+    budget: Budget | None = None
+    rate_limits: RateLimit | None = None
 
 
 class CredentialRef(_CamelSpec):
@@ -127,9 +181,7 @@ class Pricing(_CamelSpec):
     @field_validator("input_per_million", "output_per_million", "cached_input_per_million")
     @classmethod
     def _micro_precision(cls, value: Decimal | None) -> Decimal | None:
-        if value is not None and (value * 1_000_000) != (value * 1_000_000).to_integral_value():
-            raise ValueError("prices have at most 6 decimal places (micro-dollars)")
-        return value
+        return _check_usd(value)
 
 
 class ModelSpec(_CamelSpec):

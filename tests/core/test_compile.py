@@ -100,3 +100,33 @@ def test_example_policy_matches_golden_snapshot(region: str) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
     assert got == json.loads(path.read_text()), "run with UPDATE_GOLDEN=1 and review the diff"
+
+
+def test_budgets_and_rate_limits_compile_to_integers() -> None:
+    docs = base_policy()
+    docs[5] = tenant(
+        "eu-only", "eu", projects=(),
+        budget={"monthlyUsd": "12.345678", "softPercent": 75, "safeAllowanceUsd": "0.5"},
+        perUserBudget={"monthlyUsd": "1"},
+        rateLimits={"requestsPerMinute": 60, "perUser": {"tokensPerMinute": 1000},
+                    "perModel": [{"route": "chat", "requestsPerMinute": 5}]},
+        logging={"content": "hashed"},
+    )
+    docs[8] = api_key("k1", "eu-only", budget={"monthlyUsd": "2"}, rateLimits={"tokensPerMinute": 10})
+    eu = compile_region(policy_of(*docs), "eu")
+    t = next(t for t in eu.tenants if t.name == "eu-only")
+    assert (t.budget.monthly_micros, t.budget.soft_percent, t.budget.safe_allowance_micros) == (12_345_678, 75, 500_000)
+    assert t.per_user_budget.monthly_micros == 1_000_000
+    assert (t.rate_limit.requests_per_minute, t.rate_limit.tokens_per_minute) == (60, 0)
+    assert t.per_user_rate_limit.tokens_per_minute == 1000
+    assert [(r.route, r.limit.requests_per_minute) for r in t.per_route_rate_limits] == [("chat", 5)]
+    assert (t.logging.content, t.logging.retention_days) == ("hashed", 90)
+    assert eu.keys[0].budget.monthly_micros == 2_000_000 and eu.keys[0].rate_limit.tokens_per_minute == 10
+    other = next(t for t in eu.tenants if t.name == "both")
+    assert not other.HasField("budget") and not other.HasField("rate_limit")
+
+
+def test_rate_limit_on_a_missing_route_is_a_reference_error() -> None:
+    docs = [tenant("t", "eu", rateLimits={"perModel": [{"route": "ghost", "requestsPerMinute": 1}]})]
+    assert [str(e) for e in check_references(policy_of(*docs))] == [
+        "Tenant/t: spec.rateLimits.perModel[0].route: Route 'ghost' does not exist"]

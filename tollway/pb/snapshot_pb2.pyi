@@ -25,19 +25,77 @@ class Snapshot(_message.Message):
     def __init__(self, version: _Optional[str] = ..., region: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "projects", "regions", "routes")
+    __slots__ = ("name", "projects", "regions", "routes", "budget", "per_user_budget", "rate_limit", "per_user_rate_limit", "per_route_rate_limits", "project_policies", "logging")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    PER_USER_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PER_USER_RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PER_ROUTE_RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    LOGGING_FIELD_NUMBER: _ClassVar[int]
     name: str
     projects: _containers.RepeatedScalarFieldContainer[str]
     regions: _containers.RepeatedScalarFieldContainer[str]
     routes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., projects: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ..., routes: _Optional[_Iterable[str]] = ...) -> None: ...
+    budget: Budget
+    per_user_budget: Budget
+    rate_limit: RateLimit
+    per_user_rate_limit: RateLimit
+    per_route_rate_limits: _containers.RepeatedCompositeFieldContainer[RouteRateLimit]
+    project_policies: _containers.RepeatedCompositeFieldContainer[ProjectPolicy]
+    logging: LoggingPolicy
+    def __init__(self, name: _Optional[str] = ..., projects: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ..., routes: _Optional[_Iterable[str]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., per_user_budget: _Optional[_Union[Budget, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., per_user_rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., per_route_rate_limits: _Optional[_Iterable[_Union[RouteRateLimit, _Mapping]]] = ..., project_policies: _Optional[_Iterable[_Union[ProjectPolicy, _Mapping]]] = ..., logging: _Optional[_Union[LoggingPolicy, _Mapping]] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("monthly_micros", "soft_percent", "safe_allowance_micros")
+    MONTHLY_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SOFT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    SAFE_ALLOWANCE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    monthly_micros: int
+    soft_percent: int
+    safe_allowance_micros: int
+    def __init__(self, monthly_micros: _Optional[int] = ..., soft_percent: _Optional[int] = ..., safe_allowance_micros: _Optional[int] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("requests_per_minute", "tokens_per_minute")
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    requests_per_minute: int
+    tokens_per_minute: int
+    def __init__(self, requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
+
+class RouteRateLimit(_message.Message):
+    __slots__ = ("route", "limit")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    route: str
+    limit: RateLimit
+    def __init__(self, route: _Optional[str] = ..., limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class ProjectPolicy(_message.Message):
+    __slots__ = ("name", "budget")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    budget: Budget
+    def __init__(self, name: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
+
+class LoggingPolicy(_message.Message):
+    __slots__ = ("content", "redact_before_provider", "retention_days")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    REDACT_BEFORE_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    content: str
+    redact_before_provider: bool
+    retention_days: int
+    def __init__(self, content: _Optional[str] = ..., redact_before_provider: _Optional[bool] = ..., retention_days: _Optional[int] = ...) -> None: ...
 
 class ApiKey(_message.Message):
-    __slots__ = ("id", "hash", "tenant", "project", "routes", "hint", "expires_at")
+    __slots__ = ("id", "hash", "tenant", "project", "routes", "hint", "expires_at", "budget", "rate_limit")
     ID_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +103,8 @@ class ApiKey(_message.Message):
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     HINT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     hash: bytes
     tenant: str
@@ -52,7 +112,9 @@ class ApiKey(_message.Message):
     routes: _containers.RepeatedScalarFieldContainer[str]
     hint: str
     expires_at: int
-    def __init__(self, id: _Optional[str] = ..., hash: _Optional[bytes] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., routes: _Optional[_Iterable[str]] = ..., hint: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+    budget: Budget
+    rate_limit: RateLimit
+    def __init__(self, id: _Optional[str] = ..., hash: _Optional[bytes] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., routes: _Optional[_Iterable[str]] = ..., hint: _Optional[str] = ..., expires_at: _Optional[int] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class Provider(_message.Message):
     __slots__ = ("name", "type", "base_url", "region", "credential_env", "connect_timeout_s", "read_timeout_s", "mock", "api_version")
