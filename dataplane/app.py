@@ -36,6 +36,7 @@ HOLDER = web.AppKey("holder", SnapshotHolder)
 GATE = web.AppKey("gate", Gate)
 ADAPTERS = web.AppKey("adapters", Mapping[str, Adapter])
 RANDOM = web.AppKey("random", random.Random)
+CHECKED_KEYS = web.AppKey("checked_keys", set[bytes])  # hashes of keys whose checksum was verified
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
@@ -74,7 +75,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         return error_response(_too_large(limit), headers)
 
-    plan = decide(runtime, request.headers.get("Authorization"), body, started, app[RANDOM].random())
+    plan = decide(runtime, request.headers.get("Authorization"), body, started, app[RANDOM].random(),
+                  app[CHECKED_KEYS])
     if isinstance(plan, ApiError):
         return error_response(plan, headers)
     gate = app[GATE]
@@ -120,7 +122,7 @@ async def list_models(request: web.Request) -> web.Response:
     if runtime is None:
         return error_response(NO_SNAPSHOT, tollway_headers(rid, ""))
     headers = tollway_headers(rid, runtime.version)
-    key = authenticate(runtime, request.headers.get("Authorization"), time.time())
+    key = authenticate(runtime, request.headers.get("Authorization"), time.time(), request.app[CHECKED_KEYS])
     if isinstance(key, ApiError):
         return error_response(key, headers)
     data = [{"id": name, "object": "model", "created": 0, "owned_by": "tollway"} for name in key.models]
@@ -163,6 +165,7 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app[HOLDER] = holder
     app[GATE] = gate if gate is not None else OpenGate()
     app[RANDOM] = random.Random()
+    app[CHECKED_KEYS] = set()
     app.cleanup_ctx.append(_upstream_session)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)

@@ -145,6 +145,12 @@ class StreamResult:
     aborted: bool = False
 
 
+class _SseResponse(web.StreamResponse):
+    # The head goes out with the first events (one write, one packet) instead of alone at prepare(): the
+    # first events are already in hand when the response is prepared, so this delays nothing.
+    _send_headers_immediately = False
+
+
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
@@ -159,7 +165,7 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
     reply = answered.reply
     assert isinstance(reply, Stream)
     result = StreamResult()
-    resp = web.StreamResponse(status=200, headers=headers)
+    resp = _SseResponse(status=200, headers=headers)
     resp.content_type = "text/event-stream"
     resp.headers["Cache-Control"] = "no-cache"
     await resp.prepare(request)
@@ -177,12 +183,12 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
                     batch = await anext(batches)
                 except StopAsyncIteration:
                     break
-            await resp.write(b"data: [DONE]\n\n")
+            end = b"data: [DONE]\n\n"
         except UpstreamFailure as exc:
             result.aborted = True
             err = upstream_error(exc)
-            await resp.write(b"data: " + error_body(err.message, err.type, err.code) + b"\n\n")
-        await resp.write_eof()
+            end = b"data: " + error_body(err.message, err.type, err.code) + b"\n\n"
+        await resp.write_eof(end)  # the last event and the end of the body in one write
     except ConnectionResetError:
         # The client went away; stop reading the upstream too.
         result.aborted = True

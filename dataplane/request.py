@@ -18,10 +18,12 @@ import orjson
 from dataplane.errors import ApiError, invalid
 from dataplane.runtime import Deployment, Key, Route, Runtime
 from dataplane.validate import ChatRequest, validate_chat
-from tollway.keyformat import is_well_formed
+from tollway.keyformat import KEY_LEN, PREFIX, is_well_formed
 
 # Output tokens assumed when ranking by expected cost and the client gave no max_tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
+# Bound of the memo of verified key hashes (see ``authenticate``): cleared whole when full.
+_MAX_CHECKED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +40,33 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, "invalid_request_error", "invalid_api_key")
 
 
-def authenticate(runtime: Runtime, authorization: str | None, now: float) -> Key | ApiError:
-    """The key behind an ``Authorization: Bearer tw_...`` header, or a 401."""
+def authenticate(runtime: Runtime, authorization: str | None, now: float,
+                 checked: set[bytes] | None = None) -> Key | ApiError:
+    """The key behind an ``Authorization: Bearer tw_...`` header, or a 401.
+
+    ``checked``, when given, remembers the hashes of keys whose checksum was verified, so a key's checksum is
+    computed once rather than on every request (the same hash means the same secret).
+    """
     if not authorization:
         return _unauthorized("missing API key: send 'Authorization: Bearer tw_...'")
     scheme, _, secret = authorization.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         return _unauthorized("the Authorization header must be 'Bearer <api key>'")
-    # Format and checksum first: a typo or a foreign key never costs a lookup.
-    if not is_well_formed(secret):
+    # Shape first: a typo or a foreign key never costs a hash or a lookup.
+    if len(secret) != KEY_LEN or not secret.startswith(PREFIX) or not secret.isascii():
         return _unauthorized("incorrect API key provided")
     digest = hashlib.sha256(secret.encode("ascii")).digest()
+    verified = checked is not None and digest in checked
+    if not verified and not is_well_formed(secret):
+        return _unauthorized("incorrect API key provided")
     key = runtime.keys.get(digest)
     if key is None or not hmac.compare_digest(key.hash, digest):
         return _unauthorized("incorrect API key provided")
+    if checked is not None and not verified:
+        if len(checked) >= _MAX_CHECKED:
+            checked.clear()
+        checked.add(digest)
     if key.is_expired(now):
         return _unauthorized("API key expired")
     return key
@@ -84,9 +98,10 @@ def order_candidates(route: Route, deployments: list[tuple[Deployment, int]], re
     return [d for d, _ in deployments]
 
 
-def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float = 0.0) -> Plan | ApiError:
+def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float = 0.0,
+           checked: set[bytes] | None = None) -> Plan | ApiError:
     """Everything before ``admit``: the plan for a ``POST /v1/chat/completions``, or why it is refused."""
-    key = authenticate(runtime, authorization, now)
+    key = authenticate(runtime, authorization, now, checked)
     if isinstance(key, ApiError):
         return key
     try:

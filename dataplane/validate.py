@@ -41,25 +41,42 @@ class ChatRequest:
     needs: frozenset[str]  # capabilities the request uses: tools | vision | json_mode
 
 
+# A path into the payload as a chain of (parent, key or index) links: built as the walk descends, joined into a
+# dotted string only for the one path that is reported.
+_Path = tuple["_Path | None", "str | int"]
+
+
 def find_banned_key(value: Any) -> str | None:
     """The dotted path of the first banned key anywhere in ``value``, else None. Iterative: no recursion limit."""
-    stack: list[tuple[Any, str, bool, int]] = [(value, "", False, 0)]
+    stack: list[tuple[Any, _Path | None, bool, int]] = [(value, None, False, 0)]
     while stack:
         node, path, names_only, depth = stack.pop()
         if depth > _MAX_DEPTH:
-            return path or "body"
+            return _dotted(path) or "body"
         if isinstance(node, dict):
             for k, v in node.items():
-                child = f"{path}.{k}" if path else str(k)
-                if not names_only and isinstance(k, str) and k.lower() in BANNED_KEYS:
-                    return child
+                # Keys are almost always lower case already: lower() only for the others.
+                if not names_only and isinstance(k, str) and (
+                        k in BANNED_KEYS or (not k.islower() and k.lower() in BANNED_KEYS)):
+                    return _dotted((path, k))
                 if isinstance(v, dict | list):
-                    stack.append((v, child, not names_only and k in _SCHEMA_NAME_MAPS, depth + 1))
+                    stack.append((v, (path, k), not names_only and k in _SCHEMA_NAME_MAPS, depth + 1))
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 if isinstance(v, dict | list):
-                    stack.append((v, f"{path}[{i}]", False, depth + 1))
+                    stack.append((v, (path, i), False, depth + 1))
     return None
+
+
+def _dotted(path: _Path | None) -> str:
+    steps: list[str | int] = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    text = ""
+    for step in reversed(steps):
+        text = f"{text}[{step}]" if isinstance(step, int) else f"{text}.{step}" if text else step
+    return text
 
 
 def _is_int(v: Any) -> bool:
