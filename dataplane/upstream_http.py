@@ -349,6 +349,9 @@ class _Connection(asyncio.Protocol):
         self._reset()
         self._error = None
         self.busy = True
+        if self._paused:  # an earlier answer filled the buffer and was released unread
+            self._paused = False
+            self.transport.resume_reading()
         self.transport.write(data)
 
     def finished(self) -> None:

@@ -93,6 +93,28 @@ async def test_content_length_answers_reuse_one_connection() -> None:
         assert c.idle_connections() == 1
 
 
+async def test_large_answers_pause_reading_and_the_connection_stays_usable() -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB: well past the buffer's high-water mark
+
+    async def large(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=big)
+    app = web.Application()
+    app.router.add_post("/", large)
+    async with aiohttp_server(app) as port, client() as c:
+        url = f"http://127.0.0.1:{port}/"
+        resp = await c.post(url, "", b"{}", connect_timeout_s=1, read_timeout_s=2,
+                            deadline=asyncio.get_running_loop().time() + 5)
+        await asyncio.sleep(0.2)  # let the upstream fill the buffer while nobody reads
+        assert await resp.read() == big
+        resp.release()
+        resp = await c.post(url, "", b"{}", connect_timeout_s=1, read_timeout_s=2,
+                            deadline=asyncio.get_running_loop().time() + 5)
+        await asyncio.sleep(0.2)
+        resp.release()  # unread: the connection is drained or dropped, never reused half-read
+        assert await post(c, url, timeout_s=5) == (200, big)
+
+
 async def test_chunked_answer_read_as_it_arrives() -> None:
     async with aiohttp_server(echo_app([])) as port, client() as c:
         resp = await c.post(f"http://127.0.0.1:{port}/s?chunked=1", JSON_HEADERS, b"{}", connect_timeout_s=1,
