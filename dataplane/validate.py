@@ -25,6 +25,7 @@ BANNED_KEYS = frozenset({
 _SCHEMA_NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _MAX_DEPTH = 64
+_CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would build a union object at every use
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +60,11 @@ def find_banned_key(value: Any) -> str | None:
                 if not names_only and isinstance(k, str) and (
                         k in BANNED_KEYS or (not k.islower() and k.lower() in BANNED_KEYS)):
                     return _dotted((path, k))
-                if isinstance(v, dict | list):
+                if isinstance(v, _CONTAINERS):
                     stack.append((v, (path, k), not names_only and k in _SCHEMA_NAME_MAPS, depth + 1))
         elif isinstance(node, list):
             for i, v in enumerate(node):
-                if isinstance(v, dict | list):
+                if isinstance(v, _CONTAINERS):
                     stack.append((v, (path, i), False, depth + 1))
     return None
 
