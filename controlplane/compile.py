@@ -150,17 +150,34 @@ class KeyEncodings:
         self._by_name = {n: e for n, e in self._by_name.items() if n in names}
 
 
-_KEYS_TAG = bytes([pb.Snapshot.KEYS_FIELD_NUMBER << 3 | 2])  # field 4, wire type 2 (length-delimited)
-
-
 def _key_entry(k: ApiKey) -> bytes:
+    """``k`` as one ``Snapshot.keys`` entry on the wire: tag, length, then the ``ApiKey`` message.
+
+    The scalar fields are encoded by hand because this is the one loop over 100,000 items (a third cheaper than
+    building a message and serializing it); the rare nested ones by protobuf. Exactness is not at stake: the
+    compiler parses these bytes into the snapshot, and its version hashes the message re-serialized
+    deterministically, so any valid encoding of the same field values gives the same snapshot (a test compares
+    this with the message built by protobuf).
+    """
     s = k.spec
-    message = pb.ApiKey(
-        id=k.name, hash=bytes.fromhex(s.hash.removeprefix("sha256:")), tenant=s.tenant, project=s.project or "",
-        routes=sorted(s.routes), hint=s.hint, expires_at=s.expires_at or 0,
-        budget=budget_pb(s.budget), rate_limit=rate_limit_pb(s.rate_limits),
-    ).SerializeToString(deterministic=True)
-    return _KEYS_TAG + _varint(len(message)) + message
+    parts = [
+        _delimited(_ID, k.name.encode()),
+        _delimited(_HASH, bytes.fromhex(s.hash.removeprefix("sha256:"))),
+        _delimited(_TENANT, s.tenant.encode()),
+    ]
+    if s.project:
+        parts.append(_delimited(_PROJECT, s.project.encode()))
+    parts.extend(_delimited(_ROUTES, r.encode()) for r in sorted(s.routes))
+    if s.hint:
+        parts.append(_delimited(_HINT, s.hint.encode()))
+    if s.expires_at:
+        parts.append(_EXPIRES_AT + _varint(s.expires_at))
+    budget, rate_limit = budget_pb(s.budget), rate_limit_pb(s.rate_limits)
+    if budget is not None:
+        parts.append(_delimited(_BUDGET, budget.SerializeToString(deterministic=True)))
+    if rate_limit is not None:
+        parts.append(_delimited(_RATE_LIMIT, rate_limit.SerializeToString(deterministic=True)))
+    return _delimited(_SNAPSHOT_KEYS, b"".join(parts))
 
 
 def usd_micros(usd: Decimal) -> int:
@@ -201,12 +218,30 @@ def tenant_pb(t: Tenant) -> pb.Tenant:
 
 
 def _varint(n: int) -> bytes:
+    n &= 0xFFFF_FFFF_FFFF_FFFF  # int64: a negative number is its 64-bit two's complement
     out = bytearray()
     while n > 0x7F:
         out.append(n & 0x7F | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def _delimited(tag: bytes, data: bytes) -> bytes:
+    return tag + _varint(len(data)) + data
+
+
+def _tag(number: int, wire_type: int) -> bytes:
+    return _varint(number << 3 | wire_type)
+
+
+_LEN, _VARINT = 2, 0  # wire types
+_SNAPSHOT_KEYS = _tag(pb.Snapshot.KEYS_FIELD_NUMBER, _LEN)
+_ID, _HASH, _TENANT, _PROJECT, _ROUTES, _HINT, _BUDGET, _RATE_LIMIT = (_tag(n, _LEN) for n in (
+    pb.ApiKey.ID_FIELD_NUMBER, pb.ApiKey.HASH_FIELD_NUMBER, pb.ApiKey.TENANT_FIELD_NUMBER,
+    pb.ApiKey.PROJECT_FIELD_NUMBER, pb.ApiKey.ROUTES_FIELD_NUMBER, pb.ApiKey.HINT_FIELD_NUMBER,
+    pb.ApiKey.BUDGET_FIELD_NUMBER, pb.ApiKey.RATE_LIMIT_FIELD_NUMBER))
+_EXPIRES_AT = _tag(pb.ApiKey.EXPIRES_AT_FIELD_NUMBER, _VARINT)
 
 
 def price_micros(per_million_usd: Decimal | None) -> int:
