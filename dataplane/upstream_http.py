@@ -87,7 +87,6 @@ class _Connection(asyncio.Protocol):
         self.head_done = False
         self.body_done = False
         self.keep_alive = True
-        self.received_any = False
         self._body: list[bytes] = []
         self._body_len = 0
         self._framing = _NONE
@@ -108,12 +107,12 @@ class _Connection(asyncio.Protocol):
             # Bytes nobody asked for (e.g. a 408 before closing an idle connection): never reuse it.
             self.close()
             return
-        self.received_any = True
         self._buf += data
         try:
             self._parse()
         except ValueError as exc:
             self._fail(exc)
+            self._wake()
             self.close()
             return
         if self._drain is not None:
