@@ -79,6 +79,10 @@ class AdminClient:
     def usage(self, query: Mapping[str, str]) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/usage", query=query)
 
+    def analytics(self, report: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """One of the reports under /admin/v1/analytics/ (daily-cost, latency, errors, top-users)."""
+        return self._call("GET", f"/admin/v1/analytics/{urllib.parse.quote(report)}", query=query)
+
     def snapshots(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/snapshots")
 

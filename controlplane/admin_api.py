@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from controlplane.analytics_api import add_analytics_routes
+from controlplane.dashboard import dashboard_gate, is_dashboard_path
 from controlplane.engine import Document
 from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound
 from controlplane.repository import Repository
@@ -68,6 +70,7 @@ def create_admin_app(repository: Repository, status: StatusSource, admin_token: 
     app.router.add_get("/admin/v1/snapshots", _snapshots)
     if usage_db is not None:
         add_usage_routes(app, usage_db)
+        add_analytics_routes(app, usage_db)
     return app
 
 
@@ -110,6 +113,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == "/healthz":
         return await handler(request)
+    if is_dashboard_path(request.path):  # bearer, or the browser's session cookie: see controlplane.dashboard
+        return await dashboard_gate(request, handler, request.app[TOKEN])
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()

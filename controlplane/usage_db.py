@@ -234,6 +234,12 @@ class UsageDB:
         n = len(keys)
         return [SpendRow(tuple(str(v) for v in row[:n]), *(int(v) for v in row[n:])) for row in rows]
 
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one query on the database's worker thread and return its rows: for reports that build their own
+        SQL (``controlplane.analytics``). Values must go in ``params``, never into ``sql``."""
+        rows: list[tuple[Any, ...]] = await self._run(lambda: self._db.execute(sql, list(params)).fetchall())
+        return rows
+
     async def count_batches(self, node_id: str | None = None) -> int:
         """How many batches are stored (of one data plane, or of all)."""
         sql, params = "SELECT count(*) FROM batches", []

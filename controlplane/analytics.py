@@ -1,0 +1,259 @@
+"""Usage analytics over ``usage_events`` (docs/usage-schema.md): daily cost, latency trends, error rates, top users.
+
+Each report is a pure SQL builder (``*_query``: ``Span`` and filters in, SQL text and parameters out) and a row
+type; ``Analytics`` runs them on the usage database's one worker thread (``UsageDB.fetch``), so analytics never
+open a second connection to the DuckDB file and never block the event loop. Only the fixed strings of the
+``_COLUMNS`` table are ever pasted into SQL; every value travels as a parameter.
+
+Conventions shared by every report:
+
+- a ``Span`` is ``[since_ms, until_ms)`` in unix milliseconds, either end open; days are UTC calendar days;
+- money is integer micro-dollars (``cost_micros``); latencies are milliseconds (quantiles interpolated, so floats);
+- a request is an error when its status is >= 400 or it carries an error type;
+- latency quantiles are over successful requests only: a refused or failed request's latency says nothing about
+  how fast a model answers.
+
+Errors: ``controlplane.errors.InvalidRequest`` for a period that cannot be parsed; ``ValueError`` for a dimension
+or filter that is not one of the documented names (a programming error: the admin API checks its input first);
+``controlplane.usage_db.UsageDBError`` when the database fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, cast, get_args
+
+from controlplane.errors import InvalidRequest
+from controlplane.usage_db import UsageDB
+
+CostDimension = Literal["tenant", "project", "tag"]
+ModelDimension = Literal["route", "deployment"]
+ErrorDimension = Literal["provider", "deployment"]
+Filter = Literal["tenant", "project", "user", "route", "deployment", "provider", "region", "tag"]
+UserOrder = Literal["cost", "requests"]
+
+COST_DIMENSIONS: tuple[str, ...] = get_args(CostDimension)
+MODEL_DIMENSIONS: tuple[str, ...] = get_args(ModelDimension)
+ERROR_DIMENSIONS: tuple[str, ...] = get_args(ErrorDimension)
+FILTERS: tuple[str, ...] = get_args(Filter)
+USER_ORDERS: tuple[str, ...] = get_args(UserOrder)
+
+# Group expressions. A project is named within its tenant, so it is reported as "tenant/project".
+_GROUPS: dict[str, str] = {
+    "tenant": "tenant", "project": "tenant || '/' || project", "tag": "unnest(tags)",
+    "route": "route", "deployment": "deployment", "provider": "provider",
+}
+_FILTERS: dict[str, str] = {
+    "tenant": "tenant = ?", "project": "project = ?", "user": '"user" = ?', "route": "route = ?",
+    "deployment": "deployment = ?", "provider": "provider = ?", "region": "region = ?",
+    "tag": "list_contains(tags, ?)",
+}
+_IS_ERROR = "(status >= 400 OR error_type <> '')"
+MAX_TOP_USERS = 1000
+DEFAULT_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """``[since_ms, until_ms)`` in unix milliseconds; None leaves that end open."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A period as people ask for it: ``since`` inclusive, ``until`` exclusive (None: open), both UTC."""
+
+    since: datetime
+    until: datetime | None
+
+    @property
+    def span(self) -> Span:
+        return Span(int(self.since.timestamp() * 1000), int(self.until.timestamp() * 1000) if self.until else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat(), "until": self.until.isoformat() if self.until else None}
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name}: expected an ISO date or time, got {value!r}") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_period(query: Mapping[str, str], now: datetime, default_days: int = DEFAULT_DAYS) -> Period:
+    """``since``/``until`` (ISO, UTC) from a query; without ``since``, the ``default_days`` days up to today."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = _parse_time(query["since"], "since") if query.get("since") else today - timedelta(days=default_days - 1)
+    until = _parse_time(query["until"], "until") if query.get("until") else None
+    if until is not None and until <= since:
+        raise InvalidRequest("until must be after since")
+    return Period(since, until)
+
+
+def parse_filters(query: Mapping[str, str]) -> dict[Filter, str]:
+    """The report filters present (and non-empty) in a query."""
+    return {cast(Filter, name): query[name] for name in FILTERS if query.get(name)}
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCost:
+    day: date
+    group: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailyLatency:
+    """Quantiles of total latency and of time to first byte, in ms, over one day's successful requests."""
+
+    day: date
+    group: str
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    ttfb_p50_ms: float
+    ttfb_p95_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class DailyErrors:
+    day: date
+    group: str
+    requests: int
+    errors: int
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UserTotal:
+    """One end user's totals; users are named within their tenant, so the tenant is part of the identity."""
+
+    tenant: str
+    user: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_micros: int
+
+
+Query = tuple[str, list[object]]
+
+
+def _where(span: Span, filters: Mapping[Filter, str] | None, *extra: str) -> Query:
+    conditions, params = list(extra), list[object]()
+    if span.since_ms is not None:
+        conditions.append("ts >= epoch_ms(?)")
+        params.append(span.since_ms)
+    if span.until_ms is not None:
+        conditions.append("ts < epoch_ms(?)")
+        params.append(span.until_ms)
+    for name, value in (filters or {}).items():
+        if name not in _FILTERS:
+            raise ValueError(f"filters must be among {FILTERS}, got {name!r}")
+        conditions.append(_FILTERS[name])
+        params.append(value)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+
+
+def _group(by: str, allowed: tuple[str, ...]) -> str:
+    if by not in allowed:
+        raise ValueError(f"by must be one of {allowed}, got {by!r}")
+    return _GROUPS[by]
+
+
+def daily_cost_query(by: CostDimension, span: Span, filters: Mapping[Filter, str] | None = None) -> Query:
+    """Per day and group: requests, tokens and cost. By ``tag``, a request counts once under each of its tags."""
+    group = _group(by, COST_DIMENSIONS)
+    where, params = _where(span, filters)
+    sql = (f"SELECT day, grp, count(*), sum(input_tokens), sum(output_tokens), sum(cost_micros) FROM ("
+           f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, input_tokens, output_tokens, cost_micros "
+           f"FROM usage_events{where}) GROUP BY day, grp ORDER BY day, sum(cost_micros) DESC, grp")
+    return sql, params
+
+
+def latency_query(by: ModelDimension, span: Span, filters: Mapping[Filter, str] | None = None) -> Query:
+    group = _group(by, MODEL_DIMENSIONS)
+    where, params = _where(span, filters, f"NOT {_IS_ERROR}")
+    sql = (f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, count(*), "
+           "quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95), "
+           "quantile_cont(ttfb_ms, 0.5), quantile_cont(ttfb_ms, 0.95) "
+           f"FROM usage_events{where} GROUP BY day, grp ORDER BY day, grp")
+    return sql, params
+
+
+def errors_query(by: ErrorDimension, span: Span, filters: Mapping[Filter, str] | None = None) -> Query:
+    group = _group(by, ERROR_DIMENSIONS)
+    where, params = _where(span, filters)
+    sql = (f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, count(*), count(*) FILTER (WHERE {_IS_ERROR}) "
+           f"FROM usage_events{where} GROUP BY day, grp ORDER BY day, grp")
+    return sql, params
+
+
+def top_users_query(span: Span, order: UserOrder = "cost", limit: int = 10,
+                    filters: Mapping[Filter, str] | None = None) -> Query:
+    """The ``limit`` users with the highest cost (or most requests); requests without a user are left out."""
+    if order not in USER_ORDERS:
+        raise ValueError(f"order must be one of {USER_ORDERS}, got {order!r}")
+    if not 1 <= limit <= MAX_TOP_USERS:
+        raise ValueError(f"limit must be between 1 and {MAX_TOP_USERS}")
+    where, params = _where(span, filters, "\"user\" <> ''")
+    first, second = ("sum(cost_micros)", "count(*)") if order == "cost" else ("count(*)", "sum(cost_micros)")
+    sql = (f'SELECT tenant, "user", count(*), sum(input_tokens), sum(output_tokens), sum(cost_micros) '
+           f'FROM usage_events{where} GROUP BY tenant, "user" '
+           f'ORDER BY {first} DESC, {second} DESC, tenant, "user" LIMIT {int(limit)}')
+    return sql, params
+
+
+def _ints(row: tuple[Any, ...]) -> list[int]:
+    return [int(v or 0) for v in row]
+
+
+def _ms(value: Any) -> float:
+    return round(float(value), 1) if value is not None else 0.0
+
+
+class Analytics:
+    """The reports over one open ``UsageDB``. Holds nothing but the database; task-safe as it is."""
+
+    def __init__(self, db: UsageDB) -> None:
+        self._db = db
+
+    async def daily_cost(self, by: CostDimension, span: Span,
+                         filters: Mapping[Filter, str] | None = None) -> list[DailyCost]:
+        rows = await self._db.fetch(*daily_cost_query(by, span, filters))
+        return [DailyCost(r[0], str(r[1]), *_ints(r[2:])) for r in rows]
+
+    async def latency(self, by: ModelDimension, span: Span,
+                      filters: Mapping[Filter, str] | None = None) -> list[DailyLatency]:
+        rows = await self._db.fetch(*latency_query(by, span, filters))
+        return [DailyLatency(r[0], str(r[1]), int(r[2]), *(_ms(v) for v in r[3:])) for r in rows]
+
+    async def errors(self, by: ErrorDimension, span: Span,
+                     filters: Mapping[Filter, str] | None = None) -> list[DailyErrors]:
+        rows = await self._db.fetch(*errors_query(by, span, filters))
+        return [DailyErrors(r[0], str(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    async def top_users(self, span: Span, order: UserOrder = "cost", limit: int = 10,
+                        filters: Mapping[Filter, str] | None = None) -> list[UserTotal]:
+        rows = await self._db.fetch(*top_users_query(span, order, limit, filters))
+        return [UserTotal(str(r[0]), str(r[1]), *_ints(r[2:])) for r in rows]
+
+
+def totals(rows: Sequence[DailyCost]) -> dict[str, int]:
+    """Cost per group over all days, biggest first: the order a legend or a stacked chart should use."""
+    sums: dict[str, int] = {}
+    for row in rows:
+        sums[row.group] = sums.get(row.group, 0) + row.cost_micros
+    return dict(sorted(sums.items(), key=lambda kv: (-kv[1], kv[0])))

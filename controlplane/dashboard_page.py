@@ -1,0 +1,166 @@
+"""The dashboard's HTML: pure functions from report rows to one self-contained page (styles inline, charts as
+inline SVG from ``controlplane.charts``). Every value from the database is escaped. The page carries no secret:
+the admin token is never passed in, and forms never pre-fill it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from html import escape
+
+from controlplane import analytics as an
+from controlplane import charts
+
+STYLE = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;align-items:center;gap:24px}
+header h1{font-size:18px;margin:0}header a{color:#cfd6e4}
+main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fit,minmax(620px,1fr));gap:16px}
+section{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:12px 16px}
+section h2{font-size:15px;margin:0 0 8px}
+form.filters{display:flex;gap:12px;align-items:end;flex-wrap:wrap}
+form.filters label{display:flex;flex-direction:column;font-size:12px;color:#5b6475}
+.tiles{display:flex;gap:16px;flex-wrap:wrap}.tile{min-width:140px}
+.tile b{display:block;font-size:22px}.tile span{font-size:12px;color:#5b6475}
+svg.chart{width:100%;height:auto}svg .grid{stroke:#e6e8ee}svg .tick{font-size:11px;fill:#5b6475}
+ul.legend{list-style:none;padding:0;margin:6px 0 0;display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px}
+.swatch{display:inline-block;width:18px;height:0;border-top:3px solid;margin-right:6px;vertical-align:middle}
+.swatch.dashed{border-top-style:dashed}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f4}td.n,th.n{text-align:right}
+.empty{color:#5b6475}.error{color:#b00020}
+.login{max-width:360px;margin:80px auto;background:#fff;padding:24px;border:1px solid #e1e4ea;border-radius:6px}
+.login input{width:100%;box-sizing:border-box;margin:8px 0;padding:6px}
+"""
+
+
+@dataclass(frozen=True)
+class Page:
+    """Everything the page shows, already shaped into chart series by ``controlplane.dashboard``."""
+
+    period: an.Period
+    days: Sequence[date]
+    cost_by: str
+    filters: Mapping[str, str]
+    query_days: str
+    cost: Mapping[str, Mapping[date, float]]
+    latency: tuple[Mapping[str, Mapping[date, float]], Mapping[str, str]]
+    errors: Mapping[str, Mapping[date, float]]
+    by_deployment: Sequence[an.DailyErrors]
+    users: Sequence[an.UserTotal]
+    requests: int
+    failed: int
+    cost_micros: int | None
+    title: str = field(default="Tollway usage")
+
+
+def money(micros: float) -> str:
+    """Dollars: cents once the amount reaches a cent, else micro-dollar precision (so tiny costs are not $0.00)."""
+    if micros == 0 or abs(micros) >= 10_000:
+        return f"${micros / 1_000_000:,.2f}"
+    return f"${micros / 1_000_000:.6f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:g} ms"
+
+
+def _percent(value: float) -> str:
+    return f"{value:g}%"
+
+
+def _shell(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style></head>'
+            f"<body>{body}</body></html>")
+
+
+def render_login(failed: bool) -> str:
+    message = '<p class="error" id="login-error">That token is not valid.</p>' if failed else ""
+    return _shell("Tollway dashboard: sign in", (
+        '<div class="login"><h1>Tollway dashboard</h1><p>Sign in with the control plane\'s admin token.</p>'
+        f'{message}<form method="post" action="/dashboard/login">'
+        '<label for="token">Admin token</label>'
+        '<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>'
+        '<button type="submit">Sign in</button></form></div>'))
+
+
+def _filters_form(page: Page) -> str:
+    def option(value: str, label: str, current: str) -> str:
+        selected = " selected" if value == current else ""
+        return f'<option value="{escape(value)}"{selected}>{escape(label)}</option>'
+
+    days = page.query_days or ("" if "since" in page.filters else "30")
+    day_options = "".join(option(d, f"last {d} days", days) for d in ("7", "30", "90"))
+    by_options = "".join(option(b, b, page.cost_by) for b in an.COST_DIMENSIONS)
+    tenant = escape(page.filters.get("tenant", ""))
+    return ('<form class="filters" method="get" action="/dashboard">'
+            f'<label>Period<select name="days">{day_options}</select></label>'
+            f'<label>Cost by<select name="cost_by">{by_options}</select></label>'
+            f'<label>Tenant<input name="tenant" value="{tenant}" placeholder="all"></label>'
+            '<button type="submit">Show</button></form>')
+
+
+def _tiles(page: Page) -> str:
+    rate = 100 * page.failed / page.requests if page.requests else 0.0
+    cost = money(page.cost_micros) if page.cost_micros is not None else "-"
+    until = page.period.until.date().isoformat() if page.period.until else "now"
+    return ('<div class="tiles">'
+            f'<div class="tile"><b id="total-cost">{cost}</b><span>cost</span></div>'
+            f'<div class="tile"><b id="total-requests">{page.requests:,}</b><span>requests</span></div>'
+            f'<div class="tile"><b id="total-error-rate">{rate:.2f}%</b><span>errors</span></div>'
+            f'<div class="tile"><b>{page.period.since.date().isoformat()} to {until}</b><span>period (UTC)</span>'
+            '</div></div>')
+
+
+def _users_table(users: Sequence[an.UserTotal]) -> str:
+    if not users:
+        return charts.empty("Top users")
+    rows = "".join(
+        f"<tr><td>{escape(u.tenant)}</td><td>{escape(u.user)}</td><td class=n>{u.requests:,}</td>"
+        f"<td class=n>{u.input_tokens:,}</td><td class=n>{u.output_tokens:,}</td>"
+        f"<td class=n>{money(u.cost_micros)}</td></tr>" for u in users)
+    return ('<table id="top-users"><thead><tr><th>Tenant</th><th>User</th><th class=n>Requests</th>'
+            '<th class=n>Input tokens</th><th class=n>Output tokens</th><th class=n>Cost</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>")
+
+
+def _deployments_table(rows: Sequence[an.DailyErrors]) -> str:
+    totals: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        requests, errors = totals.get(r.group, (0, 0))
+        totals[r.group] = (requests + r.requests, errors + r.errors)
+    if not totals:
+        return ""
+    ordered = sorted(totals.items(), key=lambda kv: (-kv[1][1] / max(kv[1][0], 1), kv[0]))
+    body = "".join(
+        f"<tr><td>{escape(name or '(none)')}</td><td class=n>{req:,}</td><td class=n>{err:,}</td>"
+        f"<td class=n>{100 * err / req if req else 0:.2f}%</td></tr>" for name, (req, err) in ordered)
+    return ('<table id="errors-by-deployment"><thead><tr><th>Deployment</th><th class=n>Requests</th>'
+            f'<th class=n>Errors</th><th class=n>Error rate</th></tr></thead><tbody>{body}</tbody></table>')
+
+
+def render_page(page: Page) -> str:
+    cost_label = f"Cost per {page.cost_by} per day"
+    cost_chart = charts.stacked_bars(page.days, page.cost, money, cost_label) if page.cost else \
+        charts.empty(cost_label)
+    latency, colors = page.latency
+    dashed = frozenset(name for name in latency if name.endswith(" p95"))
+    latency_chart = charts.line_chart(page.days, latency, _ms, "Latency per model", dashed, colors) if latency \
+        else charts.empty("Latency per model")
+    error_chart = charts.line_chart(page.days, page.errors, _percent, "Error rate per provider") if page.errors \
+        else charts.empty("Error rate per provider")
+    body = (
+        f'<header><h1>{escape(page.title)}</h1>{_filters_form(page)}'
+        '<a href="/dashboard/logout">Sign out</a></header><main>'
+        f'<section id="summary"><h2>Summary</h2>{_tiles(page)}</section>'
+        f'<section id="cost"><h2>{escape(cost_label)}</h2>{cost_chart}{charts.legend(list(page.cost))}</section>'
+        '<section id="latency"><h2>Latency per model (p50 solid, p95 dashed; successful requests)</h2>'
+        f'{latency_chart}{charts.legend(list(latency), colors, dashed)}</section>'
+        '<section id="errors"><h2>Error rate per provider (status ≥ 400 or an error type)</h2>'
+        f'{error_chart}{charts.legend(list(page.errors))}{_deployments_table(page.by_deployment)}</section>'
+        f'<section id="users"><h2>Top users by cost</h2>{_users_table(page.users)}</section>'
+        "</main>")
+    return _shell(page.title, body)
