@@ -1,0 +1,150 @@
+"""The composed gate: rate limits, then the budget reservation; settle reconciles both with what happened.
+
+``LimitsGate.admit(plan, attribution, now)`` runs the rate limiter (``dataplane.ratelimit``) for the request's
+scopes and, when that admits, reserves the request's worst-case cost from the budget book (if there is one). It
+answers an ``Admission`` (the ``x-ratelimit-*`` headers for the response, and what to settle later) or a
+``Refusal`` (the OpenAI error, plus ``Retry-After`` and ``x-ratelimit-*`` when a rate limit refused). A budget
+refusal gives back what the rate limiter took, so a refused request costs no quota.
+
+Every admitted request must end in exactly one ``settle`` (it reached an upstream, or tried to) or ``release``
+(it never did): otherwise its reservation stays charged until its lease expires.
+
+Estimated tokens (what the tokens buckets take at admission) are the prompt estimate plus ``max_tokens`` or,
+when the client gave none, ``DEFAULT_EXPECTED_OUTPUT_TOKENS``; ``settle`` reconciles with the upstream's actual
+prompt + completion tokens (a failed attempt used none; a stream that ended without usage keeps the estimate).
+The budget, not the rate limit, is where a true upper bound matters, and it gets one from ``worst_case``.
+
+Snapshots: ``configure(snapshot)`` may run on any thread (discovery installs snapshots off the loop); it only
+publishes an immutable ``LimitTable`` by one reference assignment, and the next ``admit`` (on the loop) applies
+it, so a policy change binds from the next request on. Everything else runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dataplane.accounting import Outcome
+from dataplane.errors import ApiError
+from dataplane.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, Ticket, format_reset
+from dataplane.request import DEFAULT_EXPECTED_OUTPUT_TOKENS, Plan
+from dataplane.runtime import InvalidSnapshot
+from dataplane.tags import Attribution
+from tollway.pb import snapshot_pb2 as pb
+
+
+class BudgetBook(Protocol):
+    """The money half (``dataplane.budget``): reserve the worst case before forwarding, settle the real cost."""
+
+    def reserve(self, plan: Plan, worst_case_micros: int, now: float) -> Any:
+        """A reservation, or the ``ApiError`` refusing the request."""
+        ...
+
+    def settle(self, reservation: Any, actual_micros: int) -> None: ...
+
+    def release(self, reservation: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request let through: headers to add to its response, and what ``settle``/``release`` need. Immutable."""
+
+    attribution: Attribution
+    headers: Mapping[str, str]
+    ticket: Ticket
+    reservation: Any = None  # the budget book's, None without a budget book
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request refused before forwarding: the error to answer and headers to send with it."""
+
+    error: ApiError
+    headers: Mapping[str, str]
+
+
+def estimated_tokens(plan: Plan) -> int:
+    request = plan.request
+    return request.estimated_prompt_tokens + (request.max_tokens or DEFAULT_EXPECTED_OUTPUT_TOKENS)
+
+
+def ratelimit_headers(requests: Quota | None, tokens: Quota | None) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the dimensions that have a limit (none when nothing is limited).
+
+    ``limit`` is the declared (fleet-wide) limit; ``remaining`` and ``reset`` are this data plane's bucket at its
+    share of that limit, i.e. what this data plane will still admit and when it is full again.
+    """
+    headers: dict[str, str] = {}
+    for name, quota in (("requests", requests), ("tokens", tokens)):
+        if quota is not None:
+            headers[f"x-ratelimit-limit-{name}"] = str(quota.limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(quota.remaining)
+            headers[f"x-ratelimit-reset-{name}"] = format_reset(quota.reset_s)
+    return headers
+
+
+def refusal_of(limited: RateLimited) -> Refusal:
+    quota = limited.quota
+    headers = ratelimit_headers(quota if limited.dimension == "requests" else None,
+                                quota if limited.dimension == "tokens" else None)
+    headers["retry-after"] = str(max(1, math.ceil(limited.retry_after_s)))
+    headers["x-tollway-rate-limit-scope"] = limited.scope.kind
+    return Refusal(limited.error(), headers)
+
+
+class LimitsGate:
+    """Rate limits and budget reservations in front of every upstream attempt. Owned by one event loop."""
+
+    def __init__(self, limiter: RateLimiter | None = None, budget: BudgetBook | None = None,
+                 worst_case: Callable[[Plan], int] | None = None) -> None:
+        if budget is not None and worst_case is None:
+            raise ValueError("a budget book needs worst_case (the request's cost bound)")
+        self.limiter = limiter or RateLimiter()  # the lease client calls its demand() and set_shares()
+        self._budget = budget
+        self._worst_case = worst_case
+        self._latest: LimitTable = self.limiter.table
+
+    def configure(self, snapshot: pb.Snapshot) -> str | None:
+        """Publish the limits of ``snapshot`` (any thread); None, or why they were refused (old ones stay)."""
+        try:
+            self._latest = LimitTable.from_snapshot(snapshot)
+        except InvalidSnapshot as exc:
+            return str(exc)
+        return None
+
+    def admit(self, plan: Plan, attribution: Attribution, now: float) -> Admission | Refusal:
+        latest = self._latest
+        if latest is not self.limiter.table:
+            self.limiter.configure(latest, now)
+        key = plan.key
+        checked = self.limiter.check(key.tenant.name, attribution.user, plan.route.name, key.id,
+                                     estimated_tokens(plan), now)
+        if isinstance(checked, RateLimited):
+            return refusal_of(checked)
+        reservation = None
+        if self._budget is not None and self._worst_case is not None:
+            reservation = self._budget.reserve(plan, self._worst_case(plan), now)
+            if isinstance(reservation, ApiError):
+                self.limiter.release(checked, now)
+                return Refusal(reservation, {})
+        return Admission(attribution, ratelimit_headers(checked.requests_quota, checked.tokens_quota), checked,
+                         reservation)
+
+    def settle(self, outcome: Outcome, admission: Admission) -> None:
+        """Reconcile an admitted request that reached (or tried to reach) an upstream. Never blocks."""
+        now = outcome.started + outcome.duration_s
+        usage = outcome.usage
+        if usage is not None:
+            self.limiter.record(admission.ticket, usage.prompt_tokens + usage.completion_tokens, now)
+        elif outcome.status >= 400:
+            self.limiter.record(admission.ticket, 0, now)  # the upstream refused or failed: no tokens used
+        if self._budget is not None and admission.reservation is not None:
+            self._budget.settle(admission.reservation, outcome.cost_micros)
+
+    def release(self, admission: Admission, now: float) -> None:
+        """Give back everything an admitted request took that never reached an upstream."""
+        self.limiter.release(admission.ticket, now)
+        if self._budget is not None and admission.reservation is not None:
+            self._budget.release(admission.reservation)

@@ -1,0 +1,432 @@
+"""Rate limits: token buckets per scope, each run at this data plane's share of a fleet-wide limit.
+
+Limits come from the snapshot in requests and tokens per minute (0: unlimited) for four kinds of scope: the
+whole tenant, each user of a tenant (requests without a user are not subject to it), each route (model) of a
+tenant, and each API key. ``check`` takes 1 from every applicable requests bucket and the request's estimated
+tokens from every tokens bucket, all or nothing, in O(1) (at most four scopes, two buckets each).
+
+Buckets. Capacity is one minute of the local rate (declared limit times share) and refills continuously, so a
+quiet scope may burst a minute's worth at once, as OpenAI's own limits do. A request needs
+``min(cost, capacity)`` in the bucket, so a request estimated larger than the whole bucket still passes when
+the bucket is full (the estimate is deliberately high; refusing it forever would be wrong) and drives the bucket
+into debt. Tokens are reconciled by ``record``: the difference between the upstream's actual total tokens and
+the estimate is refunded or charged, and a charge may push the level below zero (debt, floored at -capacity, so
+one huge answer blocks a scope for at most about two minutes). Over any long window the admitted tokens are
+therefore the actual tokens, not the estimates. A request refused later (e.g. by the budget) is ``release``d:
+both its request and its tokens come back.
+
+Fleet shares, after Google's Doorman: each data plane reports its observed demand per scope (``demand``,
+requests/s and tokens/s, exponentially weighted, counting refused requests too: it is the offered load), the
+control plane splits every limit between data planes and grants shares with an expiry (``set_shares``). A
+scope's local rate is limit times share. The share of a scope is:
+- never leased: 1.0. A lone data plane then enforces the declared limit exactly; a fleet whose control plane has
+  never answered admits up to N times the limit, the price of not refusing traffic before the first lease.
+- leased: the granted share; scopes the grant does not list (new users, say) get 1/N, N the fleet size sent with
+  the grant (1 if never sent).
+- lease expired: every scope falls back to 1/N of the last known N, so the fleet as a whole stays at the limit
+  while the control plane is away (exceeded only by data planes that start during the outage, at 1.0 each).
+A share change keeps each bucket's level (clamped to the new capacity): a share that grows gives headroom at the
+new rate, never as an instant lump, so shares that move with demand cannot leak extra admissions.
+
+Policy changes (``configure``) keep the buckets of scopes that still have a limit, levels clamped to the new
+capacity; a tighter limit binds on the next request and a looser one refills at its new rate from then on.
+
+Not thread-safe: one event loop owns a RateLimiter and makes every call. Idle scopes (whose buckets would be full
+again) are dropped by a sweep every ``SWEEP_INTERVAL_S``, amortised O(1) per request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, NamedTuple
+
+from dataplane.errors import ApiError
+from dataplane.runtime import InvalidSnapshot
+from tollway.pb import snapshot_pb2 as pb
+
+Dimension = Literal["requests", "tokens"]
+ScopeKind = Literal["tenant", "user", "route", "key"]
+
+DEMAND_TAU_S = 10.0  # time constant of the demand average
+SWEEP_INTERVAL_S = 30.0
+IDLE_DROP_S = 180.0  # > the 120 s a bucket in full debt needs to refill: a dropped bucket was full anyway
+RETRY_CAP_S = 60.0  # Retry-After when a scope has no capacity at all here (share 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A declared (fleet-wide) limit; 0 on a dimension means no limit on it."""
+
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+
+
+class Scope(NamedTuple):
+    """What a bucket limits. A tuple, so it hashes fast as a dict key on the request path."""
+
+    kind: ScopeKind
+    tenant: str  # "" for keys
+    name: str  # the tenant, the user, the route or the key id
+
+    @property
+    def id(self) -> str:
+        """The scope's name in ``demand`` and ``set_shares``: tenant/T, user/T/U, route/T/R, key/K."""
+        if self.kind == "tenant" or self.kind == "key":
+            return f"{self.kind}/{self.name}"
+        return f"{self.kind}/{self.tenant}/{self.name}"
+
+    def describe(self) -> str:
+        if self.kind == "tenant":
+            return f"tenant {self.name!r}"
+        if self.kind == "user":
+            return f"user {self.name!r} of tenant {self.tenant!r}"
+        if self.kind == "route":
+            return f"model {self.name!r} of tenant {self.tenant!r}"
+        return f"API key {self.name!r}"
+
+
+def _limit(where: str, r: pb.RateLimit) -> Limit | None:
+    if r.requests_per_minute < 0 or r.tokens_per_minute < 0:
+        raise InvalidSnapshot(f"{where}: negative rate limit")
+    if not r.requests_per_minute and not r.tokens_per_minute:
+        return None
+    return Limit(r.requests_per_minute, r.tokens_per_minute)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitTable:
+    """Every declared limit of a snapshot, for O(1) lookups. Immutable; holds only scopes that have a limit."""
+
+    tenants: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))
+    per_user: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))  # tenant -> each user's
+    per_route: Mapping[tuple[str, str], Limit] = field(default_factory=lambda: MappingProxyType({}))
+    keys: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_snapshot(cls, snap: pb.Snapshot) -> LimitTable:
+        """Pure; raises ``InvalidSnapshot`` for a negative limit (the compiler never emits one)."""
+        tenants: dict[str, Limit] = {}
+        per_user: dict[str, Limit] = {}
+        per_route: dict[tuple[str, str], Limit] = {}
+        keys: dict[str, Limit] = {}
+        for t in snap.tenants:
+            where = f"tenant {t.name!r}"
+            if t.HasField("rate_limit") and (lim := _limit(where, t.rate_limit)):
+                tenants[t.name] = lim
+            if t.HasField("per_user_rate_limit") and (lim := _limit(where, t.per_user_rate_limit)):
+                per_user[t.name] = lim
+            for r in t.per_route_rate_limits:
+                if lim := _limit(f"{where}: route {r.route!r}", r.limit):
+                    per_route[(t.name, r.route)] = lim
+        for k in snap.keys:
+            if k.HasField("rate_limit") and (lim := _limit(f"key {k.id!r}", k.rate_limit)):
+                keys[k.id] = lim
+        return cls(MappingProxyType(tenants), MappingProxyType(per_user), MappingProxyType(per_route),
+                   MappingProxyType(keys))
+
+    def limit(self, scope: Scope) -> Limit | None:
+        if scope.kind == "tenant":
+            return self.tenants.get(scope.name)
+        if scope.kind == "user":
+            return self.per_user.get(scope.tenant)
+        if scope.kind == "route":
+            return self.per_route.get((scope.tenant, scope.name))
+        return self.keys.get(scope.name)
+
+    def applicable(self, tenant: str, user: str, route: str, key_id: str) -> list[tuple[Scope, Limit]]:
+        found: list[tuple[Scope, Limit]] = []
+        if (lim := self.tenants.get(tenant)) is not None:
+            found.append((Scope("tenant", tenant, tenant), lim))
+        if user and (lim := self.per_user.get(tenant)) is not None:
+            found.append((Scope("user", tenant, user), lim))
+        if (lim := self.per_route.get((tenant, route))) is not None:
+            found.append((Scope("route", tenant, route), lim))
+        if (lim := self.keys.get(key_id)) is not None:
+            found.append((Scope("key", "", key_id), lim))
+        return found
+
+
+class _Bucket:
+    """One token bucket. ``level`` may be negative (debt from reconciliation)."""
+
+    __slots__ = ("capacity", "level", "rate", "updated")
+
+    def __init__(self, per_minute: int, share: float, now: float) -> None:
+        self.capacity = per_minute * share
+        self.rate = self.capacity / 60.0
+        self.level = self.capacity
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def resize(self, per_minute: int, share: float, now: float) -> None:
+        self.refill(now)
+        self.capacity = per_minute * share
+        self.rate = self.capacity / 60.0
+        self.level = min(self.level, self.capacity)
+
+    def need(self, cost: float) -> float:
+        return min(cost, self.capacity)
+
+    def wait_s(self, need: float) -> float:
+        """Seconds until the level reaches ``need``."""
+        if self.rate <= 0:
+            return RETRY_CAP_S
+        return max(0.0, (need - self.level) / self.rate)
+
+    def reset_s(self) -> float:
+        """Seconds until the bucket is full again (OpenAI's "reset")."""
+        return 0.0 if self.rate <= 0 else max(0.0, (self.capacity - self.level) / self.rate)
+
+    def charge(self, amount: float) -> None:
+        """Take (or refund, when negative) ``amount`` after the fact; debt is floored at -capacity."""
+        self.level = min(self.capacity, max(self.level - amount, min(self.level, -self.capacity)))
+
+
+class _ScopeState:
+    __slots__ = ("demand_at", "demand_requests", "demand_tokens", "limit", "requests", "scope", "seen", "tokens")
+
+    def __init__(self, scope: Scope, limit: Limit, share: tuple[float, float], now: float) -> None:
+        self.scope = scope
+        self.limit = limit
+        self.requests = _Bucket(limit.requests_per_minute, share[0], now) if limit.requests_per_minute else None
+        self.tokens = _Bucket(limit.tokens_per_minute, share[1], now) if limit.tokens_per_minute else None
+        self.demand_requests = 0.0  # decayed sums; rate = sum / tau
+        self.demand_tokens = 0.0
+        self.demand_at = now
+        self.seen = now
+
+    def reconfigure(self, limit: Limit, share: tuple[float, float], now: float) -> None:
+        self.limit = limit
+        self.requests = _resized(self.requests, limit.requests_per_minute, share[0], now)
+        self.tokens = _resized(self.tokens, limit.tokens_per_minute, share[1], now)
+
+    def offer(self, requests: float, tokens: float, now: float) -> None:
+        if now > self.demand_at:
+            decay = math.exp((self.demand_at - now) / DEMAND_TAU_S)
+            self.demand_requests *= decay
+            self.demand_tokens *= decay
+            self.demand_at = now
+        self.demand_requests += requests
+        self.demand_tokens = max(0.0, self.demand_tokens + tokens)
+
+    def demand(self, now: float) -> tuple[float, float]:
+        decay = math.exp(min(0.0, self.demand_at - now) / DEMAND_TAU_S) / DEMAND_TAU_S
+        return self.demand_requests * decay, self.demand_tokens * decay
+
+
+def _resized(bucket: _Bucket | None, per_minute: int, share: float, now: float) -> _Bucket | None:
+    if not per_minute:
+        return None
+    if bucket is None:
+        return _Bucket(per_minute, share, now)
+    bucket.resize(per_minute, share, now)
+    return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """One dimension of the tightest scope, for the ``x-ratelimit-*`` headers."""
+
+    limit: int  # the declared, fleet-wide limit per minute
+    remaining: int  # what this data plane will still admit now
+    reset_s: float  # until this data plane's bucket is full again
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """An admission by the rate limiter: what to reconcile (``record``) or give back (``release``)."""
+
+    states: tuple[_ScopeState, ...]
+    tokens: int  # the estimate taken from every tokens bucket
+    requests_quota: Quota | None
+    tokens_quota: Quota | None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    """A refusal: the scope and dimension that ran out, and when to retry."""
+
+    scope: Scope
+    dimension: Dimension
+    quota: Quota
+    retry_after_s: float
+
+    def error(self) -> ApiError:
+        message = (f"{self.scope.describe()} {self.dimension} per minute limit ({self.quota.limit}) reached; "
+                   f"try again in {format_reset(self.retry_after_s)}")
+        return ApiError(429, message, "rate_limit_error", "rate_limit_exceeded")
+
+
+class RateLimiter:
+    """The token buckets of one data plane. Owned by one event loop; see the module docstring."""
+
+    def __init__(self, table: LimitTable | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._table = table or LimitTable()
+        self._clock = clock
+        self._states: dict[Scope, _ScopeState] = {}
+        self._granted: dict[str, tuple[float, float]] = {}
+        self._default: tuple[float, float] = (1.0, 1.0)
+        self._expires_at = math.inf
+        self._next_sweep = 0.0
+
+    @property
+    def table(self) -> LimitTable:
+        return self._table
+
+    def configure(self, table: LimitTable, now: float) -> None:
+        """Install the limits of a new snapshot, keeping the buckets of scopes that still have a limit."""
+        self._table = table
+        for scope, state in list(self._states.items()):
+            limit = table.limit(scope)
+            if limit is None:
+                del self._states[scope]
+            elif limit != state.limit:
+                state.reconfigure(limit, self._share(scope), now)
+
+    def check(self, tenant: str, user: str, route: str, key_id: str, tokens: int, now: float) -> Ticket | RateLimited:
+        """Admit (taking 1 request and ``tokens`` from every applicable bucket) or refuse, taking nothing."""
+        if now >= self._expires_at:
+            self._expire(now)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        applicable = self._table.applicable(tenant, user, route, key_id)
+        if not applicable:
+            return Ticket((), tokens, None, None)
+        states = []
+        refusal: RateLimited | None = None
+        for scope, limit in applicable:
+            state = self._states.get(scope)
+            if state is None:
+                state = self._states[scope] = _ScopeState(scope, limit, self._share(scope), now)
+            state.offer(1.0, tokens, now)
+            state.seen = now
+            states.append(state)
+            if state.requests is not None:
+                refusal = _worse(refusal, state.requests, scope, "requests", 1, limit.requests_per_minute, now)
+            if state.tokens is not None:
+                refusal = _worse(refusal, state.tokens, scope, "tokens", tokens, limit.tokens_per_minute, now)
+        if refusal is not None:
+            return refusal
+        requests_quota = tokens_quota = None
+        for state in states:
+            if state.requests is not None:
+                state.requests.level -= 1
+                requests_quota = _tighter(requests_quota, state.requests, state.limit.requests_per_minute)
+            if state.tokens is not None:
+                state.tokens.level -= tokens
+                tokens_quota = _tighter(tokens_quota, state.tokens, state.limit.tokens_per_minute)
+        return Ticket(tuple(states), tokens, requests_quota, tokens_quota)
+
+    def record(self, ticket: Ticket, total_tokens: int, now: float) -> None:
+        """Reconcile a ticket's estimate with the tokens the upstream reported (refund or charge the difference)."""
+        diff = total_tokens - ticket.tokens
+        if not diff:
+            return
+        for state in ticket.states:
+            state.offer(0.0, diff, now)
+            if state.tokens is not None:
+                state.tokens.refill(now)
+                state.tokens.charge(diff)
+
+    def release(self, ticket: Ticket, now: float) -> None:
+        """Give back everything a ticket took: the request was refused after the rate limits admitted it."""
+        for state in ticket.states:
+            if state.requests is not None:
+                state.requests.refill(now)
+                state.requests.charge(-1)
+            if state.tokens is not None:
+                state.tokens.refill(now)
+                state.tokens.charge(-ticket.tokens)
+
+    def demand(self) -> dict[str, tuple[float, float]]:
+        """Observed (requests/s, tokens/s) per limited scope, exponentially weighted (tau = DEMAND_TAU_S)."""
+        now = self._clock()
+        return {scope.id: state.demand(now) for scope, state in self._states.items()}
+
+    def set_shares(self, shares: Mapping[str, tuple[float, float]], expires_at: float,
+                   fleet_size: int | None = None) -> None:
+        """Install a lease: per scope id, this data plane's (requests, tokens) share of the limit, in [0, 1].
+
+        ``fleet_size`` (the number of data planes sharing the limits) sets the share of unlisted scopes and the
+        fallback after expiry (1/N); without it the last known N stays (1 before any lease said otherwise).
+        """
+        now = self._clock()
+        if fleet_size is not None and fleet_size >= 1:
+            self._default = (1.0 / fleet_size, 1.0 / fleet_size)
+        self._granted = {scope: (_fraction(r), _fraction(t)) for scope, (r, t) in shares.items()}
+        self._expires_at = expires_at
+        if now >= expires_at:
+            self._expire(now)
+            return
+        self._apply_shares(now)
+
+    def share(self, scope_id: str) -> tuple[float, float]:
+        """The share a scope runs at now (lease expiry is applied by ``check``)."""
+        return self._granted.get(scope_id, self._default)
+
+    def _share(self, scope: Scope) -> tuple[float, float]:
+        return self._granted.get(scope.id, self._default)
+
+    def _apply_shares(self, now: float) -> None:
+        for scope, state in self._states.items():
+            share = self._share(scope)
+            state.requests = _resized(state.requests, state.limit.requests_per_minute, share[0], now)
+            state.tokens = _resized(state.tokens, state.limit.tokens_per_minute, share[1], now)
+
+    def _expire(self, now: float) -> None:
+        self._granted = {}
+        self._expires_at = math.inf
+        self._apply_shares(now)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        idle = [scope for scope, state in self._states.items() if now - state.seen > IDLE_DROP_S]
+        for scope in idle:
+            del self._states[scope]
+
+
+def _worse(refusal: RateLimited | None, bucket: _Bucket, scope: Scope, dimension: Dimension, cost: int,
+           declared: int, now: float) -> RateLimited | None:
+    """``refusal``, or this bucket's refusal if it is short and makes the client wait longer."""
+    bucket.refill(now)
+    need = bucket.need(cost)
+    if bucket.capacity > 0 and bucket.level >= need:
+        return refusal
+    wait = bucket.wait_s(need) if bucket.capacity > 0 else RETRY_CAP_S
+    if refusal is not None and refusal.retry_after_s >= wait:
+        return refusal
+    return RateLimited(scope, dimension, Quota(declared, max(0, math.floor(bucket.level)), bucket.reset_s()), wait)
+
+
+def _fraction(value: float) -> float:
+    return min(1.0, max(0.0, value)) if value == value else 0.0  # NaN -> 0
+
+
+def _tighter(current: Quota | None, bucket: _Bucket, declared: int) -> Quota:
+    remaining = max(0, math.floor(bucket.level))
+    if current is not None and (current.remaining, current.limit) <= (remaining, declared):
+        return current
+    return Quota(declared, remaining, bucket.reset_s())
+
+
+def format_reset(seconds: float) -> str:
+    """A duration the way OpenAI writes ``x-ratelimit-reset-*`` (Go's format): "20ms", "1s", "1.5s", "6m0s"."""
+    ms = max(0, math.ceil(seconds * 1000 - 1e-6))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, frac = divmod(rest, 1000)
+    text = f"{secs}.{frac:03d}".rstrip("0") if frac else str(secs)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{text}s"
+
