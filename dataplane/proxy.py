@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from dataplane.accounting import Outcome, Usage, cost_micros, usage_of
-from dataplane.adapters import Adapter, Complete, Stream
+from dataplane.adapters import Adapter, Complete, LastBatch, Stream
 from dataplane.errors import ApiError, UpstreamFailure, error_body, upstream_error
 from dataplane.request import Plan
 from dataplane.runtime import Deployment, Route
@@ -173,17 +173,21 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
     try:
         try:
             batch = answered.first_events
+            last = b""  # the final events, sent together with [DONE]
             while True:
                 out = _frame(batch, result, include_usage)
+                if out and result.first_byte_s is None:
+                    result.first_byte_s = time.time() - started
+                if isinstance(batch, LastBatch):
+                    last = out
+                    break
                 if out:
-                    if result.first_byte_s is None:
-                        result.first_byte_s = time.time() - started
                     await resp.write(out)
                 try:
                     batch = await anext(batches)
                 except StopAsyncIteration:
                     break
-            end = b"data: [DONE]\n\n"
+            end = last + b"data: [DONE]\n\n"
         except UpstreamFailure as exc:
             result.aborted = True
             err = upstream_error(exc)

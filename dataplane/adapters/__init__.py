@@ -23,6 +23,11 @@ class Complete:
     body: bytes
 
 
+class LastBatch(list[bytes]):
+    """A batch of ``Stream.batches`` known to be the last one (the upstream said ``[DONE]``): a consumer may
+    end its answer with it instead of asking for more."""
+
+
 @dataclass(frozen=True, slots=True)
 class Stream:
     events: AsyncGenerator[bytes, None]

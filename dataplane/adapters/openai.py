@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.adapters import Complete, Stream
+from dataplane.adapters import Complete, LastBatch, Stream
 from dataplane.errors import FailureKind, UpstreamFailure
 from dataplane.runtime import Deployment, Provider
 from dataplane.sse import SseParser
@@ -85,6 +85,9 @@ async def _sse_batches(resp: Response, provider: Provider) -> AsyncGenerator[lis
                 # An upstream that ends without [DONE] is tolerated: the client still gets a well-framed stream.
                 return
             payloads = parser.feed(data)
+            if parser.done:
+                yield LastBatch(payloads)
+                return
             if payloads:
                 yield payloads
     except (OSError, TimeoutError, ValueError) as exc:
