@@ -62,3 +62,27 @@ async def load_policy(store: Store) -> tuple[PolicySet, int]:
     """Every resource, read at one revision; returns the policy and that revision."""
     listing = await store.list(RESOURCES)
     return PolicySet.of(decode_resource(kv) for kv in listing.items), listing.revision
+
+
+# --- Budgets (controlplane.ledger) ------------------------------------------------------------------------------
+#
+#     /tollway/budgets/spend/{YYYY-MM}/{scope}      JSON ScopeState: spent and per-node grants of one scope-month
+#     /tollway/budgets/settled/{node}/{epoch}       JSON BatchMarker: which usage batches were settled
+#     /tollway/budgets/alerts/{YYYY-MM}/{scope}     JSON: the soft threshold was crossed (written once)
+#
+# Scopes are ``tenant/T``, ``project/T/P``, ``key/K``, ``user/T/U`` (see ``tollway.budget_scopes``).
+
+BUDGETS = "/tollway/budgets/"
+BUDGET_ALERTS = "/tollway/budgets/alerts/"
+
+
+def budget_key(period: str, scope: str) -> str:
+    return f"{BUDGETS}spend/{period}/{scope}"
+
+
+def budget_settled_key(node: str, epoch: str) -> str:
+    return f"{BUDGETS}settled/{node}/{epoch}"
+
+
+def budget_alert_key(period: str, scope: str) -> str:
+    return f"{BUDGET_ALERTS}{period}/{scope}"

@@ -19,6 +19,8 @@ from aiohttp import web
 
 from controlplane.admin_api import create_admin_app
 from controlplane.discovery import GRPC_OPTIONS, DiscoveryServicer, Registry
+from controlplane.lease_service import LeaseServicer
+from controlplane.ledger import Ledger
 from controlplane.publisher import Publisher
 from controlplane.repository import Repository
 from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
@@ -51,6 +53,7 @@ class ControlPlane:
         self._grpc: grpc.aio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._usage_db: UsageDB | None = None
+        self.ledger: Ledger | None = None  # budget spend and grants (after ``start``)
 
     @property
     def usage_db(self) -> UsageDB:
@@ -87,19 +90,22 @@ class ControlPlane:
             self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             registry = Registry(publisher)
             self._usage_db = usage_db = await UsageDB.open(str(_usage_path(s)))
+            self.ledger = Ledger(store)
+            leases = LeaseServicer(self.ledger, publisher, tokens.dataplane)
             await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane),
-                                   UsageServicer(usage_db, tokens.dataplane))
+                                   UsageServicer(usage_db, tokens.dataplane, settle=leases.settle_usage), leases)
             await self._start_admin(create_admin_app(Repository(store), registry, tokens.admin, usage_db))
         except BaseException:
             await self.stop()
             raise
         log.info("control plane: admin API %s, discovery %s", self.admin_url, self.grpc_target)
 
-    async def _start_grpc(self, discovery: DiscoveryServicer, usage: UsageServicer) -> None:
+    async def _start_grpc(self, discovery: DiscoveryServicer, usage: UsageServicer, leases: LeaseServicer) -> None:
         s = self.settings
         server = grpc.aio.server(options=GRPC_OPTIONS)
         discovery.add_to(server)
         usage.add_to(server)
+        leases.add_to(server)
         address = f"{s.grpc_host}:{s.grpc_port}"
         credentials = _server_credentials(s)
         if credentials is None:

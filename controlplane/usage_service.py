@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from controlplane.store.base import StoreError
 from controlplane.usage_db import UsageDB, UsageDBError
 from tollway.pb import usage_pb2 as upb
 from tollway.pb import usage_pb2_grpc as ugrpc
@@ -31,8 +32,11 @@ Context = grpc.aio.ServicerContext[upb.UsageBatch, upb.UsageAck]
 class UsageServicer:
     """Serves ``Usage.Report``; one coroutine per connected data plane. Registers with ``add_to(server)``."""
 
-    def __init__(self, db: UsageDB, token: str) -> None:
+    def __init__(self, db: UsageDB, token: str,
+                 settle: Callable[[upb.UsageBatch], Awaitable[bool]] | None = None) -> None:
+        """``settle``: moves a batch's costs into the budget ledger, idempotently (``LeaseServicer.settle_usage``)."""
         self._db = db
+        self._settle = settle
         self._expected = f"Bearer {token}".encode()
 
     def add_to(self, server: grpc.aio.Server) -> None:
@@ -53,7 +57,13 @@ class UsageServicer:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     "a batch must carry node_id, epoch and a sequence above zero")
             try:
+                # The ledger first: both steps are idempotent, and the ack waits for both.
+                if self._settle is not None:
+                    await self._settle(batch)
                 stored = await self._db.store_batch(batch)
+            except StoreError as e:
+                log.error("cannot settle usage batch %s/%s/%d: %s", batch.node_id, batch.epoch, batch.sequence, e)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "budget ledger is unavailable; retry later")
             except UsageDBError as e:
                 log.error("cannot store usage batch %s/%s/%d: %s", batch.node_id, batch.epoch, batch.sequence, e)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "usage storage is unavailable; retry later")

@@ -19,7 +19,8 @@ from typing import Literal
 import orjson
 
 # OpenAI itself reports bad keys and unknown models as "invalid_request_error"; clients match on ``code``.
-ErrorType = Literal["invalid_request_error", "permission_error", "rate_limit_error", "upstream_error", "server_error"]
+ErrorType = Literal["invalid_request_error", "permission_error", "rate_limit_error", "insufficient_quota",
+                    "upstream_error", "server_error"]
 
 # Why an attempt failed; the first four match the snapshot's ``Failover.on`` vocabulary.
 FailureKind = Literal["connect", "timeout", "5xx", "429", "4xx", "auth", "protocol", "unsupported"]

@@ -18,25 +18,50 @@ from aiohttp import web
 
 from dataplane.accounting import Gate, OpenGate
 from dataplane.app import create_app
+from dataplane.budget import BudgetBook
 from dataplane.discovery_client import Backoff, DiscoveryClient, channel_credentials
+from dataplane.lease_client import LeaseClient, RateLimiterPort
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot_cache import SnapshotCache
 from dataplane.state import SnapshotHolder
 from dataplane.usage_record import RecordingGate
 from dataplane.usage_shipper import UsageShipper
 from dataplane.usage_spool import UsageSpool
+from tollway.budget_scopes import BudgetIndex
+from tollway.pb import snapshot_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 
+class _BudgetedHolder(SnapshotHolder):
+    """A holder that also hands each installed snapshot's budgets to the budget book."""
+
+    def __init__(self, book: BudgetBook) -> None:
+        super().__init__()
+        self._book = book
+
+    def install(self, snapshot: pb.Snapshot) -> str | None:
+        error = super().install(snapshot)
+        if error is None:
+            self._book.set_index(BudgetIndex.of(snapshot))
+        return error
+
+
 class DataPlane:
-    """One data plane. Not restartable: after ``stop``, build a new one."""
+    """One data plane. Not restartable: after ``stop``, build a new one.
+
+    ``budgets`` (and ``limiter``): the budget book the gate reserves from and the rate limiter whose shares
+    follow the fleet; with either, a ``LeaseClient`` keeps their grants and shares current.
+    """
 
     def __init__(
-        self, settings: DataPlaneSettings, *, gate: Gate | None = None, backoff: Backoff | None = None
+        self, settings: DataPlaneSettings, *, gate: Gate | None = None, backoff: Backoff | None = None,
+        budgets: BudgetBook | None = None, limiter: RateLimiterPort | None = None,
     ) -> None:
         self.settings = settings
-        self.holder = SnapshotHolder()
+        self.holder = _BudgetedHolder(budgets) if budgets is not None else SnapshotHolder()
+        self.leases = LeaseClient(settings, budgets or BudgetBook(), limiter) \
+            if budgets is not None or limiter is not None else None
         self.discovery = DiscoveryClient(settings, self.holder, SnapshotCache(settings.state_dir),
                                          backoff=backoff or Backoff())
         self._gate = gate
@@ -68,6 +93,8 @@ class DataPlane:
         host, port = runner.addresses[0][:2]
         self.url = f"http://{_url_host(host)}:{port}"
         self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{self.settings.node_id}")
+        if self.leases is not None:
+            self.leases.start()
         log.info("data plane %s (region %s) serving on %s", self.settings.node_id, self.settings.region, self.url)
 
     async def stop(self) -> None:
@@ -76,6 +103,8 @@ class DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.leases is not None:
+            await self.leases.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,0 +1,141 @@
+"""The lease service: data planes ask for budget grants and rate shares (``Leases.Lease``, unary).
+
+Budgets: each ask is answered from the ledger (``controlplane.ledger``) against the limit of the current compiled
+policy, read from the publisher's snapshot of the asking data plane's region, so a new limit applies at the next
+ask (about a second). Rate shares: ``RateBoard`` keeps, in memory, each data plane's reported demand per
+fleet-wide rate scope and splits the fleet limit in proportion to demand, with a floor so an idle data plane can
+still admit; reports older than ``3 * ttl`` no longer count. Shares are not money: losing them with a restart
+costs only a few seconds of uneven sharing.
+
+Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, like the other services. This
+module is the one place where ledger outcomes become gRPC statuses: a store failure is UNAVAILABLE (the data plane
+keeps what it holds and asks again).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from controlplane.ledger import AskIn, Charge, Ledger
+from controlplane.publisher import Publisher
+from controlplane.store.base import StoreError
+from tollway.budget_scopes import BudgetIndex, period_of
+from tollway.pb import leases_pb2 as lpb
+from tollway.pb import leases_pb2_grpc as lgrpc
+from tollway.pb import usage_pb2 as upb
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[lpb.LeaseRequest, lpb.LeaseResponse]
+FLOOR_FRACTION = 0.1  # this share of every fleet limit is split evenly between live data planes
+
+
+@dataclass(frozen=True, slots=True)
+class _Demand:
+    requests: float
+    tokens: float
+    seen: float
+
+
+class RateBoard:
+    """Demand per (rate scope, node) and the shares it implies. Task-safe on one event loop."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._demand: dict[str, dict[str, _Demand]] = {}
+
+    def report(self, node: str, scope: str, requests: float, tokens: float, now: float) -> None:
+        self._demand.setdefault(scope, {})[node] = _Demand(max(0.0, requests), max(0.0, tokens), now)
+
+    def share(self, node: str, scope: str, now: float) -> tuple[float, float]:
+        nodes = self._demand.get(scope, {})
+        live = {n: d for n, d in nodes.items() if d.seen + 3 * self.ttl_s >= now}
+        for n in set(nodes) - set(live):
+            del nodes[n]
+        if node not in live:
+            return (1.0, 1.0)
+        return (_split(node, {n: d.requests for n, d in live.items()}),
+                _split(node, {n: d.tokens for n, d in live.items()}))
+
+
+def _split(node: str, demand: dict[str, float]) -> float:
+    n = len(demand)
+    floor = FLOOR_FRACTION / n
+    total = sum(demand.values())
+    if total <= 0:
+        return 1.0 / n
+    return floor + (1.0 - FLOOR_FRACTION) * demand[node] / total
+
+
+class LeaseServicer:
+    """Serves ``Leases.Lease``. Registers with ``add_to(server)``."""
+
+    def __init__(self, ledger: Ledger, publisher: Publisher, token: str, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._ledger = ledger
+        self._publisher = publisher
+        self._expected = f"Bearer {token}".encode()
+        self._clock = clock
+        self._indexes: dict[str, BudgetIndex] = {}  # region -> index of its latest snapshot
+        self.rates = RateBoard(ledger.ttl_s)
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        lgrpc.add_LeasesServicer_to_server(self, server)
+
+    def index(self, region: str) -> BudgetIndex:
+        """The budgets of the region's current snapshot (rebuilt when its version changes)."""
+        snap = self._publisher.snapshot(region)
+        index = self._indexes.get(region)
+        if index is None or index.version != snap.version:
+            index = self._indexes[region] = BudgetIndex.of(snap)
+        return index
+
+    def _is_authorized(self, context: Context) -> bool:
+        given = dict(context.invocation_metadata() or ()).get("authorization", "")
+        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
+        return hmac.compare_digest(given_bytes, self._expected)
+
+    async def Lease(self, request: lpb.LeaseRequest, context: Context) -> lpb.LeaseResponse:  # generated name
+        if not self._is_authorized(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong data-plane token")
+        if not request.node_id or not request.incarnation:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a lease request must carry node_id and incarnation")
+        now = self._clock()
+        index = self.index(request.region)
+        asks = [(AskIn(a.scope, a.period, max(0, a.spent_micros), max(0, a.reserved_micros), max(0, a.want_micros),
+                       a.release), index.limit_of(a.scope)) for a in request.budgets]
+        try:
+            answers = await self._ledger.lease(request.node_id, request.incarnation, asks, now)
+        except StoreError as e:
+            log.warning("budget lease for %s failed: %s", request.node_id, e)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "budget ledger unavailable; retry later")
+        shares = []
+        for r in request.rates:
+            self.rates.report(request.node_id, r.scope, r.requests_per_s, r.tokens_per_s, now)
+        for r in request.rates:
+            req, tok = self.rates.share(request.node_id, r.scope, now)
+            shares.append(lpb.RateShare(scope=r.scope, requests_fraction=req, tokens_fraction=tok))
+        return lpb.LeaseResponse(
+            budgets=[lpb.BudgetGrant(scope=a.scope, period=a.period, limited=a.limited, granted_micros=a.granted,
+                                     remaining_micros=a.remaining, limit_micros=a.limit, spent_micros=a.spent)
+                     for a in answers],
+            shares=shares, ttl_s=self._ledger.ttl_s)
+
+    async def settle_usage(self, batch: upb.UsageBatch) -> bool:
+        """Move the batch's costs from its node's grants to ``spent``, once per batch (False: settled before).
+
+        Raises ``StoreError``: the usage service then does not acknowledge the batch, and it comes back.
+        """
+        charges = []
+        for r in batch.records:
+            if r.cost_micros <= 0:
+                continue
+            for s in self.index(r.region).scopes_for(r.tenant, r.project, r.key_id, r.user):
+                charges.append(Charge(period_of(r.timestamp_ms / 1000), s.name, s.limit, r.cost_micros))
+        return await self._ledger.settle_batch(batch.node_id, batch.epoch, batch.sequence, charges)

@@ -1,0 +1,246 @@
+"""Local budget allowances: reserve the worst case before forwarding, settle the real cost afterwards.
+
+Pure over a clock (every method takes ``now``; no I/O, no asyncio). One ``BudgetBook`` per data plane keeps, per
+budget scope and month, an ``Allowance``: the amount the control plane granted this process (cumulative for the
+period, an absolute number from the last lease answer), what was settled and what is reserved by requests in
+flight. A request is admitted only if its worst case fits in every scope it is charged to, so the sum of what
+this process spends never exceeds what it was granted: the fleet invariant (spent + grants <= limit) lives in
+the control plane's ledger (``controlplane.ledger``), the lease client (``dataplane.lease_client``) moves grants
+between the two.
+
+When a grant expires (control plane unreachable past the lease's ttl) it is no longer used; the scope's
+``safe_allowance_micros`` (per process and period, default 0) is all that may be spent until a new answer.
+
+Task-safe on one event loop (methods never await); not thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dataplane.errors import ApiError
+from tollway.budget_scopes import BudgetIndex, Limit, Scope, ScopeKind, period_of
+
+DEFAULT_HORIZON_S = 10.0  # a grant should last about this long at the recent rate of reservations
+MIN_WANT_DIVISOR = 20     # an idle process still asks for 1/20 of the limit, so its first requests pass
+_DEMAND_HALF_LIFE_S = 5.0
+
+
+@dataclass(slots=True)
+class Allowance:
+    """One scope in one period, as this process sees it. Mutable; owned by its ``BudgetBook``."""
+
+    scope: str
+    kind: ScopeKind
+    period: str
+    limit: Limit
+    granted: int = 0          # cumulative amount this process may spend in the period (last answer)
+    expires_at: float = 0.0   # 0: no answer yet
+    spent: int = 0            # settled against the grant
+    reserved: int = 0         # held by requests in flight against the grant
+    safe_spent: int = 0       # settled against the safe allowance (grant expired or missing)
+    safe_reserved: int = 0
+    remaining: int = -1       # what the fleet had left unallocated at the last answer (-1: unknown)
+    limited: bool = True      # False: the control plane says no budget applies (e.g. removed from policy)
+    shortfall: int = 0        # the largest worst case refused since the last ask
+    window: int = 0           # micro-dollars reserved since ``window_start``
+    window_start: float = 0.0
+    rate: float = 0.0         # smoothed micro-dollars reserved per second
+
+    def available(self, now: float) -> int:
+        """What a new reservation may take from the grant (0 once it has expired)."""
+        if not self.is_granted(now):
+            return 0
+        return self.granted - self.spent - self.reserved
+
+    def is_granted(self, now: float) -> bool:
+        return self.expires_at > now
+
+    def safe_available(self) -> int:
+        return self.limit.safe_allowance_micros - self.safe_spent - self.safe_reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    allowance: Allowance
+    amount: int
+    safe: bool  # taken from the safe allowance rather than the grant
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one admitted request holds. Settle or release it exactly once."""
+
+    holds: tuple[Hold, ...]
+    done: bool = field(default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What the lease client sends for one allowance (see ``leases.proto`` ``BudgetAsk``)."""
+
+    scope: str
+    period: str
+    spent: int
+    reserved: int
+    want: int
+    release: bool
+
+
+_NOTHING = Reservation(())
+
+
+def _exceeded(kind: ScopeKind, a: Allowance, worst_case: int) -> ApiError:
+    usd = a.limit.monthly_micros / 1_000_000
+    return ApiError(
+        429, f"the {kind} budget of ${usd:,.2f} for {a.period} is exhausted on this gateway "
+             f"(this request may cost up to {worst_case} micro-USD)",
+        "insufficient_quota", f"{kind}_budget_exceeded")
+
+
+def _lease_error(kind: ScopeKind, a: Allowance) -> ApiError:
+    if a.expires_at == 0.0:
+        return ApiError(503, f"the {kind} budget allowance for {a.period} has not been granted to this gateway "
+                             "yet; retry in a second", "server_error", "budget_lease_pending")
+    return ApiError(503, f"the {kind} budget allowance of this gateway expired (the control plane cannot be "
+                         "reached); requests charged to it are refused until it is renewed", "server_error",
+                    "budget_lease_expired")
+
+
+class BudgetBook:
+    def __init__(self, *, horizon_s: float = DEFAULT_HORIZON_S, on_shortfall: Callable[[], None] | None = None,
+                 ) -> None:
+        self.index = BudgetIndex("", {}, {})
+        self.horizon_s = horizon_s
+        self.on_shortfall = on_shortfall  # the lease client's wake-up: ask now rather than at the next tick
+        self._allowances: dict[tuple[str, str], Allowance] = {}
+
+    def set_index(self, index: BudgetIndex) -> None:
+        """Adopt the budgets of a new snapshot. Limits of existing allowances follow; grants stay."""
+        self.index = index
+        for a in list(self._allowances.values()):  # may run on the discovery worker thread
+            limit = index.limit_of(a.scope)
+            if limit is not None:
+                a.limit = limit
+
+    def allowance(self, scope: str, period: str) -> Allowance | None:
+        return self._allowances.get((scope, period))
+
+    def allowances(self) -> list[Allowance]:
+        return list(self._allowances.values())
+
+    def _allowance(self, s: Scope, period: str, now: float) -> Allowance:
+        a = self._allowances.get((s.name, period))
+        if a is None:
+            a = self._allowances[(s.name, period)] = Allowance(s.name, s.kind, period, s.limit, window_start=now)
+        return a
+
+    def reserve(self, tenant: str, project: str, key_id: str, user: str, worst_case: int,
+                now: float) -> Reservation | ApiError:
+        """Hold ``worst_case`` micro-dollars in every scope the request is charged to, or refuse it whole."""
+        scopes = self.index.scopes_for(tenant, project, key_id, user)
+        if not scopes:
+            return _NOTHING
+        period = period_of(now)
+        worst_case = max(0, worst_case)
+        plan: list[tuple[Allowance, bool]] = []
+        for s in scopes:
+            a = self._allowance(s, period, now)
+            if not a.limited:
+                continue
+            a.window += worst_case
+            if a.is_granted(now):
+                if a.available(now) >= worst_case:
+                    plan.append((a, False))
+                    continue
+                a.shortfall = max(a.shortfall, worst_case)
+                self._wake()
+                return _exceeded(s.kind, a, worst_case)
+            if a.safe_available() >= worst_case:
+                plan.append((a, True))
+                continue
+            a.shortfall = max(a.shortfall, worst_case)
+            self._wake()
+            return _lease_error(s.kind, a)
+        for a, safe in plan:
+            if safe:
+                a.safe_reserved += worst_case
+            else:
+                a.reserved += worst_case
+        return Reservation(tuple(Hold(a, worst_case, safe) for a, safe in plan))
+
+    def settle(self, reservation: Reservation, actual_micros: int) -> None:
+        """The request cost ``actual_micros``: it is spent, the rest of the reservation is free again.
+
+        A cost above the reservation (a bound that was not one) is still counted in full.
+        """
+        if reservation.done:
+            return
+        reservation.done = True
+        actual = max(0, actual_micros)
+        for h in reservation.holds:
+            a = h.allowance
+            if h.safe:
+                a.safe_reserved -= h.amount
+                a.safe_spent += actual
+            else:
+                a.reserved -= h.amount
+                a.spent += actual
+
+    def release(self, reservation: Reservation) -> None:
+        """The request never reached an upstream: it cost nothing."""
+        self.settle(reservation, 0)
+
+    # --- what the lease client needs -------------------------------------------------------------------------
+
+    def asks(self, now: float) -> list[Ask]:
+        """One ask per allowance worth talking about, plus the static scopes of the current period."""
+        period = period_of(now)
+        for s in self.index.static_scopes():
+            self._allowance(s, period, now)
+        out: list[Ask] = []
+        for key, a in list(self._allowances.items()):
+            if a.period != period:
+                if a.reserved == 0 and (a.granted <= a.spent or not a.is_granted(now)):
+                    del self._allowances[key]  # a past month with nothing held: forget it
+                    continue
+                a.granted = min(a.granted, a.spent + a.reserved)
+                out.append(Ask(a.scope, a.period, a.spent, a.reserved, 0, True))
+                continue
+            if self.index.limit_of(a.scope) is None and a.reserved == 0 and a.safe_reserved == 0:
+                del self._allowances[key]  # no longer budgeted: the next answer would say so anyway
+                if a.granted > a.spent:
+                    out.append(Ask(a.scope, a.period, a.spent, 0, 0, True))
+                continue
+            want = self._want(a, now)
+            release = a.granted - a.spent - a.reserved > 3 * want
+            if release:
+                # Given back before asking: nothing reserved while the answer travels can use it.
+                a.granted = a.spent + a.reserved + want
+            out.append(Ask(a.scope, a.period, a.spent, a.reserved, want, release))
+        return out
+
+    def _want(self, a: Allowance, now: float) -> int:
+        elapsed = max(now - a.window_start, 1e-3)
+        decay = 0.5 ** (elapsed / _DEMAND_HALF_LIFE_S)
+        a.rate = a.rate * decay + (a.window / elapsed) * (1 - decay)
+        a.window, a.window_start = 0, now
+        want = max(int(a.rate * self.horizon_s), a.limit.monthly_micros // MIN_WANT_DIVISOR, 2 * a.shortfall)
+        a.shortfall = 0
+        return want
+
+    def apply(self, scope: str, period: str, *, limited: bool, granted: int, remaining: int,
+              expires_at: float) -> None:
+        """Adopt the control plane's answer for one allowance (``granted`` is absolute, not a delta)."""
+        a = self._allowances.get((scope, period))
+        if a is None:
+            return
+        a.limited = limited
+        a.granted = granted
+        a.remaining = remaining
+        a.expires_at = expires_at
+
+    def _wake(self) -> None:
+        if self.on_shortfall is not None:
+            self.on_shortfall()

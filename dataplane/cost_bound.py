@@ -1,0 +1,122 @@
+"""The worst-case cost of a request before it is sent: what a budget reservation holds.
+
+Pure. The bound must be a true upper bound, or a budget can be overrun; so every estimate errs upwards:
+
+- prompt tokens: a BPE token is at least one byte of UTF-8, so the byte length of every string in the messages,
+  tools, functions and response format (keys included) bounds their token count; each message and each tool adds
+  a fixed overhead for the role markers and framing the provider wraps around it;
+- images: a fixed per-image bound by provider type (the largest image the provider accepts, at the model family
+  that counts the most tokens per image); image data (URLs, base64) is not counted as text;
+- output: ``max_completion_tokens``/``max_tokens`` (capped by the deployment's ``max_output_tokens``), else the
+  deployment's ``max_output_tokens``, else its context window, else ``DEFAULT_OUTPUT_BOUND``; times ``n``.
+
+A request may fail over between deployments, but a failed attempt costs nothing, so the bound is the largest over
+the candidates, not their sum. Cached input is billed at most at the input price, so it is bounded as input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from dataplane.runtime import Deployment
+
+MESSAGE_OVERHEAD_TOKENS = 8   # role, name and separators around one message (OpenAI's rule: 3-4)
+TOOL_OVERHEAD_TOKENS = 16     # framing of one tool definition
+REPLY_PRIMING_TOKENS = 8      # the assistant header the provider appends
+DEFAULT_OUTPUT_BOUND = 32_768
+# OpenAI: high detail, 2048x768 after scaling = 8 tiles; the mini family counts 2833 + 5667 per tile.
+# Anthropic: at most about 1.15 megapixels, width x height / 750 tokens.
+IMAGE_TOKENS = {"openai": 2_833 + 8 * 5_667, "azure": 2_833 + 8 * 5_667, "anthropic": 1_600, "mock": 2_833 + 8 * 5_667}
+_IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+_MEDIA_PART_TYPES = frozenset({"input_audio", "file"})
+
+
+def _string_bytes(value: Any) -> int:
+    """UTF-8 bytes of every string (keys and values) and number under ``value``; iterative."""
+    total = 0
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            total += len(node.encode("utf-8"))
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                total += len(str(k).encode("utf-8"))
+                stack.append(v)
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif node is not None:
+            total += len(str(node))
+    return total
+
+
+def _content_bound(content: Any, image_tokens: int) -> int:
+    if not isinstance(content, list):
+        return _string_bytes(content)
+    total = 0
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _IMAGE_PART_TYPES:
+            total += image_tokens
+        elif kind in _MEDIA_PART_TYPES:
+            # Audio and files are billed by the provider's own rules; their encoded size bounds them loosely.
+            total += _string_bytes(part)
+        else:
+            total += _string_bytes(part)
+    return total
+
+
+def prompt_token_bound(payload: dict[str, Any], provider_type: str) -> int:
+    """An upper bound of the prompt tokens of a chat completion body."""
+    image_tokens = IMAGE_TOKENS.get(provider_type, max(IMAGE_TOKENS.values()))
+    total = REPLY_PRIMING_TOKENS
+    messages = payload.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        total += MESSAGE_OVERHEAD_TOKENS
+        if not isinstance(message, dict):
+            total += _string_bytes(message)
+            continue
+        for field, value in message.items():
+            total += len(field)
+            total += _content_bound(value, image_tokens) if field == "content" else _string_bytes(value)
+    for field in ("tools", "functions"):
+        defs = payload.get(field)
+        if isinstance(defs, list):
+            total += TOOL_OVERHEAD_TOKENS * len(defs) + _string_bytes(defs)
+    for field in ("response_format", "tool_choice", "prediction"):
+        if field in payload:
+            total += TOOL_OVERHEAD_TOKENS + _string_bytes(payload[field])
+    return total
+
+
+def _requested_output(payload: dict[str, Any]) -> int | None:
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = payload.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def output_token_bound(payload: dict[str, Any], deployment: Deployment) -> int:
+    """An upper bound of the completion tokens (all choices)."""
+    limit = deployment.max_output_tokens or deployment.context_window or DEFAULT_OUTPUT_BOUND
+    asked = _requested_output(payload)
+    per_choice = min(asked, limit) if asked is not None else limit
+    n = payload.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+    return per_choice * choices
+
+
+def deployment_cost_bound(payload: dict[str, Any], deployment: Deployment) -> int:
+    """Micro-dollars, rounded up: the most this request can cost if ``deployment`` serves it."""
+    prices = deployment.prices
+    prompt = prompt_token_bound(payload, deployment.provider.type)
+    output = output_token_bound(payload, deployment)
+    scaled = prompt * max(prices.input, prices.cached_input) + output * prices.output
+    return -(-scaled // 1_000_000)
+
+
+def worst_case_micros(payload: dict[str, Any], candidates: Iterable[Deployment]) -> int:
+    """The largest bound over the deployments a request may be served by (0 if there are none)."""
+    return max((deployment_cost_bound(payload, d) for d in candidates), default=0)

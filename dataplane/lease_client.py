@@ -1,0 +1,131 @@
+"""The lease client: keeps this data plane's budget grants and rate shares current (background task).
+
+Every ``interval_s`` (sooner when the budget book reports a shortfall) it sends one ``LeaseRequest``: per budget
+allowance what was spent, what is reserved and what it wants (sized by recent demand) or gives back, and per
+fleet-wide rate scope the demand the rate limiter observed. The answer's grants are absolute amounts, valid for
+``ttl_s`` from when the request was *sent* (so a late answer can only shorten a lease, never lengthen it), and are
+handed to the ``BudgetBook``; the shares go to the limiter. One request at a time, so answers apply in order.
+
+Without the control plane nothing is applied: grants run out at their expiry and the book refuses what they no
+longer cover. Foreign exceptions (grpc) are translated here; the loop logs and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import grpc
+
+from dataplane.budget import BudgetBook
+from dataplane.discovery_client import channel_credentials
+from dataplane.settings import DataPlaneSettings
+from tollway.pb import leases_pb2 as lpb
+from tollway.pb import leases_pb2_grpc as lgrpc
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiterPort(Protocol):
+    """What the lease client needs of ``dataplane.ratelimit.RateLimiter``."""
+
+    def demand(self) -> dict[str, tuple[float, float]]: ...
+
+    def set_shares(self, shares: dict[str, tuple[float, float]], expires_at: float) -> None: ...
+
+
+class LeaseClient:
+    """Owned by ``DataPlane``: ``start`` once, ``await stop()`` once."""
+
+    def __init__(self, settings: DataPlaneSettings, book: BudgetBook, limiter: RateLimiterPort | None = None, *,
+                 interval_s: float = 1.0, timeout_s: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._book = book
+        self._limiter = limiter
+        self._interval = interval_s
+        self._timeout = timeout_s
+        self._clock = clock
+        self.incarnation = secrets.token_hex(8)
+        self._metadata = (("authorization", f"Bearer {settings.control_plane_token}"),) \
+            if settings.control_plane_token else ()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.answers = 0    # successful lease calls, for tests and readiness
+        self.failures = 0   # consecutive failed calls
+        book.on_shortfall = self._wake.set
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"leases-{self._settings.node_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        s = self._settings
+        credentials = channel_credentials(s)
+        channel = grpc.aio.secure_channel(s.control_plane, credentials) if credentials is not None \
+            else grpc.aio.insecure_channel(s.control_plane)
+        stub = lgrpc.LeasesStub(channel)
+        try:
+            while True:
+                try:
+                    await self.exchange(stub)
+                    self.failures = 0
+                except grpc.aio.AioRpcError as e:
+                    self.failures += 1
+                    if self.failures in (1, 10) or self.failures % 100 == 0:
+                        log.warning("lease request failed (%s): %s", e.code().name, e.details())
+                except Exception:  # top of a long-running loop: log, count, go on
+                    self.failures += 1
+                    log.exception("lease request failed")
+                delay = self._interval if self.failures == 0 else min(self._interval * 2 ** min(self.failures, 4), 5.0)
+                await self._sleep(delay)
+        finally:
+            await channel.close(None)
+
+    async def _sleep(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        self._wake.clear()
+
+    def request(self, now: float) -> lpb.LeaseRequest:
+        """The next request: the book's asks and the limiter's demand."""
+        s = self._settings
+        asks = [lpb.BudgetAsk(scope=a.scope, period=a.period, spent_micros=a.spent, reserved_micros=a.reserved,
+                              want_micros=a.want, release=a.release) for a in self._book.asks(now)]
+        demand = self._limiter.demand() if self._limiter is not None else {}
+        rates = [lpb.RateDemand(scope=k, requests_per_s=r, tokens_per_s=t) for k, (r, t) in sorted(demand.items())]
+        return lpb.LeaseRequest(node_id=s.node_id, incarnation=self.incarnation, region=s.region, budgets=asks,
+                                rates=rates)
+
+    def apply(self, response: lpb.LeaseResponse, sent_at: float) -> None:
+        expires_at = sent_at + response.ttl_s
+        for g in response.budgets:
+            self._book.apply(g.scope, g.period, limited=g.limited, granted=g.granted_micros,
+                             remaining=g.remaining_micros, expires_at=expires_at)
+        if self._limiter is not None and response.shares:
+            self._limiter.set_shares({r.scope: (r.requests_fraction, r.tokens_fraction) for r in response.shares},
+                                     expires_at)
+
+    async def exchange(self, stub: lgrpc.LeasesStub) -> None:
+        """One request and its answer."""
+        sent_at = self._clock()
+        request = self.request(sent_at)
+        if not request.budgets and not request.rates:
+            return
+        response = await stub.Lease(request, metadata=self._metadata, timeout=self._timeout)
+        self.apply(response, sent_at)
+        self.answers += 1

@@ -1,0 +1,144 @@
+"""Budget scopes and periods, shared by the control plane's ledger and the data plane's budget book.
+
+Pure. A scope is a string naming whose money it is:
+
+    tenant/{tenant}   project/{tenant}/{project}   key/{key id}   user/{tenant}/{user, percent-encoded}
+
+and a period is a calendar month in UTC, ``YYYY-MM``. ``BudgetIndex.of(snapshot)`` lists, once per snapshot,
+which scopes carry a budget and what it is; ``scopes_for`` names the scopes one request is charged to.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+from urllib.parse import quote
+
+from tollway.pb import snapshot_pb2 as pb
+
+ScopeKind = Literal["tenant", "project", "key", "user"]
+MAX_USER_LEN = 256  # longer user names are cut: a scope string must stay a reasonable store key
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A monthly budget in integer micro-dollars."""
+
+    monthly_micros: int
+    soft_percent: int
+    safe_allowance_micros: int
+
+    @classmethod
+    def of(cls, b: pb.Budget) -> Limit:
+        return cls(b.monthly_micros, b.soft_percent or 100, b.safe_allowance_micros)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: ScopeKind
+    name: str  # the scope string
+    limit: Limit
+
+
+def period_of(unix_s: float) -> str:
+    """The calendar month (UTC) of a unix time, ``YYYY-MM``."""
+    t = time.gmtime(unix_s)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}"
+
+
+def next_period_start(unix_s: float) -> float:
+    """Unix time at which the month after ``period_of(unix_s)`` begins."""
+    t = time.gmtime(unix_s)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return float(calendar.timegm((year, month, 1, 0, 0, 0)))
+
+
+def tenant_scope(tenant: str) -> str:
+    return f"tenant/{tenant}"
+
+
+def project_scope(tenant: str, project: str) -> str:
+    return f"project/{tenant}/{project}"
+
+
+def key_scope(key_id: str) -> str:
+    return f"key/{key_id}"
+
+
+def user_scope(tenant: str, user: str) -> str:
+    return f"user/{tenant}/{quote(user[:MAX_USER_LEN], safe='')}"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    budget: Limit | None
+    per_user: Limit | None
+    projects: Mapping[str, Limit]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetIndex:
+    """Which scopes of a snapshot carry a budget. Immutable; build once per snapshot with ``of``."""
+
+    version: str
+    tenants: Mapping[str, TenantLimits]
+    keys: Mapping[str, Limit]  # key id -> budget, only keys that have one
+
+    @classmethod
+    def of(cls, snap: pb.Snapshot) -> BudgetIndex:
+        tenants = {
+            t.name: TenantLimits(
+                Limit.of(t.budget) if t.HasField("budget") else None,
+                Limit.of(t.per_user_budget) if t.HasField("per_user_budget") else None,
+                MappingProxyType({p.name: Limit.of(p.budget) for p in t.project_policies if p.HasField("budget")}),
+            )
+            for t in snap.tenants
+        }
+        keys = {k.id: Limit.of(k.budget) for k in snap.keys if k.HasField("budget")}
+        return cls(snap.version, MappingProxyType(tenants), MappingProxyType(keys))
+
+    def scopes_for(self, tenant: str, project: str, key_id: str, user: str) -> tuple[Scope, ...]:
+        """The budget scopes a request of (tenant, project, key, user) is charged to; "" means absent."""
+        out: list[Scope] = []
+        t = self.tenants.get(tenant)
+        if t is not None:
+            if t.budget is not None:
+                out.append(Scope("tenant", tenant_scope(tenant), t.budget))
+            if project and project in t.projects:
+                out.append(Scope("project", project_scope(tenant, project), t.projects[project]))
+        key_limit = self.keys.get(key_id)
+        if key_limit is not None:
+            out.append(Scope("key", key_scope(key_id), key_limit))
+        if t is not None and t.per_user is not None and user:
+            out.append(Scope("user", user_scope(tenant, user), t.per_user))
+        return tuple(out)
+
+    def limit_of(self, scope: str) -> Limit | None:
+        """The budget of a scope string, or None when the scope carries none (or is unknown)."""
+        kind, _, rest = scope.partition("/")
+        if kind == "key":
+            return self.keys.get(rest)
+        tenant, _, name = rest.partition("/")
+        t = self.tenants.get(tenant)
+        if t is None:
+            return None
+        if kind == "tenant" and not name:
+            return t.budget
+        if kind == "project":
+            return t.projects.get(name)
+        if kind == "user" and name:
+            return t.per_user
+        return None
+
+    def static_scopes(self) -> tuple[Scope, ...]:
+        """Tenant and project scopes: few, known in advance, so a data plane may lease them before any request."""
+        out: list[Scope] = []
+        for name, t in self.tenants.items():
+            if t.budget is not None:
+                out.append(Scope("tenant", tenant_scope(name), t.budget))
+            out.extend(Scope("project", project_scope(name, p), lim) for p, lim in t.projects.items())
+        return tuple(out)
