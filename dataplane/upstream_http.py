@@ -201,6 +201,9 @@ class _Connection(asyncio.Protocol):
         self.status, self.headers, self.head_done = status, headers, True
         connection = headers.get("connection", "").lower()
         self.keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        encoding = headers.get("content-encoding")
+        if encoding is not None and encoding.lower() != "identity":
+            raise ValueError(f"unsupported content-encoding {encoding!r}")
         te = headers.get("transfer-encoding")
         length = headers.get("content-length")
         if status in (204, 304):

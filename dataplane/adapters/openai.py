@@ -35,7 +35,10 @@ def upstream_body(deployment: Deployment, request: ChatRequest) -> bytes:
 
 def _target(deployment: Deployment) -> tuple[str, str]:
     p: Provider = deployment.provider
-    headers = "Content-Type: application/json\r\nAccept: application/json\r\n"
+    # identity: the client does not decompress (no upstream compresses unasked, and JSON over a fast link gains
+    # little); it refuses a compressed answer rather than pass it through.
+    headers = ("Content-Type: application/json\r\nAccept: application/json\r\nAccept-Encoding: identity\r\n"
+               "User-Agent: tollway\r\n")
     if p.credential:
         headers += f"Authorization: Bearer {p.credential}\r\n"
     return f"{p.base_url}/chat/completions", headers

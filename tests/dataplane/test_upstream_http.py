@@ -199,6 +199,7 @@ async def test_interim_answer_is_skipped_and_chunk_extensions_trailers_parse() -
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nab",
 ])
 async def test_malformed_answers_are_value_errors(answer: bytes) -> None:
     async with raw_server(one_answer_then_close([], answer)) as port, client() as c:
