@@ -56,7 +56,7 @@ _PHONE_CANDIDATE = re.compile(r"(?<![\w+.\-/])(?:\+|\(\d)[\d ().\-]{6,24}\d|(?<!
 _NANP = re.compile(r"(?:\([2-9]\d\d\) ?|[2-9]\d\d([-. ]))[2-9]\d\d(?(1)\1|[-. ])\d{4}")
 # Digit runs are maximal (each is followed by a separator or the end), so these never backtrack into a run.
 _INTL = re.compile(r"\+\d+(?:(?:[ .\-]|[ .\-]?\(\d+\)[ .\-]?)\d+)*")
-_TRUNK = re.compile(r"(?:\(0\d{1,4}\) ?|0\d{1,4}[ .\-])\d{2,8}(?:[ .\-]\d{2,8}){0,4}")
+_TRUNK = re.compile(r"(?:\(0[1-9]\d{0,3}\) ?|0[1-9]\d{0,3}[ .\-])\d{2,8}(?:[ .\-]\d{2,8}){0,4}")
 _TRUNK_SEPS = re.compile(r"[ .\-]")
 
 
@@ -147,12 +147,14 @@ def _cards(text: str) -> Iterator[Match]:
         # One separator style per number: "4111 1111-1111 1111" is not how cards are written.
         if " " in cand and "-" in cand:
             continue
-        while cand:
-            if is_card_number(cand.replace(" ", "").replace("-", "")):
+        while len(digits := cand.replace(" ", "").replace("-", "")) >= 13:
+            if is_card_number(digits):
                 yield Match("CARD", m.start(), m.start() + len(cand))
                 break
             cut = max(cand.rfind(" "), cand.rfind("-"))  # the run may have swallowed a following number
-            cand = cand[:cut] if cut > 0 else ""
+            if cut <= 0:
+                break
+            cand = cand[:cut]
 
 
 # ---- IBAN ---------------------------------------------------------------------------------------------------

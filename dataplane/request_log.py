@@ -1,0 +1,320 @@
+"""The structured request log: one JSON line per request, written off the request path.
+
+The request path calls ``RequestLog.emit(entry)``, which only appends the entry's facts to a bounded in-memory
+queue: O(1), no lock, no I/O, no serialisation. When the queue is full the entry is dropped and counted
+(``stats.dropped``); the request never waits for the log. A writer thread turns entries into lines (content
+hashing or redaction included, so that CPU work is not on the request path either), serialises them with orjson
+and writes them in batches to a ``Sink``: a size-rotated file or a stream such as stdout.
+
+Lines are built from the same facts as the usage record (``dataplane.usage_record.usage_record``), so the log and
+the usage data never disagree. Prompt and response content appear only as the tenant's logging policy allows
+(``dataplane.content``); keys appear only as their id. The format is documented in ``docs/logging.md``.
+
+Threading contract: ``emit`` is called from one event loop thread; the writer thread is the only consumer.
+``collections.deque`` append/popleft are atomic, which is all the two sides share besides counters each side
+writes alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+
+from dataplane.accounting import Outcome
+from dataplane.content import NO_CONTENT, ContentKey, ContentPolicy, kept_content
+from dataplane.errors import ApiError
+from dataplane.runtime import Key
+from dataplane.usage_record import usage_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A request that was admitted (it has an ``Outcome``), with what the log may need of its content.
+
+    ``response`` is the assistant message the client received (``{"role", "content", "tool_calls"?}``), or None;
+    it is read only when ``policy`` keeps content. ``upstream_s`` is the time spent waiting on upstreams (from
+    the first attempt's send to the end of the upstream body), when the proxy measured it.
+    """
+
+    outcome: Outcome
+    policy: ContentPolicy = NO_CONTENT
+    response: Mapping[str, Any] | None = None
+    upstream_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A request the gateway answered itself with an error (bad key, invalid body, rate limit, no route...)."""
+
+    request_id: str
+    started: float  # unix seconds
+    duration_s: float
+    error: ApiError
+    snapshot: str = ""
+    key: Key | None = None
+    model: str = ""
+    user: str = ""
+
+
+LogEntry = Served | Refused
+
+
+def _iso(ts: float) -> str:
+    ms = int(ts * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def log_entry(outcome: Outcome, region: str, node_id: str, content: Mapping[str, Any] | None,
+              *, content_mode: str = "none", upstream_s: float | None = None) -> dict[str, Any]:
+    """The log line of an admitted request, as a dict (see ``docs/logging.md``); ``content`` from ``kept_content``.
+
+    Built from the usage record of the same outcome so identifiers, tokens, cost, status and error type agree.
+    """
+    rec = usage_record(outcome, region, node_id)
+    upstream_ms = _ms(upstream_s)
+    total_ms = _ms(outcome.duration_s)
+    line: dict[str, Any] = {
+        "ts": _iso(outcome.started),
+        "request_id": rec.request_id,
+        "tenant": rec.tenant,
+        "project": rec.project,
+        "user": rec.user,
+        "key_id": rec.key_id,
+        "model": outcome.plan.request.model,
+        "route": rec.route,
+        "deployment": rec.deployment,
+        "provider": rec.provider,
+        "region": rec.region,
+        "node_id": rec.node_id,
+        "snapshot_version": rec.snapshot_version,
+        "stream": rec.stream,
+        "status": rec.status,
+        "error_type": rec.error_type,
+        "attempts": rec.attempts,
+        "input_tokens": rec.input_tokens,
+        "cached_tokens": rec.cached_input_tokens,
+        "output_tokens": rec.output_tokens,
+        "cost_micros": rec.cost_micros,
+        "latency_ms": total_ms,
+        "ttfb_ms": _ms(outcome.first_byte_s),
+        "upstream_ms": upstream_ms,
+        "overhead_ms": (None if upstream_ms is None or total_ms is None
+                        else round(max(total_ms - upstream_ms, 0.0), 3)),
+        "content_mode": content_mode if content is not None else "none",
+    }
+    if content is not None:
+        line["prompt"] = content.get("prompt")
+        line["response"] = content.get("response")
+    return line
+
+
+def refusal_entry(refusal: Refused, region: str, node_id: str) -> dict[str, Any]:
+    """The log line of a request refused by the gateway: same fields, no upstream, no tokens, no content."""
+    key = refusal.key
+    return {
+        "ts": _iso(refusal.started),
+        "request_id": refusal.request_id,
+        "tenant": key.tenant.name if key else "",
+        "project": key.project if key else "",
+        "user": refusal.user,
+        "key_id": key.id if key else "",
+        "model": refusal.model,
+        "route": "",
+        "deployment": "",
+        "provider": "",
+        "region": region,
+        "node_id": node_id,
+        "snapshot_version": refusal.snapshot,
+        "stream": False,
+        "status": refusal.error.status,
+        "error_type": refusal.error.code or refusal.error.type,
+        "attempts": 0,
+        "input_tokens": 0,
+        "cached_tokens": 0,
+        "output_tokens": 0,
+        "cost_micros": 0,
+        "latency_ms": _ms(refusal.duration_s),
+        "ttfb_ms": None,
+        "upstream_ms": None,
+        "overhead_ms": _ms(refusal.duration_s),
+        "content_mode": "none",
+    }
+
+
+def render(entry: LogEntry, region: str, node_id: str, key: ContentKey) -> dict[str, Any]:
+    """The line of any entry: applies the content policy (hash, redact, keep or drop) to a served request."""
+    if isinstance(entry, Refused):
+        return refusal_entry(entry, region, node_id)
+    messages = entry.outcome.plan.request.payload.get("messages")
+    content = kept_content(entry.policy, key, messages, entry.response)
+    return log_entry(entry.outcome, region, node_id, content, content_mode=entry.policy.mode,
+                     upstream_s=entry.upstream_s)
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamSink:
+    """Writes each batch to a binary stream (stdout by default) and flushes it. Does not close the stream."""
+
+    def __init__(self, stream: IO[bytes] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class RotatingFileSink:
+    """Appends to ``path`` (mode 0600: lines may hold content); past ``max_bytes`` renames it to ``path.1``,
+    shifting older files up to ``path.<backups>`` and deleting the oldest. A batch is never split across files.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = 100 * 1024 * 1024, backups: int = 5) -> None:
+        self.path = path
+        self._max = max_bytes
+        self._backups = backups
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = self._open()
+        self._size = os.fstat(self._fd).st_size
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        if self._backups > 0:
+            for i in range(self._backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._fd = self._open()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._size > 0 and self._size + len(data) > self._max:
+            self._rotate()
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(data)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def open_sink(target: str, max_bytes: int = 100 * 1024 * 1024, backups: int = 5) -> Sink:
+    """``-`` (or ``stdout``) for standard output, else a file path (rotated by size)."""
+    if target in ("-", "stdout"):
+        return StreamSink()
+    return RotatingFileSink(Path(target), max_bytes, backups)
+
+
+@dataclass
+class LogStats:
+    """Counters; each is written by one side only (``emitted``/``dropped`` by ``emit``, the rest by the writer)."""
+
+    emitted: int = 0
+    dropped: int = 0
+    written: int = 0
+    failed: int = 0  # entries that could not be rendered or written (a bug or a full disk), logged once each
+
+
+@dataclass
+class RequestLog:
+    """The request log of one data plane. ``start`` once, ``await stop()`` once; not restartable."""
+
+    sink: Sink
+    region: str
+    node_id: str
+    content_key: ContentKey = field(repr=False)
+    max_queue: int = 10_000
+    batch_max: int = 512
+    flush_interval_s: float = 0.2
+    stats: LogStats = field(default_factory=LogStats)
+    _queue: deque[LogEntry] = field(default_factory=deque, repr=False)
+    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stopping: bool = False
+    _thread: threading.Thread | None = None
+
+    def emit(self, entry: LogEntry) -> None:
+        """Enqueue ``entry``; never blocks. Drops (and counts) it when the queue is full or the log stopped."""
+        queue = self._queue
+        if self._stopping or len(queue) >= self.max_queue:
+            self.stats.dropped += 1
+            return
+        queue.append(entry)
+        self.stats.emitted += 1
+        if len(queue) == self.batch_max:  # a full batch is waiting: wake the writer rather than let it pile up
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("request log already started")
+        self._thread = threading.Thread(target=self._run, name=f"request-log-{self.node_id}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Write every entry emitted so far, then close the sink."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        else:
+            self._drain()
+        self.sink.close()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            lines: list[bytes] = []
+            while queue and len(lines) < self.batch_max:
+                entry = queue.popleft()
+                try:
+                    lines.append(orjson.dumps(render(entry, self.region, self.node_id, self.content_key)))
+                except Exception as exc:  # top of the writer loop: one bad entry must not stop the log
+                    self.stats.failed += 1
+                    # The type only: a message or traceback could quote the content the policy withholds.
+                    log.error("request log: could not render an entry (%s)", type(exc).__name__)
+            if not lines:
+                continue
+            try:
+                self.sink.write(b"\n".join(lines) + b"\n")
+                self.stats.written += len(lines)
+            except OSError as exc:
+                self.stats.failed += len(lines)
+                log.error("request log: write failed (%s); %d lines lost", exc.strerror, len(lines))
