@@ -224,7 +224,8 @@ class BudgetBook:
     def _want(self, a: Allowance, now: float) -> int:
         elapsed = max(now - a.window_start, 1e-3)
         decay = 0.5 ** (elapsed / _DEMAND_HALF_LIFE_S)
-        a.rate = a.rate * decay + (a.window / elapsed) * (1 - decay)
+        # Up at once with a burst, down slowly after it: a grant must cover the next burst too.
+        a.rate = max(a.window / elapsed, a.rate * decay)
         a.window, a.window_start = 0, now
         want = max(int(a.rate * self.horizon_s), a.limit.monthly_micros // MIN_WANT_DIVISOR, 2 * a.shortfall)
         a.shortfall = 0

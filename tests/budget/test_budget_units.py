@@ -1,0 +1,186 @@
+"""Pure units of the money path: the worst-case bound, the data plane's budget book, the ledger's transitions."""
+
+from __future__ import annotations
+
+import calendar
+
+import pytest
+
+from controlplane.ledger import AskIn, BatchMarker, ScopeState, grant, reclaim, settle
+from dataplane.budget import BudgetBook, Reservation
+from dataplane.cost_bound import DEFAULT_OUTPUT_BOUND, prompt_token_bound, worst_case_micros
+from dataplane.errors import ApiError
+from dataplane.runtime import Deployment, Prices, Provider
+from tollway.budget_scopes import BudgetIndex, Limit, next_period_start, period_of
+from tollway.pb import snapshot_pb2 as pb
+
+JAN = float(calendar.timegm((2025, 1, 15, 12, 0, 0)))
+FEB = float(calendar.timegm((2025, 2, 1, 0, 0, 0)))
+
+
+def deployment(inp: int = 1_000_000, out: int = 2_000_000, max_out: int = 0, ptype: str = "openai") -> Deployment:
+    prov = Provider("p", ptype, "http://x", "eu", 1, 1, "", 0, 0, None)
+    return Deployment("d", prov, "m", frozenset(), 0, max_out, Prices(inp, out, 0))
+
+
+@pytest.mark.parametrize(("payload", "at_least"), [
+    ({"messages": [{"role": "user", "content": "héllo wörld"}]}, len("héllo wörld".encode())),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 100},
+                                                {"type": "image_url", "image_url": {"url": "data:" + "A" * 10**6}}]}]},
+     100 + 1600),
+    ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]},
+     16),
+])
+def test_prompt_bound_covers_text_bytes_and_images_but_not_image_data(payload: dict[str, object], at_least: int) -> None:
+    bound = prompt_token_bound(payload, "openai")
+    assert bound >= at_least
+    assert bound < 200_000  # a megabyte of base64 image is not counted as text
+
+
+def test_worst_case_uses_max_tokens_n_and_the_dearest_candidate() -> None:
+    payload = {"messages": [{"role": "user", "content": "a"}], "max_tokens": 100, "n": 2}
+    cheap, dear = deployment(out=1_000_000), deployment(out=3_000_000)
+    prompt = prompt_token_bound(payload, "openai")
+    assert worst_case_micros(payload, [cheap, dear]) == prompt * 1 + 200 * 3
+    no_max = {"messages": [{"role": "user", "content": "a"}]}
+    assert worst_case_micros(no_max, [deployment(out=1_000_000, max_out=500)]) == prompt + 500
+    assert worst_case_micros(no_max, [deployment(out=1_000_000)]) == prompt + DEFAULT_OUTPUT_BOUND
+    assert worst_case_micros(payload, []) == 0
+
+
+def test_periods_are_utc_months() -> None:
+    assert period_of(JAN) == "2025-01" and period_of(FEB) == "2025-02" and period_of(FEB - 0.001) == "2025-01"
+    assert next_period_start(JAN) == FEB
+
+
+def index(monthly: int = 1_000, safe: int = 0, soft: int = 80) -> BudgetIndex:
+    snap = pb.Snapshot(version="v1", tenants=[pb.Tenant(
+        name="acme", budget=pb.Budget(monthly_micros=monthly, soft_percent=soft, safe_allowance_micros=safe),
+        per_user_budget=pb.Budget(monthly_micros=100), project_policies=[
+            pb.ProjectPolicy(name="web", budget=pb.Budget(monthly_micros=500))])],
+        keys=[pb.ApiKey(id="k1", tenant="acme", budget=pb.Budget(monthly_micros=300))])
+    return BudgetIndex.of(snap)
+
+
+def test_scopes_of_a_request() -> None:
+    idx = index()
+    names = [s.name for s in idx.scopes_for("acme", "web", "k1", "al/ice")]
+    assert names == ["tenant/acme", "project/acme/web", "key/k1", "user/acme/al%2Fice"]
+    assert [s.name for s in idx.scopes_for("acme", "", "k2", "")] == ["tenant/acme"]
+    assert idx.limit_of("user/acme/bob") == Limit(100, 100, 0)
+    assert idx.limit_of("tenant/none") is None
+
+
+def granted_book(amount: int, now: float = JAN, **kw: int) -> BudgetBook:
+    book = BudgetBook()
+    book.set_index(index(**kw))
+    for ask in book.asks(now):
+        book.apply(ask.scope, ask.period, limited=True, granted=amount, remaining=0, expires_at=now + 10)
+    return book
+
+
+def test_book_reserves_within_the_grant_and_settles_the_difference_back() -> None:
+    book = granted_book(100)
+    first = book.reserve("acme", "", "k9", "", 60, JAN)
+    assert isinstance(first, Reservation)
+    refused = book.reserve("acme", "", "k9", "", 60, JAN)
+    assert isinstance(refused, ApiError) and refused.status == 429 and refused.code == "tenant_budget_exceeded"
+    assert refused.type == "insufficient_quota"
+    book.settle(first, 25)
+    book.settle(first, 25)  # settling twice changes nothing
+    a = book.allowance("tenant/acme", "2025-01")
+    assert a is not None and (a.spent, a.reserved) == (25, 0)
+    assert isinstance(book.reserve("acme", "", "k9", "", 75, JAN), Reservation)
+    assert isinstance(book.reserve("acme", "", "k9", "", 1, JAN), ApiError)
+
+
+def test_book_refuses_once_the_lease_expires_unless_a_safe_allowance_is_declared() -> None:
+    book = granted_book(100)
+    expired = book.reserve("acme", "", "k9", "", 1, JAN + 11)
+    assert isinstance(expired, ApiError) and (expired.status, expired.code) == (503, "budget_lease_expired")
+    safe = granted_book(100, safe=5)
+    assert isinstance(safe.reserve("acme", "", "k9", "", 5, JAN + 11), Reservation)
+    assert isinstance(safe.reserve("acme", "", "k9", "", 1, JAN + 11), ApiError)
+    fresh = BudgetBook()
+    fresh.set_index(index())
+    pending = fresh.reserve("acme", "", "k9", "", 1, JAN)
+    assert isinstance(pending, ApiError) and pending.code == "budget_lease_pending"
+
+
+def test_a_refusal_in_one_scope_reserves_nothing_in_the_others() -> None:
+    book = granted_book(1_000)
+    assert isinstance(book.reserve("acme", "", "k1", "", 50, JAN), ApiError)  # the key's lease: not yet granted
+    book.apply("key/k1", "2025-01", limited=True, granted=10, remaining=0, expires_at=JAN + 10)
+    refused = book.reserve("acme", "", "k1", "", 50, JAN)
+    assert isinstance(refused, ApiError) and refused.code == "key_budget_exceeded"
+    a = book.allowance("tenant/acme", "2025-01")
+    assert a is not None and a.reserved == 0
+
+
+def test_month_rollover_starts_a_new_allowance_and_releases_the_old() -> None:
+    end_of_jan = FEB - 2
+    book = granted_book(100, now=end_of_jan)
+    r = book.reserve("acme", "", "k9", "", 100, end_of_jan)
+    assert isinstance(r, Reservation)
+    book.settle(r, 60)
+    assert isinstance(book.reserve("acme", "", "k9", "", 41, end_of_jan), ApiError)
+    asks = {(a.scope, a.period): a for a in book.asks(FEB)}
+    assert asks[("tenant/acme", "2025-01")].release and asks[("tenant/acme", "2025-02")].want > 0
+    book.apply("tenant/acme", "2025-02", limited=True, granted=100, remaining=0, expires_at=FEB + 10)
+    assert isinstance(book.reserve("acme", "", "k9", "", 100, FEB), Reservation)
+
+
+def test_demand_sizes_the_want() -> None:
+    book = granted_book(10_000_000, monthly=10_000_000)
+    for _ in range(100):
+        r = book.reserve("acme", "", "k9", "", 1_000, JAN)
+        assert isinstance(r, Reservation)
+        book.settle(r, 500)
+    want = {a.scope: a.want for a in book.asks(JAN + 1)}["tenant/acme"]
+    assert want > 10_000_000 // 20  # 100k micro-USD/s of reservations beats the idle floor
+
+
+def ask(spent: int = 0, reserved: int = 0, want: int = 0, release: bool = False) -> AskIn:
+    return AskIn("tenant/acme", "2025-01", spent, reserved, want, release)
+
+
+def test_ledger_grants_never_exceed_what_remains() -> None:
+    st = ScopeState()
+    assert grant(st, "a", "i1", ask(want=700), 1_000, JAN, 10, 30) == (700, 300)
+    assert grant(st, "b", "i1", ask(want=700), 1_000, JAN, 10, 30)[0] == 150  # half of what is left: 2 active
+    assert st.spent + st.outstanding() <= 1_000
+    settle(st, "a", 400, None)
+    assert (st.spent, st.holders["a"].outstanding()) == (400, 300)
+    granted, _ = grant(st, "a", "i1", ask(spent=400, want=100, release=True), 1_000, JAN, 10, 30)
+    assert granted == 500 and st.spent + st.outstanding() <= 1_000
+
+
+def test_ledger_reclaims_expired_grants_and_orphans_of_a_restarted_node() -> None:
+    st = ScopeState()
+    grant(st, "a", "i1", ask(want=600), 1_000, JAN, 10, 30)
+    grant(st, "a", "i2", ask(want=100), 1_000, JAN + 1, 10, 30)  # restarted: the old 600 is an orphan
+    assert st.holders["a"].orphan == 600 and st.outstanding() == 700
+    settle(st, "a", 50, None)  # the old process's spooled usage pays the orphan first
+    assert st.holders["a"].orphan == 550 and st.holders["a"].settled == 0
+    reclaim(st, JAN + 100, 30)
+    assert st.outstanding() == 0 and st.spent == 50
+
+
+def test_ledger_lower_limit_shrinks_to_committed_and_soft_alert_fires_once() -> None:
+    st = ScopeState()
+    grant(st, "a", "i1", ask(want=900), 1_000, JAN, 10, 30)
+    assert grant(st, "a", "i1", ask(spent=100, reserved=50), 500, JAN, 10, 30)[0] == 150
+    limit = Limit(1_000, 80, 0)
+    assert not settle(st, "a", 700, limit)
+    assert settle(st, "a", 100, limit)
+    assert not settle(st, "a", 100, limit)
+
+
+def test_batch_marker_settles_each_sequence_once_in_any_order() -> None:
+    m = BatchMarker()
+    for seq in (1, 3, 2, 5):
+        assert not m.is_settled(seq)
+        m.mark(seq)
+    assert m.through == 3 and m.above == [5]
+    assert all(m.is_settled(s) for s in (1, 2, 3, 5)) and not m.is_settled(4)
+    assert BatchMarker.from_json(m.to_json()) == m
