@@ -106,10 +106,9 @@ def _redact_content(content: Any, keep_non_text: bool) -> Any:
 def _redact_json_text(text: str) -> str:
     """Tool-call arguments are JSON text: redact its string leaves so it stays valid JSON; else as plain text."""
     try:
-        parsed = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        return orjson.dumps(_redact_leaves(orjson.loads(text))).decode("utf-8")
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # not JSON, or nested deeper than orjson writes
         return redact(text)
-    return orjson.dumps(_redact_leaves(parsed)).decode("utf-8")
 
 
 def _redact_leaves(value: Any) -> Any:

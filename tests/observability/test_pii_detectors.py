@@ -8,7 +8,8 @@ from dataplane.pii import find_pii, is_card_number, is_iban, luhn_ok, redact
 from tollway.keyformat import generate_key
 
 TW_KEY = generate_key()
-PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1c7+9z5Pad7OejecsQ0bu3aozN3tihPmljnnudb9G3HecDFn\n-----END RSA PRIVATE KEY-----"
+PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1c7+9z5Pad7OejecsQ0bu3aozN3tihPmljnnudb9G3HecDFn\n"
+       "-----END RSA PRIVATE KEY-----")
 
 # (kind, the PII itself, the text around it: "{}" marks where it goes)
 TRUE_POSITIVES = [
