@@ -1,0 +1,109 @@
+"""The analytics reports on a real DuckDB file: exact sums, quantiles and rates over ``known_events``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from controlplane.analytics import Analytics, Span, daily_cost_query, top_users_query
+from controlplane.usage_db import UsageDB
+from tests.analytics.conftest import batch, known_events, today
+
+
+@pytest.fixture
+async def reports(tmp_path: Path) -> AsyncIterator[Analytics]:
+    db = await UsageDB.open(str(tmp_path / "usage.duckdb"))
+    assert await db.store_batch(batch(known_events(today() - timedelta(days=2))))
+    yield Analytics(db)
+    await db.close()
+
+
+def days() -> list[date]:
+    first = (today() - timedelta(days=2)).date()
+    return [first + timedelta(days=d) for d in range(3)]
+
+
+def ms(day: date) -> int:
+    return int(today().replace(year=day.year, month=day.month, day=day.day).timestamp() * 1000)
+
+
+@pytest.mark.parametrize(("by", "acme", "globex"), [
+    ("tenant", "acme", "globex"), ("project", "acme/web", "globex/api"), ("tag", "chat", "batch"),
+])
+async def test_daily_cost_per_team_project_and_use_case(reports: Analytics, by: str, acme: str, globex: str) -> None:
+    rows = await reports.daily_cost(by, Span())  # type: ignore[arg-type]
+    got = [(r.day, r.group, r.requests, r.cost_micros, r.input_tokens, r.output_tokens) for r in rows]
+    expected = []
+    for d, day in enumerate(days()):
+        expected.append((day, acme, 4, 1_000_000 * (d + 1), 4000, 400))
+        expected.append((day, globex, 2, 1_000_000, 4000, 400))
+    # Within a day, the biggest cost comes first; on day 0 the two tie and sort by name.
+    assert sorted(got) == sorted(expected)
+    assert [g[1] for g in got if g[0] == days()[2]] == [acme, globex]
+    assert all(isinstance(r.cost_micros, int) for r in rows)
+
+
+async def test_time_range_is_half_open(reports: Analytics) -> None:
+    d0, d1, d2 = days()
+    rows = await reports.daily_cost("tenant", Span(since_ms=ms(d1)))
+    assert {r.day for r in rows} == {d1, d2}
+    rows = await reports.daily_cost("tenant", Span(until_ms=ms(d1)))
+    assert {r.day for r in rows} == {d0}
+    rows = await reports.daily_cost("tenant", Span(since_ms=ms(d1), until_ms=ms(d2)))
+    assert {(r.day, r.group, r.cost_micros) for r in rows} == {(d1, "acme", 2_000_000), (d1, "globex", 1_000_000)}
+
+
+async def test_latency_quantiles_per_model_and_day_over_successful_requests(reports: Analytics) -> None:
+    rows = await reports.latency("route", Span())
+    by = {(r.day, r.group): r for r in rows}
+    for day in days():
+        gpt = by[(day, "gpt-4o")]
+        # quantile_cont over 100, 200, 300, 400: p50 interpolates to 250, p95 to 385.
+        assert (gpt.requests, gpt.p50_ms, gpt.p95_ms, gpt.ttfb_p50_ms, gpt.ttfb_p95_ms) == (4, 250, 385, 25, 38.5)
+    # Today's failed claude request (1000 ms, 502) is not in the latency figures.
+    assert [(by[(d, "claude")].requests, by[(d, "claude")].p95_ms) for d in days()] == [(2, 500), (2, 500), (1, 500)]
+    deployments = {r.group for r in await reports.latency("deployment", Span())}
+    assert deployments == {"openai-gpt-4o", "anthropic-claude"}
+
+
+async def test_error_rates_by_provider_and_deployment(reports: Analytics) -> None:
+    d0, d1, d2 = days()
+    rows = await reports.errors("provider", Span())
+    got = {(r.day, r.group): (r.requests, r.errors, r.error_rate) for r in rows}
+    assert got[(d2, "anthropic")] == (2, 1, 0.5)
+    assert got[(d0, "anthropic")] == (2, 0, 0.0)
+    assert all(got[(d, "openai")] == (4, 0, 0.0) for d in (d0, d1, d2))
+    rows = await reports.errors("deployment", Span(since_ms=ms(d2)))
+    assert {(r.group, r.requests, r.errors) for r in rows} == {("anthropic-claude", 2, 1), ("openai-gpt-4o", 4, 0)}
+
+
+async def test_top_users_by_cost_and_by_requests(reports: Analytics) -> None:
+    rows = await reports.top_users(Span())
+    assert [(u.tenant, u.user, u.requests, u.cost_micros) for u in rows] == [
+        ("acme", "alice", 9, 4_500_000), ("acme", "bob", 3, 1_500_000), ("globex", "carol", 3, 1_500_000),
+    ]  # requests without a user are not a user
+    assert [(u.user, u.requests) for u in await reports.top_users(Span(), "requests", 1)] == [("alice", 9)]
+    only_globex = await reports.top_users(Span(), filters={"tenant": "globex"})
+    assert [u.user for u in only_globex] == ["carol"]
+
+
+async def test_filters_narrow_every_report(reports: Analytics) -> None:
+    rows = await reports.daily_cost("tenant", Span(), {"tag": "batch"})
+    assert {r.group for r in rows} == {"globex"}
+    errors = await reports.errors("provider", Span(), {"route": "gpt-4o"})
+    assert {r.group for r in errors} == {"openai"}
+    assert await reports.latency("route", Span(), {"tenant": "nobody"}) == []
+
+
+def test_only_known_names_reach_the_sql() -> None:
+    with pytest.raises(ValueError, match="by must be one of"):
+        daily_cost_query("user; DROP TABLE usage_events", Span())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="filters must be among"):
+        daily_cost_query("tenant", Span(), {"key_id = key_id OR 1": "x"})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="limit"):
+        top_users_query(Span(), "cost", 0)
+    sql, params = daily_cost_query("tenant", Span(1, 2), {"tenant": "x'; --"})
+    assert "x'; --" not in sql and params == [1, 2, "x'; --"]
