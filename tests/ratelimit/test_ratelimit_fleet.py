@@ -68,8 +68,8 @@ class Run:
         return sum(start <= t < end for times in self.admitted for t in times)
 
 
-def simulate(duration_s: float, lease_until_s: float, lease_from_s: float = 0.0) -> Run:
-    """Offer ``OFFERED`` traffic for ``duration_s``; the control plane grants leases in [lease_from_s, lease_until_s)."""
+def simulate(duration_s: float, lease_until_s: float) -> Run:
+    """Offer ``OFFERED`` traffic for ``duration_s``; the control plane grants leases until ``lease_until_s``."""
     snap, keys = limited_snapshot(tenant=pb.RateLimit(requests_per_minute=LIMIT_RPM))
     clock = Clock()
     limiters = [RateLimiter(clock=clock) for _ in OFFERED]
@@ -80,7 +80,7 @@ def simulate(duration_s: float, lease_until_s: float, lease_from_s: float = 0.0)
     arrivals = sorted((i / rate, plane) for plane, rate in enumerate(OFFERED)
                       for i in range(math.ceil(duration_s * rate)))
     admitted: list[list[float]] = [[] for _ in OFFERED]
-    next_lease = lease_from_s
+    next_lease = 0.0
     for t, plane in arrivals:
         while next_lease <= t and next_lease < lease_until_s:
             clock.now = next_lease
