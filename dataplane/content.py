@@ -208,3 +208,52 @@ def kept_content(policy: ContentPolicy, key: ContentKey, messages: Any,
     prompt = [_kept_message(policy, key, m) for m in messages] if isinstance(messages, list) else []
     kept_response = _kept_message(policy, key, dict(response)) if response is not None else None
     return {"prompt": prompt, "response": kept_response}
+
+
+def completion_message(completion: Any) -> dict[str, Any] | None:
+    """The assistant message of a non-streamed chat completion (its first choice), for ``kept_content``."""
+    choices = completion.get("choices") if isinstance(completion, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    return message if isinstance(message, dict) else None
+
+
+class MessageAccumulator:
+    """Rebuilds the assistant message of a streamed completion from its chunks (first choice only).
+
+    Owned by one request; feed it the parsed chunks only when the tenant's mode keeps content, so streams of
+    tenants with ``none`` pay nothing.
+    """
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def feed(self, chunk: Any) -> None:
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return
+        delta = choices[0].get("delta")
+        if not isinstance(delta, dict):
+            return
+        if isinstance(delta.get("content"), str):
+            self._content.append(delta["content"])
+        for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict) or not isinstance(call.get("index"), int):
+                continue
+            acc = self._calls.setdefault(call["index"], {"id": "", "type": "function",
+                                                         "function": {"name": "", "arguments": ""}})
+            if isinstance(call.get("id"), str):
+                acc["id"] = call["id"]
+            fn = call.get("function")
+            if isinstance(fn, dict):
+                for part in ("name", "arguments"):
+                    if isinstance(fn.get(part), str):
+                        acc["function"][part] += fn[part]
+
+    def message(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": "assistant", "content": "".join(self._content) if self._content else None}
+        if self._calls:
+            out["tool_calls"] = [self._calls[i] for i in sorted(self._calls)]
+        return out

@@ -134,3 +134,24 @@ def test_redact_request_payload_odd_arguments(depth: int) -> None:
     calls = redact_request_payload(payload)["messages"][0]["tool_calls"]
     assert calls[0]["function"]["arguments"] == "not json: [REDACTED:EMAIL]"
     assert calls[1]["function"]["arguments"] == deep.replace("jane@example.com", "[REDACTED:EMAIL]")
+
+
+def test_completion_message_and_stream_accumulator() -> None:
+    from dataplane.content import MessageAccumulator, completion_message
+
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi jane@example.com"}}]}
+    assert completion_message(body) == {"role": "assistant", "content": "hi jane@example.com"}
+    assert completion_message({"choices": []}) is None and completion_message("x") is None
+    acc = MessageAccumulator()
+    for chunk in [
+        {"choices": [{"delta": {"role": "assistant", "content": "Hel"}}]},
+        {"choices": [{"delta": {"content": "lo"}}]},
+        {"choices": [{"delta": {"tool_calls": [
+            {"index": 0, "id": "c1", "function": {"name": "f", "arguments": '{"a"'}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]},
+        {"choices": [], "usage": {"prompt_tokens": 3}},
+    ]:
+        acc.feed(chunk)
+    assert acc.message() == {"role": "assistant", "content": "Hello", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}
+    assert MessageAccumulator().message() == {"role": "assistant", "content": None}
