@@ -12,7 +12,9 @@ Every admitted request must end in exactly one ``settle`` (it reached an upstrea
 Estimated tokens (what the tokens buckets take at admission) are the prompt estimate plus ``max_tokens`` or,
 when the client gave none, ``DEFAULT_EXPECTED_OUTPUT_TOKENS``; ``settle`` reconciles with the upstream's actual
 prompt + completion tokens (a failed attempt used none; a stream that ended without usage keeps the estimate).
-The budget, not the rate limit, is where a true upper bound matters, and it gets one from ``worst_case``.
+The budget, not the rate limit, is where a true upper bound matters: it reserves ``worst_case(plan)``, by
+default ``dataplane.cost_bound``'s bound over the plan's candidates, for the key's tenant and the attributed
+project and user.
 
 Snapshots: ``configure(snapshot)`` may run on any thread (discovery installs snapshots off the loop); it only
 publishes an immutable ``LimitTable`` by one reference assignment, and the next ``admit`` (on the loop) applies
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dataplane.accounting import Outcome
+from dataplane.cost_bound import worst_case_micros
 from dataplane.errors import ApiError
 from dataplane.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, Ticket, format_reset
 from dataplane.request import DEFAULT_EXPECTED_OUTPUT_TOKENS, Plan
@@ -36,15 +39,20 @@ from tollway.pb import snapshot_pb2 as pb
 
 
 class BudgetBook(Protocol):
-    """The money half (``dataplane.budget``): reserve the worst case before forwarding, settle the real cost."""
+    """The money half (``dataplane.budget.BudgetBook``): hold the worst case before forwarding, settle the cost."""
 
-    def reserve(self, plan: Plan, worst_case_micros: int, now: float) -> Any:
+    def reserve(self, tenant: str, project: str, key_id: str, user: str, worst_case: int, now: float) -> Any:
         """A reservation, or the ``ApiError`` refusing the request."""
         ...
 
     def settle(self, reservation: Any, actual_micros: int) -> None: ...
 
     def release(self, reservation: Any) -> None: ...
+
+
+def plan_worst_case(plan: Plan) -> int:
+    """The request's cost bound over every deployment it may be served by (``dataplane.cost_bound``)."""
+    return worst_case_micros(plan.request.payload, plan.candidates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +106,7 @@ class LimitsGate:
     """Rate limits and budget reservations in front of every upstream attempt. Owned by one event loop."""
 
     def __init__(self, limiter: RateLimiter | None = None, budget: BudgetBook | None = None,
-                 worst_case: Callable[[Plan], int] | None = None) -> None:
-        if budget is not None and worst_case is None:
-            raise ValueError("a budget book needs worst_case (the request's cost bound)")
+                 worst_case: Callable[[Plan], int] = plan_worst_case) -> None:
         self.limiter = limiter or RateLimiter()  # the lease client calls its demand() and set_shares()
         self._budget = budget
         self._worst_case = worst_case
@@ -124,8 +130,9 @@ class LimitsGate:
         if isinstance(checked, RateLimited):
             return refusal_of(checked)
         reservation = None
-        if self._budget is not None and self._worst_case is not None:
-            reservation = self._budget.reserve(plan, self._worst_case(plan), now)
+        if self._budget is not None:
+            reservation = self._budget.reserve(key.tenant.name, attribution.project, key.id, attribution.user,
+                                               self._worst_case(plan), now)
             if isinstance(reservation, ApiError):
                 self.limiter.release(checked, now)
                 return Refusal(reservation, {})

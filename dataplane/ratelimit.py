@@ -22,9 +22,11 @@ scope's local rate is limit times share. The share of a scope is:
 - never leased: 1.0. A lone data plane then enforces the declared limit exactly; a fleet whose control plane has
   never answered admits up to N times the limit, the price of not refusing traffic before the first lease.
 - leased: the granted share; scopes the grant does not list (new users, say) get 1/N, N the fleet size sent with
-  the grant (1 if never sent).
+  the grant (while no grant has sent one: 1.0).
 - lease expired: every scope falls back to 1/N of the last known N, so the fleet as a whole stays at the limit
   while the control plane is away (exceeded only by data planes that start during the outage, at 1.0 each).
+  While N was never sent, each scope keeps its last granted share instead: those summed to at most 1 across
+  the fleet when granted, so the bound holds as well, though the split no longer follows demand.
 A share change keeps each bucket's level (clamped to the new capacity): a share that grows gives headroom at the
 new rate, never as an instant lump, so shares that move with demand cannot leak extra admissions.
 
@@ -46,6 +48,7 @@ from typing import Literal, NamedTuple
 
 from dataplane.errors import ApiError
 from dataplane.runtime import InvalidSnapshot
+from tollway.budget_scopes import key_scope, tenant_scope, user_scope
 from tollway.pb import snapshot_pb2 as pb
 
 Dimension = Literal["requests", "tokens"]
@@ -74,10 +77,15 @@ class Scope(NamedTuple):
 
     @property
     def id(self) -> str:
-        """The scope's name in ``demand`` and ``set_shares``: tenant/T, user/T/U, route/T/R, key/K."""
-        if self.kind == "tenant" or self.kind == "key":
-            return f"{self.kind}/{self.name}"
-        return f"{self.kind}/{self.tenant}/{self.name}"
+        """The scope's name in ``demand`` and ``set_shares``: tenant/T, user/T/U, route/T/R or key/K, spelled
+        as budget scopes are (``tollway.budget_scopes``: U percent-encoded)."""
+        if self.kind == "tenant":
+            return tenant_scope(self.name)
+        if self.kind == "user":
+            return user_scope(self.tenant, self.name)
+        if self.kind == "route":
+            return f"route/{self.tenant}/{self.name}"
+        return key_scope(self.name)
 
     def describe(self) -> str:
         if self.kind == "tenant":
@@ -274,6 +282,7 @@ class RateLimiter:
         self._states: dict[Scope, _ScopeState] = {}
         self._granted: dict[str, tuple[float, float]] = {}
         self._default: tuple[float, float] = (1.0, 1.0)
+        self._fleet_known = False
         self._expires_at = math.inf
         self._next_sweep = 0.0
 
@@ -356,11 +365,13 @@ class RateLimiter:
         """Install a lease: per scope id, this data plane's (requests, tokens) share of the limit, in [0, 1].
 
         ``fleet_size`` (the number of data planes sharing the limits) sets the share of unlisted scopes and the
-        fallback after expiry (1/N); without it the last known N stays (1 before any lease said otherwise).
+        fallback after expiry (1/N); without it the last known N stays, and if none is known the shares of the
+        expired lease stay in force (see the module docstring).
         """
         now = self._clock()
         if fleet_size is not None and fleet_size >= 1:
             self._default = (1.0 / fleet_size, 1.0 / fleet_size)
+            self._fleet_known = True
         self._granted = {scope: (_fraction(r), _fraction(t)) for scope, (r, t) in shares.items()}
         self._expires_at = expires_at
         if now >= expires_at:
@@ -382,7 +393,8 @@ class RateLimiter:
             state.tokens = _resized(state.tokens, state.limit.tokens_per_minute, share[1], now)
 
     def _expire(self, now: float) -> None:
-        self._granted = {}
+        if self._fleet_known:
+            self._granted = {}  # 1/N everywhere; else the last granted shares stand (see the module docstring)
         self._expires_at = math.inf
         self._apply_shares(now)
 

@@ -6,18 +6,21 @@ that keeps real accounts, not a mock): it lets the composition be tested before 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from dataplane.accounting import Outcome, Usage
+from dataplane.budget import BudgetBook
 from dataplane.errors import ApiError
-from dataplane.limits_gate import Admission, LimitsGate, Refusal, estimated_tokens
+from dataplane.limits_gate import Admission, LimitsGate, Refusal, estimated_tokens, plan_worst_case
 from dataplane.ratelimit import RateLimiter
 from dataplane.request import Plan
 from dataplane.runtime import Runtime
 from dataplane.tags import Attribution
 from tests.ratelimit.limits_snapshot import limited_snapshot, plan_for
+from tollway.budget_scopes import BudgetIndex, period_of
 from tollway.pb import snapshot_pb2 as pb
 
 
@@ -33,11 +36,15 @@ class FakeBudgetBook:
     spent: int = 0
     settled: list[int] = field(default_factory=list)
 
-    def reserve(self, plan: Plan, worst_case_micros: int, now: float) -> Reservation | ApiError:
-        if self.spent + self.reserved + worst_case_micros > self.limit_micros:
-            return ApiError(402, "budget exhausted", "rate_limit_error", "budget_exceeded")
-        self.reserved += worst_case_micros
-        return Reservation(worst_case_micros)
+    calls: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def reserve(self, tenant: str, project: str, key_id: str, user: str, worst_case: int,
+                now: float) -> Reservation | ApiError:
+        self.calls.append((tenant, project, key_id, user))
+        if self.spent + self.reserved + worst_case > self.limit_micros:
+            return ApiError(429, "budget exhausted", "insufficient_quota", "tenant_budget_exceeded")
+        self.reserved += worst_case
+        return Reservation(worst_case)
 
     def settle(self, reservation: Reservation, actual_micros: int) -> None:
         self.reserved -= reservation.micros
@@ -52,7 +59,7 @@ WORST_CASE = 1_000
 
 
 def gate_for(snap: pb.Snapshot, budget: FakeBudgetBook | None = None) -> LimitsGate:
-    gate = LimitsGate(RateLimiter(), budget, (lambda plan: WORST_CASE) if budget else None)
+    gate = LimitsGate(RateLimiter(), budget, lambda plan: WORST_CASE)
     assert gate.configure(snap) is None
     return gate
 
@@ -106,12 +113,13 @@ def test_budget_refusal_gives_the_rate_limit_back() -> None:
     budget = FakeBudgetBook(limit_micros=WORST_CASE)
     gate = gate_for(snap, budget)
     plan = plan_for(runtime, keys.acme_all)
-    first = gate.admit(plan, Attribution(), 1_000.0)
+    first = gate.admit(plan, Attribution("alice", "web"), 1_000.0)
     assert isinstance(first, Admission) and first.reservation == Reservation(WORST_CASE)
+    assert budget.calls == [("acme", "web", "acme-all", "alice")]
     for _ in range(5):  # refused by the budget, not by the 2 rpm: those refusals took no request
         refusal = gate.admit(plan, Attribution(), 1_000.0)
         assert isinstance(refusal, Refusal)
-        assert refusal.error.code == "budget_exceeded" and not refusal.headers
+        assert refusal.error.code == "tenant_budget_exceeded" and not refusal.headers
     gate.settle(outcome(plan, usage=Usage(10, 5), cost=300), first)
     assert (budget.reserved, budget.spent) == (0, 300)
     assert isinstance(gate.admit(plan, Attribution(), 1_000.0), Refusal)  # 300 + 1000 > 1000
@@ -180,6 +188,24 @@ def test_a_negative_limit_is_refused_and_the_old_limits_stay() -> None:
     assert isinstance(gate.admit(plan, Attribution(), 1_000.0), Refusal)
 
 
-def test_a_budget_book_needs_a_cost_bound() -> None:
-    with pytest.raises(ValueError, match="worst_case"):
-        LimitsGate(budget=FakeBudgetBook(limit_micros=1))
+def test_with_the_real_budget_book() -> None:
+    snap, keys = limited_snapshot(tenant=pb.RateLimit(requests_per_minute=1))
+    snap.tenants[0].budget.CopyFrom(pb.Budget(monthly_micros=1_000_000))
+    book = BudgetBook()
+    book.set_index(BudgetIndex.of(snap))
+    gate = LimitsGate(RateLimiter(), book)
+    assert gate.configure(snap) is None
+    runtime = Runtime.from_snapshot(snap)
+    plan = plan_for(runtime, keys.acme_all, max_tokens=100)
+    now = time.time()
+    pending = gate.admit(plan, Attribution(project="web"), now)
+    assert isinstance(pending, Refusal) and pending.error.code == "budget_lease_pending"
+    # The lease arrives: the refused request took no rate limit, so the next one passes both.
+    book.apply("tenant/acme", period_of(now), limited=True, granted=500_000, remaining=500_000,
+               expires_at=now + 60)
+    admission = gate.admit(plan, Attribution(project="web"), now)
+    assert isinstance(admission, Admission)
+    allowance = book.allowance("tenant/acme", period_of(now))
+    assert allowance is not None and allowance.reserved == plan_worst_case(plan) > 0
+    gate.settle(outcome(plan, usage=Usage(10, 5), cost=123, at=now), admission)
+    assert (allowance.reserved, allowance.spent) == (0, 123)

@@ -220,6 +220,22 @@ def test_an_already_expired_lease_falls_back_at_once() -> None:
     assert admitted(limiter, 50.0, 1_000) == 200
 
 
+def test_without_a_fleet_size_an_expired_lease_keeps_its_shares() -> None:
+    clock = Clock(0.0)
+    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=600)), clock=clock)
+    limiter.set_shares({"tenant/acme": (0.2, 0.2)}, expires_at=10.0)
+    clock.now = 20.0
+    assert admitted(limiter, 20.0, 1_000) == 120
+    assert limiter.share("tenant/acme") == (0.2, 0.2)
+    assert limiter.share("tenant/other") == (1.0, 1.0)
+
+
+def test_scope_ids_spell_users_like_budget_scopes() -> None:
+    limiter = RateLimiter(table(tenant=Limit(1), user=Limit(1), route=Limit(1), key=Limit(1)))
+    check(limiter, 0.0, user="a/b c")
+    assert sorted(limiter.demand()) == ["key/k1", "route/acme/chat", "tenant/acme", "user/acme/a%2Fb%20c"]
+
+
 def test_demand_is_the_offered_rate_including_refusals() -> None:
     clock = Clock(0.0)
     limiter = RateLimiter(table(tenant=Limit(requests_per_minute=60)), clock=clock)
