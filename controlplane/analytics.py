@@ -187,8 +187,7 @@ def latency_query(by: ModelDimension, span: Span, filters: Mapping[Filter, str] 
     group = _group(by, MODEL_DIMENSIONS)
     where, params = _where(span, filters, f"NOT {_IS_ERROR}")
     sql = (f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, count(*), "
-           "quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95), "
-           "quantile_cont(ttfb_ms, 0.5), quantile_cont(ttfb_ms, 0.95) "
+           "quantile_cont(latency_ms, [0.5, 0.95]), quantile_cont(ttfb_ms, [0.5, 0.95]) "  # one sort per column
            f"FROM usage_events{where} GROUP BY day, grp ORDER BY day, grp")
     return sql, params
 
@@ -238,7 +237,7 @@ class Analytics:
     async def latency(self, by: ModelDimension, span: Span,
                       filters: Mapping[Filter, str] | None = None) -> list[DailyLatency]:
         rows = await self._db.fetch(*latency_query(by, span, filters))
-        return [DailyLatency(r[0], str(r[1]), int(r[2]), *(_ms(v) for v in r[3:])) for r in rows]
+        return [DailyLatency(r[0], str(r[1]), int(r[2]), *(_ms(v) for v in [*r[3], *r[4]])) for r in rows]
 
     async def errors(self, by: ErrorDimension, span: Span,
                      filters: Mapping[Filter, str] | None = None) -> list[DailyErrors]:
