@@ -199,7 +199,7 @@ class Charge:
 class Ledger:
     """The ledger on a store. Task-safe: every update is a compare-and-swap transaction."""
 
-    def __init__(self, store: Store, *, ttl_s: float = 10.0, grace_s: float = 30.0) -> None:
+    def __init__(self, store: Store, *, ttl_s: float = 30.0, grace_s: float = 60.0) -> None:
         self.store = store
         self.ttl_s = ttl_s
         self.grace_s = grace_s

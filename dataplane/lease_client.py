@@ -43,7 +43,7 @@ class LeaseClient:
     """Owned by ``DataPlane``: ``start`` once, ``await stop()`` once."""
 
     def __init__(self, settings: DataPlaneSettings, book: BudgetBook, limiter: RateLimiterPort | None = None, *,
-                 interval_s: float = 1.0, timeout_s: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+                 interval_s: float = 1.0, timeout_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._book = book
         self._limiter = limiter

@@ -1,0 +1,148 @@
+"""Budgets across a fleet: a real control plane (embedded store and etcd), two data planes, the openai SDK.
+
+What a user sees: requests refused with 429 ``tenant_budget_exceeded`` once the budget is spent, never more
+spent than the budget, and the operator's ledger and DuckDB agreeing, to the micro-dollar, with what each client
+was told in ``x-tollway-cost-usd-micros``. Without the control plane a data plane spends only its grant, then
+refuses with ``budget_lease_expired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import openai
+
+from controlplane.ledger import Ledger
+from controlplane.repository import Repository
+from controlplane.engine import Document
+from controlplane.store.base import Store
+from dataplane.accounting import Outcome
+from dataplane.budget import BudgetBook, Reservation
+from dataplane.cost_bound import worst_case_micros
+from dataplane.errors import ApiError
+from dataplane.request import Plan
+from dataplane.serve import DataPlane
+from tests.core.policy_docs import model, provider, route, tenant
+from tests.discovery.conftest import FAST, dp_settings, eventually, running_control_plane
+from tollway.budget_scopes import period_of
+
+BUDGET_MICROS = 20_000
+
+
+class BudgetGate:
+    """The minimal gate around a ``BudgetBook`` (the real one composes rate limits too)."""
+
+    def __init__(self, book: BudgetBook) -> None:
+        self.book = book
+        self._held: dict[int, Reservation] = {}
+
+    def admit(self, plan: Plan, now: float) -> ApiError | None:
+        user = plan.request.payload.get("user")
+        r = self.book.reserve(plan.key.tenant.name, plan.key.project, plan.key.id,
+                              user if isinstance(user, str) else "",
+                              worst_case_micros(plan.request.payload, plan.candidates), now)
+        if isinstance(r, ApiError):
+            return r
+        self._held[id(plan)] = r
+        return None
+
+    def settle(self, outcome: Outcome) -> None:
+        r = self._held.pop(id(outcome.plan), None)
+        if r is not None:
+            self.book.settle(r, outcome.cost_micros)
+
+
+@asynccontextmanager
+async def budgeted_data_plane(cp_target: str, state_dir: Path, node: str) -> AsyncIterator[DataPlane]:
+    book = BudgetBook()
+    dp = DataPlane(dp_settings(cp_target, state_dir, node_id=node), gate=BudgetGate(book), budgets=book,
+                   backoff=FAST)
+    await dp.start()
+    try:
+        yield dp
+    finally:
+        await dp.stop()
+
+
+async def setup_policy(store: Store, budget_usd: str) -> str:
+    repo = Repository(store)
+    docs = [provider("mock-eu", "eu", type_="mock"), model("small", "mock-eu", inp="1", out="2"),
+            route("chat", "small"), tenant("acme", "eu", budget={"monthlyUsd": budget_usd})]
+    await repo.apply([Document(f"test#{i}", d) for i, d in enumerate(docs)], who="test")
+    return (await repo.create_key("acme-key", "acme", who="test")).secret
+
+
+async def ask(client: openai.AsyncOpenAI, i: int) -> int | str:
+    """The cost the client was told, or the error code it got."""
+    try:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": f"question {i}"}], max_tokens=16)
+        return int(raw.headers["x-tollway-cost-usd-micros"])
+    except openai.APIStatusError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        return str(body.get("code") or e.status_code)
+
+
+async def test_500_concurrent_requests_on_two_data_planes_never_overspend(store: Store, tmp_path: Path) -> None:
+    secret = await setup_policy(store, "0.02")
+    async with running_control_plane(store, tmp_path / "cp") as cp, \
+            budgeted_data_plane(cp.grpc_target, tmp_path / "a", "dp-a") as a, \
+            budgeted_data_plane(cp.grpc_target, tmp_path / "b", "dp-b") as b:
+        for dp in (a, b):
+            await eventually(lambda dp=dp: dp.leases is not None and dp.leases.answers > 0  # type: ignore[misc]
+                             and dp.is_ready, what="a first grant")
+        clients = [openai.AsyncOpenAI(base_url=f"{dp.url}/v1", api_key=secret, max_retries=3) for dp in (a, b)]
+        results = await asyncio.gather(*(ask(clients[i % 2], i) for i in range(500)))
+        told = sum(r for r in results if isinstance(r, int))
+        refused = [r for r in results if isinstance(r, str)]
+        assert told <= BUDGET_MICROS
+        assert len(results) - len(refused) >= 50, refused[:5]
+        assert set(refused) <= {"tenant_budget_exceeded", "budget_lease_pending"}, set(refused)
+        assert "tenant_budget_exceeded" in refused
+
+        ledger = cp.ledger
+        assert ledger is not None
+        period = period_of(time.time())
+        deadline = time.monotonic() + 10
+        while (await ledger.state(period, "tenant/acme")).spent != told and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        state = await ledger.state(period, "tenant/acme")
+        assert state.spent == told
+        assert state.spent + state.outstanding() <= BUDGET_MICROS
+        rows = await cp.usage_db.spend(["tenant"])
+        assert [r.cost_micros for r in rows] == [told]
+
+
+async def test_without_the_control_plane_a_data_plane_spends_only_its_grant(store: Store, tmp_path: Path) -> None:
+    secret = await setup_policy(store, "1")
+    async with running_control_plane(store, tmp_path / "cp") as cp:
+        cp_target = cp.grpc_target
+        ledger: Ledger | None = cp.ledger
+        assert ledger is not None
+        dp_ctx = budgeted_data_plane(cp_target, tmp_path / "a", "dp-a")
+        dp = await dp_ctx.__aenter__()
+        try:
+            await eventually(lambda: dp.leases is not None and dp.leases.answers > 0, what="a first grant")
+            allowance = dp.holder and next(iter(_allowances(dp)))
+            granted = allowance.granted
+            assert 0 < granted < 1_000_000
+            await cp.stop()
+            client = openai.AsyncOpenAI(base_url=f"{dp.url}/v1", api_key=secret, max_retries=0)
+            results = [await ask(client, i) for i in range(40)]
+            spent = sum(r for r in results if isinstance(r, int))
+            assert spent <= granted
+            # The lease (30 s) runs out: refused with the clear error.
+            allowance.expires_at = time.time() - 1  # what the clock would show past the ttl
+            expired = await ask(client, 99)
+            assert expired == "budget_lease_expired"
+        finally:
+            await dp_ctx.__aexit__(None, None, None)
+
+
+def _allowances(dp: DataPlane) -> list:  # type: ignore[type-arg]
+    assert dp.leases is not None
+    return dp.leases._book.allowances()  # noqa: SLF001
