@@ -165,9 +165,8 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
     reply = answered.reply
     assert isinstance(reply, Stream)
     result = StreamResult()
-    resp = _SseResponse(status=200, headers=headers)
-    resp.content_type = "text/event-stream"
-    resp.headers["Cache-Control"] = "no-cache"
+    resp = _SseResponse(status=200, headers={**headers, "Content-Type": "text/event-stream",
+                                              "Cache-Control": "no-cache"})
     await resp.prepare(request)
     batches = answered.rest if answered.rest is not None else _batches(reply)
     try:
@@ -203,22 +202,50 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
     return resp, result
 
 
+_SEPARATOR = b"\n\ndata: "
+
+
 def _frame(payloads: list[bytes], result: StreamResult, include_usage: bool) -> bytes:
-    """The SSE bytes for ``payloads``, noting the usage into ``result``."""
-    out: list[bytes] = []
-    for payload in payloads:
-        if _USAGE_OBJECT.search(payload) is not None:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                chunk = None
-            usage = usage_of(chunk)
-            if usage is not None:
-                result.usage = usage
-                if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
-                    continue
-        out.append(b"data: " + payload + b"\n\n")
-    return b"".join(out)
+    """The SSE bytes for ``payloads``, noting the usage into ``result``.
+
+    One regex pass over the whole batch finds the (rare) payloads that carry a usage object; only those are
+    parsed. A match cannot span two payloads: the separator puts ``d`` where the pattern needs ``:``.
+    """
+    if not payloads:
+        return b""
+    joined = _SEPARATOR.join(payloads)
+    drop: list[int] = []
+    last = -1
+    for match in _USAGE_OBJECT.finditer(joined):
+        i = _payload_at(payloads, match.start())
+        if i == last:
+            continue
+        last = i
+        try:
+            chunk = orjson.loads(payloads[i])
+        except orjson.JSONDecodeError:
+            chunk = None
+        usage = usage_of(chunk)
+        if usage is not None:
+            result.usage = usage
+            if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
+                drop.append(i)
+    if drop:
+        kept = [p for i, p in enumerate(payloads) if i not in drop]
+        if not kept:
+            return b""
+        joined = _SEPARATOR.join(kept)
+    return b"data: " + joined + b"\n\n"
+
+
+def _payload_at(payloads: list[bytes], offset: int) -> int:
+    """The index of the payload holding byte ``offset`` of their ``_SEPARATOR``-joined form."""
+    end = 0
+    for i, payload in enumerate(payloads):
+        end += len(payload) + len(_SEPARATOR)
+        if offset < end:
+            return i
+    return len(payloads) - 1
 
 
 def outcome(request_id: str, snapshot: str, plan: Plan, deployment: Deployment | None, attempts: int, status: int,

@@ -9,6 +9,7 @@ LF, CRLF or CR; ``data`` lines of one event are joined with LF; other fields and
 from __future__ import annotations
 
 _DONE = b"[DONE]"
+_SEPARATOR = b"\n\ndata: "
 
 
 class SseParser:
@@ -32,7 +33,20 @@ class SseParser:
                 buf += b"\r"
         parts = buf.split(b"\n\n")
         self._pending = parts.pop()
-        payloads: list[bytes] = []
+        if not parts:
+            return []
+        # The usual shape, checked in bulk: every event is one "data: " line (the only newlines are the
+        # separators, and each part starts with the field).
+        complete = len(buf) - len(self._pending)
+        if (buf.startswith(b"data: ") and buf.count(b"\n", 0, complete) == 2 * len(parts)
+                and buf.count(_SEPARATOR, 0, complete) == len(parts) - 1):
+            payloads = [part[6:] for part in parts]
+            if _DONE in payloads:
+                payloads = payloads[: payloads.index(_DONE)]
+                self.done = True
+                self._pending = b""
+            return payloads
+        payloads = []
         for block in parts:
             payload = _payload(block)
             if payload is None:
