@@ -83,6 +83,15 @@ class AdminClient:
         """One of the reports under /admin/v1/analytics/ (daily-cost, latency, errors, top-users)."""
         return self._call("GET", f"/admin/v1/analytics/{urllib.parse.quote(report)}", query=query)
 
+    def audit(self, query: Mapping[str, str]) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/audit", query=query)
+
+    def audit_verify(self, query: Mapping[str, str]) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/audit/verify", query=query)
+
+    def compliance_report(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/compliance/report", query={"format": "json"})
+
     def snapshots(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/snapshots")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import history, keys, policy, reports, serve, up, usage
+from cli.commands import audit, compliance, history, keys, policy, reports, serve, up, usage
 
 EPILOG = ("Exit codes: 0 ok, 1 diff found changes, 2 usage or validation error, 3 the control plane refused the "
           "request, 4 the control plane is unreachable or failed. "
@@ -29,6 +29,8 @@ def build_app() -> typer.Typer:
     app.command()(history.rollback)
     app.command()(history.dataplanes)
     app.command()(usage.usage)
+    app.add_typer(audit.audit_app, name="audit")
+    app.add_typer(compliance.compliance_app, name="compliance")
     app.add_typer(reports.report_app, name="report")
     app.add_typer(serve.controlplane_app, name="controlplane")
     app.add_typer(serve.dataplane_app, name="dataplane")

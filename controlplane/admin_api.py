@@ -21,6 +21,8 @@ import orjson
 from aiohttp import web
 
 from controlplane.analytics_api import add_analytics_routes
+from controlplane.audit import add_audit_routes
+from controlplane.compliance import add_compliance_routes
 from controlplane.dashboard import dashboard_gate, is_dashboard_path
 from controlplane.engine import Document
 from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound
@@ -46,6 +48,8 @@ class StatusSource(Protocol):
 REPOSITORY = web.AppKey("repository", Repository)
 STATUS = web.AppKey("status", StatusSource)
 TOKEN = web.AppKey("admin_token", str)
+# Paths served without the admin token: /healthz, and /metrics when ``controlplane.metrics`` is told to.
+PUBLIC_PATHS = web.AppKey("public_paths", frozenset[str])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,6 +62,7 @@ def create_admin_app(repository: Repository, status: StatusSource, admin_token: 
     app[REPOSITORY] = repository
     app[STATUS] = status
     app[TOKEN] = admin_token
+    app[PUBLIC_PATHS] = frozenset({"/healthz"})
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/admin/v1/resources", _get_resources)
     app.router.add_delete("/admin/v1/resources/{kind}/{name}", _delete)
@@ -71,6 +76,8 @@ def create_admin_app(repository: Repository, status: StatusSource, admin_token: 
     if usage_db is not None:
         add_usage_routes(app, usage_db)
         add_analytics_routes(app, usage_db)
+    add_audit_routes(app, repository.store)
+    add_compliance_routes(app, repository)
     return app
 
 
@@ -111,7 +118,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path == "/healthz":
+    if request.path in request.app[PUBLIC_PATHS]:
         return await handler(request)
     if is_dashboard_path(request.path):  # bearer, or the browser's session cookie: see controlplane.dashboard
         return await dashboard_gate(request, handler, request.app[TOKEN])

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from controlplane import engine
+from controlplane import audit, engine
 from controlplane.engine import Change, Document, Plan, PolicyState, ResourceId, Stored
 from controlplane.errors import Conflict, InvalidPolicy, InvalidRequest, NotFound, Problem
 from controlplane.layout import GENERATION, RESOURCES, history_key, resource_key
@@ -75,10 +75,17 @@ def parse_kind(text: str) -> Kind:
 class Repository:
     """Task-safe within one event loop; several repositories (processes) may share one store."""
 
-    def __init__(self, store: Store, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(self, store: Store, clock: Callable[[], str] = utc_now,
+                 on_commit: Callable[[int], None] | None = None) -> None:
+        """``on_commit(generation)`` is called after every successful write (metrics); it must not block."""
         self._store = store
         self._clock = clock
+        self._on_commit = on_commit
         self._cache = PolicyState()
+
+    @property
+    def store(self) -> Store:
+        return self._store
 
     async def state(self) -> PolicyState:
         """The current policy, read consistently (all resources at one generation)."""
@@ -192,9 +199,11 @@ class Repository:
         base = plan.base
         generation = base.generation + 1
         writes = plan.writes
-        entry = engine.history_entry(generation, self._clock(), who, writes)
+        # The audit chain (controlplane.audit): the entry carries the previous entry's hash, and the generation
+        # key records this entry's hash as the head, all in the one transaction.
+        entry = audit.seal(engine.history_entry(generation, self._clock(), who, writes), await self._head(base))
         puts = [(resource_key(c.kind, c.name), c.stored.value) for c in writes if c.stored is not None]
-        puts.append((GENERATION, orjson.dumps({"generation": generation})))
+        puts.append((GENERATION, orjson.dumps({"generation": generation, "head": entry["hash"]})))
         puts.append((history_key(generation), orjson.dumps(entry)))
         deletes = [resource_key(c.kind, c.name) for c in writes if c.op == "delete"]
         result = await self._store.txn([Compare(GENERATION, base.lock_revision)], puts, deletes)
@@ -202,7 +211,23 @@ class Repository:
             raise Conflict(f"the policy changed since generation {base.generation} was read; nothing was written")
         if self._cache is base or self._cache.lock_revision < result.revision:
             self._cache = engine.after_commit(plan, generation, result.revision)
+        if self._on_commit is not None:
+            self._on_commit(generation)
         return generation
+
+    async def _head(self, base: PolicyState) -> str:
+        """The hash the next history entry chains to: the head the generation key records (read at the
+        revision the plan is guarded by; a newer one fails the write anyway), else that of the newest entry."""
+        if base.generation == 0:
+            return audit.GENESIS
+        gen = await self._store.get(GENERATION)
+        if gen is None or gen.mod_revision != base.lock_revision:
+            raise Conflict(f"the policy changed since generation {base.generation} was read; nothing was written")
+        head = audit.head_of(gen.value)
+        if head is not None:
+            return head
+        previous = await self._entry(base.generation)  # written before entries were chained
+        return audit.entry_hash(previous) if previous is not None else audit.GENESIS
 
     async def _finish(self, plan: Plan, who: str, dry_run: bool) -> ApplyResult:
         if plan.problems:

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,11 +20,14 @@ import grpc
 from aiohttp import web
 
 from controlplane.admin_api import create_admin_app
+from controlplane.compile import PolicySet
 from controlplane.discovery import GRPC_OPTIONS, DiscoveryServicer, Registry
 from controlplane.lease_service import LeaseServicer
 from controlplane.ledger import Ledger
+from controlplane.metrics import ControlPlaneMetrics, add_metrics_routes
 from controlplane.publisher import Publisher
 from controlplane.repository import Repository
+from controlplane.retention import RetentionTask
 from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
 from controlplane.store.base import Store, open_store
 from controlplane.usage_db import UsageDB
@@ -39,9 +44,11 @@ class ControlPlane:
     ``state_dir``), ``admin_url`` is ``http://host:port`` and ``grpc_target`` ``host:port``.
     """
 
-    def __init__(self, settings: ControlPlaneSettings, *, store: Store | None = None) -> None:
+    def __init__(self, settings: ControlPlaneSettings, *, store: Store | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         """``store``: an opened store to use instead of opening ``settings.effective_store_url``; the caller
-        keeps owning it (``stop`` leaves it open). Tests use this to run on a store they configure."""
+        keeps owning it (``stop`` leaves it open). Tests use this to run on a store they configure.
+        ``clock`` (unix seconds) is what usage retention measures ages against; tests move it."""
         self.settings = settings
         self._given_store = store
         self.admin_url = ""
@@ -53,6 +60,9 @@ class ControlPlane:
         self._grpc: grpc.aio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._usage_db: UsageDB | None = None
+        self._clock = clock
+        self.metrics = ControlPlaneMetrics()
+        self.retention: RetentionTask | None = None  # usage retention (after ``start``)
         self.ledger: Ledger | None = None  # budget spend and grants (after ``start``)
 
     @property
@@ -94,7 +104,14 @@ class ControlPlane:
             leases = LeaseServicer(self.ledger, publisher, tokens.dataplane)
             await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane),
                                    UsageServicer(usage_db, tokens.dataplane, settle=leases.settle_usage), leases)
-            await self._start_admin(create_admin_app(Repository(store), registry, tokens.admin, usage_db))
+            repository = Repository(store, on_commit=self.metrics.committed)
+            self.retention = RetentionTask(usage_db, lambda: _policy(repository),
+                                           interval=s.retention_interval_seconds, clock=self._clock)
+            self.retention.start()
+            self.metrics.attach(registry, usage_db, self.retention)
+            admin = create_admin_app(repository, registry, tokens.admin, usage_db)
+            add_metrics_routes(admin, self.metrics, require_token=s.metrics_require_token)
+            await self._start_admin(admin)
         except BaseException:
             await self.stop()
             raise
@@ -135,6 +152,9 @@ class ControlPlane:
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)  # open discovery streams are cancelled; data planes reconnect
             self._grpc = None
+        if self.retention is not None:
+            await self.retention.stop()
+            self.retention = None
         if self._usage_db is not None:
             await self._usage_db.close()
             self._usage_db = None
@@ -147,6 +167,10 @@ class ControlPlane:
             if self._store is not self._given_store:
                 await self._store.close()
             self._store = None
+
+
+async def _policy(repository: Repository) -> PolicySet:
+    return (await repository.state()).policy
 
 
 def _usage_path(s: ControlPlaneSettings) -> Path:

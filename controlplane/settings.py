@@ -32,6 +32,11 @@ class ControlPlaneSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # GET /metrics on the admin port: public by default (scrapers rarely hold tokens; the metrics carry no secret
+    # and no free text); True requires the admin token there too.
+    metrics_require_token: bool = False
+    # How often usage events older than each tenant's retention are deleted (also once at start).
+    retention_interval_seconds: float = 3600.0
 
     @property
     def effective_store_url(self) -> str:

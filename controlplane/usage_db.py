@@ -255,3 +255,27 @@ class UsageDB:
             sql, params = sql + " WHERE ts >= epoch_ms(?)", [since_ms]
         rows = await self._run(lambda: self._db.execute(sql + " ORDER BY ts, request_id", params).fetchall())
         return [str(r[0]) for r in rows]
+
+    async def delete_older_than(self, cutoffs_ms: Mapping[str, int], default_cutoff_ms: int) -> int:
+        """Retention: delete each tenant's events older than its cutoff (unix ms), and those of tenants not in
+        ``cutoffs_ms`` older than ``default_cutoff_ms``, in one transaction. Returns how many were deleted.
+
+        ``batches`` rows stay: they are what makes a replayed old batch a no-op (and are a few bytes each)."""
+        return await self._run(self._delete_older_than, dict(cutoffs_ms), default_cutoff_ms)
+
+    def _delete_older_than(self, cutoffs_ms: dict[str, int], default_cutoff_ms: int) -> int:
+        db = self._db
+        tenants, cutoffs = list(cutoffs_ms), list(cutoffs_ms.values())
+        db.execute("BEGIN TRANSACTION")
+        try:
+            # One pass over the table: each event's cutoff is its tenant's, or the default.
+            row = db.execute(
+                "DELETE FROM usage_events AS e WHERE e.ts < epoch_ms(coalesce("
+                "(SELECT c.cutoff FROM (SELECT unnest($1::VARCHAR[]) AS tenant, unnest($2::BIGINT[]) AS cutoff) c "
+                "WHERE c.tenant = e.tenant), $3::BIGINT))",
+                [tenants, cutoffs, default_cutoff_ms]).fetchone()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(row[0]) if row else 0

@@ -34,7 +34,7 @@ async def test_apply_writes_resources_generation_and_history_at_once(store: Stor
     stored = await keys_in(store)
     assert set(stored) == {resource_key("Provider", "p"), resource_key("Model", "m"), resource_key("Route", "r"),
                            resource_key("Tenant", "t"), GENERATION, history_key(1)}
-    assert orjson.loads(stored[GENERATION]) == {"generation": 1}
+    assert orjson.loads(stored[GENERATION])["generation"] == 1
     entry = orjson.loads(stored[history_key(1)])
     assert (entry["revision"], entry["who"], entry["time"]) == (1, "alice", "2026-01-01T00:00:00.000Z")
     assert {(c["op"], c["kind"], c["name"]) for c in entry["changes"]} == {

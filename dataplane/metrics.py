@@ -1,0 +1,198 @@
+"""The data plane's Prometheus metrics, served at ``GET /metrics`` on its HTTP port.
+
+``RequestMetrics.observe(outcome)`` records one settled request (``Gate.settle`` calls it, see ``MeteredGate``);
+``refused(error)`` one refused before any upstream. Both cost a few attribute updates: the label children of a
+route, a (route, status) pair and a provider are resolved the first time they are seen and memoized in plain
+dicts keyed by the names the snapshot defines, so the hot path formats no strings and takes no locks.
+
+Labels are route, deployment-provider and status/type names only: policy-defined names or closed sets, never
+prompts, keys or client-supplied text.
+
+State read at scrape time instead of on the request path: snapshot version (``tollway_snapshot_info``) and age,
+usage backlog (``UsageShipper.backlog``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from dataplane.accounting import Gate, Outcome
+from dataplane.errors import ApiError
+from dataplane.request import Plan
+from dataplane.state import SnapshotHolder
+from tollway.prometheus import CounterChild, Registry
+
+
+class _RouteChildren:
+    __slots__ = ("cached_input", "cost", "duration", "input", "output", "ttfb")
+
+    def __init__(self, m: RequestMetrics, route: str) -> None:
+        self.duration = m.duration.labels(route)
+        self.ttfb = m.ttfb.labels(route)
+        self.input = m.tokens.labels(route, "input")
+        self.cached_input = m.tokens.labels(route, "cached_input")
+        self.output = m.tokens.labels(route, "output")
+        self.cost = m.cost.labels(route)
+
+
+class _ProviderChildren:
+    __slots__ = ("aborted", "rate_limited", "refused", "server_error", "timeout", "upstream")
+
+    def __init__(self, m: RequestMetrics, provider: str) -> None:
+        self.upstream = m.upstream.labels(provider)
+        self.server_error = m.upstream_errors.labels(provider, "5xx")
+        self.timeout = m.upstream_errors.labels(provider, "timeout")
+        self.rate_limited = m.upstream_errors.labels(provider, "429")
+        self.refused = m.upstream_errors.labels(provider, "4xx")
+        self.aborted = m.upstream_errors.labels(provider, "aborted")
+
+
+class RequestMetrics:
+    """Per-request counters and histograms. Task-safe on one event loop (no locks by design)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.requests = registry.counter(
+            "tollway_requests_total", "Requests that reached an upstream, by route and final status",
+            ["route", "status"])
+        self.refusals = registry.counter(
+            "tollway_refusals_total", "Requests refused before any upstream, by status and error type",
+            ["status", "type"])
+        self.duration = registry.histogram(
+            "tollway_request_duration_seconds", "Total request latency as the client sees it", ["route"])
+        self.ttfb = registry.histogram(
+            "tollway_time_to_first_byte_seconds", "Time to the first byte of the answer", ["route"])
+        self.upstream = registry.histogram(
+            "tollway_upstream_duration_seconds", "Time spent on the upstream attempts of a request", ["provider"])
+        self.tokens = registry.counter(
+            "tollway_tokens_total", "Tokens by route and direction (input, cached_input, output)",
+            ["route", "direction"])
+        self.cost = registry.counter("tollway_cost_micros_total", "Cost in micro-dollars (USD)", ["route"])
+        self.upstream_errors = registry.counter(
+            "tollway_upstream_errors_total", "Failed upstream answers by provider and kind "
+            "(5xx, timeout, 429, 4xx, aborted stream)", ["provider", "kind"])
+        self._routes: dict[str, _RouteChildren] = {}
+        self._statuses: dict[tuple[str, int], CounterChild] = {}
+        self._providers: dict[str, _ProviderChildren] = {}
+        self._refusals: dict[tuple[int, str], CounterChild] = {}
+
+    def observe(self, outcome: Outcome) -> None:
+        """Record one request that reached an upstream (called from ``Gate.settle``)."""
+        route = outcome.plan.route.name
+        status = outcome.status
+        r = self._routes.get(route)
+        if r is None:
+            r = self._routes[route] = _RouteChildren(self, route)
+        c = self._statuses.get((route, status))
+        if c is None:
+            c = self._statuses[(route, status)] = self.requests.labels(route, str(status))
+        c.value += 1
+        r.duration.observe(outcome.duration_s)
+        if outcome.first_byte_s is not None:
+            r.ttfb.observe(outcome.first_byte_s)
+        usage = outcome.usage
+        if usage is not None:
+            r.input.value += usage.prompt_tokens - usage.cached_tokens
+            r.cached_input.value += usage.cached_tokens
+            r.output.value += usage.completion_tokens
+        r.cost.value += outcome.cost_micros
+        dep = outcome.deployment
+        if dep is None:
+            return
+        name = dep.provider.name
+        p = self._providers.get(name)
+        if p is None:
+            p = self._providers[name] = _ProviderChildren(self, name)
+        p.upstream.observe(outcome.duration_s)
+        if outcome.aborted:
+            p.aborted.value += 1
+        elif status == 504:
+            p.timeout.value += 1
+        elif status >= 500:
+            p.server_error.value += 1
+        elif status == 429:
+            p.rate_limited.value += 1
+        elif status >= 400:
+            p.refused.value += 1
+
+    def refused(self, error: ApiError) -> None:
+        """Record a request refused before any upstream (authentication, validation, residency, limits)."""
+        key = (error.status, error.type)
+        c = self._refusals.get(key)
+        if c is None:
+            c = self._refusals[key] = self.refusals.labels(str(error.status), error.type)
+        c.value += 1
+
+
+class MeteredGate:
+    """A ``Gate`` that records request metrics on ``settle`` and refusals on ``admit``, around ``inner``."""
+
+    def __init__(self, inner: Gate, metrics: RequestMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def admit(self, plan: Plan, now: float) -> ApiError | None:
+        denial = self._inner.admit(plan, now)
+        if denial is not None:
+            self._metrics.refused(denial)
+        return denial
+
+    def settle(self, outcome: Outcome) -> None:
+        self._inner.settle(outcome)
+        self._metrics.observe(outcome)
+
+
+class DataPlaneMetrics:
+    """Every data-plane metric. ``render`` refreshes the scrape-time gauges, then renders the registry.
+
+    ``backlog``: a callable giving the usage spool's backlog (``lambda: shipper.backlog``), None when not shipping.
+    ``snapshot_file``: the persisted snapshot (``SnapshotCache.path``); its modification time is when the snapshot
+    in use was received, which survives restarts (a data plane serving from disk reports its true age).
+    """
+
+    def __init__(self, holder: SnapshotHolder, region: str, *, backlog: Callable[[], int] | None = None,
+                 snapshot_file: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry = Registry()
+        self.requests = RequestMetrics(registry)
+        self._holder = holder
+        self._region = region
+        self._backlog_source = backlog
+        self._snapshot_file = snapshot_file
+        self._clock = clock
+        self._info = registry.gauge("tollway_snapshot_info", "The snapshot in use (value 1)", ["region", "version"])
+        self._age = registry.gauge("tollway_snapshot_age_seconds", "Seconds since the snapshot in use was received")
+        self._backlog = registry.gauge("tollway_usage_backlog_records",
+                                       "Usage records spooled but not yet acknowledged by the control plane")
+        self._first_seen: tuple[str, float] = ("", 0.0)
+
+    def _refresh(self) -> None:
+        version = self._holder.version
+        now = self._clock()
+        self._info.clear()
+        self._info.labels(self._region, version).set(1 if version else 0)
+        if version != self._first_seen[0]:
+            self._first_seen = (version, now)
+        received = self._first_seen[1]
+        if self._snapshot_file is not None:
+            # Not persisted (yet): keep the time a scrape first saw this version.
+            with contextlib.suppress(OSError):
+                received = self._snapshot_file.stat().st_mtime
+        self._age.labels().set(max(0.0, now - received) if version else math.nan)
+        self._backlog.labels().set(self._backlog_source() if self._backlog_source is not None else 0)
+
+    def render(self) -> bytes:
+        self._refresh()
+        return self.registry.render()
+
+
+METRICS = web.AppKey("metrics", DataPlaneMetrics)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """``GET /metrics`` (text exposition format); needs ``app[METRICS]``."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": Registry.CONTENT_TYPE})
