@@ -16,9 +16,9 @@ from pathlib import Path
 
 import openai
 
+from controlplane.engine import Document
 from controlplane.ledger import Ledger
 from controlplane.repository import Repository
-from controlplane.engine import Document
 from controlplane.store.base import Store
 from dataplane.accounting import Outcome
 from dataplane.budget import BudgetBook, Reservation
@@ -145,4 +145,4 @@ async def test_without_the_control_plane_a_data_plane_spends_only_its_grant(stor
 
 def _allowances(dp: DataPlane) -> list:  # type: ignore[type-arg]
     assert dp.leases is not None
-    return dp.leases._book.allowances()  # noqa: SLF001
+    return dp.leases._book.allowances()
