@@ -53,7 +53,7 @@ async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Fai
     loop = asyncio.get_running_loop()
     failover = plan.route.failover
     deadline = loop.time() + failover.total_timeout_s
-    failure = UpstreamFailure("connect", "no candidate could be attempted")
+    failure: UpstreamFailure | None = None  # built only when needed: most requests succeed at once
     last: Deployment | None = None
     attempts = 0
     for deployment in plan.candidates:
@@ -87,7 +87,7 @@ async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Fai
                 break
             continue
         return Answered(reply, deployment, attempts)
-    return Failed(failure, last, attempts)
+    return Failed(failure or UpstreamFailure("connect", "no candidate could be attempted"), last, attempts)
 
 
 def _batches(reply: Stream) -> AsyncGenerator[list[bytes], None]:
