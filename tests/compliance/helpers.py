@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,19 @@ from tests.discovery.conftest import cp_settings
 
 
 @asynccontextmanager
-async def control_plane(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[ControlPlane, Store]]:
-    store = await open_store("embedded://")
-    cp = ControlPlane(cp_settings(tmp_path / "cp", **overrides), store=store)
+async def control_plane(tmp_path: Path, *, store: Store | None = None, clock: Callable[[], float] = time.time,
+                        **overrides: Any) -> AsyncIterator[tuple[ControlPlane, Store]]:
+    """A started control plane on ``store`` (default: a fresh in-memory one, closed at the end)."""
+    own = store is None
+    store = store if store is not None else await open_store("embedded://")
+    cp = ControlPlane(cp_settings(tmp_path / "cp", **overrides), store=store, clock=clock)
     await cp.start()
     try:
         yield cp, store
     finally:
         await cp.stop()
-        await store.close()
+        if own:
+            await store.close()
 
 
 def cli_env(tmp_path: Path, cp: ControlPlane) -> dict[str, str]:

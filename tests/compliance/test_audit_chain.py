@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ def sealed_chain(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def chain_of(entries: list[dict[str, Any] | None], generation: int | None = None, head: str | None = "auto") -> Chain:
+def chain_of(entries: Sequence[dict[str, Any] | None], generation: int | None = None,
+             head: str | None = "auto") -> Chain:
     raws = tuple(RawEntry(i, orjson.dumps(e)) for i, e in enumerate(entries, start=1) if e is not None)
     last = next((e for e in reversed(entries) if e is not None), None)
     return Chain(raws, len(entries) if generation is None else generation,
