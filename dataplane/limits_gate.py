@@ -26,9 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dataplane.accounting import Outcome
 from dataplane.cost_bound import worst_case_micros
 from dataplane.errors import ApiError
 from dataplane.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, Ticket, format_reset
@@ -36,6 +35,9 @@ from dataplane.request import DEFAULT_EXPECTED_OUTPUT_TOKENS, Plan
 from dataplane.runtime import InvalidSnapshot
 from dataplane.tags import Attribution
 from tollway.pb import snapshot_pb2 as pb
+
+if TYPE_CHECKING:  # accounting imports Admission and Refusal from here for the Gate protocol
+    from dataplane.accounting import Outcome
 
 
 class BudgetBook(Protocol):
@@ -63,6 +65,9 @@ class Admission:
     headers: Mapping[str, str]
     ticket: Ticket
     reservation: Any = None  # the budget book's, None without a budget book
+
+
+NO_TICKET = Ticket((), 0, None, None)  # what a gate without rate limits admits with
 
 
 @dataclass(frozen=True, slots=True)
