@@ -98,15 +98,15 @@ async def dashboard_gate(request: web.Request, handler: Handler, admin_token: st
         return _html(render_login(failed=True), status=401)
     if request.method not in ("GET", "HEAD"):
         return _html(render_login(failed=False), status=401)
-    cookie = request.cookies.get(COOKIE, "")
-    if _has_bearer(request, admin_token) or (cookie and is_valid_session(cookie, admin_token, time.time())):
-        return await handler(request)
     token = request.query.get("token")
-    if token is not None:
+    if token is not None:  # traded for a cookie at once, so the token leaves the address bar
         if token and _is_token(token, admin_token):
             rest = {k: v for k, v in request.query.items() if k != "token"}
             return _signed_in(request, admin_token, str(request.rel_url.with_query(rest)))
         return _html(render_login(failed=True), status=401)
+    cookie = request.cookies.get(COOKIE, "")
+    if _has_bearer(request, admin_token) or (cookie and is_valid_session(cookie, admin_token, time.time())):
+        return await handler(request)
     return _html(render_login(failed=False), status=401)
 
 

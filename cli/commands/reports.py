@@ -56,7 +56,7 @@ class UserOrder(enum.StrEnum):
     requests = "requests"
 
 
-SinceOpt = Annotated[str | None, typer.Option("--since", help="ISO date/time, UTC [default: 30 days ago]")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="ISO date/time, UTC (default: the last 30 days)")]
 UntilOpt = Annotated[str | None, typer.Option("--until", help="ISO date/time, UTC (exclusive)")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Only this tenant")]
 ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project")]
