@@ -70,5 +70,6 @@ def test_a_warm_memo_gives_the_cold_snapshot_after_updates_and_deletes() -> None
     assert {k.id: k.project for k in warm.keys}["plain"] == "app"
     assert "long-hint" not in {k.id for k in warm.keys}
 
+    assert len(memo) == 5
     memo.retain(second.keys.keys())
-    assert len(memo) == 3  # empty-limits, full, plain; "elsewhere" (not in eu) was never encoded
+    assert len(memo) == 4  # the deleted long-hint is forgotten
