@@ -98,7 +98,7 @@ class Publisher:
                 listing = await self._store.list(RESOURCES)
                 self.listings += 1
                 # Decoding 100k resources takes seconds: off the loop, like compiling.
-                resources = await asyncio.to_thread(_Resources.decode, listing.items)
+                resources = await asyncio.to_thread(_Resources.decode, listing.items, self._resources)
                 self._resources, self._watched = resources, listing.revision
                 await self._publish()
                 failures = 0
@@ -125,7 +125,7 @@ class Publisher:
             if resource is None:
                 self._resources.delete(event.key)
             else:
-                self._resources.put(event.key, resource)
+                self._resources.put(event.key, resource, event.value)
             self._watched = max(self._watched, event.mod_revision)
 
     async def _compile_loop(self) -> None:
@@ -183,24 +183,36 @@ class _Resources:
 
     def __init__(self) -> None:
         self._by_key: dict[str, AnyResource] = {}
+        self._stored: dict[str, bytes] = {}  # store key -> the bytes ``_by_key[key]`` was decoded from
         self._by_kind: dict[str, dict[str, AnyResource]] = {kind: {} for kind in KINDS}
 
     @classmethod
-    def decode(cls, items: Iterable[KeyValue]) -> _Resources:
+    def decode(cls, items: Iterable[KeyValue], previous: _Resources | None = None) -> _Resources:
+        """The resources of a listing. A resource whose stored bytes are those ``previous`` decoded is reused:
+        after a compaction or a lost watch, relisting 100,000 keys then validates only what changed meanwhile
+        (validating costs ~20 µs a resource; comparing bytes next to nothing)."""
         out = cls()
         for kv in items:
-            resource = _decode(kv)
+            resource = previous.reusable(kv) if previous is not None else None
+            if resource is None:
+                resource = _decode(kv)
             if resource is not None:
-                out.put(kv.key, resource)
+                out.put(kv.key, resource, kv.value)
         return out
 
-    def put(self, key: str, resource: AnyResource) -> None:
+    def reusable(self, kv: KeyValue) -> AnyResource | None:
+        """The resource decoded from exactly ``kv``'s bytes at ``kv``'s key, if there is one."""
+        return self._by_key.get(kv.key) if self._stored.get(kv.key) == kv.value else None
+
+    def put(self, key: str, resource: AnyResource, stored: bytes) -> None:
         self.delete(key)
         self._by_key[key] = resource
+        self._stored[key] = stored
         self._by_kind[resource.kind][resource.name] = resource
 
     def delete(self, key: str) -> None:
         old = self._by_key.pop(key, None)
+        self._stored.pop(key, None)
         if old is not None:
             self._by_kind[old.kind].pop(old.name, None)
 
