@@ -277,5 +277,6 @@ def parse_resource(document: dict[str, Any]) -> Tenant | ApiKey | Provider | Mod
 
 
 def dump_resource(resource: Tenant | ApiKey | Provider | Model | Route) -> dict[str, Any]:
-    """The canonical JSON form (camelCase, defaults included), stable for hashing and diffing."""
-    return resource.model_dump(mode="json", by_alias=True)
+    """The canonical JSON form (camelCase, defaults included, unset optional blocks left out), stable for hashing
+    and diffing."""
+    return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
