@@ -8,7 +8,9 @@ control plane and a data plane on loopback, and measures:
 - change propagation: one key written to the store → the data plane runs the snapshot containing it
   (watch, debounce, recompile, send, install, persist). This is the number the 2 s target is about.
 
-    python -m bench.snapshot_propagation [--tenants 1000] [--keys 100000] [--changes 3]
+    python -m bench.snapshot_propagation [--tenants 1000] [--keys 100000] [--changes 5]
+
+Each change is measured separately and the median and worst are reported: on a shared machine single runs vary.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -123,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--keys", type=int, default=100_000)
-    parser.add_argument("--changes", type=int, default=3)
+    parser.add_argument("--changes", type=int, default=5)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as d:
@@ -133,8 +136,9 @@ def main() -> None:
     print(f"first delivery to a new data plane:        {t.first_delivery_s:.2f} s")
     worst = max(t.change_propagation_s)
     each = ", ".join(f"{s:.2f} s" for s in t.change_propagation_s)
-    print(f"change propagation (store write -> data plane runs it): {each}  (target < 2 s: "
-          f"{'ok' if worst < 2 else 'MISSED'})")
+    print(f"change propagation (store write -> data plane runs it): {each}")
+    print(f"  median {statistics.median(t.change_propagation_s):.2f} s, worst {worst:.2f} s  "
+          f"(target < 2 s: {'ok' if worst < 2 else 'MISSED'})")
 
 
 if __name__ == "__main__":
