@@ -178,7 +178,8 @@ def _key_entry(k: ApiKey) -> bytes:
     ]
     if s.project:
         parts.append(_delimited(_PROJECT, s.project.encode()))
-    parts.extend(_delimited(_ROUTES, r.encode()) for r in sorted(s.routes))
+    if s.routes:
+        parts.extend(_delimited(_ROUTES, r.encode()) for r in sorted(s.routes))
     if s.hint:
         parts.append(_delimited(_HINT, s.hint.encode()))
     if s.expires_at:
@@ -228,7 +229,12 @@ def tenant_pb(t: Tenant) -> pb.Tenant:
     )
 
 
+_ONE_BYTE_VARINTS = tuple(bytes((n,)) for n in range(0x80))  # nearly every length in a key entry
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _ONE_BYTE_VARINTS[n]
     n &= 0xFFFF_FFFF_FFFF_FFFF  # int64: a negative number is its 64-bit two's complement
     out = bytearray()
     while n > 0x7F:
