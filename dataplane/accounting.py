@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dataplane.errors import ApiError
+from dataplane.limits_gate import NO_TICKET, Admission, Refusal
 from dataplane.request import Plan
 from dataplane.runtime import Deployment, Prices
+from dataplane.tags import Attribution
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +64,31 @@ class Outcome:
     first_byte_s: float | None
     duration_s: float
     aborted: bool = False  # the stream ended early (client gone or upstream died)
+    attribution: Attribution | None = None  # user, project and tags the request was attributed to
 
 
 class Gate(Protocol):
-    def admit(self, plan: Plan, now: float) -> ApiError | None:
-        """None to let the request through, else the refusal (429 for rate limits, 402/429 for budgets)."""
+    def admit(self, plan: Plan, attribution: Attribution, now: float) -> Admission | Refusal:
+        """Let the request through (with headers for its response), or refuse it (error and headers)."""
         ...
 
-    def settle(self, outcome: Outcome) -> None:
-        """Account for a finished request. Must not block: no I/O on the request path."""
+    def settle(self, outcome: Outcome, admission: Admission) -> None:
+        """Account for an admitted request that reached an upstream. Must not block: no I/O on the request path."""
+        ...
+
+    def release(self, admission: Admission, now: float) -> None:
+        """Give back what an admitted request took when it never reached an upstream."""
         ...
 
 
 class OpenGate:
-    """Admits every request and keeps no accounts; the default until budgets and rate limits exist."""
+    """Admits every request and keeps no accounts (tests, and data planes built without limits)."""
 
-    def admit(self, plan: Plan, now: float) -> ApiError | None:
+    def admit(self, plan: Plan, attribution: Attribution, now: float) -> Admission | Refusal:
+        return Admission(attribution, {}, NO_TICKET)
+
+    def settle(self, outcome: Outcome, admission: Admission) -> None:
         return None
 
-    def settle(self, outcome: Outcome) -> None:
+    def release(self, admission: Admission, now: float) -> None:
         return None

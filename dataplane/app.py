@@ -13,22 +13,29 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from dataplane.accounting import Gate, OpenGate, cost_micros
+from dataplane.accounting import Gate, OpenGate, Outcome, cost_micros
 from dataplane.adapters import Adapter, Complete
 from dataplane.adapters.anthropic import AnthropicAdapter
 from dataplane.adapters.azure import AzureAdapter
 from dataplane.adapters.mock import MockAdapter
 from dataplane.adapters.openai import OpenAIAdapter
+from dataplane.content import completion_message, redact_request_payload
 from dataplane.errors import NO_SNAPSHOT, ApiError
+from dataplane.limits_gate import Admission, Refusal
+from dataplane.metrics import METRICS, DataPlaneMetrics, metrics_handler
 from dataplane.proxy import Answered, attempt, complete_usage, failure_response, outcome, stream_through
+from dataplane.records import Records
 from dataplane.request import Plan, authenticate, decide
 from dataplane.settings import DataPlaneSettings
 from dataplane.state import SnapshotHolder
+from dataplane.tags import attribute
 from dataplane.upstream_http import UpstreamClient
 
 SETTINGS = web.AppKey("settings", DataPlaneSettings)
@@ -37,6 +44,7 @@ GATE = web.AppKey("gate", Gate)
 ADAPTERS = web.AppKey("adapters", Mapping[str, Adapter])
 RANDOM = web.AppKey("random", random.Random)
 CHECKED_KEYS = web.AppKey("checked_keys", set[bytes])  # hashes of keys whose checksum was verified
+RECORDS = web.AppKey("records", Records)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
@@ -75,40 +83,69 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         return error_response(_too_large(limit), headers)
 
+    records = app[RECORDS]
     plan = decide(runtime, request.headers.get("Authorization"), body, started, app[RANDOM].random(),
                   app[CHECKED_KEYS])
     if isinstance(plan, ApiError):
+        records.refused(plan, rid, started, runtime.version)
         return error_response(plan, headers)
+    attribution = attribute(plan.key, plan.request.payload, request.headers)
+    if isinstance(attribution, ApiError):
+        records.refused(attribution, rid, started, runtime.version, plan.key, plan.route.name)
+        return error_response(attribution, headers)
+    if plan.key.tenant.content.redact_before_provider:
+        # Before admission: the budget's worst case is bounded from what the provider will receive.
+        plan = replace(plan, request=replace(plan.request, payload=redact_request_payload(plan.request.payload)))
     gate = app[GATE]
-    denial = gate.admit(plan, started)
-    if denial is not None:
-        return error_response(denial, headers)
+    admission = gate.admit(plan, attribution, started)
+    if isinstance(admission, Refusal):
+        records.refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name)
+        return error_response(admission.error, {**headers, **admission.headers})
 
-    result = await attempt(plan, app[ADAPTERS])
-    dep = result.deployment
-    headers = tollway_headers(rid, runtime.version, dep.provider.name if dep else "", dep.name if dep else "",
-                              result.attempts)
-    if not isinstance(result, Answered):
-        failed = failure_response(result.failure, headers)
-        if result.attempts:
-            gate.settle(outcome(rid, runtime.version, plan, dep, result.attempts, failed.status, None, started, None))
-        return failed
-    if isinstance(result.reply, Complete):
-        return _complete(rid, runtime.version, plan, result, result.reply, headers, started, gate)
-    resp, streamed = await stream_through(request, result, headers, plan.request.include_usage, started)
-    gate.settle(outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200, streamed.usage,
-                        started, streamed.first_byte_s, streamed.aborted))
-    return resp
+    settled = False
+    try:
+        result = await attempt(plan, app[ADAPTERS])
+        dep = result.deployment
+        headers = tollway_headers(rid, runtime.version, dep.provider.name if dep else "", dep.name if dep else "",
+                                  result.attempts)
+        headers.update(admission.headers)
+        if not isinstance(result, Answered):
+            failed = failure_response(result.failure, headers)
+            if result.attempts:
+                settled = True
+                _settle(app, admission, outcome(rid, runtime.version, plan, dep, result.attempts, failed.status,
+                                                None, started, None, attribution=attribution))
+            return failed
+        if isinstance(result.reply, Complete):
+            settled = True
+            return _complete(app, rid, runtime.version, plan, result, result.reply, headers, started, admission)
+        resp, streamed = await stream_through(request, result, headers, plan.request.include_usage, started)
+        settled = True
+        _settle(app, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
+                                        streamed.usage, started, streamed.first_byte_s, streamed.aborted,
+                                        attribution=attribution))
+        return resp
+    finally:
+        if not settled:  # never reached an upstream, or cancelled on the way: give back what admission took
+            gate.release(admission, time.time())
 
 
-def _complete(rid: str, version: str, plan: Plan, result: Answered, reply: Complete, headers: dict[str, str],
-              started: float, gate: Gate) -> web.Response:
-    # The upstream body passes through unchanged; it is parsed only to read the usage.
+def _settle(app: web.Application, admission: Admission, done: Outcome,
+            response: Mapping[str, Any] | None = None) -> None:
+    app[GATE].settle(done, admission)
+    app[RECORDS].served(done, response)
+
+
+def _complete(app: web.Application, rid: str, version: str, plan: Plan, result: Answered, reply: Complete,
+              headers: dict[str, str], started: float, admission: Admission) -> web.Response:
+    # The upstream body passes through unchanged; it is parsed only to read the usage (and, for tenants whose
+    # log keeps content, the answer).
     usage = complete_usage(reply.body)
     if usage is not None:
         headers["x-tollway-cost-usd-micros"] = str(cost_micros(result.deployment.prices, usage))
-    gate.settle(outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started,
-                        time.time() - started))
+    response = completion_message(orjson.loads(reply.body)) if app[RECORDS].keeps_content(plan.key) else None
+    _settle(app, admission, outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started,
+                                    time.time() - started, attribution=admission.attribution), response)
     return web.Response(body=reply.body, headers=headers, content_type="application/json")
 
 
@@ -158,12 +195,16 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
         await upstream.close()
 
 
-def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate | None = None) -> web.Application:
-    """The aiohttp application. ``gate`` is the budget/rate-limit layer; by default everything is admitted."""
+def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate | None = None,
+               records: Records | None = None, metrics: DataPlaneMetrics | None = None) -> web.Application:
+    """The aiohttp application. ``gate`` is the budget/rate-limit layer (by default everything is admitted);
+    ``records`` the record step (by default: the request metrics of ``metrics`` only)."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[HOLDER] = holder
     app[GATE] = gate if gate is not None else OpenGate()
+    app[METRICS] = metrics if metrics is not None else DataPlaneMetrics(holder, settings.region)
+    app[RECORDS] = records if records is not None else Records(app[METRICS].requests)
     app[RANDOM] = random.Random()
     app[CHECKED_KEYS] = set()
     app.cleanup_ctx.append(_upstream_session)
@@ -171,4 +212,5 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
     return app

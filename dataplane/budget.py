@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from dataplane.errors import ApiError
 from tollway.budget_scopes import BudgetIndex, Limit, Scope, ScopeKind, period_of
+from tollway.pb import snapshot_pb2 as pb
 
 DEFAULT_HORIZON_S = 10.0  # a grant should last about this long at the recent rate of reservations
 MIN_WANT_DIVISOR = 20     # an idle process still asks for 1/20 of the limit, so its first requests pass
@@ -115,6 +116,11 @@ class BudgetBook:
         self.horizon_s = horizon_s
         self.on_shortfall = on_shortfall  # the lease client's wake-up: ask now rather than at the next tick
         self._allowances: dict[tuple[str, str], Allowance] = {}
+
+    def prepare(self, snapshot: pb.Snapshot) -> Callable[[], None]:
+        """The budgets of ``snapshot``, to adopt together with its runtime (``SnapshotHolder`` companions)."""
+        index = BudgetIndex.of(snapshot)
+        return lambda: self.set_index(index)
 
     def set_index(self, index: BudgetIndex) -> None:
         """Adopt the budgets of a new snapshot. Limits of existing allowances follow; grants stay."""

@@ -120,10 +120,20 @@ class LimitsGate:
     def configure(self, snapshot: pb.Snapshot) -> str | None:
         """Publish the limits of ``snapshot`` (any thread); None, or why they were refused (old ones stay)."""
         try:
-            self._latest = LimitTable.from_snapshot(snapshot)
+            self.prepare(snapshot)()
         except InvalidSnapshot as exc:
             return str(exc)
         return None
+
+    def prepare(self, snapshot: pb.Snapshot) -> Callable[[], None]:
+        """Validate the limits of ``snapshot`` (``InvalidSnapshot``) and return how to adopt them: the
+        ``SnapshotHolder`` adopts them together with the runtime, or not at all."""
+        table = LimitTable.from_snapshot(snapshot)
+
+        def adopt() -> None:
+            self._latest = table
+
+        return adopt
 
     def admit(self, plan: Plan, attribution: Attribution, now: float) -> Admission | Refusal:
         latest = self._latest

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dataplane.accounting import Gate, Outcome
+from dataplane.accounting import Outcome
 from dataplane.errors import ApiError
-from dataplane.request import Plan
 from dataplane.state import SnapshotHolder
 from tollway.prometheus import CounterChild, Registry
 
@@ -127,24 +126,6 @@ class RequestMetrics:
         if c is None:
             c = self._refusals[key] = self.refusals.labels(str(error.status), error.type)
         c.value += 1
-
-
-class MeteredGate:
-    """A ``Gate`` that records request metrics on ``settle`` and refusals on ``admit``, around ``inner``."""
-
-    def __init__(self, inner: Gate, metrics: RequestMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    def admit(self, plan: Plan, now: float) -> ApiError | None:
-        denial = self._inner.admit(plan, now)
-        if denial is not None:
-            self._metrics.refused(denial)
-        return denial
-
-    def settle(self, outcome: Outcome) -> None:
-        self._inner.settle(outcome)
-        self._metrics.observe(outcome)
 
 
 class DataPlaneMetrics:

@@ -22,6 +22,7 @@ from dataplane.adapters import Adapter, Complete, LastBatch, Stream
 from dataplane.errors import ApiError, UpstreamFailure, error_body, upstream_error
 from dataplane.request import Plan
 from dataplane.runtime import Deployment, Route
+from dataplane.tags import Attribution
 
 # Problems with one candidate that say nothing about the others: always worth trying the next one.
 _ALWAYS_FAIL_OVER = frozenset({"auth", "unsupported"})
@@ -249,8 +250,9 @@ def _payload_at(payloads: list[bytes], offset: int) -> int:
 
 
 def outcome(request_id: str, snapshot: str, plan: Plan, deployment: Deployment | None, attempts: int, status: int,
-            usage: Usage | None, started: float, first_byte_s: float | None, aborted: bool = False) -> Outcome:
+            usage: Usage | None, started: float, first_byte_s: float | None, aborted: bool = False,
+            attribution: Attribution | None = None) -> Outcome:
     cost = cost_micros(deployment.prices, usage) if deployment is not None and usage is not None else 0
     return Outcome(request_id=request_id, snapshot=snapshot, plan=plan, deployment=deployment, attempts=attempts,
                    status=status, usage=usage, cost_micros=cost, started=started, first_byte_s=first_byte_s,
-                   duration_s=time.time() - started, aborted=aborted)
+                   duration_s=time.time() - started, aborted=aborted, attribution=attribution)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from dataplane.content import NO_CONTENT, ContentPolicy
 from dataplane.errors import DataPlaneError
 from tollway.pb import snapshot_pb2 as pb
 
@@ -94,6 +95,7 @@ class Tenant:
     projects: frozenset[str]
     regions: frozenset[str]
     routes: frozenset[str]  # empty: every route
+    content: ContentPolicy = NO_CONTENT  # what the request log keeps; whether to redact before the provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +241,8 @@ def _build(snap: pb.Snapshot, environ: Mapping[str, str]) -> Runtime:
             raise InvalidSnapshot(f"tenant {t.name!r}: no regions")
         # Allow lists may name routes this region's snapshot does not carry (no deployment here): they stay
         # allowed but unservable, so a request for one is refused, never forwarded elsewhere.
-        tenants[t.name] = Tenant(t.name, frozenset(t.projects), frozenset(t.regions), frozenset(t.routes))
+        tenants[t.name] = Tenant(t.name, frozenset(t.projects), frozenset(t.regions), frozenset(t.routes),
+                                 ContentPolicy.from_fields(t.logging.content, t.logging.redact_before_provider))
 
     tenant_candidates: dict[tuple[str, str], tuple[Candidate, ...]] = {}
     for tenant in tenants.values():

@@ -10,66 +10,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
-from dataplane.accounting import Gate, OpenGate
+from dataplane.accounting import Gate
 from dataplane.app import create_app
 from dataplane.budget import BudgetBook
+from dataplane.content import ContentKey
 from dataplane.discovery_client import Backoff, DiscoveryClient, channel_credentials
-from dataplane.lease_client import LeaseClient, RateLimiterPort
+from dataplane.lease_client import LeaseClient
+from dataplane.limits_gate import LimitsGate
+from dataplane.metrics import DataPlaneMetrics
+from dataplane.ratelimit import RateLimiter
+from dataplane.records import Records
+from dataplane.request_log import RequestLog, open_sink
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot_cache import SnapshotCache
 from dataplane.state import SnapshotHolder
-from dataplane.usage_record import RecordingGate
 from dataplane.usage_shipper import UsageShipper
 from dataplane.usage_spool import UsageSpool
-from tollway.budget_scopes import BudgetIndex
-from tollway.pb import snapshot_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-
-class _BudgetedHolder(SnapshotHolder):
-    """A holder that also hands each installed snapshot's budgets to the budget book."""
-
-    def __init__(self, book: BudgetBook) -> None:
-        super().__init__()
-        self._book = book
-
-    def install(self, snapshot: pb.Snapshot) -> str | None:
-        error = super().install(snapshot)
-        if error is None:
-            self._book.set_index(BudgetIndex.of(snapshot))
-        return error
 
 
 class DataPlane:
     """One data plane. Not restartable: after ``stop``, build a new one.
 
-    ``budgets`` (and ``limiter``): the budget book the gate reserves from and the rate limiter whose shares
-    follow the fleet; with either, a ``LeaseClient`` keeps their grants and shares current.
+    By default its gate enforces the snapshot's rate limits and budgets (``LimitsGate`` over a ``RateLimiter``
+    and a ``BudgetBook``), whose fleet shares and grants a ``LeaseClient`` keeps current; ``gate`` replaces
+    that gate (tests). Every installed snapshot reaches the runtime, the limits and the budgets together.
     """
 
     def __init__(
         self, settings: DataPlaneSettings, *, gate: Gate | None = None, backoff: Backoff | None = None,
-        budgets: BudgetBook | None = None, limiter: RateLimiterPort | None = None,
+        budgets: BudgetBook | None = None, limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
-        self.holder = _BudgetedHolder(budgets) if budgets is not None else SnapshotHolder()
-        self.leases = LeaseClient(settings, budgets or BudgetBook(), limiter) \
-            if budgets is not None or limiter is not None else None
+        self.budgets = budgets or BudgetBook()
+        self.limits = LimitsGate(limiter or RateLimiter(), self.budgets)
+        self.gate: Gate = gate or self.limits
+        self.holder = SnapshotHolder([self.limits, self.budgets])
+        self.leases = LeaseClient(settings, self.budgets, self.limits.limiter)
         self.discovery = DiscoveryClient(settings, self.holder, SnapshotCache(settings.state_dir),
                                          backoff=backoff or Backoff())
-        self._gate = gate
+        self.metrics = DataPlaneMetrics(self.holder, settings.region, backlog=self._backlog,
+                                        snapshot_file=SnapshotCache(settings.state_dir).path)
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
         self.spool: UsageSpool | None = None
         self.shipper: UsageShipper | None = None
+        self.request_log: RequestLog | None = None
         self.url = ""  # http://host:port once started (the bound port when settings.port is 0)
+
+    def _backlog(self) -> int:
+        return self.shipper.backlog if self.shipper is not None else 0
 
     @property
     def is_ready(self) -> bool:
@@ -84,8 +82,13 @@ class DataPlane:
         self.shipper = UsageShipper(spool, s.control_plane, s.control_plane_token or "",
                                     credentials=channel_credentials(s))
         self.shipper.start()
-        gate = RecordingGate(self._gate or OpenGate(), spool, s.region, s.node_id)
-        runner = web.AppRunner(create_app(s, self.holder, gate), access_log=None)
+        if s.request_log:
+            self.request_log = RequestLog(open_sink(s.request_log, s.request_log_max_bytes, s.request_log_backups),
+                                          s.region, s.node_id, ContentKey.from_environ(os.environ))
+            self.request_log.start()
+        records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
+                          node_id=s.node_id)
+        runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics), access_log=None)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
@@ -93,8 +96,7 @@ class DataPlane:
         host, port = runner.addresses[0][:2]
         self.url = f"http://{_url_host(host)}:{port}"
         self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{self.settings.node_id}")
-        if self.leases is not None:
-            self.leases.start()
+        self.leases.start()
         log.info("data plane %s (region %s) serving on %s", self.settings.node_id, self.settings.region, self.url)
 
     async def stop(self) -> None:
@@ -103,11 +105,13 @@ class DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.leases is not None:
-            await self.leases.stop()
+        await self.leases.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.request_log is not None:
+            await self.request_log.stop()
+            self.request_log = None
         if self.shipper is not None:
             await self.shipper.stop(drain_timeout=2.0)
             self.shipper = None

@@ -26,3 +26,7 @@ class DataPlaneSettings:
     tls_key: str | None = None
     state_dir: str = ".tollway/dataplane"
     max_body_bytes: int = MAX_BODY_BYTES
+    # The structured request log (docs/logging.md): "" off, "-" standard output, else a file path (rotated).
+    request_log: str = ""
+    request_log_max_bytes: int = 100 * 1024 * 1024
+    request_log_backups: int = 5

@@ -1,17 +1,14 @@
-"""The ``record`` step of the request path: one usage record per request that reached an upstream.
+"""The usage record of one request that reached an upstream: identifiers, tokens, cost, latencies.
 
-``RecordingGate`` wraps the budget/rate-limit gate: it admits as the inner gate does and, on ``settle``,
-settles the inner gate and appends the request's ``UsageRecord`` to the local spool (one ``os.write``, no
-fsync, never blocking on the control plane). The shipper sends spooled records to the control plane.
+Built from the request's ``Outcome`` (the same facts the request log and metrics read); never holds prompt or
+response content. ``dataplane.records.Records`` appends it to the local spool, which the shipper sends on.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from dataplane.accounting import Gate, Outcome
-from dataplane.errors import ApiError
-from dataplane.request import Plan
+from dataplane.accounting import Outcome
 from tollway.pb import usage_pb2
 
 
@@ -36,14 +33,14 @@ def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.Usage
     plan = outcome.plan
     usage = outcome.usage
     dep = outcome.deployment
-    user = plan.request.payload.get("user")
+    who = outcome.attribution
     first_byte_ms = int(outcome.first_byte_s * 1000) if outcome.first_byte_s is not None else 0
     return usage_pb2.UsageRecord(
         request_id=outcome.request_id,
         timestamp_ms=int(outcome.started * 1000),
         tenant=plan.key.tenant.name,
-        project=plan.key.project,
-        user=user if isinstance(user, str) else "",
+        project=(who.project if who is not None else "") or plan.key.project,
+        user=who.user if who is not None else "",
         key_id=plan.key.id,
         route=plan.route.name,
         deployment=dep.name if dep is not None else "",
@@ -62,21 +59,5 @@ def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.Usage
         attempts=outcome.attempts,
         stream=plan.request.stream,
         node_id=node_id,
+        tags=who.tags if who is not None else (),
     )
-
-
-class RecordingGate:
-    """A ``Gate`` that also records usage. Task-safe on one event loop."""
-
-    def __init__(self, inner: Gate, spool: Spool, region: str, node_id: str) -> None:
-        self._inner = inner
-        self._spool = spool
-        self._region = region
-        self._node_id = node_id
-
-    def admit(self, plan: Plan, now: float) -> ApiError | None:
-        return self._inner.admit(plan, now)
-
-    def settle(self, outcome: Outcome) -> None:
-        self._inner.settle(outcome)
-        self._spool.append(usage_record(outcome, self._region, self._node_id))

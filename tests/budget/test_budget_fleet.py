@@ -20,11 +20,6 @@ from controlplane.engine import Document
 from controlplane.ledger import Ledger
 from controlplane.repository import Repository
 from controlplane.store.base import Store
-from dataplane.accounting import Outcome
-from dataplane.budget import BudgetBook, Reservation
-from dataplane.cost_bound import worst_case_micros
-from dataplane.errors import ApiError
-from dataplane.request import Plan
 from dataplane.serve import DataPlane
 from tests.core.policy_docs import model, provider, route, tenant
 from tests.discovery.conftest import FAST, dp_settings, eventually, running_control_plane
@@ -33,34 +28,9 @@ from tollway.budget_scopes import period_of
 BUDGET_MICROS = 20_000
 
 
-class BudgetGate:
-    """The minimal gate around a ``BudgetBook`` (the real one composes rate limits too)."""
-
-    def __init__(self, book: BudgetBook) -> None:
-        self.book = book
-        self._held: dict[int, Reservation] = {}
-
-    def admit(self, plan: Plan, now: float) -> ApiError | None:
-        user = plan.request.payload.get("user")
-        r = self.book.reserve(plan.key.tenant.name, plan.key.project, plan.key.id,
-                              user if isinstance(user, str) else "",
-                              worst_case_micros(plan.request.payload, plan.candidates), now)
-        if isinstance(r, ApiError):
-            return r
-        self._held[id(plan)] = r
-        return None
-
-    def settle(self, outcome: Outcome) -> None:
-        r = self._held.pop(id(outcome.plan), None)
-        if r is not None:
-            self.book.settle(r, outcome.cost_micros)
-
-
 @asynccontextmanager
 async def budgeted_data_plane(cp_target: str, state_dir: Path, node: str) -> AsyncIterator[DataPlane]:
-    book = BudgetBook()
-    dp = DataPlane(dp_settings(cp_target, state_dir, node_id=node), gate=BudgetGate(book), budgets=book,
-                   backoff=FAST)
+    dp = DataPlane(dp_settings(cp_target, state_dir, node_id=node), backoff=FAST)
     await dp.start()
     try:
         yield dp
@@ -126,8 +96,8 @@ async def test_without_the_control_plane_a_data_plane_spends_only_its_grant(stor
         dp_ctx = budgeted_data_plane(cp_target, tmp_path / "a", "dp-a")
         dp = await dp_ctx.__aenter__()
         try:
-            await eventually(lambda: dp.leases is not None and dp.leases.answers > 0, what="a first grant")
-            allowance = dp.holder and next(iter(_allowances(dp)))
+            await eventually(lambda: dp.leases.answers > 0, what="a first grant")
+            allowance = next(iter(_allowances(dp)))
             granted = allowance.granted
             assert 0 < granted < 1_000_000
             await cp.stop()
@@ -145,4 +115,4 @@ async def test_without_the_control_plane_a_data_plane_spends_only_its_grant(stor
 
 def _allowances(dp: DataPlane) -> list:  # type: ignore[type-arg]
     assert dp.leases is not None
-    return dp.leases._book.allowances()
+    return dp.budgets.allowances()

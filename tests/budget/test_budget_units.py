@@ -31,7 +31,8 @@ def deployment(inp: int = 1_000_000, out: int = 2_000_000, max_out: int = 0, pty
     ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]},
      16),
 ])
-def test_prompt_bound_covers_text_bytes_and_images_but_not_image_data(payload: dict[str, object], at_least: int) -> None:
+def test_prompt_bound_covers_text_bytes_and_images_but_not_image_data(payload: dict[str, object],
+                                                                      at_least: int) -> None:
     bound = prompt_token_bound(payload, "openai")
     assert bound >= at_least
     assert bound < 200_000  # a megabyte of base64 image is not counted as text

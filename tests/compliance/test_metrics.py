@@ -10,9 +10,9 @@ import aiohttp
 import openai
 import pytest
 
-from dataplane.accounting import OpenGate, Outcome, Usage
+from dataplane.accounting import Outcome, Usage
 from dataplane.app import create_app
-from dataplane.metrics import METRICS, DataPlaneMetrics, MeteredGate, metrics_handler
+from dataplane.metrics import DataPlaneMetrics
 from dataplane.request import Plan, decide
 from dataplane.runtime import Runtime
 from dataplane.settings import DataPlaneSettings
@@ -66,10 +66,7 @@ async def test_data_plane_metrics_count_requests_tokens_cost_and_hold_no_prompt(
     snapshot_file.write_bytes(snap.SerializeToString())
     backlog = [17]
     metrics = DataPlaneMetrics(holder, "eu", backlog=lambda: backlog[0], snapshot_file=snapshot_file)
-    # What the lead wires into dataplane/app.py and serve.py: the gate wrapper, the app key and the route.
-    app = create_app(DataPlaneSettings(port=0), holder, MeteredGate(OpenGate(), metrics.requests))
-    app[METRICS] = metrics
-    app.router.add_get("/metrics", metrics_handler)
+    app = create_app(DataPlaneSettings(port=0), holder, metrics=metrics)
     async with serving(app) as url:
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=keys.acme_all, max_retries=0)
         for _ in range(3):

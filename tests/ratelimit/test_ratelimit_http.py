@@ -9,56 +9,26 @@ Refusal`` (see the report of the rate-limit change), the ``test_*_wired`` tests 
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import openai
 import pytest
 from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
-from dataplane.accounting import Gate, Outcome
 from dataplane.app import create_app
-from dataplane.errors import ApiError
-from dataplane.limits_gate import Admission, LimitsGate, Refusal
-from dataplane.request import Plan
+from dataplane.limits_gate import LimitsGate
 from dataplane.settings import DataPlaneSettings
 from dataplane.state import SnapshotHolder
-from dataplane.tags import attribute
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys
 from tests.fakes.openai_upstream import FakeOpenAI, fake_openai
 from tests.ratelimit.limits_snapshot import limited_snapshot
 from tollway.pb import snapshot_pb2 as pb
 
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
-WIRED = "attribution" in inspect.signature(Gate.admit).parameters
-today = pytest.mark.skipif(WIRED, reason="the app passes attribution and headers: the wired tests cover this")
-wired = pytest.mark.skipif(not WIRED, reason="the app's Gate protocol does not carry attribution and headers yet")
-
-
-class TodayGate:
-    """``LimitsGate`` behind today's protocol: attribution from the body only, no headers on the response."""
-
-    def __init__(self, gate: LimitsGate) -> None:
-        self.gate = gate
-        self._admitted: dict[int, Admission] = {}
-
-    def admit(self, plan: Plan, now: float) -> ApiError | None:
-        attribution = attribute(plan.key, plan.request.payload, {})
-        if isinstance(attribution, ApiError):
-            return attribution
-        result = self.gate.admit(plan, attribution, now)
-        if isinstance(result, Refusal):
-            return result.error
-        self._admitted[id(plan)] = result
-        return None
-
-    def settle(self, outcome: Outcome) -> None:
-        self.gate.settle(outcome, self._admitted.pop(id(outcome.plan)))
 
 
 @dataclass
@@ -83,8 +53,7 @@ async def data_plane(monkeypatch: pytest.MonkeyPatch, tenant: pb.RateLimit | Non
         assert holder.install(snap) is None
         gate = LimitsGate()
         assert gate.configure(snap) is None
-        app_gate: Any = gate if WIRED else TodayGate(gate)
-        runner = web.AppRunner(create_app(DataPlaneSettings(port=0), holder, app_gate), shutdown_timeout=0.1)
+        runner = web.AppRunner(create_app(DataPlaneSettings(port=0), holder, gate), shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -94,33 +63,6 @@ async def data_plane(monkeypatch: pytest.MonkeyPatch, tenant: pb.RateLimit | Non
             await runner.cleanup()
 
 
-@today
-async def test_rate_limited_request_is_429_with_openai_error_today(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with data_plane(monkeypatch, tenant=pb.RateLimit(requests_per_minute=2)) as dp:
-        client = dp.client()
-        for _ in range(2):
-            await client.chat.completions.create(model="chat", messages=HELLO)
-        with pytest.raises(openai.RateLimitError) as caught:
-            await client.chat.completions.create(model="chat", messages=HELLO)
-        assert caught.value.status_code == 429
-        assert caught.value.code == "rate_limit_exceeded"
-        assert caught.value.type == "rate_limit_error"
-        assert "tenant 'acme' requests per minute limit (2) reached" in caught.value.message
-        assert len(dp.upstream.requests) == 2  # the refused request never reached the upstream
-
-
-@today
-async def test_per_user_limit_from_the_user_field_today(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with data_plane(monkeypatch, per_user=pb.RateLimit(requests_per_minute=1)) as dp:
-        client = dp.client()
-        await client.chat.completions.create(model="chat", messages=HELLO, user="alice")
-        await client.chat.completions.create(model="chat", messages=HELLO, user="bob")
-        with pytest.raises(openai.RateLimitError) as caught:
-            await client.chat.completions.create(model="chat", messages=HELLO, user="alice")
-        assert "user 'alice' of tenant 'acme'" in caught.value.message
-
-
-@wired
 async def test_success_carries_ratelimit_headers_wired(monkeypatch: pytest.MonkeyPatch) -> None:
     async with data_plane(monkeypatch, tenant=pb.RateLimit(requests_per_minute=600, tokens_per_minute=100_000),
                           key=pb.RateLimit(requests_per_minute=60)) as dp:
@@ -141,7 +83,6 @@ async def test_success_carries_ratelimit_headers_wired(monkeypatch: pytest.Monke
         assert 100_000 - int(raw.headers["x-ratelimit-remaining-tokens"]) < usage.total_tokens + 200
 
 
-@wired
 async def test_rate_limited_request_is_429_with_headers_wired(monkeypatch: pytest.MonkeyPatch) -> None:
     async with data_plane(monkeypatch, tenant=pb.RateLimit(requests_per_minute=2)) as dp:
         client = dp.client()
@@ -161,7 +102,6 @@ async def test_rate_limited_request_is_429_with_headers_wired(monkeypatch: pytes
         assert len(dp.upstream.requests) == 2
 
 
-@wired
 async def test_user_header_and_project_checks_wired(monkeypatch: pytest.MonkeyPatch) -> None:
     async with data_plane(monkeypatch, per_user=pb.RateLimit(requests_per_minute=1)) as dp:
         client = dp.client()

@@ -1,0 +1,49 @@
+"""The ``record`` step of the request path: usage record, metrics and request log, in that order.
+
+``Records.served`` runs once per request that reached an upstream (after the gate settled it): the usage
+record goes to the local spool (one ``os.write``, no fsync, so a crash loses no completed request), the metrics
+are counted, and the request log gets an entry (enqueued only; a writer thread does the rest). ``refused`` runs
+for requests the gateway answered itself. Nothing here blocks or waits for the control plane.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from dataplane.accounting import Outcome
+from dataplane.errors import ApiError
+from dataplane.metrics import RequestMetrics
+from dataplane.request_log import Refused, RequestLog, Served
+from dataplane.runtime import Key
+from dataplane.usage_record import Spool, usage_record
+
+
+class Records:
+    """Task-safe on one event loop. ``spool`` and ``log`` are optional (tests, or a data plane without a log)."""
+
+    def __init__(self, metrics: RequestMetrics, *, spool: Spool | None = None, log: RequestLog | None = None,
+                 region: str = "", node_id: str = "") -> None:
+        self.metrics = metrics
+        self._spool = spool
+        self._log = log
+        self._region = region
+        self._node_id = node_id
+
+    def keeps_content(self, key: Key) -> bool:
+        """Whether the log keeps the content of this key's requests: only then is the response captured."""
+        return self._log is not None and key.tenant.content.mode != "none"
+
+    def served(self, outcome: Outcome, response: Mapping[str, Any] | None = None) -> None:
+        if self._spool is not None:
+            self._spool.append(usage_record(outcome, self._region, self._node_id))
+        self.metrics.observe(outcome)
+        if self._log is not None:
+            self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response))
+
+    def refused(self, error: ApiError, request_id: str, started: float, snapshot: str, key: Key | None = None,
+                model: str = "") -> None:
+        self.metrics.refused(error)
+        if self._log is not None:
+            self._log.emit(Refused(request_id, started, time.time() - started, error, snapshot, key, model))
