@@ -12,7 +12,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -45,6 +45,10 @@ ADAPTERS = web.AppKey("adapters", Mapping[str, Adapter])
 RANDOM = web.AppKey("random", random.Random)
 CHECKED_KEYS = web.AppKey("checked_keys", set[bytes])  # hashes of keys whose checksum was verified
 RECORDS = web.AppKey("records", Records)
+# Waits for the control plane's next lease answer (bounded); None without a lease client.
+LeaseWait = Callable[[float], Awaitable[None]]
+LEASE_WAIT: web.AppKey[LeaseWait | None] = web.AppKey("lease_wait")
+FIRST_GRANT_WAIT_S = 2.0
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
@@ -98,6 +102,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         plan = replace(plan, request=replace(plan.request, payload=redact_request_payload(plan.request.payload)))
     gate = app[GATE]
     admission = gate.admit(plan, attribution, started)
+    wait = app[LEASE_WAIT]
+    if isinstance(admission, Refusal) and admission.error.code == "budget_lease_pending" and wait is not None:
+        # The first request of a budget scope this data plane never held a grant of: ask the control plane
+        # now rather than fail it. Later requests of the scope are served from the local grant.
+        await wait(FIRST_GRANT_WAIT_S)
+        admission = gate.admit(plan, attribution, time.time())
     if isinstance(admission, Refusal):
         records.refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name)
         return error_response(admission.error, {**headers, **admission.headers})
@@ -196,13 +206,15 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate | None = None,
-               records: Records | None = None, metrics: DataPlaneMetrics | None = None) -> web.Application:
+               records: Records | None = None, metrics: DataPlaneMetrics | None = None,
+               lease_wait: LeaseWait | None = None) -> web.Application:
     """The aiohttp application. ``gate`` is the budget/rate-limit layer (by default everything is admitted);
     ``records`` the record step (by default: the request metrics of ``metrics`` only)."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[HOLDER] = holder
     app[GATE] = gate if gate is not None else OpenGate()
+    app[LEASE_WAIT] = lease_wait
     app[METRICS] = metrics if metrics is not None else DataPlaneMetrics(holder, settings.region)
     app[RECORDS] = records if records is not None else Records(app[METRICS].requests)
     app[RANDOM] = random.Random()

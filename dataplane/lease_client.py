@@ -54,6 +54,7 @@ class LeaseClient:
         self._metadata = (("authorization", f"Bearer {settings.control_plane_token}"),) \
             if settings.control_plane_token else ()
         self._wake = asyncio.Event()
+        self._answered = asyncio.Event()  # replaced by a fresh one at each answer; see next_answer
         self._task: asyncio.Task[None] | None = None
         self.answers = 0    # successful lease calls, for tests and readiness
         self.failures = 0   # consecutive failed calls
@@ -71,6 +72,15 @@ class LeaseClient:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def next_answer(self, within_s: float) -> None:
+        """Ask now, and wait (at most ``within_s`` seconds) for the answer. Only for a scope this data plane has
+        never held a grant of (its first request, or the first of a month): everything else is served locally."""
+        answered = self._answered
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await answered.wait()
 
     async def _run(self) -> None:
         s = self._settings
@@ -129,3 +139,5 @@ class LeaseClient:
         response = await stub.Lease(request, metadata=self._metadata, timeout=self._timeout)
         self.apply(response, sent_at)
         self.answers += 1
+        answered, self._answered = self._answered, asyncio.Event()
+        answered.set()

@@ -88,7 +88,8 @@ class DataPlane:
             self.request_log.start()
         records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
                           node_id=s.node_id)
-        runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics), access_log=None)
+        runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics,
+                                               self.leases.next_answer), access_log=None)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)

@@ -99,12 +99,15 @@ def controlplane_serve(
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="gRPC server key (PEM)")] = None,
     tls_client_ca: Annotated[str | None, typer.Option("--tls-client-ca", help="Require client certs (mTLS)")]
     = None,
+    metrics_require_token: Annotated[bool, typer.Option(
+        "--metrics-require-token", help="Require the admin token on /metrics (open to scrapers by default)")]
+    = False,
 ) -> None:
     """Run the control plane: admin HTTP API and the gRPC discovery service."""
     settings = ControlPlaneSettings(
         store_url=store, state_dir=state_dir, admin_host=admin_host, admin_port=admin_port, grpc_host=grpc_host,
         grpc_port=grpc_port, admin_token=admin_token, dataplane_token=dataplane_token, tls_cert=tls_cert,
-        tls_key=tls_key, tls_client_ca=tls_client_ca,
+        tls_key=tls_key, tls_client_ca=tls_client_ca, metrics_require_token=metrics_require_token,
     )
     configure_logging()
 
@@ -141,11 +144,14 @@ def dataplane_serve(
     tls_ca: Annotated[str | None, typer.Option("--tls-ca", help="CA of the control plane's certificate")] = None,
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Client certificate (mTLS)")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="Client key (mTLS)")] = None,
+    request_log: Annotated[str, typer.Option(
+        "--request-log", help="Structured JSON request log: a file (rotated) or - for standard output; "
+        "content only as each tenant's logging mode allows (docs/logging.md)")] = "",
 ) -> None:
     """Run a data plane: the OpenAI-compatible proxy of one region."""
     settings = DataPlaneSettings(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
-        state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+        state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
     )
     if node_id:
         settings = replace(settings, node_id=node_id)

@@ -169,6 +169,7 @@ def up(
             dp_settings = DataPlaneSettings(
                 host=host, port=port, region=region, control_plane=cp.grpc_target,
                 control_plane_token=cp.dataplane_token, state_dir=str(state / "dataplane"),
+                request_log=str(state / "dataplane" / "requests.log"),
             )
             dp = DataPlane(dp_settings)
             started += await start_all([("data plane", dp)])
@@ -183,6 +184,8 @@ def up(
                 f"export TOLLWAY_CONTROL_PLANE={cp.admin_url} TOLLWAY_ADMIN_TOKEN={cp.admin_token}",
                 f"# Tollway is up: region {region}, {mode}, demo key of tenant {demo_tenant}. Paste the lines "
                 "above into a shell for the OpenAI SDK and gatectl; Ctrl-C stops it.",
+                f"# Dashboard: {cp.admin_url}/dashboard (sign in with the admin token); metrics: {dp.url}/metrics; "
+                f"request log: {dp_settings.request_log}",
             ):
                 print(line)
             sys.stdout.flush()
