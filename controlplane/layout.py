@@ -45,9 +45,9 @@ def decode_resource(kv: KeyValue) -> AnyResource:
 
     The store is trusted only as far as what the admin API validated on write, and a hand-edited store skips
     that: so nothing here takes a shortcut around validation. What is saved is the work around it: the kind in
-    the key's path picks the model, which parses the JSON bytes itself (about twice as fast, over 100,000 keys,
-    as decoding to a dict and letting the tagged union of every kind choose). A document whose path and kind
-    disagree, or that does not validate, goes through the union, which accepts or refuses it as it always has.
+    the key's path picks the model, which parses the JSON bytes itself (~15% cheaper than decoding to a dict
+    and letting the tagged union of every kind choose). A document whose path and kind disagree, or that does
+    not validate, goes through the union, which accepts or refuses it as it always has.
     """
     model = _MODELS.get(kv.key[len(RESOURCES):].partition("/")[0]) if kv.key.startswith(RESOURCES) else None
     if model is not None:
