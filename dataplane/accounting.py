@@ -65,6 +65,7 @@ class Outcome:
     duration_s: float
     aborted: bool = False  # the stream ended early (client gone or upstream died)
     attribution: Attribution | None = None  # user, project and tags the request was attributed to
+    upstream_s: float | None = None  # first upstream send to the end of the upstream body (None: not measured)
 
 
 class Gate(Protocol):

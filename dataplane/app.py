@@ -14,9 +14,8 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -26,13 +25,25 @@ from dataplane.adapters.anthropic import AnthropicAdapter
 from dataplane.adapters.azure import AzureAdapter
 from dataplane.adapters.mock import MockAdapter
 from dataplane.adapters.openai import OpenAIAdapter
-from dataplane.content import completion_message, redact_request_payload
-from dataplane.errors import NO_SNAPSHOT, ApiError
+from dataplane.anthropic_api import ANTHROPIC
+from dataplane.content import MessageAccumulator, completion_message, redact_request_payload
+from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
+from dataplane.health import Health, RetryBudget
 from dataplane.limits_gate import Admission, Refusal
 from dataplane.metrics import METRICS, DataPlaneMetrics, metrics_handler
-from dataplane.proxy import Answered, attempt, complete_usage, failure_response, outcome, stream_through
+from dataplane.proxy import (
+    Answered,
+    OpenAIStream,
+    StreamFormat,
+    attempt,
+    complete_usage,
+    failure_response,
+    outcome,
+    stream_through,
+)
 from dataplane.records import Records
 from dataplane.request import Plan, authenticate, decide
+from dataplane.runtime import Runtime
 from dataplane.settings import DataPlaneSettings
 from dataplane.state import SnapshotHolder
 from dataplane.tags import attribute
@@ -45,6 +56,8 @@ ADAPTERS = web.AppKey("adapters", Mapping[str, Adapter])
 RANDOM = web.AppKey("random", random.Random)
 CHECKED_KEYS = web.AppKey("checked_keys", set[bytes])  # hashes of keys whose checksum was verified
 RECORDS = web.AppKey("records", Records)
+HEALTH = web.AppKey("health", Health)
+RETRY_BUDGET = web.AppKey("retry_budget", RetryBudget)
 # Waits for the control plane's next lease answer (bounded); None without a lease client.
 LeaseWait = Callable[[float], Awaitable[None]]
 LEASE_WAIT: web.AppKey[LeaseWait | None] = web.AppKey("lease_wait")
@@ -71,32 +84,83 @@ def error_response(err: ApiError, headers: dict[str, str]) -> web.Response:
     return web.Response(status=err.status, body=err.body(), headers=headers, content_type="application/json")
 
 
+class Dialect(Protocol):
+    """What differs between the API schemas the data plane accepts (OpenAI chat completions, Anthropic Messages):
+    how a request authenticates and becomes a plan, and how answers and errors look. The request path between
+    them (attribute, admit, attempt, settle, record) is one."""
+
+    def authorization(self, request: web.Request) -> str | None: ...
+
+    def plan(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float,
+             checked: set[bytes], health: Health, mono: float) -> Plan | ApiError: ...
+
+    def error(self, err: ApiError, headers: dict[str, str]) -> web.Response: ...
+
+    def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response: ...
+
+    def complete(self, body: bytes, plan: Plan) -> bytes: ...
+
+    def stream(self, plan: Plan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
+
+
+class OpenAIDialect:
+    """``POST /v1/chat/completions``: answers pass through unchanged."""
+
+    def authorization(self, request: web.Request) -> str | None:
+        return request.headers.get("Authorization")
+
+    def plan(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float,
+             checked: set[bytes], health: Health, mono: float) -> Plan | ApiError:
+        return decide(runtime, authorization, body, now, pick, checked, health, mono)
+
+    def error(self, err: ApiError, headers: dict[str, str]) -> web.Response:
+        return error_response(err, headers)
+
+    def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
+        return failure_response(failure, headers)
+
+    def complete(self, body: bytes, plan: Plan) -> bytes:
+        return body
+
+    def stream(self, plan: Plan, accumulator: MessageAccumulator | None) -> StreamFormat:
+        return OpenAIStream(plan.request.include_usage, accumulator)
+
+
+OPENAI = OpenAIDialect()
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await serve_chat(request, OPENAI)
+
+
+async def serve_chat(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``."""
     app = request.app
     started = time.time()
     rid = request_id(request)
     runtime = app[HOLDER].runtime
     if runtime is None:
-        return error_response(NO_SNAPSHOT, tollway_headers(rid, ""))
+        return dialect.error(NO_SNAPSHOT, tollway_headers(rid, ""))
     headers = tollway_headers(rid, runtime.version)
     limit = app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        return error_response(_too_large(limit), headers)
+        return dialect.error(_too_large(limit), headers)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return error_response(_too_large(limit), headers)
+        return dialect.error(_too_large(limit), headers)
 
     records = app[RECORDS]
-    plan = decide(runtime, request.headers.get("Authorization"), body, started, app[RANDOM].random(),
-                  app[CHECKED_KEYS])
+    health = app[HEALTH]
+    plan = dialect.plan(runtime, dialect.authorization(request), body, started, app[RANDOM].random(),
+                        app[CHECKED_KEYS], health, time.monotonic())
     if isinstance(plan, ApiError):
         records.refused(plan, rid, started, runtime.version)
-        return error_response(plan, headers)
+        return dialect.error(plan, headers)
     attribution = attribute(plan.key, plan.request.payload, request.headers)
     if isinstance(attribution, ApiError):
         records.refused(attribution, rid, started, runtime.version, plan.key, plan.route.name)
-        return error_response(attribution, headers)
+        return dialect.error(attribution, headers)
     if plan.key.tenant.content.redact_before_provider:
         # Before admission: the budget's worst case is bounded from what the provider will receive.
         plan = replace(plan, request=replace(plan.request, payload=redact_request_payload(plan.request.payload)))
@@ -110,30 +174,38 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         admission = gate.admit(plan, attribution, time.time())
     if isinstance(admission, Refusal):
         records.refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name)
-        return error_response(admission.error, {**headers, **admission.headers})
+        return dialect.error(admission.error, {**headers, **admission.headers})
 
     settled = False
     try:
-        result = await attempt(plan, app[ADAPTERS])
+        result = await attempt(plan, app[ADAPTERS], health, app[RETRY_BUDGET])
         dep = result.deployment
         headers = tollway_headers(rid, runtime.version, dep.provider.name if dep else "", dep.name if dep else "",
                                   result.attempts)
+        headers["x-tollway-route-reason"] = result.reason
         headers.update(admission.headers)
         if not isinstance(result, Answered):
-            failed = failure_response(result.failure, headers)
+            failed = dialect.failure(result.failure, headers)
             if result.attempts:
                 settled = True
                 _settle(app, admission, outcome(rid, runtime.version, plan, dep, result.attempts, failed.status,
-                                                None, started, None, attribution=attribution))
+                                                None, started, None, attribution=attribution,
+                                                upstream_s=time.time() - result.sent_at))
             return failed
         if isinstance(result.reply, Complete):
             settled = True
-            return _complete(app, rid, runtime.version, plan, result, result.reply, headers, started, admission)
-        resp, streamed = await stream_through(request, result, headers, plan.request.include_usage, started)
+            return _complete(app, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
+                             admission)
+        accumulator = MessageAccumulator() if records.keeps_content(plan.key) else None
+        resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started)
         settled = True
+        if streamed.failure is not None:
+            health.failed(result.deployment, streamed.failure.kind, time.monotonic())
         _settle(app, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
                                         streamed.usage, started, streamed.first_byte_s, streamed.aborted,
-                                        attribution=attribution))
+                                        attribution=attribution,
+                                        upstream_s=(streamed.upstream_end or time.time()) - result.sent_at),
+                accumulator.message() if accumulator is not None else None)
         return resp
     finally:
         if not settled:  # never reached an upstream, or cancelled on the way: give back what admission took
@@ -146,17 +218,19 @@ def _settle(app: web.Application, admission: Admission, done: Outcome,
     app[RECORDS].served(done, response)
 
 
-def _complete(app: web.Application, rid: str, version: str, plan: Plan, result: Answered, reply: Complete,
-              headers: dict[str, str], started: float, admission: Admission) -> web.Response:
-    # The upstream body passes through unchanged; it is parsed only to read the usage (and, for tenants whose
-    # log keeps content, the answer).
+def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, plan: Plan, result: Answered,
+              reply: Complete, headers: dict[str, str], started: float, admission: Admission) -> web.Response:
+    # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
+    # tenants whose log keeps content, the answer).
+    upstream_s = time.time() - result.sent_at
     usage = complete_usage(reply.body)
     if usage is not None:
         headers["x-tollway-cost-usd-micros"] = str(cost_micros(result.deployment.prices, usage))
     response = completion_message(orjson.loads(reply.body)) if app[RECORDS].keeps_content(plan.key) else None
     _settle(app, admission, outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started,
-                                    time.time() - started, attribution=admission.attribution), response)
-    return web.Response(body=reply.body, headers=headers, content_type="application/json")
+                                    time.time() - started, attribution=admission.attribution,
+                                    upstream_s=upstream_s), response)
+    return web.Response(body=dialect.complete(reply.body, plan), headers=headers, content_type="application/json")
 
 
 def _too_large(limit: int) -> ApiError:
@@ -177,6 +251,25 @@ async def list_models(request: web.Request) -> web.Response:
                         content_type="application/json")
 
 
+async def messages(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages``: the Anthropic Messages API over the same request path."""
+    return await serve_chat(request, ANTHROPIC)
+
+
+async def health_view(request: web.Request) -> web.Response:
+    """``GET /healthz/deployments``: the health of every deployment of the installed snapshot (no secrets:
+    names and states only, like ``/metrics``)."""
+    runtime = request.app[HOLDER].runtime
+    deployments = {c.deployment.name: c.deployment for r in runtime.routes.values() for c in r.candidates} \
+        if runtime is not None else {}
+    views = request.app[HEALTH].view(deployments.values(), time.monotonic())
+    return web.Response(body=orjson.dumps({"deployments": [
+        {"deployment": v.deployment, "provider": v.provider, "state": v.state,
+         "consecutive_failures": v.consecutive_failures, "ejections": v.ejections,
+         "ejected_for_s": round(v.ejected_for_s, 3), "ttfb_ewma_ms": round(v.ttfb_ewma_s * 1000, 3)}
+        for v in views]}), content_type="application/json")
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
@@ -188,28 +281,28 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps({"status": "ready", "version": version}), content_type="application/json")
 
 
-async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
-    # One session for all upstreams: keep-alive connections are reused across requests and tenants.
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
-    # OpenAI-compatible upstreams carry most traffic: they get the lean client, the others aiohttp's.
+async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
+    # One lean client for all upstreams: keep-alive connections are reused across requests and tenants.
     upstream = UpstreamClient()
+    adapters: dict[str, Adapter] = {
+        "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(upstream),
+        "anthropic": AnthropicAdapter(upstream), "mock": MockAdapter(),
+    }
+    app[ADAPTERS] = adapters
     try:
-        async with aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
-            adapters: dict[str, Adapter] = {
-                "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(session),
-                "anthropic": AnthropicAdapter(session), "mock": MockAdapter(),
-            }
-            app[ADAPTERS] = adapters
-            yield
+        yield
     finally:
         await upstream.close()
 
 
 def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate | None = None,
                records: Records | None = None, metrics: DataPlaneMetrics | None = None,
-               lease_wait: LeaseWait | None = None) -> web.Application:
+               lease_wait: LeaseWait | None = None, health: Health | None = None,
+               retry_budget: RetryBudget | None = None) -> web.Application:
     """The aiohttp application. ``gate`` is the budget/rate-limit layer (by default everything is admitted);
-    ``records`` the record step (by default: the request metrics of ``metrics`` only)."""
+    ``records`` the record step (by default: the request metrics of ``metrics`` only); ``health`` the
+    deployments' health (by default a fresh one; the data plane shares its own with the active checker);
+    ``retry_budget`` caps failover attempts (by default 20 % of requests, at least 3 a second)."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[HOLDER] = holder
@@ -219,8 +312,13 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app[RECORDS] = records if records is not None else Records(app[METRICS].requests)
     app[RANDOM] = random.Random()
     app[CHECKED_KEYS] = set()
-    app.cleanup_ctx.append(_upstream_session)
+    app[HEALTH] = health if health is not None else Health()
+    app[RETRY_BUDGET] = retry_budget if retry_budget is not None else RetryBudget()
+    app[METRICS].watch_health(app[HEALTH])
+    app.cleanup_ctx.append(_upstream_client)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_get("/healthz/deployments", health_view)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from dataplane.accounting import Outcome
 from dataplane.errors import ApiError
+from dataplane.health import Health
 from dataplane.state import SnapshotHolder
 from tollway.prometheus import CounterChild, Registry
 
@@ -150,8 +151,35 @@ class DataPlaneMetrics:
         self._backlog = registry.gauge("tollway_usage_backlog_records",
                                        "Usage records spooled but not yet acknowledged by the control plane")
         self._first_seen: tuple[str, float] = ("", 0.0)
+        self._health: Health | None = None
+        self._deployment_up = registry.gauge(
+            "tollway_deployment_available", "1 when the deployment takes traffic, 0 while its breaker is open or "
+            "its provider failed the active health check", ["deployment", "provider", "state"])
+        self._ejections = registry.gauge(
+            "tollway_deployment_ejections", "Ejections in a row of the deployment (0: breaker closed)",
+            ["deployment", "provider"])
+        self._ttfb_ewma = registry.gauge(
+            "tollway_deployment_ttfb_ewma_seconds", "EWMA of the deployment's observed time to first byte",
+            ["deployment", "provider"])
+
+    def watch_health(self, health: Health) -> None:
+        """Report ``health`` at scrape time (never on the request path)."""
+        self._health = health
+
+    def _refresh_health(self) -> None:
+        runtime = self._holder.runtime
+        if self._health is None or runtime is None:
+            return
+        deployments = {c.deployment.name: c.deployment for r in runtime.routes.values() for c in r.candidates}
+        for gauge in (self._deployment_up, self._ejections, self._ttfb_ewma):
+            gauge.clear()
+        for v in self._health.view(deployments.values(), time.monotonic()):
+            self._deployment_up.labels(v.deployment, v.provider, v.state).set(1 if v.state == "healthy" else 0)
+            self._ejections.labels(v.deployment, v.provider).set(v.ejections)
+            self._ttfb_ewma.labels(v.deployment, v.provider).set(v.ttfb_ewma_s)
 
     def _refresh(self) -> None:
+        self._refresh_health()
         version = self._holder.version
         now = self._clock()
         self._info.clear()

@@ -13,13 +13,16 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 from aiohttp import web
 
 from dataplane.accounting import Outcome, Usage, cost_micros, usage_of
 from dataplane.adapters import Adapter, Complete, LastBatch, Stream
+from dataplane.content import MessageAccumulator
 from dataplane.errors import ApiError, UpstreamFailure, error_body, upstream_error
+from dataplane.health import Health, RetryBudget
 from dataplane.request import Plan
 from dataplane.runtime import Deployment, Route
 from dataplane.tags import Attribution
@@ -37,6 +40,8 @@ class Answered:
     # there), and the rest of them, grouped as they arrive.
     first_events: list[bytes] = field(default_factory=list)
     rest: AsyncGenerator[list[bytes], None] | None = None
+    reason: str = ""  # why this deployment served: the strategy, or "failover:<kind of the last failure>"
+    sent_at: float = 0.0  # unix seconds the first attempt was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,24 +49,40 @@ class Failed:
     failure: UpstreamFailure
     deployment: Deployment | None
     attempts: int
+    reason: str = ""
+    sent_at: float = 0.0
 
 
 def may_fail_over(failure: UpstreamFailure, route: Route) -> bool:
     return failure.kind in route.failover.on or failure.kind in _ALWAYS_FAIL_OVER
 
 
-async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Failed:
+async def attempt(plan: Plan, adapters: Mapping[str, Adapter], health: Health | None = None,
+                  budget: RetryBudget | None = None) -> Answered | Failed:
+    """Try the plan's candidates in order until one answers (before any byte reached the client).
+
+    Each attempt is reported to ``health`` (time to first byte on success, the failure's kind otherwise);
+    attempts after the first need the retry ``budget``'s leave, so an outage for everyone cannot turn every
+    request into several.
+    """
     loop = asyncio.get_running_loop()
     failover = plan.route.failover
     deadline = loop.time() + failover.total_timeout_s
     failure: UpstreamFailure | None = None  # built only when needed: most requests succeed at once
     last: Deployment | None = None
     attempts = 0
+    sent_at = time.time()
     for deployment in plan.candidates:
         remaining = deadline - loop.time()
         if remaining <= 0:
             failure = UpstreamFailure("timeout", f"route {plan.route.name!r} exceeded its total timeout")
             break
+        mono = time.monotonic()
+        if budget is not None:
+            if attempts == 0:
+                budget.request(mono)
+            elif failure is not None and failure.kind not in _ALWAYS_FAIL_OVER and not budget.try_retry(mono):
+                break  # the retry budget is spent: the last failure is the answer
         attempts += 1
         last = deployment
         adapter = adapters.get(deployment.provider.type)
@@ -69,26 +90,32 @@ async def attempt(plan: Plan, adapters: Mapping[str, Adapter]) -> Answered | Fai
             failure = UpstreamFailure("unsupported", f"provider type {deployment.provider.type!r} is not supported "
                                                      "by this data plane")
             continue
-        budget = min(failover.attempt_timeout_s, remaining)
+        if health is not None:
+            health.attempting(deployment, mono)
+        budget_s = min(failover.attempt_timeout_s, remaining)
         try:
-            async with asyncio.timeout(budget):
-                reply = await adapter.send(deployment, plan.request, budget)
+            async with asyncio.timeout(budget_s):
+                reply = await adapter.send(deployment, plan.request, budget_s)
+                first: list[bytes] = []
+                rest: AsyncGenerator[list[bytes], None] | None = None
                 if isinstance(reply, Stream):
                     rest = _batches(reply)
                     first = await _first_events(reply, rest)
-                    return Answered(reply, deployment, attempts, first, rest)
         except TimeoutError:
             failure = UpstreamFailure("timeout", f"provider {deployment.provider.name!r} timed out")
-            if not may_fail_over(failure, plan.route):
-                break
-            continue
         except UpstreamFailure as exc:
             failure = exc
-            if not may_fail_over(exc, plan.route):
-                break
-            continue
-        return Answered(reply, deployment, attempts)
-    return Failed(failure or UpstreamFailure("connect", "no candidate could be attempted"), last, attempts)
+        else:
+            if health is not None:
+                health.succeeded(deployment, time.monotonic() - mono)
+            reason = plan.route.strategy if failure is None else f"failover:{failure.kind}"
+            return Answered(reply, deployment, attempts, first, rest, reason, sent_at)
+        if health is not None:
+            health.failed(deployment, failure.kind, time.monotonic())
+        if not may_fail_over(failure, plan.route):
+            break
+    failure = failure or UpstreamFailure("connect", "no candidate could be attempted")
+    return Failed(failure, last, attempts, f"failed:{failure.kind}", sent_at)
 
 
 def _batches(reply: Stream) -> AsyncGenerator[list[bytes], None]:
@@ -144,6 +171,54 @@ class StreamResult:
     usage: Usage | None = None
     first_byte_s: float | None = None
     aborted: bool = False
+    failure: UpstreamFailure | None = None  # the upstream died or went idle mid-stream
+    upstream_end: float = 0.0  # unix seconds the upstream body ended (or the stream was cut)
+
+
+class StreamFormat(Protocol):
+    """How a stream's upstream payloads (OpenAI chunk JSON) reach one kind of client. One per stream."""
+
+    def frame(self, payloads: list[bytes], result: StreamResult) -> bytes:
+        """The bytes to send for ``payloads``, noting their usage into ``result``."""
+        ...
+
+    def done(self) -> bytes:
+        """The bytes ending a complete stream."""
+        ...
+
+    def error(self, err: ApiError) -> bytes:
+        """The bytes ending a stream whose upstream failed."""
+        ...
+
+
+class OpenAIStream:
+    """The OpenAI wire format: ``data: <chunk>`` events, then ``data: [DONE]``. ``accumulator``, when given (the
+    tenant's log keeps content), rebuilds the assistant message from the chunks."""
+
+    __slots__ = ("_accumulator", "_include_usage")
+
+    def __init__(self, include_usage: bool, accumulator: MessageAccumulator | None = None) -> None:
+        self._include_usage = include_usage
+        self._accumulator = accumulator
+
+    def frame(self, payloads: list[bytes], result: StreamResult) -> bytes:
+        if self._accumulator is not None:
+            accumulate(self._accumulator, payloads)
+        return _frame(payloads, result, self._include_usage)
+
+    def done(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+    def error(self, err: ApiError) -> bytes:
+        return b"data: " + error_body(err.message, err.type, err.code) + b"\n\n"
+
+
+def accumulate(accumulator: MessageAccumulator, payloads: list[bytes]) -> None:
+    for payload in payloads:
+        try:
+            accumulator.feed(orjson.loads(payload))
+        except orjson.JSONDecodeError:
+            continue
 
 
 class _SseResponse(web.StreamResponse):
@@ -155,13 +230,13 @@ class _SseResponse(web.StreamResponse):
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
-async def stream_through(request: web.Request, answered: Answered, headers: dict[str, str], include_usage: bool,
-                         started: float) -> tuple[web.StreamResponse, StreamResult]:
-    """Relay upstream SSE events as they come, re-framed as ``data: ...\\n\\n``, ending with ``[DONE]``.
+async def stream_through(request: web.Request, answered: Answered, headers: dict[str, str],
+                         fmt: StreamFormat, started: float) -> tuple[web.StreamResponse, StreamResult]:
+    """Relay upstream SSE events as they come, in the client's format ``fmt``.
 
-    The events that arrived together go out in one write. Usage is read from the upstream's usage chunk; that
-    chunk (empty ``choices``) is dropped when the client did not ask for it, since the gateway forced
-    ``include_usage`` on upstream.
+    The events that arrived together go out in one write. Nothing is retried once the first write happened:
+    an upstream that dies or goes idle mid-stream (the adapter cuts it after the provider's read timeout) ends
+    the stream with ``fmt``'s error event, and ``StreamResult.failure`` says why.
     """
     reply = answered.reply
     assert isinstance(reply, Stream)
@@ -173,9 +248,9 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
     try:
         try:
             batch = answered.first_events
-            last = b""  # the final events, sent together with [DONE]
+            last = b""  # the final events, sent together with the end
             while True:
-                out = _frame(batch, result, include_usage)
+                out = fmt.frame(batch, result)
                 if out and result.first_byte_s is None:
                     result.first_byte_s = time.time() - started
                 if isinstance(batch, LastBatch):
@@ -187,15 +262,18 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
                     batch = await anext(batches)
                 except StopAsyncIteration:
                     break
-            end = last + b"data: [DONE]\n\n"
+            result.upstream_end = time.time()
+            end = last + fmt.done()
         except UpstreamFailure as exc:
+            result.upstream_end = time.time()
             result.aborted = True
-            err = upstream_error(exc)
-            end = b"data: " + error_body(err.message, err.type, err.code) + b"\n\n"
+            result.failure = exc
+            end = fmt.error(upstream_error(exc))
         await resp.write_eof(end)  # the last event and the end of the body in one write
     except ConnectionResetError:
         # The client went away; stop reading the upstream too.
         result.aborted = True
+        result.upstream_end = result.upstream_end or time.time()
         reply.close()
     finally:
         await batches.aclose()
@@ -207,14 +285,27 @@ _SEPARATOR = b"\n\ndata: "
 
 
 def _frame(payloads: list[bytes], result: StreamResult, include_usage: bool) -> bytes:
-    """The SSE bytes for ``payloads``, noting the usage into ``result``.
+    """The SSE bytes for ``payloads``, noting the usage into ``result``; the usage-only chunk is dropped when
+    the client did not ask for it, since the gateway forced ``include_usage`` on upstream."""
+    if not payloads:
+        return b""
+    joined = _SEPARATOR.join(payloads)
+    drop = note_usage(payloads, joined, result, include_usage)
+    if drop:
+        kept = [p for i, p in enumerate(payloads) if i not in drop]
+        if not kept:
+            return b""
+        joined = _SEPARATOR.join(kept)
+    return b"data: " + joined + b"\n\n"
+
+
+def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, include_usage: bool = True) -> list[int]:
+    """Note the usage of ``payloads`` (``joined`` with ``_SEPARATOR``) into ``result``; return the indices of the
+    usage-only chunks to drop when not ``include_usage``.
 
     One regex pass over the whole batch finds the (rare) payloads that carry a usage object; only those are
     parsed. A match cannot span two payloads: the separator puts ``d`` where the pattern needs ``:``.
     """
-    if not payloads:
-        return b""
-    joined = _SEPARATOR.join(payloads)
     drop: list[int] = []
     last = -1
     for match in _USAGE_OBJECT.finditer(joined):
@@ -231,12 +322,7 @@ def _frame(payloads: list[bytes], result: StreamResult, include_usage: bool) -> 
             result.usage = usage
             if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
                 drop.append(i)
-    if drop:
-        kept = [p for i, p in enumerate(payloads) if i not in drop]
-        if not kept:
-            return b""
-        joined = _SEPARATOR.join(kept)
-    return b"data: " + joined + b"\n\n"
+    return drop
 
 
 def _payload_at(payloads: list[bytes], offset: int) -> int:
@@ -251,8 +337,9 @@ def _payload_at(payloads: list[bytes], offset: int) -> int:
 
 def outcome(request_id: str, snapshot: str, plan: Plan, deployment: Deployment | None, attempts: int, status: int,
             usage: Usage | None, started: float, first_byte_s: float | None, aborted: bool = False,
-            attribution: Attribution | None = None) -> Outcome:
+            attribution: Attribution | None = None, upstream_s: float | None = None) -> Outcome:
     cost = cost_micros(deployment.prices, usage) if deployment is not None and usage is not None else 0
     return Outcome(request_id=request_id, snapshot=snapshot, plan=plan, deployment=deployment, attempts=attempts,
                    status=status, usage=usage, cost_micros=cost, started=started, first_byte_s=first_byte_s,
-                   duration_s=time.time() - started, aborted=aborted, attribution=attribution)
+                   duration_s=time.time() - started, aborted=aborted, attribution=attribution,
+                   upstream_s=upstream_s)

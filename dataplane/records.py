@@ -40,7 +40,7 @@ class Records:
             self._spool.append(usage_record(outcome, self._region, self._node_id))
         self.metrics.observe(outcome)
         if self._log is not None:
-            self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response))
+            self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response, outcome.upstream_s))
 
     def refused(self, error: ApiError, request_id: str, started: float, snapshot: str, key: Key | None = None,
                 model: str = "") -> None:

@@ -2,8 +2,9 @@
 
 ``decide(runtime, authorization, body, now, pick)`` returns a ``Plan`` (who asks, which route, which
 deployments to try in order) or an ``ApiError`` (the refusal to show). No I/O, no clock, no randomness of its
-own: ``now`` and ``pick`` (uniform in [0, 1), used by weighted routes) come from the caller, so every branch is
-testable without an event loop. ``authenticate`` alone serves ``GET /v1/models``.
+own: ``now`` and ``pick`` (uniform in [0, 1), used by weighted routes) come from the caller, and so does the
+deployments' ``Health`` (read only: demotion of ejected candidates, latencies), so every branch is testable
+without an event loop. ``authenticate`` alone serves ``GET /v1/models``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from dataplane.errors import ApiError, invalid
+from dataplane.health import Health
 from dataplane.runtime import Deployment, Key, Route, Runtime
 from dataplane.validate import ChatRequest, validate_chat
 from tollway.keyformat import KEY_LEN, PREFIX, is_well_formed
@@ -78,29 +80,49 @@ def expected_cost(dep: Deployment, prompt_tokens: int, output_tokens: int) -> in
 
 
 def order_candidates(route: Route, deployments: list[tuple[Deployment, int]], request: ChatRequest,
-                     pick: float) -> list[Deployment]:
-    """Attempt order by the route's strategy. ``deployments`` pairs each deployment with its weight."""
+                     pick: float, health: Health | None = None, mono: float = 0.0) -> list[Deployment]:
+    """Attempt order by the route's strategy, then ``health`` demotes the unavailable candidates to the end
+    (see ``dataplane.health``). ``deployments`` pairs each deployment with its weight; ``mono`` is the
+    monotonic clock ``health`` runs on. O(candidates · log candidates)."""
+    ordered: list[Deployment]
     if route.strategy == "cheapest":
         output = request.max_tokens or DEFAULT_EXPECTED_OUTPUT_TOKENS
-        ranked = sorted(enumerate(deployments),
-                        key=lambda item: (expected_cost(item[1][0], request.estimated_prompt_tokens, output), item[0]))
-        return [d for _, (d, _w) in ranked]
-    if route.strategy == "weighted":
-        total = sum(w for _, w in deployments)
-        if total > 0:
-            threshold = pick * total
-            for i, (dep, weight) in enumerate(deployments):
-                threshold -= weight
-                if threshold < 0:
-                    # The weighted choice first, the rest in declared order as failover.
-                    return [dep] + [d for j, (d, _w) in enumerate(deployments) if j != i]
-    # priority, and latency until the data plane measures latencies: declared order.
+        if health is None:
+            ranked = sorted(enumerate(deployments), key=lambda item: (
+                expected_cost(item[1][0], request.estimated_prompt_tokens, output), item[0]))
+        else:
+            # Ties in cost: the available one first, then the faster one, then the declared order.
+            ranked = sorted(enumerate(deployments), key=lambda item: (
+                expected_cost(item[1][0], request.estimated_prompt_tokens, output),
+                not health.is_available(item[1][0], mono), health.ttfb(item[1][0]), item[0]))
+        ordered = [d for _, (d, _w) in ranked]
+    elif route.strategy == "latency" and health is not None:
+        # Lowest observed time to first byte first; a deployment not measured yet (0) goes first, once, so
+        # every candidate gets measured.
+        ranked = sorted(enumerate(deployments), key=lambda item: (health.ttfb(item[1][0]), item[0]))
+        ordered = [d for _, (d, _w) in ranked]
+    else:
+        ordered = _weighted(deployments, pick) if route.strategy == "weighted" else [d for d, _ in deployments]
+    return health.demote(ordered, mono) if health is not None else ordered
+
+
+def _weighted(deployments: list[tuple[Deployment, int]], pick: float) -> list[Deployment]:
+    total = sum(w for _, w in deployments)
+    if total > 0:
+        threshold = pick * total
+        for i, (dep, weight) in enumerate(deployments):
+            threshold -= weight
+            if threshold < 0:
+                # The weighted choice first, the rest in declared order as failover.
+                return [dep] + [d for j, (d, _w) in enumerate(deployments) if j != i]
     return [d for d, _ in deployments]
 
 
 def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float = 0.0,
-           checked: set[bytes] | None = None) -> Plan | ApiError:
-    """Everything before ``admit``: the plan for a ``POST /v1/chat/completions``, or why it is refused."""
+           checked: set[bytes] | None = None, health: Health | None = None, mono: float = 0.0) -> Plan | ApiError:
+    """Everything before ``admit``: the plan for a ``POST /v1/chat/completions``, or why it is refused.
+
+    ``health`` (read only here) and ``mono`` order the candidates as ``order_candidates`` says."""
     key = authenticate(runtime, authorization, now, checked)
     if isinstance(key, ApiError):
         return key
@@ -108,7 +130,13 @@ def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float,
         payload: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return invalid("the request body is not valid JSON")
-    request = validate_chat(payload, len(body))
+    return plan_for(runtime, key, payload, len(body), pick, health, mono)
+
+
+def plan_for(runtime: Runtime, key: Key, payload: Any, size: int, pick: float = 0.0, health: Health | None = None,
+             mono: float = 0.0) -> Plan | ApiError:
+    """The plan for an authenticated caller's chat completion body (``size``: its length in bytes)."""
+    request = validate_chat(payload, size)
     if isinstance(request, ApiError):
         return request
 
@@ -132,7 +160,7 @@ def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float,
         feature = missing[0] if missing else sorted(request.needs)[0]
         return invalid(f"model {request.model!r} does not support {', '.join(missing) or feature}",
                        param=_CAPABILITY_PARAM[feature], code="unsupported_capability")
-    ordered = order_candidates(route, capable, request, pick)
+    ordered = order_candidates(route, capable, request, pick, health, mono)
     return Plan(key=key, route=route, request=request, candidates=tuple(ordered[: route.failover.attempts]))
 
 

@@ -53,7 +53,7 @@ def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.Usage
         cost_micros=outcome.cost_micros,
         latency_ms=int(outcome.duration_s * 1000),
         ttfb_ms=first_byte_ms,
-        upstream_ms=int(outcome.duration_s * 1000),
+        upstream_ms=int((outcome.upstream_s if outcome.upstream_s is not None else outcome.duration_s) * 1000),
         status=outcome.status,
         error_type=_error_type(outcome.status, outcome.aborted),
         attempts=outcome.attempts,

@@ -1,9 +1,9 @@
 """Adapter for Anthropic's Messages API: OpenAI chat completions in, OpenAI chat completions out.
 
 ``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version``; the body and the answer are
-translated by the pure functions of ``dataplane.anthropic_translate``, so what leaves this adapter (a
+translated by the pure functions of ``dataplane.anthropic_outbound``, so what leaves this adapter (a
 ``Complete`` body, or each ``Stream`` payload) is exactly what the OpenAI adapter would produce, usage chunk
-included. aiohttp exceptions and Anthropic's status codes become ``UpstreamFailure`` here:
+included. Client exceptions (``dataplane.adapters.wire``) and Anthropic's status codes become ``UpstreamFailure`` here:
 
 - 429 → ``429``; 5xx and 529 (``overloaded_error``) → ``5xx``; 401/403 → ``auth`` (body dropped);
 - 404 → ``unsupported``: the upstream model does not exist, a fault of policy rather than of the client, so the
@@ -15,28 +15,22 @@ included. aiohttp exceptions and Anthropic's status codes become ``UpstreamFailu
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
-from dataplane.adapters import Complete, Stream
-from dataplane.anthropic_translate import (
-    ChunkTranslator,
-    StreamError,
-    Untranslatable,
-    anthropic_request,
-    openai_completion,
-)
+from dataplane.adapters import Complete, LastBatch, Stream
+from dataplane.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.anthropic_common import StreamError, Untranslatable
+from dataplane.anthropic_outbound import ChunkTranslator, anthropic_request, openai_completion
 from dataplane.errors import FailureKind, UpstreamFailure, error_body
 from dataplane.runtime import Deployment, Provider
+from dataplane.upstream_http import UpstreamClient
 from dataplane.validate import ChatRequest
 
 ANTHROPIC_VERSION = "2023-06-01"
-_MAX_ERROR_BODY = 64 * 1024
 _OPENAI_ERROR_TYPES = {"rate_limit_error": "rate_limit_error", "permission_error": "permission_error",
                        "authentication_error": "invalid_request_error"}
 
@@ -72,97 +66,69 @@ def _status_failure(status: int, body: bytes, provider: Provider) -> UpstreamFai
     return UpstreamFailure("4xx", where, status, openai_error(body, provider))
 
 
-def _translate(exc: BaseException, provider: Provider) -> UpstreamFailure:
-    kind: FailureKind
-    if isinstance(exc, TimeoutError):
-        kind, what = "timeout", "timed out"
-    elif isinstance(exc, aiohttp.ClientPayloadError | ValueError):
-        kind, what = "protocol", "sent a malformed answer"
-    else:
-        kind, what = "connect", f"could not be reached ({type(exc).__name__})"
-    return UpstreamFailure(kind, f"provider {provider.name!r} {what}")
+def _ends(payloads: list[bytes]) -> bool:
+    return any(b'"message_stop"' in p for p in payloads)
 
 
-async def sse_data(resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
-    """The ``data`` of each SSE event (multi-line data joined with newlines); ``event:`` lines are not needed
-    because every Anthropic payload repeats its type. Raises aiohttp's exceptions; the caller translates."""
-    data: list[bytes] = []
-    async for raw in resp.content:
-        line = raw.rstrip(b"\r\n")
-        if line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(b" ") else value)
-        elif not line and data:
-            yield b"\n".join(data)
-            data = []
-    if data:
-        yield b"\n".join(data)
-
-
-async def _chunks(resp: aiohttp.ClientResponse, translator: ChunkTranslator,
-                  provider: Provider) -> AsyncGenerator[bytes, None]:
+async def _chunks(batches: AsyncGenerator[list[bytes], None], translator: ChunkTranslator,
+                  provider: Provider) -> AsyncGenerator[list[bytes], None]:
+    """OpenAI chunk payloads, one group per group of Anthropic events; the last group is a ``LastBatch``."""
     try:
-        async for data in sse_data(resp):
-            event = orjson.loads(data)
-            out = translator.feed(event if isinstance(event, dict) else {})
-            if isinstance(out, StreamError):
-                raise UpstreamFailure("5xx" if out.type in ("overloaded_error", "api_error") else "protocol",
-                                      f"provider {provider.name!r} failed mid-stream ({out.type}): "
-                                      f"{_scrub(out.message, provider)}")
-            for chunk in out:
-                yield chunk
-            if translator.finished:
-                return
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise _translate(exc, provider) from None
+        async for batch in batches:
+            out: list[bytes] = []
+            for data in batch:
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed event") from None
+                chunks = translator.feed(event if isinstance(event, dict) else {})
+                if isinstance(chunks, StreamError):
+                    if out:  # what came before the error reaches the client first
+                        yield out
+                    kind: FailureKind = "5xx" if chunks.type in ("overloaded_error", "api_error") else "protocol"
+                    raise UpstreamFailure(kind, f"provider {provider.name!r} failed mid-stream ({chunks.type}): "
+                                                f"{_scrub(chunks.message, provider)}")
+                out += chunks
+                if translator.finished:
+                    yield LastBatch(out)
+                    return
+            if out:
+                yield out
     finally:
-        resp.release()
+        await batches.aclose()
     raise UpstreamFailure("protocol", f"provider {provider.name!r} ended the stream before message_stop")
 
 
 class AnthropicAdapter:
-    """Task-safe: holds only the shared session (owned and closed by the application) and a clock."""
+    """Task-safe: holds only the shared upstream client (owned and closed by the application) and a clock."""
 
-    def __init__(self, session: aiohttp.ClientSession, clock: Callable[[], float] = time.time) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
         self._clock = clock
 
     async def send(self, deployment: Deployment, request: ChatRequest, timeout_s: float) -> Complete | Stream:
         provider = deployment.provider
-        if provider.credential_env and provider.credential is None:
-            raise UpstreamFailure("auth", f"provider {provider.name!r} has no credential on this data plane "
-                                          f"(environment variable {provider.credential_env} is not set)")
+        check_credential(provider)
         body = anthropic_request(request.payload, deployment.upstream_model, deployment.max_output_tokens,
                                  request.stream)
         if isinstance(body, Untranslatable):
             raise UpstreamFailure("4xx", body.message, 400, error_body(
                 body.message, "invalid_request_error", "unsupported_parameter", body.param))
         headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "anthropic-version": ANTHROPIC_VERSION}
+                   "Accept-Encoding": "identity", "User-Agent": "tollway", "anthropic-version": ANTHROPIC_VERSION}
         if provider.credential:
             headers["x-api-key"] = provider.credential
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout_s,
-                                        sock_read=provider.read_timeout_s)
-        resp: aiohttp.ClientResponse | None = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                resp = await self._session.post(f"{provider.base_url}/v1/messages", data=orjson.dumps(body),
-                                                headers=headers, timeout=timeout, allow_redirects=False)
-                if resp.status >= 400 or resp.status < 200:
-                    raise _status_failure(resp.status, await resp.content.read(_MAX_ERROR_BODY), provider)
-                if not request.stream:
-                    message = orjson.loads(await resp.read())
-                    if not isinstance(message, dict) or message.get("type") != "message":
-                        raise ValueError("not a message")
-                    resp.release()
-                    return Complete(orjson.dumps(openai_completion(message, int(self._clock()))))
-        except UpstreamFailure:
-            if resp is not None:
-                resp.release()
-            raise
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            if resp is not None:
-                resp.release()
-            raise _translate(exc, provider) from None
+        resp, deadline = await post(self._client, provider, f"{provider.base_url}/v1/messages",
+                                    header_lines(headers), orjson.dumps(body), timeout_s, _status_failure)
+        if not request.stream:
+            raw = await read_whole(resp, provider, deadline)
+            try:
+                message = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                message = None
+            if not isinstance(message, dict) or message.get("type") != "message":
+                raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed answer")
+            return Complete(orjson.dumps(openai_completion(message, int(self._clock()))))
         translator = ChunkTranslator(created=int(self._clock()), model=deployment.upstream_model)
-        return Stream(_chunks(resp, translator, provider), resp.close)
+        batches = _chunks(sse_batches(resp, provider, _ends), translator, provider)
+        return Stream(flatten(batches), resp.close, batches)

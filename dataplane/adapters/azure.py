@@ -14,21 +14,18 @@ normalised to OpenAI's envelope, ``innererror`` kept, the credential scrubbed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
-from dataplane.adapters import Complete, Stream
-from dataplane.adapters.anthropic import sse_data
-from dataplane.errors import FailureKind, UpstreamFailure, error_body
+from dataplane.adapters import Complete, LastBatch, Stream
+from dataplane.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.errors import UpstreamFailure, error_body
 from dataplane.runtime import Deployment, Provider
+from dataplane.upstream_http import UpstreamClient
 from dataplane.validate import ChatRequest
-
-_MAX_ERROR_BODY = 64 * 1024
 
 
 def azure_url(deployment: Deployment) -> str:
@@ -78,17 +75,6 @@ def _status_failure(status: int, body: bytes, provider: Provider) -> UpstreamFai
     return UpstreamFailure("4xx", where, status, openai_error(body, provider))
 
 
-def _translate(exc: BaseException, provider: Provider) -> UpstreamFailure:
-    kind: FailureKind
-    if isinstance(exc, TimeoutError):
-        kind, what = "timeout", "timed out"
-    elif isinstance(exc, aiohttp.ClientPayloadError | ValueError):
-        kind, what = "protocol", "sent a malformed answer"
-    else:
-        kind, what = "connect", f"could not be reached ({type(exc).__name__})"
-    return UpstreamFailure(kind, f"provider {provider.name!r} {what}")
-
-
 def is_filter_only(payload: bytes) -> bool:
     """Azure's prompt-filter chunk: empty ``choices`` and no ``usage``."""
     if b"prompt_filter_results" not in payload:
@@ -100,55 +86,37 @@ def is_filter_only(payload: bytes) -> bool:
     return isinstance(chunk, dict) and not chunk.get("choices") and chunk.get("usage") is None
 
 
-async def _payloads(resp: aiohttp.ClientResponse, provider: Provider) -> AsyncGenerator[bytes, None]:
+async def _without_filter_chunks(batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[list[bytes], None]:
     try:
-        async for data in sse_data(resp):
-            if data == b"[DONE]":
-                return
-            if not is_filter_only(data):
-                yield data
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise _translate(exc, provider) from None
+        async for batch in batches:
+            if any(b"prompt_filter_results" in p for p in batch):
+                kept = [p for p in batch if not is_filter_only(p)]
+                batch = LastBatch(kept) if isinstance(batch, LastBatch) else kept
+                if not kept and not isinstance(batch, LastBatch):
+                    continue
+            yield batch
     finally:
-        resp.release()
-    # Like the OpenAI adapter: an upstream that ends without [DONE] is tolerated.
+        await batches.aclose()
 
 
 class AzureAdapter:
-    """Task-safe: holds only the shared session, owned and closed by the application."""
+    """Task-safe: holds only the shared upstream client, owned and closed by the application."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient) -> None:
+        self._client = client
 
     async def send(self, deployment: Deployment, request: ChatRequest, timeout_s: float) -> Complete | Stream:
         provider = deployment.provider
-        if provider.credential_env and provider.credential is None:
-            raise UpstreamFailure("auth", f"provider {provider.name!r} has no credential on this data plane "
-                                          f"(environment variable {provider.credential_env} is not set)")
+        check_credential(provider)
         if not provider.api_version:
             raise UpstreamFailure("unsupported", f"provider {provider.name!r} has no api_version")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "Accept-Encoding": "identity", "User-Agent": "tollway"}
         if provider.credential:
             headers["api-key"] = provider.credential
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout_s,
-                                        sock_read=provider.read_timeout_s)
-        resp: aiohttp.ClientResponse | None = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                resp = await self._session.post(azure_url(deployment), data=azure_body(request), headers=headers,
-                                                timeout=timeout, allow_redirects=False)
-                if resp.status >= 400 or resp.status < 200:
-                    raise _status_failure(resp.status, await resp.content.read(_MAX_ERROR_BODY), provider)
-                if not request.stream:
-                    body = await resp.read()
-                    resp.release()
-                    return Complete(body)
-        except UpstreamFailure:
-            if resp is not None:
-                resp.release()
-            raise
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            if resp is not None:
-                resp.release()
-            raise _translate(exc, provider) from None
-        return Stream(_payloads(resp, provider), resp.close)
+        resp, deadline = await post(self._client, provider, azure_url(deployment), header_lines(headers),
+                                    azure_body(request), timeout_s, _status_failure)
+        if not request.stream:
+            return Complete(await read_whole(resp, provider, deadline))
+        batches = _without_filter_chunks(sse_batches(resp, provider))
+        return Stream(flatten(batches), resp.close, batches)

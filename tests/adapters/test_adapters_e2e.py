@@ -170,10 +170,12 @@ async def test_azure_content_filter_reaches_the_client(world: World) -> None:
 
 
 async def test_anthropic_error_mid_stream_reaches_the_sdk(world: World) -> None:
+    # The events before the error may arrive in the same read as the error: then nothing reached the client yet
+    # and the failure is an HTTP error (no candidate left to fail over to); otherwise an SSE error event.
     world.claude.error_after_events = 4
-    stream = await world.client().chat.completions.create(
-        model="claude", messages=[{"role": "user", "content": "Hello"}], stream=True)
     with pytest.raises(openai.APIError):
+        stream = await world.client().chat.completions.create(
+            model="claude", messages=[{"role": "user", "content": "Hello"}], stream=True)
         async for _ in stream:
             pass
 

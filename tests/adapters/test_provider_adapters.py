@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -14,6 +13,7 @@ from dataplane.adapters.anthropic import AnthropicAdapter
 from dataplane.adapters.azure import AzureAdapter
 from dataplane.errors import ApiError, UpstreamFailure
 from dataplane.runtime import Deployment, Prices, Provider
+from dataplane.upstream_http import UpstreamClient
 from dataplane.validate import ChatRequest, validate_chat
 from tests.fakes.anthropic_upstream import FakeAnthropic, fake_anthropic
 from tests.fakes.azure_upstream import FakeAzure, fake_azure
@@ -46,9 +46,12 @@ async def collect(reply: Complete | Stream) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
+async def session() -> AsyncIterator[UpstreamClient]:
+    s = UpstreamClient()
+    try:
         yield s
+    finally:
+        await s.close()
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ async def claude() -> AsyncIterator[FakeAnthropic]:
         yield fake
 
 
-async def test_azure_complete(azure: FakeAzure, session: aiohttp.ClientSession) -> None:
+async def test_azure_complete(azure: FakeAzure, session: UpstreamClient) -> None:
     reply = await AzureAdapter(session).send(deployment("azure", azure.base_url, "gpt-4o-mini", AZURE_KEY),
                                              chat(), 5)
     assert isinstance(reply, Complete)
@@ -77,7 +80,7 @@ async def test_azure_complete(azure: FakeAzure, session: aiohttp.ClientSession) 
     assert "model" not in sent.body
 
 
-async def test_azure_stream_drops_the_prompt_filter_chunk(azure: FakeAzure, session: aiohttp.ClientSession) -> None:
+async def test_azure_stream_drops_the_prompt_filter_chunk(azure: FakeAzure, session: UpstreamClient) -> None:
     chunks = await collect(await AzureAdapter(session).send(
         deployment("azure", azure.base_url, "gpt-4o-mini", AZURE_KEY), chat(stream=True), 5))
     assert azure.requests[-1].body["stream_options"] == {"include_usage": True}
@@ -87,7 +90,7 @@ async def test_azure_stream_drops_the_prompt_filter_chunk(azure: FakeAzure, sess
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
 
 
-async def test_azure_stream_tool_call(azure: FakeAzure, session: aiohttp.ClientSession) -> None:
+async def test_azure_stream_tool_call(azure: FakeAzure, session: UpstreamClient) -> None:
     azure.tool_call = ("weather", '{"city":"Oslo"}')
     chunks = await collect(await AzureAdapter(session).send(
         deployment("azure", azure.base_url, "gpt-4o-mini", AZURE_KEY), chat(stream=True, tools=[TOOL]), 5))
@@ -104,7 +107,7 @@ async def test_azure_stream_tool_call(azure: FakeAzure, session: aiohttp.ClientS
     ({"fail_status": 500}, "5xx", 500),
     ({"filter_prompt": True}, "4xx", 400),
 ])
-async def test_azure_failures(azure: FakeAzure, session: aiohttp.ClientSession, setup: dict[str, Any], kind: str,
+async def test_azure_failures(azure: FakeAzure, session: UpstreamClient, setup: dict[str, Any], kind: str,
                               status: int) -> None:
     azure.fail_status = setup.get("fail_status", 0)
     azure.fail_times = 1 if azure.fail_status else 0
@@ -121,7 +124,7 @@ async def test_azure_failures(azure: FakeAzure, session: aiohttp.ClientSession, 
         assert error["param"] == "prompt" and "innererror" in error
 
 
-async def test_azure_dies_mid_stream(azure: FakeAzure, session: aiohttp.ClientSession) -> None:
+async def test_azure_dies_mid_stream(azure: FakeAzure, session: UpstreamClient) -> None:
     azure.die_after_chunks = 3
     reply = await AzureAdapter(session).send(deployment("azure", azure.base_url, "gpt-4o-mini", AZURE_KEY),
                                              chat(stream=True), 5)
@@ -130,14 +133,14 @@ async def test_azure_dies_mid_stream(azure: FakeAzure, session: aiohttp.ClientSe
     assert info.value.kind in ("protocol", "connect")
 
 
-async def test_azure_unreachable(session: aiohttp.ClientSession) -> None:
+async def test_azure_unreachable(session: UpstreamClient) -> None:
     with pytest.raises(UpstreamFailure) as info:
         await AzureAdapter(session).send(deployment("azure", "http://127.0.0.1:9", "gpt-4o-mini", AZURE_KEY),
                                          chat(), 5)
     assert info.value.kind == "connect"
 
 
-async def test_anthropic_complete(claude: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+async def test_anthropic_complete(claude: FakeAnthropic, session: UpstreamClient) -> None:
     claude.cache_read = 40
     dep = deployment("anthropic", claude.base_url, "claude-3-5-haiku-20241022", ANTHROPIC_KEY)
     reply = await AnthropicAdapter(session, clock=lambda: 1234.5).send(
@@ -157,7 +160,7 @@ async def test_anthropic_complete(claude: FakeAnthropic, session: aiohttp.Client
     assert sent.body["stop_sequences"] == ["END"]
 
 
-async def test_anthropic_tool_round_trip(claude: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+async def test_anthropic_tool_round_trip(claude: FakeAnthropic, session: UpstreamClient) -> None:
     claude.tool_call = ("weather", {"city": "Oslo"})
     dep = deployment("anthropic", claude.base_url, "claude-3-5-haiku-20241022", ANTHROPIC_KEY)
     adapter = AnthropicAdapter(session)
@@ -176,7 +179,7 @@ async def test_anthropic_tool_round_trip(claude: FakeAnthropic, session: aiohttp
     assert claude.requests[-1].body["messages"][-1]["content"][0]["tool_use_id"] == call["id"]
 
 
-async def test_anthropic_stream_text_and_tools(claude: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+async def test_anthropic_stream_text_and_tools(claude: FakeAnthropic, session: UpstreamClient) -> None:
     claude.tool_call = ("weather", {"city": "Oslo"})
     dep = deployment("anthropic", claude.base_url, "claude-sonnet-4-20250514", ANTHROPIC_KEY)
     chunks = await collect(await AnthropicAdapter(session).send(dep, chat(stream=True, tools=[TOOL]), 5))
@@ -191,7 +194,7 @@ async def test_anthropic_stream_text_and_tools(claude: FakeAnthropic, session: a
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 1
 
 
-async def test_anthropic_max_tokens_is_length(claude: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+async def test_anthropic_max_tokens_is_length(claude: FakeAnthropic, session: UpstreamClient) -> None:
     dep = deployment("anthropic", claude.base_url, "claude-3-5-haiku-20241022", ANTHROPIC_KEY)
     chunks = await collect(await AnthropicAdapter(session).send(dep, chat(stream=True, max_tokens=2), 5))
     assert claude.requests[-1].body["max_tokens"] == 2
@@ -206,7 +209,7 @@ async def test_anthropic_max_tokens_is_length(claude: FakeAnthropic, session: ai
     ({"fail_status": 500}, "5xx", 500),
     ({"empty_message": True}, "4xx", 400),
 ])
-async def test_anthropic_failures(claude: FakeAnthropic, session: aiohttp.ClientSession, setup: dict[str, Any],
+async def test_anthropic_failures(claude: FakeAnthropic, session: UpstreamClient, setup: dict[str, Any],
                                   kind: str, status: int) -> None:
     claude.fail_status = setup.get("fail_status", 0)
     claude.fail_times = 1 if claude.fail_status else 0
@@ -224,7 +227,7 @@ async def test_anthropic_failures(claude: FakeAnthropic, session: aiohttp.Client
 
 
 async def test_anthropic_untranslatable_is_a_client_error(claude: FakeAnthropic,
-                                                          session: aiohttp.ClientSession) -> None:
+                                                          session: UpstreamClient) -> None:
     dep = deployment("anthropic", claude.base_url, "claude-3-5-haiku-20241022", ANTHROPIC_KEY)
     with pytest.raises(UpstreamFailure) as info:
         await AnthropicAdapter(session).send(dep, chat(n=2), 5)
@@ -234,7 +237,7 @@ async def test_anthropic_untranslatable_is_a_client_error(claude: FakeAnthropic,
 
 
 @pytest.mark.parametrize("knob", ["die_after_events", "error_after_events"])
-async def test_anthropic_fails_mid_stream(claude: FakeAnthropic, session: aiohttp.ClientSession, knob: str) -> None:
+async def test_anthropic_fails_mid_stream(claude: FakeAnthropic, session: UpstreamClient, knob: str) -> None:
     setattr(claude, knob, 4)
     dep = deployment("anthropic", claude.base_url, "claude-3-5-haiku-20241022", ANTHROPIC_KEY)
     reply = await AnthropicAdapter(session).send(dep, chat(stream=True), 5)
@@ -247,7 +250,7 @@ async def test_anthropic_fails_mid_stream(claude: FakeAnthropic, session: aiohtt
     assert info.value.kind in (("5xx",) if knob == "error_after_events" else ("protocol", "connect"))
 
 
-async def test_anthropic_missing_credential(claude: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+async def test_anthropic_missing_credential(claude: FakeAnthropic, session: UpstreamClient) -> None:
     dep = deployment("anthropic", claude.base_url, "claude-3-5-haiku-20241022", None)
     with pytest.raises(UpstreamFailure) as info:
         await AnthropicAdapter(session).send(dep, chat(), 5)

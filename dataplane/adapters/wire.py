@@ -1,0 +1,139 @@
+"""What every HTTP adapter shares: one POST over the lean ``UpstreamClient``, failure translation, SSE reading.
+
+``post`` sends the request and waits for the answer's head; an error status becomes the adapter's
+``UpstreamFailure`` (its ``status_failure`` reads the first bytes of the error body), client exceptions become
+``UpstreamFailure`` here: ``TimeoutError`` → ``timeout``, ``ValueError`` → ``protocol``, ``OSError`` →
+``connect``. ``sse_batches`` yields the payloads of the answer's ``data:`` events grouped as they arrived; an
+upstream silent for longer than the provider's read timeout between two reads is cut (``timeout``), and one
+that dies mid-stream raises ``connect``, both while iterating, so the proxy ends the client's stream with an
+SSE error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+
+from dataplane.adapters import LastBatch
+from dataplane.errors import FailureKind, UpstreamFailure
+from dataplane.runtime import Provider
+from dataplane.sse import SseParser
+from dataplane.upstream_http import Response, UpstreamClient
+
+MAX_ERROR_BODY = 64 * 1024
+
+StatusFailure = Callable[[int, bytes, Provider], UpstreamFailure]
+
+
+def check_credential(provider: Provider) -> None:
+    """Raise ``auth`` when the provider's credential is missing here or cannot travel in a header."""
+    if provider.credential_env and provider.credential is None:
+        raise UpstreamFailure("auth", f"provider {provider.name!r} has no credential on this data plane "
+                                      f"(environment variable {provider.credential_env} is not set)")
+    if provider.credential and not provider.credential.isprintable():
+        raise UpstreamFailure("auth", f"provider {provider.name!r} has a credential that cannot be sent in a "
+                                      f"header (environment variable {provider.credential_env})")
+
+
+def header_lines(headers: dict[str, str]) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+
+def translate(exc: BaseException, provider: Provider, mid_answer: bool = False) -> UpstreamFailure:
+    kind: FailureKind
+    if isinstance(exc, TimeoutError):
+        kind, what = "timeout", "timed out"
+    elif isinstance(exc, ValueError):
+        kind, what = "protocol", "sent a malformed answer"
+    elif mid_answer:
+        # A connection lost mid-body: for failover purposes, the same as one that never answered.
+        kind, what = "connect", "closed the connection mid-answer"
+    else:
+        kind, what = "connect", f"could not be reached ({type(exc).__name__})"
+    return UpstreamFailure(kind, f"provider {provider.name!r} {what}")
+
+
+async def post(client: UpstreamClient, provider: Provider, url: str, headers: str, body: bytes, timeout_s: float,
+               status_failure: StatusFailure) -> tuple[Response, float]:
+    """The 2xx answer whose head arrived, and the deadline (``loop.time()``) for reading a whole body."""
+    now = asyncio.get_running_loop().time()
+    deadline = now + timeout_s
+    resp: Response | None = None
+    try:
+        resp = await client.post(url, headers, body, connect_timeout_s=provider.connect_timeout_s,
+                                 read_timeout_s=provider.read_timeout_s,
+                                 deadline=min(deadline, now + provider.read_timeout_s))
+        if resp.status >= 400 or resp.status < 200:
+            error = await resp.read(MAX_ERROR_BODY, deadline)
+            resp.release()
+            raise status_failure(resp.status, error, provider)
+        return resp, deadline
+    except UpstreamFailure:
+        raise
+    except (OSError, TimeoutError, ValueError) as exc:
+        if resp is not None:
+            resp.close()
+        raise translate(exc, provider, mid_answer=resp is not None) from None
+    except BaseException:
+        if resp is not None:
+            resp.close()
+        raise
+
+
+async def read_whole(resp: Response, provider: Provider, deadline: float) -> bytes:
+    try:
+        body = await resp.read(deadline=deadline)
+    except (OSError, TimeoutError, ValueError) as exc:
+        resp.close()
+        raise translate(exc, provider, mid_answer=True) from None
+    except BaseException:
+        resp.close()
+        raise
+    resp.release()
+    return body
+
+
+async def sse_batches(resp: Response, provider: Provider,
+                      ends: Callable[[list[bytes]], bool] | None = None) -> AsyncGenerator[list[bytes], None]:
+    """The payloads of the ``data:`` events until ``[DONE]`` (or the body's end), grouped as they arrived.
+
+    ``ends`` tells, for protocols with their own end marker, whether a batch holds the last event.
+    """
+    parser = SseParser()
+    try:
+        while not parser.done:
+            data = await resp.read_some()
+            if not data:
+                last = parser.finish()
+                if last is not None:
+                    yield [last]
+                # An upstream that ends without [DONE] is tolerated here; adapters whose protocol has its own
+                # end marker (Anthropic's message_stop) check for it.
+                return
+            payloads = parser.feed(data)
+            if ends is not None and payloads and ends(payloads):
+                parser.done = True
+            if parser.done:
+                yield LastBatch(payloads)
+                return
+            if payloads:
+                yield payloads
+    except (OSError, TimeoutError, ValueError) as exc:
+        resp.close()
+        raise translate(exc, provider, mid_answer=True) from None
+    finally:
+        # After [DONE] the connection may carry another request once the body's end arrives; a stream abandoned
+        # before it (client gone, timeout) would leave unread events on it.
+        if parser.done or resp.body_done:
+            resp.release()
+        else:
+            resp.close()
+
+
+async def flatten(batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for batch in batches:
+            for payload in batch:
+                yield payload
+    finally:
+        await batches.aclose()

@@ -1,0 +1,109 @@
+"""The Anthropic Messages API (``POST /v1/messages``) as a dialect of the one request path.
+
+An Anthropic client (the official ``anthropic`` SDK) authenticates with ``x-api-key: tw_...`` (or a Bearer
+header), sends a Messages body, and gets Messages answers, Anthropic SSE events and Anthropic error envelopes.
+In between, the request is an OpenAI chat completion like any other: ``openai_request`` translates it inbound,
+``plan_for`` validates and routes it, any adapter serves it (an Anthropic deployment translates it back out),
+and ``anthropic_message``/``EventWriter`` translate the answer for the client. So routing, residency, limits,
+budgets, failover, health and records cannot differ between the two APIs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from dataplane.anthropic_common import Untranslatable
+from dataplane.anthropic_inbound import EventWriter, anthropic_error, anthropic_message, openai_request
+from dataplane.content import MessageAccumulator
+from dataplane.errors import ApiError, UpstreamFailure, upstream_error
+from dataplane.health import Health
+from dataplane.proxy import StreamFormat, StreamResult, accumulate, note_usage
+from dataplane.request import Plan, authenticate, plan_for
+from dataplane.runtime import Runtime
+
+_SEPARATOR = b"\n\ndata: "
+
+
+def _response(status: int, message: str, headers: dict[str, str]) -> web.Response:
+    return web.Response(status=status, body=anthropic_error(status, message), headers=headers,
+                        content_type="application/json")
+
+
+class AnthropicStream:
+    """OpenAI chunk payloads in, Anthropic's event sequence out (``message_start`` … ``message_stop``)."""
+
+    __slots__ = ("_accumulator", "_writer")
+
+    def __init__(self, model: str, accumulator: MessageAccumulator | None = None) -> None:
+        self._writer = EventWriter(model)
+        self._accumulator = accumulator
+
+    def frame(self, payloads: list[bytes], result: StreamResult) -> bytes:
+        if not payloads:
+            return b""
+        note_usage(payloads, _SEPARATOR.join(payloads), result)
+        if self._accumulator is not None:
+            accumulate(self._accumulator, payloads)
+        feed = self._writer.feed
+        return b"".join(event for payload in payloads for event in feed(payload))
+
+    def done(self) -> bytes:
+        return b"".join(self._writer.finish())
+
+    def error(self, err: ApiError) -> bytes:
+        return b"event: error\ndata: " + anthropic_error(err.status, err.message) + b"\n\n"
+
+
+class AnthropicDialect:
+    """Stateless; task-safe."""
+
+    def authorization(self, request: web.Request) -> str | None:
+        key = request.headers.get("x-api-key")
+        return f"Bearer {key.strip()}" if key else request.headers.get("Authorization")
+
+    def plan(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float,
+             checked: set[bytes], health: Health, mono: float) -> Plan | ApiError:
+        key = authenticate(runtime, authorization, now, checked)
+        if isinstance(key, ApiError):
+            if key.status == 401 and authorization is None:
+                return ApiError(401, "missing API key: send 'x-api-key: tw_...'", key.type, key.code)
+            return key
+        try:
+            parsed: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ApiError(400, "the request body is not valid JSON", "invalid_request_error")
+        payload = openai_request(parsed)
+        if isinstance(payload, Untranslatable):
+            return ApiError(400, payload.message, "invalid_request_error", "invalid_request", payload.param)
+        return plan_for(runtime, key, payload, len(body), pick, health, mono)
+
+    def error(self, err: ApiError, headers: dict[str, str]) -> web.Response:
+        return _response(err.status, err.message, headers)
+
+    def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
+        if failure.kind == "4xx":
+            message = failure.message
+            try:
+                parsed = orjson.loads(failure.body) if failure.body else None
+            except orjson.JSONDecodeError:
+                parsed = None
+            error = parsed.get("error") if isinstance(parsed, dict) else None
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                message = error["message"]
+            return _response(failure.status or 400, message, headers)
+        err = upstream_error(failure)
+        return _response(err.status, err.message, headers)
+
+    def complete(self, body: bytes, plan: Plan) -> bytes:
+        completion = orjson.loads(body)
+        message = anthropic_message(completion if isinstance(completion, dict) else {})
+        return orjson.dumps(message)
+
+    def stream(self, plan: Plan, accumulator: MessageAccumulator | None) -> StreamFormat:
+        return AnthropicStream(plan.request.model, accumulator)
+
+
+ANTHROPIC = AnthropicDialect()

@@ -1,0 +1,231 @@
+"""Health of upstream deployments: passive outlier detection, observed latency, and the planner's demotion rule.
+
+``Health`` keeps one small record per deployment (by name, so it survives snapshot swaps):
+
+- **Passive outlier detection** (after Envoy's consecutive-5xx ejection): ``failed`` counts consecutive
+  failures that say the upstream is unwell (connect, timeout, 5xx, a malformed answer, a stream that died);
+  at ``eject_after`` the deployment is ejected for ``base_ejection_s * 2**(n-1)`` (n = ejections in a row,
+  capped at ``max_ejection_s``). When the back-off ends, the breaker is half-open: the next attempt on it is the
+  one trial (others keep demoting it while the trial is in flight); ``succeeded`` closes the breaker, a failure
+  ejects it again for twice as long. 429s and client errors say nothing about health and are not counted.
+- **Active checks** (``dataplane.health_check``) mark whole providers down or up; a provider that comes back
+  ends its deployments' back-off early, so the next request is their trial.
+- **Latency**: an EWMA of the observed time to first byte, for the ``latency`` strategy and ``cheapest`` ties.
+
+The planner's rule (``demote``): candidates keep their strategy order, and the unavailable ones (ejected,
+trial in flight, provider down) move to the end, in that order. They stay in the plan as a last resort: when
+every candidate is unavailable, trying one is better than refusing a request that might succeed, and the
+attempt doubles as a trial. Residency is not affected: only the candidates the tenant may use are ever here.
+
+Every operation is O(1) per deployment and allocates nothing once a deployment's record exists. Task-safe on
+one event loop; owned by the application (``create_app``), never module state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dataplane.errors import FailureKind
+
+if TYPE_CHECKING:
+    from dataplane.runtime import Deployment
+
+# Failures that count against a deployment's health.
+UNHEALTHY_KINDS: frozenset[str] = frozenset({"connect", "timeout", "5xx", "protocol"})
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    eject_after: int = 3  # consecutive failures
+    base_ejection_s: float = 2.0
+    max_ejection_s: float = 60.0
+    ewma_alpha: float = 0.3  # weight of the newest observation
+    stale_trial_s: float = 30.0  # a trial that never reported (cancelled) stops blocking after this long
+
+
+class DeploymentHealth:
+    """The record of one deployment. Mutated only by ``Health``."""
+
+    __slots__ = ("ejected_until", "ejections", "failures", "provider", "trial_since", "ttfb_ewma")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.failures = 0  # consecutive
+        self.ejections = 0  # in a row, without a success between them
+        self.ejected_until = 0.0  # monotonic seconds; 0: never ejected or closed again
+        self.trial_since = 0.0  # monotonic seconds a half-open trial started; 0: none in flight
+        self.ttfb_ewma = 0.0  # seconds; 0: not measured yet
+
+    @property
+    def is_ejected(self) -> bool:
+        """The breaker is open or half-open (not yet closed by a success)."""
+        return self.ejected_until > 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentView:
+    """What ``gatectl providers`` and the metrics show of one deployment."""
+
+    deployment: str
+    provider: str
+    state: str  # "healthy", "ejected", "trial", "provider-down"
+    consecutive_failures: int
+    ejections: int
+    ejected_for_s: float
+    ttfb_ewma_s: float
+
+
+class Health:
+    def __init__(self, settings: HealthSettings | None = None) -> None:
+        self.settings = settings or HealthSettings()
+        self._records: dict[str, DeploymentHealth] = {}
+        self._down: set[str] = set()  # provider names the active checker found unreachable
+
+    def _record(self, dep: Deployment) -> DeploymentHealth:
+        rec = self._records.get(dep.name)
+        if rec is None:
+            rec = self._records[dep.name] = DeploymentHealth(dep.provider.name)
+        return rec
+
+    # -- what the planner asks
+
+    def is_available(self, dep: Deployment, now: float) -> bool:
+        if self._down and dep.provider.name in self._down:
+            return False
+        rec = self._records.get(dep.name)
+        if rec is None or rec.ejected_until == 0.0:
+            return True
+        if now < rec.ejected_until:
+            return False
+        # Half-open: available to one trial at a time.
+        return rec.trial_since == 0.0 or now - rec.trial_since > self.settings.stale_trial_s
+
+    def ttfb(self, dep: Deployment) -> float:
+        rec = self._records.get(dep.name)
+        return rec.ttfb_ewma if rec is not None else 0.0
+
+    def demote(self, ordered: Sequence[Deployment], now: float) -> list[Deployment]:
+        """``ordered`` with the unavailable candidates moved to the end (stable). O(len(ordered))."""
+        if not self._records and not self._down:
+            return list(ordered)
+        ok: list[Deployment] = []
+        later: list[Deployment] = []
+        for dep in ordered:
+            (ok if self.is_available(dep, now) else later).append(dep)
+        return ok + later if later else ok
+
+    # -- what the attempt reports
+
+    def attempting(self, dep: Deployment, now: float) -> None:
+        """An attempt on ``dep`` starts: if its back-off is over, this attempt is the trial."""
+        rec = self._records.get(dep.name)
+        if rec is not None and rec.ejected_until != 0.0 and now >= rec.ejected_until:
+            rec.trial_since = now
+
+    def succeeded(self, dep: Deployment, ttfb_s: float | None = None) -> None:
+        rec = self._record(dep)
+        rec.failures = 0
+        if rec.ejected_until != 0.0:
+            rec.ejected_until = 0.0
+            rec.ejections = 0
+            rec.trial_since = 0.0
+        if ttfb_s is not None:
+            ewma = rec.ttfb_ewma
+            rec.ttfb_ewma = ttfb_s if ewma == 0.0 else ewma + self.settings.ewma_alpha * (ttfb_s - ewma)
+
+    def failed(self, dep: Deployment, kind: FailureKind | str, now: float) -> None:
+        if kind not in UNHEALTHY_KINDS:
+            return
+        rec = self._record(dep)
+        rec.failures += 1
+        trial = rec.ejected_until != 0.0 and now >= rec.ejected_until
+        if trial or (rec.ejected_until == 0.0 and rec.failures >= self.settings.eject_after):
+            s = self.settings
+            rec.ejections += 1
+            rec.ejected_until = now + min(s.base_ejection_s * 2 ** (rec.ejections - 1), s.max_ejection_s)
+            rec.trial_since = 0.0
+
+    # -- what the active checker reports
+
+    def provider_checked(self, provider: str, healthy: bool, now: float) -> None:
+        if not healthy:
+            self._down.add(provider)
+            return
+        self._down.discard(provider)
+        for rec in self._records.values():
+            if rec.provider == provider and rec.ejected_until > now:
+                rec.ejected_until = now  # back-off over: the next request is the trial
+
+    def is_provider_down(self, provider: str) -> bool:
+        return provider in self._down
+
+    # -- what operators see
+
+    def view(self, deployments: Iterable[Deployment], now: float) -> list[DeploymentView]:
+        out = []
+        for dep in deployments:
+            rec = self._records.get(dep.name)
+            if dep.provider.name in self._down:
+                state = "provider-down"
+            elif rec is None or rec.ejected_until == 0.0:
+                state = "healthy"
+            elif now < rec.ejected_until:
+                state = "ejected"
+            else:
+                state = "trial"
+            out.append(DeploymentView(
+                dep.name, dep.provider.name, state, rec.failures if rec else 0, rec.ejections if rec else 0,
+                max(0.0, rec.ejected_until - now) if rec and rec.ejected_until else 0.0,
+                rec.ttfb_ewma if rec else 0.0))
+        return out
+
+
+class RetryBudget:
+    """Retries allowed over a sliding window: at most ``ratio`` of the requests, but always ``min_per_s``/s.
+
+    After Envoy's retry budgets and gRPC's retry throttling: when an upstream fails for everyone, a gateway
+    that retries every request doubles the load on the remaining ones; the budget caps that. Per-second
+    buckets with running totals, so both calls are O(1) amortised and allocate nothing. Task-safe on one loop.
+    """
+
+    __slots__ = ("_min", "_ratio", "_requests", "_retries", "_second", "_total_requests", "_total_retries",
+                 "_window")
+
+    def __init__(self, ratio: float = 0.2, min_per_s: float = 3.0, window_s: int = 10) -> None:
+        self._ratio = ratio
+        self._min = min_per_s * window_s
+        self._window = window_s
+        self._requests = [0] * window_s
+        self._retries = [0] * window_s
+        self._second = 0  # the newest bucket's second
+        self._total_requests = 0
+        self._total_retries = 0
+
+    def _advance(self, now: float) -> int:
+        second = int(now)
+        if second != self._second:
+            steps = min(second - self._second, self._window) if second > self._second else self._window
+            for i in range(1, steps + 1):
+                b = (self._second + i) % self._window
+                self._total_requests -= self._requests[b]
+                self._total_retries -= self._retries[b]
+                self._requests[b] = self._retries[b] = 0
+            self._second = second
+        return second % self._window
+
+    def request(self, now: float) -> None:
+        """A request starts its first attempt."""
+        b = self._advance(now)
+        self._requests[b] += 1
+        self._total_requests += 1
+
+    def try_retry(self, now: float) -> bool:
+        """Whether one more attempt may go out; if so it is counted."""
+        b = self._advance(now)
+        if self._total_retries >= max(self._min, self._ratio * self._total_requests):
+            return False
+        self._retries[b] += 1
+        self._total_retries += 1
+        return True

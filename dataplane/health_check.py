@@ -1,0 +1,130 @@
+"""Active health checks: a periodic lightweight probe per provider, reported to ``Health``.
+
+Each round probes every provider of the installed snapshot once (concurrently): ``GET {base}/models`` for
+OpenAI-compatible upstreams, ``GET {base}/openai/models?api-version=…`` for Azure, ``GET {base}/v1/models`` for
+Anthropic, each with the provider's credential. Reachable and answering below 500 is healthy (a 401 or 404 still
+proves the upstream is up; credentials are the passive side's concern); refused, reset, timed out or 5xx is
+down. The mock provider is always healthy and never probed.
+
+The probe speaks just enough HTTP/1.1 (``Connection: close``, status line only) over a fresh connection, so
+it never takes a pooled request connection away and needs no client library. ``HealthChecker`` is a task
+owned by the data plane (``start``/``stop``); a failing round is logged and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from urllib.parse import quote
+
+from dataplane.health import Health
+from dataplane.runtime import Provider
+from dataplane.state import SnapshotHolder
+from dataplane.upstream_http import parse_target
+
+log = logging.getLogger(__name__)
+
+
+def probe_request(provider: Provider) -> tuple[str, dict[str, str]]:
+    """The URL and headers of ``provider``'s probe."""
+    headers: dict[str, str] = {}
+    credential = provider.credential
+    if provider.type == "azure":
+        url = f"{provider.base_url}/openai/models?api-version={quote(provider.api_version, safe='')}"
+        if credential:
+            headers["api-key"] = credential
+    elif provider.type == "anthropic":
+        url = f"{provider.base_url}/v1/models"
+        headers["anthropic-version"] = "2023-06-01"
+        if credential:
+            headers["x-api-key"] = credential
+    else:
+        url = f"{provider.base_url}/models"
+        if credential:
+            headers["Authorization"] = f"Bearer {credential}"
+    return url, headers
+
+
+async def probe(url: str, headers: dict[str, str], timeout_s: float,
+                tls: ssl.SSLContext | None = None) -> int:
+    """The status of ``GET url``; raises ``OSError``/``TimeoutError``/``ValueError`` when there is none."""
+    target = parse_target(url)
+    scheme, host, port = target.origin
+    lines = [f"GET {target.path} HTTP/1.1", f"Host: {target.host_header}", "Connection: close",
+             "User-Agent: tollway-health", *(f"{k}: {v}" for k, v in headers.items() if v.isprintable())]
+    async with asyncio.timeout(timeout_s):
+        context = (tls or ssl.create_default_context()) if scheme == "https" else None
+        reader, writer = await asyncio.open_connection(host, port, ssl=context)
+        try:
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            status_line = await reader.readline()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError("not an HTTP answer")
+    return int(parts[1])
+
+
+async def is_healthy(provider: Provider, timeout_s: float) -> bool:
+    if provider.type == "mock":
+        return True
+    url, headers = probe_request(provider)
+    try:
+        return await probe(url, headers, min(timeout_s, provider.connect_timeout_s + 1.0)) < 500
+    except (OSError, TimeoutError, ValueError):
+        return False
+
+
+class HealthChecker:
+    """Probes every provider of the current snapshot every ``interval_s`` seconds. Not restartable."""
+
+    def __init__(self, holder: SnapshotHolder, health: Health, interval_s: float = 10.0,
+                 timeout_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._holder = holder
+        self._health = health
+        self.interval_s = interval_s
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._task = asyncio.create_task(self._run(), name="health-checker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def check_once(self) -> None:
+        runtime = self._holder.runtime
+        if runtime is None:
+            return
+        providers = {c.deployment.provider.name: c.deployment.provider
+                     for route in runtime.routes.values() for c in route.candidates}
+        names = list(providers)
+        results = await asyncio.gather(*(is_healthy(providers[n], self._timeout_s) for n in names))
+        now = self._clock()
+        for name, healthy in zip(names, results, strict=True):
+            self._health.provider_checked(name, healthy, now)
+        self.rounds += 1
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check_once()
+            except Exception:  # the top of a long-running loop: log, count, keep checking
+                self.errors += 1
+                log.exception("health check round failed")
+            await asyncio.sleep(self.interval_s)
