@@ -22,6 +22,8 @@ from dataplane.app import create_app
 from dataplane.budget import BudgetBook
 from dataplane.content import ContentKey
 from dataplane.discovery_client import Backoff, DiscoveryClient, channel_credentials
+from dataplane.health import Health
+from dataplane.health_check import HealthChecker
 from dataplane.lease_client import LeaseClient
 from dataplane.limits_gate import LimitsGate
 from dataplane.metrics import DataPlaneMetrics
@@ -48,6 +50,7 @@ class DataPlane:
     def __init__(
         self, settings: DataPlaneSettings, *, gate: Gate | None = None, backoff: Backoff | None = None,
         budgets: BudgetBook | None = None, limiter: RateLimiter | None = None,
+        health_check_interval_s: float = 10.0,
     ) -> None:
         self.settings = settings
         self.budgets = budgets or BudgetBook()
@@ -65,6 +68,9 @@ class DataPlane:
         self.shipper: UsageShipper | None = None
         self.request_log: RequestLog | None = None
         self.url = ""  # http://host:port once started (the bound port when settings.port is 0)
+        # Deployment health: passive (the request path reports attempts) and active (a probe per provider).
+        self.health = Health()
+        self.health_checker = HealthChecker(self.holder, self.health, interval_s=health_check_interval_s)
 
     def _backlog(self) -> int:
         return self.shipper.backlog if self.shipper is not None else 0
@@ -89,7 +95,7 @@ class DataPlane:
         records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
                           node_id=s.node_id)
         runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics,
-                                               self.leases.next_answer), access_log=None)
+                                               self.leases.next_answer, health=self.health), access_log=None)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
@@ -98,9 +104,11 @@ class DataPlane:
         self.url = f"http://{_url_host(host)}:{port}"
         self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{self.settings.node_id}")
         self.leases.start()
+        self.health_checker.start()
         log.info("data plane %s (region %s) serving on %s", self.settings.node_id, self.settings.region, self.url)
 
     async def stop(self) -> None:
+        await self.health_checker.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
