@@ -282,7 +282,9 @@ class RequestLog:
         self._thread.start()
 
     async def stop(self) -> None:
-        """Write every entry emitted so far, then close the sink."""
+        """Write every entry emitted so far, then close the sink. A second call does nothing."""
+        if self._stopping:
+            return
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
