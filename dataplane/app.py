@@ -28,7 +28,7 @@ from dataplane.adapters.openai import OpenAIAdapter
 from dataplane.anthropic_api import ANTHROPIC
 from dataplane.content import MessageAccumulator, completion_message, redact_request_payload
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
-from dataplane.health import Health, RetryBudget
+from dataplane.health import Health, RetryBudget, usable_deployments
 from dataplane.limits_gate import Admission, Refusal
 from dataplane.metrics import METRICS, DataPlaneMetrics, metrics_handler
 from dataplane.proxy import (
@@ -257,12 +257,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def health_view(request: web.Request) -> web.Response:
-    """``GET /healthz/deployments``: the health of every deployment of the installed snapshot (no secrets:
-    names and states only, like ``/metrics``)."""
+    """``GET /healthz/deployments``: the health of every deployment a tenant may use here (no secrets: names
+    and states only, like ``/metrics``)."""
     runtime = request.app[HOLDER].runtime
-    deployments = {c.deployment.name: c.deployment for r in runtime.routes.values() for c in r.candidates} \
-        if runtime is not None else {}
-    views = request.app[HEALTH].view(deployments.values(), time.monotonic())
+    deployments = usable_deployments(runtime) if runtime is not None else []
+    views = request.app[HEALTH].view(deployments, time.monotonic())
     return web.Response(body=orjson.dumps({"deployments": [
         {"deployment": v.deployment, "provider": v.provider, "state": v.state,
          "consecutive_failures": v.consecutive_failures, "ejections": v.ejections,

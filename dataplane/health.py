@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from dataplane.errors import FailureKind
 
 if TYPE_CHECKING:
-    from dataplane.runtime import Deployment
+    from dataplane.runtime import Deployment, Runtime
 
 # Failures that count against a deployment's health.
 UNHEALTHY_KINDS: frozenset[str] = frozenset({"connect", "timeout", "5xx", "protocol"})
@@ -180,6 +180,15 @@ class Health:
                 max(0.0, rec.ejected_until - now) if rec and rec.ejected_until else 0.0,
                 rec.ttfb_ewma if rec else 0.0))
         return out
+
+
+def usable_deployments(runtime: Runtime) -> list[Deployment]:
+    """The deployments some tenant may use from this data plane (the ones health is kept and shown for)."""
+    seen: dict[str, Deployment] = {}
+    for candidates in runtime.tenant_candidates.values():
+        for c in candidates:
+            seen.setdefault(c.deployment.name, c.deployment)
+    return list(seen.values())
 
 
 class RetryBudget:

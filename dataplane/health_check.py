@@ -1,10 +1,10 @@
 """Active health checks: a periodic lightweight probe per provider, reported to ``Health``.
 
-Each round probes every provider of the installed snapshot once (concurrently): ``GET {base}/models`` for
-OpenAI-compatible upstreams, ``GET {base}/openai/models?api-version=…`` for Azure, ``GET {base}/v1/models`` for
-Anthropic, each with the provider's credential. Reachable and answering below 500 is healthy (a 401 or 404 still
-proves the upstream is up; credentials are the passive side's concern); refused, reset, timed out or 5xx is
-down. The mock provider is always healthy and never probed.
+Each round probes every provider that a tenant may use from this data plane once (concurrently):
+``GET {base}/models`` for OpenAI-compatible upstreams, ``GET {base}/openai/models?api-version=…`` for Azure,
+``GET {base}/v1/models`` for Anthropic, each with the provider's credential. Reachable and answering below 500
+is healthy (a 401 or 404 still proves the upstream is up; credentials are the passive side's concern); refused,
+reset, timed out or 5xx is down. The mock provider is always healthy and never probed.
 
 The probe speaks just enough HTTP/1.1 (``Connection: close``, status line only) over a fresh connection, so
 it never takes a pooled request connection away and needs no client library. ``HealthChecker`` is a task
@@ -111,8 +111,10 @@ class HealthChecker:
         runtime = self._holder.runtime
         if runtime is None:
             return
+        # Only providers some tenant may use from here: one outside every tenant's regions gets no byte, probes
+        # included (residency is about data, but "never contacted" is the simpler promise to check).
         providers = {c.deployment.provider.name: c.deployment.provider
-                     for route in runtime.routes.values() for c in route.candidates}
+                     for candidates in runtime.tenant_candidates.values() for c in candidates}
         names = list(providers)
         results = await asyncio.gather(*(is_healthy(providers[n], self._timeout_s) for n in names))
         now = self._clock()

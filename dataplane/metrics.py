@@ -24,7 +24,7 @@ from aiohttp import web
 
 from dataplane.accounting import Outcome
 from dataplane.errors import ApiError
-from dataplane.health import Health
+from dataplane.health import Health, usable_deployments
 from dataplane.state import SnapshotHolder
 from tollway.prometheus import CounterChild, Registry
 
@@ -170,10 +170,9 @@ class DataPlaneMetrics:
         runtime = self._holder.runtime
         if self._health is None or runtime is None:
             return
-        deployments = {c.deployment.name: c.deployment for r in runtime.routes.values() for c in r.candidates}
         for gauge in (self._deployment_up, self._ejections, self._ttfb_ewma):
             gauge.clear()
-        for v in self._health.view(deployments.values(), time.monotonic()):
+        for v in self._health.view(usable_deployments(runtime), time.monotonic()):
             self._deployment_up.labels(v.deployment, v.provider, v.state).set(1 if v.state == "healthy" else 0)
             self._ejections.labels(v.deployment, v.provider).set(v.ejections)
             self._ttfb_ewma.labels(v.deployment, v.provider).set(v.ttfb_ewma_s)
