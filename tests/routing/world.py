@@ -63,7 +63,7 @@ def snapshot(key: str, eu1: str, eu2: str, us: str) -> pb.Snapshot:
     snap.providers.add(name="us", type="openai", base_url=us, region="us", **common)
     prices = pb.Prices(input=100_000, output=400_000)
     for name in ("eu1", "eu2", "us"):
-        snap.deployments.add(name=f"gpt-{name}", provider=name, upstream_model=f"model-{name}",
+        snap.deployments.add(name=f"gpt-{name}", provider=name, upstream_model=f"model-{name}", capabilities=["tools"],
                              context_window=128000, max_output_tokens=4096, prices=prices)
     failover = pb.Failover(attempts=3, attempt_timeout_s=2, total_timeout_s=4, on=["connect", "timeout", "5xx", "429"])
     snap.routes.add(name="chat", deployments=["gpt-eu1", "gpt-eu2"], strategy="priority", failover=failover)
