@@ -28,6 +28,7 @@ from dataplane.request_log import (
     render,
 )
 from dataplane.runtime import Runtime
+from dataplane.tags import Attribution
 from dataplane.validate import ChatRequest, validate_chat
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 from tollway.keyformat import hash_key
@@ -58,7 +59,8 @@ def make_outcome(request_id: str = "req-1", prompt: str = PROMPT, status: int = 
     plan = Plan(key=key, route=route, request=request, candidates=(dep,))
     return Outcome(request_id=request_id, snapshot=runtime.version, plan=plan, deployment=dep, attempts=2,
                    status=status, usage=Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=20),
-                   cost_micros=57, started=1_700_000_000.25, first_byte_s=0.0405, duration_s=0.25)
+                   cost_micros=57, started=1_700_000_000.25, first_byte_s=0.0405, duration_s=0.25,
+                   attribution=Attribution(user="u-42"))
 
 
 def served(policy: str = "none", request_id: str = "req-1") -> Served:
