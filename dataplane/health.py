@@ -82,6 +82,7 @@ class Health:
         self.settings = settings or HealthSettings()
         self._records: dict[str, DeploymentHealth] = {}
         self._down: set[str] = set()  # provider names the active checker found unreachable
+        self._open = 0  # deployments whose breaker is not closed: when 0 (the usual case), demote is a no-op
 
     def _record(self, dep: Deployment) -> DeploymentHealth:
         rec = self._records.get(dep.name)
@@ -108,8 +109,8 @@ class Health:
 
     def demote(self, ordered: Sequence[Deployment], now: float) -> list[Deployment]:
         """``ordered`` with the unavailable candidates moved to the end (stable). O(len(ordered))."""
-        if not self._records and not self._down:
-            return list(ordered)
+        if not self._open and not self._down:
+            return ordered if isinstance(ordered, list) else list(ordered)
         ok: list[Deployment] = []
         later: list[Deployment] = []
         for dep in ordered:
@@ -131,6 +132,7 @@ class Health:
             rec.ejected_until = 0.0
             rec.ejections = 0
             rec.trial_since = 0.0
+            self._open -= 1
         if ttfb_s is not None:
             ewma = rec.ttfb_ewma
             rec.ttfb_ewma = ttfb_s if ewma == 0.0 else ewma + self.settings.ewma_alpha * (ttfb_s - ewma)
@@ -143,6 +145,8 @@ class Health:
         trial = rec.ejected_until != 0.0 and now >= rec.ejected_until
         if trial or (rec.ejected_until == 0.0 and rec.failures >= self.settings.eject_after):
             s = self.settings
+            if rec.ejected_until == 0.0:
+                self._open += 1
             rec.ejections += 1
             rec.ejected_until = now + min(s.base_ejection_s * 2 ** (rec.ejections - 1), s.max_ejection_s)
             rec.trial_since = 0.0
