@@ -58,7 +58,7 @@ async def test_appended_records_reach_duckdb_exactly_once_within_a_second(
     assert sorted(await usage_db.request_ids()) == sorted(f"req-{i}" for i in range(1_200))
     [row] = await usage_db.spend(["tenant"])
     assert (row.key, row.requests, row.cost_micros) == (("acme",), 1_200, 300_000)
-    assert await usage_db.count_batches("dp-1") == 3  # 500 records per batch at most
+    assert await usage_db.count_batches("dp-1") == 1  # 2,000 records per batch at most
 
 
 async def test_records_spool_while_the_control_plane_is_down_and_ship_when_it_is_back(
