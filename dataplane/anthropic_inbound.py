@@ -178,7 +178,8 @@ class EventWriter:
         return [sse_event("message_start", {"message": {
             "id": self._id, "type": "message", "role": "assistant", "model": chunk.get("model") or self.model,
             "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}})]
+            "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            sse_event("ping", {})]  # as Anthropic does, right after message_start
 
     def _open_block(self, which: tuple[str, int], block: dict[str, Any]) -> list[bytes]:
         out = self._close()

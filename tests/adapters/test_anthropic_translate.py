@@ -279,11 +279,11 @@ def test_inbound_stream() -> None:
     ]) + b"".join(writer.finish())
     events = parse_sse(raw)
     assert [kind for kind, _ in events] == [
-        "message_start", "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+        "message_start", "ping", "content_block_start", "content_block_delta", "content_block_delta",
+        "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
         "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
-    assert events[1][1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-    assert events[5][1]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}
+    assert events[2][1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    assert events[6][1]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}
     assert [e["index"] for k, e in events if k.startswith("content_block")] == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
     assert events[-2][1]["usage"]["input_tokens"] == 11 and events[-2][1]["usage"]["output_tokens"] == 7
@@ -291,4 +291,5 @@ def test_inbound_stream() -> None:
 
 def test_inbound_stream_without_chunks_is_still_well_formed() -> None:
     writer = EventWriter(model="chat")
-    assert [k for k, _ in parse_sse(b"".join(writer.finish()))] == ["message_start", "message_delta", "message_stop"]
+    assert [k for k, _ in parse_sse(b"".join(writer.finish()))] == [
+        "message_start", "ping", "message_delta", "message_stop"]
