@@ -17,28 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from controlplane.compile import AnyResource, KeyEncodings, PolicySet, check_references, compile_region
 from controlplane.layout import RESOURCES, decode_resource
 from controlplane.policy import KINDS
 from controlplane.store.base import Compacted, Event, KeyValue, Store, StoreUnavailable
+from tollway.backoff import Backoff
 from tollway.pb import snapshot_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Jittered exponential delays: ``initial * 2**n``, capped at ``maximum``, each scaled by [0.5, 1)."""
-
-    initial: float = 0.1
-    maximum: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.maximum, self.initial * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0))
 
 
 class Publisher:
@@ -48,10 +36,10 @@ class Publisher:
     region, compiling an empty but valid one for a region the policy does not mention yet.
     """
 
-    def __init__(self, store: Store, *, debounce: float = 0.05, backoff: Backoff = Backoff()) -> None:
+    def __init__(self, store: Store, *, debounce: float = 0.05, backoff: Backoff | None = None) -> None:
         self._store = store
         self._debounce = debounce
-        self._backoff = backoff
+        self._backoff = backoff or Backoff()
         self._resources = _Resources()  # as of store revision ``_watched``
         self._policy = PolicySet()
         self._snapshots: dict[str, pb.Snapshot] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
 from controlplane.store.base import Store, open_store
 from controlplane.usage_db import UsageDB
 from controlplane.usage_service import UsageServicer
+from tollway.backoff import url_host
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -133,7 +133,7 @@ class ControlPlane:
             raise OSError(f"cannot bind the discovery port {address}")
         self._grpc = server
         await server.start()
-        self.grpc_target = f"{_url_host(s.grpc_host)}:{port}"
+        self.grpc_target = f"{url_host(s.grpc_host)}:{port}"
 
     async def _start_admin(self, app: web.Application) -> None:
         s = self.settings
@@ -142,7 +142,7 @@ class ControlPlane:
         self._runner = runner
         await web.TCPSite(runner, s.admin_host, s.admin_port, reuse_address=True).start()
         host, port = runner.addresses[0][:2]
-        self.admin_url = f"http://{_url_host(host)}:{port}"
+        self.admin_url = f"http://{url_host(host)}:{port}"
 
     async def stop(self) -> None:
         """Stop serving, in reverse order of ``start``. Safe to call twice or after a failed start."""
@@ -188,39 +188,3 @@ def _server_credentials(s: ControlPlaneSettings) -> grpc.ServerCredentials | Non
         root_certificates=Path(s.tls_client_ca).read_bytes() if s.tls_client_ca else None,
         require_client_auth=s.tls_client_ca is not None,
     )
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-async def serve_forever(settings: ControlPlaneSettings) -> None:
-    """Run a control plane until SIGINT/SIGTERM (or cancellation), then stop it cleanly."""
-    control_plane = ControlPlane(settings)
-    await control_plane.start()
-    try:
-        await _until_signalled()
-    finally:
-        await control_plane.stop()
-
-
-def run(settings: ControlPlaneSettings) -> None:
-    """Process entry point (``gatectl controlplane serve``)."""
-    asyncio.run(serve_forever(settings))
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or a platform without signals
-            pass
-    try:
-        await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import grpc
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot_cache import SnapshotCache
 from dataplane.state import SnapshotHolder
+from tollway.backoff import Backoff
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc
 
@@ -40,17 +39,6 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Jittered exponential delays: ``initial * 2**n``, capped at ``maximum``, each scaled by [0.5, 1)."""
-
-    initial: float = 0.1
-    maximum: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.maximum, self.initial * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0))
-
-
 class DiscoveryClient:
     """Owned by ``DataPlane``, which runs ``run`` as a background task and cancels it on stop.
 
@@ -63,12 +51,12 @@ class DiscoveryClient:
         holder: SnapshotHolder,
         cache: SnapshotCache,
         *,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff | None = None,
     ) -> None:
         self._settings = settings
         self._holder = holder
         self._cache = cache
-        self._backoff = backoff
+        self._backoff = backoff or Backoff()
         self.connected = False
         self.last_error = ""
 

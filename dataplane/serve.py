@@ -2,7 +2,7 @@
 
 ``DataPlane`` owns both: ``start`` installs the persisted snapshot (if any and valid, so it serves while the
 control plane is away), binds the HTTP server, and starts the discovery client as a background task; ``stop``
-cancels and awaits that task and closes the server. ``run`` is the process entry point and uses uvloop.
+cancels and awaits that task and closes the server. ``gatectl dataplane serve`` runs it on uvloop.
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from pathlib import Path
 
-import uvloop
 from aiohttp import web
 
 from dataplane.accounting import Gate
 from dataplane.app import create_app
 from dataplane.budget import BudgetBook
 from dataplane.content import ContentKey
-from dataplane.discovery_client import Backoff, DiscoveryClient, channel_credentials
+from dataplane.discovery_client import DiscoveryClient, channel_credentials
 from dataplane.health import Health
 from dataplane.health_check import HealthChecker
 from dataplane.lease_client import LeaseClient
@@ -35,6 +33,7 @@ from dataplane.snapshot_cache import SnapshotCache
 from dataplane.state import SnapshotHolder
 from dataplane.usage_shipper import UsageShipper
 from dataplane.usage_spool import UsageSpool
+from tollway.backoff import Backoff, url_host
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class DataPlane:
         site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
         await site.start()
         host, port = runner.addresses[0][:2]
-        self.url = f"http://{_url_host(host)}:{port}"
+        self.url = f"http://{url_host(host)}:{port}"
         self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{self.settings.node_id}")
         self.leases.start()
         self.health_checker.start()
@@ -127,39 +126,3 @@ class DataPlane:
         if self.spool is not None:
             self.spool.close()
             self.spool = None
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-async def serve_forever(settings: DataPlaneSettings) -> None:
-    """Run a data plane until SIGINT/SIGTERM (or cancellation), then stop it cleanly."""
-    dataplane = DataPlane(settings)
-    await dataplane.start()
-    try:
-        await _until_signalled()
-    finally:
-        await dataplane.stop()
-
-
-def run(settings: DataPlaneSettings) -> None:
-    """Process entry point (``gatectl dataplane serve``): uvloop, because the request path is I/O bound."""
-    uvloop.run(serve_forever(settings))
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or a platform without signals
-            pass
-    try:
-        await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -23,11 +23,11 @@ from controlplane.policy import dump_resource, parse_resource
 from controlplane.server import ControlPlane
 from controlplane.settings import ControlPlaneSettings
 from controlplane.store.base import Store
-from dataplane.discovery_client import Backoff
 from dataplane.serve import DataPlane
 from dataplane.settings import DataPlaneSettings
 from tests.conftest import free_port
 from tests.core.policy_docs import model, provider, route, tenant
+from tollway.backoff import Backoff
 
 DP_TOKEN = "dp-token-for-tests"
 ADMIN_TOKEN = "admin-token-for-tests"
