@@ -8,6 +8,9 @@ the data plane with wrk (pinned with the upstream and the control plane to CPU 1
 - saturation (64 connections): requests per second through the gateway;
 - the data plane's peak resident memory (VmHWM).
 
+The data plane runs as in production: budgets and rate limits enforced (set high enough never to refuse), usage
+records spooled and shipped, the JSON request log and metrics on.
+
     python -m bench.run [--duration 10] [--connections 64]
 
 Needs `wrk` (Debian: `apt-get install wrk`) and `taskset` (util-linux).
@@ -75,7 +78,11 @@ def policy(upstream_port: int) -> list[dict[str, Any]]:
                                      "maxOutputTokens": 4096,
                                      "pricing": {"inputPerMillion": "0.15", "outputPerMillion": "0.60"}}),
         doc("Route", "bench", {"models": ["bench-model"]}),
-        doc("Tenant", "bench", {"regions": ["bench"], "projects": [{"name": "load"}]}),
+        # Budgets and rate limits on, set high enough never to refuse: the benchmark measures their cost.
+        doc("Tenant", "bench", {"regions": ["bench"], "projects": [{"name": "load"}],
+                                "budget": {"monthlyUsd": "1000000"},
+                                "rateLimits": {"requestsPerMinute": 100_000_000, "tokensPerMinute": 10_000_000_000,
+                                               "perModel": [{"route": "bench", "requestsPerMinute": 100_000_000}]}}),
     ]
 
 
@@ -150,7 +157,7 @@ def main() -> None:
                     {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
         dp = spawn("0", [*gatectl, "dataplane", "serve", "--control-plane", f"127.0.0.1:{grpc_port}", "--region",
                          "bench", "--port", str(dp_port), "--state-dir", str(work / "dp"), "--token", dp_token,
-                         "--node-id", "bench-dp"], "dataplane")
+                         "--node-id", "bench-dp", "--request-log", str(work / "requests.log")], "dataplane")
         wait_http(f"http://127.0.0.1:{dp_port}/readyz")
 
         direct = f"http://127.0.0.1:{up_port}/v1/chat/completions"
