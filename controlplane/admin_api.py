@@ -44,6 +44,8 @@ class StatusSource(Protocol):
 
     def snapshots(self) -> list[dict[str, Any]]: ...
 
+    def providers(self) -> list[dict[str, Any]]: ...
+
 
 REPOSITORY = web.AppKey("repository", Repository)
 STATUS = web.AppKey("status", StatusSource)
@@ -73,6 +75,7 @@ def create_admin_app(repository: Repository, status: StatusSource, admin_token: 
     app.router.add_post("/admin/v1/rollback", _rollback)
     app.router.add_get("/admin/v1/dataplanes", _dataplanes)
     app.router.add_get("/admin/v1/snapshots", _snapshots)
+    app.router.add_get("/admin/v1/providers", _providers)
     if usage_db is not None:
         add_usage_routes(app, usage_db)
         add_analytics_routes(app, usage_db)
@@ -242,3 +245,7 @@ async def _dataplanes(request: web.Request) -> web.Response:
 
 async def _snapshots(request: web.Request) -> web.Response:
     return _json({"items": request.app[STATUS].snapshots()})
+
+
+async def _providers(request: web.Request) -> web.Response:
+    return _json({"items": request.app[STATUS].providers()})

@@ -4,6 +4,9 @@ State of the world, after Envoy's xDS: a data plane opens ``StreamSnapshots`` sa
 whenever the latest snapshot of its region differs from the last one sent (initially: from what it runs), the
 server sends it. ACK: a request echoing the newest response's nonce with the new version. NACK: the same nonce
 with the old version and an error. Versions the data plane never saw are skipped (the publisher coalesces).
+A request marked ``heartbeat`` is neither: it only refreshes the data plane's last-seen time and health, even
+when it echoes the current nonce (it does, by design) or carries no error after a NACK.
+Every request carries the data plane's deployment health (``controlplane.fleet_health``).
 
 Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, compared in constant time;
 otherwise the call ends UNAUTHENTICATED before anything is sent. This module is the one place where discovery
@@ -24,6 +27,7 @@ from typing import Any, Literal
 
 import grpc
 
+from controlplane.fleet_health import DeploymentState, health_json, providers_summary, states_of
 from controlplane.publisher import Publisher
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc
@@ -52,9 +56,10 @@ class DataPlaneRecord:
     version: str  # the version it runs ("" for none)
     status: Status
     error: str  # the last NACK's error; "" after an ACK
-    last_seen: float  # unix seconds of its last message (or now, while its stream is open)
+    last_seen: float  # unix seconds of its last message (heartbeats keep it fresh), or of its disconnect
     connected: bool
     stream: int  # which stream wrote this record: a stale stream's disconnect must not mark a live one
+    health: tuple[DeploymentState, ...] = ()  # its deployments, as its last message reported them
 
 
 class Registry:
@@ -79,7 +84,6 @@ class Registry:
             self._records[node_id] = replace(current, connected=False, last_seen=time.time())
 
     def dataplanes(self) -> list[dict[str, Any]]:
-        now = time.time()
         return [
             {
                 "nodeId": r.node_id,
@@ -87,11 +91,16 @@ class Registry:
                 "version": r.version,
                 "status": r.status,
                 "error": r.error,
-                "lastSeen": _iso(now if r.connected else r.last_seen),
+                "lastSeen": _iso(r.last_seen),
                 "connected": r.connected,
+                "health": health_json(r.health),
             }
             for r in sorted(self._records.values(), key=lambda r: (r.region, r.node_id))
         ]
+
+    def providers(self) -> list[dict[str, Any]]:
+        """Per provider and deployment: the worst state among connected data planes, and each one's view."""
+        return providers_summary(self._records.values())
 
     def snapshots(self) -> list[dict[str, Any]]:
         out = []
@@ -172,7 +181,7 @@ class _Stream:
         status: Status = "ACK" if publisher.is_ready and hello.version == publisher.version(hello.region) else "PENDING"
         self._registry.put(DataPlaneRecord(
             node_id=hello.node_id, region=hello.region, version=hello.version, status=status, error=hello.error,
-            last_seen=time.time(), connected=True, stream=stream,
+            last_seen=time.time(), connected=True, stream=stream, health=states_of(hello),
         ))
 
     def _differs(self) -> bool:
@@ -199,17 +208,20 @@ class _Stream:
         self._last_sent, self._nonce = version, nonce
         current = self._registry.record(self._node)
         if current is not None and current.stream == self.id:
-            self._registry.put(replace(current, status="PENDING", last_seen=time.time()))
+            self._registry.put(replace(current, status="PENDING"))
 
     async def read(self, requests: AsyncIterator[dpb.DiscoveryRequest]) -> None:
         async for request in requests:
             current = self._registry.record(self._node)
             if current is None or current.stream != self.id:
                 continue  # a newer stream from the same node owns the record
+            if request.heartbeat:
+                self._registry.put(replace(current, health=states_of(request), last_seen=time.time()))
+                continue
             status, error = current.status, current.error
             if request.response_nonce and request.response_nonce == self._nonce:
                 status, error = ("NACK", request.error) if request.error else ("ACK", "")
                 if request.error:
                     log.warning("data plane %s rejected %s: %s", self._node, self._last_sent, request.error)
             self._registry.put(replace(current, version=request.version, status=status, error=error,
-                                       last_seen=time.time()))
+                                       last_seen=time.time(), health=states_of(request)))

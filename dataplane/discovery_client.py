@@ -7,6 +7,11 @@ with jittered exponential backoff (capped at five seconds). For every snapshot r
 - on success it is written to disk (``SnapshotCache``), then ACKed (the request echoes its version and nonce);
 - on refusal it is NACKed (the request echoes the version still running, the nonce and the reason).
 
+Between answers, every ``heartbeat_interval_s`` it sends a heartbeat on the same stream: the version and nonce
+of its last answer again, marked ``heartbeat`` so the control plane never reads it as a new ACK or NACK. Every
+request (hello, ACK, NACK, heartbeat) carries the deployments' current health, which is how the control plane
+learns it (``gatectl providers``). Writes to the stream are serialized by a lock: gRPC allows one at a time.
+
 gRPC errors are translated here, at the boundary, into a log line and ``last_error``; nothing escapes ``run``
 but cancellation. The control plane being away never affects serving: the holder keeps what it has.
 """
@@ -15,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from dataplane.health_report import HealthSummary
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot_cache import SnapshotCache
 from dataplane.state import SnapshotHolder
@@ -52,11 +59,14 @@ class DiscoveryClient:
         cache: SnapshotCache,
         *,
         backoff: Backoff | None = None,
+        health: HealthSummary | None = None,
     ) -> None:
         self._settings = settings
         self._holder = holder
         self._cache = cache
         self._backoff = backoff or Backoff()
+        self._health = health
+        self._answered = ("", "")  # (version, nonce) of the last request that was not a heartbeat
         self.connected = False
         self.last_error = ""
 
@@ -100,14 +110,41 @@ class DiscoveryClient:
         metadata = (("authorization", f"Bearer {s.control_plane_token}"),) if s.control_plane_token else ()
         async with _channel(s) as channel:
             call = dgrpc.DiscoveryStub(channel).StreamSnapshots(metadata=metadata)
+            writes = asyncio.Lock()
+
+            async def send(request: dpb.DiscoveryRequest) -> None:
+                request.health.extend(self._health() if self._health is not None else ())
+                async with writes:
+                    await call.write(request)
+                if not request.heartbeat:
+                    self._answered = (request.version, request.response_nonce)
+
+            heartbeats: asyncio.Task[None] | None = None
             try:
-                await call.write(dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version))
+                await send(dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version))
+                heartbeats = asyncio.create_task(self._heartbeats(send), name=f"discovery-heartbeat-{s.node_id}")
                 async for response in call:
                     self.connected, received, self.last_error = True, True, ""
-                    await call.write(await self._handle(response))
+                    await send(await self._handle(response))
                 return received
             finally:
+                if heartbeats is not None:
+                    heartbeats.cancel()
+                    await asyncio.gather(heartbeats, return_exceptions=True)
                 call.cancel()
+
+    async def _heartbeats(self, send: Callable[[dpb.DiscoveryRequest], Awaitable[None]]) -> None:
+        """Repeat the last answer as a heartbeat until the stream ends (its reader notices and reconnects)."""
+        s = self._settings
+        while True:
+            await asyncio.sleep(s.heartbeat_interval_s)
+            version, nonce = self._answered
+            try:
+                await send(dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=version,
+                                                response_nonce=nonce, heartbeat=True))
+            except (grpc.RpcError, asyncio.InvalidStateError) as exc:
+                log.debug("heartbeat not sent, the stream is ending: %s", exc)
+                return
 
     async def _handle(self, response: dpb.DiscoveryResponse) -> dpb.DiscoveryRequest:
         """Install, persist, and answer with the ACK or NACK for ``response``."""

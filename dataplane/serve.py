@@ -22,6 +22,7 @@ from dataplane.content import ContentKey
 from dataplane.discovery_client import DiscoveryClient, channel_credentials
 from dataplane.health import Health
 from dataplane.health_check import HealthChecker
+from dataplane.health_report import summary_of
 from dataplane.lease_client import LeaseClient
 from dataplane.limits_gate import LimitsGate
 from dataplane.metrics import DataPlaneMetrics
@@ -57,8 +58,12 @@ class DataPlane:
         self.gate: Gate = gate or self.limits
         self.holder = SnapshotHolder([self.limits, self.budgets])
         self.leases = LeaseClient(settings, self.budgets, self.limits.limiter)
+        # Deployment health: passive (the request path reports attempts) and active (a probe per provider);
+        # the discovery stream reports it to the control plane.
+        self.health = Health()
+        self.health_checker = HealthChecker(self.holder, self.health, interval_s=health_check_interval_s)
         self.discovery = DiscoveryClient(settings, self.holder, SnapshotCache(settings.state_dir),
-                                         backoff=backoff or Backoff())
+                                         backoff=backoff or Backoff(), health=summary_of(self.holder, self.health))
         self.metrics = DataPlaneMetrics(self.holder, settings.region, backlog=self._backlog,
                                         snapshot_file=SnapshotCache(settings.state_dir).path)
         self._runner: web.AppRunner | None = None
@@ -67,9 +72,6 @@ class DataPlane:
         self.shipper: UsageShipper | None = None
         self.request_log: RequestLog | None = None
         self.url = ""  # http://host:port once started (the bound port when settings.port is 0)
-        # Deployment health: passive (the request path reports attempts) and active (a probe per provider).
-        self.health = Health()
-        self.health_checker = HealthChecker(self.holder, self.health, interval_s=health_check_interval_s)
 
     def _backlog(self) -> int:
         return self.shipper.backlog if self.shipper is not None else 0

@@ -30,3 +30,5 @@ class DataPlaneSettings:
     request_log: str = ""
     request_log_max_bytes: int = 100 * 1024 * 1024
     request_log_backups: int = 5
+    # How often the discovery stream carries a heartbeat (liveness and deployment health) between answers.
+    heartbeat_interval_s: float = 5.0

@@ -32,6 +32,9 @@ class FixedStatus:
     def snapshots(self) -> list[dict[str, Any]]:
         return [{"region": "eu", "version": "abc", "tenants": 1, "keys": 0, "deployments": 1, "routes": 1}]
 
+    def providers(self) -> list[dict[str, Any]]:
+        return []
+
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
