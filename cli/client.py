@@ -92,6 +92,9 @@ class AdminClient:
     def compliance_report(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/compliance/report", query={"format": "json"})
 
+    def providers(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/providers")
+
     def snapshots(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/snapshots")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import audit, compliance, history, keys, policy, reports, serve, up, usage
+from cli.commands import audit, compliance, history, keys, policy, providers, reports, serve, up, usage
 
 EPILOG = ("Exit codes: 0 ok, 1 diff found changes, 2 usage or validation error, 3 the control plane refused the "
           "request, 4 the control plane is unreachable or failed. "
@@ -28,6 +28,7 @@ def build_app() -> typer.Typer:
     app.command()(history.history)
     app.command()(history.rollback)
     app.command()(history.dataplanes)
+    app.command()(providers.providers)
     app.command()(usage.usage)
     app.add_typer(audit.audit_app, name="audit")
     app.add_typer(compliance.compliance_app, name="compliance")

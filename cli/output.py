@@ -162,3 +162,19 @@ def dataplanes_table(items: Sequence[Mapping[str, Any]], now: float | None = Non
     rows = [[_or_dash(d.get("nodeId")), _or_dash(d.get("region")), _or_dash(d.get("version")), status(d),
              format_age(d.get("lastSeen"), now), "yes" if d.get("connected") else "no"] for d in items]
     return table(("NODE", "REGION", "VERSION", "STATUS", "LAST SEEN", "CONNECTED"), rows)
+
+
+def providers_table(items: Sequence[Mapping[str, Any]]) -> str:
+    """One row per deployment and data plane reporting it; a disconnected data plane's last report is marked."""
+    def ttfb(ms: object) -> str:
+        return f"{ms:.0f}ms" if isinstance(ms, int | float) and not isinstance(ms, bool) and ms > 0 else "-"
+
+    rows = []
+    for item in items:
+        for d in item.get("dataplanes") or []:
+            if not isinstance(d, Mapping):
+                continue
+            state = _or_dash(d.get("state")) + ("" if d.get("connected") else " (disconnected)")
+            rows.append([_or_dash(item.get("provider")), _or_dash(item.get("deployment")), _or_dash(d.get("nodeId")),
+                         _or_dash(d.get("region")), state, _or_dash(d.get("ejections")), ttfb(d.get("ttfbMs"))])
+    return table(("PROVIDER", "DEPLOYMENT", "DATA PLANE", "REGION", "STATE", "EJECTIONS", "TTFB"), rows)

@@ -1,0 +1,34 @@
+"""``providers``: how the fleet's data planes see each provider's deployments (healthy, ejected, down)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from cli.errors import exit_on_error
+from cli.options import AdminTokenOpt, ControlPlaneOpt, OutputOpt, connect
+from cli.output import OutputFormat, providers_table, to_json, to_yaml_documents
+
+
+def providers(
+    output: OutputOpt = OutputFormat.table,
+    control_plane: ControlPlaneOpt = None,
+    admin_token: AdminTokenOpt = None,
+) -> None:
+    """Deployment health per provider and data plane: state, ejections in a row, time to first byte.
+
+    States: healthy, trial (the next request tests it), ejected (backing off after failures), provider-down
+    (the active check cannot reach it). Data planes report it on their discovery stream every few seconds.
+    """
+    with exit_on_error():
+        answer = connect(control_plane, admin_token).providers()
+        items: list[dict[str, Any]] = [i for i in answer.get("items") or [] if isinstance(i, dict)]
+        if output is OutputFormat.json:
+            print(to_json(answer))
+        elif output is OutputFormat.yaml:
+            if items:
+                sys.stdout.write(to_yaml_documents(items))
+        elif items:
+            print(providers_table(items))
+        else:
+            print("No data plane has reported deployment health.", file=sys.stderr)
