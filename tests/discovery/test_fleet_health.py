@@ -102,6 +102,11 @@ async def ask(dp: DataPlane, key: str) -> str:
     return answer.model
 
 
+def request(**fields: Any) -> dpb.DiscoveryRequest:
+    """A request of the raw data plane ``dp-raw`` in region eu."""
+    return dpb.DiscoveryRequest(node_id="dp-raw", region="eu", **fields)
+
+
 def states(records: list[dict[str, Any]]) -> dict[str, str]:
     assert len(records) == 1
     return {h["deployment"]: h["state"] for h in records[0]["health"]}
@@ -216,34 +221,34 @@ async def test_heartbeat_is_neither_ack_nor_nack(embedded_store: Store, tmp_path
     async with running_control_plane(embedded_store, tmp_path / "cp") as cp, \
             grpc.aio.insecure_channel(cp.grpc_target, options=GRPC_OPTIONS) as channel:
         call = dgrpc.DiscoveryStub(channel).StreamSnapshots(metadata=(("authorization", f"Bearer {DP_TOKEN}"),))
-        base = {"node_id": "dp-raw", "region": "eu"}
-        await call.write(dpb.DiscoveryRequest(**base))
+        await call.write(request())
         response = await call.read()
         assert isinstance(response, dpb.DiscoveryResponse)
         version, nonce = response.snapshot.version, response.nonce
         sick = dpb.DeploymentHealth(deployment="small", provider="mock-eu", state="ejected", ejections=2)
 
         # Before any answer: a heartbeat echoing the hello leaves the response pending.
-        await call.write(dpb.DiscoveryRequest(**base, heartbeat=True))
-        await dataplane_record(cp, lambda r: r["status"] == "PENDING")
+        await call.write(request(heartbeat=True, health=[sick]))
+        record = await dataplane_record(cp, lambda r: r["health"] != [])
+        assert record["status"] == "PENDING"
 
-        await call.write(dpb.DiscoveryRequest(**base, response_nonce=nonce, error="refused for the test"))
-        await dataplane_record(cp, lambda r: r["status"] == "NACK")
+        await call.write(request(response_nonce=nonce, error="refused for the test"))
+        record = await dataplane_record(cp, lambda r: r["status"] == "NACK")
+        assert record["health"] == []
 
         # Same nonce, no error: as an answer it would be an ACK; as a heartbeat it changes nothing but health.
-        await call.write(dpb.DiscoveryRequest(**base, response_nonce=nonce, heartbeat=True, health=[sick]))
+        await call.write(request(response_nonce=nonce, heartbeat=True, health=[sick]))
         record = await dataplane_record(cp, lambda r: r["health"] != [])
         assert record["status"] == "NACK" and record["error"] == "refused for the test" and record["version"] == ""
         assert record["health"] == [{"deployment": "small", "provider": "mock-eu", "state": "ejected",
                                      "consecutiveFailures": 0, "ejections": 2, "ejectedForS": 0.0, "ttfbMs": 0.0}]
 
-        await call.write(dpb.DiscoveryRequest(**base, version=version, response_nonce=nonce))
+        await call.write(request(version=version, response_nonce=nonce))
         record = await dataplane_record(cp, lambda r: r["status"] == "ACK")
         assert record["version"] == version and record["health"] == []  # every request carries the current health
 
         # A heartbeat never changes the version recorded, whatever it says.
-        await call.write(dpb.DiscoveryRequest(**base, version="not-a-version", response_nonce=nonce, heartbeat=True,
-                                              health=[sick]))
+        await call.write(request(version="not-a-version", response_nonce=nonce, heartbeat=True, health=[sick]))
         record = await dataplane_record(cp, lambda r: r["health"] != [])
         assert record["status"] == "ACK" and record["version"] == version
         call.cancel()
