@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian machine with Python 3.11: Debian packages, then a virtualenv (.venv) with Tollway.
+#   scripts/setup.sh        what the gateway needs
+#   scripts/setup.sh dev    plus what the tests need (etcd, Chromium, the dev extras)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+PY=$(command -v python3.11 || command -v python3 || true)
+if [ -z "$PY" ]; then need_apt+=(python3); fi
+if [ -n "$PY" ] && ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
+if [ "${1:-}" = dev ]; then
+  command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)   # the dashboard's browser tests
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  PY=$(command -v python3.11 || command -v python3)
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if [ "${1:-}" = dev ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+fi
