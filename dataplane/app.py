@@ -202,7 +202,8 @@ async def serve_chat(request: web.Request, dialect: Dialect) -> web.StreamRespon
         if streamed.failure is not None:
             health.failed(result.deployment, streamed.failure.kind, time.monotonic())
         _settle(app, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
-                                        streamed.usage, started, streamed.first_byte_s, streamed.aborted,
+                                        streamed.charged_usage(plan.request.estimated_prompt_tokens), started,
+                                        streamed.first_byte_s, streamed.aborted,
                                         attribution=attribution,
                                         upstream_s=(streamed.upstream_end or time.time()) - result.sent_at),
                 accumulator.message() if accumulator is not None else None)

@@ -173,6 +173,16 @@ class StreamResult:
     aborted: bool = False
     failure: UpstreamFailure | None = None  # the upstream died or went idle mid-stream
     upstream_end: float = 0.0  # unix seconds the upstream body ended (or the stream was cut)
+    chunks: int = 0  # upstream payloads relayed
+
+    def charged_usage(self, estimated_prompt_tokens: int) -> Usage | None:
+        """What the request is charged for: the upstream's reported usage or, for a stream cut before its usage
+        chunk (the client left, the upstream died), an estimate of what was produced: the prompt estimate and
+        one output token per content chunk (OpenAI-compatible servers stream about a token per chunk; the first
+        chunk only carries the role). A stream that produced nothing costs nothing."""
+        if self.usage is not None or self.chunks == 0:
+            return self.usage
+        return Usage(prompt_tokens=estimated_prompt_tokens, completion_tokens=max(self.chunks - 1, 0))
 
 
 class StreamFormat(Protocol):
@@ -306,6 +316,7 @@ def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, inclu
     One regex pass over the whole batch finds the (rare) payloads that carry a usage object; only those are
     parsed. A match cannot span two payloads: the separator puts ``d`` where the pattern needs ``:``.
     """
+    result.chunks += len(payloads)
     drop: list[int] = []
     last = -1
     for match in _USAGE_OBJECT.finditer(joined):

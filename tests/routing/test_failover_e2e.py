@@ -273,3 +273,20 @@ async def test_records_get_upstream_time_and_the_streamed_answer(ups: tuple[Upst
     (outcome, response), = records.outcomes
     assert outcome.upstream_s is not None and 0.05 <= outcome.upstream_s <= outcome.duration_s
     assert response is not None and response["content"] == eu1.fake.reply
+
+
+async def test_a_stream_cut_before_its_usage_is_charged_for_what_was_produced(
+        ups: tuple[Upstream, Upstream, Upstream]) -> None:
+    eu1, eu2, us = ups
+    eu1.fake.die_after_chunks = 4  # the usage chunk never comes
+    key = new_key()
+    records = CapturingRecords()
+    async with gateway(snapshot(key, eu1.base_url, eu2.base_url, us.base_url), key, records=records) as gw:
+        stream = await gw.client().chat.completions.create(model="chat", messages=HELLO, stream=True)
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+    (outcome, _), = records.outcomes
+    assert outcome.aborted and outcome.usage is not None
+    assert outcome.usage.completion_tokens >= 2 and outcome.usage.prompt_tokens > 0
+    assert outcome.cost_micros > 0
