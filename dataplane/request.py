@@ -160,7 +160,14 @@ def plan_for(runtime: Runtime, key: Key, payload: Any, size: int, pick: float = 
         feature = missing[0] if missing else sorted(request.needs)[0]
         return invalid(f"model {request.model!r} does not support {', '.join(missing) or feature}",
                        param=_CAPABILITY_PARAM[feature], code="unsupported_capability")
-    ordered = order_candidates(route, capable, request, pick, health, mono)
+    needed = request.estimated_prompt_tokens + (request.max_tokens or 0)
+    fitting = [(d, w) for d, w in capable if not d.context_window or needed <= d.context_window]
+    if not fitting:
+        largest = max(d.context_window for d, _ in capable)
+        return invalid(f"this request needs about {needed} tokens (prompt and requested output) but the largest "
+                       f"context window of model {request.model!r} is {largest} tokens",
+                       param="messages", code="context_length_exceeded")
+    ordered = order_candidates(route, fitting, request, pick, health, mono)
     return Plan(key=key, route=route, request=request, candidates=tuple(ordered[: route.failover.attempts]))
 
 
