@@ -16,7 +16,6 @@ outcomes become gRPC statuses.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import logging
 import time
@@ -28,6 +27,7 @@ from typing import Any, Literal
 import grpc
 
 from controlplane.fleet_health import DeploymentState, health_json, providers_summary, states_of
+from controlplane.grpc_auth import bearer, require_token
 from controlplane.publisher import Publisher
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc
@@ -126,23 +126,17 @@ class DiscoveryServicer:
     def __init__(self, publisher: Publisher, registry: Registry, token: str) -> None:
         self._publisher = publisher
         self._registry = registry
-        self._expected = f"Bearer {token}".encode()
+        self._expected = bearer(token)
         self._streams = itertools.count(1)
         self._nonces = itertools.count(1)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         dgrpc.add_DiscoveryServicer_to_server(self, server)
 
-    def _is_authorized(self, context: Context) -> bool:
-        given = dict(context.invocation_metadata() or ()).get("authorization", "")
-        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
-        return hmac.compare_digest(given_bytes, self._expected)
-
     async def StreamSnapshots(  # the name the generated code registers
         self, request_iterator: AsyncIterator[dpb.DiscoveryRequest], context: Context
     ) -> AsyncIterator[dpb.DiscoveryResponse]:
-        if not self._is_authorized(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong data-plane token")
+        await require_token(context, self._expected)
         try:
             hello = await anext(request_iterator)
         except StopAsyncIteration:

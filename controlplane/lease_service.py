@@ -14,7 +14,6 @@ keeps what it holds and asks again).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from controlplane.grpc_auth import bearer, require_token
 from controlplane.ledger import AskIn, Charge, Ledger
 from controlplane.publisher import Publisher
 from controlplane.store.base import StoreError
@@ -80,7 +80,7 @@ class LeaseServicer:
                  clock: Callable[[], float] = time.time) -> None:
         self._ledger = ledger
         self._publisher = publisher
-        self._expected = f"Bearer {token}".encode()
+        self._expected = bearer(token)
         self._clock = clock
         self._indexes: dict[str, BudgetIndex] = {}  # region -> index of its latest snapshot
         self.rates = RateBoard(ledger.ttl_s)
@@ -96,14 +96,8 @@ class LeaseServicer:
             index = self._indexes[region] = BudgetIndex.of(snap)
         return index
 
-    def _is_authorized(self, context: Context) -> bool:
-        given = dict(context.invocation_metadata() or ()).get("authorization", "")
-        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
-        return hmac.compare_digest(given_bytes, self._expected)
-
     async def Lease(self, request: lpb.LeaseRequest, context: Context) -> lpb.LeaseResponse:  # generated name
-        if not self._is_authorized(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong data-plane token")
+        await require_token(context, self._expected)
         if not request.node_id or not request.incarnation:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a lease request must carry node_id and incarnation")
         now = self._clock()

@@ -13,12 +13,12 @@ plane retries from its spool).
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from controlplane.grpc_auth import bearer, require_token
 from controlplane.store.base import StoreError
 from controlplane.usage_db import UsageDB, UsageDBError
 from tollway.pb import usage_pb2 as upb
@@ -37,21 +37,15 @@ class UsageServicer:
         """``settle``: moves a batch's costs into the budget ledger, idempotently (``LeaseServicer.settle_usage``)."""
         self._db = db
         self._settle = settle
-        self._expected = f"Bearer {token}".encode()
+        self._expected = bearer(token)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         ugrpc.add_UsageServicer_to_server(self, server)
 
-    def _is_authorized(self, context: Context) -> bool:
-        given = dict(context.invocation_metadata() or ()).get("authorization", "")
-        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
-        return hmac.compare_digest(given_bytes, self._expected)
-
     async def Report(  # the name the generated code registers
         self, request_iterator: AsyncIterator[upb.UsageBatch], context: Context
     ) -> AsyncIterator[upb.UsageAck]:
-        if not self._is_authorized(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong data-plane token")
+        await require_token(context, self._expected)
         async for batch in request_iterator:
             if not batch.node_id or not batch.epoch or batch.sequence == 0:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
