@@ -249,8 +249,10 @@ class Ledger:
             if marker.is_settled(sequence):
                 return False
             done = marker.parts.get(sequence, 0)
-            part = parts[done]
-            if done + 1 == len(parts):
+            part = parts[done] if done < len(parts) else []
+            if done + 1 >= len(parts):
+                # The last part; or a replay whose charges now split into fewer parts (the policy changed between
+                # a failed try and the replay): the parts already settled are all there is to settle.
                 marker.mark(sequence)
             else:
                 marker.parts[sequence] = done + 1

@@ -45,8 +45,9 @@ def anthropic_request(payload: dict[str, Any], upstream_model: str, default_max_
             turns.append({"role": turn_role, "content": blocks})
     body: dict[str, Any] = {
         "model": upstream_model,
-        "max_tokens": payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
-        or FALLBACK_MAX_TOKENS,
+        # The client's bound, clamped to the deployment's (the budget reserved at most that), else the deployment's.
+        "max_tokens": min(payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
+                          or FALLBACK_MAX_TOKENS, default_max_tokens or FALLBACK_MAX_TOKENS),
         "messages": turns,
     }
     if system:

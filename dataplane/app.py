@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.accounting import Gate, OpenGate, Outcome, cost_micros
+from dataplane.accounting import Gate, OpenGate, Outcome, Usage, cost_micros, usage_of
 from dataplane.adapters import Adapter, Complete
 from dataplane.adapters.anthropic import AnthropicAdapter
 from dataplane.adapters.azure import AzureAdapter
@@ -36,7 +36,6 @@ from dataplane.proxy import (
     OpenAIStream,
     StreamFormat,
     attempt,
-    complete_usage,
     failure_response,
     outcome,
     stream_through,
@@ -224,10 +223,15 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
     # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
     # tenants whose log keeps content, the answer).
     upstream_s = time.time() - result.sent_at
-    usage = complete_usage(reply.body)
-    if usage is not None:
-        headers["x-tollway-cost-usd-micros"] = str(cost_micros(result.deployment.prices, usage))
-    response = completion_message(orjson.loads(reply.body)) if app[RECORDS].keeps_content(plan.key) else None
+    try:
+        parsed: Any = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    # An answer without usage (some OpenAI-compatible servers omit it) is charged an estimate, never nothing:
+    # the prompt estimate, and the body's length bounding the output tokens from above.
+    usage = usage_of(parsed) or Usage(plan.request.estimated_prompt_tokens, -(-len(reply.body) // 4))
+    headers["x-tollway-cost-usd-micros"] = str(cost_micros(result.deployment.prices, usage))
+    response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key) else None
     _settle(app, admission, outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started,
                                     time.time() - started, attribution=admission.attribution,
                                     upstream_s=upstream_s), response)

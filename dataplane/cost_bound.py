@@ -108,6 +108,19 @@ def output_token_bound(payload: dict[str, Any], deployment: Deployment) -> int:
     return per_choice * choices
 
 
+def cap_output(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
+    """``body`` with ``max_tokens`` / ``max_completion_tokens`` clamped to the deployment's catalog output limit:
+    what makes ``output_token_bound`` a true upper bound, so a reservation covers what the upstream may bill.
+    Returns ``body`` itself (the adapters pass their own copy)."""
+    limit = deployment.max_output_tokens
+    if limit > 0:
+        for name in ("max_tokens", "max_completion_tokens"):
+            asked = body.get(name)
+            if isinstance(asked, int) and not isinstance(asked, bool) and asked > limit:
+                body[name] = limit
+    return body
+
+
 def deployment_cost_bound(payload: dict[str, Any], deployment: Deployment) -> int:
     """Micro-dollars, rounded up: the most this request can cost if ``deployment`` serves it."""
     prices = deployment.prices

@@ -159,13 +159,6 @@ def failure_response(failure: UpstreamFailure, headers: dict[str, str]) -> web.R
     return web.Response(status=err.status, body=err.body(), headers=headers, content_type="application/json")
 
 
-def complete_usage(body: bytes) -> Usage | None:
-    try:
-        return usage_of(orjson.loads(body))
-    except orjson.JSONDecodeError:
-        return None
-
-
 @dataclass(slots=True)
 class StreamResult:
     usage: Usage | None = None

@@ -22,6 +22,7 @@ import orjson
 
 from dataplane.adapters import Complete, LastBatch, Stream
 from dataplane.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.cost_bound import cap_output
 from dataplane.errors import UpstreamFailure, error_body
 from dataplane.runtime import Deployment, Provider
 from dataplane.upstream_http import UpstreamClient
@@ -34,8 +35,8 @@ def azure_url(deployment: Deployment) -> str:
             f"?api-version={quote(p.api_version, safe='')}")
 
 
-def azure_body(request: ChatRequest) -> bytes:
-    body: dict[str, Any] = {k: v for k, v in request.payload.items() if k != "model"}
+def azure_body(request: ChatRequest, deployment: Deployment) -> bytes:
+    body: dict[str, Any] = cap_output({k: v for k, v in request.payload.items() if k != "model"}, deployment)
     if request.stream:
         options = body.get("stream_options")
         body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
@@ -115,7 +116,7 @@ class AzureAdapter:
         if provider.credential:
             headers["api-key"] = provider.credential
         resp, deadline = await post(self._client, provider, azure_url(deployment), header_lines(headers),
-                                    azure_body(request), timeout_s, _status_failure)
+                                    azure_body(request, deployment), timeout_s, _status_failure)
         if not request.stream:
             return Complete(await read_whole(resp, provider, deadline))
         batches = _without_filter_chunks(sse_batches(resp, provider))

@@ -14,6 +14,7 @@ import orjson
 
 from dataplane.adapters import Complete, Stream
 from dataplane.adapters.wire import check_credential, flatten, post, read_whole, sse_batches
+from dataplane.cost_bound import cap_output
 from dataplane.errors import UpstreamFailure
 from dataplane.runtime import Deployment, Provider
 from dataplane.upstream_http import UpstreamClient
@@ -21,7 +22,7 @@ from dataplane.validate import ChatRequest
 
 
 def upstream_body(deployment: Deployment, request: ChatRequest) -> bytes:
-    body: dict[str, Any] = dict(request.payload)
+    body: dict[str, Any] = cap_output(dict(request.payload), deployment)
     body["model"] = deployment.upstream_model
     if request.stream:
         options = body.get("stream_options")

@@ -290,3 +290,54 @@ async def test_a_stream_cut_before_its_usage_is_charged_for_what_was_produced(
     assert outcome.aborted and outcome.usage is not None
     assert outcome.usage.completion_tokens >= 2 and outcome.usage.prompt_tokens > 0
     assert outcome.cost_micros > 0
+
+
+@pytest.fixture
+async def unusual_upstream() -> AsyncIterator[str]:
+    """200 answers an OpenAI-compatible server may give: no `usage` at all, or a body that is not JSON."""
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["messages"][0]["content"] == "garbage":
+            return web.Response(text="<html>upstream proxy says hi</html>", content_type="text/html")
+        answer = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "No usage here, sorry."},
+                               "finish_reason": "stop"}]}
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app, shutdown_timeout=0.05)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_answers_without_usage_are_charged_an_estimate_and_settled(
+        ups: tuple[Upstream, Upstream, Upstream], unusual_upstream: str) -> None:
+    _, eu2, us = ups
+    key = new_key()
+    records = CapturingRecords()
+    async with gateway(snapshot(key, unusual_upstream, eu2.base_url, us.base_url), key, records=records) as gw:
+        raw = await gw.client().chat.completions.with_raw_response.create(model="chat", messages=HELLO)
+        assert int(raw.headers["x-tollway-cost-usd-micros"]) > 0
+        async with aiohttp.ClientSession() as session, session.post(
+                gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                json={"model": "chat", "messages": [{"role": "user", "content": "garbage"}]}) as resp:
+            assert resp.status == 200  # passed through as the upstream sent it
+            assert int(resp.headers["x-tollway-cost-usd-micros"]) > 0
+    assert [o.status for o, _ in records.outcomes] == [200, 200]
+    assert all(o.usage is not None and o.cost_micros > 0 for o, _ in records.outcomes)
+
+
+async def test_requested_output_is_clamped_to_the_catalog_limit_upstream(
+        ups: tuple[Upstream, Upstream, Upstream]) -> None:
+    eu1, eu2, us = ups
+    key = new_key()
+    async with gateway(snapshot(key, eu1.base_url, eu2.base_url, us.base_url), key) as gw:
+        await gw.client().chat.completions.create(model="chat", messages=HELLO, max_tokens=50_000)
+        await gw.client().chat.completions.create(model="chat", messages=HELLO, max_completion_tokens=100)
+    assert eu1.fake.requests[0].body["max_tokens"] == 4096  # the deployment's maxOutputTokens
+    assert eu1.fake.requests[1].body["max_completion_tokens"] == 100
