@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Annotated, Any, Protocol
@@ -140,7 +141,7 @@ def dataplane_serve(
         "--token", envvar="TOLLWAY_DATAPLANE_TOKEN", show_default=False,
         help="The control plane's data-plane token")] = None,
     node_id: Annotated[str | None, typer.Option("--node-id", show_default=False,
-                                                help="[default: HOSTNAME-PID]")] = None,
+                                                help="[default: HOSTNAME-PORT, stable across restarts]")] = None,
     tls_ca: Annotated[str | None, typer.Option("--tls-ca", help="CA of the control plane's certificate")] = None,
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Client certificate (mTLS)")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="Client key (mTLS)")] = None,
@@ -153,8 +154,10 @@ def dataplane_serve(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
         state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
     )
-    if node_id:
-        settings = replace(settings, node_id=node_id)
+    # A restarted data plane keeps its identity, so `gatectl dataplanes` shows one entry per data plane.
+    # (Port 0 is only for tests: there the process id tells data planes apart.)
+    if node_id or port:
+        settings = replace(settings, node_id=node_id or f"{socket.gethostname()}-{port}")
     configure_logging()
 
     async def main() -> None:
