@@ -12,7 +12,6 @@ task never dies of it. The clock is injectable so tests can move time instead of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from controlplane.compile import PolicySet
 from controlplane.policy import LoggingSpec
 from controlplane.usage_db import UsageDB
+from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,5 @@ class RetentionTask:
             self._task = asyncio.create_task(self._run(), name="usage-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None

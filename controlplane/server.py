@@ -8,7 +8,6 @@ nothing is left pending. Ports may be 0: ``admin_url`` and ``grpc_target`` then 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from controlplane.store.base import Store, open_store
 from controlplane.usage_db import UsageDB
 from controlplane.usage_service import UsageServicer
 from tollway.backoff import url_host
+from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -158,11 +158,8 @@ class ControlPlane:
         if self._usage_db is not None:
             await self._usage_db.close()
             self._usage_db = None
-        if self._publisher_task is not None:
-            self._publisher_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher_task
-            self._publisher_task = None
+        await cancel(self._publisher_task)
+        self._publisher_task = None
         if self._store is not None:
             if self._store is not self._given_store:
                 await self._store.close()

@@ -25,6 +25,7 @@ from dataplane.health import Health
 from dataplane.runtime import Provider
 from dataplane.state import SnapshotHolder
 from dataplane.upstream_http import parse_target
+from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,8 @@ class HealthChecker:
             self._task = asyncio.create_task(self._run(), name="health-checker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def check_once(self) -> None:
         runtime = self._holder.runtime

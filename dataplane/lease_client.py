@@ -27,6 +27,7 @@ from dataplane.discovery_client import channel_credentials
 from dataplane.settings import DataPlaneSettings
 from tollway.pb import leases_pb2 as lpb
 from tollway.pb import leases_pb2_grpc as lgrpc
+from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,8 @@ class LeaseClient:
         self._task = asyncio.create_task(self._run(), name=f"leases-{self._settings.node_id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     def wake(self) -> None:
         self._wake.set()

@@ -8,7 +8,6 @@ cancels and awaits that task and closes the server. ``gatectl dataplane serve`` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -35,6 +34,7 @@ from dataplane.state import SnapshotHolder
 from dataplane.usage_shipper import UsageShipper
 from dataplane.usage_spool import UsageSpool
 from tollway.backoff import Backoff, url_host
+from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,8 @@ class DataPlane:
 
     async def stop(self) -> None:
         await self.health_checker.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self.leases.stop()
         if self._runner is not None:
             await self._runner.cleanup()
