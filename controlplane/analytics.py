@@ -78,7 +78,8 @@ class Period:
         return {"since": self.since.isoformat(), "until": self.until.isoformat() if self.until else None}
 
 
-def _parse_time(value: str, name: str) -> datetime:
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO date or time from a query, as UTC (a naive one is taken as UTC)."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
@@ -89,8 +90,8 @@ def _parse_time(value: str, name: str) -> datetime:
 def parse_period(query: Mapping[str, str], now: datetime, default_days: int = DEFAULT_DAYS) -> Period:
     """``since``/``until`` (ISO, UTC) from a query; without ``since``, the ``default_days`` days up to today."""
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    since = _parse_time(query["since"], "since") if query.get("since") else today - timedelta(days=default_days - 1)
-    until = _parse_time(query["until"], "until") if query.get("until") else None
+    since = parse_time(query["since"], "since") if query.get("since") else today - timedelta(days=default_days - 1)
+    until = parse_time(query["until"], "until") if query.get("until") else None
     if until is not None and until <= since:
         raise InvalidRequest("until must be after since")
     return Period(since, until)

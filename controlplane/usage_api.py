@@ -14,6 +14,7 @@ from typing import cast, get_args
 import orjson
 from aiohttp import web
 
+from controlplane.analytics import parse_time
 from controlplane.errors import InvalidRequest
 from controlplane.usage_db import Dimension, UsageDB
 
@@ -23,14 +24,6 @@ DIMENSIONS: tuple[str, ...] = get_args(Dimension)
 
 def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def parse_time(value: str, field: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"{field}: expected an ISO date or time, got {value!r}") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def usd(micros: int) -> str:
