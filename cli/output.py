@@ -6,8 +6,11 @@ Tables never show secrets; there is none to show, the control plane keeps only k
 
 from __future__ import annotations
 
+import csv
 import enum
+import io
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -178,3 +181,43 @@ def providers_table(items: Sequence[Mapping[str, Any]]) -> str:
             rows.append([_or_dash(item.get("provider")), _or_dash(item.get("deployment")), _or_dash(d.get("nodeId")),
                          _or_dash(d.get("region")), state, _or_dash(d.get("ejections")), ttfb(d.get("ttfbMs"))])
     return table(("PROVIDER", "DEPLOYMENT", "DATA PLANE", "REGION", "STATE", "EJECTIONS", "TTFB"), rows)
+
+
+class RowsFormat(enum.StrEnum):
+    """Output of the report commands: rows of numbers, for people (table) or spreadsheets (csv)."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def show_rows(answer: Mapping[str, Any], headers: Sequence[str], rows: Sequence[Row], output: RowsFormat,
+              empty: str) -> None:
+    """Print a report: the server's JSON answer as is, or its ``rows`` as CSV (snake_case header) or a table;
+    ``empty`` goes to stderr when there are no rows."""
+    if output is RowsFormat.json:
+        print(to_json(answer))
+    elif output is RowsFormat.csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([h.lower().replace(" ", "_") for h in headers])
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    elif rows:
+        print(table(headers, rows))
+    else:
+        print(empty, file=sys.stderr)
+
+
+def show_items(items: Sequence[Mapping[str, Any]], answer: Mapping[str, Any], output: OutputFormat,
+               render: Callable[[Sequence[Mapping[str, Any]]], str], empty: str) -> None:
+    """Print a listing: JSON (the whole answer), YAML documents (the items) or ``render``'s table."""
+    if output is OutputFormat.json:
+        print(to_json(answer))
+    elif output is OutputFormat.yaml:
+        if items:
+            sys.stdout.write(to_yaml_documents(items))
+    elif items:
+        print(render(items))
+    else:
+        print(empty, file=sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from cli.commands.policy import change_lines
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, AsOpt, ControlPlaneOpt, OutputOpt, connect, who
-from cli.output import OutputFormat, dataplanes_table, history_table, to_json, to_yaml_documents
+from cli.output import OutputFormat, dataplanes_table, history_table, show_items
 
 
 def history(
@@ -22,7 +21,7 @@ def history(
     with exit_on_error():
         answer = connect(control_plane, admin_token).history()
         items: list[dict[str, Any]] = [i for i in answer.get("items") or [] if isinstance(i, dict)]
-        _print(items, answer, output, history_table, "No history yet.")
+        show_items(items, answer, output, history_table, "No history yet.")
 
 
 def rollback(
@@ -48,17 +47,4 @@ def dataplanes(
     with exit_on_error():
         answer = connect(control_plane, admin_token).dataplanes()
         items: list[dict[str, Any]] = [i for i in answer.get("items") or [] if isinstance(i, dict)]
-        _print(items, answer, output, dataplanes_table, "No data planes have connected.")
-
-
-def _print(items: list[dict[str, Any]], answer: dict[str, Any], output: OutputFormat,
-           render: Any, empty: str) -> None:
-    if output is OutputFormat.json:
-        print(to_json(answer))
-    elif output is OutputFormat.yaml:
-        if items:
-            sys.stdout.write(to_yaml_documents(items))
-    elif items:
-        print(render(items))
-    else:
-        print(empty, file=sys.stderr)
+        show_items(items, answer, output, dataplanes_table, "No data planes have connected.")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, OutputOpt, connect
-from cli.output import OutputFormat, providers_table, to_json, to_yaml_documents
+from cli.output import OutputFormat, providers_table, show_items
 
 
 def providers(
@@ -23,12 +22,4 @@ def providers(
     with exit_on_error():
         answer = connect(control_plane, admin_token).providers()
         items: list[dict[str, Any]] = [i for i in answer.get("items") or [] if isinstance(i, dict)]
-        if output is OutputFormat.json:
-            print(to_json(answer))
-        elif output is OutputFormat.yaml:
-            if items:
-                sys.stdout.write(to_yaml_documents(items))
-        elif items:
-            print(providers_table(items))
-        else:
-            print("No data plane has reported deployment health.", file=sys.stderr)
+        show_items(items, answer, output, providers_table, "No data plane has reported deployment health.")

@@ -12,10 +12,7 @@ formats always agree; CSV headers are the table's in snake case.
 
 from __future__ import annotations
 
-import csv
 import enum
-import io
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
@@ -23,16 +20,10 @@ import typer
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
-from cli.output import table, to_json
+from cli.output import RowsFormat, show_rows
 
 report_app = typer.Typer(help="Usage analytics: daily cost, latency trends, error rates, top users.",
                          no_args_is_help=True)
-
-
-class ReportFormat(enum.StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 class CostBy(enum.StrEnum):
@@ -62,7 +53,7 @@ TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Only this tenan
 ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project")]
 RouteOpt = Annotated[str | None, typer.Option("--route", help="Only this model (route)")]
 ProviderOpt = Annotated[str | None, typer.Option("--provider", help="Only this provider")]
-FormatOpt = Annotated[ReportFormat, typer.Option("--output", "-o", help="Output format")]
+FormatOpt = Annotated[RowsFormat, typer.Option("--output", "-o", help="Output format")]
 
 Columns = Sequence[tuple[str, Callable[[Mapping[str, Any]], str]]]
 
@@ -79,22 +70,9 @@ def _query(**values: str | None) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def _show(answer: dict[str, Any], columns: Columns, output: ReportFormat) -> None:
-    if output is ReportFormat.json:
-        print(to_json(answer))
-        return
+def _show(answer: dict[str, Any], columns: Columns, output: RowsFormat) -> None:
     rows = [[cell(r) for _, cell in columns] for r in answer.get("rows") or [] if isinstance(r, dict)]
-    headers = [h for h, _ in columns]
-    if output is ReportFormat.csv:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([h.lower().replace(" ", "_") for h in headers])
-        writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
-    elif rows:
-        print(table(headers, rows))
-    else:
-        print(f"No usage since {answer.get('since')}.", file=sys.stderr)
+    show_rows(answer, [h for h, _ in columns], rows, output, f"No usage since {answer.get('since')}.")
 
 
 def _fetch(control_plane: str | None, admin_token: str | None, report: str, query: dict[str, str]) -> dict[str, Any]:
@@ -106,7 +84,7 @@ def daily_cost(
     by: Annotated[CostBy, typer.Option("--by", help="Group by team (tenant), project or use case (tag)")]
     = CostBy.tenant,
     since: SinceOpt = None, until: UntilOpt = None, tenant: TenantOpt = None, project: ProjectOpt = None,
-    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = ReportFormat.table,
+    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = RowsFormat.table,
     control_plane: ControlPlaneOpt = None, admin_token: AdminTokenOpt = None,
 ) -> None:
     """Cost per day and tenant, project or tag (a request counts once under each of its tags)."""
@@ -123,7 +101,7 @@ def latency(
     by: Annotated[ModelBy, typer.Option("--by", help="Per model asked for (route) or deployment that served")]
     = ModelBy.route,
     since: SinceOpt = None, until: UntilOpt = None, tenant: TenantOpt = None, project: ProjectOpt = None,
-    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = ReportFormat.table,
+    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = RowsFormat.table,
     control_plane: ControlPlaneOpt = None, admin_token: AdminTokenOpt = None,
 ) -> None:
     """p50/p95 total latency and time to first byte (ms) per day, over successful requests."""
@@ -139,7 +117,7 @@ def latency(
 def errors(
     by: Annotated[ErrorsBy, typer.Option("--by", help="Per provider or deployment")] = ErrorsBy.provider,
     since: SinceOpt = None, until: UntilOpt = None, tenant: TenantOpt = None, project: ProjectOpt = None,
-    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = ReportFormat.table,
+    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = RowsFormat.table,
     control_plane: ControlPlaneOpt = None, admin_token: AdminTokenOpt = None,
 ) -> None:
     """Error rate per day: the share of requests answered with status >= 400 or an error type."""
@@ -156,7 +134,7 @@ def top_users(
     order: Annotated[UserOrder, typer.Option("--order", help="Rank by cost or by requests")] = UserOrder.cost,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many users")] = 10,
     since: SinceOpt = None, until: UntilOpt = None, tenant: TenantOpt = None, project: ProjectOpt = None,
-    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = ReportFormat.table,
+    route: RouteOpt = None, provider: ProviderOpt = None, output: FormatOpt = RowsFormat.table,
     control_plane: ControlPlaneOpt = None, admin_token: AdminTokenOpt = None,
 ) -> None:
     """The users with the highest cost (or most requests); requests without a user are not counted."""

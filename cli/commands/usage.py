@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import enum
-import io
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
-from cli.output import table, to_json
+from cli.output import RowsFormat, show_rows
 
 DIMENSIONS = ("tenant", "project", "user", "key", "route", "deployment", "provider", "region", "tag")
-
-
-class UsageFormat(enum.StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 def usage(
@@ -30,7 +20,7 @@ def usage(
     until: Annotated[str | None, typer.Option("--until", help="ISO date/time, UTC (exclusive)")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant")] = None,
     project: Annotated[str | None, typer.Option("--project", help="Only this project")] = None,
-    output: Annotated[UsageFormat, typer.Option("--output", "-o")] = UsageFormat.table,
+    output: Annotated[RowsFormat, typer.Option("--output", "-o")] = RowsFormat.table,
     control_plane: ControlPlaneOpt = None,
     admin_token: AdminTokenOpt = None,
 ) -> None:
@@ -41,22 +31,10 @@ def usage(
             if value:
                 query[name] = value
         answer = connect(control_plane, admin_token).usage(query)
-        if output is UsageFormat.json:
-            print(to_json(answer))
-            return
         dims: list[str] = list(answer.get("by") or [])
         headers = [d.upper() for d in dims] + ["REQUESTS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD"]
         rows = [_row(r, dims) for r in answer.get("rows") or [] if isinstance(r, dict)]
-        if output is UsageFormat.csv:
-            buf = io.StringIO()
-            writer = csv.writer(buf)
-            writer.writerow([h.lower().replace(" ", "_") for h in headers])
-            writer.writerows(rows)
-            sys.stdout.write(buf.getvalue())
-        elif rows:
-            print(table(headers, rows))
-        else:
-            print(f"No usage since {answer.get('since')}.", file=sys.stderr)
+        show_rows(answer, headers, rows, output, f"No usage since {answer.get('since')}.")
 
 
 def _row(r: dict[str, Any], dims: list[str]) -> list[str]:
