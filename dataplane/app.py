@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.accounting import Gate, OpenGate, Outcome, Usage, cost_micros, usage_of
+from dataplane.accounting import Gate, OpenGate, Outcome, Usage, usage_of
 from dataplane.adapters import Adapter, Complete
 from dataplane.adapters.anthropic import AnthropicAdapter
 from dataplane.adapters.azure import AzureAdapter
@@ -230,11 +230,11 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
     # An answer without usage (some OpenAI-compatible servers omit it) is charged an estimate, never nothing:
     # the prompt estimate, and the body's length bounding the output tokens from above.
     usage = usage_of(parsed) or Usage(plan.request.estimated_prompt_tokens, -(-len(reply.body) // 4))
-    headers["x-tollway-cost-usd-micros"] = str(cost_micros(result.deployment.prices, usage))
+    done = outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started, time.time() - started,
+                   attribution=admission.attribution, upstream_s=upstream_s)
+    headers["x-tollway-cost-usd-micros"] = str(done.cost_micros)
     response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key) else None
-    _settle(app, admission, outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started,
-                                    time.time() - started, attribution=admission.attribution,
-                                    upstream_s=upstream_s), response)
+    _settle(app, admission, done, response)
     return web.Response(body=dialect.complete(reply.body, plan), headers=headers, content_type="application/json")
 
 

@@ -22,7 +22,16 @@ from dataplane.request_log import RequestLog
 from dataplane.runtime import Key
 from dataplane.state import SnapshotHolder
 from tests.conftest import free_port
-from tests.routing.world import CREDENTIAL_ENV, UPSTREAM_KEY, Gateway, Upstream, gateway, new_key, snapshot
+from tests.routing.world import (
+    CREDENTIAL_ENV,
+    UPSTREAM_KEY,
+    Gateway,
+    Upstream,
+    chat_upstream,
+    gateway,
+    new_key,
+    snapshot,
+)
 from tollway.prometheus import Registry
 
 HELLO: list[Any] = [{"role": "user", "content": "Hello"}]
@@ -143,15 +152,8 @@ async def stalling_upstream() -> AsyncIterator[str]:
         await asyncio.sleep(5)
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, shutdown_timeout=0.05)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with chat_upstream(chat) as base_url:
+        yield base_url
 
 
 async def test_idle_upstream_is_cut_and_the_stream_ends_with_an_error_event(
@@ -304,15 +306,8 @@ async def unusual_upstream() -> AsyncIterator[str]:
                                "finish_reason": "stop"}]}
         return web.json_response(answer)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, shutdown_timeout=0.05)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with chat_upstream(chat) as base_url:
+        yield base_url
 
 
 async def test_answers_without_usage_are_charged_an_estimate_and_settled(
