@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
+from tollway.durable import write_atomically
 from tollway.pb import snapshot_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -61,23 +61,4 @@ class SnapshotCache:
         payload = snapshot.SerializeToString(deterministic=True)
         data = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{FILE_NAME}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is; without this a crash can bring the old file back.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_atomically(self.path, data)

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dataplane.errors import DataPlaneError
+from tollway.durable import fsync_dir, write_atomically
 from tollway.pb import usage_pb2 as upb
 
 log = logging.getLogger(__name__)
@@ -312,7 +313,7 @@ class UsageSpool:
         finally:
             os.close(fd)
         if is_new:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         with self._lock:
             target.cuts.append(cut)
             self._next_sequence = sequence + 1
@@ -342,7 +343,7 @@ class UsageSpool:
                 del self._segments[segment.number]
         for segment in done:
             (self._dir / f"{segment.number:012d}.seg").unlink(missing_ok=True)
-            _fsync_dir(self._dir)  # the records are gone for good before their index is
+            fsync_dir(self._dir)  # the records are gone for good before their index is
             (self._dir / f"{segment.number:012d}.idx").unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -373,23 +374,7 @@ def _read_state(directory: Path) -> dict[str, Any] | None:
 
 
 def _write_state(directory: Path, state: dict[str, Any]) -> None:
-    aside = directory / f".{STATE_FILE}.tmp"
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(state).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(aside, directory / STATE_FILE)
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomically(directory / STATE_FILE, json.dumps(state).encode())
 
 
 def _recover(directory: Path) -> list[_Segment]:

@@ -47,6 +47,7 @@ from controlplane.store.base import (
     TxnResult,
     check_txn,
 )
+from tollway.durable import fsync_dir, write_atomically
 
 LOCK_FILE = "LOCK"
 LOG_FILE = "wal.jsonl"
@@ -116,7 +117,7 @@ class _Journal:
             if os.fstat(log_fd).st_size != good_size:
                 os.ftruncate(log_fd, good_size)  # cut a torn last line off
                 os.fsync(log_fd)
-            _fsync_dir(directory)
+            fsync_dir(directory)
         except BaseException:
             os.close(lock_fd)  # releases the flock
             raise
@@ -148,16 +149,8 @@ class _Journal:
             "history_start": state.history_start,
             "data": [[k, _b64(v), rev] for k, (v, rev) in state.data.items()],
         }
-        tmp = self._dir / (CHECKPOINT_FILE + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, orjson.dumps(body))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self._dir / CHECKPOINT_FILE)
-            _fsync_dir(self._dir)
+            write_atomically(self._dir / CHECKPOINT_FILE, orjson.dumps(body))
             os.ftruncate(self._log_fd, 0)
             os.fsync(self._log_fd)
         except OSError as e:
@@ -168,14 +161,6 @@ class _Journal:
     def close(self) -> None:
         os.close(self._log_fd)
         os.close(self._lock_fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _replay(directory: Path) -> tuple[_State, int]:
