@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.sse import send_frames
+
 API_VERSIONS = frozenset({"2024-02-01", "2024-06-01", "2024-10-21", "2024-08-01-preview", "2025-01-01-preview"})
 _SAFE = {"filtered": False, "severity": "safe"}
 _FILTERS = {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE}
@@ -137,14 +139,7 @@ class FakeAzure:
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
         chunks.append(b"data: [DONE]\n\n")
-        for i, data in enumerate(chunks):
-            if i == self.die_after_chunks:
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            await resp.write(data)
-        await resp.write_eof()
-        return resp
+        return await send_frames(request, resp, chunks, self.die_after_chunks)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.sse import send_frames
+
 
 @dataclass
 class Received:
@@ -93,14 +95,7 @@ class FakeOpenAI:
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
         chunks.append(b"data: [DONE]\n\n")
-        for i, data in enumerate(chunks):
-            if i == self.die_after_chunks:
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            await resp.write(data)
-        await resp.write_eof()
-        return resp
+        return await send_frames(request, resp, chunks, self.die_after_chunks)
 
 
 def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
