@@ -19,13 +19,14 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.accounting import Gate, OpenGate, Outcome, Usage, usage_of
+from dataplane.accounting import Gate, OpenGate, Outcome
 from dataplane.adapters import Adapter, Complete
 from dataplane.adapters.anthropic import AnthropicAdapter
 from dataplane.adapters.azure import AzureAdapter
 from dataplane.adapters.mock import MockAdapter
 from dataplane.adapters.openai import OpenAIAdapter
 from dataplane.anthropic_api import ANTHROPIC
+from dataplane.budget import LEASE_PENDING
 from dataplane.content import MessageAccumulator, completion_message, redact_request_payload
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
 from dataplane.health import Health, RetryBudget, usable_deployments
@@ -36,6 +37,7 @@ from dataplane.proxy import (
     OpenAIStream,
     StreamFormat,
     attempt,
+    complete_charged_usage,
     failure_response,
     outcome,
     stream_through,
@@ -166,7 +168,7 @@ async def serve_chat(request: web.Request, dialect: Dialect) -> web.StreamRespon
     gate = app[GATE]
     admission = gate.admit(plan, attribution, started)
     wait = app[LEASE_WAIT]
-    if isinstance(admission, Refusal) and admission.error.code == "budget_lease_pending" and wait is not None:
+    if isinstance(admission, Refusal) and admission.error.code == LEASE_PENDING and wait is not None:
         # The first request of a budget scope this data plane never held a grant of: ask the control plane
         # now rather than fail it. Later requests of the scope are served from the local grant.
         await wait(FIRST_GRANT_WAIT_S)
@@ -227,9 +229,7 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
         parsed: Any = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
         parsed = None
-    # An answer without usage (some OpenAI-compatible servers omit it) is charged an estimate, never nothing:
-    # the prompt estimate, and the body's length bounding the output tokens from above.
-    usage = usage_of(parsed) or Usage(plan.request.estimated_prompt_tokens, -(-len(reply.body) // 4))
+    usage = complete_charged_usage(parsed, len(reply.body), plan.request.estimated_prompt_tokens)
     done = outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started, time.time() - started,
                    attribution=admission.attribution, upstream_s=upstream_s)
     headers["x-tollway-cost-usd-micros"] = str(done.cost_micros)

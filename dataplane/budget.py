@@ -100,10 +100,13 @@ def _exceeded(kind: ScopeKind, a: Allowance, worst_case: int) -> ApiError:
         "insufficient_quota", f"{kind}_budget_exceeded")
 
 
+LEASE_PENDING = "budget_lease_pending"  # the code of a refusal that the control plane's next grant may lift
+
+
 def _lease_error(kind: ScopeKind, a: Allowance) -> ApiError:
     if a.expires_at == 0.0:
         return ApiError(503, f"the {kind} budget allowance for {a.period} has not been granted to this gateway "
-                             "yet; retry in a second", "server_error", "budget_lease_pending")
+                             "yet; retry in a second", "server_error", LEASE_PENDING)
     return ApiError(503, f"the {kind} budget allowance of this gateway expired (the control plane cannot be "
                          "reached); requests charged to it are refused until it is renewed", "server_error",
                     "budget_lease_expired")

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -168,7 +168,7 @@ class StreamResult:
     upstream_end: float = 0.0  # unix seconds the upstream body ended (or the stream was cut)
     chunks: int = 0  # upstream payloads relayed
 
-    def charged_usage(self, estimated_prompt_tokens: int) -> Usage | None:
+    def charged_usage(self, estimated_prompt_tokens: int) -> Usage | None:  # see also ``complete_charged_usage``
         """What the request is charged for: the upstream's reported usage or, for a stream cut before its usage
         chunk (the client left, the upstream died), an estimate of what was produced: the prompt estimate and
         one output token per content chunk (OpenAI-compatible servers stream about a token per chunk; the first
@@ -228,6 +228,13 @@ class _SseResponse(web.StreamResponse):
     # The head goes out with the first events (one write, one packet) instead of alone at prepare(): the
     # first events are already in hand when the response is prepared, so this delays nothing.
     _send_headers_immediately = False
+
+
+def complete_charged_usage(answer: Any, body_len: int, estimated_prompt_tokens: int) -> Usage:
+    """What a non-streamed answer (``answer``: its parsed JSON, None if it was not JSON) is charged for: the
+    reported usage or, when an OpenAI-compatible server omits it, an estimate, never nothing: the prompt estimate,
+    and the body's length bounding the output tokens from above."""
+    return usage_of(answer) or Usage(estimated_prompt_tokens, -(-body_len // 4))
 
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
