@@ -1,0 +1,1 @@
+"""(map written in the next commit)"""
