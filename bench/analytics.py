@@ -2,7 +2,7 @@
 
 Generates synthetic ``usage_events`` inside DuckDB (one ``INSERT ... SELECT FROM range(n)``, no Python loop) into a
 fresh file, through the same ``UsageDB`` the control plane uses, then times every report of
-``controlplane.analytics`` over the whole period and over its last 7 days: the first (cold) run and the median
+``controlplane.usage.analytics`` over the whole period and over its last 7 days: the first (cold) run and the median
 of the following runs.
 
 The data: 30 days, events evenly spread in time (as a spool delivers them), 50 tenants of 4 projects, 20,000
@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controlplane.analytics import Analytics, Span
-from controlplane.usage_db import UsageDB
+from controlplane.usage.analytics import Analytics, Span
+from controlplane.usage.db import UsageDB
 
 DAYS = 30
 

@@ -14,8 +14,8 @@ import tempfile
 import time
 from typing import Any
 
-from controlplane.engine import Document
-from controlplane.repository import Repository
+from controlplane.policy.engine import Document
+from controlplane.policy.repository import Repository
 from controlplane.store.base import open_store
 
 TENANTS, KEYS = 1_000, 100_000

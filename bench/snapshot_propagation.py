@@ -29,12 +29,12 @@ from typing import Any
 
 import orjson
 
-from controlplane.layout import resource_key
-from controlplane.policy import dump_resource, parse_resource
+from controlplane.policy.resources import dump_resource, parse_resource
 from controlplane.server import ControlPlane
 from controlplane.settings import ControlPlaneSettings
 from controlplane.store.base import Store
 from controlplane.store.embedded import EmbeddedStore
+from controlplane.store.layout import resource_key
 from dataplane.serve import DataPlane
 from dataplane.settings import DataPlaneSettings
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from cli.errors import InvalidDocuments, Problem, UsageError
-from controlplane.policy import KINDS, NAME_RE, parse_resource
+from controlplane.policy.resources import KINDS, NAME_RE, parse_resource
 
 SUFFIXES = (".yaml", ".yml")
 

@@ -9,7 +9,7 @@ Hierarchy::
     └── InvalidRequest     the request itself is malformed (unknown kind, bad body)
 
 Store errors (``controlplane.store.base.StoreError`` and its subclasses) pass through unchanged: they are a
-separate tree, and the admin API maps them to 503. Exactly one place, ``controlplane.admin_api``, turns these
+separate tree, and the admin API maps them to 503. Exactly one place, ``controlplane.admin.api``, turns these
 into HTTP answers.
 """
 

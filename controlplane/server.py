@@ -17,19 +17,19 @@ from typing import TypeVar
 import grpc
 from aiohttp import web
 
-from controlplane.admin_api import create_admin_app
-from controlplane.compile import PolicySet
-from controlplane.discovery import GRPC_OPTIONS, DiscoveryServicer, Registry
-from controlplane.lease_service import LeaseServicer
-from controlplane.ledger import Ledger
-from controlplane.metrics import ControlPlaneMetrics, add_metrics_routes
-from controlplane.publisher import Publisher
-from controlplane.repository import Repository
-from controlplane.retention import RetentionTask
+from controlplane.admin.api import create_admin_app
+from controlplane.admin.metrics import ControlPlaneMetrics, add_metrics_routes
+from controlplane.money.lease_service import LeaseServicer
+from controlplane.money.ledger import Ledger
+from controlplane.policy.compile import PolicySet
+from controlplane.policy.repository import Repository
+from controlplane.push.discovery import GRPC_OPTIONS, DiscoveryServicer, Registry
+from controlplane.push.publisher import Publisher
 from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
 from controlplane.store.base import Store, open_store
-from controlplane.usage_db import UsageDB
-from controlplane.usage_service import UsageServicer
+from controlplane.usage.db import UsageDB
+from controlplane.usage.retention import RetentionTask
+from controlplane.usage.service import UsageServicer
 from tollway.backoff import url_host
 from tollway.tasks import cancel
 

@@ -4,7 +4,7 @@ Denials on the request path are values (``ApiError``), returned by the pure core
 Exceptions exist only where control flow must unwind::
 
     DataPlaneError
-    ├── InvalidSnapshot      (dataplane.runtime) a snapshot that fails validation; the old one keeps serving
+    ├── InvalidSnapshot      (dataplane.snapshot.runtime) a snapshot that fails validation; the old one keeps serving
     └── UpstreamFailure      an attempt failed before its response reached the client (may fail over)
 
 Foreign exceptions (aiohttp, asyncio timeouts) are translated into ``UpstreamFailure`` in the adapters, where

@@ -14,25 +14,25 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dataplane.accounting import Gate
-from dataplane.app import create_app
-from dataplane.budget import BudgetBook
-from dataplane.content import ContentKey
-from dataplane.discovery_client import DiscoveryClient, channel_credentials
-from dataplane.health import Health
-from dataplane.health_check import HealthChecker
-from dataplane.health_report import summary_of
-from dataplane.lease_client import LeaseClient
-from dataplane.limits_gate import LimitsGate
-from dataplane.metrics import DataPlaneMetrics
-from dataplane.ratelimit import RateLimiter
-from dataplane.records import Records
-from dataplane.request_log import RequestLog, open_sink
+from dataplane.api.app import create_app
+from dataplane.core.accounting import Gate
+from dataplane.core.budget import BudgetBook
+from dataplane.core.content import ContentKey
+from dataplane.core.health import Health
+from dataplane.core.limits_gate import LimitsGate
+from dataplane.core.ratelimit import RateLimiter
+from dataplane.record.metrics import DataPlaneMetrics
+from dataplane.record.records import Records
+from dataplane.record.request_log import RequestLog, open_sink
+from dataplane.record.spool import UsageSpool
 from dataplane.settings import DataPlaneSettings
-from dataplane.snapshot_cache import SnapshotCache
-from dataplane.state import SnapshotHolder
-from dataplane.usage_shipper import UsageShipper
-from dataplane.usage_spool import UsageSpool
+from dataplane.snapshot.disk_cache import SnapshotCache
+from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.sync.discovery import DiscoveryClient, channel_credentials
+from dataplane.sync.health_report import summary_of
+from dataplane.sync.leases import LeaseClient
+from dataplane.sync.usage_shipper import UsageShipper
+from dataplane.upstream.probe import HealthChecker
 from tollway.backoff import Backoff, url_host
 from tollway.tasks import cancel
 

@@ -16,7 +16,7 @@ from cli.documents import load_documents
 from cli.errors import ExitCode, UsageError, exit_on_error
 from cli.options import AdminTokenOpt, AsOpt, ControlPlaneOpt, OutputOpt, connect, who
 from cli.output import OutputFormat, resources_table, to_json, to_yaml_documents
-from controlplane.policy import KIND_ALIASES, KINDS, Kind
+from controlplane.policy.resources import KIND_ALIASES, KINDS, Kind
 
 FilesOpt = Annotated[
     list[str], typer.Option("--filename", "-f", help="A YAML file or a folder (recursive); repeatable")

@@ -1,5 +1,5 @@
-"""``GET /admin/v1/analytics/{daily-cost,latency,errors,top-users}``: the reports of ``controlplane.analytics``
-as JSON, and (through ``add_analytics_routes``) the HTML dashboard of ``controlplane.dashboard``.
+"""``GET /admin/v1/analytics/{daily-cost,latency,errors,top-users}``: the reports of ``controlplane.usage.analytics``
+as JSON, and (through ``add_analytics_routes``) the HTML dashboard of ``controlplane.admin.dashboard``.
 
 Every report takes ``since``/``until`` (ISO dates or times, UTC, ``until`` exclusive; default: the last 30 days,
 today included) and the filters ``tenant``, ``project``, ``user``, ``route``, ``deployment``, ``provider``,
@@ -18,11 +18,11 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
-from controlplane import analytics as an
-from controlplane.dashboard import ANALYTICS, add_dashboard_routes
+from controlplane.admin.dashboard import ANALYTICS, add_dashboard_routes
+from controlplane.admin.usage_api import usd
 from controlplane.errors import InvalidRequest
-from controlplane.usage_api import usd
-from controlplane.usage_db import UsageDB
+from controlplane.usage import analytics as an
+from controlplane.usage.db import UsageDB
 
 
 def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:

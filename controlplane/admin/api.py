@@ -20,16 +20,16 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from controlplane.analytics_api import add_analytics_routes
-from controlplane.audit import add_audit_routes
-from controlplane.compliance import add_compliance_routes
-from controlplane.dashboard import dashboard_gate, is_dashboard_path
-from controlplane.engine import Document
+from controlplane.admin.analytics_api import add_analytics_routes
+from controlplane.admin.dashboard import dashboard_gate, is_dashboard_path
+from controlplane.admin.usage_api import add_usage_routes
 from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound
-from controlplane.repository import Repository
+from controlplane.policy.audit import add_audit_routes
+from controlplane.policy.compliance import add_compliance_routes
+from controlplane.policy.engine import Document
+from controlplane.policy.repository import Repository
 from controlplane.store.base import StoreError, StoreUnavailable
-from controlplane.usage_api import add_usage_routes
-from controlplane.usage_db import UsageDB
+from controlplane.usage.db import UsageDB
 from tollway.keyformat import PREFIX as KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class StatusSource(Protocol):
 REPOSITORY = web.AppKey("repository", Repository)
 STATUS = web.AppKey("status", StatusSource)
 TOKEN = web.AppKey("admin_token", str)
-# Paths served without the admin token: /healthz, and /metrics when ``controlplane.metrics`` is told to.
+# Paths served without the admin token: /healthz, and /metrics when ``controlplane.admin.metrics`` is told to.
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset[str])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -123,7 +123,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in request.app[PUBLIC_PATHS]:
         return await handler(request)
-    if is_dashboard_path(request.path):  # bearer, or the browser's session cookie: see controlplane.dashboard
+    if is_dashboard_path(request.path):  # bearer, or the browser's session cookie: see controlplane.admin.dashboard
         return await dashboard_gate(request, handler, request.app[TOKEN])
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

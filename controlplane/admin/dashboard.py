@@ -22,10 +22,10 @@ from typing import cast
 
 from aiohttp import web
 
-from controlplane import analytics as an
-from controlplane import charts
-from controlplane.dashboard_page import Page, render_login, render_page
+from controlplane.admin import charts
+from controlplane.admin.dashboard_page import Page, render_login, render_page
 from controlplane.errors import InvalidRequest
+from controlplane.usage import analytics as an
 
 ANALYTICS = web.AppKey("analytics", an.Analytics)
 PATH = "/dashboard"

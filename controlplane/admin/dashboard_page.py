@@ -1,5 +1,5 @@
 """The dashboard's HTML: pure functions from report rows to one self-contained page (styles inline, charts as
-inline SVG from ``controlplane.charts``). Every value from the database is escaped. The page carries no secret:
+inline SVG from ``controlplane.admin.charts``). Every value from the database is escaped. The page carries no secret:
 the admin token is never passed in, and forms never pre-fill it.
 """
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from html import escape
 
-from controlplane import analytics as an
-from controlplane import charts
+from controlplane.admin import charts
+from controlplane.usage import analytics as an
 
 STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -38,7 +38,7 @@ th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f4}td.n,th.n{
 
 @dataclass(frozen=True)
 class Page:
-    """Everything the page shows, already shaped into chart series by ``controlplane.dashboard``."""
+    """Everything the page shows, already shaped into chart series by ``controlplane.admin.dashboard``."""
 
     period: an.Period
     days: Sequence[date]

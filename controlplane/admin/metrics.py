@@ -17,10 +17,10 @@ from typing import Protocol
 
 from aiohttp import web
 
-from controlplane.admin_api import PUBLIC_PATHS, StatusSource
-from controlplane.retention import RetentionStats
+from controlplane.admin.api import PUBLIC_PATHS, StatusSource
 from controlplane.store.base import StoreError
-from controlplane.usage_db import UsageDB, UsageDBError
+from controlplane.usage.db import UsageDB, UsageDBError
+from controlplane.usage.retention import RetentionStats
 from tollway.prometheus import Registry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,6 +1,6 @@
 """``GET /admin/v1/usage``: spend against budget by tenant, project, user, model, tag for a period.
 
-Query: ``by=tenant,project`` (dimensions of ``controlplane.usage_db.Dimension``), ``since``/``until`` (ISO
+Query: ``by=tenant,project`` (dimensions of ``controlplane.usage.db.Dimension``), ``since``/``until`` (ISO
 dates or times, UTC; default: the current calendar month), and ``tenant=``/``project=``/... filters. Answers
 ``{"since", "until", "by", "rows": [{"group": {...}, "requests", "inputTokens", "cachedInputTokens",
 "outputTokens", "costMicros", "costUsd"}]}``; money stays integer micro-dollars, ``costUsd`` is a string.
@@ -14,9 +14,9 @@ from typing import cast, get_args
 import orjson
 from aiohttp import web
 
-from controlplane.analytics import parse_time
 from controlplane.errors import InvalidRequest
-from controlplane.usage_db import Dimension, UsageDB
+from controlplane.usage.analytics import parse_time
+from controlplane.usage.db import Dimension, UsageDB
 
 USAGE_DB = web.AppKey("usage_db", UsageDB)
 DIMENSIONS: tuple[str, ...] = get_args(Dimension)

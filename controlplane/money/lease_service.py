@@ -1,6 +1,6 @@
 """The lease service: data planes ask for budget grants and rate shares (``Leases.Lease``, unary).
 
-Budgets: each ask is answered from the ledger (``controlplane.ledger``) against the limit of the current compiled
+Budgets: each ask is answered from the ledger (``controlplane.money.ledger``) against the limit of the current compiled
 policy, read from the publisher's snapshot of the asking data plane's region, so a new limit applies at the next
 ask (about a second). Rate shares: ``RateBoard`` keeps, in memory, each data plane's reported demand per
 fleet-wide rate scope and splits the fleet limit in proportion to demand, with a floor so an idle data plane can
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import grpc
 
 from controlplane.grpc_auth import bearer, require_token
-from controlplane.ledger import AskIn, Charge, Ledger
-from controlplane.publisher import Publisher
+from controlplane.money.ledger import AskIn, Charge, Ledger
+from controlplane.push.publisher import Publisher
 from controlplane.store.base import StoreError
 from tollway.budget_scopes import BudgetIndex, period_of
 from tollway.pb import leases_pb2 as lpb

@@ -1,6 +1,6 @@
 """The budget ledger: spend counters and grants in the store, with spent + outstanding grants <= limit.
 
-One JSON document per (period, scope) (see ``controlplane.layout``): ``spent`` (settled, fleet-wide) and, per data
+One JSON document per (period, scope) (see ``controlplane.store.layout``): ``spent`` (settled, fleet-wide) and, per data
 plane (node id), its current incarnation's cumulative ``granted`` and ``settled`` amounts and the grant's expiry.
 A node's outstanding grant is ``granted - settled``; a grant that expired more than ``grace`` seconds ago is
 reclaimed (its outstanding drops to zero) because the data plane stopped using it at expiry. When a node comes
@@ -25,8 +25,8 @@ from typing import TypeVar
 
 import orjson
 
-from controlplane.layout import budget_alert_key, budget_key, budget_settled_key
 from controlplane.store.base import Compare, Store, StoreError
+from controlplane.store.layout import budget_alert_key, budget_key, budget_settled_key
 from tollway.budget_scopes import Limit
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The audit log: the policy history as a hash chain, so that an entry edited in the store is noticed.
 
 Every policy write already stores one history entry in the same transaction as the change
-(``controlplane.repository``). ``seal`` adds two fields to it before it is written:
+(``controlplane.policy.repository``). ``seal`` adds two fields to it before it is written:
 
 - ``prev``: the ``hash`` of the entry before it (entry 1: ``GENESIS``),
 - ``hash``: the sha256 of the entry's canonical bytes (``canonical_bytes``: sorted-key JSON of every field but
@@ -30,10 +30,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from controlplane import engine
 from controlplane.errors import Conflict, InvalidRequest
-from controlplane.layout import GENERATION, HISTORY
+from controlplane.policy import engine
 from controlplane.store.base import Store
+from controlplane.store.layout import GENERATION, HISTORY
 
 GENESIS = hashlib.sha256(b"tollway audit log genesis").hexdigest()
 _READ_ATTEMPTS = 5

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from controlplane.policy import ApiKey, Budget, Kind, Model, Provider, RateLimit, Route, Tenant
+from controlplane.policy.resources import ApiKey, Budget, Kind, Model, Provider, RateLimit, Route, Tenant
 from tollway.pb import snapshot_pb2 as pb
 
 AnyResource = Tenant | ApiKey | Provider | Model | Route

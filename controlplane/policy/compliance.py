@@ -3,7 +3,7 @@ gateway logs and keeps it. Computed from the current policy; ``GET /admin/v1/com
 
 Residency is not worked out again here: the flows come from the compiled snapshots (``compile_policy``, the very
 function whose output the data planes serve), narrowed per tenant exactly as the data plane's runtime narrows a
-route's candidates (``dataplane.runtime``: a deployment is a candidate for a tenant only when its provider's
+route's candidates (``dataplane.snapshot.runtime``: a deployment is a candidate for a tenant only when its provider's
 region is one of the tenant's regions). A flow is what *may* happen: keys can narrow routes further, never widen.
 
 Pure (``build_report``, ``render_markdown``) but for the HTTP handler at the bottom.
@@ -19,8 +19,8 @@ from typing import Literal
 import orjson
 from aiohttp import web
 
-from controlplane.compile import PolicySet, compile_policy
-from controlplane.repository import Repository
+from controlplane.policy.compile import PolicySet, compile_policy
+from controlplane.policy.repository import Repository
 
 Severity = Literal["problem", "notice"]
 

@@ -20,9 +20,9 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
-from controlplane.compile import AnyResource, PolicySet, check_references, compile_policy
 from controlplane.errors import Problem
-from controlplane.policy import KINDS, Kind, dump_resource, parse_resource
+from controlplane.policy.compile import AnyResource, PolicySet, check_references, compile_policy
+from controlplane.policy.resources import KINDS, Kind, dump_resource, parse_resource
 
 ResourceId = tuple[str, str]  # (kind, name)
 Op = Literal["create", "update", "delete", "unchanged"]

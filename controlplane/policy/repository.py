@@ -2,7 +2,7 @@
 
 Every write (apply, delete, key creation, rollback) is ONE store transaction that compares the generation key's
 ``mod_revision`` with the one the plan was computed against, and puts the changed resources, the new generation
-and its history entry together (see ``controlplane.layout``). A concurrent writer makes the compare fail and the
+and its history entry together (see ``controlplane.store.layout``). A concurrent writer makes the compare fail and the
 caller gets ``Conflict``; nothing is ever half written.
 
 The repository caches the last policy it read (parsed models included). The cache is checked against the
@@ -23,12 +23,12 @@ from typing import Any
 
 import orjson
 
-from controlplane import audit, engine
-from controlplane.engine import Change, Document, Plan, PolicyState, ResourceId, Stored
 from controlplane.errors import Conflict, InvalidPolicy, InvalidRequest, NotFound, Problem
-from controlplane.layout import GENERATION, RESOURCES, history_key, resource_key
-from controlplane.policy import KIND_ALIASES, Kind
+from controlplane.policy import audit, engine
+from controlplane.policy.engine import Change, Document, Plan, PolicyState, ResourceId, Stored
+from controlplane.policy.resources import KIND_ALIASES, Kind
 from controlplane.store.base import Compare, Store
+from controlplane.store.layout import GENERATION, RESOURCES, history_key, resource_key
 from tollway import keyformat
 
 _CONSISTENT_READ_ATTEMPTS = 5
@@ -199,7 +199,7 @@ class Repository:
         base = plan.base
         generation = base.generation + 1
         writes = plan.writes
-        # The audit chain (controlplane.audit): the entry carries the previous entry's hash, and the generation
+        # The audit chain (controlplane.policy.audit): the entry carries the previous entry's hash, and the generation
         # key records this entry's hash as the head, all in the one transaction.
         entry = audit.seal(engine.history_entry(generation, self._clock(), who, writes), await self._head(base))
         puts = [(resource_key(c.kind, c.name), c.stored.value) for c in writes if c.stored is not None]

@@ -6,7 +6,7 @@ server sends it. ACK: a request echoing the newest response's nonce with the new
 with the old version and an error. Versions the data plane never saw are skipped (the publisher coalesces).
 A request marked ``heartbeat`` is neither: it only refreshes the data plane's last-seen time and health, even
 when it echoes the current nonce (it does, by design) or carries no error after a NACK.
-Every request carries the data plane's deployment health (``controlplane.fleet_health``).
+Every request carries the data plane's deployment health (``controlplane.push.fleet_health``).
 
 Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, compared in constant time;
 otherwise the call ends UNAUTHENTICATED before anything is sent. This module is the one place where discovery
@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 import grpc
 
-from controlplane.fleet_health import DeploymentState, health_json, providers_summary, states_of
 from controlplane.grpc_auth import bearer, require_token
-from controlplane.publisher import Publisher
+from controlplane.push.fleet_health import DeploymentState, health_json, providers_summary, states_of
+from controlplane.push.publisher import Publisher
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc
 from tollway.pb import snapshot_pb2 as spb

@@ -1,6 +1,6 @@
 """Deployment health across the fleet, as the data planes report it on their discovery streams. Pure.
 
-Each data plane judges its upstreams itself (passive outlier detection and active probes, ``dataplane.health``)
+Each data plane judges its upstreams itself (passive outlier detection and active probes, ``dataplane.core.health``)
 and sends what it sees with every discovery request. The control plane keeps the latest report per data plane
 (``DeploymentState`` tuples on its registry record) and answers two questions from them:
 
@@ -40,7 +40,7 @@ class DeploymentState:
 
 
 class Reporter(Protocol):
-    """What the summary needs of a data plane's record (``controlplane.discovery.DataPlaneRecord``)."""
+    """What the summary needs of a data plane's record (``controlplane.push.discovery.DataPlaneRecord``)."""
 
     @property
     def node_id(self) -> str: ...

@@ -19,10 +19,10 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from controlplane.compile import AnyResource, KeyEncodings, PolicySet, check_references, compile_region
-from controlplane.layout import RESOURCES, decode_resource
-from controlplane.policy import KINDS
+from controlplane.policy.compile import AnyResource, KeyEncodings, PolicySet, check_references, compile_region
+from controlplane.policy.resources import KINDS
 from controlplane.store.base import Compacted, Event, KeyValue, Store, StoreUnavailable
+from controlplane.store.layout import RESOURCES, decode_resource
 from tollway.backoff import Backoff
 from tollway.pb import snapshot_pb2 as pb
 

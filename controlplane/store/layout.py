@@ -2,7 +2,7 @@
 
 Keys::
 
-    /tollway/resources/{Kind}/{name}   canonical JSON of one resource (controlplane.policy.dump_resource)
+    /tollway/resources/{Kind}/{name}   canonical JSON of one resource (controlplane.policy.resources.dump_resource)
     /tollway/meta/generation           JSON {"generation": N}: bumped by every policy write; the optimistic lock
     /tollway/history/{N:012d}          JSON history entry of policy generation N (who, when, what changed)
 
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 import orjson
 from pydantic import ValidationError
 
-from controlplane.compile import AnyResource, PolicySet
-from controlplane.policy import ApiKey, Kind, Model, Provider, Route, Tenant, parse_resource
+from controlplane.policy.compile import AnyResource, PolicySet
+from controlplane.policy.resources import ApiKey, Kind, Model, Provider, Route, Tenant, parse_resource
 from controlplane.store.base import KeyValue, Store
 
 ROOT = "/tollway/"
@@ -64,7 +64,7 @@ async def load_policy(store: Store) -> tuple[PolicySet, int]:
     return PolicySet.of(decode_resource(kv) for kv in listing.items), listing.revision
 
 
-# --- Budgets (controlplane.ledger) ------------------------------------------------------------------------------
+# --- Budgets (controlplane.money.ledger) ------------------------------------------------------------------------------
 #
 #     /tollway/budgets/spend/{YYYY-MM}/{scope}      JSON ScopeState: spent and per-node grants of one scope-month
 #     /tollway/budgets/settled/{node}/{epoch}       JSON BatchMarker: which usage batches were settled

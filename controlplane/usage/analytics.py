@@ -15,7 +15,7 @@ Conventions shared by every report:
 
 Errors: ``controlplane.errors.InvalidRequest`` for a period that cannot be parsed; ``ValueError`` for a dimension
 or filter that is not one of the documented names (a programming error: the admin API checks its input first);
-``controlplane.usage_db.UsageDBError`` when the database fails.
+``controlplane.usage.db.UsageDBError`` when the database fails.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
 from controlplane.errors import InvalidRequest
-from controlplane.usage_db import UsageDB
+from controlplane.usage.db import UsageDB
 
 CostDimension = Literal["tenant", "project", "tag"]
 ModelDimension = Literal["route", "deployment"]

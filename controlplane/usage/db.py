@@ -236,7 +236,7 @@ class UsageDB:
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one query on the database's worker thread and return its rows: for reports that build their own
-        SQL (``controlplane.analytics``). Values must go in ``params``, never into ``sql``."""
+        SQL (``controlplane.usage.analytics``). Values must go in ``params``, never into ``sql``."""
         rows: list[tuple[Any, ...]] = await self._run(lambda: self._db.execute(sql, list(params)).fetchall())
         return rows
 

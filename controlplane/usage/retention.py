@@ -17,9 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from controlplane.compile import PolicySet
-from controlplane.policy import LoggingSpec
-from controlplane.usage_db import UsageDB
+from controlplane.policy.compile import PolicySet
+from controlplane.policy.resources import LoggingSpec
+from controlplane.usage.db import UsageDB
 from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)

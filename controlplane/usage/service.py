@@ -20,7 +20,7 @@ import grpc
 
 from controlplane.grpc_auth import bearer, require_token
 from controlplane.store.base import StoreError
-from controlplane.usage_db import UsageDB, UsageDBError
+from controlplane.usage.db import UsageDB, UsageDBError
 from tollway.pb import usage_pb2 as upb
 from tollway.pb import usage_pb2_grpc as ugrpc
 

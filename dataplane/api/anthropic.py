@@ -15,14 +15,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dataplane.anthropic_common import Untranslatable
-from dataplane.anthropic_inbound import EventWriter, anthropic_error, anthropic_message, openai_request
-from dataplane.content import MessageAccumulator
+from dataplane.core.content import MessageAccumulator
+from dataplane.core.decide import Plan, authenticate, plan_for
+from dataplane.core.health import Health
 from dataplane.errors import ApiError, UpstreamFailure, upstream_error
-from dataplane.health import Health
-from dataplane.proxy import StreamFormat, StreamResult, accumulate, note_usage
-from dataplane.request import Plan, authenticate, plan_for
-from dataplane.runtime import Runtime
+from dataplane.snapshot.runtime import Runtime
+from dataplane.translate.anthropic_common import Untranslatable
+from dataplane.translate.anthropic_to_hub import EventWriter, anthropic_error, anthropic_message, openai_request
+from dataplane.upstream.attempt import StreamFormat, StreamResult, accumulate, note_usage
 
 _SEPARATOR = b"\n\ndata: "
 

@@ -19,20 +19,26 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.accounting import Gate, OpenGate, Outcome
-from dataplane.adapters import Adapter, Complete
-from dataplane.adapters.anthropic import AnthropicAdapter
-from dataplane.adapters.azure import AzureAdapter
-from dataplane.adapters.mock import MockAdapter
-from dataplane.adapters.openai import OpenAIAdapter
-from dataplane.anthropic_api import ANTHROPIC
-from dataplane.budget import LEASE_PENDING
-from dataplane.content import MessageAccumulator, completion_message, redact_request_payload
+from dataplane.api.anthropic import ANTHROPIC
+from dataplane.core.accounting import Gate, OpenGate, Outcome
+from dataplane.core.attribution import attribute
+from dataplane.core.budget import LEASE_PENDING
+from dataplane.core.content import MessageAccumulator, completion_message, redact_request_payload
+from dataplane.core.decide import Plan, authenticate, decide
+from dataplane.core.health import Health, RetryBudget, usable_deployments
+from dataplane.core.limits_gate import Admission, Refusal
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
-from dataplane.health import Health, RetryBudget, usable_deployments
-from dataplane.limits_gate import Admission, Refusal
-from dataplane.metrics import METRICS, DataPlaneMetrics, metrics_handler
-from dataplane.proxy import (
+from dataplane.record.metrics import METRICS, DataPlaneMetrics, metrics_handler
+from dataplane.record.records import Records
+from dataplane.settings import DataPlaneSettings
+from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.snapshot.runtime import Runtime
+from dataplane.upstream.adapters import Adapter, Complete
+from dataplane.upstream.adapters.anthropic import AnthropicAdapter
+from dataplane.upstream.adapters.azure import AzureAdapter
+from dataplane.upstream.adapters.mock import MockAdapter
+from dataplane.upstream.adapters.openai import OpenAIAdapter
+from dataplane.upstream.attempt import (
     Answered,
     OpenAIStream,
     StreamFormat,
@@ -42,13 +48,7 @@ from dataplane.proxy import (
     outcome,
     stream_through,
 )
-from dataplane.records import Records
-from dataplane.request import Plan, authenticate, decide
-from dataplane.runtime import Runtime
-from dataplane.settings import DataPlaneSettings
-from dataplane.state import SnapshotHolder
-from dataplane.tags import attribute
-from dataplane.upstream_http import UpstreamClient
+from dataplane.upstream.client import UpstreamClient
 
 SETTINGS = web.AppKey("settings", DataPlaneSettings)
 HOLDER = web.AppKey("holder", SnapshotHolder)

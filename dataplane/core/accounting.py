@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dataplane.limits_gate import NO_TICKET, Admission, Refusal
-from dataplane.request import Plan
-from dataplane.runtime import Deployment, Prices
-from dataplane.tags import Attribution
+from dataplane.core.attribution import Attribution
+from dataplane.core.decide import Plan
+from dataplane.core.limits_gate import NO_TICKET, Admission, Refusal
+from dataplane.snapshot.runtime import Deployment, Prices
 
 
 @dataclass(frozen=True, slots=True)

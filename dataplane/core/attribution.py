@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataplane.errors import ApiError, invalid
-from dataplane.runtime import Key
+from dataplane.snapshot.runtime import Key
 
 USER_HEADER = "x-tollway-user"
 PROJECT_HEADER = "x-tollway-project"

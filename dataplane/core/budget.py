@@ -5,7 +5,7 @@ budget scope and month, an ``Allowance``: the amount the control plane granted t
 period, an absolute number from the last lease answer), what was settled and what is reserved by requests in
 flight. A request is admitted only if its worst case fits in every scope it is charged to, so the sum of what
 this process spends never exceeds what it was granted: the fleet invariant (spent + grants <= limit) lives in
-the control plane's ledger (``controlplane.ledger``), the lease client (``dataplane.lease_client``) moves grants
+the control plane's ledger (``controlplane.money.ledger``), the lease client (``dataplane.sync.leases``) moves grants
 between the two.
 
 When a grant expires (control plane unreachable past the lease's ttl) it is no longer used; the scope's

@@ -6,7 +6,7 @@ Modes (``snapshot.proto`` ``LoggingPolicy.content``):
 - ``hashed``: a keyed HMAC-SHA256 of each message's content. The key is the data plane's secret, so equal
   prompts give equal digests (they can be correlated across requests and data planes sharing the key) while a
   digest cannot be reversed by hashing guesses without the key.
-- ``redacted``: the text with PII and secrets replaced by ``[REDACTED:<KIND>]`` (``dataplane.pii``); non-text
+- ``redacted``: the text with PII and secrets replaced by ``[REDACTED:<KIND>]`` (``dataplane.core.pii``); non-text
   parts (images, audio) are replaced by a placeholder.
 - ``full``: kept as sent and received.
 
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import orjson
 
-from dataplane.pii import redact
+from dataplane.core.pii import redact
 
 ContentMode = Literal["none", "hashed", "redacted", "full"]
 CONTENT_MODES: frozenset[str] = frozenset({"none", "hashed", "redacted", "full"})

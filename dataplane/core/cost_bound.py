@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dataplane.runtime import Deployment
+from dataplane.snapshot.runtime import Deployment
 
 MESSAGE_OVERHEAD_TOKENS = 8   # role, name and separators around one message (OpenAI's rule: 3-4)
 TOOL_OVERHEAD_TOKENS = 16     # framing of one tool definition

@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
+from dataplane.core.health import Health
+from dataplane.core.validate import ChatRequest, validate_chat
 from dataplane.errors import ApiError, invalid
-from dataplane.health import Health
-from dataplane.runtime import Deployment, Key, Route, Runtime
-from dataplane.validate import ChatRequest, validate_chat
+from dataplane.snapshot.runtime import Deployment, Key, Route, Runtime
 from tollway.keyformat import KEY_LEN, PREFIX, is_well_formed
 
 # Output tokens assumed when ranking by expected cost and the client gave no max_tokens.
@@ -82,7 +82,7 @@ def expected_cost(dep: Deployment, prompt_tokens: int, output_tokens: int) -> in
 def order_candidates(route: Route, deployments: list[tuple[Deployment, int]], request: ChatRequest,
                      pick: float, health: Health | None = None, mono: float = 0.0) -> list[Deployment]:
     """Attempt order by the route's strategy, then ``health`` demotes the unavailable candidates to the end
-    (see ``dataplane.health``). ``deployments`` pairs each deployment with its weight; ``mono`` is the
+    (see ``dataplane.core.health``). ``deployments`` pairs each deployment with its weight; ``mono`` is the
     monotonic clock ``health`` runs on. O(candidates · log candidates)."""
     ordered: list[Deployment]
     if route.strategy == "cheapest":

@@ -8,7 +8,7 @@
   capped at ``max_ejection_s``). When the back-off ends, the breaker is half-open: the next attempt on it is the
   one trial (others keep demoting it while the trial is in flight); ``succeeded`` closes the breaker, a failure
   ejects it again for twice as long. 429s and client errors say nothing about health and are not counted.
-- **Active checks** (``dataplane.health_check``) mark whole providers down or up; a provider that comes back
+- **Active checks** (``dataplane.upstream.probe``) mark whole providers down or up; a provider that comes back
   ends its deployments' back-off early, so the next request is their trial.
 - **Latency**: an EWMA of the observed time to first byte, for the ``latency`` strategy and ``cheapest`` ties.
 
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from dataplane.errors import FailureKind
 
 if TYPE_CHECKING:
-    from dataplane.runtime import Deployment, Runtime
+    from dataplane.snapshot.runtime import Deployment, Runtime
 
 # Failures that count against a deployment's health.
 UNHEALTHY_KINDS: frozenset[str] = frozenset({"connect", "timeout", "5xx", "protocol"})

@@ -1,6 +1,6 @@
 """The composed gate: rate limits, then the budget reservation; settle reconciles both with what happened.
 
-``LimitsGate.admit(plan, attribution, now)`` runs the rate limiter (``dataplane.ratelimit``) for the request's
+``LimitsGate.admit(plan, attribution, now)`` runs the rate limiter (``dataplane.core.ratelimit``) for the request's
 scopes and, when that admits, reserves the request's worst-case cost from the budget book (if there is one). It
 answers an ``Admission`` (the ``x-ratelimit-*`` headers for the response, and what to settle later) or a
 ``Refusal`` (the OpenAI error, plus ``Retry-After`` and ``x-ratelimit-*`` when a rate limit refused). A budget
@@ -13,7 +13,7 @@ Estimated tokens (what the tokens buckets take at admission) are the prompt esti
 when the client gave none, ``DEFAULT_EXPECTED_OUTPUT_TOKENS``; ``settle`` reconciles with the upstream's actual
 prompt + completion tokens (a failed attempt used none; a stream that ended without usage keeps the estimate).
 The budget, not the rate limit, is where a true upper bound matters: it reserves ``worst_case(plan)``, by
-default ``dataplane.cost_bound``'s bound over the plan's candidates, for the key's tenant and the attributed
+default ``dataplane.core.cost_bound``'s bound over the plan's candidates, for the key's tenant and the attributed
 project and user.
 
 Snapshots: ``configure(snapshot)`` may run on any thread (discovery installs snapshots off the loop); it only
@@ -28,20 +28,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dataplane.cost_bound import worst_case_micros
+from dataplane.core.attribution import Attribution
+from dataplane.core.cost_bound import worst_case_micros
+from dataplane.core.decide import DEFAULT_EXPECTED_OUTPUT_TOKENS, Plan
+from dataplane.core.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, Ticket, format_reset
 from dataplane.errors import ApiError
-from dataplane.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, Ticket, format_reset
-from dataplane.request import DEFAULT_EXPECTED_OUTPUT_TOKENS, Plan
-from dataplane.runtime import InvalidSnapshot
-from dataplane.tags import Attribution
+from dataplane.snapshot.runtime import InvalidSnapshot
 from tollway.pb import snapshot_pb2 as pb
 
 if TYPE_CHECKING:  # accounting imports Admission and Refusal from here for the Gate protocol
-    from dataplane.accounting import Outcome
+    from dataplane.core.accounting import Outcome
 
 
 class BudgetBook(Protocol):
-    """The money half (``dataplane.budget.BudgetBook``): hold the worst case before forwarding, settle the cost."""
+    """The money half (``dataplane.core.budget.BudgetBook``): hold the worst case before forwarding, settle the cost."""
 
     def reserve(self, tenant: str, project: str, key_id: str, user: str, worst_case: int, now: float) -> Any:
         """A reservation, or the ``ApiError`` refusing the request."""
@@ -53,7 +53,7 @@ class BudgetBook(Protocol):
 
 
 def plan_worst_case(plan: Plan) -> int:
-    """The request's cost bound over every deployment it may be served by (``dataplane.cost_bound``)."""
+    """The request's cost bound over every deployment it may be served by (``dataplane.core.cost_bound``)."""
     return worst_case_micros(plan.request.payload, plan.candidates)
 
 

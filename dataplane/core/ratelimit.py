@@ -47,7 +47,7 @@ from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from dataplane.errors import ApiError
-from dataplane.runtime import InvalidSnapshot
+from dataplane.snapshot.runtime import InvalidSnapshot
 from tollway.budget_scopes import key_scope, tenant_scope, user_scope
 from tollway.pb import snapshot_pb2 as pb
 

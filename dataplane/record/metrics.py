@@ -22,10 +22,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dataplane.accounting import Outcome
+from dataplane.core.accounting import Outcome
+from dataplane.core.health import Health, usable_deployments
 from dataplane.errors import ApiError
-from dataplane.health import Health, usable_deployments
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.holder import SnapshotHolder
 from tollway.prometheus import CounterChild, Registry
 
 

@@ -12,12 +12,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from dataplane.accounting import Outcome
+from dataplane.core.accounting import Outcome
 from dataplane.errors import ApiError
-from dataplane.metrics import RequestMetrics
-from dataplane.request_log import Refused, RequestLog, Served
-from dataplane.runtime import Key
-from dataplane.usage_record import Spool, usage_record
+from dataplane.record.metrics import RequestMetrics
+from dataplane.record.request_log import Refused, RequestLog, Served
+from dataplane.record.usage_record import Spool, usage_record
+from dataplane.snapshot.runtime import Key
 
 
 class Records:

@@ -6,9 +6,9 @@ queue: O(1), no lock, no I/O, no serialisation. When the queue is full the entry
 hashing or redaction included, so that CPU work is not on the request path either), serialises them with orjson
 and writes them in batches to a ``Sink``: a size-rotated file or a stream such as stdout.
 
-Lines are built from the same facts as the usage record (``dataplane.usage_record.usage_record``), so the log and
+Lines are built from the same facts as the usage record (``dataplane.record.usage_record.usage_record``), so the log and
 the usage data never disagree. Prompt and response content appear only as the tenant's logging policy allows
-(``dataplane.content``); keys appear only as their id. The format is documented in ``docs/logging.md``.
+(``dataplane.core.content``); keys appear only as their id. The format is documented in ``docs/logging.md``.
 
 Threading contract: ``emit`` is called from one event loop thread; the writer thread is the only consumer.
 ``collections.deque`` append/popleft are atomic, which is all the two sides share besides counters each side
@@ -31,11 +31,11 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from dataplane.accounting import Outcome
-from dataplane.content import NO_CONTENT, ContentKey, ContentPolicy, kept_content
+from dataplane.core.accounting import Outcome
+from dataplane.core.content import NO_CONTENT, ContentKey, ContentPolicy, kept_content
 from dataplane.errors import ApiError
-from dataplane.runtime import Key
-from dataplane.usage_record import usage_record
+from dataplane.record.usage_record import usage_record
+from dataplane.snapshot.runtime import Key
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
 """The usage record of one request that reached an upstream: identifiers, tokens, cost, latencies.
 
 Built from the request's ``Outcome`` (the same facts the request log and metrics read); never holds prompt or
-response content. ``dataplane.records.Records`` appends it to the local spool, which the shipper sends on.
+response content. ``dataplane.record.records.Records`` appends it to the local spool, which the shipper sends on.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from dataplane.accounting import Outcome
+from dataplane.core.accounting import Outcome
 from tollway.pb import usage_pb2
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from dataplane.runtime import InvalidSnapshot, Runtime
+from dataplane.snapshot.runtime import InvalidSnapshot, Runtime
 from tollway.pb import snapshot_pb2 as pb
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dataplane.content import NO_CONTENT, ContentPolicy
+from dataplane.core.content import NO_CONTENT, ContentPolicy
 from dataplane.errors import DataPlaneError
 from tollway.pb import snapshot_pb2 as pb
 

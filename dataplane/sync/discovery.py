@@ -26,10 +26,10 @@ from typing import Any
 
 import grpc
 
-from dataplane.health_report import HealthSummary
 from dataplane.settings import DataPlaneSettings
-from dataplane.snapshot_cache import SnapshotCache
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.disk_cache import SnapshotCache
+from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.sync.health_report import HealthSummary
 from tollway.backoff import Backoff
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from dataplane.health import Health, usable_deployments
-from dataplane.state import SnapshotHolder
+from dataplane.core.health import Health, usable_deployments
+from dataplane.snapshot.holder import SnapshotHolder
 from tollway.pb import discovery_pb2 as dpb
 
 HealthSummary = Callable[[], list[dpb.DeploymentHealth]]

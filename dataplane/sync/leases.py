@@ -22,9 +22,9 @@ from typing import Protocol
 
 import grpc
 
-from dataplane.budget import BudgetBook
-from dataplane.discovery_client import channel_credentials
+from dataplane.core.budget import BudgetBook
 from dataplane.settings import DataPlaneSettings
+from dataplane.sync.discovery import channel_credentials
 from tollway.pb import leases_pb2 as lpb
 from tollway.pb import leases_pb2_grpc as lgrpc
 from tollway.tasks import cancel
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class RateLimiterPort(Protocol):
-    """What the lease client needs of ``dataplane.ratelimit.RateLimiter``."""
+    """What the lease client needs of ``dataplane.core.ratelimit.RateLimiter``."""
 
     def demand(self) -> dict[str, tuple[float, float]]: ...
 

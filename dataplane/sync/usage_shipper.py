@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dataplane.usage_spool import UsageSpool
+from dataplane.record.spool import UsageSpool
 from tollway.pb import usage_pb2 as upb
 from tollway.pb import usage_pb2_grpc as ugrpc
 

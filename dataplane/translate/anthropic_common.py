@@ -1,8 +1,8 @@
 """What both directions of the OpenAI <-> Anthropic Messages translation share: the values for what cannot be
 translated, the stop-reason tables, and small readers of loosely typed JSON. Pure.
 
-The translations themselves: ``dataplane.anthropic_outbound`` (the gateway calling Anthropic for an OpenAI
-client) and ``dataplane.anthropic_inbound`` (an Anthropic client calling the gateway's ``POST /v1/messages``).
+The translations themselves: ``dataplane.translate.hub_to_anthropic`` (the gateway calling Anthropic for an OpenAI
+client) and ``dataplane.translate.anthropic_to_hub`` (an Anthropic client calling the gateway's ``POST /v1/messages``).
 No I/O, no clock, no asyncio; what cannot be translated is a value (``Untranslatable``) the caller turns into a
 400, and a stream's ``error`` event is a value too (``StreamError``). No exception escapes either module.
 """

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.anthropic_common import STOP_REASONS, Untranslatable, count, json_object, text_of
+from dataplane.translate.anthropic_common import STOP_REASONS, Untranslatable, count, json_object, text_of
 
 
 def openai_request(body: Any) -> dict[str, Any] | Untranslatable:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.anthropic_common import FINISH_REASONS, StreamError, Untranslatable, count, text_of
+from dataplane.translate.anthropic_common import FINISH_REASONS, StreamError, Untranslatable, count, text_of
 
 # Anthropic requires max_tokens; used only when neither the client nor the deployment bounds the output.
 FALLBACK_MAX_TOKENS = 4096

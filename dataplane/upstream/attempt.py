@@ -18,14 +18,14 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.accounting import Outcome, Usage, cost_micros, usage_of
-from dataplane.adapters import Adapter, Complete, LastBatch, Stream
-from dataplane.content import MessageAccumulator
+from dataplane.core.accounting import Outcome, Usage, cost_micros, usage_of
+from dataplane.core.attribution import Attribution
+from dataplane.core.content import MessageAccumulator
+from dataplane.core.decide import Plan
+from dataplane.core.health import Health, RetryBudget
 from dataplane.errors import ApiError, UpstreamFailure, error_body, upstream_error
-from dataplane.health import Health, RetryBudget
-from dataplane.request import Plan
-from dataplane.runtime import Deployment, Route
-from dataplane.tags import Attribution
+from dataplane.snapshot.runtime import Deployment, Route
+from dataplane.upstream.adapters import Adapter, Complete, LastBatch, Stream
 
 # Problems with one candidate that say nothing about the others: always worth trying the next one.
 _ALWAYS_FAIL_OVER = frozenset({"auth", "unsupported"})

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from dataplane.upstream_conn import Connection
+from dataplane.upstream.connection import Connection
 
 _MAX_IDLE_PER_ORIGIN = 256
 _MAX_TARGETS = 1024

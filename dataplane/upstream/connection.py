@@ -3,7 +3,7 @@
 ``Connection`` parses the status line and headers, then the body (Content-Length, chunked, or until close)
 inside ``data_received``, so a reader usually finds a whole answer ready without waiting; body bytes queue
 until read (the socket stops being read past a high-water mark). Errors reach the reader as the built-in
-exceptions of ``dataplane.upstream_http``: ``ConnectionError``, ``TimeoutError``, ``ValueError``. Used only
+exceptions of ``dataplane.upstream.client``: ``ConnectionError``, ``TimeoutError``, ``ValueError``. Used only
 by ``UpstreamClient``, which owns the pool.
 """
 

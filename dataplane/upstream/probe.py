@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-from dataplane.health import Health
-from dataplane.runtime import Provider
-from dataplane.state import SnapshotHolder
-from dataplane.upstream_http import parse_target
+from dataplane.core.health import Health
+from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.snapshot.runtime import Provider
+from dataplane.upstream.client import parse_target
 from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)

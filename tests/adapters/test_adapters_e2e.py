@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from openai.types.chat import ChatCompletionToolParam
 
-from dataplane.app import create_app
+from dataplane.api.app import create_app
 from dataplane.settings import DataPlaneSettings
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.holder import SnapshotHolder
 from tests.fakes.anthropic_upstream import FakeAnthropic, fake_anthropic
 from tests.fakes.azure_upstream import FakeAzure, fake_azure
 from tollway.keyformat import generate_key, hash_key

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.anthropic_common import StreamError, Untranslatable
-from dataplane.anthropic_inbound import EventWriter, anthropic_message, openai_request
-from dataplane.anthropic_outbound import ChunkTranslator, anthropic_request, openai_completion
+from dataplane.translate.anthropic_common import StreamError, Untranslatable
+from dataplane.translate.anthropic_to_hub import EventWriter, anthropic_message, openai_request
+from dataplane.translate.hub_to_anthropic import ChunkTranslator, anthropic_request, openai_completion
 from tests.fakes.anthropic_upstream import check
 
 USER: dict[str, Any] = {"role": "user", "content": "Hi"}

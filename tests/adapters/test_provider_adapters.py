@@ -8,13 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.adapters import Complete, Stream
-from dataplane.adapters.anthropic import AnthropicAdapter
-from dataplane.adapters.azure import AzureAdapter
+from dataplane.core.validate import ChatRequest, validate_chat
 from dataplane.errors import ApiError, UpstreamFailure
-from dataplane.runtime import Deployment, Prices, Provider
-from dataplane.upstream_http import UpstreamClient
-from dataplane.validate import ChatRequest, validate_chat
+from dataplane.snapshot.runtime import Deployment, Prices, Provider
+from dataplane.upstream.adapters import Complete, Stream
+from dataplane.upstream.adapters.anthropic import AnthropicAdapter
+from dataplane.upstream.adapters.azure import AzureAdapter
+from dataplane.upstream.client import UpstreamClient
 from tests.fakes.anthropic_upstream import FakeAnthropic, fake_anthropic
 from tests.fakes.azure_upstream import FakeAzure, fake_azure
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.analytics import Analytics, Span, daily_cost_query, top_users_query
-from controlplane.usage_db import UsageDB
+from controlplane.usage.analytics import Analytics, Span, daily_cost_query, top_users_query
+from controlplane.usage.db import UsageDB
 from tests.analytics.conftest import batch, known_events, today
 
 

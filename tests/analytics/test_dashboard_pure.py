@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from controlplane import charts
-from controlplane.dashboard import is_valid_session, session_value
-from controlplane.dashboard_page import money
+from controlplane.admin import charts
+from controlplane.admin.dashboard import is_valid_session, session_value
+from controlplane.admin.dashboard_page import money
 
 TOKEN = "admin-token-for-tests"
 

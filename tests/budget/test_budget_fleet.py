@@ -16,9 +16,9 @@ from pathlib import Path
 
 import openai
 
-from controlplane.engine import Document
-from controlplane.ledger import Ledger
-from controlplane.repository import Repository
+from controlplane.money.ledger import Ledger
+from controlplane.policy.engine import Document
+from controlplane.policy.repository import Repository
 from controlplane.store.base import Store
 from dataplane.serve import DataPlane
 from tests.core.policy_docs import model, provider, route, tenant

@@ -6,11 +6,11 @@ import calendar
 
 import pytest
 
-from controlplane.ledger import AskIn, BatchMarker, ScopeState, grant, reclaim, settle
-from dataplane.budget import BudgetBook, Reservation
-from dataplane.cost_bound import DEFAULT_OUTPUT_BOUND, prompt_token_bound, worst_case_micros
+from controlplane.money.ledger import AskIn, BatchMarker, ScopeState, grant, reclaim, settle
+from dataplane.core.budget import BudgetBook, Reservation
+from dataplane.core.cost_bound import DEFAULT_OUTPUT_BOUND, prompt_token_bound, worst_case_micros
 from dataplane.errors import ApiError
-from dataplane.runtime import Deployment, Prices, Provider
+from dataplane.snapshot.runtime import Deployment, Prices, Provider
 from tollway.budget_scopes import BudgetIndex, Limit, next_period_start, period_of
 from tollway.pb import snapshot_pb2 as pb
 

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from controlplane.audit import GENESIS, Chain, RawEntry, entry_hash, seal, verify
-from controlplane.layout import GENERATION, history_key
+from controlplane.policy.audit import GENESIS, Chain, RawEntry, entry_hash, seal, verify
+from controlplane.store.layout import GENERATION, history_key
 from tests.compliance.helpers import cli_env, control_plane, run, write_yaml
 from tests.core.policy_docs import model, provider, route, tenant
 

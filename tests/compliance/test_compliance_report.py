@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controlplane.compile import PolicySet
-from controlplane.compliance import build_report, render_markdown, tenant_flows
+from controlplane.policy.compile import PolicySet
+from controlplane.policy.compliance import build_report, render_markdown, tenant_flows
 from tests.compliance.helpers import cli_env, control_plane, run, write_yaml
 from tests.core.policy_docs import example_resources, model, policy_of, provider, route, tenant
 

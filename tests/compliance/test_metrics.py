@@ -10,13 +10,13 @@ import aiohttp
 import openai
 import pytest
 
-from dataplane.accounting import Outcome, Usage
-from dataplane.app import create_app
-from dataplane.metrics import DataPlaneMetrics
-from dataplane.request import Plan, decide
-from dataplane.runtime import Runtime
+from dataplane.api.app import create_app
+from dataplane.core.accounting import Outcome, Usage
+from dataplane.core.decide import Plan, decide
+from dataplane.record.metrics import DataPlaneMetrics
 from dataplane.settings import DataPlaneSettings
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.snapshot.runtime import Runtime
 from tests.compliance.helpers import cli_env, control_plane, run, write_yaml
 from tests.core.policy_docs import model, provider, route, tenant
 from tests.dataplane.snapshots import build_snapshot

@@ -7,13 +7,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from controlplane.compile import PolicySet
-from controlplane.engine import Document
-from controlplane.policy import dump_resource
-from controlplane.repository import Repository
-from controlplane.retention import DAY_MS, RetentionTask
+from controlplane.policy.compile import PolicySet
+from controlplane.policy.engine import Document
+from controlplane.policy.repository import Repository
+from controlplane.policy.resources import dump_resource
 from controlplane.store.base import open_store
-from controlplane.usage_db import UsageDB
+from controlplane.usage.db import UsageDB
+from controlplane.usage.retention import DAY_MS, RetentionTask
 from tests.compliance.helpers import control_plane
 from tests.core.policy_docs import policy_of, tenant
 from tollway.pb import usage_pb2 as upb

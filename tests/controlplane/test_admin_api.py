@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from controlplane.admin_api import create_admin_app
-from controlplane.repository import Repository
+from controlplane.admin.api import create_admin_app
+from controlplane.policy.repository import Repository
 from controlplane.store.base import Store, open_store
 from tests.core.policy_docs import api_key, model, provider, route, tenant
 from tollway import keyformat

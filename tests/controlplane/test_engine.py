@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from controlplane import engine
-from controlplane.engine import Document, PolicyState, Stored
-from controlplane.policy import parse_resource
+from controlplane.policy import engine
+from controlplane.policy.engine import Document, PolicyState, Stored
+from controlplane.policy.resources import parse_resource
 from tests.core.policy_docs import api_key, model, provider, route, tenant
 
 

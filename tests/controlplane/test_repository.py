@@ -7,11 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
-from controlplane.engine import Document
 from controlplane.errors import Conflict, InvalidPolicy, NotFound
-from controlplane.layout import GENERATION, RESOURCES, history_key, resource_key
-from controlplane.repository import Repository
+from controlplane.policy.engine import Document
+from controlplane.policy.repository import Repository
 from controlplane.store.base import Store
+from controlplane.store.layout import GENERATION, RESOURCES, history_key, resource_key
 from tests.core.policy_docs import api_key, model, provider, route, tenant
 from tollway import keyformat
 
@@ -84,7 +84,7 @@ async def test_stale_expected_revision_and_lost_compare_conflict(store: Store) -
     with pytest.raises(Conflict):
         await alice.apply(docs(route("r2", "m")), who="alice", expected_revision=0)
     # Bob plans against generation 1; Alice writes generation 2 meanwhile; Bob's compare must lose.
-    from controlplane import engine
+    from controlplane.policy import engine
     plan = engine.plan_apply(await bob.state(), docs(route("r3", "m")))
     await alice.apply(docs(route("r2", "m")), who="alice")
     before = await keys_in(store)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from controlplane.engine import Document
-from controlplane.repository import Repository
+from controlplane.policy.engine import Document
+from controlplane.policy.repository import Repository
 from controlplane.store.base import open_store
 from tests.core.policy_docs import api_key, model, provider, route, tenant
 

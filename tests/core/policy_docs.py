@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from controlplane.compile import AnyResource, PolicySet
-from controlplane.policy import parse_resource
+from controlplane.policy.compile import AnyResource, PolicySet
+from controlplane.policy.resources import parse_resource
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 

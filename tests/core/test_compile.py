@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from controlplane.compile import PolicySet, check_references, compile_policy, compile_region
+from controlplane.policy.compile import PolicySet, check_references, compile_policy, compile_region
 from tests.core.policy_docs import api_key, example_resources, model, policy_of, provider, route, tenant
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.compile import KeyEncodings, PolicySet, budget_pb, compile_region, rate_limit_pb
+from controlplane.policy.compile import KeyEncodings, PolicySet, budget_pb, compile_region, rate_limit_pb
 from tests.core.policy_docs import api_key, model, policy_of, provider, route, tenant
 from tollway.pb import snapshot_pb2 as pb
 

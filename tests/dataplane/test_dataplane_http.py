@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
-from dataplane.app import create_app
+from dataplane.api.app import create_app
 from dataplane.settings import DataPlaneSettings
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.holder import SnapshotHolder
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 from tests.fakes.openai_upstream import FakeOpenAI, fake_openai
 

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from dataplane.core.decide import Plan, authenticate, decide
 from dataplane.errors import ApiError
-from dataplane.request import Plan, authenticate, decide
-from dataplane.runtime import Runtime
+from dataplane.snapshot.runtime import Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 from tollway.keyformat import generate_key
 

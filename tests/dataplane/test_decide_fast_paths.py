@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 
+from dataplane.core.decide import authenticate
+from dataplane.core.validate import find_banned_key
 from dataplane.errors import ApiError
-from dataplane.request import authenticate
-from dataplane.runtime import Key, Runtime
-from dataplane.validate import find_banned_key
+from dataplane.snapshot.runtime import Key, Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 
 NOW = 2_000_000_000.0

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from controlplane.compile import compile_policy
-from dataplane.runtime import InvalidSnapshot, Runtime
-from dataplane.state import SnapshotHolder
+from controlplane.policy.compile import compile_policy
+from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.snapshot.runtime import InvalidSnapshot, Runtime
 from tests.core.policy_docs import api_key, model, policy_of, provider, route, tenant
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, build_snapshot
 from tollway.keyformat import hash_key

@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from dataplane.accounting import Usage
-from dataplane.proxy import StreamResult, _frame
+from dataplane.core.accounting import Usage
+from dataplane.upstream.attempt import StreamResult, _frame
 
 DELTA = orjson.dumps({"choices": [{"index": 0, "delta": {"content": 'say "usage": {x}'}}], "usage": None})
 NESTED = orjson.dumps({"choices": [{"index": 0, "delta": {}, "extra": {"usage": {"prompt_tokens": 9}}}]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.sse import SseParser
+from dataplane.upstream.sse import SseParser
 
 STREAM = (b": keep-alive comment\n\n"
           b"data: {\"a\":1}\n\n"

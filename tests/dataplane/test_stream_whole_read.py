@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 
 from bench.fast_upstream import _Protocol as FastUpstream
-from dataplane.app import create_app
+from dataplane.api.app import create_app
 from dataplane.settings import DataPlaneSettings
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.holder import SnapshotHolder
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 
 

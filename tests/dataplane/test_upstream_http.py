@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from bench.fast_upstream import _Protocol as FastUpstream
-from dataplane.upstream_http import UpstreamClient
+from dataplane.upstream.client import UpstreamClient
 
 JSON_HEADERS = "Content-Type: application/json\r\n"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -18,11 +18,11 @@ import aiohttp
 import orjson
 import pytest
 
-from controlplane.layout import resource_key
-from controlplane.policy import dump_resource, parse_resource
+from controlplane.policy.resources import dump_resource, parse_resource
 from controlplane.server import ControlPlane
 from controlplane.settings import ControlPlaneSettings
 from controlplane.store.base import Store
+from controlplane.store.layout import resource_key
 from dataplane.serve import DataPlane
 from dataplane.settings import DataPlaneSettings
 from tests.conftest import free_port

@@ -7,7 +7,7 @@ import time
 import grpc
 import pytest
 
-from controlplane.discovery import GRPC_OPTIONS
+from controlplane.push.discovery import GRPC_OPTIONS
 from controlplane.server import ControlPlane
 from controlplane.store.base import Store
 from tests.core.policy_docs import api_key, model, route

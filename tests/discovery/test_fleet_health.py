@@ -18,10 +18,10 @@ import grpc
 import openai
 import pytest
 
-from controlplane.discovery import GRPC_OPTIONS
+from controlplane.push.discovery import GRPC_OPTIONS
 from controlplane.server import ControlPlane
 from controlplane.store.base import Store, open_store
-from dataplane.health import HealthSettings
+from dataplane.core.health import HealthSettings
 from dataplane.serve import DataPlane
 from tests.cli.gatectl_process import base_env, gatectl
 from tests.core.policy_docs import api_key, model, provider, route, tenant

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controlplane.store.base import Store
-from dataplane.snapshot_cache import FILE_NAME, SnapshotCache
+from dataplane.snapshot.disk_cache import FILE_NAME, SnapshotCache
 from tests.core.policy_docs import api_key
 from tests.discovery.conftest import (
     DataPlaneFactory,

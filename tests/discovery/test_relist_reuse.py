@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from controlplane.layout import resource_key
-from controlplane.policy import dump_resource, parse_resource
-from controlplane.publisher import _Resources
+from controlplane.policy.resources import dump_resource, parse_resource
+from controlplane.push.publisher import _Resources
 from controlplane.store.base import KeyValue
+from controlplane.store.layout import resource_key
 from tests.core.policy_docs import api_key, tenant
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.content import ContentKey, ContentPolicy, kept_content, redact_request_payload
+from dataplane.core.content import ContentKey, ContentPolicy, kept_content, redact_request_payload
 
 KEY = ContentKey(b"k" * 32)
 SECRET_KEY_BYTES = b"hmac-secret-0123456789abcdef"
@@ -137,7 +137,7 @@ def test_redact_request_payload_odd_arguments(depth: int) -> None:
 
 
 def test_completion_message_and_stream_accumulator() -> None:
-    from dataplane.content import MessageAccumulator, completion_message
+    from dataplane.core.content import MessageAccumulator, completion_message
 
     body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi jane@example.com"}}]}
     assert completion_message(body) == {"role": "assistant", "content": "hi jane@example.com"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.pii import find_pii, is_card_number, is_iban, luhn_ok, redact
+from dataplane.core.pii import find_pii, is_card_number, is_iban, luhn_ok, redact
 from tollway.keyformat import generate_key
 
 TW_KEY = generate_key()

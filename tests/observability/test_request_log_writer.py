@@ -12,11 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.accounting import Outcome, Usage
-from dataplane.content import ContentKey, ContentPolicy
+from dataplane.core.accounting import Outcome, Usage
+from dataplane.core.attribution import Attribution
+from dataplane.core.content import ContentKey, ContentPolicy
+from dataplane.core.decide import Plan
+from dataplane.core.validate import ChatRequest, validate_chat
 from dataplane.errors import ApiError
-from dataplane.request import Plan
-from dataplane.request_log import (
+from dataplane.record.request_log import (
     Refused,
     RequestLog,
     RotatingFileSink,
@@ -27,9 +29,7 @@ from dataplane.request_log import (
     refusal_entry,
     render,
 )
-from dataplane.runtime import Runtime
-from dataplane.tags import Attribution
-from dataplane.validate import ChatRequest, validate_chat
+from dataplane.snapshot.runtime import Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 from tollway.keyformat import hash_key
 

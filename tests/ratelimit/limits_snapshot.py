@@ -6,9 +6,9 @@ from typing import Any
 
 import orjson
 
+from dataplane.core.decide import Plan, decide
 from dataplane.errors import ApiError
-from dataplane.request import Plan, decide
-from dataplane.runtime import Runtime
+from dataplane.snapshot.runtime import Runtime
 from tests.dataplane.snapshots import Keys, build_snapshot
 from tollway.pb import snapshot_pb2 as pb
 

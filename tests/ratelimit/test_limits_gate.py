@@ -1,6 +1,6 @@
 """``LimitsGate``: rate limits then budget reservation at admission; reconciliation at settle and release.
 
-The budget book here is a small in-memory one with the interface of ``dataplane.budget.BudgetBook`` (a fake
+The budget book here is a small in-memory one with the interface of ``dataplane.core.budget.BudgetBook`` (a fake
 that keeps real accounts, not a mock): it lets the composition be tested before and apart from the real one.
 """
 
@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dataplane.accounting import Outcome, Usage
-from dataplane.budget import BudgetBook
+from dataplane.core.accounting import Outcome, Usage
+from dataplane.core.attribution import Attribution
+from dataplane.core.budget import BudgetBook
+from dataplane.core.decide import Plan
+from dataplane.core.limits_gate import Admission, LimitsGate, Refusal, estimated_tokens, plan_worst_case
+from dataplane.core.ratelimit import RateLimiter
 from dataplane.errors import ApiError
-from dataplane.limits_gate import Admission, LimitsGate, Refusal, estimated_tokens, plan_worst_case
-from dataplane.ratelimit import RateLimiter
-from dataplane.request import Plan
-from dataplane.runtime import Runtime
-from dataplane.tags import Attribution
+from dataplane.snapshot.runtime import Runtime
 from tests.ratelimit.limits_snapshot import limited_snapshot, plan_for
 from tollway.budget_scopes import BudgetIndex, period_of
 from tollway.pb import snapshot_pb2 as pb

@@ -1,4 +1,4 @@
-"""Token buckets of ``dataplane.ratelimit``: refill, burst, all-or-nothing, reconciliation, headers, policy
+"""Token buckets of ``dataplane.core.ratelimit``: refill, burst, all-or-nothing, reconciliation, headers, policy
 changes and fleet shares, over a simulated clock (no event loop)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dataplane.ratelimit import Limit, LimitTable, RateLimited, RateLimiter, Ticket, format_reset
+from dataplane.core.ratelimit import Limit, LimitTable, RateLimited, RateLimiter, Ticket, format_reset
 from tollway.pb import snapshot_pb2 as pb
 
 

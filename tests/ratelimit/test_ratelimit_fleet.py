@@ -13,11 +13,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dataplane.limits_gate import Admission, LimitsGate
-from dataplane.ratelimit import RateLimiter
-from dataplane.request import Plan
-from dataplane.runtime import Runtime
-from dataplane.tags import Attribution
+from dataplane.core.attribution import Attribution
+from dataplane.core.decide import Plan
+from dataplane.core.limits_gate import Admission, LimitsGate
+from dataplane.core.ratelimit import RateLimiter
+from dataplane.snapshot.runtime import Runtime
 from tests.ratelimit.limits_snapshot import limited_snapshot, plan_for
 from tollway.pb import snapshot_pb2 as pb
 

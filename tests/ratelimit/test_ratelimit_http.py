@@ -19,10 +19,10 @@ import pytest
 from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
-from dataplane.app import create_app
-from dataplane.limits_gate import LimitsGate
+from dataplane.api.app import create_app
+from dataplane.core.limits_gate import LimitsGate
 from dataplane.settings import DataPlaneSettings
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.holder import SnapshotHolder
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys
 from tests.fakes.openai_upstream import FakeOpenAI, fake_openai
 from tests.ratelimit.limits_snapshot import limited_snapshot

@@ -1,4 +1,4 @@
-"""Request attribution (``dataplane.tags``): user, project and tags, validated against the key."""
+"""Request attribution (``dataplane.core.attribution``): user, project and tags, validated against the key."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from dataplane.core.attribution import MAX_TAGS, Attribution, attribute
 from dataplane.errors import ApiError
-from dataplane.runtime import Key, Runtime
-from dataplane.tags import MAX_TAGS, Attribution, attribute
+from dataplane.snapshot.runtime import Key, Runtime
 from tests.ratelimit.limits_snapshot import limited_snapshot
 from tollway.keyformat import hash_key
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from controlplane.compile import compile_region
+from controlplane.policy.compile import compile_region
+from dataplane.core.decide import Plan, decide
 from dataplane.errors import ApiError
-from dataplane.request import Plan, decide
-from dataplane.runtime import Runtime
+from dataplane.snapshot.runtime import Runtime
 from tests.core.policy_docs import api_key, model, policy_of, provider, route, tenant
 from tollway.keyformat import generate_key, hash_key
 

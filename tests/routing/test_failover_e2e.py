@@ -13,14 +13,14 @@ import orjson
 import pytest
 from aiohttp import web
 
-from dataplane.accounting import Outcome
-from dataplane.health import RetryBudget
-from dataplane.health_check import HealthChecker
-from dataplane.metrics import RequestMetrics
-from dataplane.records import Records
-from dataplane.request_log import RequestLog
-from dataplane.runtime import Key
-from dataplane.state import SnapshotHolder
+from dataplane.core.accounting import Outcome
+from dataplane.core.health import RetryBudget
+from dataplane.record.metrics import RequestMetrics
+from dataplane.record.records import Records
+from dataplane.record.request_log import RequestLog
+from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.snapshot.runtime import Key
+from dataplane.upstream.probe import HealthChecker
 from tests.conftest import free_port
 from tests.routing.world import (
     CREDENTIAL_ENV,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.health import Health, HealthSettings, RetryBudget
-from dataplane.request import order_candidates
-from dataplane.runtime import Deployment, Failover, Prices, Provider, Route
-from dataplane.validate import ChatRequest, validate_chat
+from dataplane.core.decide import order_candidates
+from dataplane.core.health import Health, HealthSettings, RetryBudget
+from dataplane.core.validate import ChatRequest, validate_chat
+from dataplane.snapshot.runtime import Deployment, Failover, Prices, Provider, Route
 
 
 def dep(name: str, price: int = 1) -> Deployment:

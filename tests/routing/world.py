@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 import openai
 from aiohttp import web
 
-from dataplane.app import create_app
-from dataplane.health import Health, HealthSettings, RetryBudget
-from dataplane.records import Records
+from dataplane.api.app import create_app
+from dataplane.core.health import Health, HealthSettings, RetryBudget
+from dataplane.record.records import Records
 from dataplane.settings import DataPlaneSettings
-from dataplane.state import SnapshotHolder
+from dataplane.snapshot.holder import SnapshotHolder
 from tests.conftest import free_port
 from tests.fakes.openai_upstream import FakeOpenAI
 from tollway.keyformat import generate_key, hash_key

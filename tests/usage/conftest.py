@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from controlplane.usage_db import UsageDB
-from controlplane.usage_service import UsageServicer
+from controlplane.usage.db import UsageDB
+from controlplane.usage.service import UsageServicer
 from tests.conftest import free_port
 from tests.discovery.conftest import data_plane_factory  # noqa: F401 (a fixture the end-to-end test uses)
 from tollway.pb import usage_pb2 as upb

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.usage_db import SpendRow, UsageDB
+from controlplane.usage.db import SpendRow, UsageDB
 from tests.usage.conftest import record
 from tollway.pb import usage_pb2 as upb
 

@@ -15,8 +15,8 @@ import aiohttp
 import openai
 import pytest
 
-from controlplane.engine import Document
-from controlplane.repository import Repository
+from controlplane.policy.engine import Document
+from controlplane.policy.repository import Repository
 from controlplane.store.embedded import EmbeddedStore
 from tests.core.policy_docs import model, provider, route, tenant
 from tests.discovery.conftest import DataPlaneFactory, eventually, running_control_plane

@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from controlplane.usage_db import UsageDB
-from dataplane.usage_shipper import UsageShipper
-from dataplane.usage_spool import UsageSpool
+from controlplane.usage.db import UsageDB
+from dataplane.record.spool import UsageSpool
+from dataplane.sync.usage_shipper import UsageShipper
 from tests.usage.conftest import TOKEN, ControlPlaneUsage, record
 from tollway.pb import usage_pb2 as upb
 from tollway.pb import usage_pb2_grpc as ugrpc

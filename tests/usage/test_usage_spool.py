@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.usage_spool import SpoolError, UsageSpool, frame
+from dataplane.record.spool import SpoolError, UsageSpool, frame
 from tests.usage.conftest import record
 from tollway.pb import usage_pb2 as upb
 
@@ -34,7 +34,7 @@ def test_a_sigkilled_process_loses_no_appended_record(tmp_path: Path) -> None:
     n = 500
     script = textwrap.dedent(f"""
         import sys, time
-        from dataplane.usage_spool import UsageSpool
+        from dataplane.record.spool import UsageSpool
         from tests.usage.conftest import record
         spool = UsageSpool.open(sys.argv[1], "dp-killed", segment_bytes=16_384)
         for i in range({n}):

@@ -14,8 +14,8 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dataplane.runtime import Deployment
-from dataplane.validate import ChatRequest
+from dataplane.core.validate import ChatRequest
+from dataplane.snapshot.runtime import Deployment
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """Adapter for Anthropic's Messages API: OpenAI chat completions in, OpenAI chat completions out.
 
 ``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version``; the body and the answer are
-translated by the pure functions of ``dataplane.anthropic_outbound``, so what leaves this adapter (a
+translated by the pure functions of ``dataplane.translate.hub_to_anthropic``, so what leaves this adapter (a
 ``Complete`` body, or each ``Stream`` payload) is exactly what the OpenAI adapter would produce, usage chunk
-included. Client exceptions (``dataplane.adapters.wire``) and Anthropic's status codes become ``UpstreamFailure`` here:
+included. Client exceptions (``dataplane.upstream.adapters.wire``) and Anthropic's status codes become
+``UpstreamFailure`` here:
 
 - 429 → ``429``; 5xx and 529 (``overloaded_error``) → ``5xx``; 401/403 → ``auth`` (body dropped);
 - 404 → ``unsupported``: the upstream model does not exist, a fault of policy rather than of the client, so the
@@ -21,14 +22,14 @@ from typing import Any
 
 import orjson
 
-from dataplane.adapters import Complete, LastBatch, Stream
-from dataplane.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
-from dataplane.anthropic_common import StreamError, Untranslatable
-from dataplane.anthropic_outbound import ChunkTranslator, anthropic_request, openai_completion
+from dataplane.core.validate import ChatRequest
 from dataplane.errors import FailureKind, UpstreamFailure, error_body
-from dataplane.runtime import Deployment, Provider
-from dataplane.upstream_http import UpstreamClient
-from dataplane.validate import ChatRequest
+from dataplane.snapshot.runtime import Deployment, Provider
+from dataplane.translate.anthropic_common import StreamError, Untranslatable
+from dataplane.translate.hub_to_anthropic import ChunkTranslator, anthropic_request, openai_completion
+from dataplane.upstream.adapters import Complete, LastBatch, Stream
+from dataplane.upstream.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.upstream.client import UpstreamClient
 
 ANTHROPIC_VERSION = "2023-06-01"
 _OPENAI_ERROR_TYPES = {"rate_limit_error": "rate_limit_error", "permission_error": "permission_error",

@@ -20,13 +20,13 @@ from urllib.parse import quote
 
 import orjson
 
-from dataplane.adapters import Complete, LastBatch, Stream
-from dataplane.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
-from dataplane.cost_bound import cap_output
+from dataplane.core.cost_bound import cap_output
+from dataplane.core.validate import ChatRequest
 from dataplane.errors import UpstreamFailure, error_body
-from dataplane.runtime import Deployment, Provider
-from dataplane.upstream_http import UpstreamClient
-from dataplane.validate import ChatRequest
+from dataplane.snapshot.runtime import Deployment, Provider
+from dataplane.upstream.adapters import Complete, LastBatch, Stream
+from dataplane.upstream.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.upstream.client import UpstreamClient
 
 
 def azure_url(deployment: Deployment) -> str:

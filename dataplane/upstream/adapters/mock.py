@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from dataplane.adapters import Complete, Stream
+from dataplane.core.validate import ChatRequest
 from dataplane.errors import UpstreamFailure
-from dataplane.runtime import Deployment
-from dataplane.validate import ChatRequest
+from dataplane.snapshot.runtime import Deployment
+from dataplane.upstream.adapters import Complete, Stream
 
 _DEFAULT_REPLY_WORDS = 24
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import orjson
 
-from dataplane.adapters import Complete, Stream
-from dataplane.adapters.wire import check_credential, flatten, post, read_whole, sse_batches
-from dataplane.cost_bound import cap_output
+from dataplane.core.cost_bound import cap_output
+from dataplane.core.validate import ChatRequest
 from dataplane.errors import UpstreamFailure
-from dataplane.runtime import Deployment, Provider
-from dataplane.upstream_http import UpstreamClient
-from dataplane.validate import ChatRequest
+from dataplane.snapshot.runtime import Deployment, Provider
+from dataplane.upstream.adapters import Complete, Stream
+from dataplane.upstream.adapters.wire import check_credential, flatten, post, read_whole, sse_batches
+from dataplane.upstream.client import UpstreamClient
 
 
 def upstream_body(deployment: Deployment, request: ChatRequest) -> bytes:

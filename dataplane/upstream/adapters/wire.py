@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 
-from dataplane.adapters import LastBatch
 from dataplane.errors import FailureKind, UpstreamFailure
-from dataplane.runtime import Provider
-from dataplane.sse import SseParser
-from dataplane.upstream_http import Response, UpstreamClient
+from dataplane.snapshot.runtime import Provider
+from dataplane.upstream.adapters import LastBatch
+from dataplane.upstream.client import Response, UpstreamClient
+from dataplane.upstream.sse import SseParser
 
 MAX_ERROR_BODY = 64 * 1024
 
