@@ -16,7 +16,7 @@ from typing import Any
 
 from controlplane.policy.engine import Document
 from controlplane.policy.repository import Repository
-from controlplane.store.base import open_store
+from controlplane.store.open import open_store
 
 TENANTS, KEYS = 1_000, 100_000
 

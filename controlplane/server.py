@@ -23,14 +23,16 @@ from controlplane.money.lease_service import LeaseServicer
 from controlplane.money.ledger import Ledger
 from controlplane.policy.compile import PolicySet
 from controlplane.policy.repository import Repository
-from controlplane.push.discovery import GRPC_OPTIONS, DiscoveryServicer, Registry
+from controlplane.push.discovery import DiscoveryServicer, Registry
 from controlplane.push.publisher import Publisher
 from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
-from controlplane.store.base import Store, open_store
+from controlplane.store.base import Store
+from controlplane.store.open import open_store
 from controlplane.usage.db import UsageDB
 from controlplane.usage.retention import RetentionTask
 from controlplane.usage.service import UsageServicer
 from tollway.backoff import url_host
+from tollway.grpc_options import SERVER_OPTIONS
 from tollway.tasks import cancel
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class ControlPlane:
 
     async def _start_grpc(self, discovery: DiscoveryServicer, usage: UsageServicer, leases: LeaseServicer) -> None:
         s = self.settings
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         discovery.add_to(server)
         usage.add_to(server)
         leases.add_to(server)

@@ -28,7 +28,8 @@ from dataplane.record.spool import UsageSpool
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.disk_cache import SnapshotCache
 from dataplane.snapshot.holder import SnapshotHolder
-from dataplane.sync.discovery import DiscoveryClient, channel_credentials
+from dataplane.sync.channel import channel_credentials
+from dataplane.sync.discovery import DiscoveryClient
 from dataplane.sync.health_report import summary_of
 from dataplane.sync.leases import LeaseClient
 from dataplane.sync.usage_shipper import UsageShipper

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.store.base import Store, open_store
+from controlplane.store.base import Store
+from controlplane.store.open import open_store
 
 ETCD_START_TIMEOUT = 15.0
 

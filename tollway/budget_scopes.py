@@ -20,12 +20,12 @@ from urllib.parse import quote
 
 from tollway.pb import snapshot_pb2 as pb
 
-ScopeKind = Literal["tenant", "project", "key", "user"]
+BudgetScopeKind = Literal["tenant", "project", "key", "user"]
 MAX_USER_LEN = 256  # longer user names are cut: a scope string must stay a reasonable store key
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
+class BudgetLimit:
     """A monthly budget in integer micro-dollars."""
 
     monthly_micros: int
@@ -33,15 +33,15 @@ class Limit:
     safe_allowance_micros: int
 
     @classmethod
-    def of(cls, b: pb.Budget) -> Limit:
+    def of(cls, b: pb.Budget) -> BudgetLimit:
         return cls(b.monthly_micros, b.soft_percent or 100, b.safe_allowance_micros)
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
-    kind: ScopeKind
+class BudgetScope:
+    kind: BudgetScopeKind
     name: str  # the scope string
-    limit: Limit
+    limit: BudgetLimit
 
 
 def period_of(unix_s: float) -> str:
@@ -75,9 +75,9 @@ def user_scope(tenant: str, user: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TenantLimits:
-    budget: Limit | None
-    per_user: Limit | None
-    projects: Mapping[str, Limit]
+    budget: BudgetLimit | None
+    per_user: BudgetLimit | None
+    projects: Mapping[str, BudgetLimit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,38 +86,39 @@ class BudgetIndex:
 
     version: str
     tenants: Mapping[str, TenantLimits]
-    keys: Mapping[str, Limit]  # key id -> budget, only keys that have one
+    keys: Mapping[str, BudgetLimit]  # key id -> budget, only keys that have one
 
     @classmethod
     def of(cls, snap: pb.Snapshot) -> BudgetIndex:
         tenants = {
             t.name: TenantLimits(
-                Limit.of(t.budget) if t.HasField("budget") else None,
-                Limit.of(t.per_user_budget) if t.HasField("per_user_budget") else None,
-                MappingProxyType({p.name: Limit.of(p.budget) for p in t.project_policies if p.HasField("budget")}),
+                BudgetLimit.of(t.budget) if t.HasField("budget") else None,
+                BudgetLimit.of(t.per_user_budget) if t.HasField("per_user_budget") else None,
+                MappingProxyType({p.name: BudgetLimit.of(p.budget)
+                                  for p in t.project_policies if p.HasField("budget")}),
             )
             for t in snap.tenants
         }
-        keys = {k.id: Limit.of(k.budget) for k in snap.keys if k.HasField("budget")}
+        keys = {k.id: BudgetLimit.of(k.budget) for k in snap.keys if k.HasField("budget")}
         return cls(snap.version, MappingProxyType(tenants), MappingProxyType(keys))
 
-    def scopes_for(self, tenant: str, project: str, key_id: str, user: str) -> tuple[Scope, ...]:
+    def scopes_for(self, tenant: str, project: str, key_id: str, user: str) -> tuple[BudgetScope, ...]:
         """The budget scopes a request of (tenant, project, key, user) is charged to; "" means absent."""
-        out: list[Scope] = []
+        out: list[BudgetScope] = []
         t = self.tenants.get(tenant)
         if t is not None:
             if t.budget is not None:
-                out.append(Scope("tenant", tenant_scope(tenant), t.budget))
+                out.append(BudgetScope("tenant", tenant_scope(tenant), t.budget))
             if project and project in t.projects:
-                out.append(Scope("project", project_scope(tenant, project), t.projects[project]))
+                out.append(BudgetScope("project", project_scope(tenant, project), t.projects[project]))
         key_limit = self.keys.get(key_id)
         if key_limit is not None:
-            out.append(Scope("key", key_scope(key_id), key_limit))
+            out.append(BudgetScope("key", key_scope(key_id), key_limit))
         if t is not None and t.per_user is not None and user:
-            out.append(Scope("user", user_scope(tenant, user), t.per_user))
+            out.append(BudgetScope("user", user_scope(tenant, user), t.per_user))
         return tuple(out)
 
-    def limit_of(self, scope: str) -> Limit | None:
+    def limit_of(self, scope: str) -> BudgetLimit | None:
         """The budget of a scope string, or None when the scope carries none (or is unknown)."""
         kind, _, rest = scope.partition("/")
         if kind == "key":
@@ -134,11 +135,11 @@ class BudgetIndex:
             return t.per_user
         return None
 
-    def static_scopes(self) -> tuple[Scope, ...]:
+    def static_scopes(self) -> tuple[BudgetScope, ...]:
         """Tenant and project scopes: few, known in advance, so a data plane may lease them before any request."""
-        out: list[Scope] = []
+        out: list[BudgetScope] = []
         for name, t in self.tenants.items():
             if t.budget is not None:
-                out.append(Scope("tenant", tenant_scope(name), t.budget))
-            out.extend(Scope("project", project_scope(name, p), lim) for p, lim in t.projects.items())
+                out.append(BudgetScope("tenant", tenant_scope(name), t.budget))
+            out.extend(BudgetScope("project", project_scope(name, p), lim) for p, lim in t.projects.items())
         return tuple(out)

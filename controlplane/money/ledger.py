@@ -27,7 +27,7 @@ import orjson
 
 from controlplane.store.base import Compare, Store, StoreError
 from controlplane.store.layout import budget_alert_key, budget_key, budget_settled_key
-from tollway.budget_scopes import Limit
+from tollway.budget_scopes import BudgetLimit
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -140,7 +140,7 @@ def grant(state: ScopeState, node: str, incarnation: str, ask: AskIn, limit: int
     return h.granted, max(0, free)
 
 
-def settle(state: ScopeState, node: str, cost: int, limit: Limit | None) -> bool:
+def settle(state: ScopeState, node: str, cost: int, limit: BudgetLimit | None) -> bool:
     """Move ``cost`` from the node's grant to ``spent``; True when this crosses the soft threshold."""
     state.spent += cost
     h = state.holders.get(node)
@@ -192,7 +192,7 @@ class Charge:
 
     period: str
     scope: str
-    limit: Limit | None
+    limit: BudgetLimit | None
     cost: int
 
 
@@ -208,7 +208,7 @@ class Ledger:
         kv = await self.store.get(budget_key(period, scope))
         return ScopeState.from_json(kv.value if kv else None)
 
-    async def lease(self, node: str, incarnation: str, asks: Sequence[tuple[AskIn, Limit | None]],
+    async def lease(self, node: str, incarnation: str, asks: Sequence[tuple[AskIn, BudgetLimit | None]],
                     now: float) -> list[Answer]:
         """Apply a node's asks, all in one transaction (scopes without a budget are answered unlimited)."""
         limited = [(a, lim) for a, lim in asks if lim is not None]

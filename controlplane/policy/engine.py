@@ -112,7 +112,7 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ApplyPlan:
     """The changes computed against ``base``; empty ``problems`` means the result is a valid policy."""
 
     base: PolicyState
@@ -161,7 +161,7 @@ def _identity(body: object) -> tuple[str, str]:
     return (kind if isinstance(kind, str) else ""), (name if isinstance(name, str) else "")
 
 
-def plan_apply(state: PolicyState, documents: Iterable[Document]) -> Plan:
+def plan_apply(state: PolicyState, documents: Iterable[Document]) -> ApplyPlan:
     """Create or update every document's resource; resources not mentioned stay (no pruning)."""
     changes: list[Change] = []
     problems: list[Problem] = []
@@ -197,17 +197,17 @@ def plan_apply(state: PolicyState, documents: Iterable[Document]) -> Plan:
         else:
             changes.append(Change("update", kind, name, doc.source, current.canonical, new.canonical, new))
     if problems:
-        return Plan(state, tuple(changes), tuple(problems))
+        return ApplyPlan(state, tuple(changes), tuple(problems))
     return _checked(state, changes)
 
 
-def plan_delete(state: PolicyState, kind: str, name: str) -> Plan:
+def plan_delete(state: PolicyState, kind: str, name: str) -> ApplyPlan:
     """Remove one resource; refused (problems) when anything left still refers to it. It must exist."""
     current = state.resources[(kind, name)]
     return _checked(state, [Change("delete", kind, name, "", current.canonical, None)])
 
 
-def plan_restore(state: PolicyState, target: Mapping[ResourceId, dict[str, Any] | None], source: str) -> Plan:
+def plan_restore(state: PolicyState, target: Mapping[ResourceId, dict[str, Any] | None], source: str) -> ApplyPlan:
     """Make each resource in ``target`` equal to its canonical JSON there (``None``: absent). For rollback."""
     changes: list[Change] = []
     problems: list[Problem] = []
@@ -227,7 +227,7 @@ def plan_restore(state: PolicyState, target: Mapping[ResourceId, dict[str, Any] 
         op: Op = "create" if current is None else "update"
         changes.append(Change(op, kind, name, source, current.canonical if current else None, new.canonical, new))
     if problems:
-        return Plan(state, tuple(changes), tuple(problems))
+        return ApplyPlan(state, tuple(changes), tuple(problems))
     return _checked(state, changes)
 
 
@@ -252,7 +252,7 @@ def merged(state: PolicyState, changes: Iterable[Change]) -> dict[ResourceId, St
     return out
 
 
-def after_commit(plan: Plan, generation: int, lock_revision: int) -> PolicyState:
+def after_commit(plan: ApplyPlan, generation: int, lock_revision: int) -> PolicyState:
     """The state once ``plan`` is written as ``generation`` (the generation key now has ``lock_revision``)."""
     state = PolicyState(generation, lock_revision, merged(plan.base, plan.changes))
     if plan.policy is not None:  # already built while checking: seed the cached property, saving a rebuild
@@ -260,9 +260,9 @@ def after_commit(plan: Plan, generation: int, lock_revision: int) -> PolicyState
     return state
 
 
-def _checked(state: PolicyState, changes: list[Change]) -> Plan:
+def _checked(state: PolicyState, changes: list[Change]) -> ApplyPlan:
     """Reference-check and compile the merged policy, unless nothing would be written."""
-    plan = Plan(state, tuple(changes))
+    plan = ApplyPlan(state, tuple(changes))
     if plan.is_noop:
         return plan
     policy = _policy_after(state, plan.writes)
@@ -274,7 +274,7 @@ def _checked(state: PolicyState, changes: list[Change]) -> Plan:
             compile_policy(policy)
         except Exception as e:  # the compiler is a foreign boundary: report it, do not crash the API
             problems.append(Problem("", "", "", "", f"policy does not compile: {e}"))
-    return Plan(state, plan.changes, tuple(problems), policy)
+    return ApplyPlan(state, plan.changes, tuple(problems), policy)
 
 
 def _policy_after(state: PolicyState, writes: Iterable[Change]) -> PolicySet:

@@ -25,7 +25,7 @@ import orjson
 
 from controlplane.errors import Conflict, InvalidPolicy, InvalidRequest, NotFound, Problem
 from controlplane.policy import audit, engine
-from controlplane.policy.engine import Change, Document, Plan, PolicyState, ResourceId, Stored
+from controlplane.policy.engine import ApplyPlan, Change, Document, PolicyState, ResourceId, Stored
 from controlplane.policy.resources import KIND_ALIASES, Kind
 from controlplane.store.base import Compare, Store
 from controlplane.store.layout import GENERATION, RESOURCES, history_key, resource_key
@@ -192,7 +192,7 @@ class Repository:
         plan = engine.plan_restore(state, engine.undo(entries), f"generation {to_revision}")
         return await self._finish(plan, who, dry_run)
 
-    async def commit(self, plan: Plan, who: str) -> int:
+    async def commit(self, plan: ApplyPlan, who: str) -> int:
         """Write a valid plan as the next generation, guarded by the generation it was computed against."""
         if plan.problems:
             raise InvalidPolicy(plan.problems)
@@ -229,7 +229,7 @@ class Repository:
         previous = await self._entry(base.generation)  # written before entries were chained
         return audit.entry_hash(previous) if previous is not None else audit.GENESIS
 
-    async def _finish(self, plan: Plan, who: str, dry_run: bool) -> ApplyResult:
+    async def _finish(self, plan: ApplyPlan, who: str, dry_run: bool) -> ApplyResult:
         if plan.problems:
             raise InvalidPolicy(plan.problems)
         if plan.is_noop or dry_run:
@@ -238,7 +238,7 @@ class Repository:
         generation = await self.commit(plan, who)
         return ApplyResult(generation, True, plan.changes)
 
-    def _learn(self, plan: Plan) -> None:
+    def _learn(self, plan: ApplyPlan) -> None:
         """Remember documents that validated to what is stored, so the next identical apply skips pydantic."""
         base = plan.base
         learned = [c for c in plan.changes if c.op == "unchanged" and c.stored is not base.resources.get(c.id)]

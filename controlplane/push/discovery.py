@@ -35,14 +35,6 @@ from tollway.pb import snapshot_pb2 as spb
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a snapshot with 100,000 keys must fit, with room to grow
-GRPC_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    # Data planes ping every 20 s so a dead peer is noticed; allow it even between messages.
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-]
 
 Status = Literal["ACK", "NACK", "PENDING"]
 

@@ -1,25 +1,9 @@
-"""Policy storage: one interface (``Store``), two backends (etcd and an embedded single-machine store)."""
+"""Policy storage: one contract, two backends, and where things live in it.
 
-from controlplane.store.base import (
-    Compacted,
-    Compare,
-    Event,
-    KeyValue,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    TxnResult,
-    open_store,
-)
-
-__all__ = [
-    "Compacted",
-    "Compare",
-    "Event",
-    "KeyValue",
-    "Store",
-    "StoreError",
-    "StoreUnavailable",
-    "TxnResult",
-    "open_store",
-]
+- ``base``: the contract (``Store``), modelled on etcd's: revisioned keys, guarded transactions, watches; its
+  error tree (``StoreError`` → ``StoreUnavailable``, ``Compacted``).
+- ``etcd``: the contract over etcd v3 (``aetcd``); translates the client's errors at that boundary.
+- ``embedded``: the contract on one machine (memory + a crash-safe checkpoint file).
+- ``open``: ``open_store(url)``, the one place that picks a backend.
+- ``layout``: the key layout (resources, history, budgets) and how resources are read back.
+"""

@@ -112,16 +112,3 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-async def open_store(url: str) -> Store:
-    """``etcd://host:port[,host:port]`` or ``embedded:///path/to/dir`` (``embedded://`` alone: in memory)."""
-    if url.startswith("etcd://"):
-        from controlplane.store.etcd import EtcdStore
-
-        return await EtcdStore.connect(url)
-    if url.startswith("embedded://"):
-        from controlplane.store.embedded import EmbeddedStore
-
-        return await EmbeddedStore.open(url.removeprefix("embedded://") or None)
-    raise StoreError(f"unsupported store URL {url!r}: use etcd://HOST:PORT or embedded:///DIR")

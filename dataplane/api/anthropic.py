@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from dataplane.core.content import MessageAccumulator
-from dataplane.core.decide import Plan, authenticate, plan_for
+from dataplane.core.decide import RoutePlan, authenticate, plan_for
 from dataplane.core.health import Health
 from dataplane.errors import ApiError, UpstreamFailure, upstream_error
 from dataplane.snapshot.runtime import Runtime
@@ -65,7 +65,7 @@ class AnthropicDialect:
         return f"Bearer {key.strip()}" if key else request.headers.get("Authorization")
 
     def plan(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float,
-             checked: set[bytes], health: Health, mono: float) -> Plan | ApiError:
+             checked: set[bytes], health: Health, mono: float) -> RoutePlan | ApiError:
         key = authenticate(runtime, authorization, now, checked)
         if isinstance(key, ApiError):
             if key.status == 401 and authorization is None:
@@ -97,12 +97,12 @@ class AnthropicDialect:
         err = upstream_error(failure)
         return _response(err.status, err.message, headers)
 
-    def complete(self, body: bytes, plan: Plan) -> bytes:
+    def complete(self, body: bytes, plan: RoutePlan) -> bytes:
         completion = orjson.loads(body)
         message = anthropic_message(completion if isinstance(completion, dict) else {})
         return orjson.dumps(message)
 
-    def stream(self, plan: Plan, accumulator: MessageAccumulator | None) -> StreamFormat:
+    def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat:
         return AnthropicStream(plan.request.model, accumulator)
 
 

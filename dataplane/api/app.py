@@ -24,7 +24,7 @@ from dataplane.core.accounting import Gate, OpenGate, Outcome
 from dataplane.core.attribution import attribute
 from dataplane.core.budget import LEASE_PENDING
 from dataplane.core.content import MessageAccumulator, completion_message, redact_request_payload
-from dataplane.core.decide import Plan, authenticate, decide
+from dataplane.core.decide import RoutePlan, authenticate, decide
 from dataplane.core.health import Health, RetryBudget, usable_deployments
 from dataplane.core.limits_gate import Admission, Refusal
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
@@ -93,15 +93,15 @@ class Dialect(Protocol):
     def authorization(self, request: web.Request) -> str | None: ...
 
     def plan(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float,
-             checked: set[bytes], health: Health, mono: float) -> Plan | ApiError: ...
+             checked: set[bytes], health: Health, mono: float) -> RoutePlan | ApiError: ...
 
     def error(self, err: ApiError, headers: dict[str, str]) -> web.Response: ...
 
     def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response: ...
 
-    def complete(self, body: bytes, plan: Plan) -> bytes: ...
+    def complete(self, body: bytes, plan: RoutePlan) -> bytes: ...
 
-    def stream(self, plan: Plan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
+    def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
 
 
 class OpenAIDialect:
@@ -111,7 +111,7 @@ class OpenAIDialect:
         return request.headers.get("Authorization")
 
     def plan(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float,
-             checked: set[bytes], health: Health, mono: float) -> Plan | ApiError:
+             checked: set[bytes], health: Health, mono: float) -> RoutePlan | ApiError:
         return decide(runtime, authorization, body, now, pick, checked, health, mono)
 
     def error(self, err: ApiError, headers: dict[str, str]) -> web.Response:
@@ -120,10 +120,10 @@ class OpenAIDialect:
     def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
         return failure_response(failure, headers)
 
-    def complete(self, body: bytes, plan: Plan) -> bytes:
+    def complete(self, body: bytes, plan: RoutePlan) -> bytes:
         return body
 
-    def stream(self, plan: Plan, accumulator: MessageAccumulator | None) -> StreamFormat:
+    def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat:
         return OpenAIStream(plan.request.include_usage, accumulator)
 
 
@@ -220,7 +220,7 @@ def _settle(app: web.Application, admission: Admission, done: Outcome,
     app[RECORDS].served(done, response)
 
 
-def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, plan: Plan, result: Answered,
+def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, plan: RoutePlan, result: Answered,
               reply: Complete, headers: dict[str, str], started: float, admission: Admission) -> web.Response:
     # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
     # tenants whose log keeps content, the answer).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dataplane.core.attribution import Attribution
-from dataplane.core.decide import Plan
+from dataplane.core.decide import RoutePlan
 from dataplane.core.limits_gate import NO_TICKET, Admission, Refusal
 from dataplane.snapshot.runtime import Deployment, Prices
 
@@ -54,7 +54,7 @@ class Outcome:
 
     request_id: str
     snapshot: str
-    plan: Plan
+    plan: RoutePlan
     deployment: Deployment | None  # the last one attempted
     attempts: int
     status: int
@@ -69,7 +69,7 @@ class Outcome:
 
 
 class Gate(Protocol):
-    def admit(self, plan: Plan, attribution: Attribution, now: float) -> Admission | Refusal:
+    def admit(self, plan: RoutePlan, attribution: Attribution, now: float) -> Admission | Refusal:
         """Let the request through (with headers for its response), or refuse it (error and headers)."""
         ...
 
@@ -85,7 +85,7 @@ class Gate(Protocol):
 class OpenGate:
     """Admits every request and keeps no accounts (tests, and data planes built without limits)."""
 
-    def admit(self, plan: Plan, attribution: Attribution, now: float) -> Admission | Refusal:
+    def admit(self, plan: RoutePlan, attribution: Attribution, now: float) -> Admission | Refusal:
         return Admission(attribution, {}, NO_TICKET)
 
     def settle(self, outcome: Outcome, admission: Admission) -> None:

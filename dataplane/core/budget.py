@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dataplane.errors import ApiError
-from tollway.budget_scopes import BudgetIndex, Limit, Scope, ScopeKind, period_of
+from tollway.budget_scopes import BudgetIndex, BudgetLimit, BudgetScope, BudgetScopeKind, period_of
 from tollway.pb import snapshot_pb2 as pb
 
 DEFAULT_HORIZON_S = 10.0  # a grant should last about this long at the recent rate of reservations
@@ -33,9 +33,9 @@ class Allowance:
     """One scope in one period, as this process sees it. Mutable; owned by its ``BudgetBook``."""
 
     scope: str
-    kind: ScopeKind
+    kind: BudgetScopeKind
     period: str
-    limit: Limit
+    limit: BudgetLimit
     granted: int = 0          # cumulative amount this process may spend in the period (last answer)
     expires_at: float = 0.0   # 0: no answer yet
     spent: int = 0            # settled against the grant
@@ -92,7 +92,7 @@ class Ask:
 _NOTHING = Reservation(())
 
 
-def _exceeded(kind: ScopeKind, a: Allowance, worst_case: int) -> ApiError:
+def _exceeded(kind: BudgetScopeKind, a: Allowance, worst_case: int) -> ApiError:
     usd = a.limit.monthly_micros / 1_000_000
     return ApiError(
         429, f"the {kind} budget of ${usd:,.2f} for {a.period} is exhausted on this gateway "
@@ -103,7 +103,7 @@ def _exceeded(kind: ScopeKind, a: Allowance, worst_case: int) -> ApiError:
 LEASE_PENDING = "budget_lease_pending"  # the code of a refusal that the control plane's next grant may lift
 
 
-def _lease_error(kind: ScopeKind, a: Allowance) -> ApiError:
+def _lease_error(kind: BudgetScopeKind, a: Allowance) -> ApiError:
     if a.expires_at == 0.0:
         return ApiError(503, f"the {kind} budget allowance for {a.period} has not been granted to this gateway "
                              "yet; retry in a second", "server_error", LEASE_PENDING)
@@ -139,7 +139,7 @@ class BudgetBook:
     def allowances(self) -> list[Allowance]:
         return list(self._allowances.values())
 
-    def _allowance(self, s: Scope, period: str, now: float) -> Allowance:
+    def _allowance(self, s: BudgetScope, period: str, now: float) -> Allowance:
         a = self._allowances.get((s.name, period))
         if a is None:
             a = self._allowances[(s.name, period)] = Allowance(s.name, s.kind, period, s.limit, window_start=now)

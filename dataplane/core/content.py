@@ -20,15 +20,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from dataplane.core.pii import redact
+from dataplane.snapshot.runtime import ContentPolicy
 
-ContentMode = Literal["none", "hashed", "redacted", "full"]
-CONTENT_MODES: frozenset[str] = frozenset({"none", "hashed", "redacted", "full"})
 HASH_KEY_ENV = "TOLLWAY_CONTENT_HASH_KEY"
 _OMITTED = "[OMITTED]"
 
@@ -62,21 +60,6 @@ class ContentKey:
     __str__ = __repr__
 
 
-@dataclass(frozen=True, slots=True)
-class ContentPolicy:
-    """The runtime form of a ``LoggingPolicy``: what the log keeps, and whether to redact before the provider."""
-
-    mode: ContentMode = "none"
-    redact_before_provider: bool = False
-
-    @classmethod
-    def from_fields(cls, content: str, redact_before_provider: bool) -> ContentPolicy:
-        """From the snapshot's fields; an unknown or empty mode keeps nothing (fail closed)."""
-        mode: ContentMode = content if content in CONTENT_MODES else "none"  # type: ignore[assignment]
-        return cls(mode, redact_before_provider)
-
-
-NO_CONTENT = ContentPolicy()
 
 
 def _canonical(value: Any) -> bytes:

@@ -29,7 +29,7 @@ _MAX_CHECKED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class RoutePlan:
     """An allowed request: the caller, its route and the deployments to try, in order (failover included)."""
 
     key: Key
@@ -119,7 +119,7 @@ def _weighted(deployments: list[tuple[Deployment, int]], pick: float) -> list[De
 
 
 def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float = 0.0,
-           checked: set[bytes] | None = None, health: Health | None = None, mono: float = 0.0) -> Plan | ApiError:
+           checked: set[bytes] | None = None, health: Health | None = None, mono: float = 0.0) -> RoutePlan | ApiError:
     """Everything before ``admit``: the plan for a ``POST /v1/chat/completions``, or why it is refused.
 
     ``health`` (read only here) and ``mono`` order the candidates as ``order_candidates`` says."""
@@ -134,7 +134,7 @@ def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float,
 
 
 def plan_for(runtime: Runtime, key: Key, payload: Any, size: int, pick: float = 0.0, health: Health | None = None,
-             mono: float = 0.0) -> Plan | ApiError:
+             mono: float = 0.0) -> RoutePlan | ApiError:
     """The plan for an authenticated caller's chat completion body (``size``: its length in bytes)."""
     request = validate_chat(payload, size)
     if isinstance(request, ApiError):
@@ -168,7 +168,7 @@ def plan_for(runtime: Runtime, key: Key, payload: Any, size: int, pick: float = 
                        f"context window of model {request.model!r} is {largest} tokens",
                        param="messages", code="context_length_exceeded")
     ordered = order_candidates(route, fitting, request, pick, health, mono)
-    return Plan(key=key, route=route, request=request, candidates=tuple(ordered[: route.failover.attempts]))
+    return RoutePlan(key=key, route=route, request=request, candidates=tuple(ordered[: route.failover.attempts]))
 
 
 _CAPABILITY_PARAM = {"tools": "tools", "vision": "messages", "json_mode": "response_format"}

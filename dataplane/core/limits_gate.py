@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dataplane.core.attribution import Attribution
 from dataplane.core.cost_bound import worst_case_micros
-from dataplane.core.decide import DEFAULT_EXPECTED_OUTPUT_TOKENS, Plan
+from dataplane.core.decide import DEFAULT_EXPECTED_OUTPUT_TOKENS, RoutePlan
 from dataplane.core.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, Ticket, format_reset
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import InvalidSnapshot
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # accounting imports Admission and Refusal from here for the 
     from dataplane.core.accounting import Outcome
 
 
-class BudgetBook(Protocol):
+class BudgetReserver(Protocol):
     """The money half (``dataplane.core.budget.BudgetBook``): hold the worst case before forwarding, settle the cost."""
 
     def reserve(self, tenant: str, project: str, key_id: str, user: str, worst_case: int, now: float) -> Any:
@@ -52,7 +52,7 @@ class BudgetBook(Protocol):
     def release(self, reservation: Any) -> None: ...
 
 
-def plan_worst_case(plan: Plan) -> int:
+def plan_worst_case(plan: RoutePlan) -> int:
     """The request's cost bound over every deployment it may be served by (``dataplane.core.cost_bound``)."""
     return worst_case_micros(plan.request.payload, plan.candidates)
 
@@ -78,7 +78,7 @@ class Refusal:
     headers: Mapping[str, str]
 
 
-def estimated_tokens(plan: Plan) -> int:
+def estimated_tokens(plan: RoutePlan) -> int:
     request = plan.request
     return request.estimated_prompt_tokens + (request.max_tokens or DEFAULT_EXPECTED_OUTPUT_TOKENS)
 
@@ -110,8 +110,8 @@ def refusal_of(limited: RateLimited) -> Refusal:
 class LimitsGate:
     """Rate limits and budget reservations in front of every upstream attempt. Owned by one event loop."""
 
-    def __init__(self, limiter: RateLimiter | None = None, budget: BudgetBook | None = None,
-                 worst_case: Callable[[Plan], int] = plan_worst_case) -> None:
+    def __init__(self, limiter: RateLimiter | None = None, budget: BudgetReserver | None = None,
+                 worst_case: Callable[[RoutePlan], int] = plan_worst_case) -> None:
         self.limiter = limiter or RateLimiter()  # the lease client calls its demand() and set_shares()
         self._budget = budget
         self._worst_case = worst_case
@@ -135,7 +135,7 @@ class LimitsGate:
 
         return adopt
 
-    def admit(self, plan: Plan, attribution: Attribution, now: float) -> Admission | Refusal:
+    def admit(self, plan: RoutePlan, attribution: Attribution, now: float) -> Admission | Refusal:
         latest = self._latest
         if latest is not self.limiter.table:
             self.limiter.configure(latest, now)

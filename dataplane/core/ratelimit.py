@@ -52,7 +52,7 @@ from tollway.budget_scopes import key_scope, tenant_scope, user_scope
 from tollway.pb import snapshot_pb2 as pb
 
 Dimension = Literal["requests", "tokens"]
-ScopeKind = Literal["tenant", "user", "route", "key"]
+RateScopeKind = Literal["tenant", "user", "route", "key"]
 
 DEMAND_TAU_S = 10.0  # time constant of the demand average
 SWEEP_INTERVAL_S = 30.0
@@ -61,17 +61,17 @@ RETRY_CAP_S = 60.0  # Retry-After when a scope has no capacity at all here (shar
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
+class RateLimit:
     """A declared (fleet-wide) limit; 0 on a dimension means no limit on it."""
 
     requests_per_minute: int = 0
     tokens_per_minute: int = 0
 
 
-class Scope(NamedTuple):
+class RateScope(NamedTuple):
     """What a bucket limits. A tuple, so it hashes fast as a dict key on the request path."""
 
-    kind: ScopeKind
+    kind: RateScopeKind
     tenant: str  # "" for keys
     name: str  # the tenant, the user, the route or the key id
 
@@ -97,30 +97,30 @@ class Scope(NamedTuple):
         return f"API key {self.name!r}"
 
 
-def _limit(where: str, r: pb.RateLimit) -> Limit | None:
+def _limit(where: str, r: pb.RateLimit) -> RateLimit | None:
     if r.requests_per_minute < 0 or r.tokens_per_minute < 0:
         raise InvalidSnapshot(f"{where}: negative rate limit")
     if not r.requests_per_minute and not r.tokens_per_minute:
         return None
-    return Limit(r.requests_per_minute, r.tokens_per_minute)
+    return RateLimit(r.requests_per_minute, r.tokens_per_minute)
 
 
 @dataclass(frozen=True, slots=True)
 class LimitTable:
     """Every declared limit of a snapshot, for O(1) lookups. Immutable; holds only scopes that have a limit."""
 
-    tenants: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))
-    per_user: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))  # tenant -> each user's
-    per_route: Mapping[tuple[str, str], Limit] = field(default_factory=lambda: MappingProxyType({}))
-    keys: Mapping[str, Limit] = field(default_factory=lambda: MappingProxyType({}))
+    tenants: Mapping[str, RateLimit] = field(default_factory=lambda: MappingProxyType({}))
+    per_user: Mapping[str, RateLimit] = field(default_factory=lambda: MappingProxyType({}))  # tenant -> each user's
+    per_route: Mapping[tuple[str, str], RateLimit] = field(default_factory=lambda: MappingProxyType({}))
+    keys: Mapping[str, RateLimit] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_snapshot(cls, snap: pb.Snapshot) -> LimitTable:
         """Pure; raises ``InvalidSnapshot`` for a negative limit (the compiler never emits one)."""
-        tenants: dict[str, Limit] = {}
-        per_user: dict[str, Limit] = {}
-        per_route: dict[tuple[str, str], Limit] = {}
-        keys: dict[str, Limit] = {}
+        tenants: dict[str, RateLimit] = {}
+        per_user: dict[str, RateLimit] = {}
+        per_route: dict[tuple[str, str], RateLimit] = {}
+        keys: dict[str, RateLimit] = {}
         for t in snap.tenants:
             where = f"tenant {t.name!r}"
             if t.HasField("rate_limit") and (lim := _limit(where, t.rate_limit)):
@@ -136,7 +136,7 @@ class LimitTable:
         return cls(MappingProxyType(tenants), MappingProxyType(per_user), MappingProxyType(per_route),
                    MappingProxyType(keys))
 
-    def limit(self, scope: Scope) -> Limit | None:
+    def limit(self, scope: RateScope) -> RateLimit | None:
         if scope.kind == "tenant":
             return self.tenants.get(scope.name)
         if scope.kind == "user":
@@ -145,16 +145,16 @@ class LimitTable:
             return self.per_route.get((scope.tenant, scope.name))
         return self.keys.get(scope.name)
 
-    def applicable(self, tenant: str, user: str, route: str, key_id: str) -> list[tuple[Scope, Limit]]:
-        found: list[tuple[Scope, Limit]] = []
+    def applicable(self, tenant: str, user: str, route: str, key_id: str) -> list[tuple[RateScope, RateLimit]]:
+        found: list[tuple[RateScope, RateLimit]] = []
         if (lim := self.tenants.get(tenant)) is not None:
-            found.append((Scope("tenant", tenant, tenant), lim))
+            found.append((RateScope("tenant", tenant, tenant), lim))
         if user and (lim := self.per_user.get(tenant)) is not None:
-            found.append((Scope("user", tenant, user), lim))
+            found.append((RateScope("user", tenant, user), lim))
         if (lim := self.per_route.get((tenant, route))) is not None:
-            found.append((Scope("route", tenant, route), lim))
+            found.append((RateScope("route", tenant, route), lim))
         if (lim := self.keys.get(key_id)) is not None:
-            found.append((Scope("key", "", key_id), lim))
+            found.append((RateScope("key", "", key_id), lim))
         return found
 
 
@@ -201,7 +201,7 @@ class _Bucket:
 class _ScopeState:
     __slots__ = ("demand_at", "demand_requests", "demand_tokens", "limit", "requests", "scope", "seen", "tokens")
 
-    def __init__(self, scope: Scope, limit: Limit, share: tuple[float, float], now: float) -> None:
+    def __init__(self, scope: RateScope, limit: RateLimit, share: tuple[float, float], now: float) -> None:
         self.scope = scope
         self.limit = limit
         self.requests = _Bucket(limit.requests_per_minute, share[0], now) if limit.requests_per_minute else None
@@ -211,7 +211,7 @@ class _ScopeState:
         self.demand_at = now
         self.seen = now
 
-    def reconfigure(self, limit: Limit, share: tuple[float, float], now: float) -> None:
+    def reconfigure(self, limit: RateLimit, share: tuple[float, float], now: float) -> None:
         self.limit = limit
         self.requests = _resized(self.requests, limit.requests_per_minute, share[0], now)
         self.tokens = _resized(self.tokens, limit.tokens_per_minute, share[1], now)
@@ -262,7 +262,7 @@ class Ticket:
 class RateLimited:
     """A refusal: the scope and dimension that ran out, and when to retry."""
 
-    scope: Scope
+    scope: RateScope
     dimension: Dimension
     quota: Quota
     retry_after_s: float
@@ -279,7 +279,7 @@ class RateLimiter:
     def __init__(self, table: LimitTable | None = None, clock: Callable[[], float] = time.time) -> None:
         self._table = table or LimitTable()
         self._clock = clock
-        self._states: dict[Scope, _ScopeState] = {}
+        self._states: dict[RateScope, _ScopeState] = {}
         self._granted: dict[str, tuple[float, float]] = {}
         self._default: tuple[float, float] = (1.0, 1.0)
         self._fleet_known = False
@@ -383,7 +383,7 @@ class RateLimiter:
         """The share a scope runs at now (lease expiry is applied by ``check``)."""
         return self._granted.get(scope_id, self._default)
 
-    def _share(self, scope: Scope) -> tuple[float, float]:
+    def _share(self, scope: RateScope) -> tuple[float, float]:
         return self._granted.get(scope.id, self._default)
 
     def _apply_shares(self, now: float) -> None:
@@ -405,7 +405,7 @@ class RateLimiter:
             del self._states[scope]
 
 
-def _worse(refusal: RateLimited | None, bucket: _Bucket, scope: Scope, dimension: Dimension, cost: int,
+def _worse(refusal: RateLimited | None, bucket: _Bucket, scope: RateScope, dimension: Dimension, cost: int,
            declared: int, now: float) -> RateLimited | None:
     """``refusal``, or this bucket's refusal if it is short and makes the client wait longer."""
     bucket.refill(now)

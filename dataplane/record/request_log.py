@@ -32,10 +32,10 @@ from typing import IO, Any, Protocol
 import orjson
 
 from dataplane.core.accounting import Outcome
-from dataplane.core.content import NO_CONTENT, ContentKey, ContentPolicy, kept_content
+from dataplane.core.content import ContentKey, kept_content
 from dataplane.errors import ApiError
 from dataplane.record.usage_record import usage_record
-from dataplane.snapshot.runtime import Key
+from dataplane.snapshot.runtime import NO_CONTENT, ContentPolicy, Key
 
 log = logging.getLogger(__name__)
 

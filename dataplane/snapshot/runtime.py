@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
-from dataplane.core.content import NO_CONTENT, ContentPolicy
 from dataplane.errors import DataPlaneError
 from tollway.pb import snapshot_pb2 as pb
 
@@ -26,10 +26,29 @@ STRATEGIES = frozenset({"cheapest", "priority", "weighted", "latency"})
 FAILOVER_ON = frozenset({"connect", "timeout", "5xx", "429"})
 CAPABILITIES = frozenset({"tools", "vision", "json_mode"})
 _URL_RE = re.compile(r"^https?://[^\s/]+")
+ContentMode = Literal["none", "hashed", "redacted", "full"]
+CONTENT_MODES: frozenset[str] = frozenset({"none", "hashed", "redacted", "full"})
 
 
 class InvalidSnapshot(DataPlaneError):
     """The snapshot is inconsistent; the message names the object and field at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPolicy:
+    """The runtime form of a ``LoggingPolicy``: what the log keeps, and whether to redact before the provider."""
+
+    mode: ContentMode = "none"
+    redact_before_provider: bool = False
+
+    @classmethod
+    def from_fields(cls, content: str, redact_before_provider: bool) -> ContentPolicy:
+        """From the snapshot's fields; an unknown or empty mode keeps nothing (fail closed)."""
+        mode: ContentMode = content if content in CONTENT_MODES else "none"  # type: ignore[assignment]
+        return cls(mode, redact_before_provider)
+
+
+NO_CONTENT = ContentPolicy()
 
 
 @dataclass(frozen=True, slots=True)

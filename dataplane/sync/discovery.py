@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 import grpc
 
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.disk_cache import SnapshotCache
 from dataplane.snapshot.holder import SnapshotHolder
+from dataplane.sync.channel import control_plane_channel
 from dataplane.sync.health_report import HealthSummary
 from tollway.backoff import Backoff
 from tollway.pb import discovery_pb2 as dpb
@@ -36,14 +35,6 @@ from tollway.pb import discovery_pb2_grpc as dgrpc
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # must match the control plane's limit
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 20_000),  # notice a dead control plane (or a silently dropped connection)
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 class DiscoveryClient:
@@ -108,7 +99,7 @@ class DiscoveryClient:
         s = self._settings
         received = False
         metadata = (("authorization", f"Bearer {s.control_plane_token}"),) if s.control_plane_token else ()
-        async with _channel(s) as channel:
+        async with control_plane_channel(s) as channel:
             call = dgrpc.DiscoveryStub(channel).StreamSnapshots(metadata=metadata)
             writes = asyncio.Lock()
 
@@ -167,24 +158,3 @@ class DiscoveryClient:
             log.error("could not persist snapshot %s: %s", snapshot.version, exc)
         return dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=snapshot.version,
                                     response_nonce=response.nonce)
-
-
-def channel_credentials(s: DataPlaneSettings) -> grpc.ChannelCredentials | None:
-    """TLS (and mTLS with a client certificate) to the control plane when configured; None for plain text."""
-    if not (s.tls_ca or s.tls_cert):
-        return None
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(s.tls_ca), private_key=_read(s.tls_key), certificate_chain=_read(s.tls_cert)
-    )
-
-
-def _channel(s: DataPlaneSettings) -> grpc.aio.Channel:
-    credentials = channel_credentials(s)
-    if credentials is None:
-        return grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
-    return grpc.aio.secure_channel(s.control_plane, credentials, options=CHANNEL_OPTIONS)
-
-
-def _read(path: str | None) -> bytes | None:
-    return Path(path).read_bytes() if path else None
-

@@ -24,7 +24,7 @@ import grpc
 
 from dataplane.core.budget import BudgetBook
 from dataplane.settings import DataPlaneSettings
-from dataplane.sync.discovery import channel_credentials
+from dataplane.sync.channel import control_plane_channel
 from tollway.pb import leases_pb2 as lpb
 from tollway.pb import leases_pb2_grpc as lgrpc
 from tollway.tasks import cancel
@@ -82,9 +82,7 @@ class LeaseClient:
 
     async def _run(self) -> None:
         s = self._settings
-        credentials = channel_credentials(s)
-        channel = grpc.aio.secure_channel(s.control_plane, credentials) if credentials is not None \
-            else grpc.aio.insecure_channel(s.control_plane)
+        channel = control_plane_channel(s)
         stub = lgrpc.LeasesStub(channel)
         try:
             while True:

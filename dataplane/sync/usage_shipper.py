@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import grpc
 
 from dataplane.record.spool import UsageSpool
+from tollway.grpc_options import CLIENT_OPTIONS
 from tollway.pb import usage_pb2 as upb
 from tollway.pb import usage_pb2_grpc as ugrpc
 
@@ -35,11 +36,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.keepalive_time_ms", 20_000),  # notice a dead control plane while a batch waits for its ack
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 class UsageShipper:
@@ -125,9 +121,9 @@ class UsageShipper:
 
     async def _run(self) -> None:
         if self._credentials is not None:
-            channel = grpc.aio.secure_channel(self._target, self._credentials, options=CHANNEL_OPTIONS)
+            channel = grpc.aio.secure_channel(self._target, self._credentials, options=CLIENT_OPTIONS)
         else:
-            channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(self._target, options=CLIENT_OPTIONS)
         stub = ugrpc.UsageStub(channel)
         failures = 0
         try:

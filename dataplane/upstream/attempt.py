@@ -21,7 +21,7 @@ from aiohttp import web
 from dataplane.core.accounting import Outcome, Usage, cost_micros, usage_of
 from dataplane.core.attribution import Attribution
 from dataplane.core.content import MessageAccumulator
-from dataplane.core.decide import Plan
+from dataplane.core.decide import RoutePlan
 from dataplane.core.health import Health, RetryBudget
 from dataplane.errors import ApiError, UpstreamFailure, error_body, upstream_error
 from dataplane.snapshot.runtime import Deployment, Route
@@ -57,7 +57,7 @@ def may_fail_over(failure: UpstreamFailure, route: Route) -> bool:
     return failure.kind in route.failover.on or failure.kind in _ALWAYS_FAIL_OVER
 
 
-async def attempt(plan: Plan, adapters: Mapping[str, Adapter], health: Health | None = None,
+async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Health | None = None,
                   budget: RetryBudget | None = None) -> Answered | Failed:
     """Try the plan's candidates in order until one answers (before any byte reached the client).
 
@@ -346,7 +346,7 @@ def _payload_at(payloads: list[bytes], offset: int) -> int:
     return len(payloads) - 1
 
 
-def outcome(request_id: str, snapshot: str, plan: Plan, deployment: Deployment | None, attempts: int, status: int,
+def outcome(request_id: str, snapshot: str, plan: RoutePlan, deployment: Deployment | None, attempts: int, status: int,
             usage: Usage | None, started: float, first_byte_s: float | None, aborted: bool = False,
             attribution: Attribution | None = None, upstream_s: float | None = None) -> Outcome:
     cost = cost_micros(deployment.prices, usage) if deployment is not None and usage is not None else 0

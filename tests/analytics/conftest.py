@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.server import ControlPlane
-from controlplane.store.base import open_store
+from controlplane.store.open import open_store
 from tests.discovery.conftest import base_policy, put, running_control_plane
 from tollway.pb import usage_pb2 as upb
 

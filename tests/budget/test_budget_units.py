@@ -11,7 +11,7 @@ from dataplane.core.budget import BudgetBook, Reservation
 from dataplane.core.cost_bound import DEFAULT_OUTPUT_BOUND, prompt_token_bound, worst_case_micros
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Deployment, Prices, Provider
-from tollway.budget_scopes import BudgetIndex, Limit, next_period_start, period_of
+from tollway.budget_scopes import BudgetIndex, BudgetLimit, next_period_start, period_of
 from tollway.pb import snapshot_pb2 as pb
 
 JAN = float(calendar.timegm((2025, 1, 15, 12, 0, 0)))
@@ -68,7 +68,7 @@ def test_scopes_of_a_request() -> None:
     names = [s.name for s in idx.scopes_for("acme", "web", "k1", "al/ice")]
     assert names == ["tenant/acme", "project/acme/web", "key/k1", "user/acme/al%2Fice"]
     assert [s.name for s in idx.scopes_for("acme", "", "k2", "")] == ["tenant/acme"]
-    assert idx.limit_of("user/acme/bob") == Limit(100, 100, 0)
+    assert idx.limit_of("user/acme/bob") == BudgetLimit(100, 100, 0)
     assert idx.limit_of("tenant/none") is None
 
 
@@ -171,7 +171,7 @@ def test_ledger_lower_limit_shrinks_to_committed_and_soft_alert_fires_once() -> 
     st = ScopeState()
     grant(st, "a", "i1", ask(want=900), 1_000, JAN, 10, 30)
     assert grant(st, "a", "i1", ask(spent=100, reserved=50), 500, JAN, 10, 30)[0] == 150
-    limit = Limit(1_000, 80, 0)
+    limit = BudgetLimit(1_000, 80, 0)
     assert not settle(st, "a", 700, limit)
     assert settle(st, "a", 100, limit)
     assert not settle(st, "a", 100, limit)

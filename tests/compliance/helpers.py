@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from controlplane.server import ControlPlane
-from controlplane.store.base import Store, open_store
+from controlplane.store.base import Store
+from controlplane.store.open import open_store
 from tests.cli.gatectl_process import base_env, gatectl
 from tests.discovery.conftest import cp_settings
 

@@ -11,7 +11,7 @@ from controlplane.policy.compile import PolicySet
 from controlplane.policy.engine import Document
 from controlplane.policy.repository import Repository
 from controlplane.policy.resources import dump_resource
-from controlplane.store.base import open_store
+from controlplane.store.open import open_store
 from controlplane.usage.db import UsageDB
 from controlplane.usage.retention import DAY_MS, RetentionTask
 from tests.compliance.helpers import control_plane

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from controlplane.admin.api import create_admin_app
 from controlplane.policy.repository import Repository
-from controlplane.store.base import Store, open_store
+from controlplane.store.base import Store
+from controlplane.store.open import open_store
 from tests.core.policy_docs import api_key, model, provider, route, tenant
 from tollway import keyformat
 

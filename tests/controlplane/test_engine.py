@@ -27,7 +27,7 @@ def docs(*bodies: object) -> list[Document]:
     return [Document(f"f.yaml#{i}", b) for i, b in enumerate(bodies)]
 
 
-def ops(plan: engine.Plan) -> list[tuple[str, str, str]]:
+def ops(plan: engine.ApplyPlan) -> list[tuple[str, str, str]]:
     return [(c.op, c.kind, c.name) for c in plan.changes]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from controlplane.policy.engine import Document
 from controlplane.policy.repository import Repository
-from controlplane.store.base import open_store
+from controlplane.store.open import open_store
 from tests.core.policy_docs import api_key, model, provider, route, tenant
 
 TENANTS, KEYS = 1_000, 100_000

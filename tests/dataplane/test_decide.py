@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.core.decide import Plan, authenticate, decide
+from dataplane.core.decide import RoutePlan, authenticate, decide
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
@@ -29,7 +29,7 @@ def body(**fields: Any) -> bytes:
 
 
 def run(world: tuple[Runtime, Keys], raw: bytes, key: str = "acme_all", pick: float = 0.0,
-        auth: str | None = None) -> Plan | ApiError:
+        auth: str | None = None) -> RoutePlan | ApiError:
     rt, keys = world
     header = auth if auth is not None else f"Bearer {getattr(keys, key)}"
     return decide(rt, header, raw, NOW, pick)
@@ -108,7 +108,7 @@ def test_schema_property_names_are_not_settings(world: tuple[Runtime, Keys]) -> 
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {
         "type": "object", "properties": {"organization": {"type": "string"}, "headers": {"type": "object"}}}}}
     result = run(world, body(tools=[tool]))
-    assert isinstance(result, Plan), result
+    assert isinstance(result, RoutePlan), result
     # ...but a banned key that is a schema keyword position is still refused.
     tool["function"]["parameters"]["api_key"] = "x"  # type: ignore[index]
     assert isinstance(run(world, body(tools=[tool])), ApiError)
@@ -124,19 +124,19 @@ def test_image_url_parts_are_allowed(world: tuple[Runtime, Keys]) -> None:
 
 def test_residency_filters_candidates(world: tuple[Runtime, Keys]) -> None:
     acme = run(world, body(), "acme_all")
-    assert isinstance(acme, Plan)
+    assert isinstance(acme, RoutePlan)
     assert [d.name for d in acme.candidates] == ["gpt-eu"]
 
 
 def test_cheapest_orders_by_expected_cost(world: tuple[Runtime, Keys]) -> None:
     globex = run(world, body(), "globex")
-    assert isinstance(globex, Plan)
+    assert isinstance(globex, RoutePlan)
     assert [d.name for d in globex.candidates] == ["gpt-us", "gpt-eu"]
 
 
 def test_priority_keeps_declared_order(world: tuple[Runtime, Keys]) -> None:
     plan = run(world, body(model="backup"))
-    assert isinstance(plan, Plan)
+    assert isinstance(plan, RoutePlan)
     assert [d.name for d in plan.candidates] == ["gpt-eu", "gpt-eu2"]
 
 
@@ -144,7 +144,7 @@ def test_priority_keeps_declared_order(world: tuple[Runtime, Keys]) -> None:
                                              (0.99, "gpt-eu2")])
 def test_weighted_choice_follows_weights(world: tuple[Runtime, Keys], pick: float, first: str) -> None:
     plan = run(world, body(model="split"), pick=pick)
-    assert isinstance(plan, Plan)
+    assert isinstance(plan, RoutePlan)
     assert plan.candidates[0].name == first
     assert len(plan.candidates) == 2
 
@@ -153,14 +153,14 @@ def test_attempts_truncate_candidates() -> None:
     snap, keys = build_snapshot(attempts=1)
     rt = Runtime.from_snapshot(snap, {})
     plan = decide(rt, f"Bearer {keys.acme_all}", body(model="backup"), NOW)
-    assert isinstance(plan, Plan)
+    assert isinstance(plan, RoutePlan)
     assert [d.name for d in plan.candidates] == ["gpt-eu"]
 
 
 def test_stream_and_usage_flags(world: tuple[Runtime, Keys]) -> None:
     plan = run(world, body(stream=True, stream_options={"include_usage": True}, max_tokens=5))
-    assert isinstance(plan, Plan)
+    assert isinstance(plan, RoutePlan)
     assert plan.request.stream and plan.request.include_usage and plan.request.max_tokens == 5
     plan = run(world, body(stream=True))
-    assert isinstance(plan, Plan)
+    assert isinstance(plan, RoutePlan)
     assert plan.request.stream and not plan.request.include_usage

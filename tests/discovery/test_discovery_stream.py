@@ -7,7 +7,6 @@ import time
 import grpc
 import pytest
 
-from controlplane.push.discovery import GRPC_OPTIONS
 from controlplane.server import ControlPlane
 from controlplane.store.base import Store
 from tests.core.policy_docs import api_key, model, route
@@ -22,6 +21,7 @@ from tests.discovery.conftest import (
     put,
     readyz,
 )
+from tollway.grpc_options import CLIENT_OPTIONS
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc
 
@@ -93,7 +93,7 @@ async def test_wrong_or_missing_token_gets_nothing(
 
 
 async def test_wrong_token_stream_ends_before_any_snapshot(control_plane: ControlPlane) -> None:
-    async with grpc.aio.insecure_channel(control_plane.grpc_target, options=GRPC_OPTIONS) as channel:
+    async with grpc.aio.insecure_channel(control_plane.grpc_target, options=CLIENT_OPTIONS) as channel:
         call = dgrpc.DiscoveryStub(channel).StreamSnapshots(metadata=(("authorization", f"Bearer {DP_TOKEN}x"),))
         with pytest.raises(grpc.aio.AioRpcError) as caught:  # the server may end the call before the write lands
             await call.write(dpb.DiscoveryRequest(node_id="intruder", region="eu"))

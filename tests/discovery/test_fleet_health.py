@@ -18,9 +18,9 @@ import grpc
 import openai
 import pytest
 
-from controlplane.push.discovery import GRPC_OPTIONS
 from controlplane.server import ControlPlane
-from controlplane.store.base import Store, open_store
+from controlplane.store.base import Store
+from controlplane.store.open import open_store
 from dataplane.core.health import HealthSettings
 from dataplane.serve import DataPlane
 from tests.cli.gatectl_process import base_env, gatectl
@@ -36,6 +36,7 @@ from tests.discovery.conftest import (
     running_control_plane,
 )
 from tests.routing.world import CREDENTIAL_ENV, UPSTREAM_KEY, Upstream
+from tollway.grpc_options import CLIENT_OPTIONS
 from tollway.keyformat import generate_key, hash_key
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc
@@ -219,7 +220,7 @@ async def test_heartbeat_is_neither_ack_nor_nack(embedded_store: Store, tmp_path
     await put(embedded_store, provider("mock-eu", "eu", type_="mock"), model("small", "mock-eu"),
               route("chat", "small"), tenant("acme", "eu"))
     async with running_control_plane(embedded_store, tmp_path / "cp") as cp, \
-            grpc.aio.insecure_channel(cp.grpc_target, options=GRPC_OPTIONS) as channel:
+            grpc.aio.insecure_channel(cp.grpc_target, options=CLIENT_OPTIONS) as channel:
         call = dgrpc.DiscoveryStub(channel).StreamSnapshots(metadata=(("authorization", f"Bearer {DP_TOKEN}"),))
         await call.write(request())
         response = await call.read()

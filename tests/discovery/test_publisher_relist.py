@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from controlplane.store.base import open_store
 from controlplane.store.embedded import EmbeddedStore
+from controlplane.store.open import open_store
 from tests.conftest import EtcdProcess
 from tests.core.policy_docs import api_key, tenant
 from tests.discovery.conftest import DataPlaneFactory, base_policy, eventually, put, running_control_plane

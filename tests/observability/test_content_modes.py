@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.core.content import ContentKey, ContentPolicy, kept_content, redact_request_payload
+from dataplane.core.content import ContentKey, kept_content, redact_request_payload
+from dataplane.snapshot.runtime import ContentPolicy
 
 KEY = ContentKey(b"k" * 32)
 SECRET_KEY_BYTES = b"hmac-secret-0123456789abcdef"

@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dataplane.core.content import ContentKey, ContentPolicy
+from dataplane.core.content import ContentKey
 from dataplane.record.request_log import RequestLog, Served, open_sink
+from dataplane.snapshot.runtime import ContentPolicy
 from tests.dataplane.snapshots import CREDENTIAL
 from tests.observability.leakscan import Leak, assert_no_leaks, scan
 from tests.observability.test_request_log_writer import make_outcome

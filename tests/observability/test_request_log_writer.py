@@ -14,8 +14,8 @@ import pytest
 
 from dataplane.core.accounting import Outcome, Usage
 from dataplane.core.attribution import Attribution
-from dataplane.core.content import ContentKey, ContentPolicy
-from dataplane.core.decide import Plan
+from dataplane.core.content import ContentKey
+from dataplane.core.decide import RoutePlan
 from dataplane.core.validate import ChatRequest, validate_chat
 from dataplane.errors import ApiError
 from dataplane.record.request_log import (
@@ -29,7 +29,7 @@ from dataplane.record.request_log import (
     refusal_entry,
     render,
 )
-from dataplane.snapshot.runtime import Runtime
+from dataplane.snapshot.runtime import ContentPolicy, Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 from tollway.keyformat import hash_key
 
@@ -56,7 +56,7 @@ def make_outcome(request_id: str = "req-1", prompt: str = PROMPT, status: int = 
     key = runtime.keys[hash_key(keys.acme_all)]
     route = runtime.routes["chat"]
     dep = route.candidates[0].deployment
-    plan = Plan(key=key, route=route, request=request, candidates=(dep,))
+    plan = RoutePlan(key=key, route=route, request=request, candidates=(dep,))
     return Outcome(request_id=request_id, snapshot=runtime.version, plan=plan, deployment=dep, attempts=2,
                    status=status, usage=Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=20),
                    cost_micros=57, started=1_700_000_000.25, first_byte_s=0.0405, duration_s=0.25,

@@ -14,7 +14,7 @@ import pytest
 from dataplane.core.accounting import Outcome, Usage
 from dataplane.core.attribution import Attribution
 from dataplane.core.budget import BudgetBook
-from dataplane.core.decide import Plan
+from dataplane.core.decide import RoutePlan
 from dataplane.core.limits_gate import Admission, LimitsGate, Refusal, estimated_tokens, plan_worst_case
 from dataplane.core.ratelimit import RateLimiter
 from dataplane.errors import ApiError
@@ -64,7 +64,8 @@ def gate_for(snap: pb.Snapshot, budget: FakeBudgetBook | None = None) -> LimitsG
     return gate
 
 
-def outcome(plan: Plan, status: int = 200, usage: Usage | None = None, cost: int = 0, at: float = 1_000.0) -> Outcome:
+def outcome(plan: RoutePlan, status: int = 200, usage: Usage | None = None, cost: int = 0,
+            at: float = 1_000.0) -> Outcome:
     return Outcome(request_id="r", snapshot="v", plan=plan, deployment=plan.candidates[0], attempts=1, status=status,
                    usage=usage, cost_micros=cost, started=at, first_byte_s=None, duration_s=0.0)
 

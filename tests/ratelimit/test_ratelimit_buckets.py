@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dataplane.core.ratelimit import Limit, LimitTable, RateLimited, RateLimiter, Ticket, format_reset
+from dataplane.core.ratelimit import LimitTable, RateLimit, RateLimited, RateLimiter, Ticket, format_reset
 from tollway.pb import snapshot_pb2 as pb
 
 
@@ -19,8 +19,8 @@ class Clock:
         return self.now
 
 
-def table(tenant: Limit | None = None, user: Limit | None = None, route: Limit | None = None,
-          key: Limit | None = None) -> LimitTable:
+def table(tenant: RateLimit | None = None, user: RateLimit | None = None, route: RateLimit | None = None,
+          key: RateLimit | None = None) -> LimitTable:
     return LimitTable(
         tenants={"acme": tenant} if tenant else {}, per_user={"acme": user} if user else {},
         per_route={("acme", "chat"): route} if route else {}, keys={"k1": key} if key else {})
@@ -35,7 +35,7 @@ def admitted(limiter: RateLimiter, now: float, n: int, tokens: int = 0, user: st
 
 
 def test_burst_is_one_minute_then_refills_at_the_rate() -> None:
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=60)))
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=60)))
     assert admitted(limiter, 0.0, 100) == 60
     refused = check(limiter, 0.0)
     assert isinstance(refused, RateLimited)
@@ -47,7 +47,7 @@ def test_burst_is_one_minute_then_refills_at_the_rate() -> None:
 
 
 def test_tokens_bucket_takes_the_estimate_and_reports_the_wait() -> None:
-    limiter = RateLimiter(table(tenant=Limit(tokens_per_minute=1_000)))
+    limiter = RateLimiter(table(tenant=RateLimit(tokens_per_minute=1_000)))
     assert isinstance(check(limiter, 0.0, tokens=400), Ticket)
     assert isinstance(check(limiter, 0.0, tokens=400), Ticket)
     refused = check(limiter, 0.0, tokens=400)
@@ -58,7 +58,7 @@ def test_tokens_bucket_takes_the_estimate_and_reports_the_wait() -> None:
 
 
 def test_a_request_larger_than_the_bucket_passes_only_when_it_is_full_and_leaves_debt() -> None:
-    limiter = RateLimiter(table(tenant=Limit(tokens_per_minute=1_000)))
+    limiter = RateLimiter(table(tenant=RateLimit(tokens_per_minute=1_000)))
     assert isinstance(check(limiter, 0.0, tokens=5_000), Ticket)
     refused = check(limiter, 0.0, tokens=1)
     assert isinstance(refused, RateLimited)
@@ -71,7 +71,7 @@ def test_a_request_larger_than_the_bucket_passes_only_when_it_is_full_and_leaves
     (2_500, 0),  # 1600 more charged: debt
 ])
 def test_record_refunds_or_charges_the_difference(actual: int, then_admitted: int) -> None:
-    limiter = RateLimiter(table(tenant=Limit(tokens_per_minute=1_000)))
+    limiter = RateLimiter(table(tenant=RateLimit(tokens_per_minute=1_000)))
     ticket = check(limiter, 0.0, tokens=900)
     assert isinstance(ticket, Ticket)
     limiter.record(ticket, actual, 0.0)
@@ -79,7 +79,7 @@ def test_record_refunds_or_charges_the_difference(actual: int, then_admitted: in
 
 
 def test_debt_is_floored_at_one_bucket() -> None:
-    limiter = RateLimiter(table(tenant=Limit(tokens_per_minute=600)))
+    limiter = RateLimiter(table(tenant=RateLimit(tokens_per_minute=600)))
     ticket = check(limiter, 0.0, tokens=10)
     assert isinstance(ticket, Ticket)
     limiter.record(ticket, 1_000_000, 0.0)
@@ -89,7 +89,7 @@ def test_debt_is_floored_at_one_bucket() -> None:
 
 
 def test_release_gives_everything_back() -> None:
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=2, tokens_per_minute=100)))
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=2, tokens_per_minute=100)))
     first = check(limiter, 0.0, tokens=60)
     assert isinstance(first, Ticket)
     assert isinstance(check(limiter, 0.0, tokens=60), RateLimited)
@@ -98,7 +98,7 @@ def test_release_gives_everything_back() -> None:
 
 
 def test_all_or_nothing_across_scopes() -> None:
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=10), key=Limit(requests_per_minute=2)))
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=10), key=RateLimit(requests_per_minute=2)))
     assert admitted(limiter, 0.0, 5) == 2
     # The key's refusals took nothing from the tenant: another key of the tenant still gets 8.
     assert sum(isinstance(check(limiter, 0.0, key="k2"), Ticket) for _ in range(20)) == 8
@@ -111,7 +111,7 @@ def test_all_or_nothing_across_scopes() -> None:
     ("key", "", "API key 'k1' requests per minute limit (3) reached; try again in 20s"),
 ])
 def test_each_scope_limits_and_names_itself(kind: str, user: str, message: str) -> None:
-    limiter = RateLimiter(table(**{kind: Limit(requests_per_minute=3)}))
+    limiter = RateLimiter(table(**{kind: RateLimit(requests_per_minute=3)}))
     assert admitted(limiter, 0.0, 3, user=user) == 3
     refused = check(limiter, 0.0, user=user)
     assert isinstance(refused, RateLimited)
@@ -122,14 +122,14 @@ def test_each_scope_limits_and_names_itself(kind: str, user: str, message: str) 
 
 
 def test_per_user_limit_is_per_user_and_skips_anonymous_requests() -> None:
-    limiter = RateLimiter(table(user=Limit(requests_per_minute=2)))
+    limiter = RateLimiter(table(user=RateLimit(requests_per_minute=2)))
     assert admitted(limiter, 0.0, 5, user="alice") == 2
     assert admitted(limiter, 0.0, 5, user="bob") == 2
     assert admitted(limiter, 0.0, 5) == 5
 
 
 def test_headers_come_from_the_tightest_scope_per_dimension() -> None:
-    limiter = RateLimiter(table(tenant=Limit(600, 100_000), key=Limit(10, 1_000_000)))
+    limiter = RateLimiter(table(tenant=RateLimit(600, 100_000), key=RateLimit(10, 1_000_000)))
     ticket = check(limiter, 0.0, tokens=1_000)
     assert isinstance(ticket, Ticket)
     assert ticket.requests_quota is not None and ticket.tokens_quota is not None
@@ -154,40 +154,40 @@ def test_reset_format_follows_openai(seconds: float, text: str) -> None:
 
 
 def test_configure_keeps_levels_of_scopes_that_remain() -> None:
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=60), key=Limit(requests_per_minute=60)))
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=60), key=RateLimit(requests_per_minute=60)))
     assert admitted(limiter, 0.0, 50) == 50
-    limiter.configure(table(tenant=Limit(requests_per_minute=60)), 0.0)  # key limit removed, tenant unchanged
+    limiter.configure(table(tenant=RateLimit(requests_per_minute=60)), 0.0)  # key limit removed, tenant unchanged
     assert admitted(limiter, 0.0, 50) == 10
 
 
 def test_a_looser_policy_refills_at_its_rate_from_the_next_request() -> None:
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=60)))
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=60)))
     assert admitted(limiter, 0.0, 50) == 50  # 10 left
-    limiter.configure(table(tenant=Limit(requests_per_minute=600)), 0.0)
+    limiter.configure(table(tenant=RateLimit(requests_per_minute=600)), 0.0)
     assert admitted(limiter, 0.0, 50) == 10  # the level is kept
     assert admitted(limiter, 1.0, 50) == 10  # and refills at the new 10/s
 
 
 def test_a_tighter_policy_binds_on_the_next_request() -> None:
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=60)))
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=60)))
     assert admitted(limiter, 0.0, 50) == 50  # 10 left
-    limiter.configure(table(tenant=Limit(requests_per_minute=5)), 0.0)
+    limiter.configure(table(tenant=RateLimit(requests_per_minute=5)), 0.0)
     assert admitted(limiter, 0.0, 50) == 5  # clamped to the new capacity at once
     assert admitted(limiter, 12.0, 50) == 1  # then one per 12 s
 
 
 def test_a_removed_then_restored_limit_starts_full() -> None:
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=60)))
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=60)))
     assert admitted(limiter, 0.0, 60) == 60
     limiter.configure(table(), 0.0)
     assert admitted(limiter, 0.0, 100) == 100
-    limiter.configure(table(tenant=Limit(requests_per_minute=60)), 0.0)
+    limiter.configure(table(tenant=RateLimit(requests_per_minute=60)), 0.0)
     assert admitted(limiter, 0.0, 100) == 60
 
 
 def test_shares_scale_the_local_rate_and_expire_to_one_over_n() -> None:
     clock = Clock(0.0)
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=600), user=Limit(requests_per_minute=60)),
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=600), user=RateLimit(requests_per_minute=60)),
                           clock=clock)
     assert limiter.share("tenant/acme") == (1.0, 1.0)  # a lone data plane until told otherwise
     limiter.set_shares({"tenant/acme": (0.25, 0.5)}, expires_at=100.0, fleet_size=4)
@@ -204,7 +204,7 @@ def test_shares_scale_the_local_rate_and_expire_to_one_over_n() -> None:
 
 def test_share_growth_adds_rate_not_a_lump() -> None:
     clock = Clock(0.0)
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=600)), clock=clock)
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=600)), clock=clock)
     limiter.set_shares({"tenant/acme": (0.5, 0.5)}, expires_at=math.inf, fleet_size=2)
     assert admitted(limiter, 0.0, 1_000) == 300
     limiter.set_shares({"tenant/acme": (1.0, 1.0)}, expires_at=math.inf, fleet_size=2)
@@ -214,7 +214,7 @@ def test_share_growth_adds_rate_not_a_lump() -> None:
 
 def test_an_already_expired_lease_falls_back_at_once() -> None:
     clock = Clock(50.0)
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=600)), clock=clock)
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=600)), clock=clock)
     limiter.set_shares({"tenant/acme": (1.0, 1.0)}, expires_at=10.0, fleet_size=3)
     assert limiter.share("tenant/acme") == pytest.approx((1 / 3, 1 / 3))
     assert admitted(limiter, 50.0, 1_000) == 200
@@ -222,7 +222,7 @@ def test_an_already_expired_lease_falls_back_at_once() -> None:
 
 def test_without_a_fleet_size_an_expired_lease_keeps_its_shares() -> None:
     clock = Clock(0.0)
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=600)), clock=clock)
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=600)), clock=clock)
     limiter.set_shares({"tenant/acme": (0.2, 0.2)}, expires_at=10.0)
     clock.now = 20.0
     assert admitted(limiter, 20.0, 1_000) == 120
@@ -231,14 +231,14 @@ def test_without_a_fleet_size_an_expired_lease_keeps_its_shares() -> None:
 
 
 def test_scope_ids_spell_users_like_budget_scopes() -> None:
-    limiter = RateLimiter(table(tenant=Limit(1), user=Limit(1), route=Limit(1), key=Limit(1)))
+    limiter = RateLimiter(table(tenant=RateLimit(1), user=RateLimit(1), route=RateLimit(1), key=RateLimit(1)))
     check(limiter, 0.0, user="a/b c")
     assert sorted(limiter.demand()) == ["key/k1", "route/acme/chat", "tenant/acme", "user/acme/a%2Fb%20c"]
 
 
 def test_demand_is_the_offered_rate_including_refusals() -> None:
     clock = Clock(0.0)
-    limiter = RateLimiter(table(tenant=Limit(requests_per_minute=60)), clock=clock)
+    limiter = RateLimiter(table(tenant=RateLimit(requests_per_minute=60)), clock=clock)
     for i in range(600):  # 10 requests/s offered for 60 s, 1/s admitted
         clock.now = i / 10
         check(limiter, clock.now, tokens=50)
@@ -249,7 +249,7 @@ def test_demand_is_the_offered_rate_including_refusals() -> None:
 
 def test_idle_scopes_are_dropped_and_come_back_full() -> None:
     clock = Clock(0.0)
-    limiter = RateLimiter(table(user=Limit(requests_per_minute=5)), clock=clock)
+    limiter = RateLimiter(table(user=RateLimit(requests_per_minute=5)), clock=clock)
     for n in range(100):
         check(limiter, 0.0, user=f"user-{n}")
     assert len(limiter.demand()) == 100
@@ -267,7 +267,7 @@ def test_limits_from_snapshot() -> None:
     snap.keys.add(id="k1", tenant="acme", rate_limit=pb.RateLimit(requests_per_minute=7, tokens_per_minute=70))
     snap.keys.add(id="k2", tenant="acme", rate_limit=pb.RateLimit())
     limits = LimitTable.from_snapshot(snap)
-    assert dict(limits.tenants) == {"acme": Limit(600, 0)}
-    assert dict(limits.per_user) == {"acme": Limit(0, 1000)}
-    assert dict(limits.per_route) == {("acme", "chat"): Limit(5, 0)}
-    assert dict(limits.keys) == {"k1": Limit(7, 70)}
+    assert dict(limits.tenants) == {"acme": RateLimit(600, 0)}
+    assert dict(limits.per_user) == {"acme": RateLimit(0, 1000)}
+    assert dict(limits.per_route) == {("acme", "chat"): RateLimit(5, 0)}
+    assert dict(limits.keys) == {"k1": RateLimit(7, 70)}

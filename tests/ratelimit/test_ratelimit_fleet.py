@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dataplane.core.attribution import Attribution
-from dataplane.core.decide import Plan
+from dataplane.core.decide import RoutePlan
 from dataplane.core.limits_gate import Admission, LimitsGate
 from dataplane.core.ratelimit import RateLimiter
 from dataplane.snapshot.runtime import Runtime
@@ -76,7 +76,7 @@ def simulate(duration_s: float, lease_until_s: float) -> Run:
     gates = [LimitsGate(limiter) for limiter in limiters]
     for gate in gates:
         assert gate.configure(snap) is None
-    plan: Plan = plan_for(Runtime.from_snapshot(snap), keys.acme_all)
+    plan: RoutePlan = plan_for(Runtime.from_snapshot(snap), keys.acme_all)
     arrivals = sorted((i / rate, plane) for plane, rate in enumerate(OFFERED)
                       for i in range(math.ceil(duration_s * rate)))
     admitted: list[list[float]] = [[] for _ in OFFERED]

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from controlplane.policy.compile import compile_region
-from dataplane.core.decide import Plan, decide
+from dataplane.core.decide import RoutePlan, decide
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Runtime
 from tests.core.policy_docs import api_key, model, policy_of, provider, route, tenant
@@ -48,5 +48,5 @@ def test_only_deployments_whose_window_holds_the_request_are_candidates(
         assert isinstance(plan, ApiError)
         assert (plan.status, plan.code, plan.param) == (400, expected, "messages")
     else:
-        assert isinstance(plan, Plan)
+        assert isinstance(plan, RoutePlan)
         assert [d.name for d in plan.candidates] == expected

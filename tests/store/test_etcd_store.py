@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from controlplane.store.base import Event, StoreError, StoreUnavailable, open_store
+from controlplane.store.base import Event, StoreError, StoreUnavailable
 from controlplane.store.etcd import EtcdStore, parse_endpoints, prefix_range
+from controlplane.store.open import open_store
 from tests.conftest import EtcdProcess, free_port
 
 
