@@ -1,8 +1,10 @@
 """The data plane as a process: the HTTP server plus the discovery client that keeps its snapshot current.
 
-``DataPlane`` owns both: ``start`` installs the persisted snapshot (if any and valid, so it serves while the
-control plane is away), binds the HTTP server, and starts the discovery client as a background task; ``stop``
-cancels and awaits that task and closes the server. ``gatectl dataplane serve`` runs it on uvloop.
+``DataPlane`` owns every component and their order, in one ``AsyncExitStack``: ``start`` installs the
+persisted snapshot (if any and valid, so it serves while the control plane is away), opens the usage spool and
+its shipper, the request log, binds the HTTP server, then starts discovery, leases and health checks; a
+component that fails to start stops those already started. ``stop`` unwinds the same stack, last started
+first. ``gatectl dataplane serve`` runs it on uvloop.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 from aiohttp import web
 
 from dataplane.api.app import create_app
-from dataplane.core.accounting import Gate
 from dataplane.core.budget import BudgetBook
 from dataplane.core.content import ContentKey
+from dataplane.core.gate import Gate
 from dataplane.core.health import Health
 from dataplane.core.limits_gate import LimitsGate
 from dataplane.core.ratelimit import RateLimiter
@@ -67,7 +70,7 @@ class DataPlane:
                                          backoff=backoff or Backoff(), health=summary_of(self.holder, self.health))
         self.metrics = DataPlaneMetrics(self.holder, settings.region, backlog=self._backlog,
                                         snapshot_file=SnapshotCache(settings.state_dir).path)
-        self._runner: web.AppRunner | None = None
+        self._stack: AsyncExitStack | None = None  # what ``start`` started, for ``stop``
         self._task: asyncio.Task[None] | None = None
         self.spool: UsageSpool | None = None
         self.shipper: UsageShipper | None = None
@@ -83,49 +86,63 @@ class DataPlane:
         return self.holder.runtime is not None
 
     async def start(self) -> None:
+        """Start every component in order; if one fails to start, those already started are stopped again."""
         s = self.settings
-        self.discovery.load_persisted()
-        # Usage records reach the local spool before they are shipped: a crash loses none that completed.
-        self.spool = spool = UsageSpool.open(Path(s.state_dir) / "usage", s.node_id)
-        self.shipper = UsageShipper(spool, s.control_plane, s.control_plane_token or "",
-                                    credentials=channel_credentials(s))
-        self.shipper.start()
-        if s.request_log:
-            self.request_log = RequestLog(open_sink(s.request_log, s.request_log_max_bytes, s.request_log_backups),
-                                          s.region, s.node_id, ContentKey.from_environ(os.environ),
-                                          # small batches: the writer thread gives the GIL back at each write,
-                                          # which took the request path's p99 from 7-11 ms to about 5 ms (bench/)
-                                          batch_max=32)
-            self.request_log.start()
-        records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
-                          node_id=s.node_id)
-        runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics,
-                                               self.leases.next_answer, health=self.health), access_log=None)
-        await runner.setup()
-        self._runner = runner
-        site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        self.url = f"http://{url_host(host)}:{port}"
-        self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{self.settings.node_id}")
-        self.leases.start()
-        self.health_checker.start()
-        log.info("data plane %s (region %s) serving on %s", self.settings.node_id, self.settings.region, self.url)
+        async with AsyncExitStack() as stack:
+            self.discovery.load_persisted()
+            # Usage records reach the local spool before they are shipped: a crash loses none that completed.
+            self.spool = spool = UsageSpool.open(Path(s.state_dir) / "usage", s.node_id)
+            stack.callback(self._close_spool)
+            self.shipper = UsageShipper(spool, s.control_plane, s.control_plane_token or "",
+                                        credentials=channel_credentials(s))
+            self.shipper.start()
+            stack.push_async_callback(self._stop_shipper)
+            if s.request_log:
+                self.request_log = RequestLog(
+                    open_sink(s.request_log, s.request_log_max_bytes, s.request_log_backups), s.region, s.node_id,
+                    ContentKey.from_environ(os.environ),
+                    # small batches: the writer thread gives the GIL back at each write, which took the request
+                    # path's p99 from 7-11 ms to about 5 ms (bench/)
+                    batch_max=32)
+                self.request_log.start()
+                stack.push_async_callback(self._stop_request_log)
+            records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
+                              node_id=s.node_id)
+            runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics,
+                                              self.leases.next_answer, health=self.health), access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, s.host, s.port, reuse_address=True)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            self.url = f"http://{url_host(host)}:{port}"
+            self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{s.node_id}")
+            stack.push_async_callback(cancel, self._task)
+            self.leases.start()
+            stack.push_async_callback(self.leases.stop)
+            self.health_checker.start()
+            stack.push_async_callback(self.health_checker.stop)
+            self._stack = stack.pop_all()  # started whole: ``stop`` unwinds it, last started first
+        log.info("data plane %s (region %s) serving on %s", s.node_id, s.region, self.url)
 
     async def stop(self) -> None:
-        await self.health_checker.stop()
-        await cancel(self._task)
+        """Stop what ``start`` started, in reverse order (health checks, leases, discovery, HTTP, log, usage)."""
+        stack, self._stack = self._stack, None
         self._task = None
-        await self.leases.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _stop_request_log(self) -> None:
         if self.request_log is not None:
             await self.request_log.stop()
             self.request_log = None
+
+    async def _stop_shipper(self) -> None:
         if self.shipper is not None:
             await self.shipper.stop(drain_timeout=2.0)
             self.shipper = None
+
+    def _close_spool(self) -> None:
         if self.spool is not None:
             self.spool.close()
             self.spool = None

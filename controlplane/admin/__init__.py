@@ -1,1 +1,7 @@
-"""(map written in the next commit)"""
+"""The control plane's HTTP side: the admin API, usage and analytics endpoints, the dashboard, metrics.
+
+- ``api``: ``create_admin_app``, the admin API of docs/admin-api.md (a thin shell over ``Repository``).
+- ``usage_api`` and ``analytics_api``: spend and report endpoints over ``controlplane.usage``.
+- ``dashboard``, ``dashboard_page``, ``charts``: the server-rendered dashboard at ``/dashboard``.
+- ``metrics``: the control plane's Prometheus metrics.
+"""

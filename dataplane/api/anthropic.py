@@ -15,16 +15,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from dataplane.api.pipeline import serve
+from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
-from dataplane.core.decide import RoutePlan, authenticate, plan_for
-from dataplane.core.health import Health
+from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, plan_for
 from dataplane.errors import ApiError, UpstreamFailure, upstream_error
-from dataplane.snapshot.runtime import Runtime
 from dataplane.translate.anthropic_common import Untranslatable
 from dataplane.translate.anthropic_to_hub import EventWriter, anthropic_error, anthropic_message, openai_request
-from dataplane.upstream.attempt import StreamFormat, StreamResult, accumulate, note_usage
-
-_SEPARATOR = b"\n\ndata: "
 
 
 def _response(status: int, message: str, headers: dict[str, str]) -> web.Response:
@@ -44,7 +41,7 @@ class AnthropicStream:
     def frame(self, payloads: list[bytes], result: StreamResult) -> bytes:
         if not payloads:
             return b""
-        note_usage(payloads, _SEPARATOR.join(payloads), result)
+        note_usage(payloads, SEPARATOR.join(payloads), result)
         if self._accumulator is not None:
             accumulate(self._accumulator, payloads)
         feed = self._writer.feed
@@ -64,21 +61,21 @@ class AnthropicDialect:
         key = request.headers.get("x-api-key")
         return f"Bearer {key.strip()}" if key else request.headers.get("Authorization")
 
-    def plan(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float,
-             checked: set[bytes], health: Health, mono: float) -> RoutePlan | ApiError:
-        key = authenticate(runtime, authorization, now, checked)
+    def plan(self, facts: RequestFacts) -> RoutePlan | ApiError:
+        authorization = facts.authorization
+        key = authenticate(facts.runtime, authorization, facts.now, facts.checked)
         if isinstance(key, ApiError):
             if key.status == 401 and authorization is None:
                 return ApiError(401, "missing API key: send 'x-api-key: tw_...'", key.type, key.code)
             return key
         try:
-            parsed: Any = orjson.loads(body)
+            parsed: Any = orjson.loads(facts.body)
         except orjson.JSONDecodeError:
             return ApiError(400, "the request body is not valid JSON", "invalid_request_error")
         payload = openai_request(parsed)
         if isinstance(payload, Untranslatable):
             return ApiError(400, payload.message, "invalid_request_error", "invalid_request", payload.param)
-        return plan_for(runtime, key, payload, len(body), pick, health, mono)
+        return plan_for(facts, key, payload)
 
     def error(self, err: ApiError, headers: dict[str, str]) -> web.Response:
         return _response(err.status, err.message, headers)
@@ -107,3 +104,8 @@ class AnthropicDialect:
 
 
 ANTHROPIC = AnthropicDialect()
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages``: the Anthropic Messages API over the same request path."""
+    return await serve(request, ANTHROPIC)

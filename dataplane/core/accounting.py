@@ -1,19 +1,17 @@
-"""Usage, cost, and the ``admit``/``settle`` seam where budgets and rate limits plug in.
+"""Usage, cost, what a request is charged for, and the ``Outcome`` of an admitted request. Pure.
 
 Money is integers: prices are micro-dollars per million tokens, costs micro-dollars, rounded up so the gateway
-never under-counts. ``Gate`` is the interface of the budget/rate-limit layer: ``admit`` runs after planning and
-before the first upstream attempt (pure over local counters, no waiting on the control plane), ``settle`` runs
-once per request that reached an upstream, with the real usage. ``OpenGate`` admits everything.
+never under-counts. The charging rules for answers without usage live here together: ``charged_complete`` for
+a non-streamed answer, ``charged_stream`` for a stream cut before its usage chunk.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
-from dataplane.core.limits_gate import NO_TICKET, Admission, Refusal
 from dataplane.snapshot.runtime import Deployment, Prices
 
 
@@ -68,28 +66,18 @@ class Outcome:
     upstream_s: float | None = None  # first upstream send to the end of the upstream body (None: not measured)
 
 
-class Gate(Protocol):
-    def admit(self, plan: RoutePlan, attribution: Attribution, now: float) -> Admission | Refusal:
-        """Let the request through (with headers for its response), or refuse it (error and headers)."""
-        ...
-
-    def settle(self, outcome: Outcome, admission: Admission) -> None:
-        """Account for an admitted request that reached an upstream. Must not block: no I/O on the request path."""
-        ...
-
-    def release(self, admission: Admission, now: float) -> None:
-        """Give back what an admitted request took when it never reached an upstream."""
-        ...
+def charged_complete(answer: Any, body_len: int, estimated_prompt_tokens: int) -> Usage:
+    """What a non-streamed answer (``answer``: its parsed JSON, None if it was not JSON) is charged for: the
+    reported usage or, when an OpenAI-compatible server omits it, an estimate, never nothing: the prompt estimate,
+    and the body's length bounding the output tokens from above."""
+    return usage_of(answer) or Usage(estimated_prompt_tokens, -(-body_len // 4))
 
 
-class OpenGate:
-    """Admits every request and keeps no accounts (tests, and data planes built without limits)."""
-
-    def admit(self, plan: RoutePlan, attribution: Attribution, now: float) -> Admission | Refusal:
-        return Admission(attribution, {}, NO_TICKET)
-
-    def settle(self, outcome: Outcome, admission: Admission) -> None:
-        return None
-
-    def release(self, admission: Admission, now: float) -> None:
-        return None
+def charged_stream(usage: Usage | None, chunks: int, estimated_prompt_tokens: int) -> Usage | None:
+    """What a stream is charged for: the upstream's reported usage or, for a stream cut before its usage chunk
+    (the client left, the upstream died), an estimate of what was produced: the prompt estimate and one output
+    token per content chunk (OpenAI-compatible servers stream about a token per chunk; the first chunk only
+    carries the role). A stream that produced nothing costs nothing."""
+    if usage is not None or chunks == 0:
+        return usage
+    return Usage(prompt_tokens=estimated_prompt_tokens, completion_tokens=max(chunks - 1, 0))

@@ -128,7 +128,7 @@ class BudgetBook:
     def set_index(self, index: BudgetIndex) -> None:
         """Adopt the budgets of a new snapshot. Limits of existing allowances follow; grants stay."""
         self.index = index
-        for a in list(self._allowances.values()):  # may run on the discovery worker thread
+        for a in list(self._allowances.values()):  # on the loop: the holder adopts snapshots there
             limit = index.limit_of(a.scope)
             if limit is not None:
                 a.limit = limit

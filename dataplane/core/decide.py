@@ -1,10 +1,11 @@
 """The pure request decision: parse, authenticate, validate, authorize and plan a chat completion.
 
-``decide(runtime, authorization, body, now, pick)`` returns a ``Plan`` (who asks, which route, which
-deployments to try in order) or an ``ApiError`` (the refusal to show). No I/O, no clock, no randomness of its
-own: ``now`` and ``pick`` (uniform in [0, 1), used by weighted routes) come from the caller, and so does the
-deployments' ``Health`` (read only: demotion of ejected candidates, latencies), so every branch is testable
-without an event loop. ``authenticate`` alone serves ``GET /v1/models``.
+``decide(facts)`` returns a ``RoutePlan`` (who asks, which route, which deployments to try in order) or an
+``ApiError`` (the refusal to show). No I/O, no clock, no randomness of its own: the ``RequestFacts`` a handler
+gathers once (the runtime it read, the credential, the body, both clocks, a uniform ``pick`` in [0, 1) for
+weighted routes, and the deployments' ``Health``, read only: demotion of ejected candidates, latencies) are the
+whole input, so every branch is testable without an event loop. ``authenticate`` alone serves
+``GET /v1/models``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,21 @@ from tollway.keyformat import KEY_LEN, PREFIX, is_well_formed
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
 # Bound of the memo of verified key hashes (see ``authenticate``): cleared whole when full.
 _MAX_CHECKED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a handler knows of one request before deciding it, gathered once. Immutable, except ``checked``:
+    the data plane's memo of verified key hashes, which ``authenticate`` may add to (on the event loop)."""
+
+    runtime: Runtime  # the snapshot the request reads, once, to its end
+    authorization: str | None  # ``Authorization`` (or the dialect's key header, as a Bearer value)
+    body: bytes
+    now: float  # unix seconds
+    pick: float = 0.0  # uniform in [0, 1): the weighted routes' draw
+    health: Health | None = None  # deployments' health, read only
+    mono: float = 0.0  # the monotonic clock ``health`` runs on
+    checked: set[bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,25 +134,24 @@ def _weighted(deployments: list[tuple[Deployment, int]], pick: float) -> list[De
     return [d for d, _ in deployments]
 
 
-def decide(runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float = 0.0,
-           checked: set[bytes] | None = None, health: Health | None = None, mono: float = 0.0) -> RoutePlan | ApiError:
+def decide(facts: RequestFacts) -> RoutePlan | ApiError:
     """Everything before ``admit``: the plan for a ``POST /v1/chat/completions``, or why it is refused.
 
-    ``health`` (read only here) and ``mono`` order the candidates as ``order_candidates`` says."""
-    key = authenticate(runtime, authorization, now, checked)
+    ``facts.health`` (read only here) and ``facts.mono`` order the candidates as ``order_candidates`` says."""
+    key = authenticate(facts.runtime, facts.authorization, facts.now, facts.checked)
     if isinstance(key, ApiError):
         return key
     try:
-        payload: Any = orjson.loads(body)
+        payload: Any = orjson.loads(facts.body)
     except orjson.JSONDecodeError:
         return invalid("the request body is not valid JSON")
-    return plan_for(runtime, key, payload, len(body), pick, health, mono)
+    return plan_for(facts, key, payload)
 
 
-def plan_for(runtime: Runtime, key: Key, payload: Any, size: int, pick: float = 0.0, health: Health | None = None,
-             mono: float = 0.0) -> RoutePlan | ApiError:
-    """The plan for an authenticated caller's chat completion body (``size``: its length in bytes)."""
-    request = validate_chat(payload, size)
+def plan_for(facts: RequestFacts, key: Key, payload: Any) -> RoutePlan | ApiError:
+    """The plan for an authenticated caller's chat completion ``payload`` (the hub form of ``facts.body``)."""
+    runtime, pick, health, mono = facts.runtime, facts.pick, facts.health, facts.mono
+    request = validate_chat(payload, len(facts.body))
     if isinstance(request, ApiError):
         return request
 

@@ -16,28 +16,27 @@ The budget, not the rate limit, is where a true upper bound matters: it reserves
 default ``dataplane.core.cost_bound``'s bound over the plan's candidates, for the key's tenant and the attributed
 project and user.
 
-Snapshots: ``configure(snapshot)`` may run on any thread (discovery installs snapshots off the loop); it only
-publishes an immutable ``LimitTable`` by one reference assignment, and the next ``admit`` (on the loop) applies
-it, so a policy change binds from the next request on. Everything else runs on the event loop.
+Snapshots: ``prepare(snapshot)`` builds an immutable ``LimitTable`` (any thread); its adopter, which the
+``SnapshotHolder`` calls on the event loop in the same step as the runtime swap, publishes it by one reference
+assignment, and the next ``admit`` applies it, so a policy change binds from the next request on. Everything but
+``prepare`` runs on the event loop.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from dataplane.core.accounting import Outcome
 from dataplane.core.attribution import Attribution
 from dataplane.core.cost_bound import worst_case_micros
 from dataplane.core.decide import DEFAULT_EXPECTED_OUTPUT_TOKENS, RoutePlan
-from dataplane.core.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, Ticket, format_reset
+from dataplane.core.gate import Admission, Refusal
+from dataplane.core.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, format_reset
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import InvalidSnapshot
 from tollway.pb import snapshot_pb2 as pb
-
-if TYPE_CHECKING:  # accounting imports Admission and Refusal from here for the Gate protocol
-    from dataplane.core.accounting import Outcome
 
 
 class BudgetReserver(Protocol):
@@ -57,25 +56,6 @@ def plan_worst_case(plan: RoutePlan) -> int:
     return worst_case_micros(plan.request.payload, plan.candidates)
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """A request let through: headers to add to its response, and what ``settle``/``release`` need. Immutable."""
-
-    attribution: Attribution
-    headers: Mapping[str, str]
-    ticket: Ticket
-    reservation: Any = None  # the budget book's, None without a budget book
-
-
-NO_TICKET = Ticket((), 0, None, None)  # what a gate without rate limits admits with
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A request refused before forwarding: the error to answer and headers to send with it."""
-
-    error: ApiError
-    headers: Mapping[str, str]
 
 
 def estimated_tokens(plan: RoutePlan) -> int:
@@ -118,7 +98,7 @@ class LimitsGate:
         self._latest: LimitTable = self.limiter.table
 
     def configure(self, snapshot: pb.Snapshot) -> str | None:
-        """Publish the limits of ``snapshot`` (any thread); None, or why they were refused (old ones stay)."""
+        """Publish the limits of ``snapshot`` (on the loop); None, or why they were refused (old ones stay)."""
         try:
             self.prepare(snapshot)()
         except InvalidSnapshot as exc:

@@ -1,1 +1,8 @@
-"""(map written in the next commit)"""
+"""The record step: what the data plane keeps of each request, written off the request path.
+
+- ``records``: ``Records.served`` / ``refused``: the usage record, metrics and request log, in that order.
+- ``usage_record``: the usage record of one request (identifiers, tokens, cost, latencies).
+- ``spool``: the append-only local spool usage records go to before they are shipped.
+- ``request_log``: one JSON line per request, by a writer thread, content per the tenant's policy.
+- ``metrics``: the Prometheus metrics at ``/metrics``.
+"""

@@ -1,15 +1,22 @@
-"""The snapshot a data plane serves from, swapped atomically by reference.
+"""The snapshot a data plane serves from: prepared whole anywhere, adopted in one step on the event loop.
 
-``SnapshotHolder.install`` validates a snapshot whole: it builds the runtime form and asks every companion
-(the rate limiter's and the budget book's views of the same snapshot) to prepare its own; only when all of them
-succeed is the new runtime swapped in (one reference assignment) and the companions adopt theirs. Otherwise the
-snapshot is refused whole (the NACK) and everything keeps the old one. A request reads ``holder.runtime`` once and
-uses that object to the end, so it never sees two versions. ``install`` may run on a worker thread.
+``SnapshotHolder.prepare(snapshot)`` validates a snapshot whole: it builds the runtime form and asks every
+companion (the rate limiter's and the budget book's views of the same snapshot) to prepare its own. It touches
+nothing the request path reads, so it may run on a worker thread (building a large snapshot's runtime is the
+slow part). It answers a ``Prepared`` value, or the reason the snapshot is refused (the NACK) as a string.
+
+``SnapshotHolder.adopt(prepared)`` must run on the event loop: it swaps the runtime in (one reference
+assignment) and has every companion adopt its part, with no await in between, so no request can see one
+snapshot's runtime with another's limits or budgets, and the companions (``BudgetBook`` is not thread-safe)
+are only ever mutated on the loop. A request reads ``holder.runtime`` once and uses that object to the end.
+
+``install(snapshot)`` is both in one call, for callers already on the loop (start-up, tests).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from dataplane.snapshot.runtime import InvalidSnapshot, Runtime
@@ -19,11 +26,21 @@ from tollway.pb import snapshot_pb2 as pb
 class Companion(Protocol):
     def prepare(self, snapshot: pb.Snapshot) -> Callable[[], None]:
         """Validate what this companion derives from ``snapshot`` (raise ``InvalidSnapshot``), and return the
-        function that adopts it."""
+        function that adopts it (called on the event loop, together with the runtime swap)."""
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated snapshot's runtime and its companions' adopters, ready for ``adopt``. Immutable."""
+
+    runtime: Runtime
+    adopters: tuple[Callable[[], None], ...]
+
+
 class SnapshotHolder:
+    """Owned by the event loop: only ``adopt`` (and ``install``) write ``runtime``, and only on the loop."""
+
     def __init__(self, companions: Sequence[Companion] = ()) -> None:
         self.runtime: Runtime | None = None
         self._companions = tuple(companions)
@@ -32,14 +49,25 @@ class SnapshotHolder:
     def version(self) -> str:
         return self.runtime.version if self.runtime is not None else ""
 
-    def install(self, snapshot: pb.Snapshot) -> str | None:
-        """Swap in ``snapshot``; returns None on success, else the reason it was refused (the NACK error)."""
+    def prepare(self, snapshot: pb.Snapshot) -> Prepared | str:
+        """Validate ``snapshot`` whole (any thread); the ``Prepared`` value, or why it is refused."""
         try:
             runtime = Runtime.from_snapshot(snapshot)
-            adopters = [c.prepare(snapshot) for c in self._companions]
+            adopters = tuple(c.prepare(snapshot) for c in self._companions)
         except InvalidSnapshot as exc:
             return str(exc)
-        self.runtime = runtime
-        for adopt in adopters:
+        return Prepared(runtime, adopters)
+
+    def adopt(self, prepared: Prepared) -> None:
+        """Swap in a prepared snapshot with its companions, in one step (on the event loop)."""
+        self.runtime = prepared.runtime
+        for adopt in prepared.adopters:
             adopt()
+
+    def install(self, snapshot: pb.Snapshot) -> str | None:
+        """``prepare`` then ``adopt``; None on success, else the reason it was refused (the NACK error)."""
+        prepared = self.prepare(snapshot)
+        if isinstance(prepared, str):
+            return prepared
+        self.adopt(prepared)
         return None

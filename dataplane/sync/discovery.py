@@ -3,7 +3,8 @@
 One long-running coroutine (``DiscoveryClient.run``) keeps one stream open to the control plane, reconnecting
 with jittered exponential backoff (capped at five seconds). For every snapshot received:
 
-- ``SnapshotHolder.install`` validates it whole and swaps it in, or refuses it and keeps the old one;
+- ``SnapshotHolder.prepare`` validates it whole on a worker thread, and ``adopt`` swaps it in on the loop (or it
+  is refused and the old one kept);
 - on success it is written to disk (``SnapshotCache``), then ACKed (the request echoes its version and nonce);
 - on refusal it is NACKed (the request echoes the version still running, the nonce and the reason).
 
@@ -144,8 +145,14 @@ class DiscoveryClient:
             error: str | None = f"snapshot is for region {snapshot.region!r}, this data plane serves {s.region!r}"
         else:
             # Building the runtime of a large snapshot takes seconds of CPU: in a worker thread the event loop
-            # keeps serving requests meanwhile. The swap itself is one reference assignment, atomic for readers.
-            error = await asyncio.to_thread(self._holder.install, snapshot)
+            # keeps serving requests meanwhile. The adoption (runtime, limits and budgets together) is one step
+            # back on the loop, so no request sees two versions and no companion is mutated off the loop.
+            prepared = await asyncio.to_thread(self._holder.prepare, snapshot)
+            if isinstance(prepared, str):
+                error = prepared
+            else:
+                self._holder.adopt(prepared)
+                error = None
         if error is not None:
             log.error("rejected snapshot %s: %s; still serving %r", snapshot.version, error, self._holder.version)
             return dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version,

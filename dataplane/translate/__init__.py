@@ -1,1 +1,10 @@
-"""(map written in the next commit)"""
+"""Translations between the dialects clients and providers speak and the one hub format. Pure functions.
+
+The hub is OpenAI chat completions (shared/DESIGN.md §7); each inbound dialect translates to it, each provider
+adapter from it, and the same dialect in and out passes through untranslated. One module per direction:
+
+- ``anthropic_to_hub``: an Anthropic Messages client's request in, and the answer (message, SSE events,
+  errors) back out in Anthropic's shapes.
+- ``hub_to_anthropic``: the gateway calling Anthropic's Messages API for a hub request, and the answer back.
+- ``anthropic_common``: what both Anthropic directions share (stop-reason tables, what cannot be translated).
+"""

@@ -12,7 +12,7 @@ import pytest
 
 from dataplane.api.app import create_app
 from dataplane.core.accounting import Outcome, Usage
-from dataplane.core.decide import RoutePlan, decide
+from dataplane.core.decide import RequestFacts, RoutePlan, decide
 from dataplane.record.metrics import DataPlaneMetrics
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
@@ -91,7 +91,7 @@ def test_recording_a_request_costs_about_a_microsecond() -> None:
     snap, keys = build_snapshot()
     runtime = Runtime.from_snapshot(snap, {"TOLLWAY_TEST_UPSTREAM_KEY": "x"})
     body = b'{"model":"mock","messages":[{"role":"user","content":"hi"}]}'
-    plan = decide(runtime, f"Bearer {keys.acme_all}", body, time.time(), 0.5, None)
+    plan = decide(RequestFacts(runtime, f"Bearer {keys.acme_all}", body, time.time(), 0.5))
     assert isinstance(plan, RoutePlan)
     outcome = Outcome("r", "v", plan, plan.candidates[0], 1, 200, Usage(10, 5, 2), 123, time.time(), 0.01, 0.02)
     metrics = DataPlaneMetrics(SnapshotHolder(), "eu").requests

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.core.decide import RoutePlan, authenticate, decide
+from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, decide
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
@@ -32,7 +32,7 @@ def run(world: tuple[Runtime, Keys], raw: bytes, key: str = "acme_all", pick: fl
         auth: str | None = None) -> RoutePlan | ApiError:
     rt, keys = world
     header = auth if auth is not None else f"Bearer {getattr(keys, key)}"
-    return decide(rt, header, raw, NOW, pick)
+    return decide(RequestFacts(rt, header, raw, NOW, pick))
 
 
 ERROR_CASES: list[tuple[str, dict[str, Any], str, int, str | None, str | None]] = [
@@ -152,7 +152,7 @@ def test_weighted_choice_follows_weights(world: tuple[Runtime, Keys], pick: floa
 def test_attempts_truncate_candidates() -> None:
     snap, keys = build_snapshot(attempts=1)
     rt = Runtime.from_snapshot(snap, {})
-    plan = decide(rt, f"Bearer {keys.acme_all}", body(model="backup"), NOW)
+    plan = decide(RequestFacts(rt, f"Bearer {keys.acme_all}", body(model="backup"), NOW))
     assert isinstance(plan, RoutePlan)
     assert [d.name for d in plan.candidates] == ["gpt-eu"]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from dataplane.api.openai import _frame
+from dataplane.api.streaming import StreamResult
 from dataplane.core.accounting import Usage
-from dataplane.upstream.attempt import StreamResult, _frame
 
 DELTA = orjson.dumps({"choices": [{"index": 0, "delta": {"content": 'say "usage": {x}'}}], "usage": None})
 NESTED = orjson.dumps({"choices": [{"index": 0, "delta": {}, "extra": {"usage": {"prompt_tokens": 9}}}]})

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.core.decide import RoutePlan, decide
+from dataplane.core.decide import RequestFacts, RoutePlan, decide
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Runtime
 from tests.dataplane.snapshots import Keys, build_snapshot
@@ -33,6 +33,6 @@ def limited_snapshot(tenant: pb.RateLimit | None = None, per_user: pb.RateLimit 
 
 def plan_for(runtime: Runtime, key: str, now: float = 1_000.0, **body: Any) -> RoutePlan:
     payload = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], **body}
-    plan = decide(runtime, f"Bearer {key}", orjson.dumps(payload), now)
+    plan = decide(RequestFacts(runtime, f"Bearer {key}", orjson.dumps(payload), now))
     assert not isinstance(plan, ApiError), plan
     return plan

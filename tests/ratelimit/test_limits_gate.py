@@ -15,7 +15,8 @@ from dataplane.core.accounting import Outcome, Usage
 from dataplane.core.attribution import Attribution
 from dataplane.core.budget import BudgetBook
 from dataplane.core.decide import RoutePlan
-from dataplane.core.limits_gate import Admission, LimitsGate, Refusal, estimated_tokens, plan_worst_case
+from dataplane.core.gate import Admission, Refusal
+from dataplane.core.limits_gate import LimitsGate, estimated_tokens, plan_worst_case
 from dataplane.core.ratelimit import RateLimiter
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Runtime

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
-from dataplane.core.limits_gate import Admission, LimitsGate
+from dataplane.core.gate import Admission
+from dataplane.core.limits_gate import LimitsGate
 from dataplane.core.ratelimit import RateLimiter
 from dataplane.snapshot.runtime import Runtime
 from tests.ratelimit.limits_snapshot import limited_snapshot, plan_for

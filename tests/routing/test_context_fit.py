@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from controlplane.policy.compile import compile_region
-from dataplane.core.decide import RoutePlan, decide
+from dataplane.core.decide import RequestFacts, RoutePlan, decide
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Runtime
 from tests.core.policy_docs import api_key, model, policy_of, provider, route, tenant
@@ -43,7 +43,7 @@ def test_only_deployments_whose_window_holds_the_request_are_candidates(
     body: dict[str, object] = {"model": "chat", "messages": [{"role": "user", "content": "x" * prompt_bytes}]}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    plan = decide(runtime(), f"Bearer {KEY}", orjson.dumps(body), now=0.0)
+    plan = decide(RequestFacts(runtime(), f"Bearer {KEY}", orjson.dumps(body), now=0.0))
     if isinstance(expected, str):
         assert isinstance(plan, ApiError)
         assert (plan.status, plan.code, plan.param) == (400, expected, "messages")

@@ -1,0 +1,219 @@
+"""The one request path every dialect shares (shared/DESIGN.md §6), as the aiohttp side runs it.
+
+``serve(request, dialect)``: read the body → gather the ``RequestFacts`` (the runtime read once, the clocks, the
+random pick) → ``dialect.plan`` (pure: authenticate, validate, authorize, plan) → attribute → admit (the gate:
+rate limits, budget reservation) → attempt (``dataplane.upstream.attempt``: adapters, failover) → respond
+(JSON, or ``dataplane.api.streaming``) → settle (the gate) → record (``dataplane.record``). A ``Dialect`` says
+only what differs between the APIs clients speak: how a request authenticates and becomes a plan, and how
+answers and errors look. Nothing here logs, touches the disk or waits for the control plane, except the bounded
+wait for a scope's first budget grant.
+
+Consistency: the runtime is read after the body, and nothing between that read and ``admit`` awaits, so the
+runtime a request is planned on and the limits it is admitted under are those of one snapshot (the holder
+adopts both in one step on the loop). A request that has to wait for a first grant is planned again if a new
+snapshot arrived meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from dataplane.api.appstate import (
+    ADAPTERS,
+    CHECKED_KEYS,
+    GATE,
+    HEALTH,
+    HOLDER,
+    LEASE_WAIT,
+    RANDOM,
+    RECORDS,
+    RETRY_BUDGET,
+    SETTINGS,
+    tollway_headers,
+)
+from dataplane.api.appstate import request_id as new_request_id
+from dataplane.api.streaming import StreamFormat, stream_through
+from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_micros
+from dataplane.core.attribution import Attribution, attribute
+from dataplane.core.budget import LEASE_PENDING
+from dataplane.core.content import MessageAccumulator, completion_message, redact_request_payload
+from dataplane.core.decide import RequestFacts, RoutePlan
+from dataplane.core.gate import Admission, Refusal
+from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
+from dataplane.snapshot.runtime import Deployment, Runtime
+from dataplane.upstream.adapters import Complete
+from dataplane.upstream.attempt import Answered, attempt
+
+FIRST_GRANT_WAIT_S = 2.0
+
+
+class Dialect(Protocol):
+    """What differs between the API schemas the data plane accepts (OpenAI chat completions, Anthropic Messages):
+    how a request authenticates and becomes a plan, and how answers and errors look. The request path between
+    them (attribute, admit, attempt, settle, record) is one."""
+
+    def authorization(self, request: web.Request) -> str | None: ...
+
+    def plan(self, facts: RequestFacts) -> RoutePlan | ApiError: ...
+
+    def error(self, err: ApiError, headers: dict[str, str]) -> web.Response: ...
+
+    def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response: ...
+
+    def complete(self, body: bytes, plan: RoutePlan) -> bytes: ...
+
+    def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
+
+
+def _facts(request: web.Request, dialect: Dialect, runtime: Runtime, body: bytes, now: float) -> RequestFacts:
+    app = request.app
+    return RequestFacts(runtime, dialect.authorization(request), body, now, app[RANDOM].random(), app[HEALTH],
+                        time.monotonic(), app[CHECKED_KEYS])
+
+
+async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``."""
+    app = request.app
+    started = time.time()
+    rid = new_request_id(request)
+    holder = app[HOLDER]
+    if holder.runtime is None:
+        return dialect.error(NO_SNAPSHOT, tollway_headers(rid, ""))
+    limit = app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
+
+    runtime = holder.runtime
+    decided = _decide(request, dialect, rid, runtime, body, started, started)
+    if isinstance(decided, web.Response):
+        return decided
+    plan, attribution, admission = decided
+    wait = app[LEASE_WAIT]
+    if isinstance(admission, Refusal) and admission.error.code == LEASE_PENDING and wait is not None:
+        # The first request of a budget scope this data plane never held a grant of: ask the control plane
+        # now rather than fail it. Later requests of the scope are served from the local grant.
+        await wait(FIRST_GRANT_WAIT_S)
+        if holder.runtime is runtime:
+            admission = app[GATE].admit(plan, attribution, time.time())
+        else:  # a new snapshot arrived while waiting: plan again on it, so plan and limits stay one version
+            runtime = holder.runtime
+            decided = _decide(request, dialect, rid, runtime, body, started, time.time())
+            if isinstance(decided, web.Response):
+                return decided
+            plan, attribution, admission = decided
+    headers = tollway_headers(rid, runtime.version)
+    if isinstance(admission, Refusal):
+        app[RECORDS].refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name)
+        return dialect.error(admission.error, {**headers, **admission.headers})
+    return await _forward(request, dialect, rid, runtime, plan, attribution, admission, started)
+
+
+def _decide(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime | None, body: bytes, started: float,
+            now: float) -> tuple[RoutePlan, Attribution, Admission | Refusal] | web.Response:
+    """plan → attribute → admit, with no await in between; a refusal before admission is answered here."""
+    app = request.app
+    assert runtime is not None  # a snapshot, once installed, is only ever replaced
+    records = app[RECORDS]
+    headers = tollway_headers(rid, runtime.version)
+    plan = dialect.plan(_facts(request, dialect, runtime, body, started))
+    if isinstance(plan, ApiError):
+        records.refused(plan, rid, started, runtime.version)
+        return dialect.error(plan, headers)
+    attribution = attribute(plan.key, plan.request.payload, request.headers)
+    if isinstance(attribution, ApiError):
+        records.refused(attribution, rid, started, runtime.version, plan.key, plan.route.name)
+        return dialect.error(attribution, headers)
+    if plan.key.tenant.content.redact_before_provider:
+        # Before admission: the budget's worst case is bounded from what the provider will receive.
+        plan = replace(plan, request=replace(plan.request, payload=redact_request_payload(plan.request.payload)))
+    return plan, attribution, app[GATE].admit(plan, attribution, now)
+
+
+async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime, plan: RoutePlan,
+                   attribution: Attribution, admission: Admission, started: float) -> web.StreamResponse:
+    """attempt → respond → settle → record, for an admitted request; every path ends in settle or release."""
+    app = request.app
+    gate, records, health = app[GATE], app[RECORDS], app[HEALTH]
+    settled = False
+    try:
+        result = await attempt(plan, app[ADAPTERS], health, app[RETRY_BUDGET])
+        dep = result.deployment
+        headers = tollway_headers(rid, runtime.version, dep.provider.name if dep else "", dep.name if dep else "",
+                                  result.attempts)
+        headers["x-tollway-route-reason"] = result.reason
+        headers.update(admission.headers)
+        if not isinstance(result, Answered):
+            failed = dialect.failure(result.failure, headers)
+            if result.attempts:
+                settled = True
+                _settle(app, admission, outcome(rid, runtime.version, plan, dep, result.attempts, failed.status,
+                                                None, started, None, attribution=attribution,
+                                                upstream_s=time.time() - result.sent_at))
+            return failed
+        if isinstance(result.reply, Complete):
+            settled = True
+            return _complete(app, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
+                             admission)
+        accumulator = MessageAccumulator() if records.keeps_content(plan.key) else None
+        resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started)
+        settled = True
+        if streamed.failure is not None:
+            health.failed(result.deployment, streamed.failure.kind, time.monotonic())
+        _settle(app, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
+                                        streamed.charged_usage(plan.request.estimated_prompt_tokens), started,
+                                        streamed.first_byte_s, streamed.aborted,
+                                        attribution=attribution,
+                                        upstream_s=(streamed.upstream_end or time.time()) - result.sent_at),
+                accumulator.message() if accumulator is not None else None)
+        return resp
+    finally:
+        if not settled:  # never reached an upstream, or cancelled on the way: give back what admission took
+            gate.release(admission, time.time())
+
+
+def _settle(app: web.Application, admission: Admission, done: Outcome,
+            response: Mapping[str, Any] | None = None) -> None:
+    app[GATE].settle(done, admission)
+    app[RECORDS].served(done, response)
+
+
+def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, plan: RoutePlan, result: Answered,
+              reply: Complete, headers: dict[str, str], started: float, admission: Admission) -> web.Response:
+    # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
+    # tenants whose log keeps content, the answer).
+    upstream_s = time.time() - result.sent_at
+    try:
+        parsed: Any = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    usage = charged_complete(parsed, len(reply.body), plan.request.estimated_prompt_tokens)
+    done = outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started, time.time() - started,
+                   attribution=admission.attribution, upstream_s=upstream_s)
+    headers["x-tollway-cost-usd-micros"] = str(done.cost_micros)
+    response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key) else None
+    _settle(app, admission, done, response)
+    return web.Response(body=dialect.complete(reply.body, plan), headers=headers, content_type="application/json")
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body exceeds {limit} bytes", "invalid_request_error", "request_too_large")
+
+
+def outcome(request_id: str, snapshot: str, plan: RoutePlan, deployment: Deployment | None, attempts: int, status: int,
+            usage: Usage | None, started: float, first_byte_s: float | None, aborted: bool = False,
+            attribution: Attribution | None = None, upstream_s: float | None = None) -> Outcome:
+    cost = cost_micros(deployment.prices, usage) if deployment is not None and usage is not None else 0
+    return Outcome(request_id=request_id, snapshot=snapshot, plan=plan, deployment=deployment, attempts=attempts,
+                   status=status, usage=usage, cost_micros=cost, started=started, first_byte_s=first_byte_s,
+                   duration_s=time.time() - started, aborted=aborted, attribution=attribution,
+                   upstream_s=upstream_s)

@@ -1,0 +1,160 @@
+"""Relaying an upstream stream to the client: SSE out as events arrive, usage noted on the way.
+
+``stream_through`` writes the events that arrived together in one write, in the client's ``StreamFormat`` (one
+per inbound dialect: ``dataplane.api.openai.OpenAIStream``, ``dataplane.api.anthropic.AnthropicStream``).
+Nothing is retried once the first write happened: an upstream that dies or goes idle mid-stream ends the stream
+with the format's error event, which the official SDKs raise as an ``APIError``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+
+from dataplane.core.accounting import Usage, charged_stream, usage_of
+from dataplane.core.content import MessageAccumulator
+from dataplane.errors import ApiError, UpstreamFailure, upstream_error
+from dataplane.upstream.adapters import LastBatch, Stream
+from dataplane.upstream.attempt import Answered, batches_of
+
+SEPARATOR = b"\n\ndata: "  # between payloads joined for one regex pass (see ``note_usage``)
+
+
+@dataclass(slots=True)
+class StreamResult:
+    usage: Usage | None = None
+    first_byte_s: float | None = None
+    aborted: bool = False
+    failure: UpstreamFailure | None = None  # the upstream died or went idle mid-stream
+    upstream_end: float = 0.0  # unix seconds the upstream body ended (or the stream was cut)
+    chunks: int = 0  # upstream payloads relayed
+
+    def charged_usage(self, estimated_prompt_tokens: int) -> Usage | None:
+        """What the stream is charged for (``dataplane.core.accounting.charged_stream``)."""
+        return charged_stream(self.usage, self.chunks, estimated_prompt_tokens)
+
+
+class StreamFormat(Protocol):
+    """How a stream's upstream payloads (OpenAI chunk JSON) reach one kind of client. One per stream."""
+
+    def frame(self, payloads: list[bytes], result: StreamResult) -> bytes:
+        """The bytes to send for ``payloads``, noting their usage into ``result``."""
+        ...
+
+    def done(self) -> bytes:
+        """The bytes ending a complete stream."""
+        ...
+
+    def error(self, err: ApiError) -> bytes:
+        """The bytes ending a stream whose upstream failed."""
+        ...
+
+
+def accumulate(accumulator: MessageAccumulator, payloads: list[bytes]) -> None:
+    for payload in payloads:
+        try:
+            accumulator.feed(orjson.loads(payload))
+        except orjson.JSONDecodeError:
+            continue
+
+
+class _SseResponse(web.StreamResponse):
+    # The head goes out with the first events (one write, one packet) instead of alone at prepare(): the
+    # first events are already in hand when the response is prepared, so this delays nothing.
+    _send_headers_immediately = False
+
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+async def stream_through(request: web.Request, answered: Answered, headers: dict[str, str],
+                         fmt: StreamFormat, started: float) -> tuple[web.StreamResponse, StreamResult]:
+    """Relay upstream SSE events as they come, in the client's format ``fmt``.
+
+    The events that arrived together go out in one write. Nothing is retried once the first write happened:
+    an upstream that dies or goes idle mid-stream (the adapter cuts it after the provider's read timeout) ends
+    the stream with ``fmt``'s error event, and ``StreamResult.failure`` says why.
+    """
+    reply = answered.reply
+    assert isinstance(reply, Stream)
+    result = StreamResult()
+    resp = _SseResponse(status=200, headers={**headers, "Content-Type": "text/event-stream",
+                                              "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    batches = answered.rest if answered.rest is not None else batches_of(reply)
+    try:
+        try:
+            batch = answered.first_events
+            last = b""  # the final events, sent together with the end
+            while True:
+                out = fmt.frame(batch, result)
+                if out and result.first_byte_s is None:
+                    result.first_byte_s = time.time() - started
+                if isinstance(batch, LastBatch):
+                    last = out
+                    break
+                if out:
+                    await resp.write(out)
+                try:
+                    batch = await anext(batches)
+                except StopAsyncIteration:
+                    break
+            result.upstream_end = time.time()
+            end = last + fmt.done()
+        except UpstreamFailure as exc:
+            result.upstream_end = time.time()
+            result.aborted = True
+            result.failure = exc
+            end = fmt.error(upstream_error(exc))
+        await resp.write_eof(end)  # the last event and the end of the body in one write
+    except ConnectionResetError:
+        # The client went away; stop reading the upstream too.
+        result.aborted = True
+        result.upstream_end = result.upstream_end or time.time()
+        reply.close()
+    finally:
+        await batches.aclose()
+        await reply.events.aclose()
+    return resp, result
+
+
+def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, include_usage: bool = True) -> list[int]:
+    """Note the usage of ``payloads`` (``joined`` with ``SEPARATOR``) into ``result``; return the indices of the
+    usage-only chunks to drop when not ``include_usage``.
+
+    One regex pass over the whole batch finds the (rare) payloads that carry a usage object; only those are
+    parsed. A match cannot span two payloads: the separator puts ``d`` where the pattern needs ``:``.
+    """
+    result.chunks += len(payloads)
+    drop: list[int] = []
+    last = -1
+    for match in _USAGE_OBJECT.finditer(joined):
+        i = _payload_at(payloads, match.start())
+        if i == last:
+            continue
+        last = i
+        try:
+            chunk = orjson.loads(payloads[i])
+        except orjson.JSONDecodeError:
+            chunk = None
+        usage = usage_of(chunk)
+        if usage is not None:
+            result.usage = usage
+            if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
+                drop.append(i)
+    return drop
+
+
+def _payload_at(payloads: list[bytes], offset: int) -> int:
+    """The index of the payload holding byte ``offset`` of their ``SEPARATOR``-joined form."""
+    end = 0
+    for i, payload in enumerate(payloads):
+        end += len(payload) + len(SEPARATOR)
+        if offset < end:
+            return i
+    return len(payloads) - 1
