@@ -95,12 +95,13 @@ async def measure(tenants: int, keys: int, changes: int, directory: Path) -> Tim
     try:
         await _until(lambda: cp.publisher.is_ready, "initial publish")
         initial = time.perf_counter() - started
-        size = cp.publisher.snapshot("eu").ByteSize()
+        snapshot = cp.publisher.snapshot("eu")
+        size = snapshot.ByteSize() if snapshot is not None else 0
         dp = DataPlane(DataPlaneSettings(port=0, region="eu", node_id="bench", control_plane=cp.grpc_target,
                                          control_plane_token=cp.dataplane_token, state_dir=str(directory / "dp")))
         started = time.perf_counter()
         await dp.start()
-        target = cp.publisher.snapshot("eu").version
+        target = cp.publisher.version("eu")
         running = dp
         await _until(lambda: running.holder.version == target, "first delivery")
         first = time.perf_counter() - started

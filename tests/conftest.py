@@ -140,3 +140,22 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
     finally:
         await opened.close()
+
+
+# Fixtures that start processes, sockets or files: a test that needs one is not a test of the pure core.
+_IMPURE_FIXTURES = frozenset({"tmp_path", "tmp_path_factory", "etcd", "store", "aiohttp_client", "aiohttp_server",
+                              "unused_tcp_port", "event_loop"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``-m pure`` is the fast loop: keep it honest. A test marked pure may not be a coroutine nor use a fixture
+    that starts something."""
+    import inspect
+
+    for item in items:
+        if item.get_closest_marker("pure") is None or not isinstance(item, pytest.Function):
+            continue
+        impure = _IMPURE_FIXTURES.intersection(item.fixturenames)
+        if inspect.iscoroutinefunction(item.function) or impure:
+            raise pytest.UsageError(f"{item.nodeid} is marked pure but is async or uses {sorted(impure)}: "
+                                    "drop the mark or the dependency")

@@ -43,6 +43,8 @@ class _Demand:
     seen: float
 
 
+_NO_BUDGETS = BudgetIndex("", {}, {})
+
 class RateBoard:
     """Demand per (rate scope, node) and the shares it implies. Task-safe on one event loop."""
 
@@ -91,6 +93,8 @@ class LeaseServicer:
     def index(self, region: str) -> BudgetIndex:
         """The budgets of the region's current snapshot (rebuilt when its version changes)."""
         snap = self._publisher.snapshot(region)
+        if snap is None:  # a region being compiled for the first time has no budgets yet
+            return _NO_BUDGETS
         index = self._indexes.get(region)
         if index is None or index.version != snap.version:
             index = self._indexes[region] = BudgetIndex.of(snap)

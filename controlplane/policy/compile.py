@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from controlplane.policy.resources import ApiKey, Budget, Kind, Model, Provider, RateLimit, Route, Tenant
+from controlplane.policy.resources import KINDS, ApiKey, Budget, Kind, Model, Provider, RateLimit, Route, Tenant
 from tollway.pb import snapshot_pb2 as pb
 
 AnyResource = Tenant | ApiKey | Provider | Model | Route
@@ -33,16 +33,26 @@ class PolicySet:
 
     @classmethod
     def of(cls, resources: Iterable[AnyResource]) -> PolicySet:
-        by_kind: dict[str, dict[str, AnyResource]] = {k: {} for k in ("Tenant", "ApiKey", "Provider", "Model", "Route")}
+        groups: dict[Kind, dict[str, AnyResource]] = {kind: {} for kind in KINDS}
         for r in resources:
-            by_kind[r.kind][r.name] = r
+            groups[r.kind][r.name] = r
+        return cls.from_groups(groups)
+
+    @classmethod
+    def from_groups(cls, groups: Mapping[Kind, Mapping[str, AnyResource]]) -> PolicySet:
+        """From resources grouped by kind and name (``by_kind``'s shape): the one place kinds map to fields."""
         return cls(
-            tenants=by_kind["Tenant"],  # type: ignore[arg-type]
-            keys=by_kind["ApiKey"],  # type: ignore[arg-type]
-            providers=by_kind["Provider"],  # type: ignore[arg-type]
-            models=by_kind["Model"],  # type: ignore[arg-type]
-            routes=by_kind["Route"],  # type: ignore[arg-type]
+            tenants=groups["Tenant"],  # type: ignore[arg-type]
+            keys=groups["ApiKey"],  # type: ignore[arg-type]
+            providers=groups["Provider"],  # type: ignore[arg-type]
+            models=groups["Model"],  # type: ignore[arg-type]
+            routes=groups["Route"],  # type: ignore[arg-type]
         )
+
+    def by_kind(self) -> dict[Kind, Mapping[str, AnyResource]]:
+        """The resources grouped by kind, then name (the inverse of ``from_groups``)."""
+        return {"Tenant": self.tenants, "ApiKey": self.keys, "Provider": self.providers, "Model": self.models,
+                "Route": self.routes}
 
     def all(self) -> list[AnyResource]:
         out: list[AnyResource] = []
@@ -51,14 +61,7 @@ class PolicySet:
         return out
 
     def get(self, kind: Kind, name: str) -> AnyResource | None:
-        return self._group(kind).get(name)
-
-    def _group(self, kind: Kind) -> Mapping[str, AnyResource]:
-        groups: dict[str, Mapping[str, AnyResource]] = {
-            "Tenant": self.tenants, "ApiKey": self.keys, "Provider": self.providers,
-            "Model": self.models, "Route": self.routes,
-        }
-        return groups[kind]
+        return self.by_kind()[kind].get(name)
 
     def regions(self) -> list[str]:
         found = {p.spec.region for p in self.providers.values()}
@@ -264,6 +267,22 @@ _EXPIRES_AT = _tag(pb.ApiKey.EXPIRES_AT_FIELD_NUMBER, _VARINT)
 def price_micros(per_million_usd: Decimal | None) -> int:
     """USD per million tokens → integer micro-dollars per million tokens."""
     return 0 if per_million_usd is None else int(per_million_usd * 1_000_000)
+
+
+def build_snapshots(policy: PolicySet, regions: Iterable[str] = (),
+                    keys: KeyEncodings | None = None) -> dict[str, pb.Snapshot] | list[ReferenceError_]:
+    """The one way the servers call the compiler: check references, then compile one snapshot per region the
+    policy mentions plus ``regions``. Problems come back as values, never as exceptions: the list of references
+    that do not resolve, or of values the snapshot cannot hold (protobuf's range checks raise ``ValueError``,
+    the compiler's only failure)."""
+    problems = check_references(policy)
+    if problems:
+        return problems
+    keys = KeyEncodings() if keys is None else keys
+    try:
+        return {region: compile_region(policy, region, keys) for region in sorted(set(policy.regions()) | set(regions))}
+    except ValueError as exc:
+        return [ReferenceError_("", "", "", f"policy does not compile: {exc}")]
 
 
 def compile_policy(policy: PolicySet, keys: KeyEncodings | None = None) -> dict[str, pb.Snapshot]:

@@ -1,7 +1,7 @@
 """The compliance report: which tenant's data may reach which provider, where, under which terms, and how the
 gateway logs and keeps it. Computed from the current policy; ``GET /admin/v1/compliance/report`` serves it.
 
-Residency is not worked out again here: the flows come from the compiled snapshots (``compile_policy``, the very
+Residency is not worked out again here: the flows come from the compiled snapshots (``build_snapshots``, the very
 function whose output the data planes serve), narrowed per tenant exactly as the data plane's runtime narrows a
 route's candidates (``dataplane.snapshot.runtime``: a deployment is a candidate for a tenant only when its provider's
 region is one of the tenant's regions). A flow is what *may* happen: keys can narrow routes further, never widen.
@@ -19,7 +19,7 @@ from typing import Literal
 import orjson
 from aiohttp import web
 
-from controlplane.policy.compile import PolicySet, compile_policy
+from controlplane.policy.compile import PolicySet, build_snapshots
 from controlplane.policy.repository import Repository
 
 Severity = Literal["problem", "notice"]
@@ -63,7 +63,10 @@ class Report:
 def tenant_flows(policy: PolicySet) -> list[Flow]:
     """Every (tenant, route, deployment) a data plane would let a tenant's request reach, from the snapshots."""
     found: dict[tuple[str, str, str], tuple[str, str, set[str]]] = {}
-    for region, snap in compile_policy(policy).items():
+    snapshots = build_snapshots(policy)
+    if not isinstance(snapshots, dict):  # the repository writes only consistent policy: a hand-edited store
+        raise ValueError("the stored policy is inconsistent: " + "; ".join(map(str, snapshots[:5])))
+    for region, snap in snapshots.items():
         deployments = {d.name: d for d in snap.deployments}
         providers = {p.name: p for p in snap.providers}
         for tenant in snap.tenants:

@@ -21,7 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from controlplane.errors import Problem
-from controlplane.policy.compile import AnyResource, PolicySet, check_references, compile_policy
+from controlplane.policy.compile import AnyResource, PolicySet, build_snapshots
 from controlplane.policy.resources import KINDS, Kind, dump_resource, parse_resource
 
 ResourceId = tuple[str, str]  # (kind, name)
@@ -267,32 +267,23 @@ def _checked(state: PolicyState, changes: list[Change]) -> ApplyPlan:
         return plan
     policy = _policy_after(state, plan.writes)
     sources = {c.id: c.source for c in changes}
-    problems = [Problem(sources.get((r.kind, r.name), ""), r.kind, r.name, r.field, r.message)
-                for r in check_references(policy)]
-    if not problems:
-        try:
-            compile_policy(policy)
-        except Exception as e:  # the compiler is a foreign boundary: report it, do not crash the API
-            problems.append(Problem("", "", "", "", f"policy does not compile: {e}"))
+    built = build_snapshots(policy)
+    problems = [] if isinstance(built, dict) else [
+        Problem(sources.get((r.kind, r.name), ""), r.kind, r.name, r.field, r.message) for r in built]
     return ApplyPlan(state, plan.changes, tuple(problems), policy)
 
 
 def _policy_after(state: PolicyState, writes: Iterable[Change]) -> PolicySet:
     """Overlay ``writes`` on the state's policy set without rebuilding every group from scratch."""
     base = state.policy
-    groups: dict[Kind, dict[str, AnyResource]] = {
-        "Tenant": dict(base.tenants), "ApiKey": dict(base.keys), "Provider": dict(base.providers),
-        "Model": dict(base.models), "Route": dict(base.routes),
-    }
+    groups: dict[Kind, dict[str, AnyResource]] = {kind: dict(group) for kind, group in base.by_kind().items()}
     for c in writes:
         group = groups[c.kind]  # type: ignore[index]
         if c.op == "delete":
             group.pop(c.name, None)
         elif c.stored is not None:
             group[c.name] = c.stored.resource
-    return PolicySet(tenants=groups["Tenant"], keys=groups["ApiKey"],  # type: ignore[arg-type]
-                     providers=groups["Provider"], models=groups["Model"],  # type: ignore[arg-type]
-                     routes=groups["Route"])  # type: ignore[arg-type]
+    return PolicySet.from_groups(groups)
 
 
 def history_entry(generation: int, time: str, who: str, changes: Iterable[Change]) -> dict[str, Any]:

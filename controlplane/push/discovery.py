@@ -98,6 +98,8 @@ class Registry:
         out = []
         for region in self._publisher.regions():
             s = self._publisher.snapshot(region)
+            if s is None:
+                continue
             out.append({
                 "region": region, "version": s.version, "tenants": len(s.tenants), "keys": len(s.keys),
                 "deployments": len(s.deployments), "routes": len(s.routes),
@@ -171,7 +173,8 @@ class _Stream:
         ))
 
     def _differs(self) -> bool:
-        return self._publisher.is_ready and self._publisher.version(self._region) != self._last_sent
+        version = self._publisher.version(self._region) if self._publisher.is_ready else ""
+        return version != "" and version != self._last_sent
 
     async def next_snapshot(self, reader: asyncio.Task[None]) -> spb.Snapshot | None:
         """The region's latest snapshot once it differs from the last one sent; None when the peer went away."""
@@ -184,7 +187,7 @@ class _Stream:
                 await asyncio.gather(waiter, return_exceptions=True)
             if not self._differs():
                 return None  # the reader ended: the data plane closed its side or the call broke
-        return self._publisher.snapshot(self._region)
+        return self._publisher.snapshot(self._region)  # never None once it differs
 
     async def _wait_until_differs(self) -> None:
         async with self._publisher.changed:

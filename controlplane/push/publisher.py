@@ -19,8 +19,8 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from controlplane.policy.compile import AnyResource, KeyEncodings, PolicySet, check_references, compile_region
-from controlplane.policy.resources import KINDS
+from controlplane.policy.compile import AnyResource, KeyEncodings, PolicySet, build_snapshots
+from controlplane.policy.resources import KINDS, Kind
 from controlplane.store.base import Compacted, Event, KeyValue, Store, StoreUnavailable
 from controlplane.store.layout import RESOURCES, decode_resource
 from tollway.backoff import Backoff
@@ -33,7 +33,8 @@ class Publisher:
     """Owns the latest snapshot per region. Task-safe on one event loop; ``run`` is its only writer.
 
     ``snapshot(region)`` returns an immutable value (callers must not modify it): the latest snapshot of the
-    region, compiling an empty but valid one for a region the policy does not mention yet.
+    region, or None while a region the policy does not mention is being compiled (off the loop, like every
+    compile) for the data plane that asked for it; ``changed`` is notified when it is there.
     """
 
     def __init__(self, store: Store, *, debounce: float = 0.05, backoff: Backoff | None = None) -> None:
@@ -41,7 +42,6 @@ class Publisher:
         self._debounce = debounce
         self._backoff = backoff or Backoff()
         self._resources = _Resources()  # as of store revision ``_watched``
-        self._policy = PolicySet()
         self._snapshots: dict[str, pb.Snapshot] = {}
         self._keys = KeyEncodings()  # so a recompile after one change re-encodes one key, not 100,000
         self._requested: set[str] = set()  # regions some data plane asked for
@@ -60,15 +60,18 @@ class Publisher:
     def regions(self) -> list[str]:
         return sorted(self._snapshots)
 
-    def snapshot(self, region: str) -> pb.Snapshot:
-        if region not in self._snapshots:
-            # Cheap for a region no tenant allows: the compiler skips everything but the key scan.
+    def snapshot(self, region: str) -> pb.Snapshot | None:
+        snapshot = self._snapshots.get(region)
+        if snapshot is None and region not in self._requested:
+            # Asked for a region no tenant allows (yet): the compile loop builds its empty but valid snapshot.
             self._requested.add(region)
-            self._snapshots[region] = compile_region(self._policy, region, self._keys)
-        return self._snapshots[region]
+            self._dirty.set()
+        return snapshot
 
     def version(self, region: str) -> str:
-        return self.snapshot(region).version
+        """The version of the region's latest snapshot ("" while there is none)."""
+        snapshot = self.snapshot(region)
+        return snapshot.version if snapshot is not None else ""
 
     async def run(self) -> None:
         """List, compile and watch until cancelled."""
@@ -123,8 +126,9 @@ class Publisher:
             self._dirty.clear()
             try:
                 await self._publish()
-            except Exception:  # top of a long-running loop: keep the old snapshots, log
-                log.exception("compiling policy failed; keeping the previous snapshots")
+            except Exception:  # top of a long-running loop: keep the old snapshots, log and count
+                self.last_error = "publishing failed; previous snapshots kept"
+                log.exception("publishing policy failed; keeping the previous snapshots")
 
     async def _publish(self) -> None:
         # One publish at a time, each compiling the resources as they are when it starts: a later publish always
@@ -136,9 +140,8 @@ class Publisher:
             if snapshots is None:
                 self.last_error = f"policy at store revision {revision} is inconsistent; previous snapshots kept"
                 return
-            self._policy = policy
-            for region in self._requested - requested:  # asked for while the worker ran: compile against the new policy
-                snapshots[region] = compile_region(policy, region, self._keys)
+            if self._requested - requested:  # asked for while the worker ran: the compile loop goes again
+                self._dirty.set()
             previous = self._snapshots
             self._snapshots = snapshots
             changed = sorted(r for r in snapshots.keys() | previous.keys()
@@ -172,7 +175,7 @@ class _Resources:
     def __init__(self) -> None:
         self._by_key: dict[str, AnyResource] = {}
         self._stored: dict[str, bytes] = {}  # store key -> the bytes ``_by_key[key]`` was decoded from
-        self._by_kind: dict[str, dict[str, AnyResource]] = {kind: {} for kind in KINDS}
+        self._by_kind: dict[Kind, dict[str, AnyResource]] = {kind: {} for kind in KINDS}
 
     @classmethod
     def decode(cls, items: Iterable[KeyValue], previous: _Resources | None = None) -> _Resources:
@@ -205,11 +208,7 @@ class _Resources:
             self._by_kind[old.kind].pop(old.name, None)
 
     def policy(self) -> PolicySet:
-        k = self._by_kind
-        return PolicySet(
-            tenants=dict(k["Tenant"]), keys=dict(k["ApiKey"]), providers=dict(k["Provider"]),  # type: ignore[arg-type]
-            models=dict(k["Model"]), routes=dict(k["Route"]),  # type: ignore[arg-type]
-        )
+        return PolicySet.from_groups({kind: dict(group) for kind, group in self._by_kind.items()})
 
 
 def _compile(policy: PolicySet, requested: frozenset[str], keys: KeyEncodings) -> dict[str, pb.Snapshot] | None:
@@ -217,13 +216,11 @@ def _compile(policy: PolicySet, requested: frozenset[str], keys: KeyEncodings) -
 
     Pure but for ``keys``, the memo of key encodings, which it also prunes of deleted keys.
     """
-    problems = check_references(policy)
-    if problems:
-        shown = "; ".join(map(str, problems[:5]))
+    snapshots = build_snapshots(policy, requested, keys)
+    if not isinstance(snapshots, dict):
+        shown = "; ".join(map(str, snapshots[:5]))
         log.error("policy in the store is inconsistent, keeping the previous snapshots: %s", shown)
         return None
-    regions = set(policy.regions()) | requested
-    snapshots = {region: compile_region(policy, region, keys) for region in sorted(regions)}
     if len(keys) > len(policy.keys) + 1000:
         keys.retain(policy.keys.keys())
     return snapshots

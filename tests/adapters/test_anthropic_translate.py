@@ -12,6 +12,8 @@ from dataplane.translate.anthropic_to_hub import EventWriter, anthropic_message,
 from dataplane.translate.hub_to_anthropic import ChunkTranslator, anthropic_request, openai_completion
 from tests.fakes.anthropic_upstream import check
 
+pytestmark = pytest.mark.pure
+
 USER: dict[str, Any] = {"role": "user", "content": "Hi"}
 WEATHER_TOOL: dict[str, Any] = {"type": "function", "function": {"name": "weather", "description": "Weather in a city",
                                                  "parameters": {"type": "object",

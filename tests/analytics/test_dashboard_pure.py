@@ -10,6 +10,8 @@ from controlplane.admin import charts
 from controlplane.admin.dashboard import is_valid_session, session_value
 from controlplane.admin.dashboard_page import money
 
+pytestmark = pytest.mark.pure
+
 TOKEN = "admin-token-for-tests"
 
 

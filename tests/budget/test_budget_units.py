@@ -14,6 +14,8 @@ from dataplane.snapshot.runtime import Deployment, Prices, Provider
 from tollway.budget_scopes import BudgetIndex, BudgetLimit, next_period_start, period_of
 from tollway.pb import snapshot_pb2 as pb
 
+pytestmark = pytest.mark.pure
+
 JAN = float(calendar.timegm((2025, 1, 15, 12, 0, 0)))
 FEB = float(calendar.timegm((2025, 2, 1, 0, 0, 0)))
 

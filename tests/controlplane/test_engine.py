@@ -11,6 +11,8 @@ from controlplane.policy.engine import Document, PolicyState, Stored
 from controlplane.policy.resources import parse_resource
 from tests.core.policy_docs import api_key, model, provider, route, tenant
 
+pytestmark = pytest.mark.pure
+
 
 def state_of(*docs: dict[str, Any], generation: int = 1) -> PolicyState:
     resources: dict[engine.ResourceId, Stored] = {}

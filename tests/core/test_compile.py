@@ -12,6 +12,8 @@ from google.protobuf.json_format import MessageToDict
 from controlplane.policy.compile import PolicySet, check_references, compile_policy, compile_region
 from tests.core.policy_docs import api_key, example_resources, model, policy_of, provider, route, tenant
 
+pytestmark = pytest.mark.pure
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 

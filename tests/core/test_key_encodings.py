@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from controlplane.policy.compile import KeyEncodings, PolicySet, budget_pb, compile_region, rate_limit_pb
 from tests.core.policy_docs import api_key, model, policy_of, provider, route, tenant
 from tollway.pb import snapshot_pb2 as pb
+
+pytestmark = pytest.mark.pure
 
 
 def docs(*keys: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ import pytest
 
 from tollway.keyformat import KEY_LEN, PREFIX, generate_key, hash_key, hint, is_well_formed
 
+pytestmark = pytest.mark.pure
+
 
 def test_generated_keys_are_well_formed_unique_and_long() -> None:
     keys = {generate_key() for _ in range(200)}

@@ -13,6 +13,8 @@ from dataplane.snapshot.runtime import Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 from tollway.keyformat import generate_key
 
+pytestmark = pytest.mark.pure
+
 NOW = 2_000_000_000.0
 
 

@@ -13,6 +13,8 @@ from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Key, Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys, build_snapshot
 
+pytestmark = pytest.mark.pure
+
 NOW = 2_000_000_000.0
 
 

@@ -12,6 +12,8 @@ from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, build_snapshot
 from tollway.keyformat import hash_key
 from tollway.pb import snapshot_pb2 as pb
 
+pytestmark = pytest.mark.pure
+
 ENV = {CREDENTIAL_ENV: CREDENTIAL}
 
 

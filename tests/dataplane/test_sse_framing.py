@@ -10,6 +10,8 @@ from dataplane.api.openai import _frame
 from dataplane.api.streaming import StreamResult
 from dataplane.core.accounting import Usage
 
+pytestmark = pytest.mark.pure
+
 DELTA = orjson.dumps({"choices": [{"index": 0, "delta": {"content": 'say "usage": {x}'}}], "usage": None})
 NESTED = orjson.dumps({"choices": [{"index": 0, "delta": {}, "extra": {"usage": {"prompt_tokens": 9}}}]})
 USAGE = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4,

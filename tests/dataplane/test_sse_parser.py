@@ -6,6 +6,8 @@ import pytest
 
 from dataplane.upstream.sse import SseParser
 
+pytestmark = pytest.mark.pure
+
 STREAM = (b": keep-alive comment\n\n"
           b"data: {\"a\":1}\n\n"
           b"event: message\nid: 7\ndata: {\"b\":\n"

@@ -30,7 +30,7 @@ async def test_data_plane_receives_its_region_snapshot_and_acks(
     control_plane: ControlPlane, data_plane_factory: DataPlaneFactory
 ) -> None:
     dp = await data_plane_factory(control_plane.grpc_target)
-    expected = control_plane.publisher.snapshot("eu").version
+    expected = control_plane.publisher.version("eu")
 
     await eventually(lambda: dp.holder.version == expected, what="snapshot installed")
 
@@ -68,7 +68,7 @@ async def test_nack_keeps_the_old_snapshot_and_the_registry_shows_the_error(
     record = await dataplane_record(control_plane, lambda r: r["status"] == "NACK")
     assert record["version"] == good and "same hash" in str(record["error"])
     assert dp.holder.version == good and await readyz(dp) == (200, {"status": "ready", "version": good})
-    assert control_plane.publisher.snapshot("eu").version == rejected
+    assert control_plane.publisher.version("eu") == rejected
 
     await delete(store, "ApiKey", "two")  # fixed: the next version is accepted
     await eventually(lambda: dp.holder.version not in (good, rejected), what="fixed snapshot installed")
@@ -77,8 +77,8 @@ async def test_nack_keeps_the_old_snapshot_and_the_registry_shows_the_error(
 
 
 async def _next_version(cp: ControlPlane, old: str) -> str:
-    await eventually(lambda: cp.publisher.snapshot("eu").version != old, what="publish")
-    return cp.publisher.snapshot("eu").version
+    await eventually(lambda: cp.publisher.version("eu") != old, what="publish")
+    return cp.publisher.version("eu")
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token"])
@@ -125,7 +125,7 @@ async def test_coalesces_a_burst_and_serves_the_last_state(
 
     await eventually(lambda: dp.holder.runtime is not None and len(dp.holder.runtime.routes) == 21,
                      what="all 20 new routes served")
-    await eventually(lambda: control_plane.publisher.snapshot("eu").version == dp.holder.version)
+    await eventually(lambda: control_plane.publisher.version("eu") == dp.holder.version)
 
 
 async def test_disconnected_data_plane_is_reported(

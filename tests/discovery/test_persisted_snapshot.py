@@ -24,7 +24,7 @@ async def test_restarted_without_control_plane_serves_from_disk(
     state = tmp_path / "dp-state"
     async with running_control_plane(store, tmp_path / "cp") as cp:
         first = await data_plane_factory(cp.grpc_target, state_dir=state)
-        version = cp.publisher.snapshot("eu").version
+        version = cp.publisher.version("eu")
         await eventually(lambda: first.holder.version == version, what="snapshot installed")
         await eventually(lambda: (state / FILE_NAME).exists(), what="snapshot persisted")
         await first.stop()

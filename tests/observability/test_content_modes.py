@@ -11,6 +11,8 @@ import pytest
 from dataplane.core.content import ContentKey, kept_content, redact_request_payload
 from dataplane.snapshot.runtime import ContentPolicy
 
+pytestmark = pytest.mark.pure
+
 KEY = ContentKey(b"k" * 32)
 SECRET_KEY_BYTES = b"hmac-secret-0123456789abcdef"
 PROMPT = "My card is 4111 1111 1111 1111 and my mail is jane@example.com"

@@ -7,6 +7,8 @@ import pytest
 from dataplane.core.pii import find_pii, is_card_number, is_iban, luhn_ok, redact
 from tollway.keyformat import generate_key
 
+pytestmark = pytest.mark.pure
+
 TW_KEY = generate_key()
 PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1c7+9z5Pad7OejecsQ0bu3aozN3tihPmljnnudb9G3HecDFn\n"
        "-----END RSA PRIVATE KEY-----")

@@ -24,6 +24,8 @@ from tests.ratelimit.limits_snapshot import limited_snapshot, plan_for
 from tollway.budget_scopes import BudgetIndex, period_of
 from tollway.pb import snapshot_pb2 as pb
 
+pytestmark = pytest.mark.pure
+
 
 @dataclass
 class Reservation:

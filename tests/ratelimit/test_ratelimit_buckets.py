@@ -10,6 +10,8 @@ import pytest
 from dataplane.core.ratelimit import LimitTable, RateLimit, RateLimited, RateLimiter, Ticket, format_reset
 from tollway.pb import snapshot_pb2 as pb
 
+pytestmark = pytest.mark.pure
+
 
 class Clock:
     def __init__(self, now: float = 1_000.0) -> None:

@@ -12,6 +12,8 @@ from dataplane.snapshot.runtime import Key, Runtime
 from tests.ratelimit.limits_snapshot import limited_snapshot
 from tollway.keyformat import hash_key
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.fixture(scope="module")
 def keys() -> dict[str, Key]:

@@ -13,6 +13,8 @@ from dataplane.snapshot.runtime import Runtime
 from tests.core.policy_docs import api_key, model, policy_of, provider, route, tenant
 from tollway.keyformat import generate_key, hash_key
 
+pytestmark = pytest.mark.pure
+
 KEY = generate_key()
 
 

@@ -9,6 +9,8 @@ from dataplane.core.health import Health, HealthSettings, RetryBudget
 from dataplane.core.validate import ChatRequest, validate_chat
 from dataplane.snapshot.runtime import Deployment, Failover, Prices, Provider, Route
 
+pytestmark = pytest.mark.pure
+
 
 def dep(name: str, price: int = 1) -> Deployment:
     provider = Provider(name=f"p-{name}", type="openai", base_url="http://x", region="eu", connect_timeout_s=1,

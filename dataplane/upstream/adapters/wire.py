@@ -1,18 +1,20 @@
 """What every HTTP adapter shares: one POST over the lean ``UpstreamClient``, failure translation, SSE reading.
 
 ``post`` sends the request and waits for the answer's head; an error status becomes the adapter's
-``UpstreamFailure`` (its ``status_failure`` reads the first bytes of the error body), client exceptions become
-``UpstreamFailure`` here: ``TimeoutError`` → ``timeout``, ``ValueError`` → ``protocol``, ``OSError`` →
-``connect``. ``sse_batches`` yields the payloads of the answer's ``data:`` events grouped as they arrived; an
-upstream silent for longer than the provider's read timeout between two reads is cut (``timeout``), and one
-that dies mid-stream raises ``connect``, both while iterating, so the proxy ends the client's stream with an
-SSE error event.
+``UpstreamFailure`` (its ``status_failure`` reads the first bytes of the error body). The client's exceptions
+become ``UpstreamFailure`` at one boundary, ``map_failures``, around every call into the client:
+``TimeoutError`` → ``timeout``, ``ValueError`` → ``protocol``, ``OSError`` → ``connect``.
+
+``sse_batches`` yields the payloads of the answer's ``data:`` events grouped as they arrived; an upstream silent
+for longer than the provider's read timeout between two reads is cut (``timeout``), and one that dies
+mid-stream raises ``connect``, both while iterating, so the client's stream ends with an SSE error event.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
 
 from dataplane.errors import FailureKind, UpstreamFailure
 from dataplane.snapshot.runtime import Provider
@@ -39,6 +41,26 @@ def header_lines(headers: dict[str, str]) -> str:
     return "".join(f"{k}: {v}\r\n" for k, v in headers.items())
 
 
+@contextmanager
+def map_failures(provider: Provider, resp: Response | None = None, *, mid_answer: bool | None = None) -> Iterator[None]:
+    """The one place the upstream client's exceptions become ``UpstreamFailure`` (like httpx's
+    ``map_httpcore_exceptions``). With ``resp`` (an answer whose head arrived), a failure is one mid-answer and
+    the connection is closed on any exception, so a half-read answer never returns to the pool; without it the
+    caller owns closing, and ``mid_answer`` says whether the head had arrived."""
+    try:
+        yield
+    except UpstreamFailure:
+        raise
+    except (OSError, TimeoutError, ValueError) as exc:
+        if resp is not None:
+            resp.close()
+        raise translate(exc, provider, mid_answer=resp is not None if mid_answer is None else mid_answer) from None
+    except BaseException:
+        if resp is not None:
+            resp.close()
+        raise
+
+
 def translate(exc: BaseException, provider: Provider, mid_answer: bool = False) -> UpstreamFailure:
     kind: FailureKind
     if isinstance(exc, TimeoutError):
@@ -58,37 +80,21 @@ async def post(client: UpstreamClient, provider: Provider, url: str, headers: st
     """The 2xx answer whose head arrived, and the deadline (``loop.time()``) for reading a whole body."""
     now = asyncio.get_running_loop().time()
     deadline = now + timeout_s
-    resp: Response | None = None
-    try:
+    with map_failures(provider):
         resp = await client.post(url, headers, body, connect_timeout_s=provider.connect_timeout_s,
                                  read_timeout_s=provider.read_timeout_s,
                                  deadline=min(deadline, now + provider.read_timeout_s))
-        if resp.status >= 400 or resp.status < 200:
+    if resp.status >= 400 or resp.status < 200:
+        with map_failures(provider, resp):
             error = await resp.read(MAX_ERROR_BODY, deadline)
-            resp.release()
-            raise status_failure(resp.status, error, provider)
-        return resp, deadline
-    except UpstreamFailure:
-        raise
-    except (OSError, TimeoutError, ValueError) as exc:
-        if resp is not None:
-            resp.close()
-        raise translate(exc, provider, mid_answer=resp is not None) from None
-    except BaseException:
-        if resp is not None:
-            resp.close()
-        raise
+        resp.release()
+        raise status_failure(resp.status, error, provider)
+    return resp, deadline
 
 
 async def read_whole(resp: Response, provider: Provider, deadline: float) -> bytes:
-    try:
+    with map_failures(provider, resp):
         body = await resp.read(deadline=deadline)
-    except (OSError, TimeoutError, ValueError) as exc:
-        resp.close()
-        raise translate(exc, provider, mid_answer=True) from None
-    except BaseException:
-        resp.close()
-        raise
     resp.release()
     return body
 
@@ -101,26 +107,26 @@ async def sse_batches(resp: Response, provider: Provider,
     """
     parser = SseParser()
     try:
-        while not parser.done:
-            data = await resp.read_some()
-            if not data:
-                last = parser.finish()
-                if last is not None:
-                    yield [last]
-                # An upstream that ends without [DONE] is tolerated here; adapters whose protocol has its own
-                # end marker (Anthropic's message_stop) check for it.
-                return
-            payloads = parser.feed(data)
-            if ends is not None and payloads and ends(payloads):
-                parser.done = True
-            if parser.done:
-                yield LastBatch(payloads)
-                return
-            if payloads:
-                yield payloads
-    except (OSError, TimeoutError, ValueError) as exc:
-        resp.close()
-        raise translate(exc, provider, mid_answer=True) from None
+        # Closing is the ``finally``'s: an answer read to its end goes back to the pool, even when the consumer
+        # stops at the last batch.
+        with map_failures(provider, mid_answer=True):
+            while not parser.done:
+                data = await resp.read_some()
+                if not data:
+                    last = parser.finish()
+                    if last is not None:
+                        yield [last]
+                    # An upstream that ends without [DONE] is tolerated here; adapters whose protocol has its own
+                    # end marker (Anthropic's message_stop) check for it.
+                    return
+                payloads = parser.feed(data)
+                if ends is not None and payloads and ends(payloads):
+                    parser.done = True
+                if parser.done:
+                    yield LastBatch(payloads)
+                    return
+                if payloads:
+                    yield payloads
     finally:
         # After [DONE] the connection may carry another request once the body's end arrives; a stream abandoned
         # before it (client gone, timeout) would leave unread events on it.
