@@ -32,3 +32,5 @@ class DataPlaneSettings:
     request_log_backups: int = 5
     # How often the discovery stream carries a heartbeat (liveness and deployment health) between answers.
     heartbeat_interval_s: float = 5.0
+    # Browser origins allowed to call the API (CORS; "*": any); empty: CORS off.
+    cors_origins: frozenset[str] = frozenset()

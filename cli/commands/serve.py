@@ -148,11 +148,15 @@ def dataplane_serve(
     request_log: Annotated[str, typer.Option(
         "--request-log", help="Structured JSON request log: a file (rotated) or - for standard output; "
         "content only as each tenant's logging mode allows (docs/logging.md)")] = "",
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="A browser origin allowed to call the API (repeatable; * for any); CORS is off "
+        "without one")] = None,
 ) -> None:
     """Run a data plane: the OpenAI-compatible proxy of one region."""
     settings = DataPlaneSettings(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
         state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
+        cors_origins=frozenset(cors_origin or ()),
     )
     # A restarted data plane keeps its identity, so `gatectl dataplanes` shows one entry per data plane.
     # (Port 0 is only for tests: there the process id tells data planes apart.)

@@ -83,6 +83,15 @@ class ReferenceError_:
         return f"{self.kind}/{self.name}: {self.field}: {self.message}"
 
 
+def _kind_problem(kind: str, name: str, model: Model) -> str:
+    serves = set(model.spec.serves)
+    if kind == "embeddings" and "embeddings" not in serves:
+        return f"model {name!r} does not serve embeddings (serves: {', '.join(model.spec.serves)})"
+    if kind == "chat" and serves == {"embeddings"}:
+        return f"model {name!r} serves only embeddings: it belongs in a route of kind embeddings"
+    return ""
+
+
 def check_references(policy: PolicySet) -> list[ReferenceError_]:
     """Every reference between resources must resolve. Returns the problems, empty when consistent."""
     errors: list[ReferenceError_] = []
@@ -116,8 +125,22 @@ def check_references(policy: PolicySet) -> list[ReferenceError_]:
     for m in policy.models.values():
         need("Model", m.name, "spec.provider", policy.providers, "Provider", m.spec.provider)
     for r in policy.routes.values():
+        families: set[str] = set()
         for i, model in enumerate(r.spec.models):
             need("Route", r.name, f"spec.models[{i}]", policy.models, "Model", model)
+            found = policy.models.get(model)
+            if found is None:
+                continue
+            problem = _kind_problem(r.spec.kind, model, found)
+            if problem:
+                errors.append(ReferenceError_("Route", r.name, f"spec.models[{i}]", problem))
+            elif found.spec.embedding is not None and r.spec.kind == "embeddings":
+                families.add(found.spec.embedding.family)
+        if len(families) > 1:
+            errors.append(ReferenceError_(
+                "Route", r.name, "spec.models",
+                f"an embeddings route holds one family (vectors of different models are not comparable); "
+                f"found {', '.join(sorted(families))}"))
     return errors
 
 
@@ -319,7 +342,9 @@ def compile_region(policy: PolicySet, region: str, keys: KeyEncodings | None = N
         snap.deployments.add(
             name=m.name, provider=ms.provider, upstream_model=ms.upstream_model,
             capabilities=sorted(ms.capabilities), context_window=ms.context_window,
-            max_output_tokens=ms.max_output_tokens,
+            max_output_tokens=ms.max_output_tokens, surfaces=sorted(ms.serves),
+            embedding=(pb.Embedding(family=ms.embedding.family, dimensions=ms.embedding.dimensions)
+                       if ms.embedding is not None else None),
             prices=pb.Prices(
                 input=price_micros(ms.pricing.input_per_million),
                 output=price_micros(ms.pricing.output_per_million),
@@ -338,7 +363,7 @@ def compile_region(policy: PolicySet, region: str, keys: KeyEncodings | None = N
             continue
         f = r.spec.failover
         snap.routes.add(
-            name=r.name, deployments=[m for m, _ in candidates], strategy=r.spec.strategy,
+            name=r.name, kind=r.spec.kind, deployments=[m for m, _ in candidates], strategy=r.spec.strategy,
             weights=[w for _, w in candidates] if r.spec.weights else [],
             failover=pb.Failover(attempts=f.attempts, attempt_timeout_s=f.attempt_timeout_seconds,
                                  total_timeout_s=f.total_timeout_seconds, on=list(f.on)),

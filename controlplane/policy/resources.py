@@ -24,6 +24,10 @@ NAME_RE = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
 Region = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 Capability = Literal["tools", "vision", "json_mode"]
+# What a deployment serves. chat: chat completions (and, translated by the gateway, the Responses and Anthropic
+# Messages APIs); responses: the Responses API natively (passed through); count_tokens: a native counting endpoint.
+Surface = Literal["chat", "responses", "embeddings", "completions", "moderations", "count_tokens"]
+GENERATIVE: frozenset[str] = frozenset({"chat", "responses", "completions"})
 FailoverOn = Literal["connect", "timeout", "5xx", "429"]
 _ALL_FAILOVER: tuple[FailoverOn, ...] = ("connect", "timeout", "5xx", "429")
 
@@ -184,15 +188,34 @@ class Pricing(_CamelSpec):
         return _check_usd(value)
 
 
+class EmbeddingSpec(_CamelSpec):
+    """Deployments of one ``family`` produce comparable vectors (the same model, wherever it is served)."""
+
+    family: Name
+    dimensions: int = Field(gt=0, le=65_536)
+
+
 class ModelSpec(_CamelSpec):
-    """A deployment: one provider's model, with what it can do and what it costs."""
+    """A deployment: one provider's model, with what it serves, what it can do and what it costs."""
 
     provider: Name
     upstream_model: str = Field(min_length=1)
+    serves: list[Surface] = Field(default_factory=lambda: list[Surface](["chat"]), min_length=1)
     capabilities: list[Capability] = Field(default_factory=list)
     context_window: int = Field(gt=0)
-    max_output_tokens: int = Field(gt=0)
+    max_output_tokens: int = Field(default=0, ge=0, description="required for chat, responses and completions")
+    embedding: EmbeddingSpec | None = Field(default=None, description="required when serving embeddings")
     pricing: Pricing
+
+    @model_validator(mode="after")
+    def _check_surfaces(self) -> ModelSpec:
+        if len(set(self.serves)) != len(self.serves):
+            raise ValueError("serves lists a surface twice")
+        if GENERATIVE.intersection(self.serves) and self.max_output_tokens == 0:
+            raise ValueError("maxOutputTokens is required for a model that serves chat, responses or completions")
+        if ("embeddings" in self.serves) != (self.embedding is not None):
+            raise ValueError("embedding (family, dimensions) is required exactly when the model serves embeddings")
+        return self
 
 
 class FailoverSpec(_CamelSpec):
@@ -202,7 +225,11 @@ class FailoverSpec(_CamelSpec):
     on: list[FailoverOn] = Field(default_factory=lambda: list(_ALL_FAILOVER))
 
 
+RouteKind = Literal["chat", "embeddings"]
+
+
 class RouteSpec(_CamelSpec):
+    kind: RouteKind = Field(default="chat", description="chat (every generative surface) or embeddings")
     models: list[Name] = Field(min_length=1, description="candidate deployments (Model names)")
     strategy: Literal["cheapest", "priority", "weighted", "latency"] = "cheapest"
     weights: list[int] = Field(default_factory=list)

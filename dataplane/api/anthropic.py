@@ -61,6 +61,8 @@ class AnthropicDialect:
         key = request.headers.get("x-api-key")
         return f"Bearer {key.strip()}" if key else request.headers.get("Authorization")
 
+    counting = False  # ``POST /v1/messages/count_tokens``
+
     def plan(self, facts: RequestFacts) -> RoutePlan | ApiError:
         authorization = facts.authorization
         key = authenticate(facts.runtime, authorization, facts.now, facts.checked)
@@ -72,9 +74,16 @@ class AnthropicDialect:
             parsed: Any = orjson.loads(facts.body)
         except orjson.JSONDecodeError:
             return ApiError(400, "the request body is not valid JSON", "invalid_request_error")
-        payload = openai_request(parsed)
+        if self.counting and isinstance(parsed, dict):
+            # A count_tokens body is a Messages body without max_tokens; translated only to be routed and
+            # estimated, sent as it is where the provider counts.
+            payload = openai_request({**parsed, "max_tokens": 1})
+        else:
+            payload = openai_request(parsed)
         if isinstance(payload, Untranslatable):
             return ApiError(400, payload.message, "invalid_request_error", "invalid_request", payload.param)
+        if self.counting:
+            return plan_for(facts, key, payload, "count_tokens", native=parsed, dialect="anthropic")
         return plan_for(facts, key, payload)
 
     def error(self, err: ApiError, headers: dict[str, str]) -> web.Response:
@@ -95,6 +104,8 @@ class AnthropicDialect:
         return _response(err.status, err.message, headers)
 
     def complete(self, body: bytes, plan: RoutePlan) -> bytes:
+        if self.counting:
+            return body  # ``{"input_tokens": N}``: the provider's own, or the gateway's estimate
         completion = orjson.loads(body)
         message = anthropic_message(completion if isinstance(completion, dict) else {})
         return orjson.dumps(message)
@@ -103,9 +114,22 @@ class AnthropicDialect:
         return AnthropicStream(plan.request.model, accumulator)
 
 
+class CountTokensDialect(AnthropicDialect):
+    """``POST /v1/messages/count_tokens``: exact where the provider counts, else an estimate (marked in the
+    ``x-tollway-token-count`` header). Rate-limited and recorded at zero cost."""
+
+    counting = True
+
+
 ANTHROPIC = AnthropicDialect()
+COUNT_TOKENS = CountTokensDialect()
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
     """``POST /v1/messages``: the Anthropic Messages API over the same request path."""
     return await serve(request, ANTHROPIC)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages/count_tokens``: the anthropic SDK's ``messages.count_tokens`` (what Claude Code calls)."""
+    return await serve(request, COUNT_TOKENS)

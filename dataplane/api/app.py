@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dataplane.api import anthropic, openai, ops
+from dataplane.api import anthropic, fallback, openai, ops, responses
 from dataplane.api.appstate import (
     ADAPTERS,
     CHECKED_KEYS,
@@ -64,7 +64,8 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     ``records`` the record step (by default: the request metrics of ``metrics`` only); ``health`` the
     deployments' health (by default a fresh one; the data plane shares its own with the active checker);
     ``retry_budget`` caps failover attempts (by default 20 % of requests, at least 3 a second)."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    middlewares = [fallback.cors_middleware(settings.cors_origins)] if settings.cors_origins else []
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
     app[HOLDER] = holder
     app[GATE] = gate if gate is not None else OpenGate()
@@ -74,14 +75,26 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app[RANDOM] = random.Random()
     app[CHECKED_KEYS] = set()
     app[HEALTH] = health if health is not None else Health()
+    # Response ids are authenticated with a secret the region's data planes share, so any of them routes a
+    # follow-up (previous_response_id) to the deployment holding the response.
+    app[responses.RESPONSES] = responses.ResponsesDialect(responses.ResponseIds(settings.control_plane_token))
     app[RETRY_BUDGET] = retry_budget if retry_budget is not None else RetryBudget()
     app[METRICS].watch_health(app[HEALTH])
     app.cleanup_ctx.append(_upstream_client)
+    # Every route that can reach an upstream runs ``pipeline.serve`` (tests/dataplane/test_route_policy.py
+    # walks this table and fails for one that bypasses the policy).
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
+    app.router.add_post("/v1/responses", responses.create)
+    app.router.add_post("/v1/embeddings", openai.embeddings)
+    app.router.add_post("/v1/completions", openai.completions)
+    app.router.add_post("/v1/moderations", openai.moderations)
     app.router.add_post("/v1/messages", anthropic.messages)
-    app.router.add_get("/healthz/deployments", ops.health_view)
+    app.router.add_post("/v1/messages/count_tokens", anthropic.count_tokens)
     app.router.add_get("/v1/models", openai.list_models)
+    app.router.add_get("/v1/models/{model}", openai.retrieve_model)
+    app.router.add_get("/healthz/deployments", ops.health_view)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_route("*", fallback.CATCH_ALL, fallback.not_found)  # last: what no route above answers
     return app

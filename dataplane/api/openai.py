@@ -1,9 +1,11 @@
-"""The OpenAI dialect: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+"""The OpenAI dialect: chat completions, embeddings, legacy completions, moderations, and the model list.
 
-Chat completions are the hub format (shared/DESIGN.md §7), so requests need no translation inbound and answers
-pass through unchanged: the JSON body as the upstream sent it, SSE chunks as they arrive (``OpenAIStream``
-drops only the usage-only chunk the gateway asked for when the client did not). Upstream 4xx bodies that are
-OpenAI errors pass through too; every other failure becomes an OpenAI error of ours.
+``POST /v1/chat/completions``, ``/v1/embeddings``, ``/v1/completions``, ``/v1/moderations``; ``GET /v1/models``
+and ``/v1/models/{id}``. Each surface is its own hub format (chat completions is the hub of the generative
+APIs, shared/DESIGN.md §7), so requests need no translation inbound and answers pass through unchanged: the
+JSON body as the upstream sent it, SSE chunks as they arrive (``OpenAIStream`` drops only the usage-only chunk
+the gateway asked for when the client did not). Upstream 4xx bodies that are OpenAI errors pass through too;
+every other failure becomes an OpenAI error of ours.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataplane.api.pipeline import serve
 from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, decide
+from dataplane.core.validate import Surface
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure, error_body, upstream_error
 
 
@@ -75,13 +78,18 @@ def _frame(payloads: list[bytes], result: StreamResult, include_usage: bool) -> 
 
 
 class OpenAIDialect:
-    """``POST /v1/chat/completions``: answers pass through unchanged. Stateless; task-safe."""
+    """One OpenAI endpoint (``surface``): answers pass through unchanged. Stateless; task-safe."""
+
+    __slots__ = ("surface",)
+
+    def __init__(self, surface: Surface = "chat") -> None:
+        self.surface: Surface = surface
 
     def authorization(self, request: web.Request) -> str | None:
         return request.headers.get("Authorization")
 
     def plan(self, facts: RequestFacts) -> RoutePlan | ApiError:
-        return decide(facts)
+        return decide(facts, self.surface)
 
     def error(self, err: ApiError, headers: dict[str, str]) -> web.Response:
         return error_response(err, headers)
@@ -97,10 +105,46 @@ class OpenAIDialect:
 
 
 OPENAI = OpenAIDialect()
+EMBEDDINGS = OpenAIDialect("embeddings")
+COMPLETIONS = OpenAIDialect("completions")
+MODERATIONS = OpenAIDialect("moderations")
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await serve(request, OPENAI)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await serve(request, EMBEDDINGS)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await serve(request, COMPLETIONS)
+
+
+async def moderations(request: web.Request) -> web.StreamResponse:
+    return await serve(request, MODERATIONS)
+
+
+def _model_object(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "tollway"}
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one route the key may use (404 in OpenAI's format otherwise)."""
+    rid = request_id(request)
+    runtime = request.app[HOLDER].runtime
+    if runtime is None:
+        return error_response(NO_SNAPSHOT, tollway_headers(rid, ""))
+    headers = tollway_headers(rid, runtime.version)
+    key = authenticate(runtime, request.headers.get("Authorization"), time.time(), request.app[CHECKED_KEYS])
+    if isinstance(key, ApiError):
+        return error_response(key, headers)
+    name = request.match_info["model"]
+    if name not in key.models:
+        return error_response(ApiError(404, f"The model '{name}' does not exist or you do not have access to it.",
+                                       "invalid_request_error", "model_not_found", "model"), headers)
+    return web.Response(body=orjson.dumps(_model_object(name)), headers=headers, content_type="application/json")
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -113,6 +157,6 @@ async def list_models(request: web.Request) -> web.Response:
     key = authenticate(runtime, request.headers.get("Authorization"), time.time(), request.app[CHECKED_KEYS])
     if isinstance(key, ApiError):
         return error_response(key, headers)
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "tollway"} for name in key.models]
+    data = [_model_object(name) for name in key.models]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), headers=headers,
                         content_type="application/json")

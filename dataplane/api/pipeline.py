@@ -196,10 +196,14 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
         parsed: Any = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
         parsed = None
-    usage = charged_complete(parsed, len(reply.body), plan.request.estimated_prompt_tokens)
+    # Counting tokens costs nothing; everything else is charged what the upstream reported (or an estimate).
+    usage = None if plan.request.surface == "count_tokens" else \
+        charged_complete(parsed, len(reply.body), plan.request.estimated_prompt_tokens)
     done = outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started, time.time() - started,
                    attribution=admission.attribution, upstream_s=upstream_s)
     headers["x-tollway-cost-usd-micros"] = str(done.cost_micros)
+    if plan.request.surface == "count_tokens":
+        headers["x-tollway-token-count"] = "estimate" if reply.estimated else "exact"
     response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key) else None
     _settle(app, admission, done, response)
     return web.Response(body=dialect.complete(reply.body, plan), headers=headers, content_type="application/json")

@@ -22,20 +22,29 @@ class Usage:
     cached_tokens: int = 0
 
 
+def _count(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
 def usage_of(obj: Any) -> Usage | None:
-    """The ``usage`` object of an OpenAI chat completion (or chunk), if it carries one."""
+    """The ``usage`` of an OpenAI answer, if it carries one: a chat completion or chunk, an embeddings or legacy
+    completions answer (``prompt_tokens``/``completion_tokens``), or a Responses API object or event (``input_tokens``
+    /``output_tokens``, at the top or under ``response``, as ``response.completed`` carries it)."""
     if not isinstance(obj, dict):
         return None
     u = obj.get("usage")
     if not isinstance(u, dict):
-        return None
+        inner = obj.get("response")
+        u = inner.get("usage") if isinstance(inner, dict) else None
+        if not isinstance(u, dict):
+            return None
+    if "input_tokens" in u or "output_tokens" in u:
+        details = u.get("input_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+        return Usage(_count(u.get("input_tokens")), _count(u.get("output_tokens")), _count(cached))
     details = u.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-
-    def count(v: Any) -> int:
-        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
-
-    return Usage(count(u.get("prompt_tokens")), count(u.get("completion_tokens")), count(cached))
+    return Usage(_count(u.get("prompt_tokens")), _count(u.get("completion_tokens")), _count(cached))
 
 
 def cost_micros(prices: Prices, usage: Usage) -> int:

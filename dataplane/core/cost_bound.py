@@ -8,7 +8,11 @@ Pure. The bound must be a true upper bound, or a budget can be overrun; so every
 - images: a fixed per-image bound by provider type (the largest image the provider accepts, at the model family
   that counts the most tokens per image); image data (URLs, base64) is not counted as text;
 - output: ``max_completion_tokens``/``max_tokens`` (capped by the deployment's ``max_output_tokens``), else the
-  deployment's ``max_output_tokens``, else its context window, else ``DEFAULT_OUTPUT_BOUND``; times ``n``.
+  deployment's ``max_output_tokens``, else its context window, else ``DEFAULT_OUTPUT_BOUND``; times ``n`` (and,
+  for legacy completions, times the number of prompts).
+
+Per surface: embeddings and moderations bill input only (the bytes of ``input``, or one token per token id);
+legacy completions bound ``prompt`` like a message; token counting costs nothing.
 
 A request may fail over between deployments, but a failed attempt costs nothing, so the bound is the largest over
 the candidates, not their sum. Cached input is billed at most at the input price, so it is bounded as input.
@@ -121,15 +125,45 @@ def cap_output(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
     return body
 
 
-def deployment_cost_bound(payload: dict[str, Any], deployment: Deployment) -> int:
+def _input_bound(value: Any) -> int:
+    """Embeddings and moderations input: a token id is one token; text is bounded by its bytes."""
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return len(value)
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return sum(_input_bound(v) for v in value)
+    return _string_bytes(value) + MESSAGE_OVERHEAD_TOKENS
+
+
+def surface_token_bounds(payload: dict[str, Any], deployment: Deployment, surface: str) -> tuple[int, int]:
+    """Upper bounds of (input, output) tokens of ``payload`` as ``surface`` on ``deployment``."""
+    if surface == "count_tokens":
+        return 0, 0
+    if surface in ("embeddings", "moderations"):
+        return _input_bound(payload.get("input")), 0
+    if surface == "completions":
+        prompt = payload.get("prompt")
+        prompts = len(prompt) if isinstance(prompt, list) else 1
+        return REPLY_PRIMING_TOKENS * prompts + _string_bytes(prompt), \
+            output_token_bound(payload, deployment) * max(prompts, 1)
+    return prompt_token_bound(payload, deployment.provider.type), output_token_bound(payload, deployment)
+
+
+def deployment_cost_bound(payload: dict[str, Any], deployment: Deployment, surface: str = "chat") -> int:
     """Micro-dollars, rounded up: the most this request can cost if ``deployment`` serves it."""
     prices = deployment.prices
-    prompt = prompt_token_bound(payload, deployment.provider.type)
-    output = output_token_bound(payload, deployment)
+    prompt, output = surface_token_bounds(payload, deployment, surface)
     scaled = prompt * max(prices.input, prices.cached_input) + output * prices.output
     return -(-scaled // 1_000_000)
 
 
-def worst_case_micros(payload: dict[str, Any], candidates: Iterable[Deployment]) -> int:
+def worst_case_micros(payload: dict[str, Any], candidates: Iterable[Deployment], surface: str = "chat") -> int:
     """The largest bound over the deployments a request may be served by (0 if there are none)."""
-    return max((deployment_cost_bound(payload, d) for d in candidates), default=0)
+    return max((deployment_cost_bound(payload, d, surface) for d in candidates), default=0)
+
+
+def estimate_tokens(value: Any) -> int:
+    """A realistic token count of the text under ``value`` (about four bytes a token, plus message framing): what
+    the gateway answers as an *estimate* where no provider counts, never used as a bound."""
+    messages = value.get("messages") if isinstance(value, dict) else None
+    framing = 4 * len(messages) + 3 if isinstance(messages, list) else 0
+    return -(-_string_bytes(value) // 4) + framing

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from dataplane.core.health import Health
-from dataplane.core.validate import ChatRequest, validate_chat
+from dataplane.core.validate import (
+    HubRequest,
+    Surface,
+    validate_chat,
+    validate_completions,
+    validate_embeddings,
+    validate_moderations,
+)
 from dataplane.errors import ApiError, invalid
 from dataplane.snapshot.runtime import Deployment, Key, Route, Runtime
 from tollway.keyformat import KEY_LEN, PREFIX, is_well_formed
@@ -50,7 +58,7 @@ class RoutePlan:
 
     key: Key
     route: Route
-    request: ChatRequest
+    request: HubRequest
     candidates: tuple[Deployment, ...]
 
 
@@ -95,7 +103,7 @@ def expected_cost(dep: Deployment, prompt_tokens: int, output_tokens: int) -> in
     return dep.prices.input * prompt_tokens + dep.prices.output * output_tokens
 
 
-def order_candidates(route: Route, deployments: list[tuple[Deployment, int]], request: ChatRequest,
+def order_candidates(route: Route, deployments: list[tuple[Deployment, int]], request: HubRequest,
                      pick: float, health: Health | None = None, mono: float = 0.0) -> list[Deployment]:
     """Attempt order by the route's strategy, then ``health`` demotes the unavailable candidates to the end
     (see ``dataplane.core.health``). ``deployments`` pairs each deployment with its weight; ``mono`` is the
@@ -134,8 +142,9 @@ def _weighted(deployments: list[tuple[Deployment, int]], pick: float) -> list[De
     return [d for d, _ in deployments]
 
 
-def decide(facts: RequestFacts) -> RoutePlan | ApiError:
-    """Everything before ``admit``: the plan for a ``POST /v1/chat/completions``, or why it is refused.
+def decide(facts: RequestFacts, surface: Surface = "chat") -> RoutePlan | ApiError:
+    """Everything before ``admit``: the plan for an OpenAI-dialect request of ``surface`` (by default
+    ``POST /v1/chat/completions``), or why it is refused.
 
     ``facts.health`` (read only here) and ``facts.mono`` order the candidates as ``order_candidates`` says."""
     key = authenticate(facts.runtime, facts.authorization, facts.now, facts.checked)
@@ -145,16 +154,51 @@ def decide(facts: RequestFacts) -> RoutePlan | ApiError:
         payload: Any = orjson.loads(facts.body)
     except orjson.JSONDecodeError:
         return invalid("the request body is not valid JSON")
-    return plan_for(facts, key, payload)
+    return plan_for(facts, key, payload, surface)
 
 
-def plan_for(facts: RequestFacts, key: Key, payload: Any) -> RoutePlan | ApiError:
-    """The plan for an authenticated caller's chat completion ``payload`` (the hub form of ``facts.body``)."""
-    runtime, pick, health, mono = facts.runtime, facts.pick, facts.health, facts.mono
-    request = validate_chat(payload, len(facts.body))
+_VALIDATORS: dict[str, Callable[[Any, int], HubRequest | ApiError]] = {
+    "chat": validate_chat, "embeddings": validate_embeddings, "completions": validate_completions,
+    "moderations": validate_moderations, "count_tokens": validate_chat,
+}
+# Provider types that take token-id arrays as embeddings input (OpenAI's API; the mock stands in for it).
+_TOKEN_INPUT_TYPES = frozenset({"openai", "azure", "mock"})
+# Provider types whose adapter passes a Responses API body through natively.
+RESPONSES_NATIVE_TYPES = frozenset({"openai"})
+
+
+def serves(deployment: Deployment, request: HubRequest) -> bool:
+    """Whether ``deployment`` can serve ``request``'s surface (before capabilities and context)."""
+    surfaces = deployment.surfaces
+    if request.surface == "chat":
+        return "chat" in surfaces or (request.dialect == "responses" and serves_responses_natively(deployment))
+    if request.surface == "count_tokens":
+        return "chat" in surfaces  # counted by the provider where it can, estimated elsewhere
+    if request.surface == "embeddings" and "token_input" in request.needs:
+        return "embeddings" in surfaces and deployment.provider.type in _TOKEN_INPUT_TYPES
+    return request.surface in surfaces
+
+
+def serves_responses_natively(deployment: Deployment) -> bool:
+    return "responses" in deployment.surfaces and deployment.provider.type in RESPONSES_NATIVE_TYPES
+
+
+def plan_for(facts: RequestFacts, key: Key, payload: Any, surface: Surface = "chat",
+             native: dict[str, Any] | None = None, dialect: str = "") -> RoutePlan | ApiError:
+    """The plan for an authenticated caller's ``payload`` of ``surface`` (the hub form of ``facts.body``).
+
+    ``native`` (with its ``dialect``) is the client's own body, for deployments that speak that dialect."""
+    request = _VALIDATORS[surface](payload, len(facts.body))
     if isinstance(request, ApiError):
         return request
+    if surface != request.surface or native is not None:
+        request = replace(request, surface=surface, native=native, dialect=dialect)
+    return plan_request(facts, key, request)
 
+
+def plan_request(facts: RequestFacts, key: Key, request: HubRequest) -> RoutePlan | ApiError:
+    """Authorize ``request`` for ``key`` and order its capable candidates."""
+    runtime, pick, health, mono = facts.runtime, facts.pick, facts.health, facts.mono
     route = runtime.routes.get(request.model)
     if route is None:
         if request.model in key.routes:
@@ -165,14 +209,26 @@ def plan_for(facts: RequestFacts, key: Key, payload: Any) -> RoutePlan | ApiErro
     if request.model not in key.routes:
         return ApiError(403, f"this API key may not use model {request.model!r}", "permission_error",
                         "model_not_allowed", "model")
+    if (route.kind == "embeddings") != (request.surface == "embeddings"):
+        hint = "/v1/embeddings" if route.kind == "embeddings" else "a generation endpoint"
+        return invalid(f"model {request.model!r} is a {route.kind} model: call it with {hint}", param="model",
+                       code="model_not_supported")
     candidates = runtime.candidates_for(key.tenant.name, route.name)
     if not candidates:
         return ApiError(403, f"model {request.model!r} has no deployment in the regions your data may go to",
                         "permission_error", "region_not_allowed", "model")
-    capable = [(c.deployment, c.weight) for c in candidates if request.needs <= c.deployment.capabilities]
+    serving = [c for c in candidates if serves(c.deployment, request)]
+    if not serving:
+        if "token_input" in request.needs:
+            return invalid(f"model {request.model!r} does not accept token ids as input here: send text",
+                           param="input", code="unsupported_input")
+        return invalid(f"model {request.model!r} has no deployment here that serves {request.surface}",
+                       param="model", code="model_not_supported")
+    needs = request.needs - _INPUT_NEEDS
+    capable = [(c.deployment, c.weight) for c in serving if needs <= c.deployment.capabilities]
     if not capable:
-        missing = sorted(request.needs - set().union(*(c.deployment.capabilities for c in candidates)))
-        feature = missing[0] if missing else sorted(request.needs)[0]
+        missing = sorted(needs - set().union(*(c.deployment.capabilities for c in serving)))
+        feature = missing[0] if missing else sorted(needs)[0]
         return invalid(f"model {request.model!r} does not support {', '.join(missing) or feature}",
                        param=_CAPABILITY_PARAM[feature], code="unsupported_capability")
     needed = request.estimated_prompt_tokens + (request.max_tokens or 0)
@@ -181,9 +237,11 @@ def plan_for(facts: RequestFacts, key: Key, payload: Any) -> RoutePlan | ApiErro
         largest = max(d.context_window for d, _ in capable)
         return invalid(f"this request needs about {needed} tokens (prompt and requested output) but the largest "
                        f"context window of model {request.model!r} is {largest} tokens",
-                       param="messages", code="context_length_exceeded")
+                       param=_PROMPT_PARAM.get(request.surface, "messages"), code="context_length_exceeded")
     ordered = order_candidates(route, fitting, request, pick, health, mono)
     return RoutePlan(key=key, route=route, request=request, candidates=tuple(ordered[: route.failover.attempts]))
 
 
 _CAPABILITY_PARAM = {"tools": "tools", "vision": "messages", "json_mode": "response_format"}
+_PROMPT_PARAM = {"embeddings": "input", "completions": "prompt", "moderations": "input"}
+_INPUT_NEEDS = frozenset({"token_input"})  # needs about the input's form, not a catalog capability

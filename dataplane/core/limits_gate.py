@@ -53,13 +53,17 @@ class BudgetReserver(Protocol):
 
 def plan_worst_case(plan: RoutePlan) -> int:
     """The request's cost bound over every deployment it may be served by (``dataplane.core.cost_bound``)."""
-    return worst_case_micros(plan.request.payload, plan.candidates)
+    return worst_case_micros(plan.request.payload, plan.candidates, plan.request.surface)
 
 
 
 
 def estimated_tokens(plan: RoutePlan) -> int:
     request = plan.request
+    if request.surface == "count_tokens":
+        return 0  # counting is rate-limited by requests; it consumes no tokens
+    if request.surface in ("embeddings", "moderations"):
+        return request.estimated_prompt_tokens
     return request.estimated_prompt_tokens + (request.max_tokens or DEFAULT_EXPECTED_OUTPUT_TOKENS)
 
 
@@ -125,7 +129,7 @@ class LimitsGate:
         if isinstance(checked, RateLimited):
             return refusal_of(checked)
         reservation = None
-        if self._budget is not None:
+        if self._budget is not None and plan.request.surface != "count_tokens":  # counting is free
             reservation = self._budget.reserve(key.tenant.name, attribution.project, key.id, attribution.user,
                                                self._worst_case(plan), now)
             if isinstance(reservation, ApiError):

@@ -1,6 +1,8 @@
-"""Validation of a chat completion body: the fields that matter, and the keys nobody may send.
+"""Validation of request bodies, per surface: the fields that matter, and the keys nobody may send.
 
-Pure: ``validate_chat(payload, body_len)`` returns a ``ChatRequest`` or an ``ApiError`` (400, with ``param``).
+Pure: ``validate_chat(payload, body_len)`` (chat completions, the hub format) and ``validate_embeddings``,
+``validate_completions``, ``validate_moderations`` return a ``HubRequest`` or an ``ApiError`` (400, with
+``param``). The Responses and Anthropic Messages APIs are validated as chat once translated to it.
 Keys that would let a client choose where a request goes or with which credential (``api_base``, ``api_key``,
 ``extra_headers``…) are refused at any depth, because a proxy that honours them anywhere is an open relay. Only
 names of JSON-schema properties (tool parameters, response formats) are exempt: there they are user data.
@@ -9,7 +11,7 @@ names of JSON-schema properties (tool parameters, response formats) are exempt: 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from dataplane.errors import ApiError, invalid
 
@@ -28,9 +30,16 @@ _MAX_DEPTH = 64
 _CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would build a union object at every use
 
 
+Surface = Literal["chat", "embeddings", "completions", "moderations", "count_tokens"]
+
+
 @dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """A validated chat completion body. ``payload`` is the client's JSON object; never mutate it."""
+class HubRequest:
+    """A validated request in the hub format of its surface: for ``chat``, a chat completion body (whatever
+    dialect the client spoke); for the other surfaces, the OpenAI body of that endpoint. ``payload`` is shared
+    with the request path; never mutate it. ``native``, when set, is the client's body in a dialect some
+    providers speak natively (the Responses API, Anthropic token counting), for the adapters that pass it
+    through unchanged; ``dialect`` names it."""
 
     payload: dict[str, Any]
     model: str
@@ -40,6 +49,9 @@ class ChatRequest:
     # A cheap estimate for ranking (about 4 bytes per token); the body length bounds text bytes from above.
     estimated_prompt_tokens: int
     needs: frozenset[str]  # capabilities the request uses: tools | vision | json_mode
+    surface: Surface = "chat"
+    native: dict[str, Any] | None = None
+    dialect: str = ""  # "responses" | "anthropic" when ``native`` is set
 
 
 # A path into the payload as a chain of (parent, key or index) links: built as the walk descends, joined into a
@@ -147,7 +159,7 @@ def _check_fields(p: dict[str, Any]) -> ApiError | None:
     return None
 
 
-def validate_chat(payload: Any, body_len: int) -> ChatRequest | ApiError:
+def validate_chat(payload: Any, body_len: int) -> HubRequest | ApiError:
     if not isinstance(payload, dict):
         return invalid("the request body must be a JSON object")
     banned = find_banned_key(payload)
@@ -178,8 +190,114 @@ def validate_chat(payload: Any, body_len: int) -> ChatRequest | ApiError:
     rf = payload.get("response_format")
     if rf is not None and rf.get("type") in ("json_object", "json_schema"):
         needs.add("json_mode")
-    return ChatRequest(
+    return HubRequest(
         payload=payload, model=model, stream=stream,
         include_usage=stream and isinstance(so, dict) and so.get("include_usage") is True,
         max_tokens=max_tokens, estimated_prompt_tokens=body_len // 4 + 1, needs=frozenset(needs),
     )
+
+
+def _check_common(payload: Any) -> tuple[dict[str, Any], str] | ApiError:
+    if not isinstance(payload, dict):
+        return invalid("the request body must be a JSON object")
+    banned = find_banned_key(payload)
+    if banned is not None:
+        return invalid(f"'{banned}' may not be set by clients: upstreams and credentials come from policy",
+                       banned, "forbidden_parameter")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        return invalid("'model' must be a non-empty string", "model")
+    return payload, model
+
+
+def _is_token_ids(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(v) and v >= 0 for v in value)
+
+
+def embedding_input_kind(value: Any) -> Literal["text", "tokens"] | None:
+    """``text`` (a string or strings), ``tokens`` (token ids, or arrays of them), or None if neither."""
+    if isinstance(value, str) and value:
+        return "text"
+    if isinstance(value, list) and value:
+        if all(isinstance(v, str) and v for v in value):
+            return "text"
+        if _is_token_ids(value) or all(_is_token_ids(v) for v in value):
+            return "tokens"
+    return None
+
+
+DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit of inputs per request
+
+
+def validate_embeddings(payload: Any, body_len: int) -> HubRequest | ApiError:
+    """``POST /v1/embeddings``: ``input`` a string, strings, token ids or arrays of them; ``dimensions``;
+    ``encoding_format`` float or base64. Token ids need the ``token_input`` capability (OpenAI-native)."""
+    common = _check_common(payload)
+    if isinstance(common, ApiError):
+        return common
+    body, model = common
+    value = body.get("input")
+    kind = embedding_input_kind(value)
+    if kind is None:
+        return invalid("'input' must be a non-empty string, array of strings, array of token ids or array of "
+                       "token id arrays", "input")
+    if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS and not _is_token_ids(value):
+        return invalid(f"'input' may hold at most {MAX_EMBEDDING_INPUTS} items", "input")
+    dims = body.get("dimensions")
+    if dims is not None and (not _is_int(dims) or dims < 1):
+        return invalid("'dimensions' must be a positive integer", "dimensions")
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        return invalid("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    if body.get("stream"):
+        return invalid("embeddings cannot be streamed", "stream")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        return invalid("'user' must be a string", "user")
+    return HubRequest(payload=body, model=model, stream=False, include_usage=False, max_tokens=0,
+                      estimated_prompt_tokens=body_len // 4 + 1,
+                      needs=frozenset({"token_input"}) if kind == "tokens" else frozenset(), surface="embeddings")
+
+
+def validate_completions(payload: Any, body_len: int) -> HubRequest | ApiError:
+    """``POST /v1/completions`` (legacy): ``prompt`` a string or strings; the sampling fields of chat."""
+    common = _check_common(payload)
+    if isinstance(common, ApiError):
+        return common
+    body, model = common
+    prompt = body.get("prompt")
+    if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt
+                                        and all(isinstance(p, str) for p in prompt))):
+        return invalid("'prompt' must be a string or a non-empty array of strings", "prompt")
+    stream = body.get("stream", False) or False
+    if not isinstance(stream, bool):
+        return invalid("'stream' must be a boolean", "stream")
+    error = _check_fields(body)
+    if error is not None:
+        return error
+    for name in ("best_of", "logprobs"):
+        v = body.get(name)
+        if v is not None and (not _is_int(v) or v < 0):
+            return invalid(f"'{name}' must be a non-negative integer", name)
+    so = body.get("stream_options")
+    return HubRequest(payload=body, model=model, stream=stream,
+                      include_usage=stream and isinstance(so, dict) and so.get("include_usage") is True,
+                      max_tokens=body.get("max_tokens"), estimated_prompt_tokens=body_len // 4 + 1,
+                      needs=frozenset(), surface="completions")
+
+
+def validate_moderations(payload: Any, body_len: int) -> HubRequest | ApiError:
+    """``POST /v1/moderations``: ``input`` a string, strings, or multimodal parts."""
+    if isinstance(payload, dict) and "model" not in payload:
+        payload = {**payload, "model": DEFAULT_MODERATION_MODEL}  # what OpenAI uses when none is named
+    common = _check_common(payload)
+    if isinstance(common, ApiError):
+        return common
+    body, model = common
+    value = body.get("input")
+    if not ((isinstance(value, str) and value) or (isinstance(value, list) and value and all(
+            isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("type"), str)) for v in value))):
+        return invalid("'input' must be a non-empty string or array of strings or parts", "input")
+    return HubRequest(payload=body, model=model, stream=False, include_usage=False, max_tokens=0,
+                      estimated_prompt_tokens=body_len // 4 + 1, needs=frozenset(), surface="moderations")

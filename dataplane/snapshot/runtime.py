@@ -25,6 +25,8 @@ PROVIDER_TYPES = frozenset({"openai", "azure", "anthropic", "mock"})
 STRATEGIES = frozenset({"cheapest", "priority", "weighted", "latency"})
 FAILOVER_ON = frozenset({"connect", "timeout", "5xx", "429"})
 CAPABILITIES = frozenset({"tools", "vision", "json_mode"})
+SURFACES = frozenset({"chat", "responses", "embeddings", "completions", "moderations", "count_tokens"})
+ROUTE_KINDS = frozenset({"chat", "embeddings"})
 _URL_RE = re.compile(r"^https?://[^\s/]+")
 ContentMode = Literal["none", "hashed", "redacted", "full"]
 CONTENT_MODES: frozenset[str] = frozenset({"none", "hashed", "redacted", "full"})
@@ -86,6 +88,9 @@ class Deployment:
     context_window: int
     max_output_tokens: int
     prices: Prices
+    surfaces: frozenset[str] = frozenset({"chat"})  # what it serves (``SURFACES``)
+    embedding_family: str = ""  # deployments of one family produce comparable vectors
+    embedding_dimensions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,7 @@ class Route:
     strategy: str
     failover: Failover
     candidates: tuple[Candidate, ...]
+    kind: str = "chat"  # chat | embeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +207,16 @@ def _deployment(d: pb.Deployment, providers: Mapping[str, Provider]) -> Deployme
         raise InvalidSnapshot(f"{where}: negative price")
     if d.context_window < 0 or d.max_output_tokens < 0:
         raise InvalidSnapshot(f"{where}: negative token limit")
+    surfaces = frozenset(d.surfaces) or frozenset({"chat"})
+    if surfaces - SURFACES:
+        raise InvalidSnapshot(f"{where}: unknown surfaces {sorted(surfaces - SURFACES)}")
+    if "embeddings" in surfaces and (not d.embedding.family or d.embedding.dimensions <= 0):
+        raise InvalidSnapshot(f"{where}: serves embeddings without an embedding family and dimensions")
     return Deployment(
         name=d.name, provider=provider, upstream_model=d.upstream_model, capabilities=frozenset(d.capabilities),
         context_window=d.context_window, max_output_tokens=d.max_output_tokens,
         prices=Prices(input=pr.input, output=pr.output, cached_input=pr.cached_input),
+        surfaces=surfaces, embedding_family=d.embedding.family, embedding_dimensions=d.embedding.dimensions,
     )
 
 
@@ -222,6 +234,9 @@ def _route(r: pb.Route, deployments: Mapping[str, Deployment]) -> Route:
         raise InvalidSnapshot(f"{where}: negative weight")
     if r.strategy == "weighted" and not r.weights:
         raise InvalidSnapshot(f"{where}: weighted strategy without weights")
+    kind = r.kind or "chat"
+    if kind not in ROUTE_KINDS:
+        raise InvalidSnapshot(f"{where}: unknown kind {r.kind!r}")
     f = r.failover
     unknown = set(f.on) - FAILOVER_ON
     if unknown:
@@ -234,8 +249,10 @@ def _route(r: pb.Route, deployments: Mapping[str, Deployment]) -> Route:
         if dep is None:
             raise InvalidSnapshot(f"{where}: deployments[{i}]: deployment {name!r} does not exist")
         candidates.append(Candidate(dep, r.weights[i] if r.weights else 1))
+    if kind == "embeddings" and len({c.deployment.embedding_family for c in candidates}) != 1:
+        raise InvalidSnapshot(f"{where}: an embeddings route must hold deployments of one embedding family")
     return Route(
-        name=r.name, strategy=r.strategy, candidates=tuple(candidates),
+        name=r.name, strategy=r.strategy, candidates=tuple(candidates), kind=kind,
         failover=Failover(
             attempts=f.attempts or 1, attempt_timeout_s=f.attempt_timeout_s or 60.0,
             total_timeout_s=f.total_timeout_s or 120.0, on=frozenset(f.on),

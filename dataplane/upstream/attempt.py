@@ -14,8 +14,12 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
+import orjson
+
+from dataplane.core.cost_bound import estimate_tokens
 from dataplane.core.decide import RoutePlan
 from dataplane.core.health import Health, RetryBudget
+from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Route
 from dataplane.upstream.adapters import Adapter, Complete, Stream
@@ -78,6 +82,9 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
                 break  # the retry budget is spent: the last failure is the answer
         attempts += 1
         last = deployment
+        if plan.request.surface == "count_tokens" and "count_tokens" not in deployment.surfaces:
+            # No counting endpoint there: the gateway's estimate, marked as one (never a silently wrong number).
+            return Answered(estimated_count(plan.request), deployment, attempts, reason="estimate", sent_at=sent_at)
         adapter = adapters.get(deployment.provider.type)
         if adapter is None:
             failure = UpstreamFailure("unsupported", f"provider type {deployment.provider.type!r} is not supported "
@@ -109,6 +116,12 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
             break
     failure = failure or UpstreamFailure("connect", "no candidate could be attempted")
     return Failed(failure, last, attempts, f"failed:{failure.kind}", sent_at)
+
+
+def estimated_count(request: HubRequest) -> Complete:
+    """``{"input_tokens": N}`` estimated from the request: about four bytes of text per token, plus framing."""
+    body = request.native if request.native is not None else request.payload
+    return Complete(orjson.dumps({"input_tokens": estimate_tokens(body)}), native=True, estimated=True)
 
 
 def batches_of(reply: Stream) -> AsyncGenerator[list[bytes], None]:

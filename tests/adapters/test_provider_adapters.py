@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dataplane.core.validate import ChatRequest, validate_chat
+from dataplane.core.validate import HubRequest, validate_chat
 from dataplane.errors import ApiError, UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Prices, Provider
 from dataplane.upstream.adapters import Complete, Stream
@@ -33,7 +33,7 @@ def deployment(kind: str, base_url: str, model: str, credential: str | None, api
                       context_window=100_000, max_output_tokens=max_output_tokens, prices=Prices(1, 1, 1))
 
 
-def chat(stream: bool = False, **fields: Any) -> ChatRequest:
+def chat(stream: bool = False, **fields: Any) -> HubRequest:
     payload = {"model": "chat", "messages": [{"role": "user", "content": "Hello there"}], "stream": stream, **fields}
     request = validate_chat(payload, len(orjson.dumps(payload)))
     assert not isinstance(request, ApiError)

@@ -1,22 +1,26 @@
 """A fake Anthropic API: a real aiohttp application on loopback speaking the Messages API's wire format.
 
-``async with fake_anthropic(key="sk-ant-fake") as fake:`` serves ``POST /v1/messages`` on a free port
-(``fake.base_url`` has no path, like ``https://api.anthropic.com``). Like the real API it wants ``x-api-key``
-(401 ``authentication_error``) and ``anthropic-version``, refuses unknown models (404 ``not_found_error``), extra
-top-level fields, a missing ``max_tokens``, roles other than user/assistant, empty text blocks, a temperature
-above 1 and ``tool_use`` blocks not answered by ``tool_result`` blocks in the next user turn (all 400
-``invalid_request_error``). Streams are ``event: <type>\\ndata: <json>\\n\\n`` with message_start, ping,
-content blocks, message_delta (stop_reason, cumulative usage) and message_stop.
+``async with fake_anthropic(key="sk-ant-fake") as fake:`` serves ``POST /v1/messages`` and ``POST
+/v1/messages/count_tokens`` on a free port (``fake.base_url`` has no path, like ``https://api.anthropic.com``). Like
+the real API both want the key (``x-api-key``, or ``Authorization: Bearer`` as the installed SDK sends it; else 401
+``authentication_error``) and ``anthropic-version``, refuse unknown models (404 ``not_found_error``), extra
+top-level fields, roles other than user/assistant, empty text blocks, a temperature above 1 and ``tool_use`` blocks
+not answered by ``tool_result`` blocks in the next user turn (all 400 ``invalid_request_error``); messages wants
+``max_tokens`` (``check``), count_tokens refuses it and the other sampling fields (``check_count_tokens``). Streams
+are ``event: <type>\\ndata: <json>\\n\\n`` with message_start, ping, content blocks, message_delta (stop_reason,
+cumulative usage) and message_stop. count_tokens answers ``{"input_tokens": count_input_tokens(body)}``, the same
+number a message for that body reports as input tokens.
 
 Knobs: ``fail_status``/``fail_times`` (429 ``rate_limit_error``, 529 ``overloaded_error``, 500 ``api_error``),
 ``die_after_events`` (close the socket mid-stream), ``error_after_events`` (an ``error`` event mid-stream),
 ``reply``, ``tool_call`` ((name, input): answer with that call when the request offers tools),
-``cache_read``/``cache_creation`` (token counts reported). ``requests`` records what arrived.
+``cache_read``/``cache_creation`` (token counts reported). ``fail_status``/``fail_times`` apply to count_tokens
+too. ``requests`` records what arrived (both endpoints).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +31,8 @@ from aiohttp import web
 MODELS = frozenset({"claude-3-5-haiku-20241022", "claude-sonnet-4-20250514"})
 _FIELDS = frozenset({"model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k",
                      "stop_sequences", "stream", "tools", "tool_choice", "metadata", "thinking", "service_tier"})
+_COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control",
+                           "output_config", "mcp_servers", "context_management"})
 
 
 @dataclass
@@ -40,14 +46,31 @@ def _tokens(value: Any) -> int:
     return max(1, len(orjson.dumps(value)) // 4)
 
 
+def count_input_tokens(body: dict[str, Any]) -> int:
+    """The fake's input token count of a Messages (or count_tokens) body: a quarter of the JSON length of
+    ``messages``, of ``system`` and of ``tools`` (when given), each rounded down and at least 1."""
+    tools = body.get("tools")
+    return _tokens(body.get("messages")) + _tokens(body.get("system", "")) + (_tokens(tools) if tools else 0)
+
+
 def check(body: Any) -> str | None:
     """Why the real API would refuse ``body`` with a 400, else None (the checks our translation must satisfy)."""
+    return _check(body, _FIELDS, needs_max_tokens=True)
+
+
+def check_count_tokens(body: Any) -> str | None:
+    """Why the real API would refuse ``body`` as a count_tokens request (a Messages body without ``max_tokens``,
+    ``stream`` or sampling fields) with a 400, else None."""
+    return _check(body, _COUNT_FIELDS, needs_max_tokens=False)
+
+
+def _check(body: Any, fields: frozenset[str], needs_max_tokens: bool) -> str | None:
     if not isinstance(body, dict):
         return "body: Input should be an object"
-    extra = sorted(set(body) - _FIELDS)
+    extra = sorted(set(body) - fields)
     if extra:
         return f"{extra[0]}: Extra inputs are not permitted"
-    if not isinstance(body.get("max_tokens"), int):
+    if needs_max_tokens and not isinstance(body.get("max_tokens"), int):
         return "max_tokens: Field required"
     temperature = body.get("temperature")
     if temperature is not None and not 0 <= temperature <= 1:
@@ -98,28 +121,45 @@ class FakeAnthropic:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         return app
 
-    async def _messages(self, request: web.Request) -> web.StreamResponse:
+    async def _prelude(self, request: web.Request,
+                       checker: Callable[[Any], str | None]) -> tuple[dict[str, Any], web.Response | None]:
+        """What both endpoints do first: record the request, check the key, the version header, the body (with
+        ``checker``) and the model, then the ``fail_*`` knobs. The body, and the answer that ends the request
+        (None: go on)."""
         body = await request.json()
         self.requests.append(Received(request.path, dict(request.headers), body))
-        if request.headers.get("x-api-key") != self.key:
-            return _error(401, "authentication_error", "invalid x-api-key")
+        if self.key not in (request.headers.get("x-api-key"), request.headers.get("Authorization", "")[7:]):
+            return body, _error(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
-            return _error(400, "invalid_request_error", "anthropic-version: header is required")
-        problem = check(body)
+            return body, _error(400, "invalid_request_error", "anthropic-version: header is required")
+        problem = checker(body)
         if problem is not None:
-            return _error(400, "invalid_request_error", problem)
+            return body, _error(400, "invalid_request_error", problem)
         if body["model"] not in MODELS:
-            return _error(404, "not_found_error", f"model: {body['model']}")
+            return body, _error(404, "not_found_error", f"model: {body['model']}")
         if self.fail_times > 0:
             self.fail_times -= 1
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(self.fail_status, "api_error")
-            return _error(self.fail_status, kind, {"rate_limit_error": "Number of requests has exceeded your rate "
-                                                                       "limit", "overloaded_error": "Overloaded"}
-                          .get(kind, "Internal server error"))
+            message = {"rate_limit_error": "Number of requests has exceeded your rate limit",
+                       "overloaded_error": "Overloaded"}.get(kind, "Internal server error")
+            return body, _error(self.fail_status, kind, message)
+        return body, None
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body, answer = await self._prelude(request, check_count_tokens)
+        if answer is not None:
+            return answer
+        return web.json_response({"input_tokens": count_input_tokens(body)}, headers={"request-id": "req_fake"})
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body, answer = await self._prelude(request, check)
+        if answer is not None:
+            return answer
         blocks, stop_reason = self._content(body)
-        usage = {"input_tokens": _tokens(body.get("messages")) + _tokens(body.get("system", "")),
+        usage = {"input_tokens": count_input_tokens(body),
                  "cache_creation_input_tokens": self.cache_creation, "cache_read_input_tokens": self.cache_read,
                  "output_tokens": sum(_tokens(b.get("text") or b.get("input")) for b in blocks)}
         message = {"id": f"msg_fake{len(self.requests):04d}", "type": "message", "role": "assistant",

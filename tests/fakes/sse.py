@@ -1,8 +1,21 @@
-"""What the fakes share: sending a stream's frames, optionally dying (closing the socket) part way."""
+"""What the fakes share: framing server-sent events and sending a stream's frames, optionally dying part way."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from aiohttp import web
+
+
+def data_frame(data: Any) -> bytes:
+    """``data: <json>`` and a blank line: an event with no name (chat and legacy completions chunks)."""
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def event_frame(kind: str, data: Any) -> bytes:
+    """``event: <kind>``, ``data: <json>`` and a blank line: a named event (Responses and Messages streams)."""
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 async def send_frames(request: web.Request, resp: web.StreamResponse, frames: list[bytes],

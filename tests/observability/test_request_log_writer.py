@@ -16,7 +16,7 @@ from dataplane.core.accounting import Outcome, Usage
 from dataplane.core.attribution import Attribution
 from dataplane.core.content import ContentKey
 from dataplane.core.decide import RoutePlan
-from dataplane.core.validate import ChatRequest, validate_chat
+from dataplane.core.validate import HubRequest, validate_chat
 from dataplane.errors import ApiError
 from dataplane.record.request_log import (
     Refused,
@@ -52,7 +52,7 @@ def make_outcome(request_id: str = "req-1", prompt: str = PROMPT, status: int = 
     runtime, keys = runtime_and_keys()
     payload = {"model": "chat", "user": "u-42", "messages": [{"role": "user", "content": prompt}]}
     request = validate_chat(payload, len(orjson.dumps(payload)))
-    assert isinstance(request, ChatRequest)
+    assert isinstance(request, HubRequest)
     key = runtime.keys[hash_key(keys.acme_all)]
     route = runtime.routes["chat"]
     dep = route.candidates[0].deployment

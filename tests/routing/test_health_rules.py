@@ -6,7 +6,7 @@ import pytest
 
 from dataplane.core.decide import order_candidates
 from dataplane.core.health import Health, HealthSettings, RetryBudget
-from dataplane.core.validate import ChatRequest, validate_chat
+from dataplane.core.validate import HubRequest, validate_chat
 from dataplane.snapshot.runtime import Deployment, Failover, Prices, Provider, Route
 
 pytestmark = pytest.mark.pure
@@ -23,9 +23,9 @@ def route(strategy: str) -> Route:
     return Route("r", strategy, Failover(3, 1, 2, frozenset({"5xx"})), ())
 
 
-def chat() -> ChatRequest:
+def chat() -> HubRequest:
     req = validate_chat({"model": "r", "messages": [{"role": "user", "content": "hi"}]}, 60)
-    assert isinstance(req, ChatRequest)
+    assert isinstance(req, HubRequest)
     return req
 
 

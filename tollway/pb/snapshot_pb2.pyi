@@ -147,7 +147,7 @@ class MockOptions(_message.Message):
     def __init__(self, delay_ms: _Optional[int] = ..., tokens_per_second: _Optional[int] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("name", "provider", "upstream_model", "capabilities", "context_window", "max_output_tokens", "prices")
+    __slots__ = ("name", "provider", "upstream_model", "capabilities", "context_window", "max_output_tokens", "prices", "surfaces", "embedding")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,8 @@ class Deployment(_message.Message):
     CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     PRICES_FIELD_NUMBER: _ClassVar[int]
+    SURFACES_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     upstream_model: str
@@ -162,7 +164,17 @@ class Deployment(_message.Message):
     context_window: int
     max_output_tokens: int
     prices: Prices
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., prices: _Optional[_Union[Prices, _Mapping]] = ...) -> None: ...
+    surfaces: _containers.RepeatedScalarFieldContainer[str]
+    embedding: Embedding
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., prices: _Optional[_Union[Prices, _Mapping]] = ..., surfaces: _Optional[_Iterable[str]] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("family", "dimensions")
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    family: str
+    dimensions: int
+    def __init__(self, family: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class Prices(_message.Message):
     __slots__ = ("input", "output", "cached_input")
@@ -175,18 +187,20 @@ class Prices(_message.Message):
     def __init__(self, input: _Optional[int] = ..., output: _Optional[int] = ..., cached_input: _Optional[int] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("name", "deployments", "strategy", "failover", "weights")
+    __slots__ = ("name", "deployments", "strategy", "failover", "weights", "kind")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     FAILOVER_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     deployments: _containers.RepeatedScalarFieldContainer[str]
     strategy: str
     failover: Failover
     weights: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., deployments: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ..., failover: _Optional[_Union[Failover, _Mapping]] = ..., weights: _Optional[_Iterable[int]] = ...) -> None: ...
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., deployments: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ..., failover: _Optional[_Union[Failover, _Mapping]] = ..., weights: _Optional[_Iterable[int]] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class Failover(_message.Message):
     __slots__ = ("attempts", "attempt_timeout_s", "total_timeout_s", "on")

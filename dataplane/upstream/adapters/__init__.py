@@ -4,8 +4,9 @@ An adapter turns a planned request into an upstream answer. ``send`` either retu
 JSON body of a non-streaming answer) or a ``Stream`` (an async iterator over the payloads of the upstream's SSE
 ``data:`` events, ``[DONE]`` excluded, and optionally the same events grouped as they arrived), or raises
 ``UpstreamFailure`` — before any byte reached the client, so the caller may fail over. Iterating a ``Stream``
-raises ``UpstreamFailure`` if the upstream dies mid-stream. All bodies are already in the OpenAI chat
-completion format.
+raises ``UpstreamFailure`` if the upstream dies mid-stream. Bodies are in the OpenAI format of the request's
+surface (chat completions, embeddings, legacy completions, moderations) unless marked ``native``: then they are
+the client's own dialect, passed through (the Responses API to a provider that speaks it natively).
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dataplane.core.validate import ChatRequest
+from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment
 
 
 @dataclass(frozen=True, slots=True)
 class Complete:
     body: bytes
+    # The body is in the client's own dialect (``HubRequest.native`` passed through: a Responses API object, an
+    # Anthropic token count), not the hub format of the request's surface.
+    native: bool = False
+    estimated: bool = False  # a token count the gateway estimated rather than the provider counted
 
 
 class LastBatch(list[bytes]):
@@ -35,9 +40,10 @@ class Stream:
     # The same events grouped as they arrived from the upstream, when the adapter can tell: a consumer iterates
     # this instead of ``events`` (never both) to forward each group in one write. Raises like ``events``.
     batches: AsyncGenerator[list[bytes], None] | None = None
+    native: bool = False  # the events are in the client's own dialect (a Responses API event stream)
 
 
 class Adapter(Protocol):
-    async def send(self, deployment: Deployment, request: ChatRequest, timeout_s: float) -> Complete | Stream:
+    async def send(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete | Stream:
         """``timeout_s`` bounds the time until the answer starts (for ``Complete``: until it is read whole)."""
         ...

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.core.validate import ChatRequest
+from dataplane.core.validate import HubRequest
 from dataplane.errors import FailureKind, UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
@@ -107,20 +107,21 @@ class AnthropicAdapter:
         self._client = client
         self._clock = clock
 
-    async def send(self, deployment: Deployment, request: ChatRequest, timeout_s: float) -> Complete | Stream:
+    async def send(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete | Stream:
         provider = deployment.provider
         check_credential(provider)
+        if request.surface == "count_tokens":
+            return await self._count_tokens(deployment, request, timeout_s)
+        if request.surface != "chat":
+            raise UpstreamFailure("unsupported", f"provider {provider.name!r} (Anthropic) has no {request.surface} "
+                                                 "endpoint")
         body = anthropic_request(request.payload, deployment.upstream_model, deployment.max_output_tokens,
                                  request.stream)
         if isinstance(body, Untranslatable):
             raise UpstreamFailure("4xx", body.message, 400, error_body(
                 body.message, "invalid_request_error", "unsupported_parameter", body.param))
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "Accept-Encoding": "identity", "User-Agent": "tollway", "anthropic-version": ANTHROPIC_VERSION}
-        if provider.credential:
-            headers["x-api-key"] = provider.credential
         resp, deadline = await post(self._client, provider, f"{provider.base_url}/v1/messages",
-                                    header_lines(headers), orjson.dumps(body), timeout_s, _status_failure)
+                                    _headers(provider), orjson.dumps(body), timeout_s, _status_failure)
         if not request.stream:
             raw = await read_whole(resp, provider, deadline)
             try:
@@ -133,3 +134,22 @@ class AnthropicAdapter:
         translator = ChunkTranslator(created=int(self._clock()), model=deployment.upstream_model)
         batches = _chunks(sse_batches(resp, provider, _ends), translator, provider)
         return Stream(flatten(batches), resp.close, batches)
+
+    async def _count_tokens(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete:
+        """Anthropic's own count (exact): the client's Messages body, with the deployment's model."""
+        provider = deployment.provider
+        if request.native is None or request.dialect != "anthropic":
+            raise UpstreamFailure("unsupported", f"provider {provider.name!r} counts tokens of Messages bodies only")
+        body = {k: v for k, v in request.native.items() if k not in ("max_tokens", "stream")}
+        body["model"] = deployment.upstream_model
+        resp, deadline = await post(self._client, provider, f"{provider.base_url}/v1/messages/count_tokens",
+                                    _headers(provider), orjson.dumps(body), timeout_s, _status_failure)
+        return Complete(await read_whole(resp, provider, deadline), native=True)
+
+
+def _headers(provider: Provider) -> str:
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "Accept-Encoding": "identity",
+               "User-Agent": "tollway", "anthropic-version": ANTHROPIC_VERSION}
+    if provider.credential:
+        headers["x-api-key"] = provider.credential
+    return header_lines(headers)

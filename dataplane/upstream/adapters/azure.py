@@ -21,22 +21,29 @@ from urllib.parse import quote
 import orjson
 
 from dataplane.core.cost_bound import cap_output
-from dataplane.core.validate import ChatRequest
+from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.upstream.adapters import Complete, LastBatch, Stream
 from dataplane.upstream.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
 from dataplane.upstream.client import UpstreamClient
 
+_PATHS = {"chat": "chat/completions", "embeddings": "embeddings", "completions": "completions"}
 
-def azure_url(deployment: Deployment) -> str:
+
+def azure_url(deployment: Deployment, surface: str = "chat") -> str:
     p = deployment.provider
-    return (f"{p.base_url}/openai/deployments/{quote(deployment.upstream_model, safe='')}/chat/completions"
+    path = _PATHS.get(surface)
+    if path is None:
+        raise UpstreamFailure("unsupported", f"provider {p.name!r} (Azure) has no {surface} endpoint here")
+    return (f"{p.base_url}/openai/deployments/{quote(deployment.upstream_model, safe='')}/{path}"
             f"?api-version={quote(p.api_version, safe='')}")
 
 
-def azure_body(request: ChatRequest, deployment: Deployment) -> bytes:
-    body: dict[str, Any] = cap_output({k: v for k, v in request.payload.items() if k != "model"}, deployment)
+def azure_body(request: HubRequest, deployment: Deployment) -> bytes:
+    body: dict[str, Any] = {k: v for k, v in request.payload.items() if k != "model"}
+    if request.surface in ("chat", "completions"):
+        body = cap_output(body, deployment)
     if request.stream:
         options = body.get("stream_options")
         body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
@@ -106,7 +113,7 @@ class AzureAdapter:
     def __init__(self, client: UpstreamClient) -> None:
         self._client = client
 
-    async def send(self, deployment: Deployment, request: ChatRequest, timeout_s: float) -> Complete | Stream:
+    async def send(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete | Stream:
         provider = deployment.provider
         check_credential(provider)
         if not provider.api_version:
@@ -115,7 +122,8 @@ class AzureAdapter:
                    "Accept-Encoding": "identity", "User-Agent": "tollway"}
         if provider.credential:
             headers["api-key"] = provider.credential
-        resp, deadline = await post(self._client, provider, azure_url(deployment), header_lines(headers),
+        resp, deadline = await post(self._client, provider, azure_url(deployment, request.surface),
+                                    header_lines(headers),
                                     azure_body(request, deployment), timeout_s, _status_failure)
         if not request.stream:
             return Complete(await read_whole(resp, provider, deadline))

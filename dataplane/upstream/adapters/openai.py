@@ -13,16 +13,35 @@ from typing import Any
 import orjson
 
 from dataplane.core.cost_bound import cap_output
-from dataplane.core.validate import ChatRequest
+from dataplane.core.decide import serves_responses_natively
+from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.upstream.adapters import Complete, Stream
 from dataplane.upstream.adapters.wire import check_credential, flatten, post, read_whole, sse_batches
 from dataplane.upstream.client import UpstreamClient
 
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "completions": "/completions",
+         "moderations": "/moderations"}
 
-def upstream_body(deployment: Deployment, request: ChatRequest) -> bytes:
-    body: dict[str, Any] = cap_output(dict(request.payload), deployment)
+
+def is_native_responses(deployment: Deployment, request: HubRequest) -> bool:
+    """Whether the client's Responses API body goes to this deployment as it is (it speaks the API)."""
+    return request.dialect == "responses" and request.native is not None and serves_responses_natively(deployment)
+
+
+def upstream_body(deployment: Deployment, request: HubRequest) -> bytes:
+    if is_native_responses(deployment, request):
+        assert request.native is not None
+        native: dict[str, Any] = dict(request.native)
+        native["model"] = deployment.upstream_model
+        asked = native.get("max_output_tokens")
+        if deployment.max_output_tokens and (not isinstance(asked, int) or asked > deployment.max_output_tokens):
+            native["max_output_tokens"] = deployment.max_output_tokens  # the reservation's bound holds upstream
+        return orjson.dumps(native)
+    body: dict[str, Any] = dict(request.payload)
+    if request.surface in ("chat", "completions"):
+        body = cap_output(body, deployment)
     body["model"] = deployment.upstream_model
     if request.stream:
         options = body.get("stream_options")
@@ -30,7 +49,17 @@ def upstream_body(deployment: Deployment, request: ChatRequest) -> bytes:
     return orjson.dumps(body)
 
 
-def _target(deployment: Deployment) -> tuple[str, str]:
+def upstream_path(deployment: Deployment, request: HubRequest) -> str:
+    if is_native_responses(deployment, request):
+        return "/responses"
+    path = PATHS.get(request.surface)
+    if path is None:
+        raise UpstreamFailure("unsupported", f"provider {deployment.provider.name!r} has no {request.surface} "
+                                             "endpoint")
+    return path
+
+
+def _target(deployment: Deployment, path: str) -> tuple[str, str]:
     p: Provider = deployment.provider
     # identity: the client does not decompress (no upstream compresses unasked, and JSON over a fast link gains
     # little); it refuses a compressed answer rather than pass it through.
@@ -38,7 +67,7 @@ def _target(deployment: Deployment) -> tuple[str, str]:
                "User-Agent: tollway\r\n")
     if p.credential:
         headers += f"Authorization: Bearer {p.credential}\r\n"
-    return f"{p.base_url}/chat/completions", headers
+    return f"{p.base_url}{path}", headers
 
 
 def _scrub(body: bytes, provider: Provider) -> bytes:
@@ -64,13 +93,20 @@ class OpenAIAdapter:
     def __init__(self, client: UpstreamClient) -> None:
         self._client = client
 
-    async def send(self, deployment: Deployment, request: ChatRequest, timeout_s: float) -> Complete | Stream:
+    async def send(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete | Stream:
         provider = deployment.provider
         check_credential(provider)
-        url, headers = _target(deployment)
+        native = is_native_responses(deployment, request)
+        url, headers = _target(deployment, upstream_path(deployment, request))
         resp, deadline = await post(self._client, provider, url, headers, upstream_body(deployment, request),
                                     timeout_s, _status_failure)
         if not request.stream:
-            return Complete(await read_whole(resp, provider, deadline))
-        batches = sse_batches(resp, provider)
-        return Stream(flatten(batches), resp.close, batches)
+            return Complete(await read_whole(resp, provider, deadline), native=native)
+        batches = sse_batches(resp, provider, _responses_end if native else None)
+        return Stream(flatten(batches), resp.close, batches, native=native)
+
+
+def _responses_end(payloads: list[bytes]) -> bool:
+    # The Responses API ends its stream with the response's final event and no [DONE].
+    return any(b'"response.completed"' in p or b'"response.failed"' in p or b'"response.incomplete"' in p
+               for p in payloads)
