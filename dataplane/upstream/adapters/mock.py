@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from dataplane.core.validate import HubRequest
-from dataplane.errors import UpstreamFailure
+from dataplane.errors import UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment
 from dataplane.upstream.adapters import Complete, Stream
 from dataplane.upstream.adapters import mock_model as model
@@ -30,6 +30,13 @@ class MockAdapter:
     """Stateless; task-safe."""
 
     async def send(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete | Stream:
+        try:
+            return await self._send(deployment, request, timeout_s)
+        except ValueError as exc:  # what a model server refuses (bad input, dimensions too large): its 400
+            message = str(exc)
+            raise UpstreamFailure("4xx", message, 400, error_body(message, "invalid_request_error")) from None
+
+    async def _send(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete | Stream:
         provider = deployment.provider
         if provider.mock_delay_ms:
             if provider.mock_delay_ms / 1000 > timeout_s:
