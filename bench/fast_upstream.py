@@ -1,8 +1,8 @@
 """A fake OpenAI upstream fast enough not to be the bottleneck of a benchmark.
 
 Speaks the exact wire format of ``POST /v1/chat/completions`` (JSON, and SSE with a final usage chunk when
-``stream_options.include_usage`` is set) over HTTP/1.1 keep-alive, on a bare asyncio protocol: the benchmark
-measures the gateway, so the upstream must cost as little as possible.
+``stream_options.include_usage`` is set) and ``POST /v1/embeddings`` (8 dimensions) over HTTP/1.1 keep-alive,
+on a bare asyncio protocol: the benchmark measures the gateway, so the upstream must cost as little as possible.
 
     python -m bench.fast_upstream --port 9100
 """
@@ -52,6 +52,13 @@ def _stream(model: str, include_usage: bool) -> bytes:
     return b"".join(parts)
 
 
+_EMBEDDING = orjson.dumps({
+    "object": "list", "model": "text-embedding-3-small",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.125, -0.25, 0.5, 0.0, 0.75, -0.125, 0.25, 0.0]}],
+    "usage": {"prompt_tokens": 6, "total_tokens": 6},
+})
+
+
 def _response(status: str, content_type: bytes, body: bytes) -> bytes:
     return (b"HTTP/1.1 " + status.encode() + b"\r\ncontent-type: " + content_type
             + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -85,6 +92,8 @@ class _Protocol(asyncio.Protocol):
 
     @staticmethod
     def _answer(head: bytes, body: bytes) -> bytes:
+        if head.startswith(b"post /v1/embeddings"):
+            return _response("200 OK", b"application/json", _EMBEDDING)
         if not head.startswith(b"post /v1/chat/completions"):
             return _response("404 Not Found", b"application/json", b'{"error":{"message":"not found"}}')
         try:

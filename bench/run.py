@@ -4,6 +4,9 @@ Starts a fast fake OpenAI upstream, a control plane (embedded store) and a data 
 serve`, pinned to CPU 0), applies a one-route policy, creates a key, and drives both the upstream directly and
 the data plane with wrk (pinned with the upstream and the control plane to CPU 1), JSON and streaming:
 
+Surfaces: chat completions (JSON and streaming), the Responses API translated to chat completions (JSON and
+streaming; the direct baseline is the same chat call to the upstream), and embeddings.
+
 - one connection: latency p50/p99 direct and through the gateway; the difference is the added latency;
 - saturation (64 connections): requests per second through the gateway;
 - the data plane's peak resident memory (VmHWM).
@@ -36,6 +39,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM_KEY = "sk-bench-upstream-credential"
 BODY_JSON = {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 64}
+_DIRECT_JSON = {**BODY_JSON, "model": "gpt-4o-mini"}
+RESPONSES_JSON = {"model": "bench", "input": "Say something short.", "max_output_tokens": 64}
+EMBEDDINGS = {"model": "bench-embed", "input": "Say something short."}
+# (name, gateway path, the direct call's body, the gateway's body); the direct call of the Responses API is the
+# chat completion the gateway translates it to.
+MODES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("json", "/chat/completions", _DIRECT_JSON, BODY_JSON),
+    ("stream", "/chat/completions", {**_DIRECT_JSON, "stream": True}, {**BODY_JSON, "stream": True}),
+    ("responses", "/responses", _DIRECT_JSON, RESPONSES_JSON),
+    ("responses-stream", "/responses", {**_DIRECT_JSON, "stream": True}, {**RESPONSES_JSON, "stream": True}),
+    ("embeddings", "/embeddings", {**EMBEDDINGS, "model": "text-embedding-3-small"}, EMBEDDINGS),
+]
+DIRECT_PATH = {"/chat/completions": "/chat/completions", "/responses": "/chat/completions",
+               "/embeddings": "/embeddings"}
 
 
 def free_port() -> int:
@@ -78,6 +95,11 @@ def policy(upstream_port: int) -> list[dict[str, Any]]:
                                      "maxOutputTokens": 4096,
                                      "pricing": {"inputPerMillion": "0.15", "outputPerMillion": "0.60"}}),
         doc("Route", "bench", {"models": ["bench-model"]}),
+        doc("Model", "bench-embed", {"provider": "upstream", "upstreamModel": "text-embedding-3-small",
+                                     "serves": ["embeddings"], "contextWindow": 8191,
+                                     "embedding": {"family": "text-embedding-3-small", "dimensions": 8},
+                                     "pricing": {"inputPerMillion": "0.02", "outputPerMillion": "0"}}),
+        doc("Route", "bench-embed", {"kind": "embeddings", "models": ["bench-embed"]}),
         # Budgets and rate limits on, set high enough never to refuse: the benchmark measures their cost.
         doc("Tenant", "bench", {"regions": ["bench"], "projects": [{"name": "load"}],
                                 "budget": {"monthlyUsd": "1000000"},
@@ -127,8 +149,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=64, help="connections at saturation")
+    parser.add_argument("--modes", default="", help="comma-separated subset of: " + ", ".join(m[0] for m in MODES))
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
+    if args.modes:
+        wanted = set(args.modes.split(","))
+        MODES[:] = [m for m in MODES if m[0] in wanted]
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is required (Debian: apt-get install {'wrk' if tool == 'wrk' else 'util-linux'})")
@@ -160,11 +186,11 @@ def main() -> None:
                          "--node-id", "bench-dp", "--request-log", str(work / "requests.log")], "dataplane")
         wait_http(f"http://127.0.0.1:{dp_port}/readyz")
 
-        direct = f"http://127.0.0.1:{up_port}/v1/chat/completions"
-        gateway = f"http://127.0.0.1:{dp_port}/v1/chat/completions"
+        upstream, gateway_url = f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{dp_port}/v1"
         results: dict[str, Any] = {"duration_s": args.duration, "connections": args.connections}
-        for mode, body in (("json", BODY_JSON), ("stream", {**BODY_JSON, "stream": True})):
-            direct_script = wrk_script(work / f"{mode}-direct.lua", {**body, "model": "gpt-4o-mini"}, UPSTREAM_KEY)
+        for mode, path, direct_body, body in MODES:
+            direct, gateway = upstream + DIRECT_PATH[path], gateway_url + path
+            direct_script = wrk_script(work / f"{mode}-direct.lua", direct_body, UPSTREAM_KEY)
             gw_script = wrk_script(work / f"{mode}-gateway.lua", body, key)
             run_wrk(gateway, gw_script, 8, 2)  # warm up connections and caches
             one_direct = run_wrk(direct, direct_script, 1, args.duration)
@@ -184,11 +210,11 @@ def main() -> None:
         results["dataplane_peak_rss_mb"] = round(peak_rss_mb(dp.pid), 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'':8} {'direct p50':>11} {'gw p50':>8} {'added p50':>10} {'added p99':>10} {'direct rps':>11} "
+    print(f"{'':16} {'direct p50':>11} {'gw p50':>8} {'added p50':>10} {'added p99':>10} {'direct rps':>11} "
           f"{'gw rps':>8} {'errors':>7}")
-    for mode in ("json", "stream"):
+    for mode, *_ in MODES:
         r = results[mode]
-        print(f"{mode:8} {r['direct_p50_ms']:>9.3f}ms {r['gateway_p50_ms']:>6.3f}ms {r['added_p50_ms']:>8.3f}ms "
+        print(f"{mode:16} {r['direct_p50_ms']:>9.3f}ms {r['gateway_p50_ms']:>6.3f}ms {r['added_p50_ms']:>8.3f}ms "
               f"{r['added_p99_ms']:>8.3f}ms {r['direct_rps']:>11.0f} {r['gateway_rps']:>8.0f} {r['errors']:>7.0f}")
     print(f"data plane peak RSS: {results['dataplane_peak_rss_mb']} MB   (written to {args.output})")
 
