@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -61,6 +63,19 @@ def test_up_serves_the_openai_sdk_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert [(r["tenant"], r["route"], r["requests"]) for r in rows] == [("search", "chat-fast", "2")]
         assert int(rows[0]["output_tokens"]) >= reply.usage.completion_tokens
         assert float(rows[0]["cost_usd"]) > 0
+
+        # The rest of the API surface works offline out of the box, as the quick start shows.
+        answer = client.responses.create(model="chat-fast", input="hello", max_output_tokens=64)
+        assert answer.output_text and answer.usage is not None and answer.usage.output_tokens > 0
+        tools: list[Any] = [{"type": "function", "name": "get_weather", "description": "The weather in a city",
+                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                            "required": ["city"]}}]
+        called = client.responses.create(model="chat-fast", input="What's the weather in Paris? Call the tool.",
+                                         tools=tools)
+        calls = [item for item in called.output if item.type == "function_call"]
+        assert calls and json.loads(calls[0].arguments)["city"] == "Paris"
+        vectors = client.embeddings.create(model="text-embedding-3-small", input=["hello", "world"])
+        assert [len(d.embedding) for d in vectors.data] == [1536, 1536]
     finally:
         code = up.interrupt()
     assert code == 0, up.stderr.read_text()
