@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import quote
 
+from tollway.money import pico_of_micros
 from tollway.pb import snapshot_pb2 as pb
 
 BudgetScopeKind = Literal["tenant", "project", "key", "user"]
@@ -26,15 +27,15 @@ MAX_USER_LEN = 256  # longer user names are cut: a scope string must stay a reas
 
 @dataclass(frozen=True, slots=True)
 class BudgetLimit:
-    """A monthly budget in integer micro-dollars."""
+    """A monthly budget in integer pico-dollars (``tollway.money``; declared in micro-dollars, so exact)."""
 
-    monthly_micros: int
+    monthly_pico: int
     soft_percent: int
-    safe_allowance_micros: int
+    safe_allowance_pico: int
 
     @classmethod
     def of(cls, b: pb.Budget) -> BudgetLimit:
-        return cls(b.monthly_micros, b.soft_percent or 100, b.safe_allowance_micros)
+        return cls(pico_of_micros(b.monthly_micros), b.soft_percent or 100, pico_of_micros(b.safe_allowance_micros))
 
 
 @dataclass(frozen=True, slots=True)

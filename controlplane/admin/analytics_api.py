@@ -19,10 +19,10 @@ import orjson
 from aiohttp import web
 
 from controlplane.admin.dashboard import ANALYTICS, add_dashboard_routes
-from controlplane.admin.usage_api import usd
 from controlplane.errors import InvalidRequest
 from controlplane.usage import analytics as an
 from controlplane.usage.db import UsageDB
+from tollway.money import micros_rounded, usd
 
 
 def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
@@ -44,7 +44,9 @@ async def daily_cost(request: web.Request) -> web.Response:
     rows = await request.app[ANALYTICS].daily_cost(by, period.span, an.parse_filters(q))
     return _answer(period, by, [
         {"day": r.day.isoformat(), by: r.group, "requests": r.requests, "inputTokens": r.input_tokens,
-         "outputTokens": r.output_tokens, "costMicros": r.cost_micros, "costUsd": usd(r.cost_micros)}
+         "outputTokens": r.output_tokens,
+         "costMicros": micros_rounded(r.cost_pico), "costPico": str(r.cost_pico),
+         "costUsd": usd(r.cost_pico)}
         for r in rows])
 
 
@@ -80,7 +82,9 @@ async def top_users(request: web.Request) -> web.Response:
     rows = await request.app[ANALYTICS].top_users(period.span, order, int(limit), an.parse_filters(q))
     return _answer(period, order, [
         {"tenant": r.tenant, "user": r.user, "requests": r.requests, "inputTokens": r.input_tokens,
-         "outputTokens": r.output_tokens, "costMicros": r.cost_micros, "costUsd": usd(r.cost_micros)}
+         "outputTokens": r.output_tokens,
+         "costMicros": micros_rounded(r.cost_pico), "costPico": str(r.cost_pico),
+         "costUsd": usd(r.cost_pico)}
         for r in rows])
 
 

@@ -26,6 +26,7 @@ from controlplane.admin import charts
 from controlplane.admin.dashboard_page import Page, render_login, render_page
 from controlplane.errors import InvalidRequest
 from controlplane.usage import analytics as an
+from tollway.money import PICO_PER_MICRO
 
 ANALYTICS = web.AppKey("analytics", an.Analytics)
 PATH = "/dashboard"
@@ -138,7 +139,7 @@ def cost_series(rows: list[an.DailyCost]) -> dict[str, dict[date, float]]:
     for r in rows:
         name = r.group if r.group in keep else "other"
         by_day = series.setdefault(name, {})
-        by_day[r.day] = by_day.get(r.day, 0.0) + r.cost_micros
+        by_day[r.day] = by_day.get(r.day, 0.0) + r.cost_pico / PICO_PER_MICRO  # charts plot micro-dollars
     return series
 
 
@@ -193,7 +194,7 @@ async def dashboard(request: web.Request) -> web.Response:
         query_days=q.get("days", ""), cost=cost_series(cost), latency=latency_series(latency),
         errors=error_series(errors), by_deployment=by_deployment, users=users,
         requests=sum(r.requests for r in errors), failed=sum(r.errors for r in errors),
-        cost_micros=sum(r.cost_micros for r in cost) if cost_by != "tag" else None,
+        cost_pico=sum(r.cost_pico for r in cost) if cost_by != "tag" else None,
     )
     return _html(render_page(page))
 

@@ -12,6 +12,7 @@ from html import escape
 
 from controlplane.admin import charts
 from controlplane.usage import analytics as an
+from tollway.money import PICO_PER_MICRO, PICO_PER_USD
 
 STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -52,15 +53,15 @@ class Page:
     users: Sequence[an.UserTotal]
     requests: int
     failed: int
-    cost_micros: int | None
+    cost_pico: int | None
     title: str = field(default="Tollway usage")
 
 
-def money(micros: float) -> str:
+def money(pico: float) -> str:
     """Dollars: cents once the amount reaches a cent, else micro-dollar precision (so tiny costs are not $0.00)."""
-    if micros == 0 or abs(micros) >= 10_000:
-        return f"${micros / 1_000_000:,.2f}"
-    return f"${micros / 1_000_000:.6f}"
+    if pico == 0 or abs(pico) >= 10_000 * PICO_PER_MICRO:
+        return f"${pico / PICO_PER_USD:,.2f}"
+    return f"${pico / PICO_PER_USD:.6f}"
 
 
 def _ms(value: float) -> str:
@@ -105,7 +106,7 @@ def _filters_form(page: Page) -> str:
 
 def _tiles(page: Page) -> str:
     rate = 100 * page.failed / page.requests if page.requests else 0.0
-    cost = money(page.cost_micros) if page.cost_micros is not None else "-"
+    cost = money(page.cost_pico) if page.cost_pico is not None else "-"
     until = page.period.until.date().isoformat() if page.period.until else "now"
     return ('<div class="tiles">'
             f'<div class="tile"><b id="total-cost">{cost}</b><span>cost</span></div>'
@@ -121,7 +122,7 @@ def _users_table(users: Sequence[an.UserTotal]) -> str:
     rows = "".join(
         f"<tr><td>{escape(u.tenant)}</td><td>{escape(u.user)}</td><td class=n>{u.requests:,}</td>"
         f"<td class=n>{u.input_tokens:,}</td><td class=n>{u.output_tokens:,}</td>"
-        f"<td class=n>{money(u.cost_micros)}</td></tr>" for u in users)
+        f"<td class=n>{money(u.cost_pico)}</td></tr>" for u in users)
     return ('<table id="top-users"><thead><tr><th>Tenant</th><th>User</th><th class=n>Requests</th>'
             '<th class=n>Input tokens</th><th class=n>Output tokens</th><th class=n>Cost</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>")

@@ -17,6 +17,7 @@ from aiohttp import web
 from controlplane.errors import InvalidRequest
 from controlplane.usage.analytics import parse_time
 from controlplane.usage.db import Dimension, UsageDB
+from tollway.money import micros_rounded, usd
 
 USAGE_DB = web.AppKey("usage_db", UsageDB)
 DIMENSIONS: tuple[str, ...] = get_args(Dimension)
@@ -24,12 +25,6 @@ DIMENSIONS: tuple[str, ...] = get_args(Dimension)
 
 def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def usd(micros: int) -> str:
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    return f"{sign}{whole}.{frac:06d}"
 
 
 async def usage(request: web.Request) -> web.Response:
@@ -51,7 +46,9 @@ async def usage(request: web.Request) -> web.Response:
         "rows": [
             {"group": dict(zip(by, row.key, strict=True)), "requests": row.requests,
              "inputTokens": row.input_tokens, "cachedInputTokens": row.cached_input_tokens,
-             "outputTokens": row.output_tokens, "costMicros": row.cost_micros, "costUsd": usd(row.cost_micros)}
+             "outputTokens": row.output_tokens,
+         "costMicros": micros_rounded(row.cost_pico), "costPico": str(row.cost_pico),
+         "costUsd": usd(row.cost_pico)}
             for row in rows
         ],
     }

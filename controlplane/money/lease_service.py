@@ -26,6 +26,7 @@ from controlplane.money.ledger import AskIn, Charge, Ledger
 from controlplane.push.publisher import Publisher
 from controlplane.store.base import StoreError
 from tollway.budget_scopes import BudgetIndex, period_of
+from tollway.money import micros_ceil, micros_floor, parse_pico, pico_text, record_cost_pico
 from tollway.pb import leases_pb2 as lpb
 from tollway.pb import leases_pb2_grpc as lgrpc
 from tollway.pb import usage_pb2 as upb
@@ -41,6 +42,13 @@ class _Demand:
     requests: float
     tokens: float
     seen: float
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _int64(micros: int) -> int:
+    return min(micros, _INT64_MAX)
 
 
 _NO_BUDGETS = BudgetIndex("", {}, {})
@@ -106,8 +114,12 @@ class LeaseServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a lease request must carry node_id and incarnation")
         now = self._clock()
         index = self.index(request.region)
-        asks = [(AskIn(a.scope, a.period, max(0, a.spent_micros), max(0, a.reserved_micros), max(0, a.want_micros),
-                       a.release), index.limit_of(a.scope)) for a in request.budgets]
+        # Pico amounts when the data plane sends them, else its micro-dollar fields (an older data plane).
+        asks = [(AskIn(a.scope, a.period, max(0, parse_pico(a.spent_pico, a.spent_micros)),
+                       max(0, parse_pico(a.reserved_pico, a.reserved_micros)),
+                       max(0, parse_pico(a.want_pico, a.want_micros)), a.release,
+                       max(0, parse_pico(a.need_pico))), index.limit_of(a.scope))
+                for a in request.budgets]
         try:
             answers = await self._ledger.lease(request.node_id, request.incarnation, asks, now)
         except StoreError as e:
@@ -120,9 +132,13 @@ class LeaseServicer:
             req, tok = self.rates.share(request.node_id, r.scope, now)
             shares.append(lpb.RateShare(scope=r.scope, requests_fraction=req, tokens_fraction=tok))
         return lpb.LeaseResponse(
-            budgets=[lpb.BudgetGrant(scope=a.scope, period=a.period, limited=a.limited, granted_micros=a.granted,
-                                     remaining_micros=a.remaining, limit_micros=a.limit, spent_micros=a.spent)
-                     for a in answers],
+            budgets=[lpb.BudgetGrant(
+                scope=a.scope, period=a.period, limited=a.limited,
+                # An older data plane reads the micro-dollar fields: the floor of a grant never exceeds it.
+                granted_micros=_int64(micros_floor(a.granted)), remaining_micros=_int64(micros_floor(a.remaining)),
+                limit_micros=_int64(micros_floor(a.limit)), spent_micros=_int64(micros_ceil(a.spent)),
+                granted_pico=pico_text(a.granted), remaining_pico=pico_text(a.remaining),
+                limit_pico=pico_text(a.limit), spent_pico=pico_text(a.spent)) for a in answers],
             shares=shares, ttl_s=self._ledger.ttl_s)
 
     async def settle_usage(self, batch: upb.UsageBatch) -> bool:
@@ -132,8 +148,9 @@ class LeaseServicer:
         """
         charges = []
         for r in batch.records:
-            if r.cost_micros <= 0:
+            cost = record_cost_pico(r.cost_pico, r.cost_micros)
+            if cost <= 0:
                 continue
             for s in self.index(r.region).scopes_for(r.tenant, r.project, r.key_id, r.user):
-                charges.append(Charge(period_of(r.timestamp_ms / 1000), s.name, s.limit, r.cost_micros))
+                charges.append(Charge(period_of(r.timestamp_ms / 1000), s.name, s.limit, cost))
         return await self._ledger.settle_batch(batch.node_id, batch.epoch, batch.sequence, charges)

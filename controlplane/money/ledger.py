@@ -18,6 +18,7 @@ compare-and-swap lost too many times in a row.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import orjson
 from controlplane.store.base import Compare, Store, StoreError
 from controlplane.store.layout import budget_alert_key, budget_key, budget_settled_key
 from tollway.budget_scopes import BudgetLimit
+from tollway.money import PICO_PER_MICRO, micros_rounded, usd
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -60,25 +62,34 @@ class ScopeState:
     spent: int = 0
     alerted: bool = False
     holders: dict[str, Holder] = field(default_factory=dict)
+    # Nodes that asked for at least one request's worth and could not get it (node -> when): while one is
+    # starving, the others keep only one request's worth above what they committed, so room flows to demand.
+    starving: dict[str, float] = field(default_factory=dict)
 
     def outstanding(self) -> int:
         return sum(h.outstanding() for h in self.holders.values())
 
     def to_json(self) -> bytes:
-        return orjson.dumps({
-            "spent": self.spent, "alerted": self.alerted,
+        # The standard json module: amounts are pico-dollars, which may pass 64 bits (orjson's integers end there).
+        return json.dumps({
+            "unit": "pico", "spent": self.spent, "alerted": self.alerted,
             "holders": {n: [h.incarnation, h.granted, h.settled, h.expires, h.orphan, h.orphan_expires]
                         for n, h in sorted(self.holders.items())},
-        })
+            "starving": self.starving,
+        }, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | None) -> ScopeState:
+        """A document, of this version or an older one (amounts in micro-dollars, no ``unit``: migrated)."""
         if not raw:
             return cls()
-        d = orjson.loads(raw)
-        return cls(int(d["spent"]), bool(d.get("alerted", False)),
-                   {n: Holder(str(v[0]), int(v[1]), int(v[2]), float(v[3]), int(v[4]), float(v[5]))
-                    for n, v in d["holders"].items()})
+        d = json.loads(raw)
+        scale = 1 if d.get("unit") == "pico" else PICO_PER_MICRO
+        return cls(int(d["spent"]) * scale, bool(d.get("alerted", False)),
+                   {n: Holder(str(v[0]), int(v[1]) * scale, int(v[2]) * scale, float(v[3]), int(v[4]) * scale,
+                              float(v[5]))
+                    for n, v in d["holders"].items()},
+                   {str(n): float(t) for n, t in d.get("starving", {}).items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +100,7 @@ class AskIn:
     reserved: int
     want: int
     release: bool
+    need: int = 0   # the smallest grant worth having (one worst-case request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +143,28 @@ def grant(state: ScopeState, node: str, incarnation: str, ask: AskIn, limit: int
         h.granted = max(h.settled, min(h.granted, committed))
         free = limit - state.spent - state.outstanding()
     target = committed + ask.want
+    others_starving = any(n != node and t + ttl > now for n, t in state.starving.items())
+    if others_starving and ask.need:
+        # Yield what is not committed beyond one request: another data plane cannot serve even one.
+        keep = committed + ask.need
+        if h.granted > keep:
+            free += h.granted - keep
+            h.granted = keep
+        target = min(target, keep)
     if target > h.granted and free > 0:
         active = sum(1 for n, o in state.holders.items() if n != node and o.expires > now and o.outstanding())
-        give = min(target - h.granted, free if active == 0 else max(free // (active + 1), 1))
+        # A fair share of what is free, but never less than one request of the asker (when that much is free):
+        # a share smaller than a request serves nothing and strands the budget.
+        fair = free if active == 0 else max(free // (active + 1), min(ask.need, free), 1)
+        give = min(target - h.granted, fair)
         h.granted += give
         free -= give
+    if ask.need and h.granted - committed < ask.need and not ask.release:
+        state.starving[node] = now
+    else:
+        state.starving.pop(node, None)
+    for n in [n for n, t in state.starving.items() if t + ttl <= now]:
+        del state.starving[n]
     h.expires = now + ttl
     return h.granted, max(0, free)
 
@@ -150,7 +179,7 @@ def settle(state: ScopeState, node: str, cost: int, limit: BudgetLimit | None) -
         h.settled += cost - paid
     if limit is None or state.alerted:
         return False
-    if state.spent * 100 >= limit.monthly_micros * limit.soft_percent:
+    if state.spent * 100 >= limit.monthly_pico * limit.soft_percent:
         state.alerted = True
         return True
     return False
@@ -223,10 +252,10 @@ class Ledger:
                 for (a, lim), key, kv in zip(chunk, keys, kvs, strict=True):
                     assert lim is not None
                     st = ScopeState.from_json(kv.value if kv else None)
-                    granted, remaining = grant(st, node, incarnation, a, lim.monthly_micros, now, self.ttl_s,
+                    granted, remaining = grant(st, node, incarnation, a, lim.monthly_pico, now, self.ttl_s,
                                                self.grace_s)
                     puts.append((key, st.to_json()))
-                    out.append(Answer(a.scope, a.period, True, granted, remaining, lim.monthly_micros, st.spent))
+                    out.append(Answer(a.scope, a.period, True, granted, remaining, lim.monthly_pico, st.spent))
                 compares = [Compare(k, kv.mod_revision if kv else 0) for k, kv in zip(keys, kvs, strict=True)]
                 if (await self.store.txn(compares, puts)).succeeded:
                     answers.update({(x.scope, x.period): x for x in out})
@@ -266,8 +295,9 @@ class Ledger:
                 if settle(st, node, c.cost, c.limit):
                     alerts.append((c, st))
                     puts.append((budget_alert_key(c.period, c.scope), orjson.dumps({
-                        "scope": c.scope, "period": c.period, "spent_micros": st.spent,
-                        "limit_micros": c.limit.monthly_micros if c.limit else 0,
+                        "scope": c.scope, "period": c.period, "spent_micros": micros_rounded(st.spent),
+                        "limit_micros": micros_rounded(c.limit.monthly_pico) if c.limit else 0,
+                        "spent_usd": usd(st.spent), "limit_usd": usd(c.limit.monthly_pico) if c.limit else "0.00",
                         "soft_percent": c.limit.soft_percent if c.limit else 0})))
                 compares.append(Compare(key, kv.mod_revision if kv else 0))
                 puts.append((key, st.to_json()))
@@ -275,7 +305,7 @@ class Ledger:
                 for c, st in alerts:
                     assert c.limit is not None
                     log.warning("budget alert: %s spent %d of %d micro-USD in %s (soft threshold %d%%)", c.scope,
-                                st.spent, c.limit.monthly_micros, c.period, c.limit.soft_percent)
+                                st.spent, c.limit.monthly_pico, c.period, c.limit.soft_percent)
                 if done + 1 == len(parts):
                     return True
         raise LedgerConflict("budget settlement: too many concurrent updates")

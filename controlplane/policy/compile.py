@@ -15,7 +15,19 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from controlplane.policy.resources import KINDS, ApiKey, Budget, Kind, Model, Provider, RateLimit, Route, Tenant
+from controlplane.policy.resources import (
+    DEFAULT_BASE_URLS,
+    KINDS,
+    ApiKey,
+    Budget,
+    Kind,
+    Model,
+    Provider,
+    ProviderSpec,
+    RateLimit,
+    Route,
+    Tenant,
+)
 from tollway.pb import snapshot_pb2 as pb
 
 AnyResource = Tenant | ApiKey | Provider | Model | Route
@@ -124,6 +136,10 @@ def check_references(policy: PolicySet) -> list[ReferenceError_]:
                     f"route {route!r} is not allowed for tenant {spec.tenant!r}"))
     for m in policy.models.values():
         need("Model", m.name, "spec.provider", policy.providers, "Provider", m.spec.provider)
+        owner = policy.providers.get(m.spec.provider)
+        mismatch = profile_problem(m, owner) if owner is not None else ""
+        if mismatch:
+            errors.append(ReferenceError_("Model", m.name, "spec.upstreamModel", mismatch))
     for r in policy.routes.values():
         families: set[str] = set()
         for i, model in enumerate(r.spec.models):
@@ -308,6 +324,39 @@ def build_snapshots(policy: PolicySet, regions: Iterable[str] = (),
         return [ReferenceError_("", "", "", f"policy does not compile: {exc}")]
 
 
+def _or(value: Decimal | None, default: Decimal) -> Decimal:
+    return value if value is not None else default
+
+
+def provider_base_url(s: ProviderSpec) -> str:
+    """The provider's endpoint: ``baseUrl``, or its type's default (``DEFAULT_BASE_URLS``)."""
+    if s.base_url:
+        return s.base_url.rstrip("/")
+    default = DEFAULT_BASE_URLS.get(s.type, "")
+    return default.format(aws_region=s.aws_region, gcp_location=s.gcp_location)
+
+
+# A Bedrock cross-region inference profile (``eu.anthropic.…``) routes within its geography; ``global.`` anywhere.
+INFERENCE_PROFILE_PREFIXES = ("eu", "us", "apac", "global", "ca", "jp", "au", "us-gov")
+
+
+def profile_problem(model: Model, provider: Provider) -> str:
+    """Why a Bedrock model id's geography prefix does not fit its provider's residency region, or ""."""
+    if provider.spec.type != "bedrock":
+        return ""
+    prefix = model.spec.upstream_model.split(".", 1)[0]
+    if prefix not in INFERENCE_PROFILE_PREFIXES:
+        return ""
+    region = provider.spec.region.lower()
+    if prefix == "global":
+        return ("a global inference profile may process data in any AWS region: it only fits a provider whose "
+                "region is 'global'") if region != "global" else ""
+    if region == prefix or region.startswith(prefix + "-") or region.startswith(prefix):
+        return ""
+    return (f"the inference profile {prefix!r} processes data in {prefix} regions, but provider "
+            f"{provider.name!r} declares region {provider.spec.region!r}")
+
+
 def compile_policy(policy: PolicySet, keys: KeyEncodings | None = None) -> dict[str, pb.Snapshot]:
     """One snapshot per region. The policy must be consistent (``check_references`` empty)."""
     keys = KeyEncodings() if keys is None else keys
@@ -331,7 +380,9 @@ def compile_region(policy: PolicySet, region: str, keys: KeyEncodings | None = N
     for p in providers:
         s = p.spec
         snap.providers.add(
-            name=p.name, type=s.type, base_url=s.base_url.rstrip("/"), region=s.region,
+            name=p.name, type=s.type, base_url=provider_base_url(s), region=s.region,
+            aws_region=s.aws_region, aws_profile=s.aws_profile, gcp_project=s.gcp_project,
+            gcp_location=s.gcp_location,
             credential_env=s.credential.env if s.credential else "",
             connect_timeout_s=s.timeouts.connect_seconds, read_timeout_s=s.timeouts.read_seconds,
             mock=pb.MockOptions(delay_ms=s.mock.delay_ms, tokens_per_second=s.mock.tokens_per_second),
@@ -348,11 +399,12 @@ def compile_region(policy: PolicySet, region: str, keys: KeyEncodings | None = N
             prices=pb.Prices(
                 input=price_micros(ms.pricing.input_per_million),
                 output=price_micros(ms.pricing.output_per_million),
-                cached_input=price_micros(
-                    ms.pricing.cached_input_per_million
-                    if ms.pricing.cached_input_per_million is not None
-                    else ms.pricing.input_per_million
-                ),
+                cached_input=price_micros(_or(ms.pricing.cached_input_per_million, ms.pricing.input_per_million)),
+                cache_write=price_micros(_or(ms.pricing.cache_write_per_million, ms.pricing.input_per_million)),
+                cache_write_1h=price_micros(_or(ms.pricing.cache_write_1h_per_million,
+                                                _or(ms.pricing.cache_write_per_million, ms.pricing.input_per_million))),
+                reasoning_output=price_micros(_or(ms.pricing.reasoning_output_per_million,
+                                                  ms.pricing.output_per_million)),
             ),
         )
     for name in sorted(policy.routes):

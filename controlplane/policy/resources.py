@@ -153,7 +153,13 @@ class MockSpec(_CamelSpec):
     tokens_per_second: int = Field(default=0, ge=0)
 
 
-ProviderType = Literal["openai", "azure", "anthropic", "mock"]
+ProviderType = Literal["openai", "azure", "anthropic", "bedrock", "gemini", "vertex", "mock"]
+# The endpoint a provider type has when policy names none (``baseUrl`` replaces it: a VPC endpoint, a test server).
+DEFAULT_BASE_URLS = {
+    "bedrock": "https://bedrock-runtime.{aws_region}.amazonaws.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "vertex": "https://{gcp_location}-aiplatform.googleapis.com",
+}
 
 
 class ProviderSpec(_CamelSpec):
@@ -162,12 +168,22 @@ class ProviderSpec(_CamelSpec):
     region: Region
     credential: CredentialRef | None = None
     api_version: str = ""
+    aws_region: str = Field(default="", pattern=r"^([a-z]{2}(-gov)?-[a-z]+-\d)?$", description="bedrock")
+    aws_profile: str = Field(default="", description="bedrock: a shared-config profile on the data plane")
+    gcp_project: str = Field(default="", description="vertex")
+    gcp_location: str = Field(default="", pattern=r"^([a-z]+-[a-z]+\d*|global)?$", description="vertex")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     compliance: Compliance = Field(default_factory=Compliance)
     mock: MockSpec = Field(default_factory=MockSpec)
 
     @model_validator(mode="after")
     def _check_url(self) -> ProviderSpec:
+        if self.type == "bedrock" and not self.aws_region:
+            raise ValueError("awsRegion is required for bedrock providers (e.g. eu-central-1)")
+        if self.type == "vertex" and not (self.gcp_project and self.gcp_location):
+            raise ValueError("gcpProject and gcpLocation are required for vertex providers")
+        if self.type in DEFAULT_BASE_URLS and not self.base_url:
+            return self
         if self.type != "mock" and not re.match(r"^https?://[^\s/]+", self.base_url):
             raise ValueError("baseUrl must be an http(s) URL for providers that are not of type mock")
         if self.type == "azure" and not self.api_version:
@@ -176,13 +192,20 @@ class ProviderSpec(_CamelSpec):
 
 
 class Pricing(_CamelSpec):
-    """USD per million tokens, as decimals (``"0.15"``); compiled to integer micro-dollars per million."""
+    """USD per million tokens, as decimals (``"0.15"``, at most six decimals); compiled to integer micro-dollars per
+    million tokens, which is pico-dollars per token (``tollway.money``). One price per token kind billed."""
 
     input_per_million: Decimal = Field(ge=0)
     output_per_million: Decimal = Field(ge=0)
-    cached_input_per_million: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_million: Decimal | None = Field(default=None, ge=0, description="cache reads; default input")
+    cache_write_per_million: Decimal | None = Field(default=None, ge=0, description="cache writes; default input")
+    cache_write_1h_per_million: Decimal | None = Field(
+        default=None, ge=0, description="cache writes at the 1-hour rate; default cacheWritePerMillion")
+    reasoning_output_per_million: Decimal | None = Field(
+        default=None, ge=0, description="reasoning/thinking output; default outputPerMillion")
 
-    @field_validator("input_per_million", "output_per_million", "cached_input_per_million")
+    @field_validator("input_per_million", "output_per_million", "cached_input_per_million",
+                     "cache_write_per_million", "cache_write_1h_per_million", "reasoning_output_per_million")
     @classmethod
     def _micro_precision(cls, value: Decimal | None) -> Decimal | None:
         return _check_usd(value)

@@ -8,7 +8,8 @@ open a second connection to the DuckDB file and never block the event loop. Only
 Conventions shared by every report:
 
 - a ``Span`` is ``[since_ms, until_ms)`` in unix milliseconds, either end open; days are UTC calendar days;
-- money is integer micro-dollars (``cost_micros``); latencies are milliseconds (quantiles interpolated, so floats);
+- money is integer pico-dollars (``cost_pico``, exact: ``tollway.money``); latencies are milliseconds
+  (quantiles interpolated, so floats);
 - a request is an error when its status is >= 400 or it carries an error type;
 - latency quantiles are over successful requests only: a refused or failed request's latency says nothing about
   how fast a model answers.
@@ -109,7 +110,7 @@ class DailyCost:
     requests: int
     input_tokens: int
     output_tokens: int
-    cost_micros: int
+    cost_pico: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,7 @@ class UserTotal:
     requests: int
     input_tokens: int
     output_tokens: int
-    cost_micros: int
+    cost_pico: int
 
 
 Query = tuple[str, list[object]]
@@ -178,9 +179,9 @@ def daily_cost_query(by: CostDimension, span: Span, filters: Mapping[Filter, str
     """Per day and group: requests, tokens and cost. By ``tag``, a request counts once under each of its tags."""
     group = _group(by, COST_DIMENSIONS)
     where, params = _where(span, filters)
-    sql = (f"SELECT day, grp, count(*), sum(input_tokens), sum(output_tokens), sum(cost_micros) FROM ("
-           f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, input_tokens, output_tokens, cost_micros "
-           f"FROM usage_events{where}) GROUP BY day, grp ORDER BY day, sum(cost_micros) DESC, grp")
+    sql = (f"SELECT day, grp, count(*), sum(input_tokens), sum(output_tokens), sum(cost_pico) FROM ("
+           f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, input_tokens, output_tokens, cost_pico "
+           f"FROM usage_events{where}) GROUP BY day, grp ORDER BY day, sum(cost_pico) DESC, grp")
     return sql, params
 
 
@@ -209,8 +210,8 @@ def top_users_query(span: Span, order: UserOrder = "cost", limit: int = 10,
     if not 1 <= limit <= MAX_TOP_USERS:
         raise ValueError(f"limit must be between 1 and {MAX_TOP_USERS}")
     where, params = _where(span, filters, "\"user\" <> ''")
-    first, second = ("sum(cost_micros)", "count(*)") if order == "cost" else ("count(*)", "sum(cost_micros)")
-    sql = (f'SELECT tenant, "user", count(*), sum(input_tokens), sum(output_tokens), sum(cost_micros) '
+    first, second = ("sum(cost_pico)", "count(*)") if order == "cost" else ("count(*)", "sum(cost_pico)")
+    sql = (f'SELECT tenant, "user", count(*), sum(input_tokens), sum(output_tokens), sum(cost_pico) '
            f'FROM usage_events{where} GROUP BY tenant, "user" '
            f'ORDER BY {first} DESC, {second} DESC, tenant, "user" LIMIT {int(limit)}')
     return sql, params
@@ -255,5 +256,5 @@ def totals(rows: Sequence[DailyCost]) -> dict[str, int]:
     """Cost per group over all days, biggest first: the order a legend or a stacked chart should use."""
     sums: dict[str, int] = {}
     for row in rows:
-        sums[row.group] = sums.get(row.group, 0) + row.cost_micros
+        sums[row.group] = sums.get(row.group, 0) + row.cost_pico
     return dict(sorted(sums.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 import duckdb
 
+from tollway.money import record_cost_pico
 from tollway.pb import usage_pb2 as upb
 
 T = TypeVar("T")
@@ -65,8 +66,23 @@ CREATE TABLE IF NOT EXISTS usage_events (
     error_type           VARCHAR   NOT NULL,
     attempts             INTEGER   NOT NULL,
     tags                 VARCHAR[] NOT NULL,
-    stream               BOOLEAN   NOT NULL
+    stream               BOOLEAN   NOT NULL,
+    cost_pico            HUGEINT,
+    usage_source         VARCHAR,
+    cache_write_tokens   BIGINT,
+    reasoning_tokens     BIGINT
 );
+"""
+# A database written before cost_pico and usage_source: add them, and fill cost_pico exactly from cost_micros.
+MIGRATE = """
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS cost_pico HUGEINT;
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS usage_source VARCHAR;
+UPDATE usage_events SET cost_pico = CAST(cost_micros AS HUGEINT) * 1000000 WHERE cost_pico IS NULL;
+UPDATE usage_events SET usage_source = 'upstream' WHERE usage_source IS NULL;
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS cache_write_tokens BIGINT;
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS reasoning_tokens BIGINT;
+UPDATE usage_events SET cache_write_tokens = 0 WHERE cache_write_tokens IS NULL;
+UPDATE usage_events SET reasoning_tokens = 0 WHERE reasoning_tokens IS NULL;
 """
 
 # Column name, SQL list type for the columnar insert, and how to read it from (batch, ordinal, record).
@@ -98,6 +114,10 @@ _COLUMNS: list[tuple[str, str, Callable[[upb.UsageBatch, int, upb.UsageRecord], 
     ("attempts", "INTEGER", lambda b, i, r: r.attempts),
     ("tags", "VARCHAR[]", lambda b, i, r: list(r.tags)),
     ("stream", "BOOLEAN", lambda b, i, r: r.stream),
+    ("cost_pico", "HUGEINT", lambda b, i, r: record_cost_pico(r.cost_pico, r.cost_micros)),
+    ("usage_source", "VARCHAR", lambda b, i, r: r.usage_source or "upstream"),
+    ("cache_write_tokens", "BIGINT", lambda b, i, r: r.cache_write_tokens + r.cache_write_1h_tokens),
+    ("reasoning_tokens", "BIGINT", lambda b, i, r: r.reasoning_tokens),
 ]
 
 
@@ -134,7 +154,7 @@ class SpendRow:
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
-    cost_micros: int
+    cost_pico: int  # exact
 
 
 class UsageDB:
@@ -155,6 +175,7 @@ class UsageDB:
         def connect() -> duckdb.DuckDBPyConnection:
             connection = duckdb.connect(path if path is not None else ":memory:")
             connection.execute(SCHEMA)
+            connection.execute(MIGRATE)
             return connection
 
         try:
@@ -228,8 +249,8 @@ class UsageDB:
             else "usage_events"
         group = ", ".join(keys)
         sql = (f"SELECT {group}, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), "
-               f"sum(cost_micros) FROM {source} WHERE {' AND '.join(conditions)} "
-               f"GROUP BY {group} ORDER BY sum(cost_micros) DESC, {group}")
+               f"sum(cost_pico) FROM {source} WHERE {' AND '.join(conditions)} "
+               f"GROUP BY {group} ORDER BY sum(cost_pico) DESC, {group}")
         rows = await self._run(lambda: self._db.execute(sql, params).fetchall())
         n = len(keys)
         return [SpendRow(tuple(str(v) for v in row[:n]), *(int(v) for v in row[n:])) for row in rows]

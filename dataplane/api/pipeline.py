@@ -39,16 +39,18 @@ from dataplane.api.appstate import (
 )
 from dataplane.api.appstate import request_id as new_request_id
 from dataplane.api.streaming import StreamFormat, stream_through
-from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_micros
+from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
 from dataplane.core.attribution import Attribution, attribute
-from dataplane.core.budget import LEASE_PENDING
+from dataplane.core.budget import WAITABLE
 from dataplane.core.content import MessageAccumulator, completion_message, redact_request_payload
+from dataplane.core.cost_bound import deployment_cost_bound
 from dataplane.core.decide import RequestFacts, RoutePlan
 from dataplane.core.gate import Admission, Refusal
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Runtime
 from dataplane.upstream.adapters import Complete
 from dataplane.upstream.attempt import Answered, attempt
+from tollway.money import micros_rounded, usd
 
 FIRST_GRANT_WAIT_S = 2.0
 
@@ -66,6 +68,7 @@ class Dialect(Protocol):
 
     def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response: ...
 
+    # ``complete`` and ``stream`` get the plan as served: ``plan.candidates[0]`` is the deployment that answered.
     def complete(self, body: bytes, plan: RoutePlan) -> bytes: ...
 
     def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
@@ -99,9 +102,10 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         return decided
     plan, attribution, admission = decided
     wait = app[LEASE_WAIT]
-    if isinstance(admission, Refusal) and admission.error.code == LEASE_PENDING and wait is not None:
-        # The first request of a budget scope this data plane never held a grant of: ask the control plane
-        # now rather than fail it. Later requests of the scope are served from the local grant.
+    if isinstance(admission, Refusal) and admission.error.code in WAITABLE and wait is not None:
+        # The first request of a budget scope this data plane never held a grant of, or one whose room another
+        # data plane holds: ask the control plane now rather than fail it. Later requests of the scope are
+        # served from the local grant.
         await wait(FIRST_GRANT_WAIT_S)
         if holder.runtime is runtime:
             admission = app[GATE].admit(plan, attribution, time.time())
@@ -160,6 +164,10 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
                                                 None, started, None, attribution=attribution,
                                                 upstream_s=time.time() - result.sent_at))
             return failed
+        if result.deployment is not plan.candidates[0]:
+            # The dialect gets the plan as served: after a failover its first candidate is the deployment that
+            # answered, which is what a Responses API id must name for a follow-up to reach the stored response.
+            plan = replace(plan, candidates=(result.deployment,))
         if isinstance(result.reply, Complete):
             settled = True
             return _complete(app, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
@@ -170,7 +178,7 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
         if streamed.failure is not None:
             health.failed(result.deployment, streamed.failure.kind, time.monotonic())
         _settle(app, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
-                                        streamed.charged_usage(plan.request.estimated_prompt_tokens), started,
+                                        streamed.charged_usage(plan.request), started,
                                         streamed.first_byte_s, streamed.aborted,
                                         attribution=attribution,
                                         upstream_s=(streamed.upstream_end or time.time()) - result.sent_at),
@@ -198,10 +206,11 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
         parsed = None
     # Counting tokens costs nothing; everything else is charged what the upstream reported (or an estimate).
     usage = None if plan.request.surface == "count_tokens" else \
-        charged_complete(parsed, len(reply.body), plan.request.estimated_prompt_tokens)
+        charged_complete(parsed, len(reply.body), plan.request)
     done = outcome(rid, version, plan, result.deployment, result.attempts, 200, usage, started, time.time() - started,
                    attribution=admission.attribution, upstream_s=upstream_s)
-    headers["x-tollway-cost-usd-micros"] = str(done.cost_micros)
+    headers["x-tollway-cost-usd-micros"] = str(micros_rounded(done.cost_pico))  # for display
+    headers["x-tollway-cost-usd"] = usd(done.cost_pico)  # exact
     if plan.request.surface == "count_tokens":
         headers["x-tollway-token-count"] = "estimate" if reply.estimated else "exact"
     response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key) else None
@@ -216,8 +225,11 @@ def _too_large(limit: int) -> ApiError:
 def outcome(request_id: str, snapshot: str, plan: RoutePlan, deployment: Deployment | None, attempts: int, status: int,
             usage: Usage | None, started: float, first_byte_s: float | None, aborted: bool = False,
             attribution: Attribution | None = None, upstream_s: float | None = None) -> Outcome:
-    cost = cost_micros(deployment.prices, usage) if deployment is not None and usage is not None else 0
+    cost = cost_pico(deployment.prices, usage) if deployment is not None and usage is not None else 0
+    if deployment is not None and usage is not None and usage.is_estimated:
+        # An estimate never charges more than the request's bound on this deployment (what was reserved covers it).
+        cost = min(cost, deployment_cost_bound(plan.request.payload, deployment, plan.request.surface))
     return Outcome(request_id=request_id, snapshot=snapshot, plan=plan, deployment=deployment, attempts=attempts,
-                   status=status, usage=usage, cost_micros=cost, started=started, first_byte_s=first_byte_s,
+                   status=status, usage=usage, cost_pico=cost, started=started, first_byte_s=first_byte_s,
                    duration_s=time.time() - started, aborted=aborted, attribution=attribution,
                    upstream_s=upstream_s)

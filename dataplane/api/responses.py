@@ -34,10 +34,11 @@ from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, plan_for, serves_responses_natively
 from dataplane.errors import ApiError, UpstreamFailure, invalid
 from dataplane.translate.anthropic_common import Untranslatable
-from dataplane.translate.hub_to_responses import ResponsesEventWriter, response_object
+from dataplane.translate.hub_to_responses import ResponsesEventWriter, error_event, response_object
 from dataplane.translate.responses_to_hub import hub_request
 
 _WRAPPED = "resp_tw"
+_TAG_BYTES = 12
 
 
 class ResponseIds:
@@ -54,7 +55,7 @@ class ResponseIds:
 
     def wrap(self, deployment: str, upstream_id: str) -> str:
         raw = f"{deployment}\0{upstream_id}".encode()
-        tag = hmac.new(self._key, raw, hashlib.sha256).digest()[:12]
+        tag = hmac.new(self._key, raw, hashlib.sha256).digest()[:_TAG_BYTES]
         return _WRAPPED + base64.urlsafe_b64encode(raw + b"\0" + tag).decode().rstrip("=")
 
     def unwrap(self, wrapped: str) -> tuple[str, str] | None:
@@ -66,8 +67,9 @@ class ResponseIds:
             data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except ValueError:
             return None
-        raw, sep, tag = data.rpartition(b"\0")
-        if not sep or not hmac.compare_digest(tag, hmac.new(self._key, raw, hashlib.sha256).digest()[:12]):
+        # The tag is binary and may hold a NUL itself: it is the last _TAG_BYTES, after the separator.
+        raw, sep, tag = data[:-_TAG_BYTES - 1], data[-_TAG_BYTES - 1:-_TAG_BYTES], data[-_TAG_BYTES:]
+        if sep != b"\0" or not hmac.compare_digest(tag, hmac.new(self._key, raw, hashlib.sha256).digest()[:_TAG_BYTES]):
             return None
         deployment, _, upstream_id = raw.decode(errors="replace").partition("\0")
         return deployment, upstream_id
@@ -77,7 +79,8 @@ class ResponsesStream:
     """Responses API events out: the native events of a deployment that speaks the API (ids wrapped), or the
     translation of hub chunks (``ResponsesEventWriter``). Which one it is shows in the first payload."""
 
-    __slots__ = ("_accumulator", "_deployment", "_ids", "_native", "_upstream_id", "_wrapped", "_writer")
+    __slots__ = ("_accumulator", "_deployment", "_events", "_ids", "_native", "_previous", "_upstream_id",
+                 "_wrapped", "_writer")
 
     def __init__(self, plan: RoutePlan, ids: ResponseIds, accumulator: MessageAccumulator | None) -> None:
         request = plan.request.native or {}
@@ -88,6 +91,11 @@ class ResponsesStream:
         self._native: bool | None = None
         self._upstream_id = b""
         self._wrapped = b""
+        self._events = 0  # native events relayed: the next sequence number
+        # A follow-up's upstream reply restates the upstream's previous id: the client sees the one it sent.
+        previous = request.get("previous_response_id")
+        self._previous = (orjson.dumps(previous), orjson.dumps(ids.wrap(self._deployment, previous))) \
+            if isinstance(previous, str) else None
 
     def frame(self, payloads: list[bytes], result: StreamResult) -> bytes:
         if not payloads:
@@ -113,6 +121,9 @@ class ResponsesStream:
                 self._wrapped = orjson.dumps(self._ids.wrap(self._deployment, response["id"]))
         if self._upstream_id:
             payload = payload.replace(self._upstream_id, self._wrapped)
+        if self._previous is not None:
+            payload = payload.replace(*self._previous)
+        self._events += 1
         kind = _event_type(payload)
         return b"event: " + kind + b"\ndata: " + payload + b"\n\n"
 
@@ -120,6 +131,10 @@ class ResponsesStream:
         return b"" if self._native else b"".join(self._writer.finish())
 
     def error(self, err: ApiError) -> bytes:
+        if self._native:
+            # The client holds the upstream's response: no second response.created for one of ours, only the
+            # API's error event, numbered after the upstream's events (the SDK raises on it).
+            return error_event(self._events, err.message, err.code or "server_error")
         return b"".join(self._writer.error(err.message, err.code or "server_error"))
 
 
@@ -164,8 +179,12 @@ class ResponsesDialect:
                 return invalid("'previous_response_id' must be a string", "previous_response_id")
             pinned = self.ids.unwrap(previous)
             if pinned is None:
-                return ApiError(400, f"Previous response with id '{previous}' not found.", "invalid_request_error",
-                                "previous_response_not_found", "previous_response_id")
+                # Also what a follow-up to a translated answer gets (its id is not wrapped): the message says why,
+                # since that client was just given the id.
+                return ApiError(400, f"Previous response with id '{previous}' not found: only responses of "
+                                     "deployments that keep state can be continued (answers served statelessly "
+                                     "say store: false); send the whole conversation in 'input' instead",
+                                "invalid_request_error", "previous_response_not_found", "previous_response_id")
         payload = hub_request({k: v for k, v in body.items() if k != "previous_response_id"})
         if isinstance(payload, Untranslatable):
             return ApiError(400, payload.message, "invalid_request_error", "invalid_request", payload.param)
@@ -192,9 +211,11 @@ class ResponsesDialect:
         if not isinstance(answer, dict):
             answer = {}
         if answer.get("object") == "response":  # a native answer: passed through, its id wrapped
-            upstream_id = answer.get("id")
+            upstream_id, previous = answer.get("id"), answer.get("previous_response_id")
             if isinstance(upstream_id, str) and plan.candidates:
                 answer["id"] = self.ids.wrap(plan.candidates[0].name, upstream_id)
+            if isinstance(previous, str) and plan.candidates:  # held by the same deployment (the plan pinned it)
+                answer["previous_response_id"] = self.ids.wrap(plan.candidates[0].name, previous)
             return orjson.dumps(answer)
         return orjson.dumps(response_object(answer, plan.request.native or {}, new_response_id(), int(time.time())))
 

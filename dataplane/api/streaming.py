@@ -18,6 +18,7 @@ from aiohttp import web
 
 from dataplane.core.accounting import Usage, charged_stream, usage_of
 from dataplane.core.content import MessageAccumulator
+from dataplane.core.validate import HubRequest
 from dataplane.errors import ApiError, UpstreamFailure, upstream_error
 from dataplane.upstream.adapters import LastBatch, Stream
 from dataplane.upstream.attempt import Answered, batches_of
@@ -33,10 +34,11 @@ class StreamResult:
     failure: UpstreamFailure | None = None  # the upstream died or went idle mid-stream
     upstream_end: float = 0.0  # unix seconds the upstream body ended (or the stream was cut)
     chunks: int = 0  # upstream payloads relayed
+    content_chars: int = 0  # text the payloads carried (content, tool arguments), counted until usage arrives
 
-    def charged_usage(self, estimated_prompt_tokens: int) -> Usage | None:
+    def charged_usage(self, request: HubRequest) -> Usage | None:
         """What the stream is charged for (``dataplane.core.accounting.charged_stream``)."""
-        return charged_stream(self.usage, self.chunks, estimated_prompt_tokens)
+        return charged_stream(self.usage, self.content_chars, self.chunks, request)
 
 
 class StreamFormat(Protocol):
@@ -69,6 +71,8 @@ class _SseResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
+# The text a chunk carries: chat ``content``, tool ``arguments``, legacy ``text``, Responses ``delta``.
+_TEXT = re.compile(rb'"(?:content|arguments|text|delta)"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
@@ -131,6 +135,8 @@ def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, inclu
     parsed. A match cannot span two payloads: the separator puts ``d`` where the pattern needs ``:``.
     """
     result.chunks += len(payloads)
+    if result.usage is None:  # only needed for an estimate, if usage never comes; one regex pass per batch
+        result.content_chars += sum(len(text) for text in _TEXT.findall(joined))
     drop: list[int] = []
     last = -1
     for match in _USAGE_OBJECT.finditer(joined):

@@ -1,25 +1,43 @@
 """Usage, cost, what a request is charged for, and the ``Outcome`` of an admitted request. Pure.
 
-Money is integers: prices are micro-dollars per million tokens, costs micro-dollars, rounded up so the gateway
-never under-counts. The charging rules for answers without usage live here together: ``charged_complete`` for
-a non-streamed answer, ``charged_stream`` for a stream cut before its usage chunk.
+Money is exact integers (``tollway.money``): prices are micro-dollars per million tokens, which is pico-dollars per
+token, so a cost is the sum of tokens of each kind times its price in pico-dollars, never rounded.
+
+The charging rules for answers without usage live here together: ``charged_complete`` for a non-streamed answer
+whose upstream omitted ``usage``, ``charged_stream`` for a stream cut before its usage chunk. Both charge a
+*central* estimate (about four characters of text a token, for the prompt and for what was produced), not the
+upper bound a reservation holds, and mark it (``Usage.source``); the caller caps an estimated charge at the
+request's cost bound, so a charge never exceeds what was reserved.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
+from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment, Prices
+
+UsageSource = Literal["upstream", "estimated-missing-usage", "estimated-aborted"]
+CHARS_PER_TOKEN = 4  # a central estimate for English text and code (BPE tokenizers: 3.5-4.5)
+MESSAGE_FRAMING_TOKENS = 4  # role and separators around one message, as OpenAI counts them
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
+    prompt_tokens: int = 0       # all input, cache reads and writes included (OpenAI's convention)
+    completion_tokens: int = 0   # all output, reasoning included
+    cached_tokens: int = 0       # cache reads
+    source: UsageSource = "upstream"  # where the counts come from
+    cache_write_tokens: int = 0      # cache writes at the 5-minute rate
+    cache_write_1h_tokens: int = 0   # cache writes at the 1-hour rate
+    reasoning_tokens: int = 0        # reasoning/thinking output
+
+    @property
+    def is_estimated(self) -> bool:
+        return self.source != "upstream"
 
 
 def _count(v: Any) -> int:
@@ -38,21 +56,32 @@ def usage_of(obj: Any) -> Usage | None:
         u = inner.get("usage") if isinstance(inner, dict) else None
         if not isinstance(u, dict):
             return None
-    if "input_tokens" in u or "output_tokens" in u:
-        details = u.get("input_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-        return Usage(_count(u.get("input_tokens")), _count(u.get("output_tokens")), _count(cached))
-    details = u.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-    return Usage(_count(u.get("prompt_tokens")), _count(u.get("completion_tokens")), _count(cached))
+    responses = "input_tokens" in u or "output_tokens" in u
+    inp = _details(u.get("input_tokens_details" if responses else "prompt_tokens_details"))
+    out = _details(u.get("output_tokens_details" if responses else "completion_tokens_details"))
+    return Usage(_count(u.get("input_tokens" if responses else "prompt_tokens")),
+                 _count(u.get("output_tokens" if responses else "completion_tokens")),
+                 _count(inp.get("cached_tokens")), "upstream",
+                 # Tollway's extensions of the hub's usage: what adapters of providers that bill writes report
+                 _count(inp.get("cache_write_tokens")), _count(inp.get("cache_write_1h_tokens")),
+                 _count(out.get("reasoning_tokens")))
 
 
-def cost_micros(prices: Prices, usage: Usage) -> int:
-    """Integer micro-dollars, rounded up. Cached prompt tokens are billed at the cached-input price."""
-    cached = min(usage.cached_tokens, usage.prompt_tokens)
-    scaled = ((usage.prompt_tokens - cached) * prices.input + cached * prices.cached_input
-              + usage.completion_tokens * prices.output)
-    return -(-scaled // 1_000_000)
+def _details(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def cost_pico(prices: Prices, usage: Usage) -> int:
+    """Integer pico-dollars, exact: each token kind at its price. Cache reads and writes and reasoning are parts
+    of the prompt and completion counts (never more than them), billed at their own rates."""
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    cached = min(usage.cached_tokens, prompt)
+    writes = min(usage.cache_write_tokens + usage.cache_write_1h_tokens, prompt - cached)
+    write_5m = min(usage.cache_write_tokens, writes)
+    reasoning = min(usage.reasoning_tokens, completion)
+    return ((prompt - cached - writes) * prices.input + cached * prices.cached_input
+            + write_5m * prices.cache_write + (writes - write_5m) * prices.cache_write_1h
+            + (completion - reasoning) * prices.output + reasoning * prices.reasoning_output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +95,7 @@ class Outcome:
     attempts: int
     status: int
     usage: Usage | None
-    cost_micros: int
+    cost_pico: int  # exact (``tollway.money``); an estimated charge is capped at the request's cost bound
     started: float  # unix seconds
     first_byte_s: float | None
     duration_s: float
@@ -75,18 +104,57 @@ class Outcome:
     upstream_s: float | None = None  # first upstream send to the end of the upstream body (None: not measured)
 
 
-def charged_complete(answer: Any, body_len: int, estimated_prompt_tokens: int) -> Usage:
+def _text_chars(value: Any) -> int:
+    """Characters of the text under ``value`` (strings only: keys, numbers and image data are not text)."""
+    total, stack = 0, [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            total += len(node)
+        elif isinstance(node, dict):
+            stack.extend(v for k, v in node.items() if k not in _NOT_TEXT)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return total
+
+
+_NOT_TEXT = frozenset({"role", "type", "id", "object", "model", "image_url", "url", "data", "detail", "index",
+                       "finish_reason", "logprobs", "tool_call_id", "call_id", "created", "system_fingerprint"})
+_INPUT_FIELDS = {"chat": ("messages", "tools"), "embeddings": ("input",), "completions": ("prompt",),
+                 "moderations": ("input",), "count_tokens": ()}
+
+
+def central_prompt_tokens(request: HubRequest) -> int:
+    """A central estimate of the prompt's tokens: its text at ``CHARS_PER_TOKEN``, plus message framing."""
+    payload = request.payload
+    chars = sum(_text_chars(payload.get(name)) for name in _INPUT_FIELDS.get(request.surface, ()))
+    messages = payload.get("messages")
+    framing = MESSAGE_FRAMING_TOKENS * len(messages) + 3 if isinstance(messages, list) else 0
+    return -(-chars // CHARS_PER_TOKEN) + framing
+
+
+def _answer_text_chars(answer: Any) -> int:
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    return _text_chars(choices) if isinstance(choices, list) else 0
+
+
+def charged_complete(answer: Any, body_len: int, request: HubRequest) -> Usage:
     """What a non-streamed answer (``answer``: its parsed JSON, None if it was not JSON) is charged for: the
-    reported usage or, when an OpenAI-compatible server omits it, an estimate, never nothing: the prompt estimate,
-    and the body's length bounding the output tokens from above."""
-    return usage_of(answer) or Usage(estimated_prompt_tokens, -(-body_len // 4))
+    reported usage or, when an OpenAI-compatible server omits it, a central estimate of the prompt and of the
+    answer's text (its body's length when it is not JSON), marked ``estimated-missing-usage``."""
+    reported = usage_of(answer)
+    if reported is not None:
+        return reported
+    chars = _answer_text_chars(answer) if answer is not None else body_len
+    produced = 0 if request.surface in ("embeddings", "moderations") else -(-chars // CHARS_PER_TOKEN)
+    return Usage(central_prompt_tokens(request), produced, 0, "estimated-missing-usage")
 
 
-def charged_stream(usage: Usage | None, chunks: int, estimated_prompt_tokens: int) -> Usage | None:
+def charged_stream(usage: Usage | None, content_chars: int, chunks: int, request: HubRequest) -> Usage | None:
     """What a stream is charged for: the upstream's reported usage or, for a stream cut before its usage chunk
-    (the client left, the upstream died), an estimate of what was produced: the prompt estimate and one output
-    token per content chunk (OpenAI-compatible servers stream about a token per chunk; the first chunk only
-    carries the role). A stream that produced nothing costs nothing."""
+    (the client left, the upstream died), a central estimate of the prompt and of the text it carried (content
+    and tool-call arguments, not framing chunks), marked ``estimated-aborted``. A stream that produced nothing
+    costs nothing."""
     if usage is not None or chunks == 0:
         return usage
-    return Usage(prompt_tokens=estimated_prompt_tokens, completion_tokens=max(chunks - 1, 0))
+    return Usage(central_prompt_tokens(request), -(-content_chars // CHARS_PER_TOKEN), 0, "estimated-aborted")

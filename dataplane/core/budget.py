@@ -9,7 +9,7 @@ the control plane's ledger (``controlplane.money.ledger``), the lease client (``
 between the two.
 
 When a grant expires (control plane unreachable past the lease's ttl) it is no longer used; the scope's
-``safe_allowance_micros`` (per process and period, default 0) is all that may be spent until a new answer.
+``safe_allowance_pico`` (per process and period, default 0) is all that may be spent until a new answer.
 
 Task-safe on one event loop (methods never await); not thread-safe.
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from dataplane.errors import ApiError
 from tollway.budget_scopes import BudgetIndex, BudgetLimit, BudgetScope, BudgetScopeKind, period_of
+from tollway.money import usd
 from tollway.pb import snapshot_pb2 as pb
 
 DEFAULT_HORIZON_S = 10.0  # a grant should last about this long at the recent rate of reservations
@@ -45,9 +46,12 @@ class Allowance:
     remaining: int = -1       # what the fleet had left unallocated at the last answer (-1: unknown)
     limited: bool = True      # False: the control plane says no budget applies (e.g. removed from policy)
     shortfall: int = 0        # the largest worst case refused since the last ask
-    window: int = 0           # micro-dollars reserved since ``window_start``
+    need: int = 0             # the largest worst case reserved or refused in the period
+    fleet_spent: int = 0      # settled fleet-wide, as of the last answer
+    short_answers: int = 0    # consecutive answers that left less than ``need`` here and in the pool
+    window: int = 0           # pico-dollars reserved since ``window_start``
     window_start: float = 0.0
-    rate: float = 0.0         # smoothed micro-dollars reserved per second
+    rate: float = 0.0         # smoothed pico-dollars reserved per second
 
     def available(self, now: float) -> int:
         """What a new reservation may take from the grant (0 once it has expired)."""
@@ -59,7 +63,7 @@ class Allowance:
         return self.expires_at > now
 
     def safe_available(self) -> int:
-        return self.limit.safe_allowance_micros - self.safe_spent - self.safe_reserved
+        return self.limit.safe_allowance_pico - self.safe_spent - self.safe_reserved
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +91,42 @@ class Ask:
     reserved: int
     want: int
     release: bool
+    need: int = 0  # the largest worst case seen here: a grant smaller than this serves nothing
 
 
 _NOTHING = Reservation(())
 
 
 def _exceeded(kind: BudgetScopeKind, a: Allowance, worst_case: int) -> ApiError:
-    usd = a.limit.monthly_micros / 1_000_000
     return ApiError(
-        429, f"the {kind} budget of ${usd:,.2f} for {a.period} is exhausted on this gateway "
-             f"(this request may cost up to {worst_case} micro-USD)",
+        429, f"the {kind} budget of ${usd(a.limit.monthly_pico)} for {a.period} is exhausted on this gateway "
+             f"(this request may cost up to ${usd(worst_case)})",
         "insufficient_quota", f"{kind}_budget_exceeded")
 
 
 LEASE_PENDING = "budget_lease_pending"  # the code of a refusal that the control plane's next grant may lift
+# Room is left in the budget, but not in this data plane's grant (other data planes hold it): retryable, and
+# never an exhaustion code. The request path waits for one lease answer before answering it.
+REBALANCING = "budget_rebalancing"
+WAITABLE = frozenset({LEASE_PENDING, REBALANCING})
+
+
+def _rebalancing(kind: BudgetScopeKind, a: Allowance) -> ApiError:
+    return ApiError(429, f"the {kind} budget for {a.period} has room, but this gateway's share of it is in use; "
+                         "retry in a second", "rate_limit_error", REBALANCING)
+
+
+# Answers in a row that could not cover one request, while the control plane knew this data plane was short (so
+# the others had been asked to yield): then the room is gone, not merely elsewhere.
+EXHAUSTED_AFTER_ANSWERS = 2
+
+
+def _is_exhausted(a: Allowance, worst_case: int) -> bool:
+    """No room anywhere: what is settled fleet-wide (at least what this process settled) and reserved here leave
+    less than ``worst_case`` of the limit, or the control plane kept answering short after the others yielded.
+    Otherwise the room is held by other data planes' grants and will flow here."""
+    return (a.limit.monthly_pico - max(a.fleet_spent, a.spent) - a.reserved < worst_case
+            or a.short_answers >= EXHAUSTED_AFTER_ANSWERS)
 
 
 def _lease_error(kind: BudgetScopeKind, a: Allowance) -> ApiError:
@@ -159,13 +185,14 @@ class BudgetBook:
             if not a.limited:
                 continue
             a.window += worst_case
+            a.need = max(a.need, worst_case)
             if a.is_granted(now):
                 if a.available(now) >= worst_case:
                     plan.append((a, False))
                     continue
                 a.shortfall = max(a.shortfall, worst_case)
                 self._wake()
-                return _exceeded(s.kind, a, worst_case)
+                return _exceeded(s.kind, a, worst_case) if _is_exhausted(a, worst_case) else _rebalancing(s.kind, a)
             if a.safe_available() >= worst_case:
                 plan.append((a, True))
                 continue
@@ -179,15 +206,15 @@ class BudgetBook:
                 a.reserved += worst_case
         return Reservation(tuple(Hold(a, worst_case, safe) for a, safe in plan))
 
-    def settle(self, reservation: Reservation, actual_micros: int) -> None:
-        """The request cost ``actual_micros``: it is spent, the rest of the reservation is free again.
+    def settle(self, reservation: Reservation, actual_pico: int) -> None:
+        """The request cost ``actual_pico``: it is spent, the rest of the reservation is free again.
 
         A cost above the reservation (a bound that was not one) is still counted in full.
         """
         if reservation.done:
             return
         reservation.done = True
-        actual = max(0, actual_micros)
+        actual = max(0, actual_pico)
         for h in reservation.holds:
             a = h.allowance
             if h.safe:
@@ -227,7 +254,7 @@ class BudgetBook:
             if release:
                 # Given back before asking: nothing reserved while the answer travels can use it.
                 a.granted = a.spent + a.reserved + want
-            out.append(Ask(a.scope, a.period, a.spent, a.reserved, want, release))
+            out.append(Ask(a.scope, a.period, a.spent, a.reserved, want, release, a.need))
         return out
 
     def _want(self, a: Allowance, now: float) -> int:
@@ -236,12 +263,12 @@ class BudgetBook:
         # Up at once with a burst, down slowly after it: a grant must cover the next burst too.
         a.rate = max(a.window / elapsed, a.rate * decay)
         a.window, a.window_start = 0, now
-        want = max(int(a.rate * self.horizon_s), a.limit.monthly_micros // MIN_WANT_DIVISOR, 2 * a.shortfall)
+        want = max(int(a.rate * self.horizon_s), a.limit.monthly_pico // MIN_WANT_DIVISOR, 2 * a.shortfall, a.need)
         a.shortfall = 0
         return want
 
     def apply(self, scope: str, period: str, *, limited: bool, granted: int, remaining: int,
-              expires_at: float) -> None:
+              expires_at: float, fleet_spent: int = 0) -> None:
         """Adopt the control plane's answer for one allowance (``granted`` is absolute, not a delta)."""
         a = self._allowances.get((scope, period))
         if a is None:
@@ -249,6 +276,9 @@ class BudgetBook:
         a.limited = limited
         a.granted = granted
         a.remaining = remaining
+        a.fleet_spent = fleet_spent
+        short = a.need > 0 and granted - a.spent - a.reserved < a.need and remaining < a.need
+        a.short_answers = a.short_answers + 1 if short else 0
         a.expires_at = expires_at
 
     def _wake(self) -> None:

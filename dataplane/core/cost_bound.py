@@ -149,14 +149,15 @@ def surface_token_bounds(payload: dict[str, Any], deployment: Deployment, surfac
 
 
 def deployment_cost_bound(payload: dict[str, Any], deployment: Deployment, surface: str = "chat") -> int:
-    """Micro-dollars, rounded up: the most this request can cost if ``deployment`` serves it."""
+    """Pico-dollars (exact): the most this request can cost if ``deployment`` serves it."""
     prices = deployment.prices
     prompt, output = surface_token_bounds(payload, deployment, surface)
-    scaled = prompt * max(prices.input, prices.cached_input) + output * prices.output
-    return -(-scaled // 1_000_000)
+    # Any input token may be billed at the dearest input kind (a cache write), any output token as reasoning.
+    return (prompt * max(prices.input, prices.cached_input, prices.cache_write, prices.cache_write_1h)
+            + output * max(prices.output, prices.reasoning_output))
 
 
-def worst_case_micros(payload: dict[str, Any], candidates: Iterable[Deployment], surface: str = "chat") -> int:
+def worst_case_pico(payload: dict[str, Any], candidates: Iterable[Deployment], surface: str = "chat") -> int:
     """The largest bound over the deployments a request may be served by (0 if there are none)."""
     return max((deployment_cost_bound(payload, d, surface) for d in candidates), default=0)
 

@@ -210,8 +210,9 @@ def plan_request(facts: RequestFacts, key: Key, request: HubRequest) -> RoutePla
         return ApiError(403, f"this API key may not use model {request.model!r}", "permission_error",
                         "model_not_allowed", "model")
     if (route.kind == "embeddings") != (request.surface == "embeddings"):
-        hint = "/v1/embeddings" if route.kind == "embeddings" else "a generation endpoint"
-        return invalid(f"model {request.model!r} is a {route.kind} model: call it with {hint}", param="model",
+        what, hint = ("an embeddings", "/v1/embeddings") if route.kind == "embeddings" else \
+            ("a chat", "a generation endpoint")
+        return invalid(f"model {request.model!r} is {what} model: call it with {hint}", param="model",
                        code="model_not_supported")
     candidates = runtime.candidates_for(key.tenant.name, route.name)
     if not candidates:

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from dataplane.core.accounting import Outcome
 from dataplane.core.attribution import Attribution
-from dataplane.core.cost_bound import worst_case_micros
+from dataplane.core.cost_bound import worst_case_pico
 from dataplane.core.decide import DEFAULT_EXPECTED_OUTPUT_TOKENS, RoutePlan
 from dataplane.core.gate import Admission, Refusal
 from dataplane.core.ratelimit import LimitTable, Quota, RateLimited, RateLimiter, format_reset
@@ -46,14 +46,14 @@ class BudgetReserver(Protocol):
         """A reservation, or the ``ApiError`` refusing the request."""
         ...
 
-    def settle(self, reservation: Any, actual_micros: int) -> None: ...
+    def settle(self, reservation: Any, actual_pico: int) -> None: ...
 
     def release(self, reservation: Any) -> None: ...
 
 
 def plan_worst_case(plan: RoutePlan) -> int:
     """The request's cost bound over every deployment it may be served by (``dataplane.core.cost_bound``)."""
-    return worst_case_micros(plan.request.payload, plan.candidates, plan.request.surface)
+    return worst_case_pico(plan.request.payload, plan.candidates, plan.request.surface)
 
 
 
@@ -147,7 +147,7 @@ class LimitsGate:
         elif outcome.status >= 400:
             self.limiter.record(admission.ticket, 0, now)  # the upstream refused or failed: no tokens used
         if self._budget is not None and admission.reservation is not None:
-            self._budget.settle(admission.reservation, outcome.cost_micros)
+            self._budget.settle(admission.reservation, outcome.cost_pico)
 
     def release(self, admission: Admission, now: float) -> None:
         """Give back everything an admitted request took that never reached an upstream."""

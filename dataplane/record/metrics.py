@@ -26,6 +26,7 @@ from dataplane.core.accounting import Outcome
 from dataplane.core.health import Health, usable_deployments
 from dataplane.errors import ApiError
 from dataplane.snapshot.holder import SnapshotHolder
+from tollway.money import PICO_PER_USD
 from tollway.prometheus import CounterChild, Registry
 
 
@@ -72,7 +73,8 @@ class RequestMetrics:
         self.tokens = registry.counter(
             "tollway_tokens_total", "Tokens by route and direction (input, cached_input, output)",
             ["route", "direction"])
-        self.cost = registry.counter("tollway_cost_micros_total", "Cost in micro-dollars (USD)", ["route"])
+        self.cost = registry.counter("tollway_cost_usd_total", "Cost in USD (exact in the usage records; a float "
+                                     "here)", ["route"])
         self.upstream_errors = registry.counter(
             "tollway_upstream_errors_total", "Failed upstream answers by provider and kind "
             "(5xx, timeout, 429, 4xx, aborted stream)", ["provider", "kind"])
@@ -100,7 +102,7 @@ class RequestMetrics:
             r.input.value += usage.prompt_tokens - usage.cached_tokens
             r.cached_input.value += usage.cached_tokens
             r.output.value += usage.completion_tokens
-        r.cost.value += outcome.cost_micros
+        r.cost.value += outcome.cost_pico / PICO_PER_USD
         dep = outcome.deployment
         if dep is None:
             return

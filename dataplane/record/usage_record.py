@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from dataplane.core.accounting import Outcome
+from tollway.money import micros_rounded
 from tollway.pb import usage_pb2
 
 
@@ -50,7 +51,11 @@ def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.Usage
         input_tokens=usage.prompt_tokens if usage else 0,
         cached_input_tokens=usage.cached_tokens if usage else 0,
         output_tokens=usage.completion_tokens if usage else 0,
-        cost_micros=outcome.cost_micros,
+        cost_micros=micros_rounded(outcome.cost_pico), cost_pico=outcome.cost_pico,
+        cache_write_tokens=usage.cache_write_tokens if usage else 0,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens if usage else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage else 0,
+        usage_source="" if outcome.usage is None or not outcome.usage.is_estimated else outcome.usage.source,
         latency_ms=int(outcome.duration_s * 1000),
         ttfb_ms=first_byte_ms,
         upstream_ms=int((outcome.upstream_s if outcome.upstream_s is not None else outcome.duration_s) * 1000),

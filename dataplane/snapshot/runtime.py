@@ -21,7 +21,7 @@ from typing import Literal
 from dataplane.errors import DataPlaneError
 from tollway.pb import snapshot_pb2 as pb
 
-PROVIDER_TYPES = frozenset({"openai", "azure", "anthropic", "mock"})
+PROVIDER_TYPES = frozenset({"openai", "azure", "anthropic", "bedrock", "gemini", "vertex", "mock"})
 STRATEGIES = frozenset({"cheapest", "priority", "weighted", "latency"})
 FAILOVER_ON = frozenset({"connect", "timeout", "5xx", "429"})
 CAPABILITIES = frozenset({"tools", "vision", "json_mode"})
@@ -55,11 +55,23 @@ NO_CONTENT = ContentPolicy()
 
 @dataclass(frozen=True, slots=True)
 class Prices:
-    """Micro-dollars per million tokens."""
+    """Micro-dollars per million tokens = pico-dollars per token, per token kind (``tollway.money``)."""
 
     input: int
     output: int
     cached_input: int
+    cache_write: int = -1      # -1: as ``input`` (``Prices.of`` resolves it)
+    cache_write_1h: int = -1   # -1: as ``cache_write``
+    reasoning_output: int = -1  # -1: as ``output``
+
+    def __post_init__(self) -> None:
+        # Older snapshots have no price for these kinds: they were billed as input and output.
+        if self.cache_write < 0:
+            object.__setattr__(self, "cache_write", self.input)
+        if self.cache_write_1h < 0:
+            object.__setattr__(self, "cache_write_1h", self.cache_write)
+        if self.reasoning_output < 0:
+            object.__setattr__(self, "reasoning_output", self.output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,10 @@ class Provider:
     # missing. repr=False keeps it out of any accidental log line or traceback.
     credential: str | None = field(repr=False)
     credential_env: str = ""
+    aws_region: str = ""
+    aws_profile: str = ""
+    gcp_project: str = ""
+    gcp_location: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +205,7 @@ def _provider(p: pb.Provider, environ: Mapping[str, str]) -> Provider:
         connect_timeout_s=p.connect_timeout_s or 5.0, read_timeout_s=p.read_timeout_s or 120.0,
         api_version=p.api_version, mock_delay_ms=p.mock.delay_ms, mock_tokens_per_second=p.mock.tokens_per_second,
         credential=environ.get(p.credential_env) if p.credential_env else None, credential_env=p.credential_env,
+        aws_region=p.aws_region, aws_profile=p.aws_profile, gcp_project=p.gcp_project, gcp_location=p.gcp_location,
     )
 
 
@@ -203,7 +220,7 @@ def _deployment(d: pb.Deployment, providers: Mapping[str, Provider]) -> Deployme
     if unknown:
         raise InvalidSnapshot(f"{where}: unknown capabilities {sorted(unknown)}")
     pr = d.prices
-    if min(pr.input, pr.output, pr.cached_input) < 0:
+    if min(pr.input, pr.output, pr.cached_input, pr.cache_write, pr.cache_write_1h, pr.reasoning_output) < 0:
         raise InvalidSnapshot(f"{where}: negative price")
     if d.context_window < 0 or d.max_output_tokens < 0:
         raise InvalidSnapshot(f"{where}: negative token limit")
@@ -215,7 +232,10 @@ def _deployment(d: pb.Deployment, providers: Mapping[str, Provider]) -> Deployme
     return Deployment(
         name=d.name, provider=provider, upstream_model=d.upstream_model, capabilities=frozenset(d.capabilities),
         context_window=d.context_window, max_output_tokens=d.max_output_tokens,
-        prices=Prices(input=pr.input, output=pr.output, cached_input=pr.cached_input),
+        prices=Prices(input=pr.input, output=pr.output, cached_input=pr.cached_input,
+                      cache_write=pr.cache_write if pr.HasField("cache_write") else -1,
+                      cache_write_1h=pr.cache_write_1h if pr.HasField("cache_write_1h") else -1,
+                      reasoning_output=pr.reasoning_output if pr.HasField("reasoning_output") else -1),
         surfaces=surfaces, embedding_family=d.embedding.family, embedding_dimensions=d.embedding.dimensions,
     )
 

@@ -25,6 +25,7 @@ import grpc
 from dataplane.core.budget import BudgetBook
 from dataplane.settings import DataPlaneSettings
 from dataplane.sync.channel import control_plane_channel
+from tollway.money import micros_ceil, parse_pico, pico_text
 from tollway.pb import leases_pb2 as lpb
 from tollway.pb import leases_pb2_grpc as lgrpc
 from tollway.tasks import cancel
@@ -55,7 +56,11 @@ class LeaseClient:
         self._metadata = (("authorization", f"Bearer {settings.control_plane_token}"),) \
             if settings.control_plane_token else ()
         self._wake = asyncio.Event()
-        self._answered = asyncio.Event()  # replaced by a fresh one at each answer; see next_answer
+        # Exchanges are numbered as they start; ``next_answer`` waits for one that started after it was called, so
+        # an answer to a request sent before a new scope existed cannot end the wait of that scope's first request.
+        self._started = 0
+        self._answered_through = 0
+        self._answered = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self.answers = 0    # successful lease calls, for tests and readiness
         self.failures = 0   # consecutive failed calls
@@ -74,11 +79,11 @@ class LeaseClient:
     async def next_answer(self, within_s: float) -> None:
         """Ask now, and wait (at most ``within_s`` seconds) for the answer. Only for a scope this data plane has
         never held a grant of (its first request, or the first of a month): everything else is served locally."""
-        answered = self._answered
+        target = self._started + 1
         self._wake.set()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within_s):
-                await answered.wait()
+            async with asyncio.timeout(within_s), self._answered:
+                await self._answered.wait_for(lambda: self._answered_through >= target)
 
     async def _run(self) -> None:
         s = self._settings
@@ -110,8 +115,12 @@ class LeaseClient:
     def request(self, now: float) -> lpb.LeaseRequest:
         """The next request: the book's asks and the limiter's demand."""
         s = self._settings
-        asks = [lpb.BudgetAsk(scope=a.scope, period=a.period, spent_micros=a.spent, reserved_micros=a.reserved,
-                              want_micros=a.want, release=a.release) for a in self._book.asks(now)]
+        # Exact pico amounts, and (rounded up, never under-counting) micro-dollars for an older control plane.
+        asks = [lpb.BudgetAsk(scope=a.scope, period=a.period, spent_micros=_int64(micros_ceil(a.spent)),
+                              reserved_micros=_int64(micros_ceil(a.reserved)), want_micros=_int64(micros_ceil(a.want)),
+                              release=a.release, spent_pico=pico_text(a.spent), reserved_pico=pico_text(a.reserved),
+                              want_pico=pico_text(a.want), need_pico=pico_text(a.need))
+                for a in self._book.asks(now)]
         demand = self._limiter.demand() if self._limiter is not None else {}
         rates = [lpb.RateDemand(scope=k, requests_per_s=r, tokens_per_s=t) for k, (r, t) in sorted(demand.items())]
         return lpb.LeaseRequest(node_id=s.node_id, incarnation=self.incarnation, region=s.region, budgets=asks,
@@ -120,8 +129,10 @@ class LeaseClient:
     def apply(self, response: lpb.LeaseResponse, sent_at: float) -> None:
         expires_at = sent_at + response.ttl_s
         for g in response.budgets:
-            self._book.apply(g.scope, g.period, limited=g.limited, granted=g.granted_micros,
-                             remaining=g.remaining_micros, expires_at=expires_at)
+            self._book.apply(g.scope, g.period, limited=g.limited,
+                             granted=parse_pico(g.granted_pico, g.granted_micros),
+                             remaining=parse_pico(g.remaining_pico, g.remaining_micros), expires_at=expires_at,
+                             fleet_spent=parse_pico(g.spent_pico, g.spent_micros))
         if self._limiter is not None and response.shares:
             self._limiter.set_shares({r.scope: (r.requests_fraction, r.tokens_fraction) for r in response.shares},
                                      expires_at)
@@ -129,11 +140,18 @@ class LeaseClient:
     async def exchange(self, stub: lgrpc.LeasesStub) -> None:
         """One request and its answer."""
         sent_at = self._clock()
+        self._started += 1
+        number = self._started
         request = self.request(sent_at)
         if not request.budgets and not request.rates:
             return
         response = await stub.Lease(request, metadata=self._metadata, timeout=self._timeout)
         self.apply(response, sent_at)
         self.answers += 1
-        answered, self._answered = self._answered, asyncio.Event()
-        answered.set()
+        async with self._answered:
+            self._answered_through = max(self._answered_through, number)
+            self._answered.notify_all()
+
+
+def _int64(micros: int) -> int:
+    return min(micros, 2**63 - 1)

@@ -90,10 +90,18 @@ def anthropic_request(payload: dict[str, Any], upstream_model: str, default_max_
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's prompt_tokens holds all."""
     cache_read = count(usage.get("cache_read_input_tokens"))
-    prompt = count(usage.get("input_tokens")) + cache_read + count(usage.get("cache_creation_input_tokens"))
+    writes = count(usage.get("cache_creation_input_tokens"))
+    # Writes by time-to-live, when Anthropic breaks them down; else all at the 5-minute rate.
+    split = usage.get("cache_creation")
+    write_1h = count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, dict) else 0
+    prompt = count(usage.get("input_tokens")) + cache_read + writes
     completion = count(usage.get("output_tokens"))
+    details: dict[str, int] = {"cached_tokens": cache_read}
+    if writes:  # Tollway's extension of the hub's usage: billed at the cache-write rates
+        details["cache_write_tokens"] = writes - min(write_1h, writes)
+        details["cache_write_1h_tokens"] = min(write_1h, writes)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cache_read}}
+            "prompt_tokens_details": details}
 
 
 def openai_completion(message: dict[str, Any], created: int) -> dict[str, Any]:

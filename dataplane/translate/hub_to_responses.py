@@ -199,6 +199,13 @@ def _sse_event(kind: str, sequence_number: int, data: dict[str, Any]) -> bytes:
             + orjson.dumps({"type": kind, "sequence_number": sequence_number, **data}) + b"\n\n")
 
 
+def error_event(sequence_number: int, message: str, code: str) -> bytes:
+    """The ``error`` event ending a failed stream: the documented fields at the top and the same ones under
+    ``error``, the shape the API sends and the one the openai SDK raises ``APIError`` on."""
+    return _sse_event("error", sequence_number, {"code": code, "message": message, "param": None, "error": {
+        "type": "server_error", "code": code, "message": message, "param": None}})
+
+
 @dataclass(slots=True)
 class _Message:
     """The message item being streamed: its closed content parts and the one open part."""
@@ -292,11 +299,9 @@ class ResponsesEventWriter:
         return out
 
     def error(self, message: str, code: str) -> list[bytes]:
-        """``response.failed`` (status failed, the output so far), then an ``error`` event.
-
-        The ``error`` event has the documented fields at the top and the same ones under ``error``, the shape the
-        API sends and the one the openai SDK raises ``APIError`` on: a client iterating the stream sees the failed
-        response, and then the stream raises instead of ending as if it had completed.
+        """``response.failed`` (status failed, the output so far), then an ``error`` event (``error_event``): a
+        client iterating the stream sees the failed response, and then the stream raises instead of ending as if
+        it had completed.
         """
         if self._ended:
             return []
@@ -307,8 +312,8 @@ class ResponsesEventWriter:
         response = {**self._base, "status": "failed", "output": output, "usage": responses_usage(self._usage),
                     "error": {"code": code if code in RESPONSE_ERROR_CODES else "server_error", "message": message}}
         out.append(self._event("response.failed", {"response": response}))
-        out.append(self._event("error", {"code": code, "message": message, "param": None, "error": {
-            "type": "server_error", "code": code, "message": message, "param": None}}))
+        out.append(error_event(self._seq, message, code))
+        self._seq += 1
         return out
 
     def _event(self, kind: str, data: dict[str, Any]) -> bytes:

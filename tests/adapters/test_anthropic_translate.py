@@ -123,7 +123,9 @@ def test_completion_with_tool_use_and_cache_usage() -> None:
     assert reply["tool_calls"] == [{"id": "toolu_1", "type": "function",
                                     "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}}]
     assert completion["usage"] == {"prompt_tokens": 130, "completion_tokens": 30, "total_tokens": 160,
-                                   "prompt_tokens_details": {"cached_tokens": 100}}
+                                   # cache writes are billed at their own rate: Tollway's extension of the usage
+                                   "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 20,
+                                                             "cache_write_1h_tokens": 0}}
     assert completion["object"] == "chat.completion" and completion["created"] == 7
 
 

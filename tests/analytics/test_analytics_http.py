@@ -35,8 +35,8 @@ async def test_reports_answer_json_rows_with_integer_money(analytics_cp: Control
     status, body, _ = await get(analytics_cp, "/admin/v1/analytics/daily-cost?by=tenant&tenant=globex", BEARER)
     assert status == 200, body
     assert body["by"] == "tenant" and body["until"] is None
-    assert [(r["tenant"], r["requests"], r["costMicros"], r["costUsd"]) for r in body["rows"]] == \
-        [("globex", 2, 1_000_000, "1.000000")] * 3
+    assert [(r["tenant"], r["requests"], r["costMicros"], r["costPico"], r["costUsd"]) for r in body["rows"]] == \
+        [("globex", 2, 1_000_000, str(10**12), "1.00")] * 3  # exact: pico as a string, USD as a decimal
     status, body, _ = await get(analytics_cp, "/admin/v1/analytics/latency?by=route&route=gpt-4o", BEARER)
     assert {(r["route"], r["p50Ms"], r["p95Ms"], r["ttfbP95Ms"]) for r in body["rows"]} == \
         {("gpt-4o", 250, 385, 38.5)}
@@ -44,7 +44,7 @@ async def test_reports_answer_json_rows_with_integer_money(analytics_cp: Control
     assert max(r["errorRate"] for r in body["rows"]) == 0.5
     status, body, _ = await get(analytics_cp, "/admin/v1/analytics/top-users?order=requests&limit=2", BEARER)
     assert [(r["user"], r["requests"], r["costUsd"]) for r in body["rows"]] == \
-        [("alice", 9, "4.500000"), ("bob", 3, "1.500000")]
+        [("alice", 9, "4.50"), ("bob", 3, "1.50")]
 
 
 async def test_a_period_before_the_events_is_empty(analytics_cp: ControlPlane) -> None:

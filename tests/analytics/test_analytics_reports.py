@@ -35,7 +35,7 @@ def ms(day: date) -> int:
 ])
 async def test_daily_cost_per_team_project_and_use_case(reports: Analytics, by: str, acme: str, globex: str) -> None:
     rows = await reports.daily_cost(by, Span())  # type: ignore[arg-type]
-    got = [(r.day, r.group, r.requests, r.cost_micros, r.input_tokens, r.output_tokens) for r in rows]
+    got = [(r.day, r.group, r.requests, r.cost_pico // 10**6, r.input_tokens, r.output_tokens) for r in rows]
     expected = []
     for d, day in enumerate(days()):
         expected.append((day, acme, 4, 1_000_000 * (d + 1), 4000, 400))
@@ -43,7 +43,7 @@ async def test_daily_cost_per_team_project_and_use_case(reports: Analytics, by: 
     # Within a day, the biggest cost comes first; on day 0 the two tie and sort by name.
     assert sorted(got) == sorted(expected)
     assert [g[1] for g in got if g[0] == days()[2]] == [acme, globex]
-    assert all(isinstance(r.cost_micros, int) for r in rows)
+    assert all(isinstance(r.cost_pico, int) for r in rows)
 
 
 async def test_time_range_is_half_open(reports: Analytics) -> None:
@@ -53,7 +53,8 @@ async def test_time_range_is_half_open(reports: Analytics) -> None:
     rows = await reports.daily_cost("tenant", Span(until_ms=ms(d1)))
     assert {r.day for r in rows} == {d0}
     rows = await reports.daily_cost("tenant", Span(since_ms=ms(d1), until_ms=ms(d2)))
-    assert {(r.day, r.group, r.cost_micros) for r in rows} == {(d1, "acme", 2_000_000), (d1, "globex", 1_000_000)}
+    assert {(r.day, r.group, r.cost_pico // 10**6) for r in rows} == {
+        (d1, "acme", 2_000_000), (d1, "globex", 1_000_000)}
 
 
 async def test_latency_quantiles_per_model_and_day_over_successful_requests(reports: Analytics) -> None:
@@ -82,7 +83,7 @@ async def test_error_rates_by_provider_and_deployment(reports: Analytics) -> Non
 
 async def test_top_users_by_cost_and_by_requests(reports: Analytics) -> None:
     rows = await reports.top_users(Span())
-    assert [(u.tenant, u.user, u.requests, u.cost_micros) for u in rows] == [
+    assert [(u.tenant, u.user, u.requests, u.cost_pico // 10**6) for u in rows] == [
         ("acme", "alice", 9, 4_500_000), ("acme", "bob", 3, 1_500_000), ("globex", "carol", 3, 1_500_000),
     ]  # requests without a user are not a user
     assert [(u.user, u.requests) for u in await reports.top_users(Span(), "requests", 1)] == [("alice", 9)]

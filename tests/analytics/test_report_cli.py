@@ -34,7 +34,7 @@ async def test_daily_cost_as_table_csv_and_json_agree(analytics_cp: ControlPlane
     lines = out.splitlines()
     assert lines[0].split() == ["DAY", "PROJECT", "REQUESTS", "INPUT", "TOKENS", "OUTPUT", "TOKENS", "COST", "USD"]
     assert sum("acme/web" in line for line in lines) == 3
-    assert any(line.split()[1:] == ["acme/web", "4", "4000", "400", "3.000000"] for line in lines)
+    assert any(line.split()[1:] == ["acme/web", "4", "4000", "400", "3.00"] for line in lines)
 
     code, out, err = as_csv
     assert code == 0, err
@@ -63,8 +63,8 @@ async def test_latency_errors_and_top_users(analytics_cp: ControlPlane, tmp_path
     assert any(line.split()[1:] == ["anthropic-claude", "2", "1", "50.00%"] for line in out.splitlines())
     code, out, err = users
     assert code == 0, err
-    assert [line.split() for line in out.splitlines()[1:]] == [["acme", "alice", "9", "9000", "900", "4.500000"],
-                                                               ["acme", "bob", "3", "3000", "300", "1.500000"]]
+    assert [line.split() for line in out.splitlines()[1:]] == [["acme", "alice", "9", "9000", "900", "4.50"],
+                                                               ["acme", "bob", "3", "3000", "300", "1.50"]]
 
 
 async def test_nothing_to_show_and_errors(analytics_cp: ControlPlane, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from controlplane.money.ledger import AskIn, BatchMarker, ScopeState, grant, reclaim, settle
 from dataplane.core.budget import BudgetBook, Reservation
-from dataplane.core.cost_bound import DEFAULT_OUTPUT_BOUND, prompt_token_bound, worst_case_micros
+from dataplane.core.cost_bound import DEFAULT_OUTPUT_BOUND, prompt_token_bound, worst_case_pico
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Deployment, Prices, Provider
 from tollway.budget_scopes import BudgetIndex, BudgetLimit, next_period_start, period_of
@@ -44,11 +44,11 @@ def test_worst_case_uses_max_tokens_n_and_the_dearest_candidate() -> None:
     payload = {"messages": [{"role": "user", "content": "a"}], "max_tokens": 100, "n": 2}
     cheap, dear = deployment(out=1_000_000), deployment(out=3_000_000)
     prompt = prompt_token_bound(payload, "openai")
-    assert worst_case_micros(payload, [cheap, dear]) == prompt * 1 + 200 * 3
+    assert worst_case_pico(payload, [cheap, dear]) == (prompt * 1 + 200 * 3) * 1_000_000  # pico-dollars, exact
     no_max = {"messages": [{"role": "user", "content": "a"}]}
-    assert worst_case_micros(no_max, [deployment(out=1_000_000, max_out=500)]) == prompt + 500
-    assert worst_case_micros(no_max, [deployment(out=1_000_000)]) == prompt + DEFAULT_OUTPUT_BOUND
-    assert worst_case_micros(payload, []) == 0
+    assert worst_case_pico(no_max, [deployment(out=1_000_000, max_out=500)]) == (prompt + 500) * 1_000_000
+    assert worst_case_pico(no_max, [deployment(out=1_000_000)]) == (prompt + DEFAULT_OUTPUT_BOUND) * 1_000_000
+    assert worst_case_pico(payload, []) == 0
 
 
 def test_periods_are_utc_months() -> None:
@@ -70,7 +70,7 @@ def test_scopes_of_a_request() -> None:
     names = [s.name for s in idx.scopes_for("acme", "web", "k1", "al/ice")]
     assert names == ["tenant/acme", "project/acme/web", "key/k1", "user/acme/al%2Fice"]
     assert [s.name for s in idx.scopes_for("acme", "", "k2", "")] == ["tenant/acme"]
-    assert idx.limit_of("user/acme/bob") == BudgetLimit(100, 100, 0)
+    assert idx.limit_of("user/acme/bob") == BudgetLimit(100 * 1_000_000, 100, 0)  # declared in micros, kept in pico
     assert idx.limit_of("tenant/none") is None
 
 
@@ -87,8 +87,15 @@ def test_book_reserves_within_the_grant_and_settles_the_difference_back() -> Non
     first = book.reserve("acme", "", "k9", "", 60, JAN)
     assert isinstance(first, Reservation)
     refused = book.reserve("acme", "", "k9", "", 60, JAN)
-    assert isinstance(refused, ApiError) and refused.status == 429 and refused.code == "tenant_budget_exceeded"
-    assert refused.type == "insufficient_quota"
+    # The budget has room, held by other data planes: retryable, never an exhaustion code.
+    assert isinstance(refused, ApiError) and (refused.status, refused.code) == (429, "budget_rebalancing")
+    a = book.allowance("tenant/acme", "2025-01")
+    assert a is not None
+    book.apply("tenant/acme", "2025-01", limited=True, granted=100, remaining=0, expires_at=JAN + 10,
+               fleet_spent=a.limit.monthly_pico - 100)  # now only this grant is left anywhere
+    exhausted = book.reserve("acme", "", "k9", "", 60, JAN)
+    assert isinstance(exhausted, ApiError) and (exhausted.status, exhausted.code) == (429, "tenant_budget_exceeded")
+    assert exhausted.type == "insufficient_quota"
     book.settle(first, 25)
     book.settle(first, 25)  # settling twice changes nothing
     a = book.allowance("tenant/acme", "2025-01")
@@ -101,8 +108,8 @@ def test_book_refuses_once_the_lease_expires_unless_a_safe_allowance_is_declared
     book = granted_book(100)
     expired = book.reserve("acme", "", "k9", "", 1, JAN + 11)
     assert isinstance(expired, ApiError) and (expired.status, expired.code) == (503, "budget_lease_expired")
-    safe = granted_book(100, safe=5)
-    assert isinstance(safe.reserve("acme", "", "k9", "", 5, JAN + 11), Reservation)
+    safe = granted_book(100, safe=5)  # 5 micro-dollars: 5,000,000 pico-dollars
+    assert isinstance(safe.reserve("acme", "", "k9", "", 5_000_000, JAN + 11), Reservation)
     assert isinstance(safe.reserve("acme", "", "k9", "", 1, JAN + 11), ApiError)
     fresh = BudgetBook()
     fresh.set_index(index())
@@ -115,7 +122,7 @@ def test_a_refusal_in_one_scope_reserves_nothing_in_the_others() -> None:
     assert isinstance(book.reserve("acme", "", "k1", "", 50, JAN), ApiError)  # the key's lease: not yet granted
     book.apply("key/k1", "2025-01", limited=True, granted=10, remaining=0, expires_at=JAN + 10)
     refused = book.reserve("acme", "", "k1", "", 50, JAN)
-    assert isinstance(refused, ApiError) and refused.code == "key_budget_exceeded"
+    assert isinstance(refused, ApiError) and refused.code == "budget_rebalancing"  # the key's budget has room
     a = book.allowance("tenant/acme", "2025-01")
     assert a is not None and a.reserved == 0
 

@@ -79,7 +79,7 @@ async def test_data_plane_metrics_count_requests_tokens_cost_and_hold_no_prompt(
     assert sample(text, 'tollway_request_duration_seconds_count{route="mock"}') == 3
     assert sample(text, 'tollway_upstream_duration_seconds_count{provider="mock-eu"}') == 3
     assert sample(text, 'tollway_tokens_total{route="mock",direction="output"}') > 0
-    assert sample(text, 'tollway_cost_micros_total{route="mock"}') > 0
+    assert sample(text, 'tollway_cost_usd_total{route="mock"}') > 0
     assert sample(text, 'tollway_snapshot_info{region="eu",version="v-test-1"}') == 1
     assert 0 <= sample(text, "tollway_snapshot_age_seconds") < 60
     assert sample(text, "tollway_usage_backlog_records") == 17

@@ -71,8 +71,10 @@ async def test_chat_completion(world: World) -> None:
     assert raw.headers["x-tollway-snapshot"] == "v-test-1"
     assert raw.headers["x-request-id"].startswith("req_")
     usage = completion.usage
-    expected = -(-(usage.prompt_tokens * 150_000 + usage.completion_tokens * 600_000) // 1_000_000)
-    assert raw.headers["x-tollway-cost-usd-micros"] == str(expected)
+    pico = usage.prompt_tokens * 150_000 + usage.completion_tokens * 600_000  # prices: pico-dollars per token
+    assert raw.headers["x-tollway-cost-usd-micros"] == str((pico + 500_000) // 1_000_000)  # rounded for display
+    whole, _, frac = raw.headers["x-tollway-cost-usd"].partition(".")
+    assert int(whole) * 10**12 + int(frac.ljust(12, "0")) == pico  # exact
     sent = world.eu.requests[-1]
     assert sent.body["model"] == "gpt-4o-mini"
     assert sent.headers["Authorization"] == f"Bearer {CREDENTIAL}"

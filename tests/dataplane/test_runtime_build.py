@@ -74,7 +74,7 @@ def _mutation_cases() -> list[tuple[str, Callable[[pb.Snapshot], None], str]]:
         del s.routes[4].weights[:]
 
     def bad_type(s: pb.Snapshot) -> None:
-        s.providers[0].type = "bedrock"
+        s.providers[0].type = "watsonx"
 
     def bad_url(s: pb.Snapshot) -> None:
         s.providers[0].base_url = "ftp://x"
@@ -98,7 +98,7 @@ def _mutation_cases() -> list[tuple[str, Callable[[pb.Snapshot], None], str]]:
         ("route deployment missing", route_dep, "deployment 'ghost' does not exist"),
         ("unknown strategy", bad_strategy, "unknown strategy 'random'"),
         ("weighted without weights", bad_weights, "weighted strategy without weights"),
-        ("unknown provider type", bad_type, "unknown type 'bedrock'"),
+        ("unknown provider type", bad_type, "unknown type 'watsonx'"),
         ("non-http base url", bad_url, "base_url must be an http(s) URL"),
         ("no version", no_version, "no version"),
         ("unknown failover condition", bad_failover, "unknown failover conditions"),

@@ -39,7 +39,9 @@ ANSWER = "Sure: the contract of jane@example.com says nothing about cards."
 FIELDS = [
     "ts", "request_id", "tenant", "project", "user", "key_id", "model", "route", "deployment", "provider", "region",
     "node_id", "snapshot_version", "stream", "status", "error_type", "attempts", "input_tokens", "cached_tokens",
-    "output_tokens", "cost_micros", "latency_ms", "ttfb_ms", "upstream_ms", "overhead_ms", "content_mode",
+    "output_tokens", "cache_write_tokens", "reasoning_tokens", "cost_micros", "cost_pico", "usage_source",
+    "latency_ms", "ttfb_ms", "upstream_ms",
+    "overhead_ms", "content_mode",
 ]
 
 
@@ -59,7 +61,7 @@ def make_outcome(request_id: str = "req-1", prompt: str = PROMPT, status: int = 
     plan = RoutePlan(key=key, route=route, request=request, candidates=(dep,))
     return Outcome(request_id=request_id, snapshot=runtime.version, plan=plan, deployment=dep, attempts=2,
                    status=status, usage=Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=20),
-                   cost_micros=57, started=1_700_000_000.25, first_byte_s=0.0405, duration_s=0.25,
+                   cost_pico=57_000_000, started=1_700_000_000.25, first_byte_s=0.0405, duration_s=0.25,
                    attribution=Attribution(user="u-42"))
 
 
@@ -76,7 +78,9 @@ def test_log_entry_has_every_field_from_the_outcome() -> None:
         "user": "u-42", "key_id": "acme-all", "model": "chat", "route": "chat", "deployment": "gpt-eu",
         "provider": "up-eu", "region": "eu", "node_id": "node-a", "snapshot_version": "v-test-1", "stream": False,
         "status": 200, "error_type": "", "attempts": 2, "input_tokens": 120, "cached_tokens": 20,
-        "output_tokens": 30, "cost_micros": 57, "latency_ms": 250.0, "ttfb_ms": 40.5, "upstream_ms": 237.5,
+        "output_tokens": 30, "cache_write_tokens": 0, "reasoning_tokens": 0,
+        "cost_micros": 57, "cost_pico": 57_000_000, "usage_source": "upstream",
+        "latency_ms": 250.0, "ttfb_ms": 40.5, "upstream_ms": 237.5,
         "overhead_ms": 12.5, "content_mode": "none",
     }
 

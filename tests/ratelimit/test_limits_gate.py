@@ -70,7 +70,7 @@ def gate_for(snap: pb.Snapshot, budget: FakeBudgetBook | None = None) -> LimitsG
 def outcome(plan: RoutePlan, status: int = 200, usage: Usage | None = None, cost: int = 0,
             at: float = 1_000.0) -> Outcome:
     return Outcome(request_id="r", snapshot="v", plan=plan, deployment=plan.candidates[0], attempts=1, status=status,
-                   usage=usage, cost_micros=cost, started=at, first_byte_s=None, duration_s=0.0)
+                   usage=usage, cost_pico=cost, started=at, first_byte_s=None, duration_s=0.0)
 
 
 def test_admission_carries_openai_headers_of_the_tightest_scope() -> None:
@@ -205,8 +205,8 @@ def test_with_the_real_budget_book() -> None:
     pending = gate.admit(plan, Attribution(project="web"), now)
     assert isinstance(pending, Refusal) and pending.error.code == "budget_lease_pending"
     # The lease arrives: the refused request took no rate limit, so the next one passes both.
-    book.apply("tenant/acme", period_of(now), limited=True, granted=500_000, remaining=500_000,
-               expires_at=now + 60)
+    book.apply("tenant/acme", period_of(now), limited=True, granted=500_000 * 10**6, remaining=500_000 * 10**6,
+               expires_at=now + 60)  # pico-dollars
     admission = gate.admit(plan, Attribution(project="web"), now)
     assert isinstance(admission, Admission)
     allowance = book.allowance("tenant/acme", period_of(now))

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from dataplane.core.accounting import Outcome
+from dataplane.core.cost_bound import deployment_cost_bound
 from dataplane.core.health import RetryBudget
 from dataplane.record.metrics import RequestMetrics
 from dataplane.record.records import Records
@@ -289,9 +290,9 @@ async def test_a_stream_cut_before_its_usage_is_charged_for_what_was_produced(
             async for _ in stream:
                 pass
     (outcome, _), = records.outcomes
-    assert outcome.aborted and outcome.usage is not None
+    assert outcome.aborted and outcome.usage is not None and outcome.usage.source == "estimated-aborted"
     assert outcome.usage.completion_tokens >= 2 and outcome.usage.prompt_tokens > 0
-    assert outcome.cost_micros > 0
+    assert outcome.cost_pico > 0
 
 
 @pytest.fixture
@@ -324,7 +325,15 @@ async def test_answers_without_usage_are_charged_an_estimate_and_settled(
             assert resp.status == 200  # passed through as the upstream sent it
             assert int(resp.headers["x-tollway-cost-usd-micros"]) > 0
     assert [o.status for o, _ in records.outcomes] == [200, 200]
-    assert all(o.usage is not None and o.cost_micros > 0 for o, _ in records.outcomes)
+    assert all(o.usage is not None and o.cost_pico > 0 for o, _ in records.outcomes)
+    (plain, _), (garbage, _) = records.outcomes
+    # A central estimate, marked: the answer's text at four characters a token, not the body's bytes.
+    assert plain.usage is not None and plain.usage.source == "estimated-missing-usage"
+    assert plain.usage.completion_tokens == -(-len("No usage here, sorry.") // 4)
+    assert garbage.usage is not None and garbage.usage.source == "estimated-missing-usage"
+    for outcome, _ in records.outcomes:  # never more than the request's cost bound: what was reserved covers it
+        assert outcome.deployment is not None
+        assert outcome.cost_pico <= deployment_cost_bound(outcome.plan.request.payload, outcome.deployment)
 
 
 async def test_requested_output_is_clamped_to_the_catalog_limit_upstream(

@@ -1,6 +1,6 @@
 """Usage end to end: the official SDK through a real data plane; records reach the control plane's DuckDB.
 
-What the operator sees (``GET /admin/v1/usage``) must add up, to the micro-dollar, to what each client was told
+What the operator sees (``GET /admin/v1/usage``) must add up, to the pico-dollar, to what each client was told
 in ``x-tollway-cost-usd-micros``, with one record per request that reached an upstream.
 """
 
@@ -21,6 +21,10 @@ from controlplane.store.embedded import EmbeddedStore
 from tests.core.policy_docs import model, provider, route, tenant
 from tests.discovery.conftest import DataPlaneFactory, eventually, running_control_plane
 
+
+def pico_of_usd(text: str) -> int:
+    whole, _, frac = text.partition(".")
+    return int(whole) * 10**12 + int(frac.ljust(12, "0"))
 
 async def usage_rows(admin_url: str, token: str, by: str) -> list[dict[str, Any]]:
     async with aiohttp.ClientSession() as s, s.get(
@@ -51,14 +55,13 @@ async def test_every_request_is_recorded_once_and_costs_add_up(
             for i in range(3):
                 raw = await client.chat.completions.with_raw_response.create(
                     model="chat", messages=[{"role": "user", "content": f"question number {i}"}], user="alice")
-                told += int(raw.headers["x-tollway-cost-usd-micros"])
+                told += pico_of_usd(raw.headers["x-tollway-cost-usd"])  # exact
             stream = await client.chat.completions.create(
                 model="chat", messages=[{"role": "user", "content": "stream it"}], stream=True,
                 stream_options={"include_usage": True})
             async for chunk in stream:
-                if chunk.usage is not None:  # price: 0.15 in, 0.60 out per million, rounded up per request
-                    told += -(-(chunk.usage.prompt_tokens * 150_000 + chunk.usage.completion_tokens * 600_000)
-                              // 1_000_000)
+                if chunk.usage is not None:  # price: 0.15 in, 0.60 out per million = pico-dollars per token
+                    told += chunk.usage.prompt_tokens * 150_000 + chunk.usage.completion_tokens * 600_000
             other_client = openai.AsyncOpenAI(base_url=f"{dp.url}/v1", api_key=other.secret, max_retries=0)
             await other_client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
             with pytest.raises(openai.NotFoundError):  # refused before any upstream: no record
@@ -75,7 +78,7 @@ async def test_every_request_is_recorded_once_and_costs_add_up(
             assert by_tenant["other"]["requests"] == 1
             users = await usage_rows(cp.admin_url, cp.admin_token, "user")
             assert {r["group"]["user"]: r["requests"] for r in users} == {"alice": 3, "": 2}
-            assert by_tenant["acme"]["costMicros"] == told > 0
+            assert int(by_tenant["acme"]["costPico"]) == told > 0  # exact, whatever the number of requests
             assert by_tenant["other"]["costMicros"] > 0
             await asyncio.sleep(0.5)  # nothing arrives twice, even after the shipper's next round
             again = await usage_rows(cp.admin_url, cp.admin_token, "tenant")

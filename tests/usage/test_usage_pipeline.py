@@ -57,7 +57,7 @@ async def test_appended_records_reach_duckdb_exactly_once_within_a_second(
         await s.stop()
     assert sorted(await usage_db.request_ids()) == sorted(f"req-{i}" for i in range(1_200))
     [row] = await usage_db.spend(["tenant"])
-    assert (row.key, row.requests, row.cost_micros) == (("acme",), 1_200, 300_000)
+    assert (row.key, row.requests, row.cost_pico) == (("acme",), 1_200, 300_000 * 1_000_000)  # records in micros
     assert await usage_db.count_batches("dp-1") == 1  # 2,000 records per batch at most
 
 

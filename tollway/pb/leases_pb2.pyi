@@ -21,23 +21,31 @@ class LeaseRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[str] = ..., region: _Optional[str] = ..., budgets: _Optional[_Iterable[_Union[BudgetAsk, _Mapping]]] = ..., rates: _Optional[_Iterable[_Union[RateDemand, _Mapping]]] = ...) -> None: ...
 
 class BudgetAsk(_message.Message):
-    __slots__ = ("scope", "period", "spent_micros", "reserved_micros", "want_micros", "release")
+    __slots__ = ("scope", "period", "spent_micros", "reserved_micros", "want_micros", "release", "spent_pico", "reserved_pico", "want_pico", "need_pico")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     SPENT_MICROS_FIELD_NUMBER: _ClassVar[int]
     RESERVED_MICROS_FIELD_NUMBER: _ClassVar[int]
     WANT_MICROS_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    SPENT_PICO_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_PICO_FIELD_NUMBER: _ClassVar[int]
+    WANT_PICO_FIELD_NUMBER: _ClassVar[int]
+    NEED_PICO_FIELD_NUMBER: _ClassVar[int]
     scope: str
     period: str
     spent_micros: int
     reserved_micros: int
     want_micros: int
     release: bool
-    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., spent_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., want_micros: _Optional[int] = ..., release: _Optional[bool] = ...) -> None: ...
+    spent_pico: str
+    reserved_pico: str
+    want_pico: str
+    need_pico: str
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., spent_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., want_micros: _Optional[int] = ..., release: _Optional[bool] = ..., spent_pico: _Optional[str] = ..., reserved_pico: _Optional[str] = ..., want_pico: _Optional[str] = ..., need_pico: _Optional[str] = ...) -> None: ...
 
 class BudgetGrant(_message.Message):
-    __slots__ = ("scope", "period", "limited", "granted_micros", "remaining_micros", "limit_micros", "spent_micros")
+    __slots__ = ("scope", "period", "limited", "granted_micros", "remaining_micros", "limit_micros", "spent_micros", "granted_pico", "remaining_pico", "limit_pico", "spent_pico")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     LIMITED_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +53,10 @@ class BudgetGrant(_message.Message):
     REMAINING_MICROS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
     SPENT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_PICO_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_PICO_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_PICO_FIELD_NUMBER: _ClassVar[int]
+    SPENT_PICO_FIELD_NUMBER: _ClassVar[int]
     scope: str
     period: str
     limited: bool
@@ -52,7 +64,11 @@ class BudgetGrant(_message.Message):
     remaining_micros: int
     limit_micros: int
     spent_micros: int
-    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., limited: _Optional[bool] = ..., granted_micros: _Optional[int] = ..., remaining_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., spent_micros: _Optional[int] = ...) -> None: ...
+    granted_pico: str
+    remaining_pico: str
+    limit_pico: str
+    spent_pico: str
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., limited: _Optional[bool] = ..., granted_micros: _Optional[int] = ..., remaining_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., spent_micros: _Optional[int] = ..., granted_pico: _Optional[str] = ..., remaining_pico: _Optional[str] = ..., limit_pico: _Optional[str] = ..., spent_pico: _Optional[str] = ...) -> None: ...
 
 class RateDemand(_message.Message):
     __slots__ = ("scope", "requests_per_s", "tokens_per_s")

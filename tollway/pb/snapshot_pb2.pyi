@@ -117,7 +117,7 @@ class ApiKey(_message.Message):
     def __init__(self, id: _Optional[str] = ..., hash: _Optional[bytes] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., routes: _Optional[_Iterable[str]] = ..., hint: _Optional[str] = ..., expires_at: _Optional[int] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("name", "type", "base_url", "region", "credential_env", "connect_timeout_s", "read_timeout_s", "mock", "api_version")
+    __slots__ = ("name", "type", "base_url", "region", "credential_env", "connect_timeout_s", "read_timeout_s", "mock", "api_version", "aws_region", "aws_profile", "gcp_project", "gcp_location")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +127,10 @@ class Provider(_message.Message):
     READ_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     MOCK_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AWS_REGION_FIELD_NUMBER: _ClassVar[int]
+    AWS_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    GCP_PROJECT_FIELD_NUMBER: _ClassVar[int]
+    GCP_LOCATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     base_url: str
@@ -136,7 +140,11 @@ class Provider(_message.Message):
     read_timeout_s: float
     mock: MockOptions
     api_version: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., base_url: _Optional[str] = ..., region: _Optional[str] = ..., credential_env: _Optional[str] = ..., connect_timeout_s: _Optional[float] = ..., read_timeout_s: _Optional[float] = ..., mock: _Optional[_Union[MockOptions, _Mapping]] = ..., api_version: _Optional[str] = ...) -> None: ...
+    aws_region: str
+    aws_profile: str
+    gcp_project: str
+    gcp_location: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., base_url: _Optional[str] = ..., region: _Optional[str] = ..., credential_env: _Optional[str] = ..., connect_timeout_s: _Optional[float] = ..., read_timeout_s: _Optional[float] = ..., mock: _Optional[_Union[MockOptions, _Mapping]] = ..., api_version: _Optional[str] = ..., aws_region: _Optional[str] = ..., aws_profile: _Optional[str] = ..., gcp_project: _Optional[str] = ..., gcp_location: _Optional[str] = ...) -> None: ...
 
 class MockOptions(_message.Message):
     __slots__ = ("delay_ms", "tokens_per_second")
@@ -177,14 +185,20 @@ class Embedding(_message.Message):
     def __init__(self, family: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class Prices(_message.Message):
-    __slots__ = ("input", "output", "cached_input")
+    __slots__ = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "reasoning_output")
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     CACHED_INPUT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_1H_FIELD_NUMBER: _ClassVar[int]
+    REASONING_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     input: int
     output: int
     cached_input: int
-    def __init__(self, input: _Optional[int] = ..., output: _Optional[int] = ..., cached_input: _Optional[int] = ...) -> None: ...
+    cache_write: int
+    cache_write_1h: int
+    reasoning_output: int
+    def __init__(self, input: _Optional[int] = ..., output: _Optional[int] = ..., cached_input: _Optional[int] = ..., cache_write: _Optional[int] = ..., cache_write_1h: _Optional[int] = ..., reasoning_output: _Optional[int] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("name", "deployments", "strategy", "failover", "weights", "kind")

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageRecord(_message.Message):
-    __slots__ = ("request_id", "timestamp_ms", "tenant", "project", "user", "key_id", "route", "deployment", "provider", "region", "snapshot_version", "input_tokens", "cached_input_tokens", "output_tokens", "cost_micros", "latency_ms", "ttfb_ms", "upstream_ms", "status", "error_type", "attempts", "tags", "stream", "node_id")
+    __slots__ = ("request_id", "timestamp_ms", "tenant", "project", "user", "key_id", "route", "deployment", "provider", "region", "snapshot_version", "input_tokens", "cached_input_tokens", "output_tokens", "cost_micros", "latency_ms", "ttfb_ms", "upstream_ms", "status", "error_type", "attempts", "tags", "stream", "node_id", "cost_pico", "usage_source", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,11 @@ class UsageRecord(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    COST_PICO_FIELD_NUMBER: _ClassVar[int]
+    USAGE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     timestamp_ms: int
     tenant: str
@@ -56,7 +61,12 @@ class UsageRecord(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     stream: bool
     node_id: str
-    def __init__(self, request_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., user: _Optional[str] = ..., key_id: _Optional[str] = ..., route: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., region: _Optional[str] = ..., snapshot_version: _Optional[str] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_micros: _Optional[int] = ..., latency_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., upstream_ms: _Optional[int] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., stream: _Optional[bool] = ..., node_id: _Optional[str] = ...) -> None: ...
+    cost_pico: int
+    usage_source: str
+    cache_write_tokens: int
+    cache_write_1h_tokens: int
+    reasoning_tokens: int
+    def __init__(self, request_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., user: _Optional[str] = ..., key_id: _Optional[str] = ..., route: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., region: _Optional[str] = ..., snapshot_version: _Optional[str] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_micros: _Optional[int] = ..., latency_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., upstream_ms: _Optional[int] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., stream: _Optional[bool] = ..., node_id: _Optional[str] = ..., cost_pico: _Optional[int] = ..., usage_source: _Optional[str] = ..., cache_write_tokens: _Optional[int] = ..., cache_write_1h_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ...) -> None: ...
 
 class UsageBatch(_message.Message):
     __slots__ = ("node_id", "epoch", "sequence", "records")
