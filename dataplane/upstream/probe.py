@@ -2,7 +2,9 @@
 
 Each round probes every provider that a tenant may use from this data plane once (concurrently):
 ``GET {base}/models`` for OpenAI-compatible upstreams, ``GET {base}/openai/models?api-version=…`` for Azure,
-``GET {base}/v1/models`` for Anthropic, each with the provider's credential. Reachable and answering below 500
+``GET {base}/v1/models`` for Anthropic, ``GET {base}/v1beta/models`` for Gemini, ``GET {base}/`` for Bedrock and
+Vertex (signed APIs: an unsigned request's 403 proves the endpoint is up), each with the provider's credential.
+Reachable and answering below 500
 is healthy (a 401 or 404 still proves the upstream is up; credentials are the passive side's concern); refused,
 reset, timed out or 5xx is down. The mock provider is always healthy and never probed.
 
@@ -38,6 +40,14 @@ def probe_request(provider: Provider) -> tuple[str, dict[str, str]]:
         url = f"{provider.base_url}/openai/models?api-version={quote(provider.api_version, safe='')}"
         if credential:
             headers["api-key"] = credential
+    elif provider.type == "gemini":
+        url = f"{provider.base_url}/v1beta/models"
+        if credential:
+            headers["x-goog-api-key"] = credential
+    elif provider.type in ("bedrock", "vertex"):
+        # Signed or token-authenticated APIs: any answer below 500 (an unsigned request's 403 included) proves
+        # the endpoint is up; credentials are the passive side's concern, as for the others.
+        url = f"{provider.base_url}/"
     elif provider.type == "anthropic":
         url = f"{provider.base_url}/v1/models"
         headers["anthropic-version"] = "2023-06-01"
