@@ -102,7 +102,7 @@ class ControlPlane:
             self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             registry = Registry(publisher)
             self._usage_db = usage_db = await UsageDB.open(str(_usage_path(s)))
-            self.ledger = Ledger(store)
+            self.ledger = Ledger(store, ttl_s=s.lease_ttl_seconds, grace_s=s.lease_grace_seconds)
             leases = LeaseServicer(self.ledger, publisher, tokens.dataplane)
             await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane),
                                    UsageServicer(usage_db, tokens.dataplane, settle=leases.settle_usage), leases)

@@ -37,6 +37,11 @@ class ControlPlaneSettings:
     metrics_require_token: bool = False
     # How often usage events older than each tenant's retention are deleted (also once at start).
     retention_interval_seconds: float = 3600.0
+    # Budget grants are valid this long: a data plane keeps serving budgeted tenants through a control-plane
+    # outage this long (grants are sized to a lease of demand). A dead data plane's grant is reclaimed
+    # lease_grace_seconds after it expires, so longer leases strand budget longer.
+    lease_ttl_seconds: float = 900.0
+    lease_grace_seconds: float = 60.0
 
     @property
     def effective_store_url(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from dataplane.snapshot.disk_cache import SnapshotCache
 from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.sync.channel import channel_credentials
 from dataplane.sync.discovery import DiscoveryClient
+from dataplane.sync.grants import GrantFile, GrantPersister
 from dataplane.sync.health_report import summary_of
 from dataplane.sync.leases import LeaseClient
 from dataplane.sync.usage_shipper import UsageShipper
@@ -57,7 +59,9 @@ class DataPlane:
         health_check_interval_s: float = 10.0,
     ) -> None:
         self.settings = settings
-        self.budgets = budgets or BudgetBook()
+        self.budgets = budgets or BudgetBook(durable=True)
+        self.grant_file = GrantFile(Path(settings.state_dir) / "grants.json")
+        self.persister: GrantPersister | None = None
         self.limits = LimitsGate(limiter or RateLimiter(), self.budgets)
         self.gate: Gate = gate or self.limits
         self.holder = SnapshotHolder([self.limits, self.budgets])
@@ -90,6 +94,15 @@ class DataPlane:
         s = self.settings
         async with AsyncExitStack() as stack:
             self.discovery.load_persisted()
+            # Grants and their checkouts from before a restart (the control plane may be away): same incarnation,
+            # what was checked out counted as spent, the rest of each unexpired grant served.
+            incarnation, saved = await asyncio.to_thread(self.grant_file.load)
+            self.leases.incarnation = incarnation
+            self.budgets.restore(saved, time.time())
+            self.persister = GrantPersister(self.budgets, self.grant_file, incarnation)
+            await self.persister.persist(force=True)
+            self.persister.start()
+            stack.push_async_callback(self.persister.stop)
             # Usage records reach the local spool before they are shipped: a crash loses none that completed.
             self.spool = spool = UsageSpool.open(Path(s.state_dir) / "usage", s.node_id)
             stack.callback(self._close_spool)
@@ -109,7 +122,7 @@ class DataPlane:
             records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
                               node_id=s.node_id)
             runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics,
-                                              self.leases.next_answer, health=self.health), access_log=None)
+                                              self._wait_for_room, health=self.health), access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, s.host, s.port, reuse_address=True)
@@ -124,6 +137,15 @@ class DataPlane:
             stack.push_async_callback(self.health_checker.stop)
             self._stack = stack.pop_all()  # started whole: ``stop`` unwinds it, last started first
         log.info("data plane %s (region %s) serving on %s", s.node_id, s.region, self.url)
+
+    async def _wait_for_room(self, within_s: float) -> None:
+        """What a request refused for want of a grant waits for (bounded): the control plane's next answer, then
+        the checkout of what it granted."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        await self.leases.next_answer(within_s)
+        if self.persister is not None:
+            await self.persister.next_write(max(0.0, deadline - loop.time()))
 
     async def stop(self) -> None:
         """Stop what ``start`` started, in reverse order (health checks, leases, discovery, HTTP, log, usage)."""

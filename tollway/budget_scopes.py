@@ -136,6 +136,16 @@ class BudgetIndex:
             return t.per_user
         return None
 
+    def scope_named(self, scope: str) -> BudgetScope | None:
+        """The budget scope of a scope string (as ``limit_of``), or None."""
+        limit = self.limit_of(scope)
+        if limit is None:
+            return None
+        kind = scope.partition("/")[0]
+        if kind not in ("tenant", "project", "key", "user"):
+            return None
+        return BudgetScope(kind, scope, limit)  # type: ignore[arg-type]
+
     def static_scopes(self) -> tuple[BudgetScope, ...]:
         """Tenant and project scopes: few, known in advance, so a data plane may lease them before any request."""
         out: list[BudgetScope] = []

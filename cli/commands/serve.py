@@ -103,12 +103,16 @@ def controlplane_serve(
     metrics_require_token: Annotated[bool, typer.Option(
         "--metrics-require-token", help="Require the admin token on /metrics (open to scrapers by default)")]
     = False,
+    lease_ttl: Annotated[float, typer.Option(
+        "--lease-ttl", min=5.0, help="Seconds a budget grant stays valid: how long data planes keep serving "
+        "budgeted tenants while the control plane is away")] = 900.0,
 ) -> None:
     """Run the control plane: admin HTTP API and the gRPC discovery service."""
     settings = ControlPlaneSettings(
         store_url=store, state_dir=state_dir, admin_host=admin_host, admin_port=admin_port, grpc_host=grpc_host,
         grpc_port=grpc_port, admin_token=admin_token, dataplane_token=dataplane_token, tls_cert=tls_cert,
         tls_key=tls_key, tls_client_ca=tls_client_ca, metrics_require_token=metrics_require_token,
+        lease_ttl_seconds=lease_ttl,
     )
     configure_logging()
 

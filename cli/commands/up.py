@@ -33,7 +33,7 @@ DEMO_KEY_NAME = "gatectl-up-demo"
 DEMO_KEY_FILE = "demo-key"
 READY_TIMEOUT_SECONDS = 20.0
 # Fields that only make sense for a real upstream; a mock provider must not carry them.
-REAL_PROVIDER_FIELDS = ("baseUrl", "credential", "apiVersion")
+REAL_PROVIDER_FIELDS = ("baseUrl", "credential", "apiVersion", "awsRegion", "awsProfile", "gcpProject", "gcpLocation")
 
 log = logging.getLogger("gatectl")
 

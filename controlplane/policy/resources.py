@@ -200,7 +200,8 @@ class Pricing(_CamelSpec):
     cached_input_per_million: Decimal | None = Field(default=None, ge=0, description="cache reads; default input")
     cache_write_per_million: Decimal | None = Field(default=None, ge=0, description="cache writes; default input")
     cache_write_1h_per_million: Decimal | None = Field(
-        default=None, ge=0, description="cache writes at the 1-hour rate; default cacheWritePerMillion")
+        default=None, ge=0, alias="cacheWrite1hPerMillion",
+        description="cache writes at the 1-hour rate; default cacheWritePerMillion")
     reasoning_output_per_million: Decimal | None = Field(
         default=None, ge=0, description="reasoning/thinking output; default outputPerMillion")
 

@@ -37,6 +37,7 @@ from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.upstream.adapters import Adapter
 from dataplane.upstream.adapters.anthropic import AnthropicAdapter
 from dataplane.upstream.adapters.azure import AzureAdapter
+from dataplane.upstream.adapters.bedrock import BedrockAdapter
 from dataplane.upstream.adapters.mock import MockAdapter
 from dataplane.upstream.adapters.openai import OpenAIAdapter
 from dataplane.upstream.client import UpstreamClient
@@ -47,7 +48,7 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     upstream = UpstreamClient()
     adapters: dict[str, Adapter] = {
         "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(upstream),
-        "anthropic": AnthropicAdapter(upstream), "mock": MockAdapter(),
+        "anthropic": AnthropicAdapter(upstream), "bedrock": BedrockAdapter(upstream), "mock": MockAdapter(),
     }
     app[ADAPTERS] = adapters
     try:

@@ -8,6 +8,13 @@ this process spends never exceeds what it was granted: the fleet invariant (spen
 the control plane's ledger (``controlplane.money.ledger``), the lease client (``dataplane.sync.leases``) moves grants
 between the two.
 
+Static stability across restarts: a book made ``durable`` spends only what it has *checked out*, an amount of its
+grant written to disk before any of it is spent (``plan_checkout`` picks the next chunks, the data plane writes
+them off the request path, ``commit_checkout`` makes them spendable). A process restarted while the control
+plane is away ``restore``s its grants and checkouts, counts everything checked out as spent (it may have been),
+and goes on serving from the rest of its unexpired grants; the incarnation it leases under is restored with them,
+so the control plane sees the same holder. No disk write happens per request: one per chunk, off the loop.
+
 When a grant expires (control plane unreachable past the lease's ttl) it is no longer used; the scope's
 ``safe_allowance_pico`` (per process and period, default 0) is all that may be spent until a new answer.
 
@@ -53,11 +60,14 @@ class Allowance:
     window_start: float = 0.0
     rate: float = 0.0         # smoothed pico-dollars reserved per second
 
+    checked_out: int = -1     # spendable ceiling persisted to disk (-1: not durable, the grant is the ceiling)
+
     def available(self, now: float) -> int:
         """What a new reservation may take from the grant (0 once it has expired)."""
         if not self.is_granted(now):
             return 0
-        return self.granted - self.spent - self.reserved
+        ceiling = self.granted if self.checked_out < 0 else min(self.granted, self.checked_out)
+        return ceiling - self.spent - self.reserved
 
     def is_granted(self, now: float) -> bool:
         return self.expires_at > now
@@ -138,12 +148,29 @@ def _lease_error(kind: BudgetScopeKind, a: Allowance) -> ApiError:
                     "budget_lease_expired")
 
 
+CHECKOUT_FRACTION = 8  # a checkout chunk is 1/8 of the grant (at least one request): 8 disk writes a grant
+
+
+@dataclass(frozen=True, slots=True)
+class SavedAllowance:
+    """What a durable book writes to disk for one allowance (``tollway.durable``), and restores from."""
+
+    scope: str
+    period: str
+    granted: int
+    expires_at: float
+    checked_out: int
+
+
 class BudgetBook:
     def __init__(self, *, horizon_s: float = DEFAULT_HORIZON_S, on_shortfall: Callable[[], None] | None = None,
-                 ) -> None:
+                 durable: bool = False) -> None:
         self.index = BudgetIndex("", {}, {})
-        self.horizon_s = horizon_s
+        self.horizon_s = horizon_s  # the lease client sets it to the lease's ttl: a grant should last a lease
         self.on_shortfall = on_shortfall  # the lease client's wake-up: ask now rather than at the next tick
+        self.on_checkout: Callable[[], None] | None = None  # the persister's wake-up
+        self.durable = durable
+        self.answers = 0  # lease answers applied: the persister writes after each
         self._allowances: dict[tuple[str, str], Allowance] = {}
 
     def prepare(self, snapshot: pb.Snapshot) -> Callable[[], None]:
@@ -168,8 +195,52 @@ class BudgetBook:
     def _allowance(self, s: BudgetScope, period: str, now: float) -> Allowance:
         a = self._allowances.get((s.name, period))
         if a is None:
-            a = self._allowances[(s.name, period)] = Allowance(s.name, s.kind, period, s.limit, window_start=now)
+            a = self._allowances[(s.name, period)] = Allowance(s.name, s.kind, period, s.limit, window_start=now,
+                                                               checked_out=0 if self.durable else -1)
         return a
+
+    # --- durability: checkouts written before they are spent ---------------------------------------------------
+
+    def plan_checkout(self, now: float) -> list[SavedAllowance] | None:
+        """The state to write next (every allowance, with the chunks to add where a checkout runs low), or None
+        when nothing is due. Adopt it with ``commit_checkout`` once it is on disk."""
+        if not self.durable:
+            return None
+        due = False
+        out: list[SavedAllowance] = []
+        for a in self._allowances.values():
+            chunk = max(a.granted // CHECKOUT_FRACTION, a.need, 1)
+            target = a.checked_out
+            if a.is_granted(now) and a.checked_out < a.granted and a.checked_out - a.spent - a.reserved < chunk:
+                target = min(a.granted, max(a.checked_out, a.spent + a.reserved) + 2 * chunk)
+                due = True
+            out.append(SavedAllowance(a.scope, a.period, a.granted, a.expires_at, max(target, 0)))
+        return out if due else None
+
+    def saved(self) -> list[SavedAllowance]:
+        """The state as it stands (what a forced write records)."""
+        return [SavedAllowance(a.scope, a.period, a.granted, a.expires_at, max(a.checked_out, 0))
+                for a in self._allowances.values()]
+
+    def commit_checkout(self, saved: list[SavedAllowance]) -> None:
+        """``saved`` is on disk: what it checks out may now be spent."""
+        for s in saved:
+            a = self._allowances.get((s.scope, s.period))
+            if a is not None:
+                a.checked_out = max(a.checked_out, s.checked_out)
+
+    def restore(self, saved: list[SavedAllowance], now: float) -> None:
+        """Resume after a restart: grants as last answered, everything checked out counted as spent."""
+        for s in saved:
+            if s.period != period_of(now):
+                continue
+            scope = self.index.scope_named(s.scope)
+            if scope is None:
+                continue
+            a = self._allowance(scope, s.period, now)
+            a.granted, a.expires_at = s.granted, s.expires_at
+            a.spent = max(a.spent, s.checked_out)  # it may all have been spent before the crash
+            a.checked_out = max(a.checked_out, s.checked_out)
 
     def reserve(self, tenant: str, project: str, key_id: str, user: str, worst_case: int,
                 now: float) -> Reservation | ApiError:
@@ -191,6 +262,11 @@ class BudgetBook:
                     plan.append((a, False))
                     continue
                 a.shortfall = max(a.shortfall, worst_case)
+                if a.checked_out >= 0 and a.granted - a.spent - a.reserved >= worst_case:
+                    # Granted but not yet checked out to disk: the persister writes the next chunk now.
+                    if self.on_checkout is not None:
+                        self.on_checkout()
+                    return _rebalancing(s.kind, a)
                 self._wake()
                 return _exceeded(s.kind, a, worst_case) if _is_exhausted(a, worst_case) else _rebalancing(s.kind, a)
             if a.safe_available() >= worst_case:
@@ -270,6 +346,7 @@ class BudgetBook:
     def apply(self, scope: str, period: str, *, limited: bool, granted: int, remaining: int,
               expires_at: float, fleet_spent: int = 0) -> None:
         """Adopt the control plane's answer for one allowance (``granted`` is absolute, not a delta)."""
+        self.answers += 1
         a = self._allowances.get((scope, period))
         if a is None:
             return

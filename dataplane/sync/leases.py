@@ -128,6 +128,8 @@ class LeaseClient:
 
     def apply(self, response: lpb.LeaseResponse, sent_at: float) -> None:
         expires_at = sent_at + response.ttl_s
+        # A grant should cover a whole lease of demand, so an outage as long as the lease fails nothing.
+        self._book.horizon_s = max(self._book.horizon_s, response.ttl_s)
         for g in response.budgets:
             self._book.apply(g.scope, g.period, limited=g.limited,
                              granted=parse_pico(g.granted_pico, g.granted_micros),

@@ -108,7 +108,8 @@ def test_get_table_yaml_json(env: dict[str, str], policies: Path) -> None:
 
     all_routes = list(yaml.safe_load_all(gatectl("get", "routes", "-o", "yaml", env=env).stdout))
     assert sorted(r["metadata"]["name"] for r in all_routes) == [
-        "chat-fast", "chat-smart", "claude-sonnet", "gpt-4o-mini", "omni-moderation-latest", "text-embedding-3-small"]
+        "chat-cloud", "chat-fast", "chat-smart", "claude-sonnet", "claude-sonnet-eu", "gpt-4o-mini",
+        "omni-moderation-latest", "text-embedding-3-small"]
 
     missing = gatectl("get", "route", "nope", env=env)
     assert missing.returncode == 3 and "nope" in missing.stderr

@@ -1,0 +1,118 @@
+"""Budget grants that survive a restart: the lease incarnation and each grant's checkout, on disk.
+
+``GrantFile`` holds, in ``<state_dir>/grants.json``, the incarnation this data plane leases under and, per
+allowance, the grant as last answered and how much of it is *checked out* (``BudgetBook`` spends only that). The
+``GrantPersister`` task writes the next checkout chunks before they may be spent (crash-safe:
+``tollway.durable``), off the request path and never once per request, and re-writes after each lease answer.
+A data plane restarted while the control plane is away restores both (``DataPlane.start``): same incarnation,
+so the control plane's ledger sees the same holder; everything checked out counted as spent; the rest of each
+unexpired grant served. Owned by ``DataPlane``; the task is started and stopped by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dataplane.core.budget import BudgetBook, SavedAllowance
+from tollway.durable import write_atomically
+from tollway.tasks import cancel
+
+log = logging.getLogger(__name__)
+INTERVAL_S = 0.25  # how soon a checkout running low is topped up
+
+
+class GrantFile:
+    """The file's contents: read once at start (``load``), written by the persister."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> tuple[str, list[SavedAllowance]]:
+        """The saved incarnation (a new one when there is none or the file is unreadable) and allowances."""
+        try:
+            data: Any = orjson.loads(self.path.read_bytes())
+            incarnation = str(data["incarnation"])
+            saved = [SavedAllowance(str(a["scope"]), str(a["period"]), int(a["granted"]), float(a["expires_at"]),
+                                    int(a["checked_out"])) for a in data["allowances"]]
+        except FileNotFoundError:
+            return secrets.token_hex(8), []
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a broken file: start afresh, say so
+            log.warning("ignoring unreadable grant file %s: %s", self.path, exc)
+            return secrets.token_hex(8), []
+        return incarnation, saved
+
+    def save(self, incarnation: str, saved: list[SavedAllowance]) -> None:
+        # Amounts are pico-dollars as decimal strings would be safer past 64 bits; one process's grant of one
+        # scope in one month stays far below $9.2M, and orjson refuses (never truncates) a larger integer.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, orjson.dumps({"incarnation": incarnation,
+                                                  "allowances": [asdict(s) for s in saved]}))
+
+
+class GrantPersister:
+    """Writes checkouts ahead of spending. Task-safe on one loop; ``wake`` may be called from the request path."""
+
+    def __init__(self, book: BudgetBook, file: GrantFile, incarnation: str) -> None:
+        self._book = book
+        self._file = file
+        self._incarnation = incarnation
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._answers = -1  # the book's answer count at the last write
+        self._written = asyncio.Condition()
+        self.writes = 0
+        book.on_checkout = self._wake.set
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def next_write(self, within_s: float) -> None:
+        """Wait (at most ``within_s``) until a checkout that is due now is on disk and spendable."""
+        if self._book.plan_checkout(time.time()) is None:
+            return
+        target = self.writes + 1
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s), self._written:
+                await self._written.wait_for(lambda: self.writes >= target)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="grant-persister")
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(INTERVAL_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.persist(force=self._book.answers != self._answers)
+            except OSError as exc:  # top of a long-running loop: spending stays within what is on disk
+                log.error("could not write the grant file %s: %s", self._file.path, exc)
+
+    async def persist(self, force: bool) -> None:
+        """Write the next checkout if one is due (or, ``force``, the current state), then make it spendable."""
+        answers = self._book.answers
+        plan = self._book.plan_checkout(time.time())
+        if plan is None and not force:
+            return
+        self._answers = answers
+        saved = plan if plan is not None else self._book.saved()
+        await asyncio.to_thread(self._file.save, self._incarnation, saved)
+        self._book.commit_checkout(saved)
+        async with self._written:
+            self.writes += 1
+            self._written.notify_all()

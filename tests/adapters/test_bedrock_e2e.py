@@ -1,0 +1,593 @@
+"""The official openai and anthropic SDKs through a real data plane to the fake Bedrock Runtime on loopback.
+
+The data plane finds its AWS credentials the way it would in production, through botocore's standard chain, here
+given environment variables only (no config file, no instance metadata: nothing reaches past loopback); the fake
+checks every request's SigV4 signature with botocore. Every test also checks, at teardown, that neither the secret
+key nor the session token appears in any log record (captured at DEBUG, botocore's included) — and the error
+bodies a client sees are checked where failures are provoked.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import logging
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from aiohttp import web
+from openai.types.chat import ChatCompletionToolParam
+
+from dataplane.api.app import create_app
+from dataplane.record.metrics import DataPlaneMetrics
+from dataplane.record.records import Records
+from dataplane.settings import DataPlaneSettings
+from dataplane.snapshot.holder import SnapshotHolder
+from tests.fakes.bedrock_upstream import FakeBedrock, embedding_vector, fake_bedrock, text_tokens
+from tollway.keyformat import generate_key, hash_key
+from tollway.pb import snapshot_pb2 as pb
+from tollway.pb import usage_pb2 as upb
+
+ACCESS_KEY = "AKIAE2ETESTKEYID0001"
+SECRET_KEY = "e2eSecretKey/0123456789abcdefghijklmnopqrs"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjE2eSessionToken0123456789=="
+API_KEY = "bedrock-api-key-e2e-0123456789"
+REGION = "eu-central-1"
+CLAUDE = "eu.anthropic.claude-3-5-haiku-20241022-v1:0"
+NOVA = "amazon.nova-lite-v1:0"
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+TOOLS: list[ChatCompletionToolParam] = [{"type": "function", "function": {
+    "name": "weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+SECRETS = (SECRET_KEY, SESSION_TOKEN)
+
+
+class ListSpool:
+    def __init__(self) -> None:
+        self.records: list[upb.UsageRecord] = []
+
+    def append(self, record: upb.UsageRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class World:
+    url: str
+    key: str
+    fake: FakeBedrock
+    spool: ListSpool
+    credentials_file: Path
+    _openai: openai.AsyncOpenAI | None = None
+
+    def client(self) -> openai.AsyncOpenAI:
+        if self._openai is None:
+            self._openai = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0, timeout=10)
+        return self._openai
+
+    def anthropic(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(base_url=self.url, api_key=self.key, max_retries=0, timeout=10)
+
+    async def close(self) -> None:
+        if self._openai is not None:
+            await self._openai.close()
+
+    def operations(self) -> list[str]:
+        return [r.operation for r in self.fake.requests]
+
+
+def snapshot(endpoint: str, key: str) -> pb.Snapshot:
+    snap = pb.Snapshot(version="v-bedrock", region="eu")
+    snap.tenants.add(name="acme", projects=["web"], regions=["eu"])
+    snap.keys.add(id="k", hash=hash_key(key), tenant="acme", hint="h")
+    common = {"type": "bedrock", "base_url": endpoint, "aws_region": REGION, "region": "eu",
+              "connect_timeout_s": 1.0, "read_timeout_s": 2.0}
+    snap.providers.add(name="bedrock-eu", **common)
+    snap.providers.add(name="bedrock-key", credential_env="TOLLWAY_TEST_BEDROCK_API_KEY", **common)
+    snap.providers.add(name="bedrock-profile", aws_profile="e2e", **common)
+    snap.providers.add(name="bedrock-no-profile", aws_profile="absent", **common)
+    prices = pb.Prices(input=1_000_000, output=2_000_000, cached_input=100_000)
+    chat = {"capabilities": ["tools", "vision", "json_mode"], "context_window": 200_000, "max_output_tokens": 1024,
+            "prices": prices}
+    snap.deployments.add(name="claude", provider="bedrock-eu", upstream_model=CLAUDE, **chat)
+    snap.deployments.add(name="nova", provider="bedrock-eu", upstream_model=NOVA, **chat)
+    snap.deployments.add(name="nova-by-key", provider="bedrock-key", upstream_model=NOVA, **chat)
+    snap.deployments.add(name="nova-by-profile", provider="bedrock-profile", upstream_model=NOVA, **chat)
+    snap.deployments.add(name="nova-no-profile", provider="bedrock-no-profile", upstream_model=NOVA, **chat)
+    snap.deployments.add(name="nova-pro", provider="bedrock-eu", upstream_model="amazon.nova-pro-v1:0", **chat)
+    snap.deployments.add(name="titan", provider="bedrock-eu", upstream_model="amazon.titan-embed-text-v2:0",
+                         context_window=8192, prices=prices, surfaces=["embeddings"],
+                         embedding=pb.Embedding(family="titan-v2-512", dimensions=512))
+    snap.deployments.add(name="cohere", provider="bedrock-eu", upstream_model="cohere.embed-english-v3",
+                         context_window=512, prices=prices, surfaces=["embeddings"],
+                         embedding=pb.Embedding(family="cohere-v3", dimensions=1024))
+    failover = pb.Failover(attempts=2, attempt_timeout_s=3, total_timeout_s=5, on=["connect", "5xx", "429"])
+    for name, deployments, kind in (("claude", ["claude"], "chat"), ("nova", ["nova"], "chat"),
+                                    ("nova-by-key", ["nova-by-key"], "chat"),
+                                    ("nova-by-profile", ["nova-by-profile"], "chat"),
+                                    ("nova-no-profile", ["nova-no-profile"], "chat"),
+                                    ("nova-then-claude", ["nova", "claude"], "chat"),
+                                    ("disabled-then-nova", ["nova-pro", "nova"], "chat"),
+                                    ("titan", ["titan"], "embeddings"), ("cohere", ["cohere"], "embeddings")):
+        snap.routes.add(name=name, kind=kind, deployments=deployments, strategy="priority", failover=failover)
+    return snap
+
+
+@pytest.fixture
+async def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                caplog: pytest.LogCaptureFixture) -> AsyncIterator[World]:
+    # botocore's chain sees these variables and nothing else: no profile, no file, no metadata endpoint.
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN", "AWS_BEARER_TOKEN_BEDROCK", "AWS_ROLE_ARN",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CREDENTIAL_EXPIRATION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
+    monkeypatch.setenv("TOLLWAY_TEST_BEDROCK_API_KEY", API_KEY)
+    caplog.set_level(logging.DEBUG)
+    key = generate_key()
+    async with fake_bedrock(access_key=ACCESS_KEY, secret_key=SECRET_KEY, session_token=SESSION_TOKEN,
+                            region=REGION) as fake:
+        fake.api_key = API_KEY
+        holder = SnapshotHolder()
+        assert holder.install(snapshot(fake.endpoint, key)) is None
+        spool = ListSpool()
+        metrics = DataPlaneMetrics(holder, "eu")
+        app = create_app(DataPlaneSettings(port=0), holder, records=Records(metrics.requests, spool=spool),
+                         metrics=metrics)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        world = World(f"http://127.0.0.1:{runner.addresses[0][1]}", key, fake, spool,
+                      tmp_path / "missing-credentials")
+        try:
+            yield world
+        finally:
+            await world.close()
+            await runner.cleanup()
+    # At teardown ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.
+    logged = "\n".join(record.getMessage() for phase in ("setup", "call", "teardown")
+                       for record in caplog.get_records(phase))
+    for secret in SECRETS:
+        assert secret not in logged, "a credential reached the logs"
+
+
+def assert_no_secret(*texts: Any) -> None:
+    for text in texts:
+        shown = str(text)
+        for secret in (*SECRETS, ACCESS_KEY):
+            assert secret not in shown
+
+
+# --- chat ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("model", "operation"), [("claude", "invoke"), ("nova", "Converse")])
+async def test_chat_completion(world: World, model: str, operation: str) -> None:
+    raw = await world.client().chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}])
+    completion = raw.parse()
+    assert completion.choices[0].message.content == world.fake.reply
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.prompt_tokens > 0
+    assert completion.usage.completion_tokens == text_tokens(world.fake.reply)
+    assert int(raw.headers["x-tollway-cost-usd-micros"]) > 0 and raw.headers["x-tollway-deployment"] == model
+    received = world.fake.requests[-1]
+    assert received.operation == operation and received.auth_error is None
+    # SigV4 by botocore, scoped to the provider's region and Bedrock's signing name, with the session token.
+    assert received.credential.startswith(f"{ACCESS_KEY}/") and received.credential.endswith(
+        f"/{REGION}/bedrock/aws4_request")
+    assert {"host", "x-amz-date", "x-amz-security-token"} <= set(received.signed_headers)
+    if operation == "invoke":
+        assert received.model_id == CLAUDE and received.path == f"/model/{CLAUDE}/invoke"
+        assert received.body["anthropic_version"] == "bedrock-2023-05-31" and received.body["system"] == "Be brief."
+        assert received.body["max_tokens"] == 1024  # the deployment's bound: what the budget reserved
+    else:
+        assert received.body["system"] == [{"text": "Be brief."}]
+        assert received.body["inferenceConfig"] == {"maxTokens": 1024}
+    record = world.spool.records[-1]
+    assert record.deployment == model and record.output_tokens == completion.usage.completion_tokens
+    assert record.usage_source in ("", "upstream")
+
+
+@pytest.mark.parametrize("model", ["claude", "nova"])
+async def test_streaming(world: World, model: str) -> None:
+    stream = await world.client().chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hello"}], stream=True,
+        stream_options={"include_usage": True})
+    text, finish, usage = "", None, None
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        usage = chunk.usage or usage
+    assert text == world.fake.reply and finish == "stop"
+    assert usage is not None and usage.completion_tokens == text_tokens(world.fake.reply)
+    assert world.operations() == ["ConverseStream"]
+    assert world.fake.requests[-1].headers.get("Accept") == "application/vnd.amazon.eventstream"
+    assert world.spool.records[-1].output_tokens == usage.completion_tokens
+
+
+async def test_streaming_without_usage_has_a_choice_in_every_chunk(world: World) -> None:
+    stream = await world.client().chat.completions.create(
+        model="nova", messages=[{"role": "user", "content": "Hello"}], stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert chunks and all(chunk.choices for chunk in chunks)
+    assert world.spool.records[-1].input_tokens > 0, "usage is recorded even when the client did not ask for it"
+
+
+@pytest.mark.parametrize("model", ["claude", "nova"])
+async def test_tool_call_round_trip(world: World, model: str) -> None:
+    world.fake.tool_input = {"city": "Oslo"}
+    client = world.client()
+    first = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Call weather for Oslo"}], tools=TOOLS)
+    assert first.choices[0].finish_reason == "tool_calls"
+    calls = first.choices[0].message.tool_calls
+    assert calls is not None and calls[0].type == "function" and calls[0].id
+    assert calls[0].function.name == "weather" and json.loads(calls[0].function.arguments) == {"city": "Oslo"}
+    second = await client.chat.completions.create(model=model, tools=TOOLS, messages=[
+        {"role": "user", "content": "Call weather for Oslo"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": calls[0].id, "type": "function",
+             "function": {"name": "weather", "arguments": calls[0].function.arguments}}]},
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "-3C"}])
+    assert second.choices[0].finish_reason == "stop"
+    assert second.choices[0].message.content == world.fake.reply
+    sent = world.fake.requests[-1].body
+    if model == "nova":
+        assert sent["messages"][-1] == {"role": "user", "content": [
+            {"toolResult": {"toolUseId": calls[0].id, "content": [{"text": "-3C"}]}}]}
+        assert sent["toolConfig"]["tools"][0]["toolSpec"]["name"] == "weather"
+    else:
+        assert sent["messages"][-1]["content"][0]["type"] == "tool_result"
+
+
+@pytest.mark.parametrize("model", ["claude", "nova"])
+async def test_streamed_tool_call(world: World, model: str) -> None:
+    world.fake.tool_input = {"city": "Bergen, Norway"}
+    world.fake.tool_preamble = "Let me look."
+    stream = await world.client().chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "What is the weather in Bergen?"}], tools=TOOLS,
+        tool_choice="required", stream=True)
+    text, arguments, names, finish = "", "", "", None
+    async for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        text += delta.content or ""
+        for call in delta.tool_calls or []:
+            arguments += (call.function.arguments or "") if call.function else ""
+            names += (call.function.name or "") if call.function else ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert text == "Let me look." and names == "weather" and finish == "tool_calls"
+    assert json.loads(arguments) == {"city": "Bergen, Norway"}
+    assert world.fake.requests[-1].body["toolConfig"]["toolChoice"] == {"any": {}}
+
+
+async def test_json_schema_is_answered_through_a_forced_tool(world: World) -> None:
+    world.fake.tool_input = {"city": "Oslo", "celsius": -3}
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}},
+              "required": ["city", "celsius"]}
+    response_format: Any = {"type": "json_schema", "json_schema": {"name": "reading", "schema": schema}}
+    client = world.client()
+    for model in ("claude", "nova"):
+        completion = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Oslo's temperature?"}],
+            response_format=response_format)
+        assert json.loads(completion.choices[0].message.content or "") == {"city": "Oslo", "celsius": -3}
+        assert completion.choices[0].finish_reason == "stop" and not completion.choices[0].message.tool_calls
+        assert world.fake.requests[-1].operation == "Converse"  # Anthropic models too: only Converse forces it
+        assert world.fake.requests[-1].body["toolConfig"]["toolChoice"] == {"tool": {"name": "reading"}}
+    stream = await client.chat.completions.create(
+        model="nova", messages=[{"role": "user", "content": "Oslo's temperature?"}], response_format=response_format,
+        stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert json.loads(text) == {"city": "Oslo", "celsius": -3}
+
+
+@pytest.mark.parametrize("model", ["claude", "nova"])
+async def test_image(world: World, model: str) -> None:
+    completion = await world.client().chat.completions.create(model=model, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}])
+    assert completion.choices[0].message.content == world.fake.reply
+    content = world.fake.requests[-1].body["messages"][0]["content"]
+    if model == "nova":
+        assert content[1] == {"image": {"format": "png", "source": {"bytes": PNG}}}
+        assert completion.usage is not None and completion.usage.prompt_tokens > 258  # the fake's image tokens
+    else:
+        assert content[1]["source"] == {"type": "base64", "media_type": "image/png", "data": PNG}
+
+
+async def test_remote_image_is_a_400_before_any_upstream_call(world: World) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await world.client().chat.completions.create(model="nova", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
+    assert "base64 data URLs" in info.value.message
+    assert world.fake.requests == []
+
+
+@pytest.mark.parametrize("model", ["claude", "nova"])
+async def test_stop_sequence(world: World, model: str) -> None:
+    completion = await world.client().chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hello"}], stop=["Bedrock"])
+    assert completion.choices[0].message.content == "Hello from the fake "
+    assert completion.choices[0].finish_reason == "stop"
+    sent = world.fake.requests[-1].body
+    assert (sent["inferenceConfig"]["stopSequences"] if model == "nova" else sent["stop_sequences"]) == ["Bedrock"]
+
+
+@pytest.mark.parametrize(("model", "stream"), [("claude", False), ("nova", False), ("nova", True)])
+async def test_max_tokens_is_length(world: World, model: str, stream: bool) -> None:
+    client = world.client()
+    messages: Any = [{"role": "user", "content": "Hello"}]
+    if stream:
+        chunks = [c async for c in await client.chat.completions.create(model=model, messages=messages, max_tokens=2,
+                                                                       stream=True)]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+    else:
+        completion = await client.chat.completions.create(model=model, messages=messages, max_tokens=2)
+        text, finish = completion.choices[0].message.content or "", completion.choices[0].finish_reason
+    assert finish == "length" and text == world.fake.reply[:8]
+    sent = world.fake.requests[-1].body
+    assert (sent["inferenceConfig"]["maxTokens"] if model == "nova" else sent["max_tokens"]) == 2
+
+
+async def test_bedrock_api_key(world: World) -> None:
+    completion = await world.client().chat.completions.create(
+        model="nova-by-key", messages=[{"role": "user", "content": "Hello"}])
+    assert completion.choices[0].message.content == world.fake.reply
+    received = world.fake.requests[-1]
+    assert received.auth_error is None and received.credential == ""  # a bearer key, not a signature
+    assert "X-Amz-Security-Token" not in received.headers
+
+
+async def test_temporary_credentials_are_refreshed_before_they_expire(world: World,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Environment credentials with an expiry are refreshable: botocore re-reads the variables when asked to.
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=4)  # inside REFRESH_BEFORE_S
+    monkeypatch.setenv("AWS_CREDENTIAL_EXPIRATION", soon.isoformat())
+    client = world.client()
+    await client.chat.completions.create(model="nova", messages=[{"role": "user", "content": "Hello"}])
+    assert world.fake.requests[-1].credential.startswith(f"{ACCESS_KEY}/")
+    rotated = ("AKIAE2EROTATEDKEY002", "rotatedSecret/0123456789abcdefghijklmnop", "rotatedSessionToken==")
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    for name, value in zip(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), rotated, strict=True):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CREDENTIAL_EXPIRATION", later.isoformat())
+    world.fake.access_key, world.fake.secret_key, world.fake.session_token = rotated
+    for _ in range(2):  # refreshed once, then served from the cache
+        completion = await client.chat.completions.create(model="nova",
+                                                          messages=[{"role": "user", "content": "Hello"}])
+        assert completion.choices[0].message.content == world.fake.reply
+        assert world.fake.requests[-1].credential.startswith(f"{rotated[0]}/")
+        assert world.fake.requests[-1].auth_error is None
+
+
+async def test_shared_credentials_file_profile(world: World) -> None:
+    profile = ("AKIAE2EPROFILEKEY003", "profileSecret/0123456789abcdefghijklmno")
+    world.credentials_file.write_text(f"[e2e]\naws_access_key_id = {profile[0]}\n"
+                                      f"aws_secret_access_key = {profile[1]}\n")
+    world.fake.access_key, world.fake.secret_key, world.fake.session_token = profile[0], profile[1], None
+    # An explicit profile wins over the environment's credentials, as for every AWS SDK.
+    completion = await world.client().chat.completions.create(
+        model="nova-by-profile", messages=[{"role": "user", "content": "Hello"}])
+    assert completion.choices[0].message.content == world.fake.reply
+    assert world.fake.requests[-1].credential.startswith(f"{profile[0]}/")
+    assert "X-Amz-Security-Token" not in world.fake.requests[-1].headers
+    with pytest.raises(openai.InternalServerError) as info:
+        await world.client().chat.completions.create(model="nova-no-profile",
+                                                     messages=[{"role": "user", "content": "Hello"}])
+    assert "profile 'absent' is not configured" in info.value.message
+    assert_no_secret(info.value.body)
+    assert profile[1] not in str(info.value.body)
+
+
+# --- the Anthropic SDK --------------------------------------------------------------------------------------------
+
+async def test_anthropic_sdk_messages(world: World) -> None:
+    client = world.anthropic()
+    try:
+        message = await client.messages.create(model="claude", max_tokens=100, system="Be brief.",
+                                               messages=[{"role": "user", "content": "Hello"}])
+        assert message.content[0].type == "text" and message.content[0].text == world.fake.reply
+        assert message.stop_reason == "end_turn" and message.usage.output_tokens == text_tokens(world.fake.reply)
+        assert world.operations() == ["invoke"] and world.fake.requests[-1].body["max_tokens"] == 100
+        async with client.messages.stream(model="claude", max_tokens=100,
+                                          messages=[{"role": "user", "content": "Hello"}]) as stream:
+            text = "".join([piece async for piece in stream.text_stream])
+            final = await stream.get_final_message()
+        assert text == world.fake.reply and final.stop_reason == "end_turn"
+        assert final.usage.output_tokens == text_tokens(world.fake.reply)
+        assert world.operations() == ["invoke", "ConverseStream"]
+        assert world.fake.requests[-1].body["inferenceConfig"]["maxTokens"] == 100
+    finally:
+        await client.close()
+
+
+async def test_anthropic_sdk_tool_use(world: World) -> None:
+    world.fake.tool_input = {"city": "Oslo"}
+    client = world.anthropic()
+    try:
+        message = await client.messages.create(
+            model="claude", max_tokens=100, tool_choice={"type": "any"},
+            tools=[{"name": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+            messages=[{"role": "user", "content": "Weather in Oslo?"}])
+        assert message.stop_reason == "tool_use"
+        block = message.content[-1]
+        assert block.type == "tool_use" and block.name == "weather" and block.input == {"city": "Oslo"}
+    finally:
+        await client.close()
+
+
+# --- embeddings ---------------------------------------------------------------------------------------------------
+
+async def test_titan_embeddings(world: World) -> None:
+    client = world.client()
+    texts = ["first text", "the second text", "third"]
+    answer = await client.embeddings.create(model="titan", input=texts, encoding_format="float")
+    assert [d.index for d in answer.data] == [0, 1, 2]
+    for text, item in zip(texts, answer.data, strict=True):
+        assert item.embedding == pytest.approx(embedding_vector(text, 512))  # the deployment's dimensions
+    assert answer.usage.prompt_tokens == sum(text_tokens(t) for t in texts) == answer.usage.total_tokens
+    assert world.operations() == ["invoke"] * 3, "Titan embeds one text per call"
+    assert sorted(r.body["inputText"] for r in world.fake.requests) == sorted(texts)
+    assert all(r.body["dimensions"] == 512 for r in world.fake.requests)
+    small = await client.embeddings.create(model="titan", input="first text", dimensions=256)
+    assert len(small.data[0].embedding) == 256
+    # base64 as OpenAI encodes it: the SDK's default, decoded by the SDK; and asked for explicitly.
+    decoded = await client.embeddings.create(model="titan", input="first text")
+    assert decoded.data[0].embedding == pytest.approx(embedding_vector("first text", 512))
+    raw = await client.embeddings.create(model="titan", input="first text", encoding_format="base64")
+    packed = base64.b64decode(str(raw.data[0].embedding))
+    assert list(struct.unpack(f"<{len(packed) // 4}f", packed)) == embedding_vector("first text", 512)
+    assert world.spool.records[-1].input_tokens == text_tokens("first text")
+
+
+async def test_cohere_embeddings(world: World) -> None:
+    texts = ["alpha beta", "gamma"]
+    raw = await world.client().embeddings.with_raw_response.create(model="cohere", input=texts,
+                                                                   encoding_format="float")
+    answer = raw.parse()
+    assert [item.embedding for item in answer.data] == [pytest.approx(embedding_vector(t, 1024)) for t in texts]
+    assert answer.usage.prompt_tokens == sum(text_tokens(t) for t in texts)  # from the token-count header
+    assert world.operations() == ["invoke"]
+    assert world.fake.requests[0].body == {"texts": texts, "input_type": "search_document"}
+    assert int(raw.headers["x-tollway-cost-usd-micros"]) >= 0 and world.spool.records[-1].input_tokens > 0
+
+
+async def test_embeddings_failure_of_one_call_fails_the_request(world: World) -> None:
+    world.fake.fail_status, world.fake.fail_times = 400, 1
+    with pytest.raises(openai.BadRequestError) as info:
+        await world.client().embeddings.create(model="titan", input=["a", "b", "c", "d"])
+    assert "Malformed input request" in info.value.message
+
+
+# --- failures -----------------------------------------------------------------------------------------------------
+
+async def test_throttling_is_a_429(world: World) -> None:
+    world.fake.fail_status, world.fake.fail_times = 429, 1
+    with pytest.raises(openai.RateLimitError) as info:
+        await world.client().chat.completions.create(model="nova", messages=[{"role": "user", "content": "Hello"}])
+    assert info.value.status_code == 429
+    assert_no_secret(info.value.body)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_throttling_fails_over_to_the_next_candidate(world: World, stream: bool) -> None:
+    world.fake.fail_status, world.fake.fail_times = 429, 1
+    raw = await world.client().chat.completions.with_raw_response.create(
+        model="nova-then-claude", messages=[{"role": "user", "content": "Hello"}], stream=stream)
+    assert raw.headers["x-tollway-route-reason"] == "failover:429"
+    assert raw.headers["x-tollway-deployment"] == "claude" and raw.headers["x-tollway-attempts"] == "2"
+    answer = raw.parse()
+    if isinstance(answer, openai.AsyncStream):
+        text = "".join([c.choices[0].delta.content or "" async for c in answer if c.choices])
+    else:
+        text = answer.choices[0].message.content or ""
+    assert text == world.fake.reply
+
+
+async def test_a_throttling_exception_frame_before_any_event_fails_over(world: World) -> None:
+    world.fake.error_after_events = 0  # every stream's very first frame is the exception: nothing was sent yet
+    with pytest.raises(openai.RateLimitError) as info:
+        await world.client().chat.completions.create(
+            model="nova-then-claude", messages=[{"role": "user", "content": "Hello"}], stream=True)
+    assert info.value.response.headers["x-tollway-attempts"] == "2", "the second candidate was tried"
+    assert [r.model_id for r in world.fake.requests] == [NOVA, CLAUDE]
+
+
+async def test_model_not_enabled_fails_over(world: World) -> None:
+    world.fake.models.discard("amazon.nova-pro-v1:0")  # ResourceNotFoundException: a fault of policy
+    raw = await world.client().chat.completions.with_raw_response.create(
+        model="disabled-then-nova", messages=[{"role": "user", "content": "Hello"}])
+    assert raw.headers["x-tollway-deployment"] == "nova"
+    assert raw.headers["x-tollway-route-reason"] == "failover:unsupported"
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, openai.InternalServerError), (424, openai.InternalServerError)])
+async def test_unavailable_is_a_502(world: World, status: int, error: type[openai.APIStatusError]) -> None:
+    world.fake.fail_status, world.fake.fail_times = status, 2
+    with pytest.raises(error) as info:
+        await world.client().chat.completions.create(model="nova", messages=[{"role": "user", "content": "Hello"}])
+    assert info.value.status_code == 502
+
+
+async def test_validation_error_reaches_the_client(world: World) -> None:
+    world.fake.fail_status, world.fake.fail_times = 400, 1
+    with pytest.raises(openai.BadRequestError) as info:
+        await world.client().chat.completions.create(model="nova", messages=[{"role": "user", "content": "Hello"}])
+    assert "Malformed input request" in info.value.message
+    assert info.value.code == "ValidationException"
+
+
+async def test_wrong_secret_is_a_502_naming_no_credential(world: World) -> None:
+    world.fake.secret_key = "the-secret-the-fake-expects-instead"
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as info:
+            await world.client().chat.completions.create(
+                model="nova", messages=[{"role": "user", "content": "Hello"}], stream=stream)
+        assert info.value.status_code == 502
+        assert "AWS credentials were refused" in info.value.message
+        assert "InvalidSignatureException" in info.value.message
+        # The fake's answer quotes the canonical request (the session token included): none of it comes back.
+        assert_no_secret(info.value.body, info.value.message, info.value.response.text)
+    assert world.fake.requests[-1].auth_error == "InvalidSignatureException"
+
+
+async def test_expired_session_token_is_a_502(world: World) -> None:
+    world.fake.token_expired = True
+    with pytest.raises(openai.InternalServerError) as info:
+        await world.client().chat.completions.create(model="nova", messages=[{"role": "user", "content": "Hello"}])
+    assert "ExpiredTokenException" in info.value.message
+    assert_no_secret(info.value.body)
+    world.fake.token_expired = False
+
+
+async def test_no_credentials_on_the_data_plane(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    with pytest.raises(openai.InternalServerError) as info:
+        await world.client().chat.completions.create(model="nova", messages=[{"role": "user", "content": "Hello"}])
+    assert "no AWS credentials on this data plane" in info.value.message
+    assert world.fake.requests == []
+
+
+async def test_stream_dies_mid_way(world: World) -> None:
+    world.fake.event_delay_s = 0.02  # the first events reach the client before the socket closes
+    world.fake.die_after_events = 4
+    stream = await world.client().chat.completions.create(
+        model="nova", messages=[{"role": "user", "content": "Hello"}], stream=True)
+    text = ""
+    with pytest.raises(openai.APIError):
+        async for chunk in stream:
+            text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert text and world.fake.reply.startswith(text)
+    record = world.spool.records[-1]
+    assert record.deployment == "nova" and record.usage_source == "estimated-aborted"
+    assert record.output_tokens > 0 and record.cost_pico > 0
+
+
+@pytest.mark.parametrize("exception", ["modelStreamErrorException", "throttlingException", "validationException"])
+async def test_exception_frame_mid_stream(world: World, exception: str) -> None:
+    world.fake.event_delay_s = 0.02
+    world.fake.error_after_events, world.fake.stream_error = 4, exception
+    stream = await world.client().chat.completions.create(
+        model="nova", messages=[{"role": "user", "content": "Hello"}], stream=True)
+    with pytest.raises(openai.APIError) as info:
+        async for _ in stream:
+            pass
+    assert_no_secret(info.value.message, info.value.body)
+    assert world.spool.records[-1].usage_source == "estimated-aborted"
