@@ -64,3 +64,12 @@ class NotFound(ControlPlaneError):
 
 class InvalidRequest(ControlPlaneError):
     """A malformed request: unknown kind, wrong field types in the request body."""
+
+
+MAX_COUNT_DIGITS = 18  # below 2**63: every count, revision, limit and expiry the admin API takes
+
+
+def is_count(text: str) -> bool:
+    """A non-negative integer written in ASCII digits, short enough to be one (``str.isdigit`` also accepts
+    superscripts and other Unicode digits ``int`` refuses, and ``int`` refuses 4,300 digits and more)."""
+    return 0 < len(text) <= MAX_COUNT_DIGITS and text.isascii() and text.isdigit()

@@ -13,6 +13,7 @@ they enter. ``error_body`` is the only function producing the client-facing erro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,15 +35,18 @@ class UpstreamFailure(DataPlaneError):
     """An upstream attempt failed before any byte of its answer was sent to the client.
 
     ``body`` is the upstream's error body, kept only for 4xx answers a client may see (already scrubbed of our
-    credential by the adapter); ``message`` never contains a secret.
+    credential by the adapter); ``message`` never contains a secret. ``retry_after_s``: how long the upstream
+    asked to wait (a 429's ``Retry-After``, Google's ``RetryInfo``), passed on to the client when it is the answer.
     """
 
-    def __init__(self, kind: FailureKind, message: str, status: int = 0, body: bytes = b"") -> None:
+    def __init__(self, kind: FailureKind, message: str, status: int = 0, body: bytes = b"",
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.kind: FailureKind = kind
         self.message = message
         self.status = status
         self.body = body
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,13 @@ def error_body(message: str, type_: str, code: str | None = None, param: str | N
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     return ApiError(400, message, "invalid_request_error", code, param)
+
+
+def retry_headers(failure: UpstreamFailure) -> dict[str, str]:
+    """``Retry-After`` for an upstream 429 that said how long to wait (whole seconds, at least one)."""
+    if failure.kind != "429" or not failure.retry_after_s or failure.retry_after_s <= 0:
+        return {}
+    return {"retry-after": str(max(1, math.ceil(failure.retry_after_s)))}
 
 
 def upstream_error(failure: UpstreamFailure) -> ApiError:

@@ -122,7 +122,10 @@ class DataPlane:
             records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
                               node_id=s.node_id)
             runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics,
-                                              self._wait_for_room, health=self.health), access_log=None)
+                                              self._wait_for_room, health=self.health), access_log=None,
+                                   # an idle keep-alive connection is closed after a minute (aiohttp: an hour);
+                                   # at most 100 header lines, each within 8 KiB (the total: max_header_bytes)
+                                   keepalive_timeout=60.0, max_headers=100, max_field_size=8190)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, s.host, s.port, reuse_address=True)

@@ -32,5 +32,9 @@ class DataPlaneSettings:
     request_log_backups: int = 5
     # How often the discovery stream carries a heartbeat (liveness and deployment health) between answers.
     heartbeat_interval_s: float = 5.0
+    # Requests in flight beyond which new ones are shed at once with 503 + Retry-After (overload protection).
+    max_in_flight: int = 512
+    # Total request header bytes beyond which a request is answered 431 (Envoy's default).
+    max_header_bytes: int = 60 * 1024
     # Browser origins allowed to call the API (CORS; "*": any); empty: CORS off.
     cors_origins: frozenset[str] = frozenset()

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from controlplane.admin.dashboard import ANALYTICS, add_dashboard_routes
-from controlplane.errors import InvalidRequest
+from controlplane.errors import InvalidRequest, is_count
 from controlplane.usage import analytics as an
 from controlplane.usage.db import UsageDB
 from tollway.money import micros_rounded, usd
@@ -76,7 +76,7 @@ async def top_users(request: web.Request) -> web.Response:
     q = request.query
     order = cast(an.UserOrder, _choice(q, "order", an.USER_ORDERS))
     limit = q.get("limit", "10")
-    if not limit.isdigit() or not 1 <= int(limit) <= an.MAX_TOP_USERS:
+    if not is_count(limit) or not 1 <= int(limit) <= an.MAX_TOP_USERS:
         raise InvalidRequest(f"limit: expected a number from 1 to {an.MAX_TOP_USERS}, got {limit!r}")
     period = an.parse_period(q, datetime.now(UTC))
     rows = await request.app[ANALYTICS].top_users(period.span, order, int(limit), an.parse_filters(q))

@@ -23,7 +23,7 @@ from aiohttp import web
 from controlplane.admin.analytics_api import add_analytics_routes
 from controlplane.admin.dashboard import dashboard_gate, is_dashboard_path
 from controlplane.admin.usage_api import add_usage_routes
-from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound
+from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound, is_count
 from controlplane.policy.audit import add_audit_routes
 from controlplane.policy.compliance import add_compliance_routes
 from controlplane.policy.engine import Document
@@ -190,7 +190,7 @@ async def _apply(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request) -> web.Response:
     expected = request.query.get("expectedRevision")
-    if expected is not None and not expected.isdigit():
+    if expected is not None and not is_count(expected):
         raise InvalidRequest("'expectedRevision' must be a generation number")
     revision = await request.app[REPOSITORY].delete(
         request.match_info["kind"], request.match_info["name"], who=request.query.get("who") or "unknown",
@@ -215,7 +215,7 @@ async def _create_key(request: web.Request) -> web.Response:
 
 async def _history(request: web.Request) -> web.Response:
     limit = request.query.get("limit")
-    if limit is not None and not limit.isdigit():
+    if limit is not None and not is_count(limit):
         raise InvalidRequest("'limit' must be a positive number")
     items = await request.app[REPOSITORY].history(int(limit) if limit is not None else None)
     return _json({"items": items})
@@ -223,8 +223,8 @@ async def _history(request: web.Request) -> web.Response:
 
 async def _history_entry(request: web.Request) -> web.Response:
     revision = request.match_info["revision"]
-    if not revision.isdigit():
-        raise NotFound(f"no history entry {revision!r}")
+    if not is_count(revision):
+        raise NotFound(f"no history entry {revision[:40]!r}")  # a short prefix: never echo input unbounded
     return _json(await request.app[REPOSITORY].history_entry(int(revision)))
 
 

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from controlplane.admin import charts
 from controlplane.admin.dashboard_page import Page, render_login, render_page
-from controlplane.errors import InvalidRequest
+from controlplane.errors import InvalidRequest, is_count
 from controlplane.usage import analytics as an
 from tollway.money import PICO_PER_MICRO
 
@@ -58,7 +58,7 @@ def session_value(admin_token: str, expires: int) -> str:
 
 def is_valid_session(value: str, admin_token: str, now: float) -> bool:
     expires, _, _ = value.partition(".")
-    if not expires.isdigit() or int(expires) <= now:
+    if not is_count(expires) or int(expires) <= now:
         return False
     return hmac.compare_digest(value.encode(), session_value(admin_token, int(expires)).encode())
 
@@ -114,7 +114,7 @@ async def dashboard_gate(request: web.Request, handler: Handler, admin_token: st
 def _period(query: Mapping[str, str], now: datetime) -> an.Period:
     days = query.get("days", "")
     if days and not query.get("since"):
-        if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
+        if not is_count(days) or not 1 <= int(days) <= MAX_DAYS:
             raise InvalidRequest(f"days: expected a number from 1 to {MAX_DAYS}")
         return an.parse_period({}, now, int(days))
     return an.parse_period(query, now)

@@ -19,7 +19,7 @@ from dataplane.api.pipeline import serve
 from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, plan_for
-from dataplane.errors import ApiError, UpstreamFailure, upstream_error
+from dataplane.errors import ApiError, UpstreamFailure, retry_headers, upstream_error
 from dataplane.translate.anthropic_common import Untranslatable
 from dataplane.translate.anthropic_to_hub import EventWriter, anthropic_error, anthropic_message, openai_request
 
@@ -101,7 +101,7 @@ class AnthropicDialect:
                 message = error["message"]
             return _response(failure.status or 400, message, headers)
         err = upstream_error(failure)
-        return _response(err.status, err.message, headers)
+        return _response(err.status, err.message, {**headers, **retry_headers(failure)})
 
     def complete(self, body: bytes, plan: RoutePlan) -> bytes:
         if self.counting:

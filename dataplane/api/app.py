@@ -21,11 +21,13 @@ from dataplane.api.appstate import (
     GATE,
     HEALTH,
     HOLDER,
+    IN_FLIGHT,
     LEASE_WAIT,
     RANDOM,
     RECORDS,
     RETRY_BUDGET,
     SETTINGS,
+    InFlight,
     LeaseWait,
 )
 from dataplane.core.gate import Gate, OpenGate
@@ -38,6 +40,7 @@ from dataplane.upstream.adapters import Adapter
 from dataplane.upstream.adapters.anthropic import AnthropicAdapter
 from dataplane.upstream.adapters.azure import AzureAdapter
 from dataplane.upstream.adapters.bedrock import BedrockAdapter
+from dataplane.upstream.adapters.google import GeminiAdapter, VertexAdapter
 from dataplane.upstream.adapters.mock import MockAdapter
 from dataplane.upstream.adapters.openai import OpenAIAdapter
 from dataplane.upstream.client import UpstreamClient
@@ -46,14 +49,17 @@ from dataplane.upstream.client import UpstreamClient
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     # One lean client for all upstreams: keep-alive connections are reused across requests and tenants.
     upstream = UpstreamClient()
+    vertex = VertexAdapter(upstream)
     adapters: dict[str, Adapter] = {
         "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(upstream),
         "anthropic": AnthropicAdapter(upstream), "bedrock": BedrockAdapter(upstream), "mock": MockAdapter(),
+        "gemini": GeminiAdapter(upstream), "vertex": vertex,
     }
     app[ADAPTERS] = adapters
     try:
         yield
     finally:
+        await vertex.aclose()  # token refreshes in flight
         await upstream.close()
 
 
@@ -76,6 +82,7 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app[RANDOM] = random.Random()
     app[CHECKED_KEYS] = set()
     app[HEALTH] = health if health is not None else Health()
+    app[IN_FLIGHT] = InFlight(settings.max_in_flight)
     # Response ids are authenticated with a secret the region's data planes share, so any of them routes a
     # follow-up (previous_response_id) to the deployment holding the response.
     app[responses.RESPONSES] = responses.ResponsesDialect(responses.ResponseIds(settings.control_plane_token))

@@ -21,7 +21,7 @@ from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accum
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, decide
 from dataplane.core.validate import Surface
-from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure, error_body, upstream_error
+from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure, error_body, retry_headers, upstream_error
 
 
 def failure_response(failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
@@ -37,6 +37,7 @@ def failure_response(failure: UpstreamFailure, headers: dict[str, str]) -> web.R
         err = ApiError(failure.status, failure.message, "invalid_request_error", "upstream_rejected")
     else:
         err = upstream_error(failure)
+        headers = {**headers, **retry_headers(failure)}
     return web.Response(status=err.status, body=err.body(), headers=headers, content_type="application/json")
 
 

@@ -16,6 +16,7 @@ snapshot arrived meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -30,7 +31,9 @@ from dataplane.api.appstate import (
     GATE,
     HEALTH,
     HOLDER,
+    IN_FLIGHT,
     LEASE_WAIT,
+    OVERLOADED,
     RANDOM,
     RECORDS,
     RETRY_BUDGET,
@@ -81,14 +84,33 @@ def _facts(request: web.Request, dialect: Dialect, runtime: Runtime, body: bytes
 
 
 async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
-    """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``."""
+    """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``; shed at once (503,
+    ``Retry-After``) beyond the data plane's requests in flight, and 431 for oversized headers."""
+    in_flight = request.app[IN_FLIGHT]
+    if in_flight.count >= in_flight.limit:
+        in_flight.shed += 1
+        headers = tollway_headers(new_request_id(request), request.app[HOLDER].version)
+        headers["Retry-After"] = "1"
+        return dialect.error(OVERLOADED, headers)
+    in_flight.count += 1
+    try:
+        return await _serve(request, dialect)
+    finally:
+        in_flight.count -= 1
+
+
+async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     app = request.app
     started = time.time()
     rid = new_request_id(request)
     holder = app[HOLDER]
     if holder.runtime is None:
         return dialect.error(NO_SNAPSHOT, tollway_headers(rid, ""))
-    limit = app[SETTINGS].max_body_bytes
+    settings = app[SETTINGS]
+    if sum(len(k) + len(v) for k, v in request.raw_headers) > settings.max_header_bytes:
+        return dialect.error(ApiError(431, f"the request headers exceed {settings.max_header_bytes} bytes",
+                                      "invalid_request_error", "headers_too_large"), tollway_headers(rid, ""))
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
     try:
@@ -173,7 +195,11 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
             return _complete(app, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
                              admission)
         accumulator = MessageAccumulator() if records.keeps_content(plan.key) else None
-        resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started)
+        # The route's total timeout bounds the whole stream, from the first attempt on.
+        left = plan.route.failover.total_timeout_s - (time.time() - result.sent_at)
+        deadline = asyncio.get_running_loop().time() + max(left, 0.0)
+        resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started,
+                                              deadline)
         settled = True
         if streamed.failure is not None:
             health.failed(result.deployment, streamed.failure.kind, time.monotonic())
@@ -200,10 +226,12 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
     # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
     # tenants whose log keeps content, the answer).
     upstream_s = time.time() - result.sent_at
-    try:
-        parsed: Any = orjson.loads(reply.body)
-    except orjson.JSONDecodeError:
-        parsed = None
+    parsed: Any = reply.parsed  # checked (a JSON object) and parsed once by the attempt
+    if parsed is None:
+        try:
+            parsed = orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            parsed = None
     # Counting tokens costs nothing; everything else is charged what the upstream reported (or an estimate).
     usage = None if plan.request.surface == "count_tokens" else \
         charged_complete(parsed, len(reply.body), plan.request)

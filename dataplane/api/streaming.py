@@ -8,6 +8,7 @@ with the format's error event, which the official SDKs raise as an ``APIError``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 async def stream_through(request: web.Request, answered: Answered, headers: dict[str, str],
-                         fmt: StreamFormat, started: float) -> tuple[web.StreamResponse, StreamResult]:
+                         fmt: StreamFormat, started: float,
+                         deadline: float | None = None) -> tuple[web.StreamResponse, StreamResult]:
     """Relay upstream SSE events as they come, in the client's format ``fmt``.
 
     The events that arrived together go out in one write. Nothing is retried once the first write happened:
@@ -105,7 +107,16 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
                 if out:
                     await resp.write(out)
                 try:
-                    batch = await anext(batches)
+                    if deadline is None:
+                        batch = await anext(batches)
+                    else:
+                        async with asyncio.timeout_at(deadline):
+                            batch = await anext(batches)
+                except TimeoutError:
+                    # The stream's total deadline (the route's total timeout): a trickling upstream cannot hold
+                    # the connection open for ever.
+                    reply.close()
+                    raise UpstreamFailure("timeout", "the stream exceeded its total deadline") from None
                 except StopAsyncIteration:
                     break
             result.upstream_end = time.time()

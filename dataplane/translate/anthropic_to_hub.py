@@ -218,7 +218,9 @@ def openai_tool_choice(choice: Any) -> dict[str, Any] | Untranslatable:
 
 
 def _image_part(block: dict[str, Any]) -> dict[str, Any] | None:
-    source = block.get("source") or {}
+    source = block.get("source")
+    if not isinstance(source, dict):  # a client's malformed block: refused by the caller as an invalid image
+        return None
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', '')};base64,{source.get('data', '')}"
     elif source.get("type") == "url" and isinstance(source.get("url"), str):

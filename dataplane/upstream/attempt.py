@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -25,7 +25,8 @@ from dataplane.snapshot.runtime import Deployment, Route
 from dataplane.upstream.adapters import Adapter, Complete, Stream
 
 # Problems with one candidate that say nothing about the others: always worth trying the next one.
-_ALWAYS_FAIL_OVER = frozenset({"auth", "unsupported"})
+# A malformed answer ("protocol") is one upstream misbehaving, too.
+_ALWAYS_FAIL_OVER = frozenset({"auth", "unsupported", "protocol"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
     request into several.
     """
     loop = asyncio.get_running_loop()
+    reply: Complete | Stream | None = None
     failover = plan.route.failover
     deadline = loop.time() + failover.total_timeout_s
     failure: UpstreamFailure | None = None  # built only when needed: most requests succeed at once
@@ -93,18 +95,29 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
         if health is not None:
             health.attempting(deployment, mono)
         budget_s = min(failover.attempt_timeout_s, remaining)
+        reply = None
+        first: list[bytes] = []
+        rest: AsyncGenerator[list[bytes], None] | None = None
         try:
             async with asyncio.timeout(budget_s):
                 reply = await adapter.send(deployment, plan.request, budget_s)
-                first: list[bytes] = []
-                rest: AsyncGenerator[list[bytes], None] | None = None
                 if isinstance(reply, Stream):
                     rest = batches_of(reply)
                     first = await _first_events(reply, rest)
+            # A 2xx that is not what the API promises (not JSON, no choices, no events) is the upstream failing:
+            # fail over now, before the client has a byte, rather than pass garbage off as success.
+            reply, malformed = checked_answer(plan.request, reply, first)
+            if malformed:
+                raise UpstreamFailure("protocol", f"provider {deployment.provider.name!r} answered 2xx with "
+                                                  f"{malformed}")
         except TimeoutError:
             failure = UpstreamFailure("timeout", f"provider {deployment.provider.name!r} timed out")
         except UpstreamFailure as exc:
             failure = exc
+            if isinstance(reply, Stream):  # the first events were garbage: stop reading the stream
+                reply.close()
+                if rest is not None:
+                    await rest.aclose()
         else:
             if health is not None:
                 health.succeeded(deployment, time.monotonic() - mono)
@@ -116,6 +129,36 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
             break
     failure = failure or UpstreamFailure("connect", "no candidate could be attempted")
     return Failed(failure, last, attempts, f"failed:{failure.kind}", sent_at)
+
+
+# The top-level field an answer of each surface must have (a native Responses answer: ``output``).
+_REQUIRED = {"chat": "choices", "completions": "choices", "embeddings": "data", "moderations": "results",
+             "count_tokens": "input_tokens"}
+
+
+def checked_answer(request: HubRequest, reply: Complete | Stream,
+                   first: list[bytes]) -> tuple[Complete | Stream, str]:
+    """The answer (a ``Complete`` with its parsed body, parsed once here) and what is wrong with it ("" when
+    nothing is): a body that is not a JSON object with the surface's content, or a stream that ended without one
+    event (its first event is checked to be a JSON object)."""
+    if isinstance(reply, Stream):
+        if not first:
+            return reply, "a stream without a single event"
+        try:
+            event = orjson.loads(first[0])
+        except orjson.JSONDecodeError:
+            return reply, "a stream whose events are not JSON"
+        return reply, "" if isinstance(event, dict) else "a stream whose events are not JSON objects"
+    try:
+        answer = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        return reply, "a body that is not JSON"
+    if not isinstance(answer, dict):
+        return reply, "a body that is not a JSON object"
+    field = "output" if reply.native and request.dialect == "responses" else _REQUIRED.get(request.surface, "")
+    if field and field not in answer:
+        return reply, f"a body without {field!r}"
+    return replace(reply, parsed=answer), ""
 
 
 def estimated_count(request: HubRequest) -> Complete:

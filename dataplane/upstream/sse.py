@@ -12,11 +12,15 @@ _DONE = b"[DONE]"
 _SEPARATOR = b"\n\ndata: "
 
 
-class SseParser:
-    __slots__ = ("_pending", "done")
+MAX_EVENT_BYTES = 1024 * 1024  # one event larger than this is not an answer but a broken (or hostile) upstream
 
-    def __init__(self) -> None:
+
+class SseParser:
+    __slots__ = ("_max", "_pending", "done")
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._pending = b""  # the start of an event whose blank line has not arrived yet
+        self._max = max_event_bytes
         self.done = False
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -33,6 +37,8 @@ class SseParser:
                 buf += b"\r"
         parts = buf.split(b"\n\n")
         self._pending = parts.pop()
+        if len(self._pending) > self._max:  # ValueError: the adapters' boundary makes it a protocol failure
+            raise ValueError(f"an SSE event exceeds {self._max} bytes")
         if not parts:
             return []
         # The usual shape, checked in bulk: every event is one "data: " line (the only newlines are the

@@ -163,3 +163,19 @@ async def test_every_inference_route_enforces_the_policy(
 async def _text(url: str) -> str:
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         return await resp.text()
+
+
+@pytest.mark.parametrize("block", [
+    {"type": "image", "source": "not an object"}, {"type": "image", "source": {"type": "base64"}},
+    {"type": "image", "source": None}, {"type": "image"},
+], ids=["string", "no data", "null", "no source"])
+async def test_an_anthropic_image_block_of_the_wrong_shape_is_a_400_not_a_5xx(
+        data_plane: tuple[str, web.Application, Keys, ListSpool], block: dict[str, Any]) -> None:
+    url, _app, keys, _spool = data_plane
+    body = {"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": [block]}]}
+    async with aiohttp.ClientSession() as http, http.post(
+            url + "/v1/messages", data=orjson.dumps(body),
+            headers={"x-api-key": keys.ok, "Content-Type": "application/json"}) as resp:
+        answer = orjson.loads(await resp.read())
+    assert 400 <= resp.status < 500, answer
+    assert answer["type"] == "error" and answer["error"]["message"]  # Anthropic's envelope

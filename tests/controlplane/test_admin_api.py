@@ -193,3 +193,16 @@ async def test_status_and_bad_requests(client: Client) -> None:
     assert (await call(client, "POST", "/admin/v1/apply", 400, data=b"{not json"))["error"]["type"] == (
         "invalid_request_error")
     assert (await call(client, "GET", "/admin/v1/nope", 404))["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("path", [
+    "/admin/v1/history?limit=²", "/admin/v1/history/²", "/admin/v1/history/٣", "/admin/v1/history?limit=" + "9" * 5000,
+    "/admin/v1/history/" + "1" * 5000,
+])
+async def test_numbers_in_other_unicode_digits_or_of_any_length_are_refused_not_a_5xx(client: Client,
+                                                                                       path: str) -> None:
+    resp = await client.get(path, headers=AUTH)
+    text = await resp.text()
+    # A bad query parameter is a 400; a path naming no revision is a 404; the echo of the input stays short.
+    assert resp.status == (400 if "?" in path else 404), text
+    assert (await resp.json())["error"]["message"] and len(text) < 400

@@ -12,8 +12,8 @@ the client's own dialect, passed through (the Responses API to a provider that s
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment
@@ -26,6 +26,7 @@ class Complete:
     # Anthropic token count), not the hub format of the request's surface.
     native: bool = False
     estimated: bool = False  # a token count the gateway estimated rather than the provider counted
+    parsed: Any = field(default=None, compare=False)  # the body's JSON, once the attempt has checked it
 
 
 class LastBatch(list[bytes]):

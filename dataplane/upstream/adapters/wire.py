@@ -23,6 +23,9 @@ from dataplane.upstream.client import Response, UpstreamClient
 from dataplane.upstream.sse import SseParser
 
 MAX_ERROR_BODY = 64 * 1024
+# A non-streamed answer larger than this is refused (a protocol failure: failover, charged nothing): no chat,
+# embeddings or Responses answer comes near it, and buffering more would let one upstream exhaust memory.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 StatusFailure = Callable[[int, bytes, Provider], UpstreamFailure]
 
@@ -94,7 +97,10 @@ async def post(client: UpstreamClient, provider: Provider, url: str, headers: st
 
 async def read_whole(resp: Response, provider: Provider, deadline: float) -> bytes:
     with map_failures(provider, resp):
-        body = await resp.read(deadline=deadline)
+        body = await resp.read(limit=MAX_ANSWER_BYTES + 1, deadline=deadline)
+    if len(body) > MAX_ANSWER_BYTES:  # read() closed the connection at the limit
+        raise UpstreamFailure("protocol", f"provider {provider.name!r} sent an answer larger than "
+                                          f"{MAX_ANSWER_BYTES} bytes")
     resp.release()
     return body
 
