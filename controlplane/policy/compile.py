@@ -332,6 +332,8 @@ def provider_base_url(s: ProviderSpec) -> str:
     """The provider's endpoint: ``baseUrl``, or its type's default (``DEFAULT_BASE_URLS``)."""
     if s.base_url:
         return s.base_url.rstrip("/")
+    if s.type == "vertex" and s.gcp_location == "global":
+        return "https://aiplatform.googleapis.com"  # the global endpoint has no location prefix
     default = DEFAULT_BASE_URLS.get(s.type, "")
     return default.format(aws_region=s.aws_region, gcp_location=s.gcp_location)
 

@@ -2,8 +2,9 @@
 
 - ``attempt``: candidates in order with failover before the first byte, the retry budget, health reports.
 - ``adapters``: one adapter per provider schema behind one ``Adapter.send`` (``openai``, ``azure``,
-  ``anthropic``, ``bedrock``, ``mock``); ``adapters.wire`` is what the HTTP ones share, including the one boundary
-  (``map_failures``) where the client's exceptions become ``UpstreamFailure``.
+  ``anthropic``, ``bedrock``, ``google``: the Gemini API and Vertex AI, ``mock``); ``adapters.wire`` is what the
+  HTTP ones share, including the one boundary (``map_failures``) where the client's exceptions become
+  ``UpstreamFailure``.
 - ``client`` and ``connection``: a lean keep-alive HTTP/1.1 client, pooled per origin, parsing answers as their
   bytes arrive; ``sse``: incremental server-sent-event parsing.
 - ``probe``: the active health checks, one lightweight request per provider on an interval.
