@@ -22,6 +22,7 @@ from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, decide
 from dataplane.core.validate import Surface
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure, error_body, retry_headers, upstream_error
+from dataplane.snapshot.runtime import Key
 
 
 def failure_response(failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
@@ -131,8 +132,8 @@ def _model_object(name: str) -> dict[str, object]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "tollway"}
 
 
-async def retrieve_model(request: web.Request) -> web.Response:
-    """``GET /v1/models/{id}``: one route the key may use (404 in OpenAI's format otherwise)."""
+def _caller(request: web.Request) -> tuple[Key, dict[str, str]] | web.Response:
+    """The key behind a models request and the headers of its answer, or the error answer."""
     rid = request_id(request)
     runtime = request.app[HOLDER].runtime
     if runtime is None:
@@ -141,23 +142,28 @@ async def retrieve_model(request: web.Request) -> web.Response:
     key = authenticate(runtime, request.headers.get("Authorization"), time.time(), request.app[CHECKED_KEYS])
     if isinstance(key, ApiError):
         return error_response(key, headers)
+    return key, headers
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one route the key may use (404 in OpenAI's format otherwise)."""
+    caller = _caller(request)
+    if isinstance(caller, web.Response):
+        return caller
+    key, headers = caller
     name = request.match_info["model"]
     if name not in key.models:
-        return error_response(ApiError(404, f"The model '{name}' does not exist or you do not have access to it.",
-                                       "invalid_request_error", "model_not_found", "model"), headers)
+        return error_response(ApiError(404, f"The model '{name[:64]}' does not exist or you do not have access "
+                                            "to it.", "invalid_request_error", "model_not_found", "model"), headers)
     return web.Response(body=orjson.dumps(_model_object(name)), headers=headers, content_type="application/json")
 
 
 async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the routes the key may use."""
-    rid = request_id(request)
-    runtime = request.app[HOLDER].runtime
-    if runtime is None:
-        return error_response(NO_SNAPSHOT, tollway_headers(rid, ""))
-    headers = tollway_headers(rid, runtime.version)
-    key = authenticate(runtime, request.headers.get("Authorization"), time.time(), request.app[CHECKED_KEYS])
-    if isinstance(key, ApiError):
-        return error_response(key, headers)
+    caller = _caller(request)
+    if isinstance(caller, web.Response):
+        return caller
+    key, headers = caller
     data = [_model_object(name) for name in key.models]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), headers=headers,
                         content_type="application/json")

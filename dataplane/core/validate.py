@@ -160,15 +160,10 @@ def _check_fields(p: dict[str, Any]) -> ApiError | None:
 
 
 def validate_chat(payload: Any, body_len: int) -> HubRequest | ApiError:
-    if not isinstance(payload, dict):
-        return invalid("the request body must be a JSON object")
-    banned = find_banned_key(payload)
-    if banned is not None:
-        return invalid(f"'{banned}' may not be set by clients: upstreams and credentials come from policy",
-                       banned, "forbidden_parameter")
-    model = payload.get("model")
-    if not isinstance(model, str) or not model:
-        return invalid("'model' must be a non-empty string", "model")
+    common = _check_common(payload)
+    if isinstance(common, ApiError):
+        return common
+    payload, model = common
     stream = payload.get("stream", False)
     if stream is None:
         stream = False
@@ -198,6 +193,7 @@ def validate_chat(payload: Any, body_len: int) -> HubRequest | ApiError:
 
 
 def _check_common(payload: Any) -> tuple[dict[str, Any], str] | ApiError:
+    """What every surface checks first: a JSON object, no banned key at any depth, a model name."""
     if not isinstance(payload, dict):
         return invalid("the request body must be a JSON object")
     banned = find_banned_key(payload)
