@@ -132,3 +132,32 @@ def test_rate_limit_on_a_missing_route_is_a_reference_error() -> None:
     docs = [tenant("t", "eu", rateLimits={"perModel": [{"route": "ghost", "requestsPerMinute": 1}]})]
     assert [str(e) for e in check_references(policy_of(*docs))] == [
         "Tenant/t: spec.rateLimits.perModel[0].route: Route 'ghost' does not exist"]
+
+
+@pytest.mark.parametrize(("profile", "region", "refused"), [
+    ("eu.anthropic.claude-sonnet-4-20250514-v1:0", "eu", False),
+    ("eu.anthropic.claude-sonnet-4-20250514-v1:0", "us", True),
+    ("us.amazon.nova-lite-v1:0", "us-east", False),
+    ("global.anthropic.claude-sonnet-4-20250514-v1:0", "eu", True),  # would send EU data anywhere
+    ("global.anthropic.claude-sonnet-4-20250514-v1:0", "global", False),
+    ("anthropic.claude-3-haiku-20240307-v1:0", "eu", False),  # an in-region model id: no profile to check
+])
+def test_a_bedrock_inference_profile_must_stay_in_its_providers_region(profile: str, region: str,
+                                                                      refused: bool) -> None:
+    policy = policy_of(provider("bedrock", region, type_="bedrock", awsRegion="eu-central-1"),
+                       model("m", "bedrock", upstreamModel=profile), route("r", "m"), tenant("t", region))
+    problems = [p for p in check_references(policy) if p.field == "spec.upstreamModel"]
+    assert bool(problems) is refused, problems
+    if refused:
+        assert "region" in problems[0].message
+
+
+def test_providers_of_the_clouds_get_their_default_endpoints() -> None:
+    policy = policy_of(provider("b", "eu", type_="bedrock", base_url="", awsRegion="eu-central-1"),
+                       provider("g", "us", type_="gemini", base_url=""),
+                       provider("v", "eu", type_="vertex", base_url="", gcpProject="p", gcpLocation="europe-west4"),
+                       tenant("t", "eu", "us"))
+    urls = {p.name: p.base_url for p in compile_region(policy, "eu").providers}
+    assert urls == {"b": "https://bedrock-runtime.eu-central-1.amazonaws.com",
+                    "g": "https://generativelanguage.googleapis.com",
+                    "v": "https://europe-west4-aiplatform.googleapis.com"}
