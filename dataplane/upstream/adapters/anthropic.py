@@ -17,7 +17,7 @@ included. Client exceptions (``dataplane.upstream.adapters.wire``) and Anthropic
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,8 +27,17 @@ from dataplane.errors import FailureKind, UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
 from dataplane.translate.hub_to_anthropic import ChunkTranslator, anthropic_request, openai_completion
-from dataplane.upstream.adapters import Complete, LastBatch, Stream
-from dataplane.upstream.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.upstream.adapters import Complete, Stream
+from dataplane.upstream.adapters.wire import (
+    check_credential,
+    flatten,
+    header_lines,
+    json_events,
+    post,
+    read_whole,
+    sse_batches,
+    translated_batches,
+)
 from dataplane.upstream.client import UpstreamClient
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -71,33 +80,12 @@ def _ends(payloads: list[bytes]) -> bool:
     return any(b'"message_stop"' in p for p in payloads)
 
 
-async def _chunks(batches: AsyncGenerator[list[bytes], None], translator: ChunkTranslator,
-                  provider: Provider) -> AsyncGenerator[list[bytes], None]:
-    """OpenAI chunk payloads, one group per group of Anthropic events; the last group is a ``LastBatch``."""
-    try:
-        async for batch in batches:
-            out: list[bytes] = []
-            for data in batch:
-                try:
-                    event = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed event") from None
-                chunks = translator.feed(event if isinstance(event, dict) else {})
-                if isinstance(chunks, StreamError):
-                    if out:  # what came before the error reaches the client first
-                        yield out
-                    kind: FailureKind = "5xx" if chunks.type in ("overloaded_error", "api_error") else "protocol"
-                    raise UpstreamFailure(kind, f"provider {provider.name!r} failed mid-stream ({chunks.type}): "
-                                                f"{_scrub(chunks.message, provider)}")
-                out += chunks
-                if translator.finished:
-                    yield LastBatch(out)
-                    return
-            if out:
-                yield out
-    finally:
-        await batches.aclose()
-    raise UpstreamFailure("protocol", f"provider {provider.name!r} ended the stream before message_stop")
+def _stream_failure(provider: Provider) -> Callable[[StreamError], UpstreamFailure]:
+    def fail(error: StreamError) -> UpstreamFailure:
+        kind: FailureKind = "5xx" if error.type in ("overloaded_error", "api_error") else "protocol"
+        return UpstreamFailure(kind, f"provider {provider.name!r} failed mid-stream ({error.type}): "
+                                     f"{_scrub(error.message, provider)}")
+    return fail
 
 
 class AnthropicAdapter:
@@ -132,7 +120,9 @@ class AnthropicAdapter:
                 raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed answer")
             return Complete(orjson.dumps(openai_completion(message, int(self._clock()))))
         translator = ChunkTranslator(created=int(self._clock()), model=deployment.upstream_model)
-        batches = _chunks(sse_batches(resp, provider, _ends), translator, provider)
+        batches = translated_batches(json_events(sse_batches(resp, provider, _ends), provider), translator.feed,
+                                     lambda: translator.finished, _stream_failure(provider),
+                                     f"provider {provider.name!r} ended the stream before message_stop")
         return Stream(flatten(batches), resp.close, batches)
 
     async def _count_tokens(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete:

@@ -75,7 +75,7 @@ from dataplane.translate.hub_to_bedrock import (
     titan_tokens,
     wants_json,
 )
-from dataplane.upstream.adapters import Complete, LastBatch, Stream
+from dataplane.upstream.adapters import Complete, Stream
 from dataplane.upstream.adapters.wire import (
     MAX_ERROR_BODY,
     check_credential,
@@ -83,6 +83,7 @@ from dataplane.upstream.adapters.wire import (
     header_lines,
     map_failures,
     read_whole,
+    translated_batches,
 )
 from dataplane.upstream.client import Response, UpstreamClient
 
@@ -269,44 +270,40 @@ def _event(message: EventStreamMessage, provider: Provider) -> dict[str, Any]:
     return {str(name): payload}
 
 
-async def _chunks(resp: Response, provider: Provider, translator: ConverseChunkTranslator,
-                  secrets: tuple[str, ...]) -> AsyncGenerator[list[bytes], None]:
-    """Hub chunk payloads, one group per read of the event stream; the last group is a ``LastBatch``."""
+async def _events(resp: Response, provider: Provider,
+                  translator: ConverseChunkTranslator) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """The decoded frames of the event stream, one group per read (botocore's parser, never our own)."""
     frames = EventStreamBuffer()
     try:
         with map_failures(provider, mid_answer=True):
             while True:
                 data = await resp.read_some()
                 if not data:
-                    break
+                    return
                 frames.add_data(data)
-                out: list[bytes] = []
                 try:
                     messages = list(frames)
                 except ParserError:
                     raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed event "
                                                       "stream") from None
-                for message in messages:
-                    chunks = translator.feed(_event(message, provider))
-                    if isinstance(chunks, StreamError):
-                        if out:  # what came before the error reaches the client first
-                            yield out
-                        raise UpstreamFailure(_STREAM_FAILURES.get(chunks.type, "5xx"),
-                                              f"provider {provider.name!r} failed mid-stream ({chunks.type}): "
-                                              f"{scrub(chunks.message, secrets)}")
-                    out += chunks
-                    if translator.finished:
-                        yield LastBatch(out)
-                        return
-                if out:
-                    yield out
+                yield [_event(message, provider) for message in messages]
     finally:
         # Finished at the metadata event: the body's end follows, and the connection may carry another request.
         if translator.finished or resp.body_done:
             resp.release()
         else:
             resp.close()
-    raise UpstreamFailure("protocol", f"provider {provider.name!r} ended the stream before its metadata event")
+
+
+def _chunks(resp: Response, provider: Provider, translator: ConverseChunkTranslator,
+            secrets: tuple[str, ...]) -> AsyncGenerator[list[bytes], None]:
+    """Hub chunk payloads, one group per read of the event stream; the last group is a ``LastBatch``."""
+    def fail(error: StreamError) -> UpstreamFailure:
+        return UpstreamFailure(_STREAM_FAILURES.get(error.type, "5xx"),
+                               f"provider {provider.name!r} failed mid-stream ({error.type}): "
+                               f"{scrub(error.message, secrets)}")
+    return translated_batches(_events(resp, provider, translator), translator.feed, lambda: translator.finished,
+                              fail, f"provider {provider.name!r} ended the stream before its metadata event")
 
 
 async def _all(calls: list[Awaitable[T]]) -> list[T]:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -60,9 +60,19 @@ from dataplane.translate.hub_to_gemini import (
     vertex_embedding_bodies,
     vertex_embedding_vectors,
 )
-from dataplane.upstream.adapters import Complete, LastBatch, Stream
+from dataplane.upstream.adapters import Complete, Stream
 from dataplane.upstream.adapters.google_auth import AccessTokens
-from dataplane.upstream.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.upstream.adapters.wire import (
+    Feed,
+    check_credential,
+    flatten,
+    header_lines,
+    json_events,
+    post,
+    read_whole,
+    sse_batches,
+    translated_batches,
+)
 from dataplane.upstream.client import Response, UpstreamClient
 
 GEMINI_API_VERSION = "v1beta"
@@ -154,35 +164,20 @@ def _json(raw: bytes, provider: Provider) -> dict[str, Any]:
     return parsed
 
 
-async def _chunks(batches: AsyncGenerator[list[bytes], None], translator: GeminiChunkTranslator,
-                  provider: Provider, secrets: Callable[[], Iterable[str]]) -> AsyncGenerator[list[bytes], None]:
-    """OpenAI chunk payloads, one group per group of Google chunks; the last group is a ``LastBatch``."""
-    try:
-        async for batch in batches:
-            out: list[bytes] = []
-            for data in batch:
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed event") from None
-                result = translator.feed(chunk if isinstance(chunk, dict) else {})
-                if isinstance(result, Blocked):
-                    raise blocked_failure(result, provider)
-                if isinstance(result, StreamError):
-                    if out:  # what came before the error reaches the client first
-                        yield out
-                    raise UpstreamFailure(_STREAM_KINDS.get(result.type, "protocol"),
-                                          f"provider {provider.name!r} failed mid-stream ({result.type}): "
-                                          f"{scrub(result.message, secrets())}")
-                out += result
-                if translator.finished:
-                    yield LastBatch(out)
-                    return
-            if out:
-                yield out
-    finally:
-        await batches.aclose()
-    raise UpstreamFailure("protocol", f"provider {provider.name!r} ended the stream before its finishReason")
+def _stream(translator: GeminiChunkTranslator, provider: Provider,
+            secrets: Callable[[], Iterable[str]]) -> tuple[Feed, Callable[[StreamError], UpstreamFailure]]:
+    """The event feed (a blocked prompt mid-stream fails at once) and the mid-stream failure of a Google stream."""
+    def feed(event: dict[str, Any]) -> list[bytes] | StreamError:
+        result = translator.feed(event)
+        if isinstance(result, Blocked):
+            raise blocked_failure(result, provider)
+        return result
+
+    def fail(error: StreamError) -> UpstreamFailure:
+        return UpstreamFailure(_STREAM_KINDS.get(error.type, "protocol"),
+                               f"provider {provider.name!r} failed mid-stream ({error.type}): "
+                               f"{scrub(error.message, secrets())}")
+    return feed, fail
 
 
 async def _gather(calls: list[Awaitable[T]]) -> list[T]:
@@ -239,7 +234,10 @@ class _GoogleAdapter:
         n = request.payload.get("n")
         translator = GeminiChunkTranslator(created=created, model=deployment.upstream_model, call_seed=seed,
                                            candidates=n if isinstance(n, int) and n > 1 else 1)
-        batches = _chunks(sse_batches(resp, provider), translator, provider, lambda: self._secrets(provider))
+        feed, fail = _stream(translator, provider, lambda: self._secrets(provider))
+        batches = translated_batches(json_events(sse_batches(resp, provider), provider), feed,
+                                     lambda: translator.finished, fail,
+                                     f"provider {provider.name!r} ended the stream before its finishReason")
         return Stream(flatten(batches), resp.close, batches)
 
     async def _count_tokens(self, deployment: Deployment, request: HubRequest, timeout_s: float) -> Complete:

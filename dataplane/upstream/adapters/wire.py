@@ -15,9 +15,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
+
+import orjson
 
 from dataplane.errors import FailureKind, UpstreamFailure
 from dataplane.snapshot.runtime import Provider
+from dataplane.translate.anthropic_common import StreamError
 from dataplane.upstream.adapters import LastBatch
 from dataplane.upstream.client import Response, UpstreamClient
 from dataplane.upstream.sse import SseParser
@@ -149,3 +153,51 @@ async def flatten(batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[
                 yield payload
     finally:
         await batches.aclose()
+
+
+Event = dict[str, Any]
+Feed = Callable[[Event], "list[bytes] | StreamError"]
+
+
+async def json_events(batches: AsyncGenerator[list[bytes], None],
+                      provider: Provider) -> AsyncGenerator[list[Event], None]:
+    """SSE payloads as JSON objects (a payload that is not JSON is a protocol failure; not an object: ``{}``)."""
+    try:
+        async for batch in batches:
+            events: list[Event] = []
+            for data in batch:
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed event") from None
+                events.append(event if isinstance(event, dict) else {})
+            yield events
+    finally:
+        await batches.aclose()
+
+
+async def translated_batches(events: AsyncGenerator[list[Event], None], feed: Feed, finished: Callable[[], bool],
+                             fail: Callable[[StreamError], UpstreamFailure],
+                             unfinished: str) -> AsyncGenerator[list[bytes], None]:
+    """Hub chunk payloads from a provider's stream events, one group per group of events, for the adapters that
+    translate: ``feed`` turns one event into chunks (or a ``StreamError``: what came before it reaches the client
+    first, then ``fail(error)`` is raised); once ``finished()`` the group is a ``LastBatch``; a stream that ends
+    before is a protocol failure (``unfinished`` says what was missing)."""
+    try:
+        async for batch in events:
+            out: list[bytes] = []
+            for event in batch:
+                chunks = feed(event)
+                if isinstance(chunks, StreamError):
+                    if out:
+                        yield out
+                    raise fail(chunks)
+                out += chunks
+                if finished():
+                    yield LastBatch(out)
+                    return
+            if out:
+                yield out
+    finally:
+        await events.aclose()
+    raise UpstreamFailure("protocol", unfinished)
