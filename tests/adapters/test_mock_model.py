@@ -24,20 +24,11 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ParsedChatCom
 from pydantic import BaseModel, Field
 
 from dataplane.translate.anthropic_to_hub import openai_request
-from dataplane.upstream.adapters import mock_model
-from dataplane.upstream.adapters.mock_model import (
-    chat_chunks,
-    chat_completion,
-    count_message_tokens,
-    count_tokens,
-    embeddings,
-    moderation,
-    prompt_tokens,
-    schema_instance,
-    text_completion,
-    text_completion_chunks,
-    text_tokens,
-)
+from dataplane.upstream.adapters import mock_text
+from dataplane.upstream.adapters.mock_model import chat_chunks, chat_completion
+from dataplane.upstream.adapters.mock_schema import schema_instance
+from dataplane.upstream.adapters.mock_surfaces import embeddings, moderation, text_completion, text_completion_chunks
+from dataplane.upstream.adapters.mock_text import count_message_tokens, count_tokens, prompt_tokens, text_tokens
 
 pytestmark = pytest.mark.pure
 
@@ -486,11 +477,11 @@ def _old_reply_words(payload: dict[str, Any], limit: int | None) -> tuple[list[s
 ], ids=["plain", "empty", "one letter", "no user", "parts"])
 def test_the_mock_providers_helpers_keep_their_behaviour(payload: dict[str, Any]) -> None:
     for limit in (None, 0, 1, 3, 100):
-        assert mock_model.reply_words(payload, limit) == _old_reply_words(payload, limit)
-    assert mock_model.prompt_tokens(payload) == _old_prompt_tokens(payload)
+        assert mock_text.reply_words(payload, limit) == _old_reply_words(payload, limit)
+    assert mock_text.prompt_tokens(payload) == _old_prompt_tokens(payload)
     for text in ("", "a", "abcd", "abcde", "héllo wörld"):
         assert count_tokens(text) == _old_count_tokens(text)
-    words, _ = mock_model.reply_words(payload, None)
+    words, _ = mock_text.reply_words(payload, None)
     assert _chat(payload, None).choices[0].message.content == "".join(words)
 
 

@@ -1,6 +1,7 @@
 """The built-in mock provider: a local model server in the exact OpenAI wire formats, for demos, tests and benches.
 
-What it answers is ``mock_model``'s (pure, deterministic): chat completions that call offered tools when asked,
+What it answers comes from pure, deterministic modules (``mock_model`` for chat, ``mock_schema``, ``mock_surfaces``,
+``mock_text``): chat completions that call offered tools when asked,
 JSON that validates against a requested schema, ``n`` choices, logprobs; embeddings of the deployment's
 dimensions; legacy completions; moderations; token counts. Token counts are realistic (about four characters per
 token, plus per-message overhead) so cost accounting and budgets behave as against a real provider.
@@ -20,8 +21,9 @@ import orjson
 from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment
-from dataplane.upstream.adapters import Complete, Stream
+from dataplane.upstream.adapters import Complete, Stream, mock_text
 from dataplane.upstream.adapters import mock_model as model
+from dataplane.upstream.adapters import mock_surfaces as surfaces
 
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 
@@ -47,19 +49,19 @@ class MockAdapter:
         surface = request.surface
         if surface == "embeddings":
             dims = deployment.embedding_dimensions or DEFAULT_EMBEDDING_DIMENSIONS
-            return Complete(orjson.dumps(model.embeddings(payload, name, dims)))
+            return Complete(orjson.dumps(surfaces.embeddings(payload, name, dims)))
         if surface == "moderations":
-            return Complete(orjson.dumps(model.moderation(payload, name)))
+            return Complete(orjson.dumps(surfaces.moderation(payload, name)))
         if surface == "count_tokens":
             body = request.native if request.native is not None else payload
-            return Complete(orjson.dumps({"input_tokens": model.count_message_tokens(body)}), native=True)
+            return Complete(orjson.dumps({"input_tokens": mock_text.count_message_tokens(body)}), native=True)
         created = int(time.time())
         max_tokens = request.max_tokens
         if surface == "completions":
             ident = "cmpl-mock" + os.urandom(12).hex()
             if not request.stream:
-                return Complete(orjson.dumps(model.text_completion(payload, name, ident, created, max_tokens)))
-            return Stream(self._paced(deployment, model.text_completion_chunks(payload, name, ident, created,
+                return Complete(orjson.dumps(surfaces.text_completion(payload, name, ident, created, max_tokens)))
+            return Stream(self._paced(deployment, surfaces.text_completion_chunks(payload, name, ident, created,
                                                                                 max_tokens)), lambda: None)
         ident = "chatcmpl-mock" + os.urandom(12).hex()
         if not request.stream:
@@ -82,4 +84,4 @@ def _tokens_in(chunk: dict[str, Any]) -> int:
         delta = choice.get("delta") or {}
         text += (delta.get("content") or "") if isinstance(delta, dict) else ""
         text += choice.get("text") or ""
-    return model.count_tokens(text)
+    return mock_text.count_tokens(text)
