@@ -7,8 +7,9 @@ adapter from it, and the same dialect in and out passes through untranslated. On
   errors) back out in Anthropic's shapes.
 - ``hub_to_anthropic``: the gateway calling Anthropic's Messages API for a hub request, and the answer back.
 - ``anthropic_common``: what both Anthropic directions share (stop-reason tables, what cannot be translated).
-- ``hub_to_gemini``: the gateway calling Google's Gemini models (the Gemini API and Vertex AI: generateContent,
-  its SSE stream, countTokens, batchEmbedContents and Vertex's predict) for a hub request, and the answers back.
+- ``hub_to_gemini``: the gateway calling Google's Gemini models (the Gemini API and Vertex AI) for a hub request;
+  ``gemini_to_hub`` the answers and streams back; ``gemini_schema`` JSON Schema to Gemini's; ``gemini_embeddings``
+  batchEmbedContents, Vertex's predict and countTokens.
 - ``hub_to_bedrock``: the gateway calling AWS Bedrock (Converse, Anthropic's body on InvokeModel, Titan and
   Cohere embeddings) for a hub request, and the answers back.
 """

@@ -55,3 +55,13 @@ def text_of(content: Any) -> str:
         return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
+
+
+def call_arguments(fn: dict[str, Any]) -> dict[str, Any] | None:
+    """A hub tool call's ``function.arguments`` as the JSON object every provider's tool-use block takes, or None
+    when it is not one (the caller names the field in its refusal). Shared by every ``hub_to_<provider>``."""
+    try:
+        arguments = orjson.loads(fn.get("arguments") or "{}")
+    except orjson.JSONDecodeError:
+        return None
+    return arguments if isinstance(arguments, dict) else None

@@ -11,7 +11,14 @@ from typing import Any
 
 import orjson
 
-from dataplane.translate.anthropic_common import FINISH_REASONS, StreamError, Untranslatable, count, text_of
+from dataplane.translate.anthropic_common import (
+    FINISH_REASONS,
+    StreamError,
+    Untranslatable,
+    call_arguments,
+    count,
+    text_of,
+)
 
 # Anthropic requires max_tokens; used only when neither the client nor the deployment bounds the output.
 FALLBACK_MAX_TOKENS = 4096
@@ -232,11 +239,8 @@ def anthropic_content(m: dict[str, Any], where: str) -> list[dict[str, Any]] | s
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             return f"'{where}.tool_calls[{j}]' must be a function call with a name"
-        try:
-            arguments = orjson.loads(fn.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            arguments = None
-        if not isinstance(arguments, dict):
+        arguments = call_arguments(fn)
+        if arguments is None:
             return f"'{where}.tool_calls[{j}].function.arguments' must be a JSON object"
         blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": fn["name"], "input": arguments})
     return blocks

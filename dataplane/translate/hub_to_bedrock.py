@@ -54,7 +54,7 @@ from typing import Any, Literal, TypeGuard
 
 import orjson
 
-from dataplane.translate.anthropic_common import StreamError, Untranslatable, count, text_of
+from dataplane.translate.anthropic_common import StreamError, Untranslatable, call_arguments, count, text_of
 from dataplane.translate.hub_to_anthropic import anthropic_request
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -222,11 +222,8 @@ def _blocks(m: dict[str, Any], where: str) -> list[dict[str, Any]] | Untranslata
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
             return Untranslatable(f"'{where}.tool_calls[{j}]' must be a function call with an id and a name",
                                   f"{where}.tool_calls[{j}]")
-        try:
-            arguments = orjson.loads(fn.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            arguments = None
-        if not isinstance(arguments, dict):
+        arguments = call_arguments(fn)
+        if arguments is None:
             return Untranslatable(f"'{where}.tool_calls[{j}].function.arguments' must be a JSON object",
                                   f"{where}.tool_calls[{j}].function.arguments")
         blocks.append({"toolUse": {"toolUseId": call["id"], "name": fn["name"], "input": arguments}})

@@ -16,6 +16,18 @@ import orjson
 import pytest
 
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
+from dataplane.translate.gemini_embeddings import (
+    count_tokens_body,
+    estimated_embedding_tokens,
+    gemini_embedding_bodies,
+    gemini_embedding_vectors,
+    input_tokens,
+    openai_embeddings,
+    vertex_embedding_bodies,
+    vertex_embedding_vectors,
+)
+from dataplane.translate.gemini_schema import gemini_schema
+from dataplane.translate.gemini_to_hub import GeminiChunkTranslator, openai_completion, openai_usage
 from dataplane.translate.hub_to_gemini import (
     FINISH_REASONS,
     GEMINI_EMBED_BATCH,
@@ -23,22 +35,10 @@ from dataplane.translate.hub_to_gemini import (
     THINKING_BUDGETS,
     VERTEX_EMBED_BATCH,
     Blocked,
-    GeminiChunkTranslator,
     call_id,
-    count_tokens_body,
-    estimated_embedding_tokens,
-    gemini_embedding_bodies,
-    gemini_embedding_vectors,
     gemini_request,
-    gemini_schema,
-    input_tokens,
-    openai_completion,
-    openai_embeddings,
-    openai_usage,
     output_limit,
     thought_signature,
-    vertex_embedding_bodies,
-    vertex_embedding_vectors,
 )
 from tests.fakes.google_upstream import FakeGemini, FakeVertex, prompt_tokens, text_tokens
 

@@ -45,21 +45,19 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import FailureKind, UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
-from dataplane.translate.hub_to_gemini import (
-    Blocked,
-    GeminiChunkTranslator,
+from dataplane.translate.gemini_embeddings import (
     count_tokens_body,
     embedding_texts,
     estimated_embedding_tokens,
     gemini_embedding_bodies,
     gemini_embedding_vectors,
-    gemini_request,
     input_tokens,
-    openai_completion,
     openai_embeddings,
     vertex_embedding_bodies,
     vertex_embedding_vectors,
 )
+from dataplane.translate.gemini_to_hub import GeminiChunkTranslator, openai_completion
+from dataplane.translate.hub_to_gemini import Blocked, gemini_request
 from dataplane.upstream.adapters import Complete, Stream
 from dataplane.upstream.adapters.google_auth import AccessTokens
 from dataplane.upstream.adapters.wire import (
