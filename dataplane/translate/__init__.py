@@ -10,6 +10,6 @@ adapter from it, and the same dialect in and out passes through untranslated. On
 - ``hub_to_gemini``: the gateway calling Google's Gemini models (the Gemini API and Vertex AI) for a hub request;
   ``gemini_to_hub`` the answers and streams back; ``gemini_schema`` JSON Schema to Gemini's; ``gemini_embeddings``
   batchEmbedContents, Vertex's predict and countTokens.
-- ``hub_to_bedrock``: the gateway calling AWS Bedrock (Converse, Anthropic's body on InvokeModel, Titan and
-  Cohere embeddings) for a hub request, and the answers back.
+- ``hub_to_bedrock``: the gateway calling AWS Bedrock (Converse, Anthropic's body on InvokeModel) for a hub
+  request; ``bedrock_to_hub`` the Converse answers and streams back; ``bedrock_embeddings`` Titan and Cohere.
 """

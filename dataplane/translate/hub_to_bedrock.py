@@ -1,4 +1,7 @@
-"""Outbound translation: the gateway calling AWS Bedrock Runtime for a hub request, and the answers back. Pure.
+"""Outbound translation: the gateway calling AWS Bedrock Runtime for a hub request. Pure.
+
+This module builds the requests; ``bedrock_to_hub`` translates the answers back, ``bedrock_embeddings`` holds the
+embeddings bodies.
 
 Which API a model is called with is the adapter's choice (``dataplane.upstream.adapters.bedrock``); the bodies and
 answers are built here:
@@ -43,18 +46,13 @@ answers are built here:
 What cannot be translated is a value (``Untranslatable``), the caller's 400; a ConverseStream exception event is a
 value too (``StreamError``). No exception escapes this module; no I/O, no clock.
 """
-
 from __future__ import annotations
 
-import base64
 import re
-import struct
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeGuard
+from dataclasses import dataclass
+from typing import Any, Literal
 
-import orjson
-
-from dataplane.translate.anthropic_common import StreamError, Untranslatable, call_arguments, count, text_of
+from dataplane.translate.anthropic_common import Untranslatable, call_arguments, text_of
 from dataplane.translate.hub_to_anthropic import anthropic_request
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -304,224 +302,3 @@ def _json_tool(response_format: dict[str, Any]) -> dict[str, Any] | Untranslatab
     description = spec.get("description")
     return {"name": name, "description": description if isinstance(description, str) and description.strip()
             else "Respond with a JSON object matching the schema.", "inputSchema": {"json": schema}}
-
-
-# --- Converse: the answer -----------------------------------------------------------------------------------------
-
-def converse_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """Converse counts cache reads and writes apart from ``inputTokens``; the hub's prompt_tokens holds all three.
-    Writes at the 1-hour rate come from ``cacheDetails`` when Bedrock breaks them down; else all at the 5-minute
-    rate (Tollway's extension of the hub's usage, as ``hub_to_anthropic.openai_usage``)."""
-    cache_read = count(usage.get("cacheReadInputTokens"))
-    writes = count(usage.get("cacheWriteInputTokens"))
-    details = usage.get("cacheDetails")
-    write_1h = sum(count(d.get("inputTokens")) for d in details if isinstance(d, dict) and d.get("ttl") == "1h") \
-        if isinstance(details, list) else 0
-    prompt = count(usage.get("inputTokens")) + cache_read + writes
-    completion = count(usage.get("outputTokens"))
-    prompt_details: dict[str, int] = {"cached_tokens": cache_read}
-    if writes:
-        prompt_details["cache_write_tokens"] = writes - min(write_1h, writes)
-        prompt_details["cache_write_1h_tokens"] = min(write_1h, writes)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": prompt_details}
-
-
-def finish_reason(stop_reason: Any, json_answered: bool = False) -> str:
-    """The hub's finish reason for a Converse ``stopReason``; the forced JSON tool's call is an ordinary stop."""
-    if json_answered and stop_reason == "tool_use":
-        return "stop"
-    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-
-
-def converse_completion(response: dict[str, Any], *, completion_id: str, model: str, created: int,
-                        json_tool: str | None = None) -> dict[str, Any]:
-    """A hub ``chat.completion`` for a Converse response."""
-    output = response.get("output")
-    message = output.get("message") if isinstance(output, dict) else None
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    answer_json: str | None = None
-    for block in (message.get("content") if isinstance(message, dict) else None) or []:
-        if not isinstance(block, dict):
-            continue
-        if isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        use = block.get("toolUse")
-        if isinstance(use, dict):
-            arguments = orjson.dumps(use.get("input") if use.get("input") is not None else {}).decode()
-            if json_tool is not None and use.get("name") == json_tool:
-                answer_json = arguments
-            else:
-                calls.append({"id": use.get("toolUseId", ""), "type": "function",
-                              "function": {"name": use.get("name", ""), "arguments": arguments}})
-    content = answer_json if answer_json is not None else "".join(texts) if texts or not calls else None
-    reply: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
-    if calls:
-        reply["tool_calls"] = calls
-    usage = response.get("usage")
-    return {
-        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": finish_reason(response.get("stopReason"), answer_json is not None)}],
-        "usage": converse_usage(usage if isinstance(usage, dict) else {}),
-    }
-
-
-@dataclass(slots=True)
-class ConverseChunkTranslator:
-    """ConverseStream events in, hub ``chat.completion.chunk`` payloads out. One per stream; not shared.
-
-    ``feed`` takes one decoded event as ``{event type: payload}`` (the shape botocore gives them):
-    ``messageStart`` → the role chunk; ``contentBlockStart`` with ``toolUse`` → a tool-call delta with its id and
-    name; ``contentBlockDelta`` ``text`` → content, ``toolUse.input`` → argument fragments; ``messageStop`` → the
-    finish chunk; ``metadata`` → the final usage-only chunk (``choices: []``), after which ``finished`` is set.
-    An exception event (``throttlingException``, ...) is a ``StreamError``. In JSON mode (``json_tool``) the forced
-    tool's input fragments are the content, and text is held back until the stream shows whether the tool answers
-    (then it is dropped, as in ``converse_completion``).
-    """
-
-    id: str
-    created: int
-    model: str
-    json_tool: str | None = None
-    finished: bool = False
-    _tools: dict[int, int] = field(default_factory=dict)  # contentBlockIndex -> hub tool_call index
-    _json_blocks: set[int] = field(default_factory=set)
-    _held: list[str] = field(default_factory=list)
-    _json_answered: bool = False
-
-    def feed(self, event: dict[str, Any]) -> list[bytes] | StreamError:
-        kind, body = next(iter(event.items()), ("", None))
-        return self._event(kind, body if isinstance(body, dict) else {})
-
-    def _event(self, kind: str, body: dict[str, Any]) -> list[bytes] | StreamError:
-        index = body.get("contentBlockIndex", 0)
-        if kind == "messageStart":
-            return [self._chunk({"role": "assistant", "content": ""})]
-        if kind == "contentBlockStart":
-            use = (body.get("start") or {}).get("toolUse")
-            if not isinstance(use, dict):
-                return []
-            if self.json_tool is not None and use.get("name") == self.json_tool:
-                self._json_blocks.add(index)
-                self._json_answered = True
-                self._held.clear()
-                return []
-            call = self._tools[index] = len(self._tools)
-            return [self._chunk({"tool_calls": [{"index": call, "id": use.get("toolUseId", ""), "type": "function",
-                                                 "function": {"name": use.get("name", ""), "arguments": ""}}]})]
-        if kind == "contentBlockDelta":
-            delta = body.get("delta") or {}
-            text = delta.get("text")
-            if isinstance(text, str) and text:
-                if self.json_tool is None:
-                    return [self._chunk({"content": text})]
-                if not self._json_answered:
-                    self._held.append(text)
-                return []
-            fragment = (delta.get("toolUse") or {}).get("input")
-            if isinstance(fragment, str) and fragment:
-                if index in self._json_blocks:
-                    return [self._chunk({"content": fragment})]
-                call = self._tools.get(index, 0)
-                return [self._chunk({"tool_calls": [{"index": call, "function": {"arguments": fragment}}]})]
-            return []  # reasoning and citation deltas have no hub counterpart
-        if kind == "messageStop":
-            out = [self._chunk({"content": "".join(self._held)})] if self._held else []
-            self._held.clear()
-            return [*out, self._chunk({}, finish_reason(body.get("stopReason"), self._json_answered))]
-        if kind == "metadata":
-            self.finished = True
-            usage = body.get("usage")
-            return [orjson.dumps({**self._base(), "choices": [],
-                                  "usage": converse_usage(usage if isinstance(usage, dict) else {})})]
-        if kind.endswith("Exception"):
-            return StreamError(kind, str(body.get("message") or body.get("Message") or "stream error"))
-        return []  # contentBlockStop, and event types added later
-
-    def _base(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "system_fingerprint": None}
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return orjson.dumps({**self._base(), "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                          "finish_reason": finish}]})
-
-
-# --- embeddings ---------------------------------------------------------------------------------------------------
-
-def embedding_model(model_id: str) -> EmbeddingModel | None:
-    """The embeddings API a Bedrock model speaks, if this module translates it."""
-    model = base_model(model_id)
-    if model.startswith("amazon.titan-embed-text-v2"):
-        return "titan-v2"
-    if model.startswith("amazon.titan-embed-text-v1"):
-        return "titan-v1"
-    if model.startswith("cohere.embed-"):
-        return "cohere"
-    return None
-
-
-def embedding_texts(payload: dict[str, Any]) -> list[str]:
-    """The texts of an (already validated) embeddings request: token-id input never reaches a Bedrock adapter."""
-    value = payload.get("input")
-    return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
-
-
-def embedding_bodies(payload: dict[str, Any], model: EmbeddingModel,
-                     default_dimensions: int) -> list[dict[str, Any]] | Untranslatable:
-    """The InvokeModel bodies for an embeddings request, in input order: one per text (Titan) or per
-    ``COHERE_BATCH`` texts (Cohere). ``dimensions`` is the client's, else the deployment's."""
-    texts = embedding_texts(payload)
-    if not texts:
-        return Untranslatable("'input' must hold text for this model's provider", "input")
-    asked = payload.get("dimensions")
-    if model == "titan-v2":
-        dimensions = asked or default_dimensions or None
-        if dimensions is not None and dimensions not in TITAN_V2_DIMENSIONS:
-            return Untranslatable("'dimensions' must be 256, 512 or 1024 for this model", "dimensions")
-        return [{"inputText": text, **({"dimensions": dimensions} if dimensions else {})} for text in texts]
-    if asked is not None and asked != (default_dimensions or asked):
-        return Untranslatable(f"this model produces {default_dimensions} dimensions: 'dimensions' cannot change it",
-                              "dimensions")
-    if model == "titan-v1":
-        return [{"inputText": text} for text in texts]
-    return [{"texts": texts[i:i + COHERE_BATCH], "input_type": "search_document"}
-            for i in range(0, len(texts), COHERE_BATCH)]
-
-
-def embedding_vectors(model: EmbeddingModel, answer: Any) -> list[list[float]] | None:
-    """The vectors of one InvokeModel answer (Titan: one; Cohere: one per text), None when it is malformed."""
-    if not isinstance(answer, dict):
-        return None
-    if model != "cohere":
-        vector = answer.get("embedding")
-        return [vector] if _is_vector(vector) else None
-    vectors = answer.get("embeddings")
-    if isinstance(vectors, dict):  # ``embeddings_by_type``: the floats
-        vectors = vectors.get("float")
-    return vectors if isinstance(vectors, list) and all(_is_vector(v) for v in vectors) else None
-
-
-def _is_vector(value: Any) -> TypeGuard[list[float]]:
-    return isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-
-
-def titan_tokens(answer: dict[str, Any]) -> int | None:
-    tokens = answer.get("inputTextTokenCount")
-    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
-
-
-def openai_embeddings(vectors: list[list[float]], prompt_tokens: int | None, model: str,
-                      encoding_format: Any = None) -> dict[str, Any]:
-    """OpenAI's embeddings answer; ``base64`` as OpenAI encodes it (little-endian float32). Without a token count
-    there is no ``usage`` (the gateway then charges its estimate, marked as one)."""
-    data = [{"object": "embedding", "index": i,
-             "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
-             if encoding_format == "base64" else v} for i, v in enumerate(vectors)]
-    answer: dict[str, Any] = {"object": "list", "data": data, "model": model}
-    if prompt_tokens is not None:
-        answer["usage"] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
-    return answer

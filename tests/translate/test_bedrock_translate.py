@@ -15,23 +15,23 @@ import orjson
 import pytest
 
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
+from dataplane.translate.bedrock_embeddings import (
+    embedding_bodies,
+    embedding_model,
+    embedding_vectors,
+    openai_embeddings,
+)
+from dataplane.translate.bedrock_to_hub import ConverseChunkTranslator, converse_completion, converse_usage
 from dataplane.translate.hub_to_bedrock import (
     BEDROCK_ANTHROPIC_VERSION,
     COHERE_BATCH,
     JSON_TOOL,
     ConverseCall,
-    ConverseChunkTranslator,
     base_model,
-    converse_completion,
     converse_request,
-    converse_usage,
-    embedding_bodies,
-    embedding_model,
-    embedding_vectors,
     invoke_anthropic_body,
     is_anthropic,
     max_tokens,
-    openai_embeddings,
     wants_json,
 )
 from tests.fakes.anthropic_upstream import check as anthropic_check

@@ -60,19 +60,20 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import FailureKind, UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
-from dataplane.translate.hub_to_anthropic import openai_completion
-from dataplane.translate.hub_to_bedrock import (
-    ConverseChunkTranslator,
-    EmbeddingModel,
-    converse_completion,
-    converse_request,
+from dataplane.translate.bedrock_embeddings import (
     embedding_bodies,
     embedding_model,
     embedding_vectors,
-    invoke_anthropic_body,
-    is_anthropic,
     openai_embeddings,
     titan_tokens,
+)
+from dataplane.translate.bedrock_to_hub import ConverseChunkTranslator, converse_completion
+from dataplane.translate.hub_to_anthropic import openai_completion
+from dataplane.translate.hub_to_bedrock import (
+    EmbeddingModel,
+    converse_request,
+    invoke_anthropic_body,
+    is_anthropic,
     wants_json,
 )
 from dataplane.upstream.adapters import Complete, Stream
