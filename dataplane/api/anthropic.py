@@ -103,11 +103,10 @@ class AnthropicDialect:
         err = upstream_error(failure)
         return _response(err.status, err.message, {**headers, **retry_headers(failure)})
 
-    def complete(self, body: bytes, plan: RoutePlan) -> bytes:
+    def complete(self, body: bytes, answer: Any, plan: RoutePlan) -> bytes:
         if self.counting:
             return body  # ``{"input_tokens": N}``: the provider's own, or the gateway's estimate
-        completion = orjson.loads(body)
-        message = anthropic_message(completion if isinstance(completion, dict) else {})
+        message = anthropic_message(answer if isinstance(answer, dict) else {})
         return orjson.dumps(message)
 
     def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat:

@@ -11,6 +11,7 @@ every other failure becomes an OpenAI error of ours.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -99,7 +100,7 @@ class OpenAIDialect:
     def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
         return failure_response(failure, headers)
 
-    def complete(self, body: bytes, plan: RoutePlan) -> bytes:
+    def complete(self, body: bytes, answer: Any, plan: RoutePlan) -> bytes:
         return body
 
     def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat:

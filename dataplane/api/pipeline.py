@@ -72,7 +72,9 @@ class Dialect(Protocol):
     def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response: ...
 
     # ``complete`` and ``stream`` get the plan as served: ``plan.candidates[0]`` is the deployment that answered.
-    def complete(self, body: bytes, plan: RoutePlan) -> bytes: ...
+    def complete(self, body: bytes, answer: Any, plan: RoutePlan) -> bytes:
+        """The client's body for an answer (``answer``: its JSON, parsed once by the attempt)."""
+        ...
 
     def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
 
@@ -243,7 +245,8 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
         headers["x-tollway-token-count"] = "estimate" if reply.estimated else "exact"
     response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key) else None
     _settle(app, admission, done, response)
-    return web.Response(body=dialect.complete(reply.body, plan), headers=headers, content_type="application/json")
+    return web.Response(body=dialect.complete(reply.body, parsed, plan), headers=headers,
+                        content_type="application/json")
 
 
 def _too_large(limit: int) -> ApiError:

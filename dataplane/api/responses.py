@@ -206,8 +206,7 @@ class ResponsesDialect:
     def failure(self, failure: UpstreamFailure, headers: dict[str, str]) -> web.Response:
         return failure_response(failure, headers)
 
-    def complete(self, body: bytes, plan: RoutePlan) -> bytes:
-        answer: Any = orjson.loads(body)
+    def complete(self, body: bytes, answer: Any, plan: RoutePlan) -> bytes:
         if not isinstance(answer, dict):
             answer = {}
         if answer.get("object") == "response":  # a native answer: passed through, its id wrapped
