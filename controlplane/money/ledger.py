@@ -8,9 +8,11 @@ back as a new process (new incarnation), what its old process still held becomes
 from the node pay off first and that is reclaimed like an expired grant.
 
 The pure transitions (``grant``, ``settle``, ``reclaim``) work on ``ScopeState``; ``Ledger`` reads documents,
-applies a transition and writes them back in one transaction guarded by each document's mod_revision
-(compare-and-swap), retrying when another writer got there first. Usage batches are settled exactly once: the
-batch's (node, epoch, sequence) is recorded in the same transaction as the counters it moves.
+applies a transition and writes them back in a transaction guarded by each document's mod_revision
+(compare-and-swap), retrying when another writer got there first: a lease is one transaction per scope (all
+concurrent; none when the scope's document would not change), a usage batch one for all the scopes it charges,
+so it is settled exactly once: the batch's (node, epoch, sequence) is recorded in the same transaction as the
+counters it moves.
 
 Errors: ``StoreError`` from the store passes through (the caller retries); ``LedgerConflict`` when the
 compare-and-swap lost too many times in a row.
@@ -18,6 +20,7 @@ compare-and-swap lost too many times in a row.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -26,7 +29,7 @@ from typing import TypeVar
 
 import orjson
 
-from controlplane.store.base import Compare, Store, StoreError
+from controlplane.store.base import Compare, KeyValue, Store, StoreError
 from controlplane.store.layout import budget_alert_key, budget_key, budget_settled_key
 from tollway.budget_scopes import BudgetLimit
 from tollway.money import PICO_PER_MICRO, micros_rounded, usd
@@ -151,11 +154,14 @@ def grant(state: ScopeState, node: str, incarnation: str, ask: AskIn, limit: int
             free += h.granted - keep
             h.granted = keep
         target = min(target, keep)
-    if target > h.granted and free > 0:
+    # Topped up only when less than half of what it wants is left unspent: a grant is not rewritten at every ask
+    # as demand wobbles (each write races the usage settlements and other leases of the same document).
+    if target > h.granted and free > 0 and (h.granted - committed) * 2 < ask.want + ask.need:
         active = sum(1 for n, o in state.holders.items() if n != node and o.expires > now and o.outstanding())
-        # A fair share of what is free, but never less than one request of the asker (when that much is free):
+        # A fair share of what is free: half of it when nobody else holds a grant (a data plane that has not asked
+        # yet finds room at its first ask), but never less than one request of the asker when that much is free:
         # a share smaller than a request serves nothing and strands the budget.
-        fair = free if active == 0 else max(free // (active + 1), min(ask.need, free), 1)
+        fair = max(free // max(active + 1, 2), min(ask.need, free), 1)
         give = min(target - h.granted, fair)
         h.granted += give
         free -= give
@@ -239,30 +245,61 @@ class Ledger:
 
     async def lease(self, node: str, incarnation: str, asks: Sequence[tuple[AskIn, BudgetLimit | None]],
                     now: float) -> list[Answer]:
-        """Apply a node's asks, all in one transaction (scopes without a budget are answered unlimited)."""
-        limited = [(a, lim) for a, lim in asks if lim is not None]
-        answers = {(a.scope, a.period): Answer(a.scope, a.period, False, 0, 0, 0, 0)
-                   for a, lim in asks if lim is None}
-        for chunk in _chunks(limited, MAX_DOCS_PER_TXN):
-            for _ in range(MAX_ATTEMPTS):
-                keys = [budget_key(a.period, a.scope) for a, _ in chunk]
-                kvs = [await self.store.get(k) for k in keys]
-                puts: list[tuple[str, bytes]] = []
-                out: list[Answer] = []
-                for (a, lim), key, kv in zip(chunk, keys, kvs, strict=True):
-                    assert lim is not None
-                    st = ScopeState.from_json(kv.value if kv else None)
-                    granted, remaining = grant(st, node, incarnation, a, lim.monthly_pico, now, self.ttl_s,
-                                               self.grace_s)
-                    puts.append((key, st.to_json()))
-                    out.append(Answer(a.scope, a.period, True, granted, remaining, lim.monthly_pico, st.spent))
-                compares = [Compare(k, kv.mod_revision if kv else 0) for k, kv in zip(keys, kvs, strict=True)]
-                if (await self.store.txn(compares, puts)).succeeded:
-                    answers.update({(x.scope, x.period): x for x in out})
-                    break
-            else:
-                raise LedgerConflict("budget lease: too many concurrent updates")
+        """Apply a node's asks (scopes without a budget are answered unlimited).
+
+        The documents are read concurrently and the changed ones written in one compare-and-swap transaction per
+        ``MAX_DOCS_PER_TXN`` (one store round trip, one disk sync); a transaction that loses a race retries its
+        scopes one by one, so a conflict on a scope many data planes share (the tenant's) does not hold back
+        every user's. A scope whose document would not change is not written at all.
+        """
+        answers: dict[tuple[str, str], Answer] = {
+            (a.scope, a.period): Answer(a.scope, a.period, False, 0, 0, 0, 0) for a, lim in asks if lim is None}
+        limited = [(a, lim.monthly_pico) for a, lim in asks if lim is not None]
+
+        async def chunk(part: list[tuple[AskIn, int]]) -> None:
+            keys = [budget_key(a.period, a.scope) for a, _ in part]
+            kvs = await asyncio.gather(*(self.store.get(k) for k in keys))
+            planned = [self._plan(node, incarnation, a, limit, now, kv) for (a, limit), kv in zip(part, kvs,
+                                                                                                   strict=True)]
+            writes = [(key, kv, after) for key, kv, (_, after) in zip(keys, kvs, planned, strict=True)
+                      if after is not None]
+            if writes and not (await self.store.txn([Compare(k, kv.mod_revision if kv else 0) for k, kv, _ in writes],
+                                                     [(k, after) for k, _, after in writes])).succeeded:
+                retried = await asyncio.gather(*(self._lease_one(node, incarnation, a, limit, now)
+                                                 for a, limit in part))
+                answers.update({(x.scope, x.period): x for x in retried})
+                return
+            answers.update({(x.scope, x.period): x for x, _ in planned})
+
+        await asyncio.gather(*(chunk(part) for part in _chunks(limited, MAX_DOCS_PER_TXN)))
         return [answers[(a.scope, a.period)] for a, _ in asks]
+
+    def _plan(self, node: str, incarnation: str, a: AskIn, limit: int, now: float,
+              kv: KeyValue | None) -> tuple[Answer, bytes | None]:
+        """The answer to one ask on the document as read, and the document to write (None: unchanged)."""
+        before = kv.value if kv else None
+        st = ScopeState.from_json(before)
+        old = st.holders.get(node)
+        renewed = old.expires if old is not None and old.incarnation == incarnation else 0.0
+        granted, remaining = grant(st, node, incarnation, a, limit, now, self.ttl_s, self.grace_s)
+        if renewed >= now + self.ttl_s - self.grace_s / 2:
+            # Renewed moments ago: the ledger reclaims a grant only ``grace`` after its recorded expiry, which is
+            # still past the expiry the data plane takes from this answer. Not writing it again keeps a steady
+            # scope's document unchanged (no transaction) for ``grace / 2``.
+            st.holders[node].expires = renewed
+        after = st.to_json()
+        return Answer(a.scope, a.period, True, granted, remaining, limit, st.spent), \
+            (None if after == before else after)
+
+    async def _lease_one(self, node: str, incarnation: str, a: AskIn, limit: int, now: float) -> Answer:
+        key = budget_key(a.period, a.scope)
+        for _ in range(MAX_ATTEMPTS):
+            kv = await self.store.get(key)
+            out, after = self._plan(node, incarnation, a, limit, now, kv)
+            if after is None or (await self.store.txn([Compare(key, kv.mod_revision if kv else 0)],
+                                                      [(key, after)])).succeeded:
+                return out
+        raise LedgerConflict("budget lease: too many concurrent updates")
 
     async def settle_batch(self, node: str, epoch: str, sequence: int, charges: Iterable[Charge]) -> bool:
         """Settle one usage batch's charges exactly once; False when it was settled before."""
@@ -288,9 +325,11 @@ class Ledger:
             compares = [Compare(marker_key, mkv.mod_revision if mkv else 0)]
             puts = [(marker_key, marker.to_json())]
             alerts: list[tuple[Charge, ScopeState]] = []
-            for c in part:
-                key = budget_key(c.period, c.scope)
-                kv = await self.store.get(key)
+            keys = [budget_key(c.period, c.scope) for c in part]
+            # Read concurrently: the shorter the time between the reads and the transaction, the rarer a lease's
+            # write to one of the documents makes it fail.
+            kvs = await asyncio.gather(*(self.store.get(k) for k in keys))
+            for c, key, kv in zip(part, keys, kvs, strict=True):
                 st = ScopeState.from_json(kv.value if kv else None)
                 if settle(st, node, c.cost, c.limit):
                     alerts.append((c, st))

@@ -55,7 +55,7 @@ from dataplane.upstream.adapters import Complete
 from dataplane.upstream.attempt import Answered, attempt
 from tollway.money import micros_rounded, usd
 
-FIRST_GRANT_WAIT_S = 2.0
+FIRST_GRANT_WAIT_S = 5.0  # how long a request may wait for a first grant, or for room to be rebalanced to it
 
 
 class Dialect(Protocol):
@@ -126,11 +126,13 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         return decided
     plan, attribution, admission = decided
     wait = app[LEASE_WAIT]
-    if isinstance(admission, Refusal) and admission.error.code in WAITABLE and wait is not None:
+    deadline = started + FIRST_GRANT_WAIT_S
+    while isinstance(admission, Refusal) and admission.error.code in WAITABLE and wait is not None \
+            and (left := deadline - time.time()) > 0:
         # The first request of a budget scope this data plane never held a grant of, or one whose room another
-        # data plane holds: ask the control plane now rather than fail it. Later requests of the scope are
-        # served from the local grant.
-        await wait(FIRST_GRANT_WAIT_S)
+        # data plane holds: ask the control plane now rather than fail it, and again while the others yield
+        # (bounded). Later requests of the scope are served from the local grant.
+        await wait(left)
         if holder.runtime is runtime:
             admission = app[GATE].admit(plan, attribution, time.time())
         else:  # a new snapshot arrived while waiting: plan again on it, so plan and limits stay one version

@@ -55,7 +55,7 @@ class Allowance:
     shortfall: int = 0        # the largest worst case refused since the last ask
     need: int = 0             # the largest worst case reserved or refused in the period
     fleet_spent: int = 0      # settled fleet-wide, as of the last answer
-    short_answers: int = 0    # consecutive answers that left less than ``need`` here and in the pool
+    short_since: float = 0.0  # when the answers began leaving less than ``need`` here and in the pool (0: not short)
     window: int = 0           # pico-dollars reserved since ``window_start``
     window_start: float = 0.0
     rate: float = 0.0         # smoothed pico-dollars reserved per second
@@ -126,17 +126,18 @@ def _rebalancing(kind: BudgetScopeKind, a: Allowance) -> ApiError:
                          "retry in a second", "rate_limit_error", REBALANCING)
 
 
-# Answers in a row that could not cover one request, while the control plane knew this data plane was short (so
-# the others had been asked to yield): then the room is gone, not merely elsewhere.
-EXHAUSTED_AFTER_ANSWERS = 2
+# How long answers must keep leaving less than one request here and in the pool, while the control plane knows
+# this data plane is short (so every other data plane has asked, and been told to yield, at least once): then the
+# room is gone, not merely elsewhere. Above the other data planes' lease interval (1 s).
+EXHAUSTED_AFTER_S = 2.5
 
 
-def _is_exhausted(a: Allowance, worst_case: int) -> bool:
+def _is_exhausted(a: Allowance, worst_case: int, now: float) -> bool:
     """No room anywhere: what is settled fleet-wide (at least what this process settled) and reserved here leave
     less than ``worst_case`` of the limit, or the control plane kept answering short after the others yielded.
     Otherwise the room is held by other data planes' grants and will flow here."""
     return (a.limit.monthly_pico - max(a.fleet_spent, a.spent) - a.reserved < worst_case
-            or a.short_answers >= EXHAUSTED_AFTER_ANSWERS)
+            or (a.short_since > 0 and now - a.short_since >= EXHAUSTED_AFTER_S))
 
 
 def _lease_error(kind: BudgetScopeKind, a: Allowance) -> ApiError:
@@ -268,7 +269,8 @@ class BudgetBook:
                         self.on_checkout()
                     return _rebalancing(s.kind, a)
                 self._wake()
-                return _exceeded(s.kind, a, worst_case) if _is_exhausted(a, worst_case) else _rebalancing(s.kind, a)
+                exhausted = _is_exhausted(a, worst_case, now)
+                return _exceeded(s.kind, a, worst_case) if exhausted else _rebalancing(s.kind, a)
             if a.safe_available() >= worst_case:
                 plan.append((a, True))
                 continue
@@ -334,7 +336,8 @@ class BudgetBook:
         return out
 
     def _want(self, a: Allowance, now: float) -> int:
-        elapsed = max(now - a.window_start, 1e-3)
+        # At least a lease interval: a burst in the first milliseconds of a scope is not a rate for a whole lease.
+        elapsed = max(now - a.window_start, 1.0)
         decay = 0.5 ** (elapsed / _DEMAND_HALF_LIFE_S)
         # Up at once with a burst, down slowly after it: a grant must cover the next burst too.
         a.rate = max(a.window / elapsed, a.rate * decay)
@@ -344,7 +347,7 @@ class BudgetBook:
         return want
 
     def apply(self, scope: str, period: str, *, limited: bool, granted: int, remaining: int,
-              expires_at: float, fleet_spent: int = 0) -> None:
+              expires_at: float, answered_at: float, fleet_spent: int = 0) -> None:
         """Adopt the control plane's answer for one allowance (``granted`` is absolute, not a delta)."""
         self.answers += 1
         a = self._allowances.get((scope, period))
@@ -355,7 +358,7 @@ class BudgetBook:
         a.remaining = remaining
         a.fleet_spent = fleet_spent
         short = a.need > 0 and granted - a.spent - a.reserved < a.need and remaining < a.need
-        a.short_answers = a.short_answers + 1 if short else 0
+        a.short_since = (a.short_since or answered_at) if short else 0.0
         a.expires_at = expires_at
 
     def _wake(self) -> None:

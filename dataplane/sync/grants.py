@@ -69,6 +69,10 @@ class GrantPersister:
         self._task: asyncio.Task[None] | None = None
         self._answers = -1  # the book's answer count at the last write
         self._written = asyncio.Condition()
+        # Writes are numbered as they plan; ``next_write`` waits for one planned after it was called, so a write
+        # already under way (planned before the grant it waits for was applied) cannot end its wait.
+        self._planned = 0
+        self._written_through = 0
         self.writes = 0
         book.on_checkout = self._wake.set
 
@@ -79,11 +83,11 @@ class GrantPersister:
         """Wait (at most ``within_s``) until a checkout that is due now is on disk and spendable."""
         if self._book.plan_checkout(time.time()) is None:
             return
-        target = self.writes + 1
+        target = self._planned + 1
         self._wake.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s), self._written:
-                await self._written.wait_for(lambda: self.writes >= target)
+                await self._written.wait_for(lambda: self._written_through >= target)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="grant-persister")
@@ -110,9 +114,12 @@ class GrantPersister:
         if plan is None and not force:
             return
         self._answers = answers
+        self._planned += 1
+        number = self._planned
         saved = plan if plan is not None else self._book.saved()
         await asyncio.to_thread(self._file.save, self._incarnation, saved)
         self._book.commit_checkout(saved)
         async with self._written:
             self.writes += 1
+            self._written_through = max(self._written_through, number)
             self._written.notify_all()

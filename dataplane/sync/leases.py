@@ -45,7 +45,7 @@ class LeaseClient:
     """Owned by ``DataPlane``: ``start`` once, ``await stop()`` once."""
 
     def __init__(self, settings: DataPlaneSettings, book: BudgetBook, limiter: RateLimiterPort | None = None, *,
-                 interval_s: float = 1.0, timeout_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+                 interval_s: float = 1.0, timeout_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._book = book
         self._limiter = limiter
@@ -134,7 +134,7 @@ class LeaseClient:
             self._book.apply(g.scope, g.period, limited=g.limited,
                              granted=parse_pico(g.granted_pico, g.granted_micros),
                              remaining=parse_pico(g.remaining_pico, g.remaining_micros), expires_at=expires_at,
-                             fleet_spent=parse_pico(g.spent_pico, g.spent_micros))
+                             fleet_spent=parse_pico(g.spent_pico, g.spent_micros), answered_at=sent_at)
         if self._limiter is not None and response.shares:
             self._limiter.set_shares({r.scope: (r.requests_fraction, r.tokens_fraction) for r in response.shares},
                                      expires_at)

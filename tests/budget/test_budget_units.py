@@ -78,8 +78,28 @@ def granted_book(amount: int, now: float = JAN, **kw: int) -> BudgetBook:
     book = BudgetBook()
     book.set_index(index(**kw))
     for ask in book.asks(now):
-        book.apply(ask.scope, ask.period, limited=True, granted=amount, remaining=0, expires_at=now + 10)
+        book.apply(ask.scope, ask.period, limited=True, granted=amount, remaining=0, expires_at=now + 10,
+                   answered_at=now)
     return book
+
+
+def test_room_held_elsewhere_is_exhaustion_only_after_the_others_had_time_to_yield() -> None:
+    book = granted_book(100)
+    assert isinstance(book.reserve("acme", "", "k9", "", 60, JAN), Reservation)
+    # Answers short of one request while the pool is empty: the other data planes hold the rest, and are told to
+    # yield at their next ask (within a second). A data plane that asks again at once must not call it exhausted.
+    for t in (JAN + 0.1, JAN + 0.2, JAN + 1.0):
+        book.apply("tenant/acme", "2025-01", limited=True, granted=100, remaining=0, expires_at=t + 10, answered_at=t)
+        refused = book.reserve("acme", "", "k9", "", 60, t)
+        assert isinstance(refused, ApiError) and refused.code == "budget_rebalancing"
+    book.apply("tenant/acme", "2025-01", limited=True, granted=100, remaining=0, expires_at=JAN + 13,
+               answered_at=JAN + 3)
+    refused = book.reserve("acme", "", "k9", "", 60, JAN + 3)
+    assert isinstance(refused, ApiError) and refused.code == "tenant_budget_exceeded"
+    # An answer with room ends the streak.
+    book.apply("tenant/acme", "2025-01", limited=True, granted=200, remaining=0, expires_at=JAN + 14,
+               answered_at=JAN + 4)
+    assert isinstance(book.reserve("acme", "", "k9", "", 60, JAN + 4), Reservation)
 
 
 def test_book_reserves_within_the_grant_and_settles_the_difference_back() -> None:
@@ -91,7 +111,7 @@ def test_book_reserves_within_the_grant_and_settles_the_difference_back() -> Non
     assert isinstance(refused, ApiError) and (refused.status, refused.code) == (429, "budget_rebalancing")
     a = book.allowance("tenant/acme", "2025-01")
     assert a is not None
-    book.apply("tenant/acme", "2025-01", limited=True, granted=100, remaining=0, expires_at=JAN + 10,
+    book.apply("tenant/acme", "2025-01", limited=True, granted=100, remaining=0, expires_at=JAN + 10, answered_at=JAN,
                fleet_spent=a.limit.monthly_pico - 100)  # now only this grant is left anywhere
     exhausted = book.reserve("acme", "", "k9", "", 60, JAN)
     assert isinstance(exhausted, ApiError) and (exhausted.status, exhausted.code) == (429, "tenant_budget_exceeded")
@@ -120,7 +140,7 @@ def test_book_refuses_once_the_lease_expires_unless_a_safe_allowance_is_declared
 def test_a_refusal_in_one_scope_reserves_nothing_in_the_others() -> None:
     book = granted_book(1_000)
     assert isinstance(book.reserve("acme", "", "k1", "", 50, JAN), ApiError)  # the key's lease: not yet granted
-    book.apply("key/k1", "2025-01", limited=True, granted=10, remaining=0, expires_at=JAN + 10)
+    book.apply("key/k1", "2025-01", limited=True, granted=10, remaining=0, expires_at=JAN + 10, answered_at=JAN)
     refused = book.reserve("acme", "", "k1", "", 50, JAN)
     assert isinstance(refused, ApiError) and refused.code == "budget_rebalancing"  # the key's budget has room
     a = book.allowance("tenant/acme", "2025-01")
@@ -136,7 +156,7 @@ def test_month_rollover_starts_a_new_allowance_and_releases_the_old() -> None:
     assert isinstance(book.reserve("acme", "", "k9", "", 41, end_of_jan), ApiError)
     asks = {(a.scope, a.period): a for a in book.asks(FEB)}
     assert asks[("tenant/acme", "2025-01")].release and asks[("tenant/acme", "2025-02")].want > 0
-    book.apply("tenant/acme", "2025-02", limited=True, granted=100, remaining=0, expires_at=FEB + 10)
+    book.apply("tenant/acme", "2025-02", limited=True, granted=100, remaining=0, expires_at=FEB + 10, answered_at=FEB)
     assert isinstance(book.reserve("acme", "", "k9", "", 100, FEB), Reservation)
 
 
@@ -156,11 +176,12 @@ def ask(spent: int = 0, reserved: int = 0, want: int = 0, release: bool = False)
 
 def test_ledger_grants_never_exceed_what_remains() -> None:
     st = ScopeState()
-    assert grant(st, "a", "i1", ask(want=700), 1_000, JAN, 10, 30) == (700, 300)
-    assert grant(st, "b", "i1", ask(want=700), 1_000, JAN, 10, 30)[0] == 150  # half of what is left: 2 active
+    # The first holder gets half of what is free: a data plane that has not asked yet finds room.
+    assert grant(st, "a", "i1", ask(want=700), 1_000, JAN, 10, 30) == (500, 500)
+    assert grant(st, "b", "i1", ask(want=700), 1_000, JAN, 10, 30)[0] == 250  # half of what is left: 2 active
     assert st.spent + st.outstanding() <= 1_000
     settle(st, "a", 400, None)
-    assert (st.spent, st.holders["a"].outstanding()) == (400, 300)
+    assert (st.spent, st.holders["a"].outstanding()) == (400, 100)
     granted, _ = grant(st, "a", "i1", ask(spent=400, want=100, release=True), 1_000, JAN, 10, 30)
     assert granted == 500 and st.spent + st.outstanding() <= 1_000
 
@@ -168,18 +189,18 @@ def test_ledger_grants_never_exceed_what_remains() -> None:
 def test_ledger_reclaims_expired_grants_and_orphans_of_a_restarted_node() -> None:
     st = ScopeState()
     grant(st, "a", "i1", ask(want=600), 1_000, JAN, 10, 30)
-    grant(st, "a", "i2", ask(want=100), 1_000, JAN + 1, 10, 30)  # restarted: the old 600 is an orphan
-    assert st.holders["a"].orphan == 600 and st.outstanding() == 700
+    grant(st, "a", "i2", ask(want=100), 1_000, JAN + 1, 10, 30)  # restarted: the old 500 is an orphan
+    assert st.holders["a"].orphan == 500 and st.outstanding() == 600
     settle(st, "a", 50, None)  # the old process's spooled usage pays the orphan first
-    assert st.holders["a"].orphan == 550 and st.holders["a"].settled == 0
+    assert st.holders["a"].orphan == 450 and st.holders["a"].settled == 0
     reclaim(st, JAN + 100, 30)
     assert st.outstanding() == 0 and st.spent == 50
 
 
 def test_ledger_lower_limit_shrinks_to_committed_and_soft_alert_fires_once() -> None:
     st = ScopeState()
-    grant(st, "a", "i1", ask(want=900), 1_000, JAN, 10, 30)
-    assert grant(st, "a", "i1", ask(spent=100, reserved=50), 500, JAN, 10, 30)[0] == 150
+    grant(st, "a", "i1", ask(want=900), 1_000, JAN, 10, 30)  # 500: half of what is free
+    assert grant(st, "a", "i1", ask(spent=100, reserved=50), 400, JAN, 10, 30)[0] == 150
     limit = BudgetLimit(1_000, 80, 0)
     assert not settle(st, "a", 700, limit)
     assert settle(st, "a", 100, limit)

@@ -206,7 +206,7 @@ def test_with_the_real_budget_book() -> None:
     assert isinstance(pending, Refusal) and pending.error.code == "budget_lease_pending"
     # The lease arrives: the refused request took no rate limit, so the next one passes both.
     book.apply("tenant/acme", period_of(now), limited=True, granted=500_000 * 10**6, remaining=500_000 * 10**6,
-               expires_at=now + 60)  # pico-dollars
+               expires_at=now + 60, answered_at=now)  # pico-dollars
     admission = gate.admit(plan, Attribution(project="web"), now)
     assert isinstance(admission, Admission)
     allowance = book.allowance("tenant/acme", period_of(now))
