@@ -32,10 +32,12 @@ class BudgetLimit:
     monthly_pico: int
     soft_percent: int
     safe_allowance_pico: int
+    lease_s: float = 0.0  # how long a grant lasts (0: the control plane's lease ttl)
 
     @classmethod
     def of(cls, b: pb.Budget) -> BudgetLimit:
-        return cls(pico_of_micros(b.monthly_micros), b.soft_percent or 100, pico_of_micros(b.safe_allowance_micros))
+        return cls(pico_of_micros(b.monthly_micros), b.soft_percent or 100, pico_of_micros(b.safe_allowance_micros),
+                   float(b.lease_seconds))
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,7 @@ class LeaseServicer:
                 granted_micros=_int64(micros_floor(a.granted)), remaining_micros=_int64(micros_floor(a.remaining)),
                 limit_micros=_int64(micros_floor(a.limit)), spent_micros=_int64(micros_ceil(a.spent)),
                 granted_pico=pico_text(a.granted), remaining_pico=pico_text(a.remaining),
-                limit_pico=pico_text(a.limit), spent_pico=pico_text(a.spent)) for a in answers],
+                limit_pico=pico_text(a.limit), spent_pico=pico_text(a.spent), ttl_s=a.ttl) for a in answers],
             shares=shares, ttl_s=self._ledger.ttl_s)
 
     async def settle_usage(self, batch: upb.UsageBatch) -> bool:

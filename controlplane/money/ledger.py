@@ -115,6 +115,7 @@ class Answer:
     remaining: int
     limit: int
     spent: int
+    ttl: float = 0.0  # how long the grant lasts (its budget's lease; 0 for an unlimited scope)
 
 
 def reclaim(state: ScopeState, now: float, grace: float) -> None:
@@ -254,19 +255,17 @@ class Ledger:
         """
         answers: dict[tuple[str, str], Answer] = {
             (a.scope, a.period): Answer(a.scope, a.period, False, 0, 0, 0, 0) for a, lim in asks if lim is None}
-        limited = [(a, lim.monthly_pico) for a, lim in asks if lim is not None]
+        limited = [(a, lim) for a, lim in asks if lim is not None]
 
-        async def chunk(part: list[tuple[AskIn, int]]) -> None:
+        async def chunk(part: list[tuple[AskIn, BudgetLimit]]) -> None:
             keys = [budget_key(a.period, a.scope) for a, _ in part]
             kvs = await asyncio.gather(*(self.store.get(k) for k in keys))
-            planned = [self._plan(node, incarnation, a, limit, now, kv) for (a, limit), kv in zip(part, kvs,
-                                                                                                   strict=True)]
+            planned = [self._plan(node, incarnation, a, lim, now, kv) for (a, lim), kv in zip(part, kvs, strict=True)]
             writes = [(key, kv, after) for key, kv, (_, after) in zip(keys, kvs, planned, strict=True)
                       if after is not None]
             if writes and not (await self.store.txn([Compare(k, kv.mod_revision if kv else 0) for k, kv, _ in writes],
                                                      [(k, after) for k, _, after in writes])).succeeded:
-                retried = await asyncio.gather(*(self._lease_one(node, incarnation, a, limit, now)
-                                                 for a, limit in part))
+                retried = await asyncio.gather(*(self._lease_one(node, incarnation, a, lim, now) for a, lim in part))
                 answers.update({(x.scope, x.period): x for x in retried})
                 return
             answers.update({(x.scope, x.period): x for x, _ in planned})
@@ -274,28 +273,29 @@ class Ledger:
         await asyncio.gather(*(chunk(part) for part in _chunks(limited, MAX_DOCS_PER_TXN)))
         return [answers[(a.scope, a.period)] for a, _ in asks]
 
-    def _plan(self, node: str, incarnation: str, a: AskIn, limit: int, now: float,
+    def _plan(self, node: str, incarnation: str, a: AskIn, lim: BudgetLimit, now: float,
               kv: KeyValue | None) -> tuple[Answer, bytes | None]:
         """The answer to one ask on the document as read, and the document to write (None: unchanged)."""
+        ttl, limit = lim.lease_s or self.ttl_s, lim.monthly_pico
         before = kv.value if kv else None
         st = ScopeState.from_json(before)
         old = st.holders.get(node)
         renewed = old.expires if old is not None and old.incarnation == incarnation else 0.0
-        granted, remaining = grant(st, node, incarnation, a, limit, now, self.ttl_s, self.grace_s)
-        if renewed >= now + self.ttl_s - self.grace_s / 2:
+        granted, remaining = grant(st, node, incarnation, a, limit, now, ttl, self.grace_s)
+        if renewed >= now + ttl - self.grace_s / 2:
             # Renewed moments ago: the ledger reclaims a grant only ``grace`` after its recorded expiry, which is
             # still past the expiry the data plane takes from this answer. Not writing it again keeps a steady
             # scope's document unchanged (no transaction) for ``grace / 2``.
             st.holders[node].expires = renewed
         after = st.to_json()
-        return Answer(a.scope, a.period, True, granted, remaining, limit, st.spent), \
+        return Answer(a.scope, a.period, True, granted, remaining, limit, st.spent, ttl), \
             (None if after == before else after)
 
-    async def _lease_one(self, node: str, incarnation: str, a: AskIn, limit: int, now: float) -> Answer:
+    async def _lease_one(self, node: str, incarnation: str, a: AskIn, lim: BudgetLimit, now: float) -> Answer:
         key = budget_key(a.period, a.scope)
         for _ in range(MAX_ATTEMPTS):
             kv = await self.store.get(key)
-            out, after = self._plan(node, incarnation, a, limit, now, kv)
+            out, after = self._plan(node, incarnation, a, lim, now, kv)
             if after is None or (await self.store.txn([Compare(key, kv.mod_revision if kv else 0)],
                                                       [(key, after)])).succeeded:
                 return out

@@ -242,7 +242,8 @@ def budget_pb(budget: Budget | None) -> pb.Budget | None:
     if budget is None:
         return None
     return pb.Budget(monthly_micros=usd_micros(budget.monthly_usd), soft_percent=budget.soft_percent,
-                     safe_allowance_micros=usd_micros(budget.safe_allowance_usd))
+                     safe_allowance_micros=usd_micros(budget.safe_allowance_usd),
+                     lease_seconds=budget.lease_seconds or 0)
 
 
 def rate_limit_pb(limit: RateLimit | None) -> pb.RateLimit | None:

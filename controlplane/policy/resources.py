@@ -64,6 +64,10 @@ class Budget(_CamelSpec):
     safe_allowance_usd: Decimal = Field(
         default=Decimal(0), ge=0,
         description="what each data plane may spend while its lease has expired and the control plane is away")
+    lease_seconds: int | None = Field(
+        default=None, ge=5, le=86_400,
+        description="how long a data plane's grant of this budget lasts, so it serves through a control-plane "
+                    "outage that long (default: the control plane's --lease-ttl)")
 
     @field_validator("monthly_usd", "safe_allowance_usd")
     @classmethod

@@ -342,7 +342,8 @@ class BudgetBook:
         # Up at once with a burst, down slowly after it: a grant must cover the next burst too.
         a.rate = max(a.window / elapsed, a.rate * decay)
         a.window, a.window_start = 0, now
-        want = max(int(a.rate * self.horizon_s), a.limit.monthly_pico // MIN_WANT_DIVISOR, 2 * a.shortfall, a.need)
+        horizon = a.limit.lease_s or self.horizon_s  # a grant should last its lease
+        want = max(int(a.rate * horizon), a.limit.monthly_pico // MIN_WANT_DIVISOR, 2 * a.shortfall, a.need)
         a.shortfall = 0
         return want
 

@@ -128,12 +128,14 @@ class LeaseClient:
 
     def apply(self, response: lpb.LeaseResponse, sent_at: float) -> None:
         expires_at = sent_at + response.ttl_s
-        # A grant should cover a whole lease of demand, so an outage as long as the lease fails nothing.
+        # A grant should cover a whole lease of demand, so an outage as long as the lease fails nothing (a budget
+        # with a lease of its own: that lease, see ``BudgetBook``).
         self._book.horizon_s = max(self._book.horizon_s, response.ttl_s)
         for g in response.budgets:
             self._book.apply(g.scope, g.period, limited=g.limited,
                              granted=parse_pico(g.granted_pico, g.granted_micros),
-                             remaining=parse_pico(g.remaining_pico, g.remaining_micros), expires_at=expires_at,
+                             remaining=parse_pico(g.remaining_pico, g.remaining_micros),
+                             expires_at=sent_at + g.ttl_s if g.ttl_s > 0 else expires_at,
                              fleet_spent=parse_pico(g.spent_pico, g.spent_micros), answered_at=sent_at)
         if self._limiter is not None and response.shares:
             self._limiter.set_shares({r.scope: (r.requests_fraction, r.tokens_fraction) for r in response.shares},

@@ -45,7 +45,7 @@ class BudgetAsk(_message.Message):
     def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., spent_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., want_micros: _Optional[int] = ..., release: _Optional[bool] = ..., spent_pico: _Optional[str] = ..., reserved_pico: _Optional[str] = ..., want_pico: _Optional[str] = ..., need_pico: _Optional[str] = ...) -> None: ...
 
 class BudgetGrant(_message.Message):
-    __slots__ = ("scope", "period", "limited", "granted_micros", "remaining_micros", "limit_micros", "spent_micros", "granted_pico", "remaining_pico", "limit_pico", "spent_pico")
+    __slots__ = ("scope", "period", "limited", "granted_micros", "remaining_micros", "limit_micros", "spent_micros", "granted_pico", "remaining_pico", "limit_pico", "spent_pico", "ttl_s")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     LIMITED_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class BudgetGrant(_message.Message):
     REMAINING_PICO_FIELD_NUMBER: _ClassVar[int]
     LIMIT_PICO_FIELD_NUMBER: _ClassVar[int]
     SPENT_PICO_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
     scope: str
     period: str
     limited: bool
@@ -68,7 +69,8 @@ class BudgetGrant(_message.Message):
     remaining_pico: str
     limit_pico: str
     spent_pico: str
-    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., limited: _Optional[bool] = ..., granted_micros: _Optional[int] = ..., remaining_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., spent_micros: _Optional[int] = ..., granted_pico: _Optional[str] = ..., remaining_pico: _Optional[str] = ..., limit_pico: _Optional[str] = ..., spent_pico: _Optional[str] = ...) -> None: ...
+    ttl_s: float
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., limited: _Optional[bool] = ..., granted_micros: _Optional[int] = ..., remaining_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., spent_micros: _Optional[int] = ..., granted_pico: _Optional[str] = ..., remaining_pico: _Optional[str] = ..., limit_pico: _Optional[str] = ..., spent_pico: _Optional[str] = ..., ttl_s: _Optional[float] = ...) -> None: ...
 
 class RateDemand(_message.Message):
     __slots__ = ("scope", "requests_per_s", "tokens_per_s")

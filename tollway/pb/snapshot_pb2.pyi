@@ -51,14 +51,16 @@ class Tenant(_message.Message):
     def __init__(self, name: _Optional[str] = ..., projects: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ..., routes: _Optional[_Iterable[str]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., per_user_budget: _Optional[_Union[Budget, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., per_user_rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., per_route_rate_limits: _Optional[_Iterable[_Union[RouteRateLimit, _Mapping]]] = ..., project_policies: _Optional[_Iterable[_Union[ProjectPolicy, _Mapping]]] = ..., logging: _Optional[_Union[LoggingPolicy, _Mapping]] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("monthly_micros", "soft_percent", "safe_allowance_micros")
+    __slots__ = ("monthly_micros", "soft_percent", "safe_allowance_micros", "lease_seconds")
     MONTHLY_MICROS_FIELD_NUMBER: _ClassVar[int]
     SOFT_PERCENT_FIELD_NUMBER: _ClassVar[int]
     SAFE_ALLOWANCE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     monthly_micros: int
     soft_percent: int
     safe_allowance_micros: int
-    def __init__(self, monthly_micros: _Optional[int] = ..., soft_percent: _Optional[int] = ..., safe_allowance_micros: _Optional[int] = ...) -> None: ...
+    lease_seconds: int
+    def __init__(self, monthly_micros: _Optional[int] = ..., soft_percent: _Optional[int] = ..., safe_allowance_micros: _Optional[int] = ..., lease_seconds: _Optional[int] = ...) -> None: ...
 
 class RateLimit(_message.Message):
     __slots__ = ("requests_per_minute", "tokens_per_minute")
