@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from dataplane.api.app import create_app
+from dataplane.api.edge import Edge, EdgeRunner
 from dataplane.core.budget import BudgetBook
 from dataplane.core.content import ContentKey
 from dataplane.core.gate import Gate
@@ -121,11 +122,9 @@ class DataPlane:
                 stack.push_async_callback(self._stop_request_log)
             records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
                               node_id=s.node_id)
-            runner = web.AppRunner(create_app(s, self.holder, self.gate, records, self.metrics,
-                                              self._wait_for_room, health=self.health), access_log=None,
-                                   # an idle keep-alive connection is closed after a minute (aiohttp: an hour);
-                                   # at most 100 header lines, each within 8 KiB (the total: max_header_bytes)
-                                   keepalive_timeout=60.0, max_headers=100, max_field_size=8190)
+            edge = Edge.of(s)
+            runner = EdgeRunner(create_app(s, self.holder, self.gate, records, self.metrics, self._wait_for_room,
+                                           health=self.health, edge=edge), edge=edge, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, s.host, s.port, reuse_address=True)

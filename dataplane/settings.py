@@ -36,5 +36,14 @@ class DataPlaneSettings:
     max_in_flight: int = 512
     # Total request header bytes beyond which a request is answered 431 (Envoy's default).
     max_header_bytes: int = 60 * 1024
+    # A request's head must be complete this long after its first byte (408); a connection idle this long between
+    # requests (or before its first) is closed.
+    header_timeout_s: float = 20.0
+    keepalive_timeout_s: float = 60.0
+    # A body must arrive at this rate, after this grace (408).
+    min_body_bytes_per_s: int = 16 * 1024
+    body_timeout_s: float = 10.0
+    # Connections one client address may hold open (0: no limit); more are answered 429 and closed.
+    max_connections_per_client: int = 0
     # Browser origins allowed to call the API (CORS; "*": any); empty: CORS off.
     cors_origins: frozenset[str] = frozenset()

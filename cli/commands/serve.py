@@ -155,12 +155,27 @@ def dataplane_serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="A browser origin allowed to call the API (repeatable; * for any); CORS is off "
         "without one")] = None,
+    max_in_flight: Annotated[int, typer.Option(
+        "--max-in-flight", min=1, help="Requests served at once; more are refused at once with 503")] = 512,
+    header_timeout: Annotated[float, typer.Option(
+        "--header-timeout", min=0.1, help="Seconds a request's headers may take from their first byte (408)")]
+    = 20.0,
+    keepalive_timeout: Annotated[float, typer.Option(
+        "--keepalive-timeout", min=0.1, help="Seconds a connection may stay idle before it is closed")] = 60.0,
+    min_body_rate: Annotated[int, typer.Option(
+        "--min-body-rate", min=1, help="Bytes a second a request body must arrive at, after a 10 s grace (408)")]
+    = 16 * 1024,
+    max_connections_per_client: Annotated[int, typer.Option(
+        "--max-connections-per-client", min=0, help="Connections one client address may hold open (0: no limit)")]
+    = 0,
 ) -> None:
     """Run a data plane: the OpenAI-compatible proxy of one region."""
     settings = DataPlaneSettings(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
         state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
-        cors_origins=frozenset(cors_origin or ()),
+        cors_origins=frozenset(cors_origin or ()), max_in_flight=max_in_flight, header_timeout_s=header_timeout,
+        keepalive_timeout_s=keepalive_timeout, min_body_bytes_per_s=min_body_rate,
+        max_connections_per_client=max_connections_per_client,
     )
     # A restarted data plane keeps its identity, so `gatectl dataplanes` shows one entry per data plane.
     # (Port 0 is only for tests: there the process id tells data planes apart.)

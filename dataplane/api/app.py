@@ -18,6 +18,7 @@ from dataplane.api import anthropic, fallback, openai, ops, responses
 from dataplane.api.appstate import (
     ADAPTERS,
     CHECKED_KEYS,
+    EDGE,
     GATE,
     HEALTH,
     HOLDER,
@@ -30,6 +31,7 @@ from dataplane.api.appstate import (
     InFlight,
     LeaseWait,
 )
+from dataplane.api.edge import Edge
 from dataplane.core.gate import Gate, OpenGate
 from dataplane.core.health import Health, RetryBudget
 from dataplane.record.metrics import METRICS, DataPlaneMetrics, metrics_handler
@@ -66,11 +68,12 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate | None = None,
                records: Records | None = None, metrics: DataPlaneMetrics | None = None,
                lease_wait: LeaseWait | None = None, health: Health | None = None,
-               retry_budget: RetryBudget | None = None) -> web.Application:
+               retry_budget: RetryBudget | None = None, edge: Edge | None = None) -> web.Application:
     """The aiohttp application. ``gate`` is the budget/rate-limit layer (by default everything is admitted);
     ``records`` the record step (by default: the request metrics of ``metrics`` only); ``health`` the
     deployments' health (by default a fresh one; the data plane shares its own with the active checker);
-    ``retry_budget`` caps failover attempts (by default 20 % of requests, at least 3 a second)."""
+    ``retry_budget`` caps failover attempts (by default 20 % of requests, at least 3 a second); ``edge`` the
+    connection limits the server enforces and the request path's body rate (by default from ``settings``)."""
     middlewares = [fallback.cors_middleware(settings.cors_origins)] if settings.cors_origins else []
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
@@ -83,6 +86,8 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app[CHECKED_KEYS] = set()
     app[HEALTH] = health if health is not None else Health()
     app[IN_FLIGHT] = InFlight(settings.max_in_flight)
+    app[EDGE] = edge if edge is not None else Edge.of(settings)
+    app[METRICS].watch_edge(app[EDGE].events, app[IN_FLIGHT])
     # Response ids are authenticated with a secret the region's data planes share, so any of them routes a
     # follow-up (previous_response_id) to the deployment holding the response.
     app[responses.RESPONSES] = responses.ResponsesDialect(responses.ResponseIds(settings.control_plane_token))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from dataplane.api.edge import Edge
 from dataplane.core.gate import Gate
 from dataplane.core.health import Health, RetryBudget
 from dataplane.errors import ApiError
@@ -48,6 +49,7 @@ class InFlight:
 
 
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+EDGE = web.AppKey("edge", Edge)
 OVERLOADED = ApiError(503, "the gateway is at capacity; retry shortly", "server_error", "overloaded")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")

@@ -28,6 +28,7 @@ from aiohttp import web
 from dataplane.api.appstate import (
     ADAPTERS,
     CHECKED_KEYS,
+    EDGE,
     GATE,
     HEALTH,
     HOLDER,
@@ -41,6 +42,7 @@ from dataplane.api.appstate import (
     tollway_headers,
 )
 from dataplane.api.appstate import request_id as new_request_id
+from dataplane.api.edge import EdgeRefusal, read_body
 from dataplane.api.streaming import StreamFormat, stream_through
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
 from dataplane.core.attribution import Attribution, attribute
@@ -87,7 +89,8 @@ def _facts(request: web.Request, dialect: Dialect, runtime: Runtime, body: bytes
 
 async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``; shed at once (503,
-    ``Retry-After``) beyond the data plane's requests in flight, and 431 for oversized headers."""
+    ``Retry-After``) beyond the data plane's requests in flight. (The connection edge, ``dataplane.api.edge``, has
+    bounded the request's head already; the body is read here, by ``read_body``.)"""
     in_flight = request.app[IN_FLIGHT]
     if in_flight.count >= in_flight.limit:
         in_flight.shed += 1
@@ -108,17 +111,18 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     holder = app[HOLDER]
     if holder.runtime is None:
         return dialect.error(NO_SNAPSHOT, tollway_headers(rid, ""))
-    settings = app[SETTINGS]
-    if sum(len(k) + len(v) for k, v in request.raw_headers) > settings.max_header_bytes:
-        return dialect.error(ApiError(431, f"the request headers exceed {settings.max_header_bytes} bytes",
-                                      "invalid_request_error", "headers_too_large"), tollway_headers(rid, ""))
-    limit = settings.max_body_bytes
+    limit = app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
     try:
-        body = await request.read()
+        body = await read_body(request, limit, app[EDGE])
     except web.HTTPRequestEntityTooLarge:
         return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
+    except EdgeRefusal as refused:  # a body too slow, or broken framing: the rest of the stream is not trusted
+        answer = dialect.error(ApiError(refused.code, refused.message, "invalid_request_error", refused.error_code),
+                               tollway_headers(rid, holder.version))
+        answer.force_close()
+        return answer
 
     runtime = holder.runtime
     decided = _decide(request, dialect, rid, runtime, body, started, started)

@@ -83,6 +83,9 @@ class Health:
         self._records: dict[str, DeploymentHealth] = {}
         self._down: set[str] = set()  # provider names the active checker found unreachable
         self._open = 0  # deployments whose breaker is not closed: when 0 (the usual case), demote is a no-op
+        # Failed attempts by (provider, kind), every kind (for /metrics: oversized or garbage answers are
+        # "protocol", stream deadlines "timeout").
+        self.failure_counts: dict[tuple[str, str], int] = {}
 
     def _record(self, dep: Deployment) -> DeploymentHealth:
         rec = self._records.get(dep.name)
@@ -138,6 +141,8 @@ class Health:
             rec.ttfb_ewma = ttfb_s if ewma == 0.0 else ewma + self.settings.ewma_alpha * (ttfb_s - ewma)
 
     def failed(self, dep: Deployment, kind: FailureKind | str, now: float) -> None:
+        key = (dep.provider.name, kind)
+        self.failure_counts[key] = self.failure_counts.get(key, 0) + 1
         if kind not in UNHEALTHY_KINDS:
             return
         rec = self._record(dep)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal, Protocol
 
 from aiohttp import web
 
@@ -28,6 +29,22 @@ from dataplane.errors import ApiError
 from dataplane.snapshot.holder import SnapshotHolder
 from tollway.money import PICO_PER_USD
 from tollway.prometheus import CounterChild, Registry
+
+# What the connection edge (``dataplane.api.edge``) refuses, and requests shed at the in-flight limit.
+EdgeEvent = Literal["header_timeout", "headers_too_large", "malformed_request", "client_connection_limit",
+                    "body_timeout", "shed"]
+EDGE_EVENTS: tuple[EdgeEvent, ...] = ("header_timeout", "headers_too_large", "malformed_request",
+                                      "client_connection_limit", "body_timeout", "shed")
+
+
+class EdgeCounts(Protocol):
+    @property
+    def counts(self) -> Mapping[EdgeEvent, int]: ...
+
+
+class InFlightCount(Protocol):
+    count: int
+    shed: int
 
 
 class _RouteChildren:
@@ -154,6 +171,16 @@ class DataPlaneMetrics:
                                        "Usage records spooled but not yet acknowledged by the control plane")
         self._first_seen: tuple[str, float] = ("", 0.0)
         self._health: Health | None = None
+        self._edge: tuple[EdgeCounts, InFlightCount] | None = None
+        self._edge_events = registry.counter(
+            "tollway_edge_events_total", "Requests and connections the edge refused: header_timeout (408), "
+            "headers_too_large (431), malformed_request (400), client_connection_limit (429), body_timeout (408), "
+            "shed (503 at the in-flight limit)", ["event"])
+        self._in_flight = registry.gauge("tollway_requests_in_flight", "Requests being served")
+        self._failures = registry.counter(
+            "tollway_upstream_failures_total", "Failed upstream attempts by provider and kind (connect, timeout "
+            "(stream deadlines too), 5xx, 429, 4xx, auth, protocol (answers too large, events too large, 2xx "
+            "answers that are not what the API promises))", ["provider", "kind"])
         self._deployment_up = registry.gauge(
             "tollway_deployment_available", "1 when the deployment takes traffic, 0 while its breaker is open or "
             "its provider failed the active health check", ["deployment", "provider", "state"])
@@ -163,6 +190,10 @@ class DataPlaneMetrics:
         self._ttfb_ewma = registry.gauge(
             "tollway_deployment_ttfb_ewma_seconds", "EWMA of the deployment's observed time to first byte",
             ["deployment", "provider"])
+
+    def watch_edge(self, events: EdgeCounts, in_flight: InFlightCount) -> None:
+        """Report what the connection edge refused, and the requests shed, at scrape time."""
+        self._edge = (events, in_flight)
 
     def watch_health(self, health: Health) -> None:
         """Report ``health`` at scrape time (never on the request path)."""
@@ -174,6 +205,8 @@ class DataPlaneMetrics:
             return
         for gauge in (self._deployment_up, self._ejections, self._ttfb_ewma):
             gauge.clear()
+        for (provider, kind), n in self._health.failure_counts.items():
+            self._failures.labels(provider, kind).value = n
         for v in self._health.view(usable_deployments(runtime), time.monotonic()):
             self._deployment_up.labels(v.deployment, v.provider, v.state).set(1 if v.state == "healthy" else 0)
             self._ejections.labels(v.deployment, v.provider).set(v.ejections)
@@ -181,6 +214,11 @@ class DataPlaneMetrics:
 
     def _refresh(self) -> None:
         self._refresh_health()
+        if self._edge is not None:
+            events, in_flight = self._edge
+            for event in EDGE_EVENTS:
+                self._edge_events.labels(event).value = in_flight.shed if event == "shed" else events.counts[event]
+            self._in_flight.labels().set(in_flight.count)
         version = self._holder.version
         now = self._clock()
         self._info.clear()

@@ -7,6 +7,7 @@ data plane whose limits answer in the API's own format.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from dataplane.api.app import create_app
+from dataplane.api.edge import Edge, EdgeRunner
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.upstream.adapters.wire import MAX_ANSWER_BYTES
@@ -37,8 +39,11 @@ async def data_plane(eu1: str, eu2: str, **settings: object) -> AsyncIterator[tu
     snap.routes[0].failover.total_timeout_s = 1.5  # "chat": its total timeout bounds streams too
     holder = SnapshotHolder()
     assert holder.install(snap) is None
-    app = create_app(DataPlaneSettings(port=0, **settings), holder)  # type: ignore[arg-type]
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    dp_settings = DataPlaneSettings(port=0, **settings)  # type: ignore[arg-type]
+    edge = Edge.of(dp_settings)
+    app = create_app(dp_settings, holder, edge=edge)
+    # The server the data plane runs (``DataPlane.start``): aiohttp's, with the connection edge's limits.
+    runner = EdgeRunner(app, edge=edge, shutdown_timeout=0.1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
@@ -105,6 +110,12 @@ async def test_an_endless_sse_event_is_cut_before_it_fills_memory() -> None:
     async with chat_upstream(endless) as bad, data_plane(bad, bad) as (url, key):
         status, _, body = await post(url, key, {**HELLO, "stream": True})
         assert status == 502 and orjson.loads(body)["error"]["message"]
+        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
+            scraped = await r.text()
+        # Both candidates' attempts (providers eu1 and eu2), each a protocol failure: the event was too large.
+        failures = re.findall(r'^tollway_upstream_failures_total\{provider="(eu\d)",kind="(\w+)"\} (\d+)$', scraped,
+                              re.M)
+        assert sorted(failures) == [("eu1", "protocol", "1"), ("eu2", "protocol", "1")]
 
 
 async def test_a_trickling_stream_ends_at_the_routes_total_timeout() -> None:

@@ -1,0 +1,330 @@
+"""The connection edge: what a client connection may cost the data plane before a request reaches a route.
+
+aiohttp's server bounds header lines and counts, and (since 3.14) closes a connection idle for the keep-alive
+timeout; it has no deadline for a request's head, no bound on its total size, no minimum body rate, no per-client
+connection limit, and answers protocol errors in plain text that quotes what it could not parse. ``EdgeHandler``,
+aiohttp's connection protocol with those limits added, closes each gap where the bytes arrive:
+
+- the head (request line and headers) must be complete within ``header_timeout_s`` of its first byte (408) and
+  within ``max_header_bytes`` (431), counted as the bytes arrive, before aiohttp buffers them;
+- ambiguous framing is refused (400, connection closed): a ``Transfer-Encoding`` other than exactly ``chunked``,
+  a request line that is not ``METHOD SP target SP HTTP/1.x``;
+- at most ``max_connections_per_client`` connections per client address (0: no limit), beyond which a new
+  connection is answered 429 and closed;
+- protocol errors are answered in the API's format (Anthropic's for ``/v1/messages``, else OpenAI's) with a fixed
+  message: no header value or raw request byte is echoed;
+- ``read_body`` (the request path's one way to read a body) needs the body at ``min_body_bytes_per_s`` after a
+  grace of ``body_timeout_s`` (408), and turns broken chunked framing into a 400.
+
+Each trigger is counted in ``EdgeEvents`` (``tollway_edge_events_total`` on ``/metrics``). The refusals are queued
+as aiohttp's own error messages, so its request loop answers them and closes the connection the usual way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+
+from dataplane.record.metrics import EdgeEvent
+from dataplane.settings import DataPlaneSettings
+
+log = logging.getLogger(__name__)
+
+LINGER_S = 2.0  # how long a refused connection is read (and discarded) after its answer, before it is closed
+# METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r?\n")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    header_timeout_s: float = 20.0
+    max_header_bytes: int = 60 * 1024
+    max_connections_per_client: int = 0
+    body_timeout_s: float = 10.0
+    min_body_bytes_per_s: int = 16 * 1024
+    keepalive_timeout_s: float = 60.0  # aiohttp's: idle between requests, or before the first
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """The edge limits and the counts of what they refused, shared by the server and the request path."""
+
+    limits: EdgeLimits
+    events: EdgeEvents
+
+    @classmethod
+    def of(cls, s: DataPlaneSettings) -> Edge:
+        return cls(EdgeLimits(s.header_timeout_s, s.max_header_bytes, s.max_connections_per_client,
+                              s.body_timeout_s, s.min_body_bytes_per_s, s.keepalive_timeout_s), EdgeEvents())
+
+
+class EdgeEvents:
+    """What the edge refused, by event; read at scrape time. Owned by the event loop (no lock)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[EdgeEvent] = Counter()
+        self.connections: Counter[str] = Counter()  # open connections per client address
+
+
+class EdgeRefusal(HttpProcessingError):
+    """A refusal of the edge, answered by ``EdgeHandler.handle_error`` in the API's format."""
+
+    def __init__(self, status: int, error_type: str, code: str, message: str) -> None:
+        super().__init__(code=status, message=message)
+        self.error_type = error_type
+        self.error_code = code
+
+
+def error_body(path: str, status: int, error_type: str, code: str, message: str) -> bytes:
+    """An error in the format of the API ``path`` belongs to."""
+    if path.startswith("/v1/messages"):
+        kind = {400: "invalid_request_error", 408: "timeout_error", 413: "request_too_large",
+                429: "rate_limit_error"}.get(status, "api_error")
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    return orjson.dumps({"error": {"message": message, "type": error_type, "param": None, "code": code}})
+
+
+def _protocol_error(exc: BaseException | None, status: int) -> EdgeRefusal:
+    """A fixed description of a protocol error (never the parser's message, which quotes the input)."""
+    if isinstance(exc, EdgeRefusal):
+        return exc
+    if isinstance(exc, LineTooLong):
+        return EdgeRefusal(431, "invalid_request_error", "headers_too_large", "a request header line is too long")
+    if isinstance(exc, HttpProcessingError) and getattr(exc, "message", "").startswith("Too many headers"):
+        return EdgeRefusal(431, "invalid_request_error", "headers_too_large", "the request has too many headers")
+    if status == 500:
+        return EdgeRefusal(500, "server_error", "internal_error", "the gateway failed to handle the request")
+    return EdgeRefusal(400, "invalid_request_error", "malformed_request", "the request is not valid HTTP/1.1")
+
+
+class EdgeHandler(web_protocol.RequestHandler):
+    """aiohttp's connection protocol plus the edge limits (see the module docstring)."""
+
+    def __init__(self, manager: web.Server, *, limits: EdgeLimits, events: EdgeEvents, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._limits = limits
+        self._events = events
+        self._head = bytearray()  # the bytes of the head being received (up to the limit)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body: StreamReader | None = None  # the payload of the last parsed request, until it is complete
+        self._refused = False
+        self._client = ""
+        self._path = ""  # of the last request line received (an error's format follows its API)
+
+    # --- connections -------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._client:
+            return
+        self._events.connections[self._client] += 1
+        limit = self._limits.max_connections_per_client
+        if limit and self._events.connections[self._client] > limit:
+            self._refuse("client_connection_limit", EdgeRefusal(
+                429, "rate_limit_error", "too_many_connections",
+                f"this client has more than {limit} connections open to the gateway"))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_timer()
+        if self._client:
+            left = self._events.connections[self._client] - 1
+            if left > 0:
+                self._events.connections[self._client] = left
+            else:
+                del self._events.connections[self._client]
+            self._client = ""
+        super().connection_lost(exc)
+
+    # --- the request head ----------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        in_head = self._body is None or self._body.is_eof()
+        if in_head:
+            if not self._head and self._head_timer is None:
+                self._head_timer = self._loop.call_later(self._limits.header_timeout_s, self._head_timed_out)
+            room = self._limits.max_header_bytes + 1 - len(self._head)
+            if room > 0:
+                self._head += data[:room]
+        before = self._request_count
+        super().data_received(data)
+        parsed = self._request_count - before
+        if parsed:
+            self._heads_parsed(parsed)
+        elif in_head and len(self._head) > self._limits.max_header_bytes:
+            self._refuse("headers_too_large", EdgeRefusal(
+                431, "invalid_request_error", "headers_too_large",
+                f"the request headers exceed {self._limits.max_header_bytes} bytes"))
+
+    def _heads_parsed(self, count: int) -> None:
+        head, self._head = bytes(self._head), bytearray()
+        self._cancel_head_timer()
+        self._path = _path_of(head)
+        if head and head.find(b"\r\n\r\n", 0, self._limits.max_header_bytes + 1) < 0:
+            # A whole head arrived in one read: the first one's end must lie within the limit.
+            self._refuse("headers_too_large", EdgeRefusal(
+                431, "invalid_request_error", "headers_too_large",
+                f"the request headers exceed {self._limits.max_header_bytes} bytes"), replace=True)
+            return
+        new = list(self._messages)[-count:] if count <= len(self._messages) else []
+        for msg, payload in new:
+            if not isinstance(msg, RawRequestMessage):
+                continue  # aiohttp's own parse error, answered by ``handle_error``
+            te = msg.headers.get("Transfer-Encoding")
+            if te is not None and te.strip().lower() != "chunked":
+                self._refuse("malformed_request", EdgeRefusal(
+                    400, "invalid_request_error", "malformed_request",
+                    "Transfer-Encoding must be exactly 'chunked'"), replace=True)
+                return
+            self._body = payload
+        if head and _REQUEST_LINE.match(head) is None:
+            self._refuse("malformed_request", EdgeRefusal(
+                400, "invalid_request_error", "malformed_request", "the request line is not valid HTTP/1.1"),
+                replace=True)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._head and not self._refused:
+            self._refuse("header_timeout", EdgeRefusal(
+                408, "invalid_request_error", "request_timeout",
+                f"the request headers were not received within {self._limits.header_timeout_s:g} s"))
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, event: EdgeEvent, refusal: EdgeRefusal, *, replace: bool = False) -> None:
+        """Answer ``refusal`` and read nothing more from the connection. ``replace``: requests were just parsed
+        (their framing is not trusted): the refusal takes their place in aiohttp's queue, which answers it and
+        closes. Otherwise (no request parsed: a head too slow or too big, a connection too many) it is written
+        here, the sending side shut, and the connection closed ``LINGER_S`` later or when the client closes, so
+        a client still sending reads the answer rather than a reset."""
+        self._refused = True
+        self._cancel_head_timer()
+        self._events.counts[event] += 1
+        transport = self.transport
+        if replace or transport is None or self._request_in_progress:
+            if replace:
+                self._messages.clear()
+            self._messages.append((web_protocol._ErrInfo(status=refusal.code, exc=refusal,
+                                                         message=refusal.message), EMPTY_PAYLOAD))
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        body = error_body(_path_of(bytes(self._head)) or self._path, refusal.code, refusal.error_type,
+                          refusal.error_code, refusal.message)
+        reason = HTTPStatus(refusal.code).phrase
+        transport.write(f"HTTP/1.1 {refusal.code} {reason}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._loop.call_later(LINGER_S, transport.close)
+        # aiohttp's request loop, waiting for a request, stops (as at its own keep-alive timeout).
+        self._force_close = True
+        if self._waiter is not None:
+            self._waiter.cancel()
+
+    # --- errors --------------------------------------------------------------------------------------------
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        refusal = _protocol_error(exc, status)
+        if refusal.code == 500:
+            log.error("error handling a request", exc_info=exc)
+        elif not isinstance(exc, EdgeRefusal):
+            self._events.counts["malformed_request"] += 1
+        if request.writer.output_size > 0:  # part of an answer is out: the connection is all that can go
+            raise ConnectionError("an answer was already being sent")
+        path = _path_of(bytes(self._head)) or self._path
+        resp = web.Response(status=refusal.code, content_type="application/json",
+                            body=error_body(path, refusal.code, refusal.error_type, refusal.error_code,
+                                            refusal.message))
+        resp.force_close()
+        return resp
+
+
+def _path_of(head: bytes) -> str:
+    """The path of a request line, as far as it arrived ("" before it)."""
+    first = head.split(b" ", 2)
+    return first[1].decode("latin-1") if len(first) > 1 else ""
+
+
+class EdgeServer(web.Server):
+    """aiohttp's server making ``EdgeHandler`` connections."""
+
+    def __init__(self, *args: Any, edge: Edge, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._edge = edge
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        return EdgeHandler(self, loop=self._loop, limits=self._edge.limits, events=self._edge.events,
+                           **self._kwargs)
+
+
+class EdgeRunner(web.AppRunner):
+    """``web.AppRunner`` serving the application through ``EdgeServer``, with aiohttp's own limits set: the
+    keep-alive timeout (aiohttp: an hour), at most 100 header lines of at most 8 KiB each (the total is the edge's
+    ``max_header_bytes``), and how long the unread rest of a refused body is drained before the connection closes
+    (``LINGER_S``; aiohttp: 10 s). Other keyword arguments go to ``web.AppRunner``."""
+
+    def __init__(self, app: web.Application, *, edge: Edge, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=edge.limits.keepalive_timeout_s, max_headers=100,
+                         max_field_size=8190, lingering_time=LINGER_S, **kwargs)
+        self._edge = edge
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return EdgeServer(plain.request_handler, request_factory=plain.request_factory,
+                          handler_cancellation=plain.handler_cancellation, loop=plain._loop, edge=self._edge,
+                          **plain._kwargs)
+
+
+async def read_body(request: web.Request, limit: int, edge: Edge) -> bytes:
+    """The request body, at most ``limit`` bytes (``web.HTTPRequestEntityTooLarge`` beyond), arriving at
+    ``min_body_bytes_per_s`` after a grace of ``body_timeout_s`` (``EdgeRefusal`` 408 otherwise; 400 for broken
+    chunked framing)."""
+    limits = edge.limits
+    content = request.content
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    length = request.content_length
+    rate = max(1, limits.min_body_bytes_per_s)
+    try:
+        if content.is_eof():  # all of it is here already (most requests): no timer
+            return await request.read()
+        async with asyncio.timeout(limits.body_timeout_s + (length or 0) / rate) as deadline:
+            if length is not None:
+                return await request.read()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+                chunks.append(chunk)
+                # Without a declared length, each byte received earns the time the minimum rate allows it.
+                deadline.reschedule(max(deadline.when() or 0.0, start + limits.body_timeout_s + size / rate))
+            return b"".join(chunks)
+    except TimeoutError:
+        edge.events.counts["body_timeout"] += 1
+        raise EdgeRefusal(408, "invalid_request_error", "request_timeout",
+                          f"the request body did not arrive at {limits.min_body_bytes_per_s} bytes a second") from None
+    except HttpProcessingError:
+        raise EdgeRefusal(400, "invalid_request_error", "malformed_request",
+                          "the request body's framing is not valid") from None
