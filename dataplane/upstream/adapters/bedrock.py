@@ -87,6 +87,7 @@ from dataplane.upstream.adapters.wire import (
     translated_batches,
 )
 from dataplane.upstream.client import Response, UpstreamClient
+from dataplane.upstream.sse import MAX_EVENT_BYTES
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
 JSON = "application/json"
@@ -275,6 +276,7 @@ async def _events(resp: Response, provider: Provider,
                   translator: ConverseChunkTranslator) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The decoded frames of the event stream, one group per read (botocore's parser, never our own)."""
     frames = EventStreamBuffer()
+    pending = 0  # bytes buffered towards the next frame: bounded like an SSE event (botocore allows 24 MiB)
     try:
         with map_failures(provider, mid_answer=True):
             while True:
@@ -287,6 +289,10 @@ async def _events(resp: Response, provider: Provider,
                 except ParserError:
                     raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed event "
                                                       "stream") from None
+                pending += len(data) - sum(m.prelude.total_length for m in messages)
+                if pending > MAX_EVENT_BYTES:
+                    raise UpstreamFailure("protocol", f"provider {provider.name!r} sent an event larger than "
+                                                      f"{MAX_EVENT_BYTES} bytes")
                 yield [_event(message, provider) for message in messages]
     finally:
         # Finished at the metadata event: the body's end follows, and the connection may carry another request.
