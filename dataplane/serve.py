@@ -127,8 +127,11 @@ class DataPlane:
                                            health=self.health, edge=edge), edge=edge, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, s.host, s.port, reuse_address=True)
+            site = web.TCPSite(runner, s.host, s.port, reuse_address=True, reuse_port=s.reuse_port or None)
             await site.start()
+            if s.ops_socket:  # a worker: the supervisor reads /metrics and /healthz here
+                await asyncio.to_thread(Path(s.ops_socket).unlink, missing_ok=True)
+                await web.UnixSite(runner, s.ops_socket).start()
             host, port = runner.addresses[0][:2]
             self.url = f"http://{url_host(host)}:{port}"
             self._task = asyncio.create_task(self.discovery.run(), name=f"discovery-{s.node_id}")

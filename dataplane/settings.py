@@ -45,5 +45,9 @@ class DataPlaneSettings:
     body_timeout_s: float = 10.0
     # Connections one client address may hold open (0: no limit); more are answered 429 and closed.
     max_connections_per_client: int = 0
+    # A worker of a group on one port (``dataplane.workers``): bind with SO_REUSEPORT, and serve the operator
+    # endpoints on this Unix socket too, for the supervisor.
+    reuse_port: bool = False
+    ops_socket: str = ""
     # Browser origins allowed to call the API (CORS; "*": any); empty: CORS off.
     cors_origins: frozenset[str] = frozenset()

@@ -193,3 +193,50 @@ class Registry:
             lines += metric.header()
             lines += metric.samples()
         return ("\n".join(lines) + "\n").encode()
+
+
+def merge_expositions(parts: Sequence[tuple[str, str]], label: str = "worker") -> str:
+    """One exposition for a process group, from ``(member, exposition)`` pairs of identically built registries:
+    counter and histogram samples with the same name and labels are summed; gauge samples keep one line per
+    member with ``label="<member>"`` added (a gauge is a state, not a sum). HELP and TYPE lines come once."""
+    kinds: dict[str, str] = {}
+    headers: dict[str, list[str]] = {}
+    order: list[str] = []
+    sums: dict[str, dict[str, float]] = {}
+    gauges: dict[str, list[str]] = {}
+    for member, text in parts:
+        for line in text.splitlines():
+            if line.startswith("#"):
+                fields = line.split(" ", 3)
+                if len(fields) >= 4 and fields[1] in ("HELP", "TYPE"):
+                    name = fields[2]
+                    if name not in headers:
+                        headers[name] = []
+                        order.append(name)
+                    if line not in headers[name]:
+                        headers[name].append(line)
+                    if fields[1] == "TYPE":
+                        kinds[name] = fields[3]
+                continue
+            if not line.strip():
+                continue
+            series, _, value = line.rpartition(" ")
+            name = series.split("{", 1)[0]
+            family = next((f for f in (name, name.rsplit("_", 1)[0]) if f in kinds), name)
+            if kinds.get(family) == "gauge":
+                if "{" in series:
+                    head, rest = series.split("{", 1)
+                    tagged = f'{head}{{{rest[:-1]},{label}="{_escape(member)}"}}' if rest != "}" \
+                        else f'{head}{{{label}="{_escape(member)}"}}'
+                else:
+                    tagged = f'{series}{{{label}="{_escape(member)}"}}'
+                gauges.setdefault(family, []).append(f"{tagged} {value}")
+            else:
+                totals = sums.setdefault(family, {})
+                totals[series] = totals.get(series, 0.0) + float(value)
+    lines: list[str] = []
+    for name in order:
+        lines += headers[name]
+        lines += [f"{series} {_number(v)}" for series, v in sums.get(name, {}).items()]
+        lines += gauges.get(name, [])
+    return "\n".join(lines) + "\n"

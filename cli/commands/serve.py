@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Annotated, Any, Protocol
@@ -168,6 +170,12 @@ def dataplane_serve(
     max_connections_per_client: Annotated[int, typer.Option(
         "--max-connections-per-client", min=0, help="Connections one client address may hold open (0: no limit)")]
     = 0,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Worker processes on the port (SO_REUSEPORT), each a full data plane "
+        "[default: one per core]", show_default=False)] = 0,
+    ops_port: Annotated[int | None, typer.Option(
+        "--ops-port", min=0, max=65535, help="With several workers: the group's /metrics and /healthz "
+        "[default: --port + 1]", show_default=False)] = None,
 ) -> None:
     """Run a data plane: the OpenAI-compatible proxy of one region."""
     settings = DataPlaneSettings(
@@ -182,6 +190,15 @@ def dataplane_serve(
     if node_id or port:
         settings = replace(settings, node_id=node_id or f"{socket.gethostname()}-{port}")
     configure_logging()
+    from dataplane.workers import worker_of_environment
+
+    worker = worker_of_environment(settings, dict(os.environ))
+    count = workers or os.cpu_count() or 1
+    if worker is not None:
+        settings = worker
+    elif count > 1:
+        _serve_group(settings, count, ops_port if ops_port is not None else (port + 1 if port else 0))
+        return
 
     async def main() -> None:
         from dataplane.serve import DataPlane
@@ -194,5 +211,23 @@ def dataplane_serve(
         finally:
             await stop_all(started)
         log.info("data plane stopped")
+
+    run_main(main)
+
+
+def _serve_group(settings: DataPlaneSettings, workers: int, ops_port: int) -> None:
+    """``workers`` data planes on one port, supervised by this process (``dataplane.workers``)."""
+    async def main() -> None:
+        from dataplane.workers import Supervisor
+
+        group = Supervisor(settings, workers, sys.argv[1:], ops_host=settings.host, ops_port=ops_port)
+        started = await start_all([("data-plane group", group)])
+        log.info("data plane group %s (region %s): %d workers on http://%s:%d, group /metrics and /healthz on %s",
+                 settings.node_id, settings.region, workers, settings.host, group.port, group.ops_url)
+        try:
+            await wait_for_signal()
+        finally:
+            await stop_all(started)
+        log.info("data plane group stopped")
 
     run_main(main)

@@ -22,7 +22,7 @@ def test_dataplane_joins_the_control_plane_and_both_stop_cleanly(tmp_path: Path)
 
         token = (tmp_path / "cp" / "dataplane-token").read_text().strip()
         dp = start_gatectl(tmp_path, "dp", "dataplane", "serve", "--control-plane", ready.group(2), "--region", "eu",
-                           "--port", "0", "--state-dir", str(tmp_path / "dp"), "--node-id", "edge-1",
+                           "--port", "0", "--state-dir", str(tmp_path / "dp"), "--node-id", "edge-1", "--workers", "1",
                            env=env | {"TOLLWAY_DATAPLANE_TOKEN": token})
         dp.wait_for(r"installed snapshot")
         planes = gatectl("dataplanes", env=admin)
