@@ -114,10 +114,7 @@ class DataPlane:
             if s.request_log:
                 self.request_log = RequestLog(
                     open_sink(s.request_log, s.request_log_max_bytes, s.request_log_backups), s.region, s.node_id,
-                    ContentKey.from_environ(os.environ),
-                    # small batches: the writer thread gives the GIL back at each write, which took the request
-                    # path's p99 from 7-11 ms to about 5 ms (bench/)
-                    batch_max=32)
+                    ContentKey.from_environ(os.environ))
                 self.request_log.start()
                 stack.push_async_callback(self._stop_request_log)
             records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
