@@ -89,3 +89,8 @@ def upstream_error(failure: UpstreamFailure) -> ApiError:
 
 
 NO_SNAPSHOT = ApiError(503, "the data plane has no policy snapshot yet", "server_error", "not_ready")
+
+
+def quoted(value: str) -> str:
+    """A client-supplied value quoted for an error message, cut short so a message stays small."""
+    return repr(value if len(value) <= 64 else value[:64] + "...")

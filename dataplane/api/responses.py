@@ -32,7 +32,7 @@ from dataplane.api.pipeline import serve
 from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, plan_for, serves_responses_natively
-from dataplane.errors import ApiError, UpstreamFailure, invalid
+from dataplane.errors import ApiError, UpstreamFailure, invalid, quoted
 from dataplane.translate.anthropic_common import Untranslatable
 from dataplane.translate.hub_to_responses import ResponsesEventWriter, error_event, response_object
 from dataplane.translate.responses_to_hub import hub_request
@@ -181,7 +181,7 @@ class ResponsesDialect:
             if pinned is None:
                 # Also what a follow-up to a translated answer gets (its id is not wrapped): the message says why,
                 # since that client was just given the id.
-                return ApiError(400, f"Previous response with id '{previous}' not found: only responses of "
+                return ApiError(400, f"Previous response with id {quoted(previous)} not found: only responses of "
                                      "deployments that keep state can be continued (answers served statelessly "
                                      "say store: false); send the whole conversation in 'input' instead",
                                 "invalid_request_error", "previous_response_not_found", "previous_response_id")
@@ -194,7 +194,7 @@ class ResponsesDialect:
         deployment, upstream_id = pinned
         held = [d for d in plan.candidates if d.name == deployment]
         if not held or not serves_responses_natively(held[0]):
-            return ApiError(400, f"the response '{previous}' is held by deployment {deployment!r}, which cannot "
+            return ApiError(400, f"the response {quoted(str(previous))} is held by deployment {deployment!r}, which cannot "
                                  "serve this request here: send the whole conversation in 'input' instead",
                             "invalid_request_error", "previous_response_unavailable", "previous_response_id")
         native = {**body, "previous_response_id": upstream_id}

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dataplane.errors import ApiError, invalid
+from dataplane.errors import ApiError, invalid, quoted
 from dataplane.snapshot.runtime import Key
 
 USER_HEADER = "x-tollway-user"
@@ -80,7 +80,7 @@ def project_of(key: Key, header: str | None) -> str | ApiError:
         return key.project
     project = header.strip()
     if project not in key.tenant.projects:
-        return invalid(f"project {_shown(project)} is not a project of tenant {key.tenant.name!r} "
+        return invalid(f"project {quoted(project)} is not a project of tenant {key.tenant.name!r} "
                        f"(set by the {PROJECT_HEADER} header)", None, "unknown_project")
     if key.project and project != key.project:
         return ApiError(403, f"this API key may only be used for project {key.project!r}, not {project!r}",
@@ -98,15 +98,10 @@ def parse_tags(header: str) -> tuple[str, ...] | ApiError:
         if not tag:
             continue
         if not TAG_RE.match(tag):
-            return invalid(f"tag {_shown(tag)} in the {TAGS_HEADER} header is not valid: tags are 1 to 64 letters, "
+            return invalid(f"tag {quoted(tag)} in the {TAGS_HEADER} header is not valid: tags are 1 to 64 letters, "
                            "digits and ._:=/- starting with a letter or digit", None, "invalid_tags")
         tags[tag] = None
     if len(tags) > MAX_TAGS:
         return invalid(f"the {TAGS_HEADER} header carries {len(tags)} tags; at most {MAX_TAGS} are allowed", None,
                        "invalid_tags")
     return tuple(tags)
-
-
-def _shown(value: str) -> str:
-    """A client-supplied value quoted for an error message, cut short so a message stays small."""
-    return repr(value if len(value) <= 64 else value[:64] + "...")
