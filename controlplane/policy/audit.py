@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from controlplane.errors import Conflict, InvalidRequest
+from controlplane.errors import Conflict, InvalidRequest, is_count
 from controlplane.policy import engine
 from controlplane.store.base import Store
 from controlplane.store.layout import GENERATION, HISTORY
@@ -225,7 +225,7 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
 
 async def _audit(request: web.Request) -> web.Response:
     limit = request.query.get("limit")
-    if limit is not None and not limit.isdigit():
+    if limit is not None and not is_count(limit):
         raise InvalidRequest("'limit' must be a positive number")
     chain = await read_chain(request.app[STORE])
     body = {"items": listing(chain, diff=_flag(request.query, "diff"), limit=int(limit) if limit else None),

@@ -50,8 +50,15 @@ class Metadata(_Spec):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+MAX_USD = Decimal(10) ** 12  # a trillion: every amount's micro-dollars (and pico-dollars per token) fit in 64 bits
+_MICRO = Decimal("0.000001")
+
+
 def _check_usd(value: Decimal | None) -> Decimal | None:
-    if value is not None and (value * 1_000_000) != (value * 1_000_000).to_integral_value():
+    # Bounded first: ``1e999999999`` would overflow the decimal context (a 500) or the snapshot's integers.
+    if value is not None and (not value.is_finite() or value > MAX_USD):
+        raise ValueError(f"amounts are at most {MAX_USD:,} USD")
+    if value is not None and value != value.quantize(_MICRO):
         raise ValueError("amounts have at most 6 decimal places (micro-dollars)")
     return value
 

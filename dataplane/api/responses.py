@@ -194,8 +194,8 @@ class ResponsesDialect:
         deployment, upstream_id = pinned
         held = [d for d in plan.candidates if d.name == deployment]
         if not held or not serves_responses_natively(held[0]):
-            return ApiError(400, f"the response {quoted(str(previous))} is held by deployment {deployment!r}, which cannot "
-                                 "serve this request here: send the whole conversation in 'input' instead",
+            return ApiError(400, f"the response {quoted(str(previous))} is held by deployment {deployment!r}, "
+                                 "which cannot serve this request here: send the whole conversation in 'input' instead",
                             "invalid_request_error", "previous_response_unavailable", "previous_response_id")
         native = {**body, "previous_response_id": upstream_id}
         return replace(plan, candidates=(held[0],), request=replace(plan.request, native=native))

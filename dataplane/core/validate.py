@@ -100,6 +100,10 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _is_objects(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(item, dict) for item in v)
+
+
 def _check_messages(messages: Any) -> ApiError | bool:
     """An error, or whether any message carries an image (the vision capability)."""
     if not isinstance(messages, list) or not messages:
@@ -112,6 +116,9 @@ def _check_messages(messages: Any) -> ApiError | bool:
         role = m.get("role")
         if not isinstance(role, str) or role not in ROLES:
             return invalid(f"'{where}.role' must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
+        calls = m.get("tool_calls")
+        if calls is not None and not _is_objects(calls):  # every translation walks them as call objects
+            return invalid(f"'{where}.tool_calls' must be an array of tool call objects", f"{where}.tool_calls")
         content = m.get("content")
         if content is None:
             if role == "assistant" and (m.get("tool_calls") or m.get("function_call")):
@@ -148,8 +155,15 @@ def _check_fields(p: dict[str, Any]) -> ApiError | None:
         return invalid("'stream_options' must be an object with a boolean 'include_usage'", "stream_options")
     for name in ("tools", "functions"):
         v = p.get(name)
-        if v is not None and (not isinstance(v, list) or not all(isinstance(t, dict) for t in v)):
+        if v is not None and not _is_objects(v):
             return invalid(f"'{name}' must be an array of objects", name)
+    choice = p.get("tool_choice")
+    if choice is not None and not isinstance(choice, str) and not (
+            isinstance(choice, dict) and isinstance(choice.get("function", {}), dict)):
+        return invalid("'tool_choice' must be a string or an object (whose 'function' is an object)", "tool_choice")
+    effort = p.get("reasoning_effort")
+    if effort is not None and not isinstance(effort, str):
+        return invalid("'reasoning_effort' must be a string", "reasoning_effort")
     rf = p.get("response_format")
     if rf is not None and (not isinstance(rf, dict) or not isinstance(rf.get("type"), str)):
         return invalid("'response_format' must be an object with a 'type'", "response_format")

@@ -226,6 +226,32 @@ def test_values_come_from_the_prompt(schema: dict[str, Any], prompt: str, expect
     assert schema_instance(schema, prompt) == expected
 
 
+# A client's malformed schema (found by tests/edge/test_fuzz.py): ignored where a keyword is the wrong type, refused
+# with ValueError (the mock's 400) where no value of a sane size exists; never another exception (a 500), never a
+# value a JSON writer cannot write, never a loop without end.
+@pytest.mark.parametrize(("schema", "expected"), [
+    ({"type": "object", "properties": {"a": {"type": "boolean"}}, "required": 7.5}, {}),
+    ({"allOf": [{"properties": 1, "required": True}], "properties": {"a": {"const": 1}}, "required": ["a"]},
+     {"a": 1}),
+    ({"type": "integer", "minimum": 1e300}, 1e300),
+])
+def test_malformed_schemas_are_ignored_where_they_are_wrong(schema: dict[str, Any], expected: Any) -> None:
+    value = schema_instance(schema, "")
+    assert value == expected
+    orjson.dumps(value)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "array", "minItems": 10**9}, {"type": "string", "minLength": 2**63 - 1},
+    {"type": "object", "minProperties": 2**62},
+    {"type": "array", "minItems": 400, "items": {"type": "array", "minItems": 400}},
+    {"type": "integer", "minimum": -1e308, "exclusiveMaximum": -1e308},  # (-1e308 + -1e308) / 2 is -inf
+])
+def test_schemas_no_value_of_a_sane_size_satisfies_are_refused(schema: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="schema"):
+        schema_instance(schema, "")
+
+
 class Unit(enum.Enum):
     C = "celsius"
     F = "fahrenheit"

@@ -197,7 +197,7 @@ async def test_status_and_bad_requests(client: Client) -> None:
 
 @pytest.mark.parametrize("path", [
     "/admin/v1/history?limit=²", "/admin/v1/history/²", "/admin/v1/history/٣", "/admin/v1/history?limit=" + "9" * 5000,
-    "/admin/v1/history/" + "1" * 5000,
+    "/admin/v1/history/" + "1" * 5000, "/admin/v1/audit?limit=²", "/admin/v1/audit?limit=" + "9" * 5000,
 ])
 async def test_numbers_in_other_unicode_digits_or_of_any_length_are_refused_not_a_5xx(client: Client,
                                                                                        path: str) -> None:

@@ -62,10 +62,15 @@ def test_defaults_spelled_out_are_unchanged() -> None:
 
 BAD_PRICE = model("m2", "p")
 BAD_PRICE["spec"]["pricing"]["inputPerMillion"] = "cheap"
+HUGE_PRICE = model("m2", "p", inp="1e999999999")  # overflowed the decimal context: a 500 (tests/edge/test_fuzz_admin)
+TINY_PRICE = model("m2", "p", inp="1e-999999999")  # underflowed to 0 and passed the six-decimals check
 
 
 @pytest.mark.parametrize(("documents", "expected"), [
     ([BAD_PRICE], [("f.yaml#0", "Model", "m2", "spec.pricing.inputPerMillion")]),
+    ([HUGE_PRICE], [("f.yaml#0", "Model", "m2", "spec.pricing.inputPerMillion")]),
+    ([TINY_PRICE], [("f.yaml#0", "Model", "m2", "spec.pricing.inputPerMillion")]),
+    ([tenant("t3", "eu", budget={"monthlyUsd": "9" * 5000})], [("f.yaml#0", "Tenant", "t3", "spec.budget.monthlyUsd")]),
     ([tenant("t3", "eu", routes=["nope"])], [("f.yaml#0", "Tenant", "t3", "spec.routes[0]")]),
     ([api_key("k3", "ghost")], [("f.yaml#0", "ApiKey", "k3", "spec.tenant")]),
     ([api_key("k3", "t", project="nope")], [("f.yaml#0", "ApiKey", "k3", "spec.project")]),

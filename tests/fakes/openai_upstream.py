@@ -6,12 +6,13 @@ It serves:
 - ``POST /v1/chat/completions``: a chat completion, or with ``stream`` ``data: <chunk>`` lines, a usage chunk when
   ``stream_options.include_usage``, then ``data: [DONE]``.
 - ``POST /v1/embeddings``: ``input`` a string, strings, token ids or lists of token ids (400 ``'$.input' is
-  invalid`` otherwise); ``embedding_vector`` of each (``dimensions`` components, else ``embedding_dimensions``),
-  as floats or, with ``encoding_format: "base64"``, little-endian float32 bytes in base64; usage counts
-  ``text_tokens`` per string and one token per id.
+  invalid`` otherwise); ``embedding_vector`` of each (``dimensions`` components, at most ``MAX_DIMENSIONS``,
+  else ``embedding_dimensions``), as floats or, with ``encoding_format: "base64"``, little-endian float32 bytes
+  in base64; usage counts ``text_tokens`` per string and one token per id.
 - ``POST /v1/completions`` (legacy): ``prompt`` a string or strings (or token ids), ``max_tokens`` (16 by default,
-  ``finish_reason: "length"`` when the reply is longer), ``n``, ``echo``, ``stream`` (``data: <text_completion
-  chunk>`` lines, a usage chunk when ``stream_options.include_usage``, ``data: [DONE]``).
+  ``finish_reason: "length"`` when the reply is longer), ``n`` (at most ``MAX_N``), ``echo``, ``stream``
+  (``data: <text_completion chunk>`` lines, a usage chunk when ``stream_options.include_usage``, ``data:
+  [DONE]``).
 - ``POST /v1/responses``: a Response object whose ``output`` is one ``message`` (``output_text``) or, when function
   ``tools`` are offered and ``tool_choice`` is ``"required"`` (or names one of them), one ``function_call`` with
   ``tool_arguments``; ``max_output_tokens`` below the reply's length makes it ``incomplete``. With ``stream`` it is
@@ -59,6 +60,8 @@ UNPARSABLE = ("We could not parse the JSON body of your request. (HINT: This lik
               "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If "
               "you have trouble figuring out how to fix this, please contact us through our help center at "
               "help.openai.com.)")
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's size, the largest OpenAI model's
+MAX_N = 128  # choices per request
 MODERATION_CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
                          "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
                          "sexual/minors", "violence", "violence/graphic")
@@ -249,6 +252,9 @@ class FakeOpenAI:
         if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
             return _invalid(f"Invalid value for 'dimensions' = {dimensions}. Must be greater than 0.",
                             param="dimensions")
+        if dimensions is not None and dimensions > MAX_DIMENSIONS:
+            return _invalid(f"Invalid value for 'dimensions' = {dimensions}. Must be less than or equal to "
+                            f"{MAX_DIMENSIONS}.", param="dimensions")
         size = dimensions or self.embedding_dimensions
         data = []
         for index, value in enumerate(inputs):
@@ -269,6 +275,9 @@ class FakeOpenAI:
         if not body.get("model"):
             return _invalid("you must provide a model parameter")
         max_tokens, n = body.get("max_tokens") or 16, body.get("n") or 1
+        if not isinstance(n, int) or n > MAX_N:
+            return _invalid(f"Invalid 'n': integer above maximum value. Expected a value <= {MAX_N}, but got {n} "
+                            "instead.", param="n", code="integer_above_max_value")
         pieces = word_pieces(self.reply)
         finish = "length" if len(pieces) > max_tokens else "stop"
         pieces = pieces[:max_tokens]

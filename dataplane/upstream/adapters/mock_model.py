@@ -93,6 +93,13 @@ def _functions(payload: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
+def _tool_name(tool: dict[str, Any]) -> str:
+    """The name an ``allowed_tools`` entry gives (``""`` when it gives none)."""
+    fn = tool.get("function")
+    name = (fn.get("name") if isinstance(fn, dict) else None) or tool.get("name")
+    return name if isinstance(name, str) else ""
+
+
 def _mentioned(name: str, lower: str) -> bool:
     words = _name_words(name)
     if name.lower() in lower or (words and " ".join(words) in lower):
@@ -109,9 +116,10 @@ def _chosen_tools(payload: dict[str, Any], hints: _Hints) -> list[tuple[str, Any
         return []
     choice = payload.get("tool_choice", "auto")
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        allowed = choice.get("allowed_tools") or {}
-        names = {t.get("function", {}).get("name") or t.get("name") for t in allowed.get("tools") or ()
-                 if isinstance(t, dict)}
+        allowed = choice.get("allowed_tools")
+        allowed = allowed if isinstance(allowed, dict) else {}
+        listed = allowed.get("tools")
+        names = {_tool_name(t) for t in listed if isinstance(t, dict)} if isinstance(listed, list) else set()
         tools = [t for t in tools if t[0] in names]
         choice = allowed.get("mode", "auto")
     elif isinstance(choice, dict):

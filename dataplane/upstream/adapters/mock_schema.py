@@ -1,5 +1,9 @@
 """The mock model's JSON: a value valid against a JSON schema, filled from the prompt where a
 property's name fits (``schema_instance``). Pure and deterministic.
+
+The schema is the client's: a malformed keyword is ignored, and a schema whose smallest valid value is larger than
+``MAX_VALUE_SIZE`` (``minItems: 1e9``, nested ``minProperties``, ``minLength``) or that no finite number satisfies
+raises ``ValueError``, which the mock adapter answers as a model server's 400.
 """
 
 from __future__ import annotations
@@ -29,11 +33,29 @@ from dataplane.upstream.adapters.mock_text import (
 
 # -- values from JSON schemas --------------------------------------------------------------------------------------
 
+MAX_VALUE_SIZE = 20_000  # JSON values and string characters one instance may hold
+
+
+class _Budget:
+    """What is left of ``MAX_VALUE_SIZE`` for one instance; mutated by the one call that builds it."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_VALUE_SIZE
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise ValueError(f"the schema asks for a value larger than the mock model makes ({MAX_VALUE_SIZE} "
+                             "values or characters)")
+
 
 @dataclass(frozen=True, slots=True)
 class _Ctx:
     root: Mapping[str, Any]
     hints: _Hints
+    budget: _Budget
 
 
 def schema_instance(schema: Any, prompt: str = "", variant: int = 0) -> Any:
@@ -45,7 +67,7 @@ def schema_instance(schema: Any, prompt: str = "", variant: int = 0) -> Any:
 
 def _instance(schema: Any, hints: _Hints, variant: int) -> Any:
     root = schema if isinstance(schema, Mapping) else {}
-    return _value(schema, _Ctx(root, hints), "", 0, variant)
+    return _value(schema, _Ctx(root, hints, _Budget()), "", 0, variant)
 
 
 def _pointer(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
@@ -58,13 +80,22 @@ def _pointer(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
     return node if isinstance(node, Mapping) else {}
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _names(value: Any) -> list[str]:
+    """The names a ``required`` keyword lists (none when it is not a list)."""
+    return [r for r in value if isinstance(r, str)] if isinstance(value, list) else []
+
+
 def _merge(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
     """Both schemas' keywords (``first`` wins a conflict), properties and required lists united."""
     out = {**second, **first}
     if "properties" in first or "properties" in second:
-        out["properties"] = {**(second.get("properties") or {}), **(first.get("properties") or {})}
+        out["properties"] = {**_mapping(second.get("properties")), **_mapping(first.get("properties"))}
     if "required" in first or "required" in second:
-        out["required"] = list(dict.fromkeys([*(second.get("required") or []), *(first.get("required") or [])]))
+        out["required"] = list(dict.fromkeys([*_names(second.get("required")), *_names(first.get("required"))]))
     return out
 
 
@@ -105,6 +136,7 @@ def _minimal(kind: str | None) -> Any:
 
 
 def _value(schema: Any, ctx: _Ctx, name: str, depth: int, variant: int) -> Any:
+    ctx.budget.spend(1)
     if not isinstance(schema, Mapping):  # true / {} accept anything; false accepts nothing, so any value will do
         return _string({}, ctx, name, variant)
     schema = _resolve(schema, ctx.root)
@@ -116,7 +148,8 @@ def _value(schema: Any, ctx: _Ctx, name: str, depth: int, variant: int) -> Any:
     if isinstance(enum, list) and enum:
         return _pick_enum(enum, ctx.hints, variant)
     for key in ("anyOf", "oneOf"):
-        options = [_resolve(o, ctx.root) for o in schema.get(key) or () if isinstance(o, Mapping)]
+        listed = schema.get(key)
+        options = [_resolve(o, ctx.root) for o in listed if isinstance(o, Mapping)] if isinstance(listed, list) else []
         if options:
             # The first branch that is not null: what a model fills in for Optional[X].
             chosen = next((o for o in options if _type_of(o) != "null"), options[0])
@@ -160,7 +193,7 @@ def _hinted(name: str, schema: Any, ctx: _Ctx) -> bool:
 def _object(schema: Mapping[str, Any], ctx: _Ctx, depth: int, variant: int) -> dict[str, Any]:
     props = schema.get("properties")
     props = props if isinstance(props, Mapping) else {}
-    required = [r for r in schema.get("required") or () if isinstance(r, str)]
+    required = _names(schema.get("required"))
     # Loose hand-written tool schemas often list no "required": fill everything, as a model would.
     loose = "required" not in schema
     optional = [n for n in props if n not in required and depth < _OPTIONAL_DEPTH
@@ -180,7 +213,8 @@ def _object(schema: Mapping[str, Any], ctx: _Ctx, depth: int, variant: int) -> d
             out.setdefault(n, _value(props[n], ctx, n, depth + 1, variant))
         i = 1
         while len(out) < fewest and extra is not False:
-            out.setdefault(f"key{i}", _value(extra_schema, ctx, f"key{i}", depth + 1, variant))
+            # Unnamed: the prompt has nothing for a made-up name (and looking would compile a pattern per key).
+            out.setdefault(f"key{i}", _value(extra_schema, ctx, "", depth + 1, variant))
             i += 1
     return out
 
@@ -225,13 +259,16 @@ def _number(schema: Mapping[str, Any], hints: _Hints, words: list[str], variant:
     if xhigh is not None and value >= xhigh:
         value = xhigh - 1 if xhigh - 1 > floor else (floor + xhigh) / 2
     step = _bound(schema, "multipleOf")
-    if step is not None and step > 0:
+    if step is not None and step > 0 and math.isfinite(value / step):
         k = math.ceil(value / step - 1e-9)
         value = round((k if k * step <= ceiling else k - 1) * step, 12)
+    if not math.isfinite(value):
+        raise ValueError("no finite number satisfies the schema's bounds")
     if integer:
         whole = math.ceil(value)
         fits = whole <= ceiling and not (xhigh is not None and whole >= xhigh)
-        return int(whole if fits else math.floor(value))
+        chosen = int(whole if fits else math.floor(value))
+        return chosen if -(2**63) <= chosen < 2**63 else float(chosen)  # JSON writers stop at 64 bits
     return value
 
 
@@ -283,6 +320,7 @@ def _string(schema: Mapping[str, Any], ctx: _Ctx, name: str, variant: int) -> st
     if isinstance(pattern, str):
         value = _matching(pattern, [value, value.lower(), value.upper(), "example", "A1", "a", "0", "12345"], value)
     while len(value) < lo:
+        ctx.budget.spend(len(value) + 1)
         value = f"{value} {value or 'x'}"
     return value[:hi] if hi is not None else value
 
