@@ -11,6 +11,10 @@ from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
 from cli.output import RowsFormat, show_rows
 
 DIMENSIONS = ("tenant", "project", "user", "key", "route", "deployment", "provider", "region", "tag")
+# The number columns and the answer's field each shows. Every token kind billed apart has a column, always: a zero
+# says "none", and a script reading the table or the CSV finds the same columns whatever the data.
+COLUMNS = (("REQUESTS", "requests"), ("INPUT TOKENS", "inputTokens"), ("CACHE READ", "cachedInputTokens"),
+           ("CACHE WRITE", "cacheWriteTokens"), ("OUTPUT TOKENS", "outputTokens"), ("REASONING", "reasoningTokens"))
 
 
 def usage(
@@ -24,7 +28,9 @@ def usage(
     control_plane: ControlPlaneOpt = None,
     admin_token: AdminTokenOpt = None,
 ) -> None:
-    """Requests, tokens and cost (USD) per group, biggest spender first."""
+    """Requests, tokens of each kind and cost (USD) per group, biggest spender first.
+
+    Cache reads and writes (prompt cache) are part of the input tokens, reasoning part of the output tokens."""
     with exit_on_error():
         query = {"by": by}
         for name, value in (("since", since), ("until", until), ("tenant", tenant), ("project", project)):
@@ -32,14 +38,12 @@ def usage(
                 query[name] = value
         answer = connect(control_plane, admin_token).usage(query)
         dims: list[str] = list(answer.get("by") or [])
-        headers = [d.upper() for d in dims] + ["REQUESTS", "INPUT TOKENS", "CACHED", "OUTPUT TOKENS", "COST USD"]
+        headers = [d.upper() for d in dims] + [header for header, _ in COLUMNS] + ["COST USD"]
         rows = [_row(r, dims) for r in answer.get("rows") or [] if isinstance(r, dict)]
         show_rows(answer, headers, rows, output, f"No usage since {answer.get('since')}.")
 
 
 def _row(r: dict[str, Any], dims: list[str]) -> list[str]:
     group = r.get("group") or {}
-    return [str(group.get(d) or "-") for d in dims] + [
-        str(r.get("requests", 0)), str(r.get("inputTokens", 0)), str(r.get("cachedInputTokens", 0)),
-        str(r.get("outputTokens", 0)), str(r.get("costUsd", "0")),
-    ]
+    return [str(group.get(d) or "-") for d in dims] + [str(r.get(field) or 0) for _, field in COLUMNS] + [
+        str(r.get("costUsd") or "0")]

@@ -1,12 +1,16 @@
-"""``GET /admin/v1/analytics/{daily-cost,latency,errors,top-users}``: the reports of ``controlplane.usage.analytics``
-as JSON, and (through ``add_analytics_routes``) the HTML dashboard of ``controlplane.admin.dashboard``.
+"""``GET /admin/v1/analytics/{daily-cost,latency,errors,top-users,tokens}``: the reports of
+``controlplane.usage.analytics`` as JSON, and (through ``add_analytics_routes``) the HTML dashboard of
+``controlplane.admin.dashboard``.
 
 Every report takes ``since``/``until`` (ISO dates or times, UTC, ``until`` exclusive; default: the last 30 days,
 today included) and the filters ``tenant``, ``project``, ``user``, ``route``, ``deployment``, ``provider``,
 ``region``, ``tag``. ``by`` picks the group (daily-cost: tenant|project|tag, latency: route|deployment, errors:
-provider|deployment); top-users takes ``order=cost|requests`` and ``limit`` (1-1000, default 10). Answers are
-``{"since", "until", "by", "rows": [...]}``; money is integer micro-dollars plus a ``costUsd`` string. Bad input
-raises ``InvalidRequest`` (400, rendered by the admin app's error middleware).
+provider|deployment, tokens: route|deployment|provider|tenant|project); top-users takes ``order=cost|requests`` and
+``limit`` (1-1000, default 10). Answers are ``{"since", "until", "by", "rows": [...]}``; money is ``costPico``
+(exact integer pico-dollars, as a string), ``costUsd`` (a decimal string) and ``costMicros`` (rounded). ``tokens``
+answers the period's totals per group with every token kind billed apart (``cachedInputTokens`` and
+``cacheWriteTokens`` are parts of ``inputTokens``, ``reasoningTokens`` of ``outputTokens``). Bad input raises
+``InvalidRequest`` (400, rendered by the admin app's error middleware).
 """
 
 from __future__ import annotations
@@ -88,6 +92,19 @@ async def top_users(request: web.Request) -> web.Response:
         for r in rows])
 
 
+async def tokens(request: web.Request) -> web.Response:
+    q = request.query
+    by = cast(an.TokenDimension, _choice(q, "by", an.TOKEN_DIMENSIONS))
+    period = an.parse_period(q, datetime.now(UTC))
+    rows = await request.app[ANALYTICS].token_kinds(by, period.span, an.parse_filters(q))
+    return _answer(period, by, [
+        {by: r.group, "requests": r.requests, "inputTokens": r.input_tokens,
+         "cachedInputTokens": r.cached_input_tokens, "cacheWriteTokens": r.cache_write_tokens,
+         "outputTokens": r.output_tokens, "reasoningTokens": r.reasoning_tokens,
+         "costMicros": micros_rounded(r.cost_pico), "costPico": str(r.cost_pico), "costUsd": usd(r.cost_pico)}
+        for r in rows])
+
+
 def add_analytics_routes(app: web.Application, db: UsageDB) -> None:
     """The JSON reports under /admin/v1/analytics/ and the dashboard under /dashboard (see its auth rules)."""
     app[ANALYTICS] = an.Analytics(db)
@@ -95,4 +112,5 @@ def add_analytics_routes(app: web.Application, db: UsageDB) -> None:
     app.router.add_get("/admin/v1/analytics/latency", latency)
     app.router.add_get("/admin/v1/analytics/errors", errors)
     app.router.add_get("/admin/v1/analytics/top-users", top_users)
+    app.router.add_get("/admin/v1/analytics/tokens", tokens)
     add_dashboard_routes(app)

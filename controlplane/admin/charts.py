@@ -122,6 +122,51 @@ def line_chart(days: Sequence[date], values: Values, y_format: Format, label: st
     return "".join(parts)
 
 
+SHARE_LABEL_WIDTH, SHARE_RIGHT, SHARE_ROW, SHARE_LABEL_CHARS = 150, 24, 22, 22  # room for the "100%" tick
+
+
+def _exact(value: float) -> str:
+    """A whole number in full (a count of tokens), anything else as ``:g`` does."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def share_bars(rows: Sequence[tuple[str, Mapping[str, float]]], y_format: Format, label: str) -> str:
+    """One horizontal bar per group, split into its parts (in each mapping's order, the same for every row) as shares
+    of the group's total, so every bar spans the width: the figure compares mixes, a table beside it the amounts.
+    Marks carry ``data-group``/``data-series``/``data-value`` (the part's amount, not its share). Groups whose parts
+    are all zero get no bar."""
+    shown = [(group, parts) for group, parts in rows if sum(parts.values()) > 0]
+    if not shown:
+        return empty(label)
+    height = TOP + SHARE_ROW * len(shown) + BOTTOM
+    width = WIDTH - SHARE_LABEL_WIDTH - SHARE_RIGHT
+    parts_out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="img" '
+                 f'aria-label="{escape(label)}" class="chart">']
+    for i in range(5):
+        x = SHARE_LABEL_WIDTH + width * i / 4
+        parts_out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{height - BOTTOM}" class="grid"/>')
+        parts_out.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="tick">{25 * i}%</text>')
+    for row, (group, parts) in enumerate(shown):
+        y = TOP + SHARE_ROW * row
+        total = sum(parts.values())
+        name = group if len(group) <= SHARE_LABEL_CHARS else group[:SHARE_LABEL_CHARS - 1] + "…"
+        parts_out.append(f'<text x="{SHARE_LABEL_WIDTH - 6}" y="{y + SHARE_ROW * 0.65:.1f}" text-anchor="end" '
+                         f'class="tick"><title>{escape(group)}</title>{escape(name)}</text>')
+        start = 0.0
+        for n, (series, value) in enumerate(parts.items()):
+            if value <= 0:
+                continue
+            share = value / total
+            parts_out.append(
+                f'<rect x="{SHARE_LABEL_WIDTH + width * start:.1f}" y="{y + 3}" width="{max(width * share, 0.5):.1f}" '
+                f'height="{SHARE_ROW - 6}" fill="{color(n)}" class="share" data-group="{escape(group)}" '
+                f'data-series="{escape(series)}" data-value="{_exact(value)}"><title>{escape(group)} {escape(series)}: '
+                f'{escape(y_format(value))} ({100 * share:.1f}%)</title></rect>')
+            start += share
+    parts_out.append("</svg>")
+    return "".join(parts_out)
+
+
 def legend(names: Sequence[str], colors: Mapping[str, str] | None = None,
            dashed: frozenset[str] = frozenset()) -> str:
     items = []

@@ -1,5 +1,6 @@
 """``GET /dashboard``: usage analytics as one HTML page on the admin port — cost per team over time, latency
-trends, error rates, top users — with charts drawn on the server as inline SVG (no script, nothing fetched).
+trends, error rates, top users, tokens of each kind per model (or tenant, project...) — with charts drawn on the
+server as inline SVG (no script, nothing fetched).
 
 Auth. Scripts send ``Authorization: Bearer <admin token>`` as for the rest of the admin API. A browser signs in
 once (the form at ``/dashboard``, or ``/dashboard?token=...``, which is redirected away at once) and then holds
@@ -36,6 +37,7 @@ COOKIE = "tollway_dashboard"
 SESSION_SECONDS = 12 * 3600
 MAX_DAYS = 366
 MAX_SERIES = 8
+MAX_TOKEN_ROWS = 20  # groups in the token-kind table and figure, biggest cost first
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
@@ -92,8 +94,10 @@ async def dashboard_gate(request: web.Request, handler: Handler, admin_token: st
         response.del_cookie(COOKIE, path=PATH)
         return response
     if request.path == LOGIN_PATH and request.method == "POST":
-        form = await request.post()
-        token = form.get("token")
+        try:
+            token = (await request.post()).get("token")
+        except ValueError:  # a body that is not the form it says (broken multipart, not UTF-8): no token in it
+            token = None
         if isinstance(token, str) and token and _is_token(token, admin_token):
             return _signed_in(request, admin_token, PATH)
         return _html(render_login(failed=True), status=401)
@@ -182,17 +186,22 @@ async def dashboard(request: web.Request) -> web.Response:
     cost_by = q.get("cost_by", "tenant")
     if cost_by not in an.COST_DIMENSIONS:
         raise InvalidRequest(f"cost_by: expected one of {', '.join(an.COST_DIMENSIONS)}")
+    tokens_by = q.get("tokens_by", "route")
+    if tokens_by not in an.TOKEN_DIMENSIONS:
+        raise InvalidRequest(f"tokens_by: expected one of {', '.join(an.TOKEN_DIMENSIONS)}")
     filters = an.parse_filters(q)
     reports = request.app[ANALYTICS]
     span = period.span
-    cost, latency, errors, by_deployment, users = await asyncio.gather(
+    cost, latency, errors, by_deployment, users, tokens = await asyncio.gather(
         reports.daily_cost(cast(an.CostDimension, cost_by), span, filters), reports.latency("route", span, filters),
         reports.errors("provider", span, filters), reports.errors("deployment", span, filters),
-        reports.top_users(span, "cost", 20, filters))
+        reports.top_users(span, "cost", 20, filters),
+        reports.token_kinds(cast(an.TokenDimension, tokens_by), span, filters))
     page = Page(
         period=period, days=day_range(period, now), cost_by=cost_by, filters={str(k): v for k, v in filters.items()},
         query_days=q.get("days", ""), cost=cost_series(cost), latency=latency_series(latency),
         errors=error_series(errors), by_deployment=by_deployment, users=users,
+        tokens_by=tokens_by, tokens=tokens[:MAX_TOKEN_ROWS],
         requests=sum(r.requests for r in errors), failed=sum(r.errors for r in errors),
         cost_pico=sum(r.cost_pico for r in cost) if cost_by != "tag" else None,
     )

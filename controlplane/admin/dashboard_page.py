@@ -31,7 +31,7 @@ ul.legend{list-style:none;padding:0;margin:6px 0 0;display:flex;flex-wrap:wrap;g
 .swatch.dashed{border-top-style:dashed}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f4}td.n,th.n{text-align:right}
-.empty{color:#5b6475}.error{color:#b00020}
+.empty{color:#5b6475}.error{color:#b00020}.note{font-size:12px;color:#5b6475;margin:6px 0}
 .login{max-width:360px;margin:80px auto;background:#fff;padding:24px;border:1px solid #e1e4ea;border-radius:6px}
 .login input{width:100%;box-sizing:border-box;margin:8px 0;padding:6px}
 """
@@ -51,10 +51,17 @@ class Page:
     errors: Mapping[str, Mapping[date, float]]
     by_deployment: Sequence[an.DailyErrors]
     users: Sequence[an.UserTotal]
+    tokens_by: str
+    tokens: Sequence[an.TokenKinds]
     requests: int
     failed: int
     cost_pico: int | None
     title: str = field(default="Tollway usage")
+
+
+# What a token-kind group is called on the page: a route is the model a client asks for.
+TOKEN_GROUP_NAMES = {"route": "model", "deployment": "deployment", "provider": "provider", "tenant": "tenant",
+                     "project": "project"}
 
 
 def money(pico: float) -> str:
@@ -64,12 +71,21 @@ def money(pico: float) -> str:
     return f"${pico / PICO_PER_USD:.6f}"
 
 
+def _micro_money(micros: float) -> str:
+    """Dollars of a chart value: the cost series are in micro-dollars (``dashboard.cost_series``)."""
+    return money(micros * PICO_PER_MICRO)
+
+
 def _ms(value: float) -> str:
     return f"{value:g} ms"
 
 
 def _percent(value: float) -> str:
     return f"{value:g}%"
+
+
+def _tokens(value: float) -> str:
+    return f"{value:,.0f} tokens"
 
 
 def _shell(title: str, body: str) -> str:
@@ -96,10 +112,12 @@ def _filters_form(page: Page) -> str:
     days = page.query_days or ("" if "since" in page.filters else "30")
     day_options = "".join(option(d, f"last {d} days", days) for d in ("7", "30", "90"))
     by_options = "".join(option(b, b, page.cost_by) for b in an.COST_DIMENSIONS)
+    tokens_options = "".join(option(b, TOKEN_GROUP_NAMES.get(b, b), page.tokens_by) for b in an.TOKEN_DIMENSIONS)
     tenant = escape(page.filters.get("tenant", ""))
     return ('<form class="filters" method="get" action="/dashboard">'
             f'<label>Period<select name="days">{day_options}</select></label>'
             f'<label>Cost by<select name="cost_by">{by_options}</select></label>'
+            f'<label>Tokens by<select name="tokens_by">{tokens_options}</select></label>'
             f'<label>Tenant<input name="tenant" value="{tenant}" placeholder="all"></label>'
             '<button type="submit">Show</button></form>')
 
@@ -128,6 +146,29 @@ def _users_table(users: Sequence[an.UserTotal]) -> str:
             f"<tbody>{rows}</tbody></table>")
 
 
+def _tokens_section(page: Page) -> str:
+    """The period's tokens of each kind per group: a figure of each group's mix, and the amounts in a table."""
+    noun = TOKEN_GROUP_NAMES.get(page.tokens_by, page.tokens_by)
+    label = f"Tokens by kind per {noun}"
+    if not page.tokens:
+        return f'<section id="tokens"><h2>{escape(label)}</h2>{charts.empty(label)}</section>'
+    figure = charts.share_bars([(r.group or "(none)", r.parts()) for r in page.tokens], _tokens, label)
+    rows = "".join(
+        f"<tr><td>{escape(r.group or '(none)')}</td><td class=n>{r.requests:,}</td>"
+        f"<td class=n>{r.input_tokens:,}</td><td class=n>{r.cached_input_tokens:,}</td>"
+        f"<td class=n>{r.cache_write_tokens:,}</td><td class=n>{r.output_tokens:,}</td>"
+        f"<td class=n>{r.reasoning_tokens:,}</td><td class=n>{money(r.cost_pico)}</td></tr>" for r in page.tokens)
+    table = (f'<table id="token-kinds"><thead><tr><th>{escape(noun.capitalize())}</th><th class=n>Requests</th>'
+             '<th class=n>Input tokens</th><th class=n>Cache read</th><th class=n>Cache write</th>'
+             '<th class=n>Output tokens</th><th class=n>Reasoning</th><th class=n>Cost</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table>")
+    return (f'<section id="tokens"><h2>{escape(label)} (share of each {escape(noun)}\'s tokens)</h2>'
+            f"{figure}{charts.legend(list(an.TOKEN_PARTS))}"
+            '<p class="note">Cache reads and writes are part of the input tokens, reasoning is part of the output '
+            "tokens; each kind is billed at its own price.</p>"
+            f"{table}</section>")
+
+
 def _deployments_table(rows: Sequence[an.DailyErrors]) -> str:
     totals: dict[str, tuple[int, int]] = {}
     for r in rows:
@@ -145,7 +186,7 @@ def _deployments_table(rows: Sequence[an.DailyErrors]) -> str:
 
 def render_page(page: Page) -> str:
     cost_label = f"Cost per {page.cost_by} per day"
-    cost_chart = charts.stacked_bars(page.days, page.cost, money, cost_label) if page.cost else \
+    cost_chart = charts.stacked_bars(page.days, page.cost, _micro_money, cost_label) if page.cost else \
         charts.empty(cost_label)
     latency, colors = page.latency
     dashed = frozenset(name for name in latency if name.endswith(" p95"))
@@ -163,5 +204,6 @@ def render_page(page: Page) -> str:
         '<section id="errors"><h2>Error rate per provider (status ≥ 400 or an error type)</h2>'
         f'{error_chart}{charts.legend(list(page.errors))}{_deployments_table(page.by_deployment)}</section>'
         f'<section id="users"><h2>Top users by cost</h2>{_users_table(page.users)}</section>'
+        f"{_tokens_section(page)}"
         "</main>")
     return _shell(page.title, body)

@@ -3,7 +3,10 @@
 Query: ``by=tenant,project`` (dimensions of ``controlplane.usage.db.Dimension``), ``since``/``until`` (ISO
 dates or times, UTC; default: the current calendar month), and ``tenant=``/``project=``/... filters. Answers
 ``{"since", "until", "by", "rows": [{"group": {...}, "requests", "inputTokens", "cachedInputTokens",
-"outputTokens", "costMicros", "costUsd"}]}``; money stays integer micro-dollars, ``costUsd`` is a string.
+"cacheWriteTokens", "outputTokens", "reasoningTokens", "costMicros", "costPico", "costUsd"}]}``. Every token kind
+billed apart is there, each a part of its total as in a usage record: cache reads (``cachedInputTokens``) and
+writes of ``inputTokens``, reasoning of ``outputTokens``. Money is exact: ``costPico`` is integer pico-dollars as a
+string (it may exceed what a JSON number holds exactly), ``costUsd`` a decimal string, ``costMicros`` rounded.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ async def usage(request: web.Request) -> web.Response:
         "rows": [
             {"group": dict(zip(by, row.key, strict=True)), "requests": row.requests,
              "inputTokens": row.input_tokens, "cachedInputTokens": row.cached_input_tokens,
-             "outputTokens": row.output_tokens,
-         "costMicros": micros_rounded(row.cost_pico), "costPico": str(row.cost_pico),
-         "costUsd": usd(row.cost_pico)}
+             "cacheWriteTokens": row.cache_write_tokens, "outputTokens": row.output_tokens,
+             "reasoningTokens": row.reasoning_tokens, "costMicros": micros_rounded(row.cost_pico),
+             "costPico": str(row.cost_pico), "costUsd": usd(row.cost_pico)}
             for row in rows
         ],
     }

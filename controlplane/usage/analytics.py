@@ -1,4 +1,5 @@
-"""Usage analytics over ``usage_events`` (docs/usage-schema.md): daily cost, latency trends, error rates, top users.
+"""Usage analytics over ``usage_events`` (docs/usage-schema.md): daily cost, latency trends, error rates, top users,
+tokens of each kind.
 
 Each report is a pure SQL builder (``*_query``: ``Span`` and filters in, SQL text and parameters out) and a row
 type; ``Analytics`` runs them on the usage database's one worker thread (``UsageDB.fetch``), so analytics never
@@ -10,6 +11,8 @@ Conventions shared by every report:
 - a ``Span`` is ``[since_ms, until_ms)`` in unix milliseconds, either end open; days are UTC calendar days;
 - money is integer pico-dollars (``cost_pico``, exact: ``tollway.money``); latencies are milliseconds
   (quantiles interpolated, so floats);
+- token kinds billed apart are parts of the totals, as in a usage record: cache reads and writes of
+  ``input_tokens``, reasoning of ``output_tokens``;
 - a request is an error when its status is >= 400 or it carries an error type;
 - latency quantiles are over successful requests only: a refused or failed request's latency says nothing about
   how fast a model answers.
@@ -32,12 +35,14 @@ from controlplane.usage.db import UsageDB
 CostDimension = Literal["tenant", "project", "tag"]
 ModelDimension = Literal["route", "deployment"]
 ErrorDimension = Literal["provider", "deployment"]
+TokenDimension = Literal["route", "deployment", "provider", "tenant", "project"]
 Filter = Literal["tenant", "project", "user", "route", "deployment", "provider", "region", "tag"]
 UserOrder = Literal["cost", "requests"]
 
 COST_DIMENSIONS: tuple[str, ...] = get_args(CostDimension)
 MODEL_DIMENSIONS: tuple[str, ...] = get_args(ModelDimension)
 ERROR_DIMENSIONS: tuple[str, ...] = get_args(ErrorDimension)
+TOKEN_DIMENSIONS: tuple[str, ...] = get_args(TokenDimension)
 FILTERS: tuple[str, ...] = get_args(Filter)
 USER_ORDERS: tuple[str, ...] = get_args(UserOrder)
 
@@ -79,13 +84,23 @@ class Period:
         return {"since": self.since.isoformat(), "until": self.until.isoformat() if self.until else None}
 
 
+# Times a report may start or end at: a year of days either side stays within ``datetime``'s years 1 to 9999 (the
+# dashboard's axis spans up to 366 days from ``since``), which a time zone offset alone can leave.
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value: str, name: str) -> datetime:
-    """An ISO date or time from a query, as UTC (a naive one is taken as UTC)."""
+    """An ISO date or time from a query, as UTC (a naive one is taken as UTC), from ``EARLIEST`` to ``LATEST``."""
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"{name}: expected an ISO date or time, got {value!r}") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        shown = value if len(value) <= 64 else value[:64] + '...'  # client input, cut short
+        raise InvalidRequest(f"{name}: expected an ISO date or time, got {shown!r}") from exc
+    if not EARLIEST <= parsed <= LATEST:
+        raise InvalidRequest(f"{name}: expected a time from {EARLIEST.year:04d} to {LATEST.year:04d}")
+    return parsed
 
 
 def parse_period(query: Mapping[str, str], now: datetime, default_days: int = DEFAULT_DAYS) -> Period:
@@ -149,6 +164,36 @@ class UserTotal:
     output_tokens: int
     cost_pico: int
 
+
+# The parts ``TokenKinds.parts`` splits tokens into, in order: uncached input, the two kinds of cache traffic,
+# output that is not reasoning, reasoning.
+TOKEN_PARTS = ("uncached input", "cache read", "cache write", "non-reasoning output", "reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenKinds:
+    """One group's tokens of each kind billed apart, summed over a period. As in a usage record, cache reads
+    (``cached_input_tokens``) and cache writes (both rates) are parts of ``input_tokens``, reasoning is part of
+    ``output_tokens``."""
+
+    group: str
+    requests: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_pico: int
+
+    def parts(self) -> dict[str, int]:
+        """The tokens split into kinds that do not overlap (they add up to input plus output): what a stacked
+        figure shows. Parts are clamped as cost is (``dataplane.core.accounting.cost_pico``), so an upstream that
+        reported more cached than input tokens never makes a part negative."""
+        cached = min(self.cached_input_tokens, self.input_tokens)
+        writes = min(self.cache_write_tokens, self.input_tokens - cached)
+        reasoning = min(self.reasoning_tokens, self.output_tokens)
+        amounts = (self.input_tokens - cached - writes, cached, writes, self.output_tokens - reasoning, reasoning)
+        return dict(zip(TOKEN_PARTS, amounts, strict=True))
 
 Query = tuple[str, list[object]]
 
@@ -217,6 +262,16 @@ def top_users_query(span: Span, order: UserOrder = "cost", limit: int = 10,
     return sql, params
 
 
+def token_kinds_query(by: TokenDimension, span: Span, filters: Mapping[Filter, str] | None = None) -> Query:
+    """Per group over the whole span: requests, tokens of each kind and cost, biggest cost first."""
+    group = _group(by, TOKEN_DIMENSIONS)
+    where, params = _where(span, filters)
+    sql = (f"SELECT {group} AS grp, count(*), sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens), "
+           f"sum(output_tokens), sum(reasoning_tokens), sum(cost_pico) FROM usage_events{where} "
+           "GROUP BY grp ORDER BY sum(cost_pico) DESC, grp")
+    return sql, params
+
+
 def _ints(row: tuple[Any, ...]) -> list[int]:
     return [int(v or 0) for v in row]
 
@@ -250,6 +305,11 @@ class Analytics:
                         filters: Mapping[Filter, str] | None = None) -> list[UserTotal]:
         rows = await self._db.fetch(*top_users_query(span, order, limit, filters))
         return [UserTotal(str(r[0]), str(r[1]), *_ints(r[2:])) for r in rows]
+
+    async def token_kinds(self, by: TokenDimension, span: Span,
+                          filters: Mapping[Filter, str] | None = None) -> list[TokenKinds]:
+        rows = await self._db.fetch(*token_kinds_query(by, span, filters))
+        return [TokenKinds(str(r[0]), *_ints(r[1:])) for r in rows]
 
 
 def totals(rows: Sequence[DailyCost]) -> dict[str, int]:

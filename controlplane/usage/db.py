@@ -147,13 +147,18 @@ class UsageDBError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SpendRow:
-    """One group of a spend report: the grouped values (in ``by`` order) and the sums over its requests."""
+    """One group of a spend report: the grouped values (in ``by`` order) and the sums over its requests.
+
+    Token kinds billed apart are parts of the totals, as in a usage record: cache reads and writes (both rates)
+    of ``input_tokens``, reasoning of ``output_tokens``."""
 
     key: tuple[str, ...]
     requests: int
     input_tokens: int
-    cached_input_tokens: int
+    cached_input_tokens: int  # cache reads
+    cache_write_tokens: int
     output_tokens: int
+    reasoning_tokens: int
     cost_pico: int  # exact
 
 
@@ -248,8 +253,9 @@ class UsageDB:
         source = "(SELECT *, unnest(tags) AS tag FROM usage_events)" if "tag" in [*by, *(where or {})] \
             else "usage_events"
         group = ", ".join(keys)
-        sql = (f"SELECT {group}, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), "
-               f"sum(cost_pico) FROM {source} WHERE {' AND '.join(conditions)} "
+        sums = ("count(*), sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens), sum(output_tokens), "
+                "sum(reasoning_tokens), sum(cost_pico)")  # in SpendRow's field order
+        sql = (f"SELECT {group}, {sums} FROM {source} WHERE {' AND '.join(conditions)} "
                f"GROUP BY {group} ORDER BY sum(cost_pico) DESC, {group}")
         rows = await self._run(lambda: self._db.execute(sql, params).fetchall())
         n = len(keys)

@@ -5,9 +5,11 @@ The events (``known_events``), per day d = 0 (two days ago), 1, 2 (today):
 
 - acme / web, route ``gpt-4o`` (openai, deployment ``openai-gpt-4o``): 4 requests, latencies 100, 200, 300,
   400 ms (ttfb 10..40), each costing 250,000 * (d + 1) micro-dollars; users alice, alice, alice, bob; tag ``chat``.
+  Tokens each: 1000 input (250 of them cache reads), 100 output.
 - globex / api, route ``claude`` (anthropic, ``anthropic-claude``): 2 requests costing 500,000 each, user carol
   and one without a user; on today only, the second one failed (status 502, ``upstream_error``, 1000 ms); tag
-  ``batch``.
+  ``batch``. Tokens each: 2000 input (1200 cache reads, 300 cache writes at the 5-minute rate and 100 at the
+  1-hour one), 200 output (50 of them reasoning).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def known_events(day0: datetime) -> list[upb.UsageRecord]:
             records.append(upb.UsageRecord(
                 request_id=f"acme-{d}-{i}", timestamp_ms=_ms(start) + i, tenant="acme", project="web", user=user,
                 key_id="web-key", route="gpt-4o", deployment="openai-gpt-4o", provider="openai", region="eu",
-                snapshot_version="v1", input_tokens=1000, output_tokens=100, cost_micros=250_000 * (d + 1),
+                snapshot_version="v1", input_tokens=1000, cached_input_tokens=250, output_tokens=100,
+                cost_micros=250_000 * (d + 1),
                 latency_ms=100 * (i + 1), ttfb_ms=10 * (i + 1), upstream_ms=90 * (i + 1), status=200, attempts=1,
                 tags=["chat"], node_id="dp-1"))
         for i, user in enumerate(("carol", "")):
@@ -50,7 +53,9 @@ def known_events(day0: datetime) -> list[upb.UsageRecord]:
             records.append(upb.UsageRecord(
                 request_id=f"globex-{d}-{i}", timestamp_ms=_ms(start) + 10 + i, tenant="globex", project="api",
                 user=user, key_id="api-key", route="claude", deployment="anthropic-claude", provider="anthropic",
-                region="eu", snapshot_version="v1", input_tokens=2000, output_tokens=200, cost_micros=500_000,
+                region="eu", snapshot_version="v1", input_tokens=2000, cached_input_tokens=1200,
+                cache_write_tokens=300, cache_write_1h_tokens=100, output_tokens=200, reasoning_tokens=50,
+                cost_micros=500_000,
                 latency_ms=1000 if failed else 500, ttfb_ms=50, upstream_ms=450, status=502 if failed else 200,
                 error_type="upstream_error" if failed else "", attempts=2 if failed else 1, tags=["batch"],
                 node_id="dp-1"))

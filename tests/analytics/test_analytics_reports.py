@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.usage.analytics import Analytics, Span, daily_cost_query, top_users_query
+from controlplane.usage.analytics import (
+    TOKEN_PARTS,
+    Analytics,
+    Span,
+    TokenKinds,
+    daily_cost_query,
+    token_kinds_query,
+    top_users_query,
+)
 from controlplane.usage.db import UsageDB
 from tests.analytics.conftest import batch, known_events, today
 
@@ -91,6 +99,33 @@ async def test_top_users_by_cost_and_by_requests(reports: Analytics) -> None:
     assert [u.user for u in only_globex] == ["carol"]
 
 
+async def test_token_kinds_per_model_and_per_tenant(reports: Analytics) -> None:
+    rows = await reports.token_kinds("route", Span())
+    assert rows == [  # biggest cost first; writes at both rates are one kind, reasoning is part of the output
+        TokenKinds("gpt-4o", requests=12, input_tokens=12_000, cached_input_tokens=3_000, cache_write_tokens=0,
+                   output_tokens=1_200, reasoning_tokens=0, cost_pico=6 * 10**12),
+        TokenKinds("claude", requests=6, input_tokens=12_000, cached_input_tokens=7_200, cache_write_tokens=2_400,
+                   output_tokens=1_200, reasoning_tokens=300, cost_pico=3 * 10**12),
+    ]
+    assert rows[1].parts() == {"uncached input": 2_400, "cache read": 7_200, "cache write": 2_400,
+                               "non-reasoning output": 900, "reasoning": 300}
+    tenants = await reports.token_kinds("tenant", Span(since_ms=ms(days()[2])), {"tag": "batch"})
+    assert [(r.group, r.requests, r.cache_write_tokens, r.reasoning_tokens) for r in tenants] == [
+        ("globex", 2, 800, 100)]
+    projects = await reports.token_kinds("project", Span())
+    assert [r.group for r in projects] == ["acme/web", "globex/api"]
+
+
+@pytest.mark.parametrize(("kinds", "parts"), [
+    ((100, 30, 20, 10, 4), (50, 30, 20, 6, 4)),
+    ((10, 15, 5, 3, 9), (0, 10, 0, 0, 3)),  # an upstream reported more cached (or reasoning) than in total
+])
+def test_token_parts_never_overlap_or_go_negative(kinds: tuple[int, ...], parts: tuple[int, ...]) -> None:
+    inp, cached, writes, out, reasoning = kinds
+    row = TokenKinds("m", 1, inp, cached, writes, out, reasoning, 0)
+    assert tuple(row.parts().values()) == parts and list(row.parts()) == list(TOKEN_PARTS)
+
+
 async def test_filters_narrow_every_report(reports: Analytics) -> None:
     rows = await reports.daily_cost("tenant", Span(), {"tag": "batch"})
     assert {r.group for r in rows} == {"globex"}
@@ -106,5 +141,7 @@ def test_only_known_names_reach_the_sql() -> None:
         daily_cost_query("tenant", Span(), {"key_id = key_id OR 1": "x"})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="limit"):
         top_users_query(Span(), "cost", 0)
+    with pytest.raises(ValueError, match="by must be one of"):
+        token_kinds_query("tag", Span())  # type: ignore[arg-type]
     sql, params = daily_cost_query("tenant", Span(1, 2), {"tenant": "x'; --"})
     assert "x'; --" not in sql and params == [1, 2, "x'; --"]

@@ -71,6 +71,7 @@ async def test_signed_in_browser_sees_cost_latency_errors_and_top_users(
     # Cost over time per team: one stacked bar segment per tenant and day, in micro-dollars.
     assert marks(dom, "rect", "acme") == {d0: 1_000_000, d1: 2_000_000, d2: 3_000_000}
     assert marks(dom, "rect", "globex") == {d0: 1_000_000, d1: 1_000_000, d2: 1_000_000}
+    assert f"<title>acme {d2}: $3.00</title>" in dom  # the tooltip (and the axis) in dollars, not micro-dollars
     # Latency trends: p50 and p95 lines per model.
     assert marks(dom, "circle", "gpt-4o p50") == {d0: 250, d1: 250, d2: 250}
     assert marks(dom, "circle", "gpt-4o p95") == {d0: 385, d1: 385, d2: 385}
@@ -87,6 +88,19 @@ async def test_signed_in_browser_sees_cost_latency_errors_and_top_users(
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", users.group(0))
     assert cells[:6] == ["acme", "alice", "9", "9,000", "900", "$4.50"]
     assert "carol" in cells
+    # Tokens of each kind per model: the amounts, and the figure of each model's mix.
+    tokens = re.search(r'<table id="token-kinds">.*?</table>', dom, re.S)
+    assert tokens
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", tokens.group(0)) == [
+        "gpt-4o", "12", "12,000", "3,000", "0", "1,200", "0", "$6.00",
+        "claude", "6", "12,000", "7,200", "2,400", "1,200", "300", "$3.00"]
+    shares = {(g, k): float(v) for g, k, v in re.findall(
+        r'<rect\b[^>]*data-group="([^"]+)" data-series="([^"]+)" data-value="([^"]+)"', dom)}
+    assert shares == {
+        ("gpt-4o", "uncached input"): 9_000, ("gpt-4o", "cache read"): 3_000,
+        ("gpt-4o", "non-reasoning output"): 1_200,
+        ("claude", "uncached input"): 2_400, ("claude", "cache read"): 7_200, ("claude", "cache write"): 2_400,
+        ("claude", "non-reasoning output"): 900, ("claude", "reasoning"): 300}
 
     # The session cookie alone (no token in the URL) opens the dashboard again in the same profile.
     again = await browse(profile, "--dump-dom", f"{analytics_cp.admin_url}/dashboard?cost_by=tag")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -68,3 +69,23 @@ def test_lines_break_at_missing_days() -> None:
 
 def test_no_days_is_a_message_not_an_empty_chart() -> None:
     assert "No data" in charts.line_chart([], {}, str, "Latency")
+
+
+def test_share_bars_split_each_group_by_its_parts() -> None:
+    svg = charts.share_bars([("claude", {"input": 30.0, "cache read": 0.0, "reasoning": 10.0}),
+                             ("idle", {"input": 0.0, "reasoning": 0.0})], str, "tokens")
+    marks = re.findall(r'<rect [^>]*data-group="([^"]+)" data-series="([^"]+)" data-value="([^"]+)"'
+                       r'><title>([^<]*)</title>', svg)
+    # No mark for a zero part, no bar for a group without tokens; the title gives the share.
+    assert marks == [("claude", "input", "30", "claude input: 30.0 (75.0%)"),
+                     ("claude", "reasoning", "10", "claude reasoning: 10.0 (25.0%)")]
+    widths = [float(w) for w in re.findall(r'<rect [^>]*width="([^"]+)"', svg)]
+    assert widths[0] == pytest.approx(3 * widths[1])  # 75% and 25% of the same bar
+    assert "No data" in charts.share_bars([("idle", {"input": 0.0})], str, "tokens")
+
+
+def test_share_bars_keep_big_counts_exact_and_labels_escaped() -> None:
+    evil = '<script>alert(1)</script>'
+    svg = charts.share_bars([(evil, {"input": 123_456_789.0})], str, "tokens")
+    assert 'data-value="123456789"' in svg
+    assert "<script>" not in svg and "&lt;script&gt;" in svg

@@ -16,6 +16,12 @@ waits only when there is no valid token at all (the first one, or one that expir
 and then all waiting requests share one refresh. A failure is an ``auth`` ``UpstreamFailure`` naming the provider
 and the environment variable (never the key file's contents, the path or a token), remembered for
 ``MISS_RETRY_S`` so an outage of the token endpoint does not become one thread per request.
+
+google-auth's transports log each HTTP request at DEBUG (once the ``google`` logger is configured) with its
+parsed body and headers in the record's ``extra``; it hashes access and refresh tokens there, but not the
+service account's signed JWT (``assertion``, which buys access tokens for an hour) nor an ``Authorization``
+header. ``_RedactRequestFilter`` replaces those on the transports' loggers, so a data plane logging ``google`` at
+DEBUG with a formatter that prints ``extra`` (JSON logs, google's own structured logging) logs no credential.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +45,36 @@ _DEFAULT_LIFETIME_S = 3600.0  # credentials that report no expiry: Google's usua
 _EXPIRY_MARGIN_S = 30.0  # a token this close to its expiry is not sent (it could expire in flight)
 
 Key = tuple[str, str, str]
+REDACTED = "[redacted]"
+# The loggers of the transports ``_transport`` may pick: a logger's filters see only its own records.
+_TRANSPORT_LOGGERS = ("google.auth.transport.requests", "google.auth.transport.urllib3")
+_SECRET_BODY_FIELDS = frozenset({"assertion", "subject_token", "actor_token"})  # grants that are credentials
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-goog-api-key"})
+
+
+class _RedactRequestFilter(logging.Filter):
+    """Replaces the credentials in google-auth's DEBUG record of an HTTP request (``record.httpRequest``, its
+    ``extra``): the body's grant assertions and the credential headers. Keeps every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "httpRequest", None)
+        if isinstance(request, dict):
+            redacted = dict(request)
+            body, headers = request.get("body"), request.get("headers")
+            if isinstance(body, Mapping):
+                redacted["body"] = {k: REDACTED if k in _SECRET_BODY_FIELDS else v for k, v in body.items()}
+            if isinstance(headers, Mapping):  # a dict, or requests' case-insensitive one
+                redacted["headers"] = {k: REDACTED if str(k).lower() in _SECRET_HEADERS else v
+                                       for k, v in headers.items()}
+            record.httpRequest = redacted
+        return True
+
+
+def _quiet_request_logs() -> None:
+    for name in _TRANSPORT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactRequestFilter) for f in logger.filters):
+            logger.addFilter(_RedactRequestFilter())
 
 
 @dataclass(slots=True)
@@ -117,6 +154,7 @@ class AccessTokens:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._entries: dict[Key, _Entry] = {}
+        _quiet_request_logs()
 
     @staticmethod
     def _key(provider: Provider) -> Key:
