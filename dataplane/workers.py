@@ -2,9 +2,9 @@
 
 CPython runs one core per process; ``gatectl dataplane serve --workers N`` runs N full data planes, each its own
 process with its own node id (``<node id>-w<i>``), state directory (``<state dir>/w<i>``: snapshot, usage spool,
-grants), discovery stream, leases and metrics, all bound to the same port with ``SO_REUSEPORT`` so the kernel
-spreads connections between them. To the control plane each worker is a data plane: budgets and rate limits stay
-exact across workers exactly as across machines.
+grants; a request log file gets the suffix ``.w<i>``), discovery stream, leases and metrics, all bound to the
+same port with ``SO_REUSEPORT`` so the kernel spreads connections between them. To the control plane each worker
+is a data plane: budgets and rate limits stay exact across workers exactly as across machines.
 
 The parent (``Supervisor``) starts the workers (the same ``gatectl dataplane serve`` command line with
 ``--workers 1``, told its index and port through ``TOLLWAY_WORKER_INDEX`` / ``TOLLWAY_WORKER_PORT``), restarts a
@@ -52,8 +52,9 @@ def worker_settings(base: DataPlaneSettings, index: int, port: int) -> DataPlane
     if len(str(ops.absolute())) > 100:  # a Unix socket path ends at 108 bytes: a short one in the temp dir
         digest = hashlib.sha256(str(ops.absolute()).encode()).hexdigest()[:16]
         ops = Path(tempfile.gettempdir()) / f"tollway-ops-{digest}.sock"
+    log_file = base.request_log if base.request_log in ("", "-", "stdout") else f"{base.request_log}.w{index}"
     return replace(base, node_id=f"{base.node_id}-w{index}", state_dir=str(state), port=port, reuse_port=True,
-                   ops_socket=str(ops))
+                   ops_socket=str(ops), request_log=log_file)
 
 
 def worker_of_environment(base: DataPlaneSettings, environ: dict[str, str]) -> DataPlaneSettings | None:
@@ -103,8 +104,9 @@ class Supervisor:
     """Owns the workers and the group's operator endpoint. ``start``, then ``run`` until ``stop``."""
 
     def __init__(self, base: DataPlaneSettings, workers: int, argv: Sequence[str], *, ops_host: str,
-                 ops_port: int) -> None:
+                 ops_port: int, env: dict[str, str] | None = None) -> None:
         self.base = base
+        self.env = env or {}  # added to the workers' environment (e.g. the data-plane token)
         self.count = workers
         self.argv = worker_argv(argv)
         self.ops_host, self.ops_port = ops_host, ops_port
@@ -132,7 +134,7 @@ class Supervisor:
             self._watchers.append(asyncio.create_task(self._watch(w), name=f"worker-{w.index}"))
 
     async def _spawn(self, w: _Worker) -> None:
-        env = {**os.environ, WORKER_INDEX_ENV: str(w.index), WORKER_PORT_ENV: str(self.port)}
+        env = {**os.environ, **self.env, WORKER_INDEX_ENV: str(w.index), WORKER_PORT_ENV: str(self.port)}
         w.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli.main", *self.argv, env=env)
         log.info("worker %d started (pid %d)", w.index, w.process.pid)
 

@@ -144,6 +144,8 @@ def up(
     = None,
     admin_port: Annotated[int, typer.Option("--admin-port", min=0, max=65535)] = 7070,
     grpc_port: Annotated[int, typer.Option("--grpc-port", min=0, max=65535)] = 7071,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Data-plane worker processes on the port (see `gatectl dataplane serve`)")] = 1,
 ) -> None:
     """Run a control plane, one data plane and the example policy in one process (Ctrl-C stops it)."""
     with exit_on_error():
@@ -171,20 +173,33 @@ def up(
                 control_plane_token=cp.dataplane_token, state_dir=str(state / "dataplane"),
                 request_log=str(state / "dataplane" / "requests.log"),
             )
-            dp = DataPlane(dp_settings)
-            started += await start_all([("data plane", dp)])
-            problem = await wait_until_ready(dp.url.rstrip("/"), secret, READY_TIMEOUT_SECONDS)
+            if workers > 1:
+                from dataplane.workers import Supervisor
+
+                group = Supervisor(dp_settings, workers, [
+                    "dataplane", "serve", "--control-plane", cp.grpc_target, "--region", region, "--host", host,
+                    "--port", str(port), "--state-dir", dp_settings.state_dir, "--request-log",
+                    dp_settings.request_log, "--node-id", dp_settings.node_id],
+                    ops_host=host, ops_port=0, env={"TOLLWAY_DATAPLANE_TOKEN": cp.dataplane_token})
+                started += await start_all([("data-plane group", group)])
+                url = f"http://{host}:{group.port}"
+                log.info("%d data-plane workers; their group's /metrics and /healthz on %s", workers, group.ops_url)
+            else:
+                dp = DataPlane(dp_settings)
+                started += await start_all([("data plane", dp)])
+                url = dp.url
+            problem = await wait_until_ready(url.rstrip("/"), secret, READY_TIMEOUT_SECONDS)
             if problem is not None:
                 raise StartupFailed(f"the data plane did not become ready: {problem}")
             mode = "real providers" if real_providers else "mock providers"
             for line in (
-                f"OPENAI_BASE_URL={dp.url.rstrip('/')}/v1",
+                f"OPENAI_BASE_URL={url.rstrip('/')}/v1",
                 f"OPENAI_API_KEY={secret}",
                 "export OPENAI_BASE_URL OPENAI_API_KEY",
                 f"export TOLLWAY_CONTROL_PLANE={cp.admin_url} TOLLWAY_ADMIN_TOKEN={cp.admin_token}",
                 f"# Tollway is up: region {region}, {mode}, demo key of tenant {demo_tenant}. Paste the lines "
                 "above into a shell for the OpenAI SDK and gatectl; Ctrl-C stops it.",
-                f"# Dashboard: {cp.admin_url}/dashboard (sign in with the admin token); metrics: {dp.url}/metrics; "
+                f"# Dashboard: {cp.admin_url}/dashboard (sign in with the admin token); metrics: {url}/metrics; "
                 f"request log: {dp_settings.request_log}",
             ):
                 print(line)

@@ -90,3 +90,20 @@ def test_up_serves_the_openai_sdk_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert again.wait_for(FIRST_LINES, stream="stdout").group(2) == api_key  # reused on restart
     finally:
         assert again.interrupt() == 0
+
+
+def test_up_with_two_workers_serves_from_both_data_planes(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    up = start_gatectl(tmp_path, "up", "up", "--port", "0", "--admin-port", "0", "--grpc-port", "0",
+                       "--state-dir", str(tmp_path / "state"), "--workers", "2", env=env)
+    try:
+        found = up.wait_for(FIRST_LINES, stream="stdout")
+        for i in range(6):
+            with openai.OpenAI(base_url=found.group(1), api_key=found.group(2), max_retries=2, timeout=30) as c:
+                assert c.chat.completions.create(model="chat-fast", messages=[{"role": "user", "content": f"{i}"}])
+        export = up.wait_for(r"export TOLLWAY_CONTROL_PLANE=(\S+) TOLLWAY_ADMIN_TOKEN=(\S+)\n", stream="stdout")
+        admin = env | {"TOLLWAY_CONTROL_PLANE": export.group(1), "TOLLWAY_ADMIN_TOKEN": export.group(2)}
+        planes = json.loads(gatectl("dataplanes", "-o", "json", env=admin).stdout)["items"]
+        assert len(planes) == 2 and all(p["status"] == "ACK" and p["connected"] for p in planes)
+    finally:
+        assert up.interrupt() == 0, up.stderr.read_text()
