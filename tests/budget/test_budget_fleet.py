@@ -16,7 +16,7 @@ from pathlib import Path
 
 import openai
 
-from controlplane.money.ledger import Ledger
+from controlplane.money.ledger import Ledger, ScopeState
 from controlplane.policy.engine import Document
 from controlplane.policy.repository import Repository
 from controlplane.store.base import Store
@@ -52,6 +52,16 @@ async def setup_policy(store: Store, budget_usd: str) -> str:
     return (await repo.create_key("acme-key", "acme", who="test")).secret
 
 
+async def settled_state(ledger: Ledger | None, scope: str, spent: int, within: float = 10.0) -> ScopeState:
+    """The scope's ledger state this month once ``spent`` is settled (or as it stands after ``within``)."""
+    assert ledger is not None
+    period = period_of(time.time())
+    deadline = time.monotonic() + within
+    while (await ledger.state(period, scope)).spent != spent and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return await ledger.state(period, scope)
+
+
 async def ask(client: openai.AsyncOpenAI, i: int) -> int | str:
     """The cost the client was told, or the error code it got."""
     try:
@@ -81,13 +91,7 @@ async def test_500_concurrent_requests_on_two_data_planes_never_overspend(store:
         assert set(refused) <= {"tenant_budget_exceeded", "budget_rebalancing", "budget_lease_pending"}, set(refused)
         assert "tenant_budget_exceeded" in refused
 
-        ledger = cp.ledger
-        assert ledger is not None
-        period = period_of(time.time())
-        deadline = time.monotonic() + 10
-        while (await ledger.state(period, "tenant/acme")).spent != told and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        state = await ledger.state(period, "tenant/acme")
+        state = await settled_state(cp.ledger, "tenant/acme", told)
         assert state.spent == told
         assert state.spent + state.outstanding() <= BUDGET_PICO
         rows = await cp.usage_db.spend(["tenant"])

@@ -20,7 +20,7 @@ from controlplane.policy.engine import Document
 from controlplane.policy.repository import Repository
 from controlplane.store.base import Store
 from dataplane.serve import DataPlane
-from tests.budget.test_budget_fleet import budgeted_data_plane, pico_of_usd
+from tests.budget.test_budget_fleet import budgeted_data_plane, pico_of_usd, settled_state
 from tests.core.policy_docs import model, provider, route, tenant
 from tests.discovery.conftest import eventually, running_control_plane
 from tollway.budget_scopes import period_of
@@ -95,11 +95,5 @@ async def test_a_budget_of_n_worst_cases_serves_at_least_n_minus_the_data_planes
         assert "tenant_budget_exceeded" in outcomes, (served, outcomes)
         assert served >= N - len(PLANES), (served, outcomes)
         assert spent <= limit_pico
-        ledger = cp.ledger
-        assert ledger is not None
-        period = period_of(time.time())
-        deadline = time.monotonic() + 10
-        while (await ledger.state(period, "tenant/acme")).spent != spent and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        state = await ledger.state(period, "tenant/acme")
+        state = await settled_state(cp.ledger, "tenant/acme", spent)
         assert state.spent == spent and state.spent + state.outstanding() <= limit_pico
