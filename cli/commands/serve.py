@@ -171,8 +171,8 @@ def dataplane_serve(
         "--max-connections-per-client", min=0, help="Connections one client address may hold open (0: no limit)")]
     = 0,
     workers: Annotated[int, typer.Option(
-        "--workers", min=1, help="Worker processes on the port (SO_REUSEPORT), each a full data plane "
-        "[default: one per core]", show_default=False)] = 0,
+        "--workers", min=0, help="Worker processes on the port (SO_REUSEPORT), each a full data plane; 0: one "
+        "per core", show_default=True)] = 0,
     ops_port: Annotated[int | None, typer.Option(
         "--ops-port", min=0, max=65535, help="With several workers: the group's /metrics and /healthz "
         "[default: --port + 1]", show_default=False)] = None,
