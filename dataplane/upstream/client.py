@@ -2,9 +2,10 @@
 
 The data plane's upstream traffic is always ``POST`` of a small JSON body and a JSON or SSE answer, thousands of
 times a second to a handful of origins; a general client (redirects, cookies, multipart, proxies…) costs more
-than the rest of the request path together. This one parses the response inside the protocol's
-``data_received`` (Content-Length, chunked, or until close), hands the body to the reader as it arrives, and
-puts connections back in a per-origin pool when their answer was read whole and the server keeps them open.
+than the rest of the request path together. This one parses the response with llhttp inside the protocol's
+``data_received`` (``connection``: Content-Length, chunked, or until close), hands the body to the reader as it
+arrives, and puts connections back in a per-origin pool when their answer was read whole and the server keeps
+them open.
 
 Errors are built-in exceptions, translated by the adapters: ``ConnectionError`` (refused, reset, closed before
 the answer ended), ``TimeoutError`` (connect, read or deadline), ``ValueError`` (a malformed answer).

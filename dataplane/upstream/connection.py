@@ -1,10 +1,23 @@
 """One upstream HTTP/1.1 connection: an asyncio protocol that parses answers as their bytes arrive.
 
-``Connection`` parses the status line and headers, then the body (Content-Length, chunked, or until close)
-inside ``data_received``, so a reader usually finds a whole answer ready without waiting; body bytes queue
-until read (the socket stops being read past a high-water mark). Errors reach the reader as the built-in
-exceptions of ``dataplane.upstream.client``: ``ConnectionError``, ``TimeoutError``, ``ValueError``. Used only
-by ``UpstreamClient``, which owns the pool.
+``Connection`` feeds every byte it receives to llhttp (Node's HTTP parser, through ``httptools``) inside
+``data_received``, so a reader usually finds a whole answer ready without waiting, and the edge cases of the
+framing (status line, header syntax, Content-Length, chunk sizes, extensions and trailers, interim 1xx answers)
+are the parser's, not ours. Body bytes queue until read (the socket stops being read past a high-water mark).
+
+On top of llhttp this module holds the rules of an answer we accept: HTTP/1.0 or 1.1, no protocol switch,
+``Transfer-Encoding`` exactly ``chunked`` (llhttp would read any other coding until close), no content coding,
+at most 64 KiB of head (and of trailers), and no more than 64 KiB of framing in a row without a body byte (an
+endless chunk extension, trailer or stream of interim answers). Anything else is a malformed answer.
+
+Errors reach the reader as the built-in exceptions of ``dataplane.upstream.client``, translated here, the one
+place llhttp's exceptions enter:
+
+- ``ConnectionError``: the connection closed before the answer ended;
+- ``TimeoutError``: no answer, or no body bytes, in time;
+- ``ValueError``: a malformed answer (the connection is closed, never reused).
+
+Used only by ``UpstreamClient``, which owns the pool.
 """
 
 from __future__ import annotations
@@ -14,20 +27,22 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
-_MAX_HEAD = 64 * 1024
+import httptools
+
+_MAX_HEAD = 64 * 1024  # status line and headers of an answer (interim ones included), and its trailers
+_MAX_FRAMING = 64 * 1024  # bytes received in a row without a body byte
 _HIGH_WATER = 256 * 1024  # buffered body bytes before the socket stops being read
 _DRAIN_S = 1.0  # how long an abandoned body's end may take for its connection to be reused
 _MAX_DRAIN = 64 * 1024
-_HEX_DIGITS = b"0123456789abcdefABCDEF"
-
-# Body framing of an answer.
-_LENGTH, _CHUNKED, _UNTIL_CLOSE, _NONE = 0, 1, 2, 3
-# Chunked decoder states.
-_SIZE, _DATA, _DATA_END, _TRAILER = 0, 1, 2, 3
+_VERSIONS = ("1.1", "1.0")
 
 
 class Connection(asyncio.Protocol):
-    """One socket; parses one answer at a time into ``status``, ``headers`` and decoded body pieces."""
+    """One socket; parses one answer at a time into ``status``, ``headers`` and decoded body pieces.
+
+    Also the llhttp parser's callback object (``on_message_begin`` … ``on_message_complete``): they run inside
+    ``data_received`` and raise ``ValueError`` to refuse an answer.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -35,7 +50,7 @@ class Connection(asyncio.Protocol):
         self.open = False
         self.busy = False  # a request is outstanding: bytes may arrive
         self.idle_since = 0.0
-        self._buf = bytearray()
+        self._parser: httptools.HttpResponseParser | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._paused = False
@@ -50,9 +65,10 @@ class Connection(asyncio.Protocol):
         self.keep_alive = True
         self._body: list[bytes] = []
         self._body_len = 0
-        self._framing = _NONE
-        self._remaining = 0
-        self._chunk_state = _SIZE
+        self._until_close = False  # the body ends when the upstream closes the connection
+        self._head_bytes = 0
+        self._framing_bytes = 0  # received since the last body byte
+        self._fields: dict[str, str] = {}  # the headers of the (possibly interim) answer being parsed
 
     # -- asyncio.Protocol
 
@@ -64,18 +80,32 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy:
+        parser = self._parser
+        if not self.busy or parser is None:
             # Bytes nobody asked for (e.g. a 408 before closing an idle connection): never reuse it.
             self.close()
             return
-        self._buf += data
+        body_before = self._body_len
         try:
-            self._parse()
-        except ValueError as exc:
-            self._fail(exc)
-            self._wake()
-            self.close()
+            parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:  # one of our callbacks refused the answer
+            context = exc.__context__
+            self._refuse(context if isinstance(context, ValueError) else ValueError(str(exc)))
             return
+        except httptools.HttpParserUpgrade:
+            self._refuse(ValueError("unexpected protocol switch"))
+            return
+        except httptools.HttpParserError as exc:  # llhttp's message names the rule, never quotes the bytes
+            self._refuse(ValueError(f"malformed answer: {exc}"))
+            return
+        if self._body_len != body_before:
+            self._framing_bytes = 0
+        else:
+            self._framing_bytes += len(data)
+            if self._framing_bytes > _MAX_FRAMING:
+                self._refuse(ValueError("response head too large" if not self.head_done
+                                        else "too many bytes without a body byte"))
+                return
         if self._drain is not None:
             self._drained()
             return
@@ -85,151 +115,79 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def eof_received(self) -> bool:
-        if self.busy and self.head_done and self._framing == _UNTIL_CLOSE:
+        if self.busy and self.head_done and self._until_close:
             self.body_done = True
         return False  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         self.keep_alive = False
+        self._parser = None  # it holds this protocol's callbacks: no cycle outlives the socket
         if self._drain is not None:
             self._drain[1].cancel()
             self._drain = None
-        if self.busy and self.head_done and self._framing == _UNTIL_CLOSE and exc is None:
+        if self.busy and self.head_done and self._until_close and exc is None:
             self.body_done = True
         if self.busy and not self.body_done:
             self._fail(ConnectionError("the upstream closed the connection before the answer ended"))
         self._wake()
 
-    # -- parsing (all in data_received, so a reader finds whole answers ready without waiting)
+    # -- llhttp's callbacks (all in data_received, so a reader finds whole answers ready without waiting)
 
-    def _parse(self) -> None:
-        if not self.head_done:
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > _MAX_HEAD:
-                    raise ValueError("response head too large")
-                return
-            head = bytes(self._buf[:end])
-            del self._buf[: end + 4]
-            if self._head(head):  # an interim 1xx answer: the real one follows
-                self._parse()
-                return
-        if self.body_done:
-            if self._buf:
-                raise ValueError("bytes after the end of the answer")
-            return
-        if self._framing == _LENGTH:
-            take = min(self._remaining, len(self._buf))
-            if take:
-                self._emit(bytes(self._buf[:take]) if take < len(self._buf) else bytes(self._buf))
-                del self._buf[:take]
-                self._remaining -= take
-            if self._remaining == 0:
-                self.body_done = True
-                if self._buf:
-                    raise ValueError("bytes after the end of the answer")
-        elif self._framing == _CHUNKED:
-            self._dechunk()
-        elif self._framing == _UNTIL_CLOSE and self._buf:
-            self._emit(bytes(self._buf))
-            self._buf.clear()
+    def on_message_begin(self) -> None:
+        if self.head_done:  # llhttp starts the next answer on a keep-alive connection
+            raise ValueError("bytes after the end of the answer")
+        self._fields = {}
 
-    def _head(self, head: bytes) -> bool:
-        """Parse a status line and headers; True for an interim (1xx) answer to skip."""
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes every byte
-            raise ValueError("undecodable response head") from exc
-        lines = text.split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise ValueError("malformed status line")
-        status = int(code)
-        if 100 <= status < 200:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > _MAX_HEAD:
+            raise ValueError("response trailers too large" if self.head_done else "response head too large")
+        if self.head_done:
+            return  # a trailer: counted, not kept
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1").rstrip(" \t")  # llhttp strips the leading whitespace only
+        fields = self._fields
+        fields[key] = f"{fields[key]}, {text}" if key in fields else text
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None  # only called from data_received's feed
+        status = parser.get_status_code()
+        if status < 200:
             if status == 101:
                 raise ValueError("unexpected protocol switch")
-            return True
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name[-1] in " \t":
-                raise ValueError("malformed header line")
-            name = name.lower()
-            value = value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        self.status, self.headers, self.head_done = status, headers, True
-        connection = headers.get("connection", "").lower()
-        self.keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        encoding = headers.get("content-encoding")
+            if status < 100:
+                raise ValueError("malformed status line")
+            return  # an interim answer (100 Continue, 103 Early Hints…): llhttp ends it, the real one follows
+        if parser.get_http_version() not in _VERSIONS:
+            raise ValueError("unsupported HTTP version")
+        fields = self._fields
+        encoding = fields.get("content-encoding")
         if encoding is not None and encoding.lower() != "identity":
-            raise ValueError(f"unsupported content-encoding {encoding!r}")
-        te = headers.get("transfer-encoding")
-        length = headers.get("content-length")
-        if status in (204, 304):
-            self._framing, self.body_done = _NONE, True
-        elif te is not None:
-            if te.lower().rsplit(",", 1)[-1].strip() != "chunked":
-                raise ValueError(f"unsupported transfer-encoding {te!r}")
-            self._framing = _CHUNKED
-        elif length is not None:
-            if not (length.isascii() and length.isdigit()):
-                raise ValueError("malformed content-length")
-            self._framing, self._remaining = _LENGTH, int(length)
-            self.body_done = self._remaining == 0
-        else:
-            self._framing, self.keep_alive = _UNTIL_CLOSE, False
-        return False
+            raise ValueError(f"unsupported content-encoding {encoding[:40]!r}")
+        te = fields.get("transfer-encoding")
+        if te is not None and te.lower() != "chunked":
+            raise ValueError(f"unsupported transfer-encoding {te[:40]!r}")
+        self.status, self.headers, self.head_done = status, fields, True
+        self.keep_alive = parser.should_keep_alive()  # version and Connection; false for a close-delimited body
+        self._until_close = te is None and "content-length" not in fields and status not in (204, 304)
+        self._head_bytes = 0  # trailers get their own allowance
 
-    def _dechunk(self) -> None:
-        buf = self._buf
-        while buf:
-            if self._chunk_state == _SIZE:
-                eol = buf.find(b"\r\n")
-                if eol < 0:
-                    if len(buf) > 1024:
-                        raise ValueError("malformed chunk size")
-                    return
-                size_text = bytes(buf[:eol]).split(b";", 1)[0].strip(b" \t")
-                del buf[: eol + 2]
-                if not size_text or len(size_text) > 16 or size_text.strip(_HEX_DIGITS):
-                    raise ValueError("malformed chunk size")
-                size = int(size_text, 16)
-                self._remaining = size
-                self._chunk_state = _DATA if size else _TRAILER
-            elif self._chunk_state == _DATA:
-                take = min(self._remaining, len(buf))
-                self._emit(bytes(buf[:take]))
-                del buf[:take]
-                self._remaining -= take
-                if self._remaining == 0:
-                    self._chunk_state = _DATA_END
-            elif self._chunk_state == _DATA_END:
-                if len(buf) < 2:
-                    return
-                if buf[:2] != b"\r\n":
-                    raise ValueError("malformed chunk end")
-                del buf[:2]
-                self._chunk_state = _SIZE
-            else:  # trailers, ending with an empty line
-                eol = buf.find(b"\r\n")
-                if eol < 0:
-                    if len(buf) > _MAX_HEAD:
-                        raise ValueError("trailers too large")
-                    return
-                del buf[: eol + 2]
-                if eol == 0:
-                    self.body_done = True
-                    if buf:
-                        raise ValueError("bytes after the end of the answer")
-                    return
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self._body_len += len(body)
 
-    def _emit(self, data: bytes) -> None:
-        self._body.append(data)
-        self._body_len += len(data)
+    def on_message_complete(self) -> None:
+        if self.head_done:  # not the end of an interim answer
+            self.body_done = True
 
     # -- waiting
+
+    def _refuse(self, exc: ValueError) -> None:
+        self._fail(exc)
+        self._wake()
+        self.close()
 
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
@@ -288,8 +246,7 @@ class Connection(asyncio.Protocol):
 
     def _drained(self) -> None:
         assert self._drain is not None
-        self._body_len += sum(len(b) for b in self._body)
-        self._body = []
+        self._body = []  # discarded; _body_len keeps counting what was drained
         if not self.body_done and self._body_len <= _MAX_DRAIN:
             return
         then, timer = self._drain
@@ -307,6 +264,10 @@ class Connection(asyncio.Protocol):
         if self.transport is None or not self.open:
             raise ConnectionError("the upstream connection is closed")
         self._reset()
+        if self._parser is None:
+            # One parser per connection: llhttp starts over after each answer read to its end, and a connection
+            # carries another request only then (one ended by close or a refused answer is never reused).
+            self._parser = httptools.HttpResponseParser(self)
         self._error = None
         self.busy = True
         if self._paused:  # an earlier answer filled the buffer and was released unread

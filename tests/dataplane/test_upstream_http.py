@@ -1,5 +1,6 @@
 """The lean upstream HTTP/1.1 client against real servers on loopback: aiohttp apps, the bench's fast upstream,
-and raw asyncio servers scripted byte by byte for the cases a framework would not produce."""
+and raw asyncio servers for pooling, timeouts and connections dying. The framing itself (every well-formed and
+malformed answer, byte by byte) is ``test_upstream_framing.py``'s."""
 
 from __future__ import annotations
 
@@ -176,37 +177,6 @@ async def test_death_mid_body_is_a_connection_error() -> None:
         with pytest.raises(ConnectionError):
             await resp.read()
         resp.release()
-        assert c.idle_connections() == 0
-
-
-async def test_body_until_close_and_http10() -> None:
-    answer = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
-    async with raw_server(one_answer_then_close([], answer)) as port, client() as c:
-        assert await post(c, f"http://127.0.0.1:{port}/") == (200, b"until the end")
-        assert c.idle_connections() == 0
-
-
-async def test_interim_answer_is_skipped_and_chunk_extensions_trailers_parse() -> None:
-    answer = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-              b"4;ext=1\r\nWiki\r\n6\r\npedia \r\n0\r\nX-Trailer: 1\r\n\r\n")
-    async with raw_server(one_answer_then_close([], answer)) as port, client() as c:
-        assert await post(c, f"http://127.0.0.1:{port}/") == (200, b"Wikipedia ")
-
-
-@pytest.mark.parametrize("answer", [
-    b"SMTP ready\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n0\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nab\r\n0\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab",
-    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nab",
-])
-async def test_malformed_answers_are_value_errors(answer: bytes) -> None:
-    async with raw_server(one_answer_then_close([], answer)) as port, client() as c:
-        with pytest.raises(ValueError):
-            await post(c, f"http://127.0.0.1:{port}/")
         assert c.idle_connections() == 0
 
 
