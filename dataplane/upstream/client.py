@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from dataplane.upstream.connection import Connection
 
-_MAX_IDLE_PER_ORIGIN = 256
+MAX_IDLE_PER_ORIGIN = 512  # the data plane sizes it to its requests in flight: connections reused, not churned
 _MAX_TARGETS = 1024
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +112,10 @@ class Response:
 class UpstreamClient:
     """Pooled keep-alive connections per origin. Task-safe on one event loop; ``close`` once at shutdown."""
 
-    def __init__(self, *, idle_timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, idle_timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 max_idle_per_origin: int = MAX_IDLE_PER_ORIGIN) -> None:
         self._idle_timeout_s = idle_timeout_s
+        self._max_idle = max_idle_per_origin
         self._ssl_context = ssl_context
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._targets: dict[str, Target] = {}
@@ -184,7 +186,7 @@ class UpstreamClient:
             return
         conn.idle_since = time.monotonic()
         idle = self._idle.setdefault(origin, [])
-        if len(idle) >= _MAX_IDLE_PER_ORIGIN:
+        if len(idle) >= self._max_idle:
             idle.pop(0).close()
         idle.append(conn)
         if self._sweeper is None:

@@ -287,3 +287,19 @@ async def test_https_upstream_verified_with_the_given_ca(tmp_path: Path) -> None
             assert len(set(peers)) == 1
         finally:
             await c2.close()
+
+
+async def test_the_pool_keeps_as_many_idle_connections_as_it_is_sized_for() -> None:
+    peers: list[object] = []
+    async with aiohttp_server(echo_app(peers)) as port:
+        for size, kept in ((8, 8), (3, 3)):
+            c = UpstreamClient(max_idle_per_origin=size)
+            try:
+                url = f"http://127.0.0.1:{port}/v1/chat"
+                for _ in range(2):  # two bursts of 8 at once: the second reuses what the pool kept
+                    assert {s for s, _ in await asyncio.gather(*(post(c, url, b"{}") for _ in range(8)))} == {201}
+                assert c.idle_connections() == kept
+            finally:
+                await c.close()
+        # Sized 8: the 8 connections of the first burst carried the second; sized 3: 5 were opened again.
+        assert len(set(peers)) == 8 + 8 + 5
