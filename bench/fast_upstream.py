@@ -4,18 +4,35 @@ Speaks the exact wire format of ``POST /v1/chat/completions`` (JSON, and SSE wit
 ``stream_options.include_usage`` is set) and ``POST /v1/embeddings`` (8 dimensions) over HTTP/1.1 keep-alive,
 on a bare asyncio protocol: the benchmark measures the gateway, so the upstream must cost as little as possible.
 
-    python -m bench.fast_upstream --port 9100
+A chat request for a model whose name ends in ``-delayed`` is answered after a delay uniform over
+``--delay-ms`` (default 10-30): a fixed delay would keep a load generator's connections in lockstep, so a proxy
+would see whole bursts at once and measure its queueing rather than its overhead. By default the delays follow
+a golden-ratio (Weyl) sequence rather than random draws: every delay differs from the last, but any N consecutive
+ones cover the range evenly, so two measurements of N requests compare nearly the same delays and the difference
+of their percentiles (a proxy's added latency) is not drowned in sampling error: with random draws over 20 ms,
+the difference of two p50s of 1,000 requests each has a standard deviation of about 0.45 ms; with the sequence,
+about 0.04 ms. ``--delay-order random`` draws them instead.
+
+Delays need sub-millisecond timers: uvloop's (libuv's) are whole milliseconds on a grid that absorbs a proxy's
+added time, so a delayed benchmark runs this upstream on the standard asyncio loop (``--loop asyncio``), whose
+timers fire up to about a millisecond late, by an amount independent of the proxy.
+
+    python -m bench.fast_upstream --port 9100 [--loop uvloop|asyncio] [--delay-ms 10-30] [--delay-order even]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
-from typing import cast
+from typing import Literal, cast
 
 import orjson
 
+DELAYED_SUFFIX = "-delayed"
+DEFAULT_DELAY_S = (0.010, 0.030)
+_GOLDEN = (5**0.5 - 1) / 2
 _WORDS = ("The", " gateway", " forwarded", " this", " answer", " from", " a", " fake", " upstream", ".")
 
 
@@ -64,10 +81,29 @@ def _response(status: str, content_type: bytes, body: bytes) -> bytes:
             + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+class Delays:
+    """Delays uniform over ``[low, high]`` seconds, in golden-ratio order (``even``) or drawn at random.
+
+    One instance serves every connection of a server, so consecutive requests get far-apart delays.
+    """
+
+    def __init__(self, low: float, high: float, order: Literal["even", "random"] = "even") -> None:
+        self._low, self._span, self._random = low, high - low, order == "random"
+        self._x = 0.0
+
+    def next(self) -> float:
+        if self._random:
+            return self._low + self._span * random.random()
+        self._x = (self._x + _GOLDEN) % 1.0
+        return self._low + self._span * self._x
+
+
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, delays: Delays | None = None) -> None:
         self._buf = b""
         self._transport: asyncio.Transport | None = None
+        self._delays = delays or Delays(*DEFAULT_DELAY_S)
+        self._last_due = 0.0  # answers on one connection leave in order, even when pipelined
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -87,45 +123,77 @@ class _Protocol(asyncio.Protocol):
             if len(self._buf) < end:
                 return
             body, self._buf = self._buf[head_end + 4 : end], self._buf[end:]
-            assert self._transport is not None
-            self._transport.write(self._answer(head, body))
+            answer, delayed = self._answer(head, body)
+            if delayed or self._last_due:
+                self._send_later(answer, delayed)
+            else:
+                assert self._transport is not None
+                self._transport.write(answer)
+
+    def _send_later(self, answer: bytes, delayed: bool) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self._delays.next() if delayed else 0.0
+        self._last_due = due = max(loop.time() + delay, self._last_due + 1e-6)
+        loop.call_at(due, self._send, answer, due)
+
+    def _send(self, answer: bytes, due: float) -> None:
+        if self._last_due == due:
+            self._last_due = 0.0
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(answer)
 
     @staticmethod
-    def _answer(head: bytes, body: bytes) -> bytes:
+    def _answer(head: bytes, body: bytes) -> tuple[bytes, bool]:
+        """The answer's bytes, and whether it is to be delayed."""
         if head.startswith(b"post /v1/embeddings"):
-            return _response("200 OK", b"application/json", _EMBEDDING)
+            return _response("200 OK", b"application/json", _EMBEDDING), False
         if not head.startswith(b"post /v1/chat/completions"):
-            return _response("404 Not Found", b"application/json", b'{"error":{"message":"not found"}}')
+            return _response("404 Not Found", b"application/json", b'{"error":{"message":"not found"}}'), False
         try:
             req = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _response("400 Bad Request", b"application/json", b'{"error":{"message":"bad json"}}')
+            return _response("400 Bad Request", b"application/json", b'{"error":{"message":"bad json"}}'), False
         model = str(req.get("model", "unknown"))
+        delayed = model.endswith(DELAYED_SUFFIX)
         if req.get("stream"):
             include = bool((req.get("stream_options") or {}).get("include_usage"))
-            return _response("200 OK", b"text/event-stream", _stream(model, include))
-        return _response("200 OK", b"application/json", _completion(model))
+            return _response("200 OK", b"text/event-stream", _stream(model, include)), delayed
+        return _response("200 OK", b"application/json", _completion(model)), delayed
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, delays: Delays) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Protocol, host, port, backlog=4096)
+    server = await loop.create_server(lambda: _Protocol(delays), host, port, backlog=4096)
     async with server:
         await server.serve_forever()
 
 
+def parse_delay_ms(text: str) -> tuple[float, float]:
+    """``"10-30"`` → ``(0.010, 0.030)`` seconds."""
+    low, _, high = text.partition("-")
+    low_s, high_s = float(low) / 1000, float(high or low) / 1000
+    if not 0 <= low_s <= high_s:
+        raise argparse.ArgumentTypeError(f"not a delay range in ms: {text!r}")
+    return low_s, high_s
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--delay-ms", dest="delay_s", type=parse_delay_ms, default=DEFAULT_DELAY_S,
+                        help=f"delay range of models named *{DELAYED_SUFFIX}, LOW-HIGH in ms (default 10-30)")
+    parser.add_argument("--delay-order", choices=("even", "random"), default="even",
+                        help="golden-ratio sequence (default) or random draws")
     args = parser.parse_args()
-    try:
+    delays = Delays(args.delay_s[0], args.delay_s[1], order=args.delay_order)
+    if args.loop == "uvloop":
         import uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, delays))
+    else:
+        asyncio.run(serve(args.host, args.port, delays))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,173 @@
+"""The processes a gateway benchmark runs, pinned to CPUs, and what /proc says about them.
+
+``start_gateway`` starts the fake upstream and a control plane (embedded store) on CPU 1, applies the bench
+policy, creates a key, then starts a data plane (`gatectl dataplane serve --workers 1`: one process, whose pid
+is the one measured) alone on CPU 0, as in production: budgets and rate limits enforced (set high enough never
+to refuse), usage spooled and shipped, the JSON request log and metrics on. Every process is stopped (SIGTERM,
+then waited for) when the caller's ``ExitStack`` closes.
+
+A process is started through ``taskset -c CPU``, which execs it: the ``Popen``'s pid is the process itself, so
+``cpu_seconds`` and ``peak_rss_mb`` read the right /proc entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.fast_upstream import DELAYED_SUFFIX
+
+ROOT = Path(__file__).resolve().parents[1]
+UPSTREAM_KEY = "sk-bench-upstream-credential"
+UPSTREAM_MODEL = "gpt-4o-mini"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {url}")
+
+
+def admin(url: str, token: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(
+        url + path, data=json.dumps(body).encode(), method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        answer: dict[str, Any] = json.loads(r.read())
+        return answer
+
+
+def policy(upstream_port: int) -> list[dict[str, Any]]:
+    """Routes ``bench`` (chat), ``bench-delayed`` (chat, the upstream answers after its delay), ``bench-embed``."""
+    def doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"source": "bench", "document": {"apiVersion": "tollway.dev/v1", "kind": kind,
+                                                "metadata": {"name": name}, "spec": spec}}
+
+    def chat_model(name: str, upstream_model: str) -> dict[str, Any]:
+        return doc("Model", name, {"provider": "upstream", "upstreamModel": upstream_model, "contextWindow": 128000,
+                                   "maxOutputTokens": 4096,
+                                   "pricing": {"inputPerMillion": "0.15", "outputPerMillion": "0.60"}})
+    return [
+        doc("Provider", "upstream", {"type": "openai", "baseUrl": f"http://127.0.0.1:{upstream_port}/v1",
+                                     "region": "bench", "credential": {"env": "BENCH_UPSTREAM_KEY"}}),
+        chat_model("bench-model", UPSTREAM_MODEL),
+        doc("Route", "bench", {"models": ["bench-model"]}),
+        chat_model("bench-delayed-model", UPSTREAM_MODEL + DELAYED_SUFFIX),
+        doc("Route", "bench-delayed", {"models": ["bench-delayed-model"]}),
+        doc("Model", "bench-embed", {"provider": "upstream", "upstreamModel": "text-embedding-3-small",
+                                     "serves": ["embeddings"], "contextWindow": 8191,
+                                     "embedding": {"family": "text-embedding-3-small", "dimensions": 8},
+                                     "pricing": {"inputPerMillion": "0.02", "outputPerMillion": "0"}}),
+        doc("Route", "bench-embed", {"kind": "embeddings", "models": ["bench-embed"]}),
+        # Budgets and rate limits on, set high enough never to refuse: the benchmark measures their cost.
+        doc("Tenant", "bench", {"regions": ["bench"], "projects": [{"name": "load"}],
+                                "budget": {"monthlyUsd": "1000000"},
+                                "rateLimits": {"requestsPerMinute": 100_000_000, "tokensPerMinute": 10_000_000_000,
+                                               "perModel": [{"route": "bench", "requestsPerMinute": 100_000_000},
+                                                            {"route": "bench-delayed",
+                                                             "requestsPerMinute": 100_000_000}]}}),
+    ]
+
+
+def stat_cpu_seconds(stat: str) -> float:
+    """utime + stime of a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat text (fields 14 and 15, proc(5))."""
+    fields = stat.rpartition(")")[2].split()  # the command name, in parentheses, may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the whole process (every thread, live or exited)."""
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def cpu_busy_seconds(cpu: int) -> float:
+    """Time CPU ``cpu`` has spent busy (neither idle nor waiting for I/O) since boot, whoever ran, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(x) for x in line.split()[1:]]
+            return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _CLOCK_TICKS  # user..steal, less idle and iowait
+    raise ValueError(f"no cpu{cpu} in /proc/stat")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A running upstream, control plane and data plane; URLs end in ``/v1``."""
+
+    upstream_url: str
+    url: str
+    key: str
+    upstream: subprocess.Popen[bytes]
+    dataplane: subprocess.Popen[bytes]
+
+
+class Processes:
+    """Starts pinned processes whose output goes to ``<work>/<name>.log``; stopped when ``stack`` closes."""
+
+    def __init__(self, stack: ExitStack, work: Path) -> None:
+        self._stack = stack
+        self.work = work
+        self.env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONPATH": str(ROOT)}
+
+    def spawn(self, cpu: str, argv: Sequence[str], name: str) -> subprocess.Popen[bytes]:
+        log = self._stack.enter_context((self.work / f"{name}.log").open("wb"))
+        proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        self._stack.callback(proc.wait, 10)
+        self._stack.callback(proc.terminate)
+        return proc
+
+
+def start_gateway(procs: Processes, upstream_args: Sequence[str] = ()) -> Gateway:
+    """The upstream and control plane on CPU 1, the data plane on CPU 0; returns once the data plane is ready."""
+    work = procs.work
+    gatectl = [sys.executable, "-m", "cli.main"]
+    up_port, admin_port, grpc_port, dp_port = free_port(), free_port(), free_port(), free_port()
+    admin_token, dp_token = "bench-admin-token", "bench-dataplane-token"
+    upstream = procs.spawn("1", [sys.executable, "-m", "bench.fast_upstream", "--port", str(up_port),
+                                 *upstream_args], "upstream")
+    procs.spawn("1", [*gatectl, "controlplane", "serve", "--store", f"embedded://{work}/store", "--admin-port",
+                      str(admin_port), "--grpc-port", str(grpc_port), "--state-dir", str(work / "cp"),
+                      "--admin-token", admin_token, "--dataplane-token", dp_token], "controlplane")
+    admin_url = f"http://127.0.0.1:{admin_port}"
+    wait_http(admin_url + "/healthz")
+    admin(admin_url, admin_token, "POST", "/admin/v1/apply", {"documents": policy(up_port), "who": "bench"})
+    key = admin(admin_url, admin_token, "POST", "/admin/v1/keys",
+                {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
+    dataplane = procs.spawn("0", [*gatectl, "dataplane", "serve", "--control-plane", f"127.0.0.1:{grpc_port}",
+                                  "--region", "bench", "--port", str(dp_port), "--state-dir", str(work / "dp"),
+                                  "--token", dp_token, "--node-id", "bench-dp", "--workers", "1",
+                                  "--request-log", str(work / "requests.log")], "dataplane")
+    wait_http(f"http://127.0.0.1:{dp_port}/readyz")
+    return Gateway(upstream_url=f"http://127.0.0.1:{up_port}/v1", url=f"http://127.0.0.1:{dp_port}/v1", key=key,
+                   upstream=upstream, dataplane=dataplane)
