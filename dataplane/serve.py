@@ -124,7 +124,10 @@ class DataPlane:
                                            health=self.health, edge=edge), edge=edge, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, s.host, s.port, reuse_address=True, reuse_port=s.reuse_port or None)
+            # A listen backlog for a burst of as many connections as requests may be in flight (aiohttp: 128; past
+            # it new connections wait for SYN retries, 1 s then 3 s, before the data plane even sees them).
+            site = web.TCPSite(runner, s.host, s.port, reuse_address=True, reuse_port=s.reuse_port or None,
+                               backlog=max(128, 2 * s.max_in_flight))
             await site.start()
             if s.ops_socket:  # a worker: the supervisor reads /metrics and /healthz here
                 await asyncio.to_thread(Path(s.ops_socket).unlink, missing_ok=True)
