@@ -223,6 +223,13 @@ class BudgetBook:
         return [SavedAllowance(a.scope, a.period, a.granted, a.expires_at, max(a.checked_out, 0))
                 for a in self._allowances.values()]
 
+    def spent_so_far(self) -> list[SavedAllowance]:
+        """What a clean stop records: checked out only what was spent or is still reserved, so the next process
+        counts exactly that as spent rather than everything checked out (a deploy then costs no budget)."""
+        return [SavedAllowance(a.scope, a.period, a.granted, a.expires_at,
+                               max(0, min(a.checked_out, a.spent + a.reserved)))
+                for a in self._allowances.values()]
+
     def commit_checkout(self, saved: list[SavedAllowance]) -> None:
         """``saved`` is on disk: what it checks out may now be spent."""
         for s in saved:
@@ -308,8 +315,12 @@ class BudgetBook:
 
     # --- what the lease client needs -------------------------------------------------------------------------
 
-    def asks(self, now: float) -> list[Ask]:
-        """One ask per allowance worth talking about, plus the static scopes of the current period."""
+    def asks(self, now: float, *, may_give_back: bool = True) -> list[Ask]:
+        """One ask per allowance worth talking about, plus the static scopes of the current period.
+
+        ``may_give_back``: whether a grant far above demand is shrunk here and released. The lease client allows
+        it only while the control plane answers: a release it never hears of would strand the grant on this data
+        plane, unusable, for the rest of an outage (the ledger still counts it as held here)."""
         period = period_of(now)
         for s in self.index.static_scopes():
             self._allowance(s, period, now)
@@ -328,7 +339,7 @@ class BudgetBook:
                     out.append(Ask(a.scope, a.period, a.spent, 0, 0, True))
                 continue
             want = self._want(a, now)
-            release = a.granted - a.spent - a.reserved > 3 * want
+            release = may_give_back and a.granted - a.spent - a.reserved > 3 * want
             if release:
                 # Given back before asking: nothing reserved while the answer travels can use it.
                 a.granted = a.spent + a.reserved + want

@@ -5,8 +5,9 @@ allowance, the grant as last answered and how much of it is *checked out* (``Bud
 ``GrantPersister`` task writes the next checkout chunks before they may be spent (crash-safe:
 ``tollway.durable``), off the request path and never once per request, and re-writes after each lease answer.
 A data plane restarted while the control plane is away restores both (``DataPlane.start``): same incarnation,
-so the control plane's ledger sees the same holder; everything checked out counted as spent; the rest of each
-unexpired grant served. Owned by ``DataPlane``; the task is started and stopped by it.
+so the control plane's ledger sees the same holder; everything checked out counted as spent (after a clean stop
+the last write checks out only what was spent, so a deploy costs nothing; a crash costs at most two chunks); the
+rest of each unexpired grant served. Owned by ``DataPlane``; the task is started and stopped by it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +37,8 @@ class GrantFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # One write at a time: a write whose task was cancelled still runs in its thread while the last is made.
+        self._writing = threading.Lock()
 
     def load(self) -> tuple[str, list[SavedAllowance]]:
         """The saved incarnation (a new one when there is none or the file is unreadable) and allowances."""
@@ -53,9 +57,10 @@ class GrantFile:
     def save(self, incarnation: str, saved: list[SavedAllowance]) -> None:
         # Amounts are pico-dollars as decimal strings would be safer past 64 bits; one process's grant of one
         # scope in one month stays far below $9.2M, and orjson refuses (never truncates) a larger integer.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.path, orjson.dumps({"incarnation": incarnation,
-                                                  "allowances": [asdict(s) for s in saved]}))
+        with self._writing:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, orjson.dumps({"incarnation": incarnation,
+                                                      "allowances": [asdict(s) for s in saved]}))
 
 
 class GrantPersister:
@@ -93,8 +98,14 @@ class GrantPersister:
         self._task = asyncio.create_task(self._run(), name="grant-persister")
 
     async def stop(self) -> None:
+        """Stop writing; then record what was really spent. The data plane stops this last, once its HTTP server
+        has drained and every request has settled."""
         await cancel(self._task)
         self._task = None
+        try:
+            await asyncio.to_thread(self._file.save, self._incarnation, self._book.spent_so_far())
+        except OSError as exc:  # the checkouts on disk stay: a restart counts them all as spent, which is safe
+            log.error("could not write the grant file %s: %s", self._file.path, exc)
 
     async def _run(self) -> None:
         while True:

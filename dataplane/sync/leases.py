@@ -120,7 +120,7 @@ class LeaseClient:
                               reserved_micros=_int64(micros_ceil(a.reserved)), want_micros=_int64(micros_ceil(a.want)),
                               release=a.release, spent_pico=pico_text(a.spent), reserved_pico=pico_text(a.reserved),
                               want_pico=pico_text(a.want), need_pico=pico_text(a.need))
-                for a in self._book.asks(now)]
+                for a in self._book.asks(now, may_give_back=self.answers > 0 and self.failures == 0)]
         demand = self._limiter.demand() if self._limiter is not None else {}
         rates = [lpb.RateDemand(scope=k, requests_per_s=r, tokens_per_s=t) for k, (r, t) in sorted(demand.items())]
         return lpb.LeaseRequest(node_id=s.node_id, incarnation=self.incarnation, region=s.region, budgets=asks,

@@ -57,6 +57,9 @@ async def test_a_data_plane_restarted_during_an_outage_serves_budgeted_tenants_a
     await second.start()
     try:
         assert second.is_ready and second.leases.incarnation == incarnation  # the same holder for the ledger
+        # A clean stop wrote what was spent: the restart counts that, not everything it had checked out.
+        restored = second.budgets.allowance("tenant/acme", period_of(time.time()))
+        assert restored is not None and restored.spent == sum(told)
         client = openai.AsyncOpenAI(base_url=f"{second.url}/v1", api_key=secret, max_retries=0)
         for i in range(10, 30):
             result = await ask(client, i)

@@ -170,6 +170,38 @@ def test_demand_sizes_the_want() -> None:
     assert want > 10_000_000 // 20  # 100k micro-USD/s of reservations beats the idle floor
 
 
+def test_a_grant_far_above_demand_is_given_back_only_while_the_control_plane_answers() -> None:
+    granted = 10**9  # the whole budget, far above the idle want (1/20 of it)
+    book = granted_book(granted)
+    a = book.allowance("tenant/acme", "2025-01")
+    assert a is not None
+    # The control plane is away (or this process has not been answered yet): a release it would never hear of
+    # must not shrink the grant here, or the rest of it is stranded until the control plane is back.
+    assert not any(x.release for x in book.asks(JAN + 1, may_give_back=False))
+    assert a.granted == granted
+    released = {x.scope: x for x in book.asks(JAN + 2)}["tenant/acme"]
+    assert released.release and a.granted == released.want < granted
+
+
+def test_after_a_clean_stop_a_restart_counts_what_was_spent_not_everything_checked_out() -> None:
+    book = BudgetBook(durable=True)
+    book.set_index(index())
+    for x in book.asks(JAN):
+        book.apply(x.scope, x.period, limited=True, granted=800_000, remaining=0, expires_at=JAN + 60, answered_at=JAN)
+    book.commit_checkout(book.plan_checkout(JAN) or [])
+    r = book.reserve("acme", "", "k9", "", 1_000, JAN)
+    assert isinstance(r, Reservation)
+    book.settle(r, 700)
+    crashed, stopped = BudgetBook(durable=True), BudgetBook(durable=True)
+    for b, saved in ((crashed, book.saved()), (stopped, book.spent_so_far())):
+        b.set_index(index())
+        b.restore(saved, JAN + 1)
+    before, after_crash, after_stop = (x.allowance("tenant/acme", "2025-01") for x in (book, crashed, stopped))
+    assert before is not None and after_crash is not None and after_stop is not None
+    assert after_crash.spent == before.checked_out > 700  # it may all have been spent
+    assert after_stop.spent == 700
+
+
 def ask(spent: int = 0, reserved: int = 0, want: int = 0, release: bool = False) -> AskIn:
     return AskIn("tenant/acme", "2025-01", spent, reserved, want, release)
 
