@@ -55,9 +55,12 @@ class Holder:
     expires: float = 0.0
     orphan: int = 0
     orphan_expires: float = 0.0
+    # Given up at a yield but still counted as held until the node's next ask: requests it reserved while the
+    # yielding answer travelled may spend it (the node learns its smaller grant only on arrival).
+    yielded: int = 0
 
     def outstanding(self) -> int:
-        return max(0, self.granted - self.settled) + self.orphan
+        return max(0, self.granted - self.settled) + self.orphan + self.yielded
 
 
 @dataclass(slots=True)
@@ -76,7 +79,7 @@ class ScopeState:
         # The standard json module: amounts are pico-dollars, which may pass 64 bits (orjson's integers end there).
         return json.dumps({
             "unit": "pico", "spent": self.spent, "alerted": self.alerted,
-            "holders": {n: [h.incarnation, h.granted, h.settled, h.expires, h.orphan, h.orphan_expires]
+            "holders": {n: [h.incarnation, h.granted, h.settled, h.expires, h.orphan, h.orphan_expires, h.yielded]
                         for n, h in sorted(self.holders.items())},
             "starving": self.starving,
         }, separators=(",", ":")).encode()
@@ -90,7 +93,7 @@ class ScopeState:
         scale = 1 if d.get("unit") == "pico" else PICO_PER_MICRO
         return cls(int(d["spent"]) * scale, bool(d.get("alerted", False)),
                    {n: Holder(str(v[0]), int(v[1]) * scale, int(v[2]) * scale, float(v[3]), int(v[4]) * scale,
-                              float(v[5]))
+                              float(v[5]), int(v[6]) * scale if len(v) > 6 else 0)
                     for n, v in d["holders"].items()},
                    {str(n): float(t) for n, t in d.get("starving", {}).items()})
 
@@ -121,8 +124,9 @@ class Answer:
 def reclaim(state: ScopeState, now: float, grace: float) -> None:
     """Drop the outstanding part of grants (and orphans) that expired more than ``grace`` seconds ago."""
     for h in state.holders.values():
-        if h.expires + grace < now and h.granted > h.settled:
+        if h.expires + grace < now and (h.granted > h.settled or h.yielded):
             h.granted = h.settled
+            h.yielded = 0
         if h.orphan and h.orphan_expires + grace < now:
             h.orphan = 0
 
@@ -139,6 +143,11 @@ def grant(state: ScopeState, node: str, incarnation: str, ask: AskIn, limit: int
         if old is not None and old.outstanding():
             h.orphan, h.orphan_expires = old.outstanding(), max(old.expires, old.orphan_expires)
     committed = max(ask.spent + ask.reserved, h.settled)
+    if h.yielded:
+        # The node has heard of its smaller grant: what it reserved meanwhile is in ``committed``; the rest of
+        # what it yielded is free now.
+        h.granted = max(h.granted, min(committed, h.granted + h.yielded))
+        h.yielded = 0
     if ask.release:
         h.granted = max(committed, min(h.granted, committed + ask.want))
     free = limit - state.spent - state.outstanding()
@@ -152,7 +161,7 @@ def grant(state: ScopeState, node: str, incarnation: str, ask: AskIn, limit: int
         # Yield what is not committed beyond one request: another data plane cannot serve even one.
         keep = committed + ask.need
         if h.granted > keep:
-            free += h.granted - keep
+            h.yielded += h.granted - keep  # free once the node's next ask shows what it reserved meanwhile
             h.granted = keep
         target = min(target, keep)
     # Topped up only when less than half of what it wants is left unspent: a grant is not rewritten at every ask

@@ -128,8 +128,9 @@ def _rebalancing(kind: BudgetScopeKind, a: Allowance) -> ApiError:
 
 # How long answers must keep leaving less than one request here and in the pool, while the control plane knows
 # this data plane is short (so every other data plane has asked, and been told to yield, at least once): then the
-# room is gone, not merely elsewhere. Above the other data planes' lease interval (1 s).
-EXHAUSTED_AFTER_S = 2.5
+# room is gone, not merely elsewhere. Above two of the other data planes' lease intervals (1 s): a yield frees the
+# room at the yielder's next ask, and this data plane gets it at its own next one.
+EXHAUSTED_AFTER_S = 3.5
 
 
 def _is_exhausted(a: Allowance, worst_case: int, now: float) -> bool:

@@ -93,13 +93,13 @@ def test_room_held_elsewhere_is_exhaustion_only_after_the_others_had_time_to_yie
         refused = book.reserve("acme", "", "k9", "", 60, t)
         assert isinstance(refused, ApiError) and refused.code == "budget_rebalancing"
     book.apply("tenant/acme", "2025-01", limited=True, granted=100, remaining=0, expires_at=JAN + 13,
-               answered_at=JAN + 3)
-    refused = book.reserve("acme", "", "k9", "", 60, JAN + 3)
+               answered_at=JAN + 4)
+    refused = book.reserve("acme", "", "k9", "", 60, JAN + 4)
     assert isinstance(refused, ApiError) and refused.code == "tenant_budget_exceeded"
     # An answer with room ends the streak.
     book.apply("tenant/acme", "2025-01", limited=True, granted=200, remaining=0, expires_at=JAN + 14,
-               answered_at=JAN + 4)
-    assert isinstance(book.reserve("acme", "", "k9", "", 60, JAN + 4), Reservation)
+               answered_at=JAN + 5)
+    assert isinstance(book.reserve("acme", "", "k9", "", 60, JAN + 5), Reservation)
 
 
 def test_book_reserves_within_the_grant_and_settles_the_difference_back() -> None:
@@ -247,3 +247,21 @@ def test_batch_marker_settles_each_sequence_once_in_any_order() -> None:
     assert m.through == 3 and m.above == [5]
     assert all(m.is_settled(s) for s in (1, 2, 3, 5)) and not m.is_settled(4)
     assert BatchMarker.from_json(m.to_json()) == m
+
+
+def test_a_yield_is_freed_only_once_the_yielder_shows_what_it_reserved_meanwhile() -> None:
+    st = ScopeState()
+    grant(st, "a", "i1", AskIn("tenant/acme", "2025-01", 0, 0, 600, False, 10), 1_000, JAN, 10, 30)  # a: 500
+    grant(st, "b", "i1", AskIn("tenant/acme", "2025-01", 0, 0, 600, False, 600), 1_000, JAN, 10, 30)  # b: 500, short
+    assert "b" in st.starving
+    # a asks having committed 100; it is told to keep 100 + one request (10). While that answer travels it
+    # reserves up to its old 500: the 390 it yields must not be handed to b yet.
+    grant(st, "a", "i1", AskIn("tenant/acme", "2025-01", 0, 100, 600, False, 10), 1_000, JAN + 0.5, 10, 30)
+    assert st.holders["a"].granted == 110 and st.spent + st.outstanding() == 1_000
+    grant(st, "b", "i1", AskIn("tenant/acme", "2025-01", 0, 0, 600, False, 600), 1_000, JAN + 0.6, 10, 30)
+    assert st.holders["b"].granted == 500  # unchanged: nothing was free
+    # a's next ask shows 300 reserved meanwhile: that much stays a's, the rest is free for b.
+    grant(st, "a", "i1", AskIn("tenant/acme", "2025-01", 0, 300, 0, False, 10), 1_000, JAN + 1.5, 10, 30)
+    assert st.holders["a"].outstanding() >= 300
+    grant(st, "b", "i1", AskIn("tenant/acme", "2025-01", 0, 0, 600, False, 600), 1_000, JAN + 1.6, 10, 30)
+    assert st.holders["b"].granted > 500 and st.spent + st.outstanding() <= 1_000
