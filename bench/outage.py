@@ -1,7 +1,7 @@
 """A control-plane outage under steady load, with real processes: do budgeted tenants keep being served, and is
 the money exact once the control plane is back?
 
-What runs, as a user runs it (``bench.fleet``): etcd; ``gatectl controlplane serve --store etcd://...
+What runs, as a user runs it (``bench.harness.fleet``): etcd; ``gatectl controlplane serve --store etcd://...
 --lease-ttl T`` on fixed ports; ``--data-planes`` times ``gatectl dataplane serve`` on fixed ports and node ids; a
 policy with a mock provider (no upstream) and a tenant whose monthly budget has room; one key. The openai SDK
 (``max_retries=0``) sends ``--rate`` chat requests a second (open loop), round robin over the data planes in
@@ -41,7 +41,7 @@ import aiohttp
 import openai
 import orjson
 
-from bench.fleet import Fleet
+from bench.harness.fleet import Fleet
 from controlplane.money.ledger import Ledger
 from controlplane.store.open import open_store
 from tollway.budget_scopes import period_of

@@ -3,7 +3,7 @@
 Measures three things in the same run, each alone on CPU 0 while it is measured (the load generator, the fake
 upstream and the control plane share CPU 1): the upstream directly, a bare reverse proxy
 (``bench/bare_proxy.py``: aiohttp + uvloop + orjson, no policy) and the Tollway data plane with full policy
-(auth, budgets, rate limits, usage spool and shipping, request log, metrics; see ``bench/stack.py``). For each:
+(auth, budgets, rate limits, usage spool and shipping, request log, metrics; see ``bench/harness/stack.py``). For each:
 
 - throughput at saturation (the highest connection count, no upstream delay), JSON and streaming;
 - CPU time per request: the measured process's utime + stime (/proc/<pid>/stat, every thread) over a
@@ -17,7 +17,7 @@ upstream and the control plane share CPU 1): the upstream directly, a bare rever
 Each run measures every cell for every target, one after the other (the order rotates from run to run), so a
 change in the machine's load hits all three alike; ``--runs N`` repeats and the report gives median (min-max).
 Delayed cells with fewer than 4 connections run proportionally longer (1 connection: 4x), so each gathers
-about as many samples. The load generator is wrk (``bench/wrk.py``): closed-loop keep-alive connections, each
+about as many samples. The load generator is wrk (``bench/harness/wrk.py``): closed-loop keep-alive connections, each
 sending its next request when the previous answer has ended, latency recorded per request in microseconds.
 
 Output: a markdown report (tables for the README, ratios against the bare proxy, the targets of issue 13 with
@@ -47,10 +47,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cpu_profile, wrk
 from bench.fast_upstream import DELAYED_SUFFIX
-from bench.overhead_report import Mode, Target, cell_name, markdown
-from bench.stack import (
+from bench.harness import cpu_profile, wrk
+from bench.harness.overhead_report import Mode, Target, cell_name, markdown
+from bench.harness.stack import (
     ROOT,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,

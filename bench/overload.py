@@ -1,6 +1,6 @@
 """Overload: the data plane far past saturation, then back to a light load.
 
-``python -m bench.overload`` starts the bench stack (``bench/stack.py``: data plane alone on CPU 0; upstream,
+``python -m bench.overload`` starts the bench stack (``bench/harness/stack.py``: data plane alone on CPU 0; upstream,
 control plane and wrk on CPU 1), the upstream answering after 10-30 ms, and drives JSON chat completions at a
 series of connection counts (default 64, 512 and 1536: below, at and three times the data plane's 512 requests
 in flight), then one connection again. For each step it reports throughput, the share shed (503 ``overloaded``,
@@ -19,8 +19,8 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.stack import Processes, peak_rss_mb, start_gateway
-from bench.wrk import run, write_script
+from bench.harness.stack import Processes, peak_rss_mb, start_gateway
+from bench.harness.wrk import run, write_script
 
 PROMPT = [{"role": "user", "content": "Say something short about load shedding."}]
 

@@ -17,7 +17,7 @@ records spooled and shipped, the JSON request log and metrics on.
     python -m bench.run [--duration 10] [--connections 64]
 
 Needs `wrk` (Debian: `apt-get install wrk`) and `taskset` (util-linux). The processes are started by
-`bench/stack.py`; `python -m bench.overhead` compares the data plane with a bare proxy in the same run.
+`bench/harness/stack.py`; `python -m bench.overhead` compares the data plane with a bare proxy in the same run.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import wrk
-from bench.stack import ROOT, UPSTREAM_KEY, Processes, peak_rss_mb, start_gateway
+from bench.harness import wrk
+from bench.harness.stack import ROOT, UPSTREAM_KEY, Processes, peak_rss_mb, start_gateway
 
 BODY_JSON = {"model": "bench", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 64}
 _DIRECT_JSON = {**BODY_JSON, "model": "gpt-4o-mini"}

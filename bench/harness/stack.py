@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.fast_upstream import DELAYED_SUFFIX
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-bench-upstream-credential"
 UPSTREAM_MODEL = "gpt-4o-mini"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0  # a loaded 2-core machine can take a while to import and compile
 
 

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.stack import stat_cpu_seconds
+from bench.harness.stack import stat_cpu_seconds
 
 _THREAD_NAME = re.compile(r'Thread (\d+) "(.*)"')
 
@@ -61,7 +61,7 @@ def _file(frame: dict[str, Any]) -> str:
     """The frame's file, relative to site-packages, the standard library or the repository."""
     file = str(frame.get("file") or "?")
     stdlib = f"/lib/python{sys.version_info.major}.{sys.version_info.minor}/"
-    for marker in ("site-packages/", stdlib, str(Path(__file__).resolve().parents[1]) + "/"):
+    for marker in ("site-packages/", stdlib, str(Path(__file__).resolve().parents[2]) + "/"):
         if marker in file:
             return file.split(marker, 1)[1]
     return file
