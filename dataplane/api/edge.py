@@ -30,14 +30,15 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import orjson
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
+from dataplane.errors import error_body as openai_error_body
 from dataplane.record.metrics import EdgeEvent
 from dataplane.settings import DataPlaneSettings
+from dataplane.translate.anthropic_to_hub import anthropic_error
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,10 @@ class EdgeRefusal(HttpProcessingError):
 
 
 def error_body(path: str, status: int, error_type: str, code: str, message: str) -> bytes:
-    """An error in the format of the API ``path`` belongs to."""
+    """An error in the format of the API ``path`` belongs to (the dialects' own envelopes)."""
     if path.startswith("/v1/messages"):
-        kind = {400: "invalid_request_error", 408: "timeout_error", 413: "request_too_large",
-                429: "rate_limit_error"}.get(status, "api_error")
-        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-    return orjson.dumps({"error": {"message": message, "type": error_type, "param": None, "code": code}})
+        return anthropic_error(status, message)
+    return openai_error_body(message, error_type, code)
 
 
 def _protocol_error(exc: BaseException | None, status: int) -> EdgeRefusal:
