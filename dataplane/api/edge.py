@@ -298,15 +298,14 @@ async def read_body(request: web.Request, limit: int, edge: Edge) -> bytes:
     """The request body, at most ``limit`` bytes (``web.HTTPRequestEntityTooLarge`` beyond), arriving at
     ``min_body_bytes_per_s`` after a grace of ``body_timeout_s`` (``EdgeRefusal`` 408 otherwise; 400 for broken
     chunked framing)."""
-    limits = edge.limits
     content = request.content
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    length = request.content_length
-    rate = max(1, limits.min_body_bytes_per_s)
     try:
-        if content.is_eof():  # all of it is here already (most requests): no timer
+        if content.is_eof():  # all of it is here already (most requests): no timer, nothing else to work out
             return await request.read()
+        limits = edge.limits
+        start = asyncio.get_running_loop().time()
+        length = request.content_length
+        rate = max(1, limits.min_body_bytes_per_s)
         async with asyncio.timeout(limits.body_timeout_s + (length or 0) / rate) as deadline:
             if length is not None:
                 return await request.read()
@@ -323,7 +322,8 @@ async def read_body(request: web.Request, limit: int, edge: Edge) -> bytes:
     except TimeoutError:
         edge.events.counts["body_timeout"] += 1
         raise EdgeRefusal(408, "invalid_request_error", "request_timeout",
-                          f"the request body did not arrive at {limits.min_body_bytes_per_s} bytes a second") from None
+                          f"the request body did not arrive at {edge.limits.min_body_bytes_per_s} bytes a "
+                          "second") from None
     except HttpProcessingError:
         raise EdgeRefusal(400, "invalid_request_error", "malformed_request",
                           "the request body's framing is not valid") from None
