@@ -51,9 +51,12 @@ class AdminClient:
         return self._call("GET", "/admin/v1/resources", query=query)
 
     def apply(
-        self, documents: Sequence[Mapping[str, Any]], dry_run: bool, who: str, expected_revision: int | None = None
+        self, documents: Sequence[Mapping[str, Any]], dry_run: bool, who: str, expected_revision: int | None = None,
+        with_bodies: bool = False,
     ) -> dict[str, Any]:
         body = {"documents": list(documents), "dryRun": dry_run, "expectedRevision": expected_revision, "who": who}
+        if with_bodies:  # each change's canonical before and after, besides its diff
+            body["withBodies"] = True
         return self._call("POST", "/admin/v1/apply", body=body)
 
     def delete(self, kind: str, name: str, who: str) -> dict[str, Any]:
@@ -61,17 +64,29 @@ class AdminClient:
         return self._call("DELETE", path, query={"who": who})
 
     def create_key(
-        self, name: str, tenant: str, project: str | None, routes: Sequence[str], expires_at: int | None, who: str
+        self, name: str, tenant: str, project: str | None, routes: Sequence[str], expires_at: int | None, who: str,
+        budget: Mapping[str, Any] | None = None, rate_limits: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         body = {"name": name, "tenant": tenant, "project": project, "routes": list(routes), "expiresAt": expires_at,
+                "budget": dict(budget) if budget else None, "rateLimits": dict(rate_limits) if rate_limits else None,
                 "who": who}
         return self._call("POST", "/admin/v1/keys", body=body)
+
+    def rotate_key(self, name: str, overlap_seconds: int, who: str) -> dict[str, Any]:
+        path = f"/admin/v1/keys/{urllib.parse.quote(name, safe='')}/rotate"
+        return self._call("POST", path, body={"overlapSeconds": overlap_seconds, "who": who})
+
+    def revoke_key(self, name: str, who: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/v1/keys/{urllib.parse.quote(name, safe='')}/revoke", body={"who": who})
 
     def history(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/history")
 
-    def rollback(self, to_revision: int, who: str) -> dict[str, Any]:
-        return self._call("POST", "/admin/v1/rollback", body={"toRevision": to_revision, "who": who})
+    def rollback(self, to_revision: int, who: str, *, dry_run: bool = False, include_keys: bool = False,
+                 expected_revision: int | None = None) -> dict[str, Any]:
+        body = {"toRevision": to_revision, "who": who, "dryRun": dry_run, "includeKeys": include_keys,
+                "expectedRevision": expected_revision}
+        return self._call("POST", "/admin/v1/rollback", body=body)
 
     def dataplanes(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/dataplanes")
@@ -94,6 +109,9 @@ class AdminClient:
 
     def providers(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/providers")
+
+    def alerts(self, query: Mapping[str, str]) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/alerts", query=query)
 
     def snapshots(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/snapshots")
@@ -152,7 +170,7 @@ class AdminClient:
             return PolicyRejected(message, problems)
         if status == 401:
             message = f"{message} (set --admin-token, TOLLWAY_ADMIN_TOKEN or adminToken in the config file)"
-        if status == 409:
+        if status == 409 and code == "conflict":  # a lost race; already_exists and in_use say what to do
             message = (f"{message}: the policy changed while this command ran (another write won); "
                        "nothing was changed, run it again")
         return Refused(status, code, message)

@@ -7,7 +7,7 @@ the document's position and ``Kind/name``, and the field, so one run shows every
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +56,20 @@ def collect_files(paths: Sequence[str]) -> list[Path]:
     return unique
 
 
-def load_documents(paths: Sequence[str]) -> list[LoadedDocument]:
-    """Every document under ``paths``, validated. Raises ``InvalidDocuments`` listing every problem."""
+def load_documents(paths: Sequence[str],
+                   on_file: Callable[[int, int, int], None] | None = None) -> list[LoadedDocument]:
+    """Every document under ``paths``, validated. Raises ``InvalidDocuments`` listing every problem.
+
+    ``on_file(files done, files in all, documents so far)`` is called after each file (progress)."""
     documents: list[LoadedDocument] = []
     problems: list[Problem] = []
-    for path in collect_files(paths):
+    files = collect_files(paths)
+    for done, path in enumerate(files, 1):
         docs, file_problems = parse_file(str(path), _read(path))
         documents.extend(docs)
         problems.extend(file_problems)
+        if on_file is not None:
+            on_file(done, len(files), len(documents) + len(problems))
     problems.extend(find_duplicates(documents))
     if problems:
         raise InvalidDocuments(problems)

@@ -4,8 +4,10 @@ Exit codes (like kubectl/httpie, ``diff`` reserves 1 for "there are changes")::
 
     0  OK               the command did what was asked
     1  CHANGES          ``gatectl diff`` found differences (not an error)
-    2  USAGE            bad arguments, unreadable files, invalid YAML or policy caught before anything is sent
-    3  REFUSED          the control plane refused the request (4xx: invalid policy, conflict, not found, auth)
+    2  USAGE            bad arguments, unreadable files, invalid YAML or policy caught before anything is sent,
+                        a confirmation needed but stdin is not a terminal (``rollback`` without ``--yes``)
+    3  REFUSED          the control plane refused the request (4xx: invalid policy, conflict, a name that exists,
+                        a delete of something still referred to, not found, auth)
     4  UNAVAILABLE      the control plane cannot be reached, or it failed (5xx, malformed answer), or a server
                         that gatectl runs could not start (port in use, store unreachable)
     130 INTERRUPTED     Ctrl-C before the command finished (servers stopped by Ctrl-C exit 0: that is how
@@ -15,6 +17,7 @@ Errors::
 
     CliError                    base; carries its exit code and renders itself as lines for stderr
     ├── UsageError              2: a bad flag value, a missing file, a bad config file
+    │   └── RealProvidersRefused    2: apply would swap `gatectl up`'s mock providers for real ones (cli.stand_ins)
     ├── InvalidDocuments        2: local YAML/validation problems (every one, each naming file, object, field)
     ├── Refused                 3: a 4xx answer; ``code`` is the API's error type
     │   └── PolicyRejected      3: 422 ``invalid_policy`` with problems, mapped back to files

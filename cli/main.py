@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import audit, compliance, history, keys, policy, providers, reports, serve, up, usage
+from cli.commands import alerts, audit, compliance, history, keys, policy, providers, reports, serve, shell, up, usage
 
 EPILOG = ("Exit codes: 0 ok, 1 diff found changes, 2 usage or validation error, 3 the control plane refused the "
-          "request, 4 the control plane is unreachable or failed. "
+          "request (invalid policy, a name that exists, a delete of something still referred to), 4 the control plane "
+          "is unreachable or failed. "
           "Control plane: --control-plane > $TOLLWAY_CONTROL_PLANE > config file ($TOLLWAY_CONFIG or "
           "~/.config/tollway/config.yaml: controlPlane, adminToken) > http://127.0.0.1:7070.")
 
 
 def build_app() -> typer.Typer:
+    # Plain click help (no rich markup, which would eat "[env ...]"), laid out wide; completion by typer's classes.
+    shell.enable_completion()
     app = typer.Typer(
-        name="gatectl", help="Tollway's command-line client: policy, keys, history, and running the servers.",
-        epilog=EPILOG, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+        name=shell.PROG_NAME, epilog=EPILOG, no_args_is_help=True, pretty_exceptions_enable=False,
+        add_completion=False, rich_markup_mode=None, context_settings=shell.help_settings(),
     )
+    app.callback()(shell.root)
     app.command()(policy.apply)
     app.command()(policy.diff)
     app.command()(policy.get)
@@ -29,6 +33,7 @@ def build_app() -> typer.Typer:
     app.command()(history.rollback)
     app.command()(history.dataplanes)
     app.command()(providers.providers)
+    app.command()(alerts.alerts)
     app.command()(usage.usage)
     app.add_typer(audit.audit_app, name="audit")
     app.add_typer(compliance.compliance_app, name="compliance")
@@ -36,10 +41,11 @@ def build_app() -> typer.Typer:
     app.add_typer(serve.controlplane_app, name="controlplane")
     app.add_typer(serve.dataplane_app, name="dataplane")
     app.command()(up.up)
+    app.command()(shell.completion)
     return app
 
 
 app = build_app()
 
 if __name__ == "__main__":
-    app()
+    app(prog_name=shell.PROG_NAME)

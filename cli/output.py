@@ -21,6 +21,7 @@ import yaml
 
 class OutputFormat(enum.StrEnum):
     table = "table"
+    wide = "wide"  # the table with more columns (where a command has them; else the table)
     yaml = "yaml"
     json = "json"
 
@@ -104,6 +105,15 @@ def _expires(value: object) -> str:
     return "never" if not value else format_time(value)
 
 
+def _key_status(spec: Mapping[str, Any]) -> str:
+    """revoked, rotating (an old secret still accepted: until when), or active."""
+    if spec.get("revokedAt") is not None:
+        return f"revoked {format_time(spec['revokedAt'])}"
+    ends = [p.get("expiresAt") for p in spec.get("previousSecrets") or () if isinstance(p, Mapping)]
+    live = [e for e in ends if isinstance(e, int) and e > time.time()]
+    return f"rotating (old secret until {format_time(max(live))})" if live else "active"
+
+
 def _price(pricing: object, field: str) -> str:
     return _or_dash(pricing.get(field)) if isinstance(pricing, Mapping) else "-"
 
@@ -115,10 +125,10 @@ RESOURCE_COLUMNS: dict[str, Columns] = {
                    _join(_spec(r).get("projects")), _join(_spec(r).get("routes"), "(all)")],
     ),
     "ApiKey": (
-        ("NAME", "TENANT", "PROJECT", "HINT", "ROUTES", "EXPIRES"),
+        ("NAME", "TENANT", "PROJECT", "HINT", "ROUTES", "EXPIRES", "STATUS"),
         lambda r: [_name(r), _or_dash(_spec(r).get("tenant")), _or_dash(_spec(r).get("project")),
                    _or_dash(_spec(r).get("hint")), _join(_spec(r).get("routes"), "(tenant's)"),
-                   _expires(_spec(r).get("expiresAt"))],
+                   _expires(_spec(r).get("expiresAt")), _key_status(_spec(r))],
     ),
     "Provider": (
         ("NAME", "TYPE", "REGION", "BASE URL", "CREDENTIAL ENV"),
@@ -147,9 +157,12 @@ def resources_table(kind: str, items: Sequence[Mapping[str, Any]]) -> str:
 
 def history_table(items: Sequence[Mapping[str, Any]]) -> str:
     def changes(entry: Mapping[str, Any]) -> str:
-        parts = [f"{c.get('op', '?')} {c.get('kind', '?')}/{c.get('name', '?')}"
+        action = entry.get("action")
+        # A key's revoke or rotate is stored as an update of the key; show what it was.
+        parts = [f"{action if action in ('revoke', 'rotate') else c.get('op', '?')} "
+                 f"{c.get('kind', '?')}/{c.get('name', '?')}"
                  for c in entry.get("changes") or [] if isinstance(c, Mapping)]
-        text = ", ".join(parts) or "-"
+        text = ("rollback: " if action == "rollback" else "") + (", ".join(parts) or "-")
         return text if len(text) <= 80 else text[:77] + "..."
 
     rows = [[_or_dash(e.get("revision")), format_time(e.get("time")), _or_dash(e.get("who")), changes(e)]
@@ -167,8 +180,10 @@ def dataplanes_table(items: Sequence[Mapping[str, Any]], now: float | None = Non
     return table(("NODE", "REGION", "VERSION", "STATUS", "LAST SEEN", "CONNECTED"), rows)
 
 
-def providers_table(items: Sequence[Mapping[str, Any]]) -> str:
-    """One row per deployment and data plane reporting it; a disconnected data plane's last report is marked."""
+def providers_table(items: Sequence[Mapping[str, Any]], wide: bool = False, now: float | None = None) -> str:
+    """One row per deployment and data plane reporting it; a disconnected data plane's last report is marked. An
+    unhealthy state shows since when and why (the last error, the check's finding, the missing credential's
+    source); ``wide`` adds the consecutive failures and the back-off left."""
     def ttfb(ms: object) -> str:
         return f"{ms:.0f}ms" if isinstance(ms, int | float) and not isinstance(ms, bool) and ms > 0 else "-"
 
@@ -178,9 +193,17 @@ def providers_table(items: Sequence[Mapping[str, Any]]) -> str:
             if not isinstance(d, Mapping):
                 continue
             state = _or_dash(d.get("state")) + ("" if d.get("connected") else " (disconnected)")
-            rows.append([_or_dash(item.get("provider")), _or_dash(item.get("deployment")), _or_dash(d.get("nodeId")),
-                         _or_dash(d.get("region")), state, _or_dash(d.get("ejections")), ttfb(d.get("ttfbMs"))])
-    return table(("PROVIDER", "DEPLOYMENT", "DATA PLANE", "REGION", "STATE", "EJECTIONS", "TTFB"), rows)
+            since = format_age(d.get("since"), now)
+            row = [_or_dash(item.get("provider")), _or_dash(item.get("deployment")), _or_dash(d.get("nodeId")),
+                   _or_dash(d.get("region")), state, _or_dash(d.get("ejections")), ttfb(d.get("ttfbMs")),
+                   since if since == "-" else f"{since} ago"]
+            if wide:
+                left = d.get("ejectedForS")
+                row += [_or_dash(d.get("consecutiveFailures")),
+                        f"{left:.1f}s" if isinstance(left, int | float) and left > 0 else "-"]
+            rows.append([*row, _or_dash(d.get("reason"))])
+    headers = ["PROVIDER", "DEPLOYMENT", "DATA PLANE", "REGION", "STATE", "EJECTIONS", "TTFB", "SINCE"]
+    return table([*headers, *(("FAILURES", "BACK-OFF") if wide else ()), "REASON"], rows)
 
 
 class RowsFormat(enum.StrEnum):
@@ -210,14 +233,16 @@ def show_rows(answer: Mapping[str, Any], headers: Sequence[str], rows: Sequence[
 
 
 def show_items(items: Sequence[Mapping[str, Any]], answer: Mapping[str, Any], output: OutputFormat,
-               render: Callable[[Sequence[Mapping[str, Any]]], str], empty: str) -> None:
-    """Print a listing: JSON (the whole answer), YAML documents (the items) or ``render``'s table."""
+               render: Callable[[Sequence[Mapping[str, Any]]], str], empty: str,
+               wide: Callable[[Sequence[Mapping[str, Any]]], str] | None = None) -> None:
+    """Print a listing: JSON (the whole answer), YAML documents (the items) or ``render``'s table (``wide``'s for
+    ``-o wide``, when the command has one)."""
     if output is OutputFormat.json:
         print(to_json(answer))
     elif output is OutputFormat.yaml:
         if items:
             sys.stdout.write(to_yaml_documents(items))
     elif items:
-        print(render(items))
+        print((wide or render)(items) if output is OutputFormat.wide else render(items))
     else:
         print(empty, file=sys.stderr)

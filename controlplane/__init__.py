@@ -17,7 +17,9 @@ Read this first. A policy change, from ``gatectl apply`` to a data plane's ACK, 
    (``push.fleet_health``) that ``gatectl dataplanes`` and ``gatectl providers`` show.
 
 Alongside: **money**: ``money.ledger`` (spent + outstanding grants ≤ limit, by compare-and-swap) and
-``money.lease_service`` (grants and rate shares for data planes); **usage**: ``usage.service`` receives usage
+``money.lease_service`` (grants and rate shares for data planes); **alerts**: ``alerts.duty`` records budget
+and rate-limit alert events (``alerts.rules`` decides, purely) and delivers them to webhooks (``alerts.webhooks``);
+**usage**: ``usage.service`` receives usage
 batches, ``usage.db`` keeps them in DuckDB, ``usage.analytics`` reports, ``usage.retention`` deletes what is
 past each tenant's retention; **admin**: the HTTP API, usage and analytics endpoints, the dashboard
 (``admin.dashboard``, ``admin.dashboard_page``, ``admin.charts``) and ``admin.metrics``; ``policy.compliance``

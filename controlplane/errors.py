@@ -4,7 +4,9 @@ Hierarchy::
 
     ControlPlaneError
     ├── InvalidPolicy      the documents (or the policy they would produce) are invalid; ``problems`` says why
-    ├── Conflict           the policy changed since the caller read it, or the name is taken; nothing written
+    ├── Conflict           the policy changed since the caller read it; nothing written
+    │   └── AlreadyExists  the name is taken (retrying cannot help)
+    ├── InUse              a delete refused because other resources refer to the one named; ``referrers`` says which
     ├── NotFound           no such resource, or no such generation in the history
     └── InvalidRequest     the request itself is malformed (unknown kind, bad body)
 
@@ -55,7 +57,21 @@ class InvalidPolicy(ControlPlaneError):
 
 
 class Conflict(ControlPlaneError):
-    """A stale ``expectedRevision``, a concurrent writer that won the compare, or a name already in use."""
+    """A stale ``expectedRevision`` or a concurrent writer that won the compare."""
+
+
+class AlreadyExists(Conflict):
+    """A create for a name that is in use."""
+
+
+class InUse(ControlPlaneError):
+    """A delete of a resource that others still refer to; ``referrers`` names each (kind, name, field)."""
+
+    def __init__(self, kind: str, name: str, referrers: Sequence[Problem]) -> None:
+        self.referrers = tuple(referrers)
+        named = ", ".join(f"{p.kind}/{p.name} ({p.field})" for p in self.referrers)
+        super().__init__(f"cannot delete {kind}/{name}: still referred to by {named}; change or delete "
+                         f"{'it' if len(self.referrers) == 1 else 'them'} first")
 
 
 class NotFound(ControlPlaneError):

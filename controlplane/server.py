@@ -17,10 +17,14 @@ from typing import TypeVar
 import grpc
 from aiohttp import web
 
+from controlplane.admin.alerts_api import add_alert_routes
 from controlplane.admin.api import create_admin_app
+from controlplane.admin.dashboard_data import add_dashboard_sources
 from controlplane.admin.metrics import ControlPlaneMetrics, add_metrics_routes
+from controlplane.alerts.duty import AlertDuty
 from controlplane.money.lease_service import LeaseServicer
 from controlplane.money.ledger import Ledger
+from controlplane.money.levels import BudgetLevel, budget_levels
 from controlplane.policy.compile import PolicySet
 from controlplane.policy.repository import Repository
 from controlplane.push.discovery import DiscoveryServicer, Registry
@@ -66,6 +70,7 @@ class ControlPlane:
         self.metrics = ControlPlaneMetrics()
         self.retention: RetentionTask | None = None  # usage retention (after ``start``)
         self.ledger: Ledger | None = None  # budget spend and grants (after ``start``)
+        self.alerts: AlertDuty | None = None  # alert events and webhook deliveries (after ``start``)
 
     @property
     def usage_db(self) -> UsageDB:
@@ -102,16 +107,26 @@ class ControlPlane:
             self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             registry = Registry(publisher)
             self._usage_db = usage_db = await UsageDB.open(str(_usage_path(s)))
-            self.ledger = Ledger(store, ttl_s=s.lease_ttl_seconds, grace_s=s.lease_grace_seconds)
-            leases = LeaseServicer(self.ledger, publisher, tokens.dataplane)
+            repository = Repository(store, on_commit=self.metrics.committed)
+            self.alerts = alerts = AlertDuty(store, lambda: _policy(repository),
+                                             refusal_threshold_s=s.alert_refusing_seconds,
+                                             retry_base_s=s.webhook_retry_seconds,
+                                             max_attempts=s.webhook_max_attempts)
+            alerts.start()
+            self.ledger = ledger = Ledger(store, ttl_s=s.lease_ttl_seconds, grace_s=s.lease_grace_seconds,
+                                          observe=alerts.budget_observed)
+            leases = LeaseServicer(ledger, publisher, tokens.dataplane, alerts=alerts)
             await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane),
                                    UsageServicer(usage_db, tokens.dataplane, settle=leases.settle_usage), leases)
-            repository = Repository(store, on_commit=self.metrics.committed)
             self.retention = RetentionTask(usage_db, lambda: _policy(repository),
                                            interval=s.retention_interval_seconds, clock=self._clock)
             self.retention.start()
-            self.metrics.attach(registry, usage_db, self.retention)
+            self.metrics.attach(registry, usage_db, self.retention,
+                                budgets=lambda: _budget_levels(ledger, repository, self._clock()),
+                                alerts=alerts.stats)
             admin = create_admin_app(repository, registry, tokens.admin, usage_db)
+            add_alert_routes(admin, alerts)
+            add_dashboard_sources(admin, registry, publisher, store)
             add_metrics_routes(admin, self.metrics, require_token=s.metrics_require_token)
             await self._start_admin(admin)
         except BaseException:
@@ -157,6 +172,9 @@ class ControlPlane:
         if self.retention is not None:
             await self.retention.stop()
             self.retention = None
+        if self.alerts is not None:
+            await self.alerts.stop()
+            self.alerts = None
         if self._usage_db is not None:
             await self._usage_db.close()
             self._usage_db = None
@@ -170,6 +188,10 @@ class ControlPlane:
 
 async def _policy(repository: Repository) -> PolicySet:
     return (await repository.state()).policy
+
+
+async def _budget_levels(ledger: Ledger, repository: Repository, now: float) -> list[BudgetLevel]:
+    return await budget_levels(ledger, await _policy(repository), now)
 
 
 def _usage_path(s: ControlPlaneSettings) -> Path:

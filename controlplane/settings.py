@@ -42,6 +42,11 @@ class ControlPlaneSettings:
     # lease_grace_seconds after it expires, so longer leases strand budget longer.
     lease_ttl_seconds: float = 900.0
     lease_grace_seconds: float = 60.0
+    # Alerts (controlplane.alerts): a rate-limit scope refusing this long raises ``ratelimit.refusing``; a failed
+    # webhook delivery is retried after webhook_retry_seconds, doubling each time, webhook_max_attempts in all.
+    alert_refusing_seconds: float = 60.0
+    webhook_retry_seconds: float = 1.0
+    webhook_max_attempts: int = 10
 
     @property
     def effective_store_url(self) -> str:

@@ -30,6 +30,7 @@ from dataplane.record.metrics import DataPlaneMetrics
 from dataplane.record.records import Records
 from dataplane.record.request_log import RequestLog, open_sink
 from dataplane.record.spool import UsageSpool
+from dataplane.record.tracing import Tracer
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.disk_cache import SnapshotCache
 from dataplane.snapshot.holder import SnapshotHolder
@@ -39,6 +40,7 @@ from dataplane.sync.grants import GrantFile, GrantPersister
 from dataplane.sync.health_report import summary_of
 from dataplane.sync.leases import LeaseClient
 from dataplane.sync.usage_shipper import UsageShipper
+from dataplane.upstream.credentials import CredentialCheck
 from dataplane.upstream.probe import HealthChecker
 from tollway.backoff import Backoff, url_host
 from tollway.tasks import cancel
@@ -65,11 +67,11 @@ class DataPlane:
         self.persister: GrantPersister | None = None
         self.limits = LimitsGate(limiter or RateLimiter(), self.budgets)
         self.gate: Gate = gate or self.limits
-        self.holder = SnapshotHolder([self.limits, self.budgets])
-        self.leases = LeaseClient(settings, self.budgets, self.limits.limiter)
-        # Deployment health: passive (the request path reports attempts) and active (a probe per provider);
-        # the discovery stream reports it to the control plane.
+        # Deployment health: passive (the request path reports attempts), active (a probe per provider) and the
+        # credentials each installed snapshot needs (resolved as it installs); the discovery stream reports it.
         self.health = Health()
+        self.holder = SnapshotHolder([self.limits, self.budgets, CredentialCheck(self.health)])
+        self.leases = LeaseClient(settings, self.budgets, self.limits.limiter)
         self.health_checker = HealthChecker(self.holder, self.health, interval_s=health_check_interval_s)
         self.discovery = DiscoveryClient(settings, self.holder, SnapshotCache(settings.state_dir),
                                          backoff=backoff or Backoff(), health=summary_of(self.holder, self.health))
@@ -80,6 +82,7 @@ class DataPlane:
         self.spool: UsageSpool | None = None
         self.shipper: UsageShipper | None = None
         self.request_log: RequestLog | None = None
+        self.tracer: Tracer | None = None
         self.url = ""  # http://host:port once started (the bound port when settings.port is 0)
 
     def _backlog(self) -> int:
@@ -117,8 +120,13 @@ class DataPlane:
                     ContentKey.from_environ(os.environ))
                 self.request_log.start()
                 stack.push_async_callback(self._stop_request_log)
+            # Traces (off unless an OTLP endpoint is configured): the exporter's thread stops last-in, first-out,
+            # after the HTTP server, so the last requests' spans are flushed.
+            self.tracer = Tracer.configured(s)
+            if self.tracer is not None:
+                stack.push_async_callback(asyncio.to_thread, self.tracer.shutdown)
             records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,
-                              node_id=s.node_id)
+                              node_id=s.node_id, tracer=self.tracer)
             edge = Edge.of(s)
             runner = EdgeRunner(create_app(s, self.holder, self.gate, records, self.metrics, self._wait_for_room,
                                            health=self.health, edge=edge), edge=edge, access_log=None)

@@ -34,6 +34,9 @@ class DataPlaneSettings:
     heartbeat_interval_s: float = 5.0
     # Requests in flight beyond which new ones are shed at once with 503 + Retry-After (overload protection).
     max_in_flight: int = 512
+    # Below it, the limit follows the event loop's lag (``dataplane.api.overload``): a lag averaged over 200 ms above
+    # this sheds (0: the fixed limit only).
+    overload_lag_s: float = 0.01
     # Total request header bytes beyond which a request is answered 431 (Envoy's default).
     max_header_bytes: int = 60 * 1024
     # A request's head must be complete this long after its first byte (408); a connection idle this long between
@@ -51,3 +54,7 @@ class DataPlaneSettings:
     ops_socket: str = ""
     # Browser origins allowed to call the API (CORS; "*": any); empty: CORS off.
     cors_origins: frozenset[str] = frozenset()
+    # OpenTelemetry traces (``dataplane.record.tracing``): the OTLP/HTTP base URL ("" : OTEL_EXPORTER_OTLP_*
+    # decides, tracing off when neither is set) and a sampling ratio (None: OTEL_TRACES_SAMPLER decides).
+    otlp_endpoint: str = ""
+    trace_sampling: float | None = None

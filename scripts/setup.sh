@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine with Python 3.11: Debian packages, then a virtualenv (.venv) with Tollway.
 #   scripts/setup.sh        what the gateway needs
-#   scripts/setup.sh dev    plus what the tests need (etcd, Chromium, the dev extras)
+#   scripts/setup.sh dev    plus what the tests need (etcd, Chromium, systemd-analyze, the dev extras)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ if [ -n "$PY" ] && ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then nee
 if [ "${1:-}" = dev ]; then
   command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)   # the dashboard's browser tests
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)   # verifies the units of deploy/systemd
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq

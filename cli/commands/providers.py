@@ -1,4 +1,5 @@
-"""``providers``: how the fleet's data planes see each provider's deployments (healthy, ejected, down)."""
+"""``providers``: how the fleet's data planes see each provider's deployments (healthy, ejected, down, no
+credential), and why when not healthy."""
 
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ def providers(
     """Deployment health per provider and data plane: state, ejections in a row, time to first byte.
 
     States: healthy, trial (the next request tests it), ejected (backing off after failures), provider-down
-    (the active check cannot reach it). Data planes report it on their discovery stream every few seconds.
+    (the active check cannot reach it), no-credential (the data plane lacks the provider's credential: the
+    variable, the AWS profile or credential chain, the Google key file; never routed to there). An unhealthy
+    state shows since when and why. Data planes report it on their discovery stream every few seconds; -o wide
+    adds consecutive failures and the back-off left.
     """
     with exit_on_error():
         answer = connect(control_plane, admin_token).providers()
         items: list[dict[str, Any]] = [i for i in answer.get("items") or [] if isinstance(i, dict)]
-        show_items(items, answer, output, providers_table, "No data plane has reported deployment health.")
+        show_items(items, answer, output, providers_table, "No data plane has reported deployment health.",
+                   wide=lambda rows: providers_table(rows, wide=True))

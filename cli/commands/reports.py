@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,7 @@ import typer
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
 from cli.output import RowsFormat, show_rows
+from cli.progress import Progress, count, summary
 
 report_app = typer.Typer(help="Usage analytics: daily cost, latency trends, error rates, top users.",
                          no_args_is_help=True)
@@ -70,13 +72,27 @@ def _query(**values: str | None) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def _show(answer: dict[str, Any], columns: Columns, output: RowsFormat) -> None:
+@dataclass(frozen=True)
+class Fetched:
+    report: str
+    answer: dict[str, Any]
+    elapsed_s: float
+
+
+def _show(fetched: Fetched, columns: Columns, output: RowsFormat) -> None:
+    """The rows, then a one-line summary on stderr."""
+    answer = fetched.answer
     rows = [[cell(r) for _, cell in columns] for r in answer.get("rows") or [] if isinstance(r, dict)]
     show_rows(answer, [h for h, _ in columns], rows, output, f"No usage since {answer.get('since')}.")
+    summary(f"report {fetched.report}: {count(len(rows), 'row')}, {answer.get('since') or '?'} to "
+            f"{answer.get('until') or 'now'}, in {fetched.elapsed_s:.1f}s")
 
 
-def _fetch(control_plane: str | None, admin_token: str | None, report: str, query: dict[str, str]) -> dict[str, Any]:
-    return connect(control_plane, admin_token).analytics(report, query)
+def _fetch(control_plane: str | None, admin_token: str | None, report: str, query: dict[str, str]) -> Fetched:
+    """The report's answer; meanwhile, on a terminal, the time it has taken (months of usage take a while)."""
+    with Progress() as progress, progress.waiting(f"report {report}: querying the control plane"):
+        answer = connect(control_plane, admin_token).analytics(report, query)
+    return Fetched(report, answer, progress.elapsed_s)
 
 
 @report_app.command("daily-cost")

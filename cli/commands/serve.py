@@ -108,13 +108,16 @@ def controlplane_serve(
     lease_ttl: Annotated[float, typer.Option(
         "--lease-ttl", min=5.0, help="Seconds a budget grant stays valid: how long data planes keep serving "
         "budgeted tenants while the control plane is away")] = 900.0,
+    alert_refusing: Annotated[float, typer.Option(
+        "--alert-refusing-seconds", min=1.0, help="Raise a ratelimit.refusing alert when a rate-limit scope keeps "
+        "refusing this long")] = 60.0,
 ) -> None:
     """Run the control plane: admin HTTP API and the gRPC discovery service."""
     settings = ControlPlaneSettings(
         store_url=store, state_dir=state_dir, admin_host=admin_host, admin_port=admin_port, grpc_host=grpc_host,
         grpc_port=grpc_port, admin_token=admin_token, dataplane_token=dataplane_token, tls_cert=tls_cert,
         tls_key=tls_key, tls_client_ca=tls_client_ca, metrics_require_token=metrics_require_token,
-        lease_ttl_seconds=lease_ttl,
+        lease_ttl_seconds=lease_ttl, alert_refusing_seconds=alert_refusing,
     )
     configure_logging()
 
@@ -159,6 +162,9 @@ def dataplane_serve(
         "without one")] = None,
     max_in_flight: Annotated[int, typer.Option(
         "--max-in-flight", min=1, help="Requests served at once; more are refused at once with 503")] = 512,
+    overload_lag_ms: Annotated[float, typer.Option(
+        "--overload-lag-ms", min=0, help="Shed below --max-in-flight while the event loop lags more than this "
+        "on average over 200 ms (0: only the fixed limit)")] = 10.0,
     header_timeout: Annotated[float, typer.Option(
         "--header-timeout", min=0.1, help="Seconds a request's headers may take from their first byte (408)")]
     = 20.0,
@@ -176,14 +182,23 @@ def dataplane_serve(
     ops_port: Annotated[int | None, typer.Option(
         "--ops-port", min=0, max=65535, help="With several workers: the group's /metrics and /healthz "
         "[default: --port + 1]", show_default=False)] = None,
+    otlp_endpoint: Annotated[str, typer.Option(
+        "--otlp-endpoint", help="Export OpenTelemetry traces over OTLP/HTTP to this base URL (/v1/traces is "
+        "appended); without it, OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT decides, and no endpoint means no tracing")]
+    = "",
+    trace_sampling: Annotated[float | None, typer.Option(
+        "--trace-sampling", min=0.0, max=1.0, help="The share of requests traced (parent-based: a client's "
+        "sampled traceparent is honoured) [default: OTEL_TRACES_SAMPLER, else all]", show_default=False)] = None,
 ) -> None:
     """Run a data plane: the OpenAI-compatible proxy of one region."""
     settings = DataPlaneSettings(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
         state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
-        cors_origins=frozenset(cors_origin or ()), max_in_flight=max_in_flight, header_timeout_s=header_timeout,
-        keepalive_timeout_s=keepalive_timeout, min_body_bytes_per_s=min_body_rate,
+        cors_origins=frozenset(cors_origin or ()), max_in_flight=max_in_flight,
+        overload_lag_s=overload_lag_ms / 1000, header_timeout_s=header_timeout, keepalive_timeout_s=keepalive_timeout,
+        min_body_bytes_per_s=min_body_rate,
         max_connections_per_client=max_connections_per_client,
+        otlp_endpoint=otlp_endpoint, trace_sampling=trace_sampling,
     )
     # A restarted data plane keeps its identity, so `gatectl dataplanes` shows one entry per data plane.
     # (Port 0 is only for tests: there the process id tells data planes apart.)

@@ -26,6 +26,7 @@ from cli.client import AdminClient
 from cli.commands.serve import configure_logging, run_main, start_all, stop_all, wait_for_signal
 from cli.documents import LoadedDocument, load_documents
 from cli.errors import Refused, StartupFailed, UsageError, exit_on_error
+from cli.stand_ins import as_stand_in
 from controlplane.settings import ControlPlaneSettings
 from dataplane.settings import DataPlaneSettings
 
@@ -47,7 +48,8 @@ def find_policy_dir() -> Path:
 
 
 def rewrite_to_mock(documents: list[LoadedDocument]) -> list[LoadedDocument]:
-    """Every Provider becomes ``type: mock`` (same name and region), so routes and residency stay as written."""
+    """Every Provider becomes ``type: mock`` (same name and region), so routes and residency stay as written; its
+    label ``tollway.dev/gatectl-up`` keeps the type written, so ``apply`` can refuse to swap it back unasked."""
     out = []
     for doc in documents:
         if doc.kind != "Provider":
@@ -55,7 +57,7 @@ def rewrite_to_mock(documents: list[LoadedDocument]) -> list[LoadedDocument]:
             continue
         spec = {k: v for k, v in dict(doc.document.get("spec") or {}).items() if k not in REAL_PROVIDER_FIELDS}
         spec["type"] = "mock"
-        out.append(replace(doc, document={**doc.document, "spec": spec}))
+        out.append(replace(doc, document=as_stand_in(doc.document, spec)))
     return out
 
 

@@ -3,7 +3,8 @@
 Handlers parse the request, call the repository, and serialize; this module is the one place where control-plane
 errors become HTTP answers (``{"error": {"message", "type", "param", "code"}}``):
 
-    InvalidPolicy 422 invalid_policy (+ "problems") · Conflict 409 conflict · NotFound 404 not_found ·
+    InvalidPolicy 422 invalid_policy (+ "problems") · Conflict 409 conflict · AlreadyExists 409 already_exists ·
+    InUse 409 in_use (+ "referrers") · NotFound 404 not_found ·
     InvalidRequest 400 invalid_request_error · StoreUnavailable 503 store_unavailable · StoreError 500 store_error ·
     no/wrong token 401 authentication_error · an inference key 403 permission_error
 
@@ -23,7 +24,16 @@ from aiohttp import web
 from controlplane.admin.analytics_api import add_analytics_routes
 from controlplane.admin.dashboard import dashboard_gate, is_dashboard_path
 from controlplane.admin.usage_api import add_usage_routes
-from controlplane.errors import Conflict, ControlPlaneError, InvalidPolicy, InvalidRequest, NotFound, is_count
+from controlplane.errors import (
+    AlreadyExists,
+    Conflict,
+    ControlPlaneError,
+    InUse,
+    InvalidPolicy,
+    InvalidRequest,
+    NotFound,
+    is_count,
+)
 from controlplane.policy.audit import add_audit_routes
 from controlplane.policy.compliance import add_compliance_routes
 from controlplane.policy.engine import Document
@@ -70,6 +80,8 @@ def create_admin_app(repository: Repository, status: StatusSource, admin_token: 
     app.router.add_delete("/admin/v1/resources/{kind}/{name}", _delete)
     app.router.add_post("/admin/v1/apply", _apply)
     app.router.add_post("/admin/v1/keys", _create_key)
+    app.router.add_post("/admin/v1/keys/{name}/rotate", _rotate_key)
+    app.router.add_post("/admin/v1/keys/{name}/revoke", _revoke_key)
     app.router.add_get("/admin/v1/history", _history)
     app.router.add_get("/admin/v1/history/{revision}", _history_entry)
     app.router.add_post("/admin/v1/rollback", _rollback)
@@ -98,6 +110,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except InvalidPolicy as e:
         return error_response(422, "invalid_policy", str(e), problems=[p.to_json() for p in e.problems])
+    except AlreadyExists as e:
+        return error_response(409, "already_exists", str(e))
+    except InUse as e:
+        return error_response(409, "in_use", str(e), referrers=[
+            {"kind": p.kind, "name": p.name, "field": p.field} for p in e.referrers])
     except Conflict as e:
         return error_response(409, "conflict", str(e))
     except NotFound as e:
@@ -185,7 +202,7 @@ async def _apply(request: web.Request) -> web.Response:
     result = await request.app[REPOSITORY].apply(
         documents, who=_who(body), dry_run=_field(body, "dryRun", bool, False),
         expected_revision=_field(body, "expectedRevision", int))
-    return _json(result.to_json())
+    return _json(result.to_json(bodies=_field(body, "withBodies", bool, False)))
 
 
 async def _delete(request: web.Request) -> web.Response:
@@ -208,9 +225,24 @@ async def _create_key(request: web.Request) -> web.Response:
         raise InvalidRequest("'routes' must be a list of route names")
     created = await request.app[REPOSITORY].create_key(
         name, tenant, who=_who(body), project=_field(body, "project", str), routes=routes,
-        expires_at=_field(body, "expiresAt", int))
+        expires_at=_field(body, "expiresAt", int), budget=_field(body, "budget", dict),
+        rate_limits=_field(body, "rateLimits", dict))
     return _json({"name": created.name, "secret": created.secret, "hint": created.hint,
                   "revision": created.revision}, status=201)
+
+
+async def _rotate_key(request: web.Request) -> web.Response:
+    body = await _body(request)
+    rotated = await request.app[REPOSITORY].rotate_key(
+        request.match_info["name"], who=_who(body), overlap_seconds=_field(body, "overlapSeconds", int, 0))
+    return _json({"name": rotated.name, "secret": rotated.secret, "hint": rotated.hint,
+                  "revision": rotated.revision, "previousExpiresAt": rotated.previous_expires_at})
+
+
+async def _revoke_key(request: web.Request) -> web.Response:
+    body = await _body(request)
+    name = request.match_info["name"]
+    return _json({"name": name, "revision": await request.app[REPOSITORY].revoke_key(name, who=_who(body))})
 
 
 async def _history(request: web.Request) -> web.Response:
@@ -235,7 +267,8 @@ async def _rollback(request: web.Request) -> web.Response:
         raise InvalidRequest("'toRevision' is required")
     result = await request.app[REPOSITORY].rollback(
         to, who=_who(body), dry_run=_field(body, "dryRun", bool, False),
-        expected_revision=_field(body, "expectedRevision", int))
+        expected_revision=_field(body, "expectedRevision", int),
+        include_keys=_field(body, "includeKeys", bool, False))
     return _json(result.to_json())
 
 

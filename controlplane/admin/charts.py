@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from html import escape
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
@@ -17,7 +17,7 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 WIDTH, HEIGHT = 720, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28
 
-Values = Mapping[str, Mapping[date, float]]  # series name -> day -> value
+Values = Mapping[str, Mapping[date, float]]  # series name -> day (or hour: a datetime) -> value
 Format = Callable[[float], str]
 
 
@@ -36,10 +36,10 @@ def nice_max(value: float) -> float:
     return 10.0 * magnitude
 
 
-def _frame(days: Sequence[date], top: float, y_format: Format, label: str) -> list[str]:
+def _frame(days: Sequence[date], top: float, y_format: Format, label: str, tick: str = "%m-%d") -> list[str]:
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-             f'aria-label="{escape(label)}" class="chart">']
+             f'aria-label="{escape(label)}" class="chart" data-buckets="{len(days)}">']
     for i in range(5):
         value = top * i / 4
         y = TOP + plot_h - plot_h * i / 4
@@ -50,7 +50,7 @@ def _frame(days: Sequence[date], top: float, y_format: Format, label: str) -> li
     for i, day in enumerate(days):
         if i % every == 0:
             parts.append(f'<text x="{_x(i, len(days)):.1f}" y="{HEIGHT - 8}" text-anchor="middle" class="tick">'
-                         f'{day.strftime("%m-%d")}</text>')
+                         f'{day.strftime(tick)}</text>')
     return parts
 
 
@@ -64,17 +64,23 @@ def _y(value: float, top: float) -> float:
     return TOP + plot_h - plot_h * (value / top)
 
 
+def _when(day: date) -> str:
+    """A bucket as a person reads it: the day, or the hour's start in UTC."""
+    return day.strftime("%Y-%m-%d %H:%M UTC") if isinstance(day, datetime) else day.isoformat()
+
+
 def _mark_attrs(series: str, day: date, value: float, y_format: Format) -> str:
     return (f'data-series="{escape(series)}" data-day="{day.isoformat()}" data-value="{value:g}"><title>'
-            f'{escape(series)} {day.isoformat()}: {escape(y_format(value))}</title>')
+            f'{escape(series)} {_when(day)}: {escape(y_format(value))}</title>')
 
 
-def stacked_bars(days: Sequence[date], values: Values, y_format: Format, label: str) -> str:
-    """One bar per day, stacked by series in the mapping's order (first at the bottom)."""
+def stacked_bars(days: Sequence[date], values: Values, y_format: Format, label: str, tick: str = "%m-%d") -> str:
+    """One bar per day (or hour: ``days`` of datetimes, ``tick`` an hour format), stacked by series in the
+    mapping's order (first at the bottom). At most 8 x labels, so they never overlap."""
     if not days:
         return empty(label)
     top = nice_max(max(sum(v.get(d, 0.0) for v in values.values()) for d in days))
-    parts = _frame(days, top, y_format, label)
+    parts = _frame(days, top, y_format, label, tick)
     slot = (WIDTH - LEFT - RIGHT) / len(days)
     bar = max(1.0, slot * 0.7)
     for i, day in enumerate(days):

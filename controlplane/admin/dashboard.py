@@ -1,6 +1,12 @@
-"""``GET /dashboard``: usage analytics as one HTML page on the admin port — cost per team over time, latency
-trends, error rates, top users, tokens of each kind per model (or tenant, project...) — with charts drawn on the
-server as inline SVG (no script, nothing fetched).
+"""``GET /dashboard``: usage analytics and operations as one HTML page on the admin port — budgets (spend against
+limit, burn rate, projected month end), fleet health (data planes, snapshot versions, ACK/NACK; deployments and
+their breakers), the last 24 h by hour, cost per team over time, latency trends, error rates, top keys, projects
+and users, tokens of each kind per model (or tenant, project...) — with charts drawn on the server as inline SVG.
+
+Refresh. The page's one script (``dashboard_script``, at ``/dashboard/dashboard.js``) fetches
+``GET /dashboard/data.json`` (same query as the page) every ``refresh`` seconds (default ``DEFAULT_REFRESH_S``;
+``refresh=0`` turns it off) and swaps the sections in; the JSON is ``{"generatedAt", "main"}`` (the sections'
+HTML, rendered by the same functions as the page) plus ``summary``, ``budgets`` and ``dataplanes`` as numbers.
 
 Auth. Scripts send ``Authorization: Bearer <admin token>`` as for the rest of the admin API. A browser signs in
 once (the form at ``/dashboard``, or ``/dashboard?token=...``, which is redirected away at once) and then holds
@@ -21,13 +27,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
+import orjson
 from aiohttp import web
 
 from controlplane.admin import charts
-from controlplane.admin.dashboard_page import Page, render_login, render_page
+from controlplane.admin.dashboard_data import gather_extras
+from controlplane.admin.dashboard_page import SCRIPT_PATH, Page, render_login, render_main, render_page
+from controlplane.admin.dashboard_script import SCRIPT
 from controlplane.errors import InvalidRequest, is_count
 from controlplane.usage import analytics as an
-from tollway.money import PICO_PER_MICRO
+from tollway.money import PICO_PER_MICRO, usd
 
 ANALYTICS = web.AppKey("analytics", an.Analytics)
 PATH = "/dashboard"
@@ -38,9 +47,12 @@ SESSION_SECONDS = 12 * 3600
 MAX_DAYS = 366
 MAX_SERIES = 8
 MAX_TOKEN_ROWS = 20  # groups in the token-kind table and figure, biggest cost first
+DATA_PATH = "/dashboard/data.json"
+DEFAULT_REFRESH_S = 30
+MAX_REFRESH_S = 3600
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -179,7 +191,16 @@ def error_series(rows: list[an.DailyErrors]) -> dict[str, dict[date, float]]:
     return series
 
 
-async def dashboard(request: web.Request) -> web.Response:
+def _refresh(query: Mapping[str, str]) -> int:
+    value = query.get("refresh", "")
+    if not value:
+        return DEFAULT_REFRESH_S
+    if not is_count(value) or int(value) > MAX_REFRESH_S:
+        raise InvalidRequest(f"refresh: expected seconds from 0 (off) to {MAX_REFRESH_S}")
+    return int(value)
+
+
+async def _page(request: web.Request) -> Page:
     q = request.query
     now = datetime.now(UTC)
     period = _period(q, now)
@@ -189,27 +210,63 @@ async def dashboard(request: web.Request) -> web.Response:
     tokens_by = q.get("tokens_by", "route")
     if tokens_by not in an.TOKEN_DIMENSIONS:
         raise InvalidRequest(f"tokens_by: expected one of {', '.join(an.TOKEN_DIMENSIONS)}")
+    refresh = _refresh(q)
     filters = an.parse_filters(q)
     reports = request.app[ANALYTICS]
     span = period.span
-    cost, latency, errors, by_deployment, users, tokens = await asyncio.gather(
+    (cost, latency, errors, by_deployment, users, tokens), extras = await asyncio.gather(asyncio.gather(
         reports.daily_cost(cast(an.CostDimension, cost_by), span, filters), reports.latency("route", span, filters),
         reports.errors("provider", span, filters), reports.errors("deployment", span, filters),
         reports.top_users(span, "cost", 20, filters),
-        reports.token_kinds(cast(an.TokenDimension, tokens_by), span, filters))
-    page = Page(
+        reports.token_kinds(cast(an.TokenDimension, tokens_by), span, filters),
+    ), gather_extras(request.app, reports, period, cast(an.CostDimension, cost_by), filters))
+    return Page(
         period=period, days=day_range(period, now), cost_by=cost_by, filters={str(k): v for k, v in filters.items()},
         query_days=q.get("days", ""), cost=cost_series(cost), latency=latency_series(latency),
         errors=error_series(errors), by_deployment=by_deployment, users=users,
         tokens_by=tokens_by, tokens=tokens[:MAX_TOKEN_ROWS],
         requests=sum(r.requests for r in errors), failed=sum(r.errors for r in errors),
         cost_pico=sum(r.cost_pico for r in cost) if cost_by != "tag" else None,
+        extras=extras, refresh_s=refresh,
     )
-    return _html(render_page(page))
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    return _html(render_page(await _page(request)))
+
+
+def _data(page: Page) -> dict[str, object]:
+    """The JSON a refresh fetches: the sections' HTML, and the headline numbers for scripts (money exact)."""
+    x = page.extras
+    fleet = x.fleet
+    return {
+        "generatedAt": datetime.fromtimestamp(x.as_of, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "main": render_main(page),
+        "summary": {"requests": page.requests, "failed": page.failed,
+                    "costPico": str(page.cost_pico) if page.cost_pico is not None else None},
+        "budgets": None if x.budgets is None else [
+            {"scope": s.budget.scope, "limitPico": str(s.limit_pico), "spentPico": str(s.spent_pico),
+             "heldPico": str(s.held_pico), "burnPerDayPico": str(s.burn_per_day_pico),
+             "projectedPico": str(s.projected_pico), "projectedUsd": usd(s.projected_pico)} for s in x.budgets],
+        "dataplanes": None if fleet is None else [
+            {"nodeId": d.node_id, "region": d.region, "version": d.version, "status": d.status,
+             "connected": d.connected, "lastSeen": d.last_seen} for d in fleet.dataplanes],
+    }
+
+
+async def dashboard_data(request: web.Request) -> web.Response:
+    body = orjson.dumps(_data(await _page(request)))
+    return web.Response(body=body, content_type="application/json", headers=SECURITY_HEADERS)
+
+
+async def dashboard_script(request: web.Request) -> web.Response:
+    return web.Response(text=SCRIPT, content_type="text/javascript", charset="utf-8", headers=SECURITY_HEADERS)
 
 
 def add_dashboard_routes(app: web.Application) -> None:
-    """Register the dashboard; it reads ``app[ANALYTICS]``, which the caller sets."""
+    """Register the dashboard; it reads ``app[ANALYTICS]``, which the caller sets, and, when set,
+    ``app[dashboard_data.SOURCES]`` (budgets and fleet health)."""
     app.router.add_get(PATH, dashboard)
     app.router.add_get(PATH + "/", dashboard)
-
+    app.router.add_get(DATA_PATH, dashboard_data)
+    app.router.add_get(SCRIPT_PATH, dashboard_script)

@@ -11,9 +11,14 @@ from datetime import date
 from html import escape
 
 from controlplane.admin import charts
+from controlplane.admin import dashboard_sections as sections
+from controlplane.admin.dashboard_sections import Extras, money
 from controlplane.usage import analytics as an
-from tollway.money import PICO_PER_MICRO, PICO_PER_USD
+from tollway.money import PICO_PER_MICRO
 
+__all__ = ["Page", "money", "render_login", "render_main", "render_page"]
+
+SCRIPT_PATH = "/dashboard/dashboard.js"
 STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;align-items:center;gap:24px}
@@ -34,6 +39,15 @@ th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f4}td.n,th.n{
 .empty{color:#5b6475}.error{color:#b00020}.note{font-size:12px;color:#5b6475;margin:6px 0}
 .login{max-width:360px;margin:80px auto;background:#fff;padding:24px;border:1px solid #e1e4ea;border-radius:6px}
 .login input{width:100%;box-sizing:border-box;margin:8px 0;padding:6px}
+section.wide{grid-column:1/-1}.ok{color:#2e7d32}.warn{color:#b00020}
+.meter{position:relative;height:10px;min-width:120px;background:#eef0f4;border-radius:5px;overflow:hidden}
+.meter .spent{position:absolute;left:0;top:0;bottom:0;background:#4e79a7}
+.meter .projected{position:absolute;top:0;bottom:0;width:2px;margin-left:-1px;background:#1d2330}
+.meter.soft .spent{background:#f28e2b}.meter.over .spent{background:#e15759}
+td.meter-cell{width:28%}tr.others td{color:#5b6475;font-style:italic}table.ranking td:first-child{white-space:nowrap}
+table.budgets{table-layout:fixed}table.budgets th:first-child{width:18%}table.budgets th:nth-child(2){width:24%}
+table.budgets td:first-child{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+#refresh-status{font-size:12px;color:#cfd6e4;margin-left:auto}#refresh-status.error{color:#ffb4a9}
 """
 
 
@@ -56,19 +70,14 @@ class Page:
     requests: int
     failed: int
     cost_pico: int | None
+    extras: Extras
+    refresh_s: int  # the page fetches its sections again this often (0: never)
     title: str = field(default="Tollway usage")
 
 
 # What a token-kind group is called on the page: a route is the model a client asks for.
 TOKEN_GROUP_NAMES = {"route": "model", "deployment": "deployment", "provider": "provider", "tenant": "tenant",
                      "project": "project"}
-
-
-def money(pico: float) -> str:
-    """Dollars: cents once the amount reaches a cent, else micro-dollar precision (so tiny costs are not $0.00)."""
-    if pico == 0 or abs(pico) >= 10_000 * PICO_PER_MICRO:
-        return f"${pico / PICO_PER_USD:,.2f}"
-    return f"${pico / PICO_PER_USD:.6f}"
 
 
 def _micro_money(micros: float) -> str:
@@ -88,10 +97,13 @@ def _tokens(value: float) -> str:
     return f"{value:,.0f} tokens"
 
 
-def _shell(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style></head>'
-            f"<body>{body}</body></html>")
+def _shell(title: str, body: str, refresh_s: int | None = None) -> str:
+    """The page around ``body``; with ``refresh_s``, the script that refreshes it (``dashboard_script``)."""
+    script = f'<script src="{SCRIPT_PATH}" defer></script>' if refresh_s is not None else ""
+    refresh = f' data-refresh="{refresh_s}"' if refresh_s is not None else ""
+    return (f'<!doctype html><html lang="en"{refresh}><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style>{script}'
+            f"</head><body>{body}</body></html>")
 
 
 def render_login(failed: bool) -> str:
@@ -119,6 +131,7 @@ def _filters_form(page: Page) -> str:
             f'<label>Cost by<select name="cost_by">{by_options}</select></label>'
             f'<label>Tokens by<select name="tokens_by">{tokens_options}</select></label>'
             f'<label>Tenant<input name="tenant" value="{tenant}" placeholder="all"></label>'
+            f'<input type="hidden" name="refresh" value="{page.refresh_s}">'
             '<button type="submit">Show</button></form>')
 
 
@@ -184,7 +197,8 @@ def _deployments_table(rows: Sequence[an.DailyErrors]) -> str:
             f'<th class=n>Errors</th><th class=n>Error rate</th></tr></thead><tbody>{body}</tbody></table>')
 
 
-def render_page(page: Page) -> str:
+def render_main(page: Page) -> str:
+    """The sections inside ``<main>``: what the page shows first and what each refresh replaces."""
     cost_label = f"Cost per {page.cost_by} per day"
     cost_chart = charts.stacked_bars(page.days, page.cost, _micro_money, cost_label) if page.cost else \
         charts.empty(cost_label)
@@ -194,16 +208,24 @@ def render_page(page: Page) -> str:
         else charts.empty("Latency per model")
     error_chart = charts.line_chart(page.days, page.errors, _percent, "Error rate per provider") if page.errors \
         else charts.empty("Error rate per provider")
-    body = (
-        f'<header><h1>{escape(page.title)}</h1>{_filters_form(page)}'
-        '<a href="/dashboard/logout">Sign out</a></header><main>'
-        f'<section id="summary"><h2>Summary</h2>{_tiles(page)}</section>'
+    x = page.extras
+    return (
+        f'<section id="summary" class="wide"><h2>Summary</h2>{_tiles(page)}</section>'
+        f"{sections.budgets_section(x)}{sections.health_section(x)}{sections.hourly_section(x)}"
         f'<section id="cost"><h2>{escape(cost_label)}</h2>{cost_chart}{charts.legend(list(page.cost))}</section>'
         '<section id="latency"><h2>Latency per model (p50 solid, p95 dashed; successful requests)</h2>'
         f'{latency_chart}{charts.legend(list(latency), colors, dashed)}</section>'
         '<section id="errors"><h2>Error rate per provider (status ≥ 400 or an error type)</h2>'
         f'{error_chart}{charts.legend(list(page.errors))}{_deployments_table(page.by_deployment)}</section>'
+        f'{sections.top_section("top-keys", "Top keys by cost", "key", x.top_keys)}'
+        f'{sections.top_section("top-projects", "Top projects by cost", "project", x.top_projects)}'
         f'<section id="users"><h2>Top users by cost</h2>{_users_table(page.users)}</section>'
-        f"{_tokens_section(page)}"
-        "</main>")
-    return _shell(page.title, body)
+        f"{_tokens_section(page)}")
+
+
+def render_page(page: Page) -> str:
+    status = (f'<span id="refresh-status">Refreshes every {page.refresh_s} s</span>' if page.refresh_s
+              else '<span id="refresh-status">Refresh off</span>')
+    body = (f'<header><h1>{escape(page.title)}</h1>{_filters_form(page)}{status}'
+            f'<a href="/dashboard/logout">Sign out</a></header><main>{render_main(page)}</main>')
+    return _shell(page.title, body, page.refresh_s)

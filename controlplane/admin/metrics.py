@@ -7,7 +7,8 @@ policy or an operator did not define, and no secret.
 
 Counted as they happen: policy commits (``Repository(on_commit=...)``) and store errors seen by the admin API
 (a middleware). Read at scrape time: data planes by region and status, snapshot versions per region, usage
-batches stored (DuckDB), retention runs.
+batches stored (DuckDB), retention runs, spend/limit/outstanding grants of tenant and project budgets (never per
+key or user: bounded cardinality), alert events recorded and webhook attempts.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from typing import Protocol
 from aiohttp import web
 
 from controlplane.admin.api import PUBLIC_PATHS, StatusSource
+from controlplane.alerts.duty import AlertStats
+from controlplane.money.levels import BudgetLevel
 from controlplane.store.base import StoreError
 from controlplane.usage.db import UsageDB, UsageDBError
 from controlplane.usage.retention import RetentionStats
+from tollway.money import PICO_PER_USD
 from tollway.prometheus import Registry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BudgetLevels = Callable[[], Awaitable[list[BudgetLevel]]]
 
 
 class _Stats(Protocol):
@@ -55,13 +60,27 @@ class ControlPlaneMetrics:
                                             "Usage events deleted by retention").labels()
         self._retention_last = r.gauge("tollway_retention_last_run_timestamp_seconds",
                                        "Unix time of the last successful retention run").labels()
+        budget_labels = ["tenant", "project"]  # project "" for the tenant's own budget
+        self._spend = r.gauge("tollway_budget_spend_usd", "Settled spend this month per tenant and project budget",
+                              budget_labels)
+        self._limit = r.gauge("tollway_budget_limit_usd", "Monthly limit per tenant and project budget", budget_labels)
+        self._outstanding = r.gauge("tollway_budget_outstanding_usd",
+                                    "Budget granted to data planes and not yet settled", budget_labels)
+        self._alerts = r.counter("tollway_alert_events_total", "Alert events recorded, by kind", ["kind"])
+        self._webhook_attempts = r.counter(
+            "tollway_webhook_attempts_total", "Webhook delivery attempts: delivered, failed (retried), gave_up",
+            ["result"])
         self._status: StatusSource | None = None
         self._usage_db: UsageDB | None = None
         self._retention: _Stats | None = None
+        self._budgets: BudgetLevels | None = None
+        self._alert_stats: AlertStats | None = None
 
     def attach(self, status: StatusSource | None = None, usage_db: UsageDB | None = None,
-               retention: _Stats | None = None) -> None:
+               retention: _Stats | None = None, budgets: BudgetLevels | None = None,
+               alerts: AlertStats | None = None) -> None:
         self._status, self._usage_db, self._retention = status, usage_db, retention
+        self._budgets, self._alert_stats = budgets, alerts
 
     def committed(self, generation: int) -> None:
         """``Repository``'s ``on_commit`` hook."""
@@ -94,6 +113,23 @@ class ControlPlaneMetrics:
             self._retention_failures.value = stats.failures
             self._retention_deleted.value = stats.deleted
             self._retention_last.value = stats.last_run
+        if self._budgets is not None:
+            try:
+                levels = await self._budgets()
+            except StoreError:
+                self.store_error()
+            else:
+                for gauge in (self._spend, self._limit, self._outstanding):
+                    gauge.clear()
+                for b in levels:
+                    self._spend.labels(b.tenant, b.project).set(b.spent / PICO_PER_USD)
+                    self._limit.labels(b.tenant, b.project).set(b.limit / PICO_PER_USD)
+                    self._outstanding.labels(b.tenant, b.project).set(b.outstanding / PICO_PER_USD)
+        if self._alert_stats is not None:
+            for kind, n in self._alert_stats.recorded.items():
+                self._alerts.labels(kind).value = n
+            for result, n in self._alert_stats.attempts.items():
+                self._webhook_attempts.labels(result).value = n
         return self.registry.render()
 
 

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
@@ -25,7 +26,7 @@ from controlplane.grpc_auth import bearer, require_token
 from controlplane.money.ledger import AskIn, Charge, Ledger
 from controlplane.push.publisher import Publisher
 from controlplane.store.base import StoreError
-from tollway.budget_scopes import BudgetIndex, period_of
+from tollway.budget_scopes import BudgetIndex, BudgetLimit, period_of
 from tollway.money import micros_ceil, micros_floor, parse_pico, pico_text, record_cost_pico
 from tollway.pb import leases_pb2 as lpb
 from tollway.pb import leases_pb2_grpc as lgrpc
@@ -83,11 +84,21 @@ def _split(node: str, demand: dict[str, float]) -> float:
     return floor + (1.0 - FLOOR_FRACTION) * demand[node] / total
 
 
+class AlertFeed(Protocol):
+    """What the lease service tells ``controlplane.alerts.duty.AlertDuty`` (cheap calls that never await)."""
+
+    def budget_observed(self, period: str, scope: str, spent: int, limit: BudgetLimit, exceeded: bool) -> None: ...
+
+    def rate_refusals(self, node: str, scope: str, count: int, now: float) -> None: ...
+
+
 class LeaseServicer:
-    """Serves ``Leases.Lease``. Registers with ``add_to(server)``."""
+    """Serves ``Leases.Lease``. Registers with ``add_to(server)``. With ``alerts``, every ask's budget facts (and
+    the data plane's count of requests refused as exhausted) and every rate scope's refusal count feed it."""
 
     def __init__(self, ledger: Ledger, publisher: Publisher, token: str, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, alerts: AlertFeed | None = None) -> None:
+        self._alerts = alerts
         self._ledger = ledger
         self._publisher = publisher
         self._expected = bearer(token)
@@ -125,6 +136,12 @@ class LeaseServicer:
         except StoreError as e:
             log.warning("budget lease for %s failed: %s", request.node_id, e)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "budget ledger unavailable; retry later")
+        if self._alerts is not None:
+            for (ask, limit), answer, raw in zip(asks, answers, request.budgets, strict=True):
+                if limit is not None:
+                    self._alerts.budget_observed(ask.period, ask.scope, answer.spent, limit, raw.exceeded_refusals > 0)
+            for r in request.rates:
+                self._alerts.rate_refusals(request.node_id, r.scope, r.refused, now)
         shares = []
         for r in request.rates:
             self.rates.report(request.node_id, r.scope, r.requests_per_s, r.tokens_per_s, now)

@@ -14,6 +14,9 @@ concurrent; none when the scope's document would not change), a usage batch one 
 so it is settled exactly once: the batch's (node, epoch, sequence) is recorded in the same transaction as the
 counters it moves.
 
+After a batch settles, ``observe`` (the alert duty's ``budget_observed``) hears each budgeted scope's new spend;
+the soft threshold's first crossing is also logged once.
+
 Errors: ``StoreError`` from the store passes through (the caller retries); ``LedgerConflict`` when the
 compare-and-swap lost too many times in a row.
 """
@@ -23,16 +26,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import orjson
 
 from controlplane.store.base import Compare, KeyValue, Store, StoreError
-from controlplane.store.layout import budget_alert_key, budget_key, budget_settled_key
+from controlplane.store.layout import budget_key, budget_settled_key
 from tollway.budget_scopes import BudgetLimit
-from tollway.money import PICO_PER_MICRO, micros_rounded, usd
+from tollway.money import PICO_PER_MICRO, usd
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -244,10 +247,13 @@ class Charge:
 class Ledger:
     """The ledger on a store. Task-safe: every update is a compare-and-swap transaction."""
 
-    def __init__(self, store: Store, *, ttl_s: float = 30.0, grace_s: float = 60.0) -> None:
+    def __init__(self, store: Store, *, ttl_s: float = 30.0, grace_s: float = 60.0,
+                 observe: Callable[[str, str, int, BudgetLimit, bool], None] | None = None) -> None:
+        """``observe(period, scope, spent, limit, exceeded=False)``: called after a settlement, on the loop."""
         self.store = store
         self.ttl_s = ttl_s
         self.grace_s = grace_s
+        self.observe = observe
 
     async def state(self, period: str, scope: str) -> ScopeState:
         kv = await self.store.get(budget_key(period, scope))
@@ -334,6 +340,7 @@ class Ledger:
             compares = [Compare(marker_key, mkv.mod_revision if mkv else 0)]
             puts = [(marker_key, marker.to_json())]
             alerts: list[tuple[Charge, ScopeState]] = []
+            settled: list[tuple[Charge, ScopeState]] = []
             keys = [budget_key(c.period, c.scope) for c in part]
             # Read concurrently: the shorter the time between the reads and the transaction, the rarer a lease's
             # write to one of the documents makes it fail.
@@ -342,18 +349,18 @@ class Ledger:
                 st = ScopeState.from_json(kv.value if kv else None)
                 if settle(st, node, c.cost, c.limit):
                     alerts.append((c, st))
-                    puts.append((budget_alert_key(c.period, c.scope), orjson.dumps({
-                        "scope": c.scope, "period": c.period, "spent_micros": micros_rounded(st.spent),
-                        "limit_micros": micros_rounded(c.limit.monthly_pico) if c.limit else 0,
-                        "spent_usd": usd(st.spent), "limit_usd": usd(c.limit.monthly_pico) if c.limit else "0.00",
-                        "soft_percent": c.limit.soft_percent if c.limit else 0})))
+                settled.append((c, st))
                 compares.append(Compare(key, kv.mod_revision if kv else 0))
                 puts.append((key, st.to_json()))
             if (await self.store.txn(compares, puts)).succeeded:
                 for c, st in alerts:
                     assert c.limit is not None
-                    log.warning("budget alert: %s spent %d of %d micro-USD in %s (soft threshold %d%%)", c.scope,
-                                st.spent, c.limit.monthly_pico, c.period, c.limit.soft_percent)
+                    log.warning("budget alert: %s spent $%s of $%s in %s (soft threshold %d%%)", c.scope,
+                                usd(st.spent), usd(c.limit.monthly_pico), c.period, c.limit.soft_percent)
+                if self.observe is not None:
+                    for c, st in settled:
+                        if c.limit is not None:
+                            self.observe(c.period, c.scope, st.spent, c.limit, False)
                 if done + 1 == len(parts):
                     return True
         raise LedgerConflict("budget settlement: too many concurrent updates")

@@ -213,6 +213,8 @@ def _key_entry(k: ApiKey) -> bytes:
     this with the message built by protobuf).
     """
     s = k.spec
+    if s.revoked_at is not None:
+        return b""  # a revoked key travels nowhere: every data plane refuses it from its next snapshot on
     parts = [
         _delimited(_ID, k.name.encode()),
         _delimited(_HASH, bytes.fromhex(s.hash.removeprefix("sha256:"))),
@@ -231,7 +233,13 @@ def _key_entry(k: ApiKey) -> bytes:
         parts.append(_delimited(_BUDGET, budget.SerializeToString(deterministic=True)))
     if rate_limit is not None:
         parts.append(_delimited(_RATE_LIMIT, rate_limit.SerializeToString(deterministic=True)))
-    return _delimited(_SNAPSHOT_KEYS, b"".join(parts))
+    entry = _delimited(_SNAPSHOT_KEYS, b"".join(parts))
+    if not s.previous_secrets:
+        return entry
+    # Repeated fields of different numbers may interleave on the wire; parsing sorts them into their lists.
+    retired = (pb.RetiredSecret(key_id=k.name, hash=bytes.fromhex(p.hash.removeprefix("sha256:")),
+                                expires_at=p.expires_at) for p in s.previous_secrets)
+    return entry + b"".join(_delimited(_SNAPSHOT_RETIRED, r.SerializeToString(deterministic=True)) for r in retired)
 
 
 def usd_micros(usd: Decimal) -> int:
@@ -297,6 +305,7 @@ def _tag(number: int, wire_type: int) -> bytes:
 
 _LEN, _VARINT = 2, 0  # wire types
 _SNAPSHOT_KEYS = _tag(pb.Snapshot.KEYS_FIELD_NUMBER, _LEN)
+_SNAPSHOT_RETIRED = _tag(pb.Snapshot.RETIRED_SECRETS_FIELD_NUMBER, _LEN)
 _ID, _HASH, _TENANT, _PROJECT, _ROUTES, _HINT, _BUDGET, _RATE_LIMIT = (_tag(n, _LEN) for n in (
     pb.ApiKey.ID_FIELD_NUMBER, pb.ApiKey.HASH_FIELD_NUMBER, pb.ApiKey.TENANT_FIELD_NUMBER,
     pb.ApiKey.PROJECT_FIELD_NUMBER, pb.ApiKey.ROUTES_FIELD_NUMBER, pb.ApiKey.HINT_FIELD_NUMBER,

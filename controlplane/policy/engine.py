@@ -286,19 +286,27 @@ def _policy_after(state: PolicyState, writes: Iterable[Change]) -> PolicySet:
     return PolicySet.from_groups(groups)
 
 
-def history_entry(generation: int, time: str, who: str, changes: Iterable[Change]) -> dict[str, Any]:
-    """What the history keeps of one generation: enough to show it, diff it and undo it."""
-    return {
+def history_entry(generation: int, time: str, who: str, changes: Iterable[Change],
+                  action: str | None = None) -> dict[str, Any]:
+    """What the history keeps of one generation: enough to show it, diff it and undo it. ``action`` names an
+    operation that is more than its changes (``revoke``, ``rotate``, ``rollback``); absent for applies."""
+    entry: dict[str, Any] = {
         "revision": generation, "time": time, "who": who,
         "changes": [{"op": c.op, "kind": c.kind, "name": c.name, "before": c.before, "after": c.after}
                     for c in changes if c.op != "unchanged"],
     }
+    if action is not None:
+        entry["action"] = action
+    return entry
 
 
 def history_summary(entry: Mapping[str, Any]) -> dict[str, Any]:
     """A history entry without the resource bodies, as ``GET /admin/v1/history`` lists it."""
-    return {"revision": entry["revision"], "time": entry["time"], "who": entry["who"],
-            "changes": [{"op": c["op"], "kind": c["kind"], "name": c["name"]} for c in entry["changes"]]}
+    summary = {"revision": entry["revision"], "time": entry["time"], "who": entry["who"],
+               "changes": [{"op": c["op"], "kind": c["kind"], "name": c["name"]} for c in entry["changes"]]}
+    if "action" in entry:
+        summary["action"] = entry["action"]
+    return summary
 
 
 def canonical_text(body: dict[str, Any] | None) -> list[str]:

@@ -16,22 +16,25 @@ store's ``StoreError`` tree, passed through.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from controlplane.errors import Conflict, InvalidPolicy, InvalidRequest, NotFound, Problem
-from controlplane.policy import audit, engine
+from controlplane.errors import AlreadyExists, Conflict, InUse, InvalidPolicy, InvalidRequest, NotFound
+from controlplane.policy import audit, engine, key_lifecycle
 from controlplane.policy.engine import ApplyPlan, Change, Document, PolicyState, ResourceId, Stored
+from controlplane.policy.key_lifecycle import KeptKey
 from controlplane.policy.resources import KIND_ALIASES, Kind
 from controlplane.store.base import Compare, Store
 from controlplane.store.layout import GENERATION, RESOURCES, history_key, resource_key
 from tollway import keyformat
 
 _CONSISTENT_READ_ATTEMPTS = 5
+MAX_OVERLAP_SECONDS = 366 * 86400  # an old secret kept longer than a year is not a rotation
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,20 @@ class ApplyResult:
     revision: int
     applied: bool
     changes: tuple[Change, ...]
+    kept: tuple[KeptKey, ...] = ()  # rollback: keys it left as they are (see ``key_lifecycle.split_rollback``)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, bodies: bool = False) -> dict[str, Any]:
+        """The answer of apply and rollback; ``bodies`` adds each change's canonical ``before`` and ``after``
+        (``gatectl diff`` renders them as YAML)."""
+        out: dict[str, Any] = {
             "revision": self.revision, "applied": self.applied,
             "changes": [{"op": c.op, "kind": c.kind, "name": c.name, "source": c.source, "diff": c.diff()}
+                        | ({"before": c.before, "after": c.after} if bodies and c.op != "unchanged" else {})
                         for c in self.changes],
         }
+        if self.kept:
+            out["keptKeys"] = [k.to_json() for k in self.kept]
+        return out
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,13 @@ class CreatedKey:
     secret: str
     hint: str
     revision: int
+
+
+@dataclass(frozen=True)
+class RotatedKey(CreatedKey):
+    """A key's new secret; the old one is accepted until ``previous_expires_at`` (unix seconds)."""
+
+    previous_expires_at: int
 
 
 def utc_now() -> str:
@@ -76,10 +93,13 @@ class Repository:
     """Task-safe within one event loop; several repositories (processes) may share one store."""
 
     def __init__(self, store: Store, clock: Callable[[], str] = utc_now,
-                 on_commit: Callable[[int], None] | None = None) -> None:
-        """``on_commit(generation)`` is called after every successful write (metrics); it must not block."""
+                 on_commit: Callable[[int], None] | None = None,
+                 unix_clock: Callable[[], float] = time.time) -> None:
+        """``on_commit(generation)`` is called after every successful write (metrics); it must not block.
+        ``clock`` stamps history entries; ``unix_clock`` is the time of key rotations and revocations."""
         self._store = store
         self._clock = clock
+        self._unix_clock = unix_clock
         self._on_commit = on_commit
         self._cache = PolicyState()
 
@@ -136,27 +156,67 @@ class Repository:
             raise NotFound(f"{k} {name!r} does not exist")
         plan = engine.plan_delete(state, k, name)
         if plan.problems:
-            raise InvalidPolicy([_referrer(p, k, name) for p in plan.problems])
+            raise InUse(k, name, plan.problems)
         return await self.commit(plan, who)
 
     async def create_key(self, name: str, tenant: str, *, who: str, project: str | None = None,
-                         routes: Sequence[str] = (), expires_at: int | None = None) -> CreatedKey:
-        """Generate a key, store its hash and hint; ``Conflict`` when the name is taken."""
+                         routes: Sequence[str] = (), expires_at: int | None = None,
+                         budget: Mapping[str, Any] | None = None,
+                         rate_limits: Mapping[str, Any] | None = None) -> CreatedKey:
+        """Generate a key, store its hash and hint; ``AlreadyExists`` when the name is taken. ``budget`` and
+        ``rateLimits`` are the key's own, in the policy's form (validated like an applied document)."""
         state = await self.state()
         if ("ApiKey", name) in state.resources:
-            raise Conflict(f"ApiKey {name!r} already exists")
+            raise AlreadyExists(f"ApiKey {name!r} already exists (rotate its secret with `gatectl keys rotate "
+                                f"{name}`, or pick another name)")
         secret = keyformat.generate_key()
         hint = keyformat.hint(secret)
-        document = {
-            "apiVersion": "tollway.dev/v1", "kind": "ApiKey", "metadata": {"name": name},
-            "spec": {"tenant": tenant, "project": project, "routes": list(routes),
-                     "hash": "sha256:" + keyformat.hash_key(secret).hex(), "hint": hint, "expiresAt": expires_at},
-        }
+        spec: dict[str, Any] = {"tenant": tenant, "project": project, "routes": list(routes),
+                                "hash": _hash_of(secret), "hint": hint, "expiresAt": expires_at}
+        if budget is not None:
+            spec["budget"] = dict(budget)
+        if rate_limits is not None:
+            spec["rateLimits"] = dict(rate_limits)
+        document = {"apiVersion": "tollway.dev/v1", "kind": "ApiKey", "metadata": {"name": name}, "spec": spec}
         plan = engine.plan_apply(state, [Document("request", document)])
         if plan.problems:
             raise InvalidPolicy(plan.problems)
         revision = await self.commit(plan, who)
         return CreatedKey(name, secret, hint, revision)
+
+    async def rotate_key(self, name: str, *, who: str, overlap_seconds: int = 0) -> RotatedKey:
+        """A new secret for key ``name``; the old one is accepted for ``overlap_seconds`` more, then refused."""
+        if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+            raise InvalidRequest(f"'overlapSeconds' must be between 0 and {MAX_OVERLAP_SECONDS} (a year)")
+        state, current = await self._live_key(name, "rotate")
+        secret = keyformat.generate_key()
+        hint = keyformat.hint(secret)
+        now = int(self._unix_clock())
+        after = key_lifecycle.rotated(current.canonical, _hash_of(secret), hint, now, overlap_seconds)
+        revision = await self._rewrite_key(state, after, who, "rotate")
+        old = [p for p in after["spec"].get("previousSecrets") or () if p["hash"] == current.canonical["spec"]["hash"]]
+        return RotatedKey(name, secret, hint, revision, int(old[0]["expiresAt"]) if old else now)
+
+    async def revoke_key(self, name: str, *, who: str) -> int:
+        """Refuse every secret of key ``name`` from the next snapshot on; the generation written."""
+        state, current = await self._live_key(name, "revoke")
+        after = key_lifecycle.revoked(current.canonical, int(self._unix_clock()))
+        return await self._rewrite_key(state, after, who, "revoke")
+
+    async def _live_key(self, name: str, verb: str) -> tuple[PolicyState, Stored]:
+        state = await self.state()
+        current = state.resources.get(("ApiKey", name))
+        if current is None:
+            raise NotFound(f"ApiKey {name!r} does not exist")
+        if key_lifecycle.is_revoked(current.canonical):
+            raise Conflict(f"ApiKey {name!r} is revoked; it cannot be {verb}d (create a new key instead)")
+        return state, current
+
+    async def _rewrite_key(self, state: PolicyState, document: dict[str, Any], who: str, action: str) -> int:
+        plan = engine.plan_apply(state, [Document("request", document)])
+        if plan.problems:
+            raise InvalidPolicy(plan.problems)
+        return await self.commit(plan, who, action)
 
     async def history(self, limit: int | None = None, *, full: bool = False) -> list[dict[str, Any]]:
         """History entries newest first (summaries, or with before/after when ``full``); pruned ones skipped."""
@@ -177,8 +237,9 @@ class Repository:
         return entry
 
     async def rollback(self, to_revision: int, *, who: str, dry_run: bool = False,
-                       expected_revision: int | None = None) -> ApplyResult:
-        """Restore the policy as of generation ``to_revision`` (0: empty), as a new generation."""
+                       expected_revision: int | None = None, include_keys: bool = False) -> ApplyResult:
+        """Restore the policy as of generation ``to_revision`` (0: empty), as a new generation. Keys stay as
+        they are unless ``include_keys``, and even then a revoked or rotated-out secret never comes back."""
         state = await self.state()
         _expect(state, expected_revision)
         if not 0 <= to_revision <= state.generation:
@@ -189,10 +250,18 @@ class Repository:
             if entry is None:
                 raise NotFound(f"history of generation {generation} is gone; cannot roll back past it")
             entries.append(entry)
-        plan = engine.plan_restore(state, engine.undo(entries), f"generation {to_revision}")
-        return await self._finish(plan, who, dry_run)
+        retired = key_lifecycle.retired_secrets(entries, state)
+        target, kept = key_lifecycle.split_rollback(state, engine.undo(entries), retired, include_keys)
+        plan = engine.plan_restore(state, target, f"generation {to_revision}")
+        excluded = {k.name for k in kept if k.reason == "keys-excluded"}
+        if plan.problems and excluded:  # a kept key refers to something the rollback removes: say how to proceed
+            plan = replace(plan, problems=tuple(
+                replace(p, message=f"{p.message} (the rollback keeps keys; --include-keys rolls them back too)")
+                if p.kind == "ApiKey" and p.name in excluded else p for p in plan.problems))
+        result = await self._finish(plan, who, dry_run, "rollback")
+        return ApplyResult(result.revision, result.applied, result.changes, tuple(kept))
 
-    async def commit(self, plan: ApplyPlan, who: str) -> int:
+    async def commit(self, plan: ApplyPlan, who: str, action: str | None = None) -> int:
         """Write a valid plan as the next generation, guarded by the generation it was computed against."""
         if plan.problems:
             raise InvalidPolicy(plan.problems)
@@ -201,7 +270,8 @@ class Repository:
         writes = plan.writes
         # The audit chain (controlplane.policy.audit): the entry carries the previous entry's hash, and the generation
         # key records this entry's hash as the head, all in the one transaction.
-        entry = audit.seal(engine.history_entry(generation, self._clock(), who, writes), await self._head(base))
+        entry = audit.seal(engine.history_entry(generation, self._clock(), who, writes, action),
+                           await self._head(base))
         puts = [(resource_key(c.kind, c.name), c.stored.value) for c in writes if c.stored is not None]
         puts.append((GENERATION, orjson.dumps({"generation": generation, "head": entry["hash"]})))
         puts.append((history_key(generation), orjson.dumps(entry)))
@@ -229,13 +299,13 @@ class Repository:
         previous = await self._entry(base.generation)  # written before entries were chained
         return audit.entry_hash(previous) if previous is not None else audit.GENESIS
 
-    async def _finish(self, plan: ApplyPlan, who: str, dry_run: bool) -> ApplyResult:
+    async def _finish(self, plan: ApplyPlan, who: str, dry_run: bool, action: str | None = None) -> ApplyResult:
         if plan.problems:
             raise InvalidPolicy(plan.problems)
         if plan.is_noop or dry_run:
             self._learn(plan)
             return ApplyResult(plan.base.generation, False, plan.changes)
-        generation = await self.commit(plan, who)
+        generation = await self.commit(plan, who, action)
         return ApplyResult(generation, True, plan.changes)
 
     def _learn(self, plan: ApplyPlan) -> None:
@@ -264,7 +334,5 @@ def _expect(state: PolicyState, expected_revision: int | None) -> None:
                        f"{state.generation}; nothing was written")
 
 
-def _referrer(problem: Problem, kind: str, name: str) -> Problem:
-    """Turn "X refers to a missing Y" into "cannot delete Y: X refers to it" for delete's answer."""
-    return Problem(problem.source, problem.kind, problem.name, problem.field,
-                   f"refers to {kind} {name!r}, which cannot be deleted while referred to ({problem.message})")
+def _hash_of(secret: str) -> str:
+    return "sha256:" + keyformat.hash_key(secret).hex()

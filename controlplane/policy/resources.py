@@ -45,9 +45,28 @@ class _CamelSpec(_Spec):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, alias_generator=_camel)
 
 
+# Labels as Kubernetes writes them, so ``gatectl get -l key=value,key!=other,key,!key`` is unambiguous: a key is an
+# optional DNS-subdomain prefix and ``/`` plus a name of at most 63 characters; a value is such a name or empty.
+LABEL_NAME_RE = r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?"
+LABEL_KEY_RE = rf"^([a-z0-9]([a-z0-9.-]{{0,251}}[a-z0-9])?/)?{LABEL_NAME_RE}$"
+LABEL_VALUE_RE = rf"^({LABEL_NAME_RE})?$"
+
+
 class Metadata(_Spec):
     name: Name
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not re.match(LABEL_KEY_RE, key):
+                raise ValueError(f"label key {key!r} is not valid: an optional DNS prefix and '/', then at most 63 "
+                                 "letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
+            if not re.match(LABEL_VALUE_RE, value):
+                raise ValueError(f"label {key}: value {value!r} is not valid: at most 63 letters, digits, '.', '_' "
+                                 "or '-', starting and ending with a letter or digit (or empty)")
+        return labels
 
 
 MAX_USD = Decimal(10) ** 12  # a trillion: every amount's micro-dollars (and pico-dollars per token) fit in 64 bits
@@ -108,6 +127,48 @@ class LoggingSpec(_CamelSpec):
     retention_days: int = Field(default=90, ge=1, le=3650, description="usage data older than this is deleted")
 
 
+AlertKind = Literal["budget.soft_threshold", "budget.exhausted", "ratelimit.refusing"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("budget.soft_threshold", "budget.exhausted", "ratelimit.refusing")
+
+
+class Webhook(_CamelSpec):
+    """A receiver of the tenant's alert events (``controlplane.alerts``), signed with an HMAC secret that policy only
+    names: ``secretFile`` on the control plane's host, else the environment variable
+    ``TOLLWAY_WEBHOOK_SECRET_<NAME>`` (the name upper-cased, ``-`` and ``.`` as ``_``)."""
+
+    name: Name
+    url: str = Field(description="http(s) URL the events are POSTed to")
+    secret_file: str | None = Field(default=None, description="absolute path of a file holding the HMAC secret")
+    events: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS), min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/@]+(/\S*)?$", url):
+            raise ValueError("url must be an http(s) URL without credentials (user:password@) or spaces")
+        return url
+
+    @field_validator("secret_file")
+    @classmethod
+    def _check_secret_file(cls, path: str | None) -> str | None:
+        if path is not None and not path.startswith("/"):
+            raise ValueError("secretFile must be an absolute path (the secret itself never goes in policy)")
+        return path
+
+
+class AlertsSpec(_CamelSpec):
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, webhooks: list[Webhook]) -> list[Webhook]:
+        names = [w.name for w in webhooks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate webhook names: {', '.join(dupes)}")
+        return webhooks
+
+
 class Project(_CamelSpec):
     name: Name
     description: str = ""
@@ -123,6 +184,7 @@ class TenantSpec(_CamelSpec):
     per_user_budget: Budget | None = Field(default=None, description="applies to each user of the tenant")
     rate_limits: RateLimits | None = None
     logging: LoggingSpec = Field(default_factory=LoggingSpec)
+    alerts: AlertsSpec | None = Field(default=None, description="webhooks for budget and rate-limit alerts")
 
     @field_validator("projects")
     @classmethod
@@ -134,15 +196,36 @@ class TenantSpec(_CamelSpec):
         return projects
 
 
+KeyHash = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class PreviousSecret(_CamelSpec):
+    """A secret replaced by a rotation: still accepted until ``expiresAt`` (the overlap), then refused."""
+
+    hash: KeyHash
+    expires_at: int = Field(gt=0, lt=2**63, description="unix seconds")
+
+
 class ApiKeySpec(_CamelSpec):
     tenant: Name
     project: Name | None = None
     routes: list[Name] = Field(default_factory=list, description="allowed routes; empty: the tenant's")
-    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    hash: KeyHash
     hint: str = ""
     expires_at: int | None = Field(default=None, ge=0, description="unix seconds")
     budget: Budget | None = None
     rate_limits: RateLimit | None = None
+    # Optional blocks default to None (not []) so that keys written before they existed keep their canonical JSON.
+    previous_secrets: list[PreviousSecret] | None = Field(
+        default=None, description="secrets replaced by `gatectl keys rotate`, each accepted until its expiry")
+    revoked_at: int | None = Field(default=None, ge=0, description="unix seconds; a revoked key is refused")
+
+    @model_validator(mode="after")
+    def _distinct_hashes(self) -> ApiKeySpec:
+        hashes = [self.hash, *(p.hash for p in self.previous_secrets or ())]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("previousSecrets repeats a hash (or the current one)")
+        return self
 
 
 class CredentialRef(_CamelSpec):

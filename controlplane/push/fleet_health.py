@@ -10,8 +10,10 @@ and sends what it sees with every discovery request. The control plane keeps the
   (marked ``connected: false``) but no longer counts: it is not current.
 
 States, from best to worst: ``healthy``, ``trial`` (half-open: the next attempt is a trial), ``ejected``
-(back-off after consecutive failures), ``provider-down`` (the active check cannot reach the provider);
-``unknown`` when no connected data plane reports the deployment.
+(back-off after consecutive failures), ``provider-down`` (the active check cannot reach the provider),
+``no-credential`` (the data plane lacks the provider's credential: never routed to there); ``unknown`` when no
+connected data plane reports the deployment. Every unhealthy state comes with the data plane's ``reason`` (the
+last error, the check's finding, the credential source that failed) and ``since`` (unix seconds).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 
 from tollway.pb import discovery_pb2 as dpb
 
-SEVERITY: dict[str, int] = {"healthy": 0, "trial": 1, "ejected": 2, "provider-down": 3}
+SEVERITY: dict[str, int] = {"healthy": 0, "trial": 1, "ejected": 2, "provider-down": 3, "no-credential": 4}
 UNKNOWN = "unknown"
 
 
@@ -37,6 +39,8 @@ class DeploymentState:
     ejections: int
     ejected_for_s: float
     ttfb_ms: float
+    reason: str = ""
+    since: float = 0.0  # unix seconds the state began (the data plane's clock); 0 when healthy
 
 
 class Reporter(Protocol):
@@ -59,14 +63,14 @@ def states_of(request: dpb.DiscoveryRequest) -> tuple[DeploymentState, ...]:
     """The health a discovery request carries, in the control plane's form."""
     return tuple(
         DeploymentState(h.deployment, h.provider, h.state, h.consecutive_failures, h.ejections,
-                        round(h.ejected_for_s, 3), round(h.ttfb_ms, 3))
+                        round(h.ejected_for_s, 3), round(h.ttfb_ms, 3), h.reason, round(h.since_unix_s, 3))
         for h in request.health
     )
 
 
 def _state_json(s: DeploymentState) -> dict[str, Any]:
     return {"state": s.state, "consecutiveFailures": s.consecutive_failures, "ejections": s.ejections,
-            "ejectedForS": s.ejected_for_s, "ttfbMs": s.ttfb_ms}
+            "ejectedForS": s.ejected_for_s, "ttfbMs": s.ttfb_ms, "reason": s.reason, "since": s.since}
 
 
 def health_json(states: Sequence[DeploymentState]) -> list[dict[str, Any]]:

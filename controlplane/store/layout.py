@@ -68,12 +68,11 @@ async def load_policy(store: Store) -> tuple[PolicySet, int]:
 #
 #     /tollway/budgets/spend/{YYYY-MM}/{scope}      JSON ScopeState: spent and per-node grants of one scope-month
 #     /tollway/budgets/settled/{node}/{epoch}       JSON BatchMarker: which usage batches were settled
-#     /tollway/budgets/alerts/{YYYY-MM}/{scope}     JSON: the soft threshold was crossed (written once)
 #
-# Scopes are ``tenant/T``, ``project/T/P``, ``key/K``, ``user/T/U`` (see ``tollway.budget_scopes``).
+# Scopes are ``tenant/T``, ``project/T/P``, ``key/K``, ``user/T/U`` (see ``tollway.budget_scopes``). Alert events
+# (soft threshold crossed, budget exhausted, ...) are kept under ``/tollway/alerts/`` (``controlplane.alerts.events``).
 
 BUDGETS = "/tollway/budgets/"
-BUDGET_ALERTS = "/tollway/budgets/alerts/"
 
 
 def budget_key(period: str, scope: str) -> str:
@@ -82,7 +81,3 @@ def budget_key(period: str, scope: str) -> str:
 
 def budget_settled_key(node: str, epoch: str) -> str:
     return f"{BUDGETS}settled/{node}/{epoch}"
-
-
-def budget_alert_key(period: str, scope: str) -> str:
-    return f"{BUDGET_ALERTS}{period}/{scope}"

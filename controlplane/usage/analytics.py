@@ -1,5 +1,5 @@
-"""Usage analytics over ``usage_events`` (docs/usage-schema.md): daily cost, latency trends, error rates, top users,
-tokens of each kind.
+"""Usage analytics over ``usage_events`` (docs/usage-schema.md): daily and hourly cost, latency trends, error rates,
+top users, keys and projects, tokens of each kind.
 
 Each report is a pure SQL builder (``*_query``: ``Span`` and filters in, SQL text and parameters out) and a row
 type; ``Analytics`` runs them on the usage database's one worker thread (``UsageDB.fetch``), so analytics never
@@ -35,6 +35,7 @@ from controlplane.usage.db import UsageDB
 CostDimension = Literal["tenant", "project", "tag"]
 ModelDimension = Literal["route", "deployment"]
 ErrorDimension = Literal["provider", "deployment"]
+RankDimension = Literal["key", "project", "tenant"]
 TokenDimension = Literal["route", "deployment", "provider", "tenant", "project"]
 Filter = Literal["tenant", "project", "user", "route", "deployment", "provider", "region", "tag"]
 UserOrder = Literal["cost", "requests"]
@@ -42,6 +43,7 @@ UserOrder = Literal["cost", "requests"]
 COST_DIMENSIONS: tuple[str, ...] = get_args(CostDimension)
 MODEL_DIMENSIONS: tuple[str, ...] = get_args(ModelDimension)
 ERROR_DIMENSIONS: tuple[str, ...] = get_args(ErrorDimension)
+RANK_DIMENSIONS: tuple[str, ...] = get_args(RankDimension)
 TOKEN_DIMENSIONS: tuple[str, ...] = get_args(TokenDimension)
 FILTERS: tuple[str, ...] = get_args(Filter)
 USER_ORDERS: tuple[str, ...] = get_args(UserOrder)
@@ -49,7 +51,7 @@ USER_ORDERS: tuple[str, ...] = get_args(UserOrder)
 # Group expressions. A project is named within its tenant, so it is reported as "tenant/project".
 _GROUPS: dict[str, str] = {
     "tenant": "tenant", "project": "tenant || '/' || project", "tag": "unnest(tags)",
-    "route": "route", "deployment": "deployment", "provider": "provider",
+    "route": "route", "deployment": "deployment", "provider": "provider", "key": "key_id",
 }
 _FILTERS: dict[str, str] = {
     "tenant": "tenant = ?", "project": "project = ?", "user": '"user" = ?', "route": "route = ?",
@@ -121,6 +123,27 @@ def parse_filters(query: Mapping[str, str]) -> dict[Filter, str]:
 @dataclass(frozen=True, slots=True)
 class DailyCost:
     day: date
+    group: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_pico: int
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyCost:
+    """One group's requests and cost in one UTC hour (``hour`` is its start, aware)."""
+
+    hour: datetime
+    group: str
+    requests: int
+    cost_pico: int
+
+
+@dataclass(frozen=True, slots=True)
+class RankedCost:
+    """One group's totals over a period (a key is named by its ApiKey resource name, never a secret)."""
+
     group: str
     requests: int
     input_tokens: int
@@ -230,6 +253,26 @@ def daily_cost_query(by: CostDimension, span: Span, filters: Mapping[Filter, str
     return sql, params
 
 
+def hourly_cost_query(by: CostDimension, span: Span, filters: Mapping[Filter, str] | None = None) -> Query:
+    """Per UTC hour and group: requests and cost (what the "last 24 h" chart shows)."""
+    group = _group(by, COST_DIMENSIONS)
+    where, params = _where(span, filters)
+    sql = (f"SELECT hour, grp, count(*), sum(cost_pico) FROM ("
+           f"SELECT date_trunc('hour', ts) AS hour, {group} AS grp, cost_pico FROM usage_events{where}) "
+           "GROUP BY hour, grp ORDER BY hour, sum(cost_pico) DESC, grp")
+    return sql, params
+
+
+def ranked_cost_query(by: RankDimension, span: Span, filters: Mapping[Filter, str] | None = None) -> Query:
+    """Per group over the span: requests, tokens and cost, biggest cost first (every group: the caller keeps the
+    top few and sums the rest, so "others" is exact). Requests without the dimension (no key) are left out."""
+    group = _group(by, RANK_DIMENSIONS)
+    where, params = _where(span, filters, "key_id <> ''" if by == "key" else "TRUE")
+    sql = (f"SELECT {group} AS grp, count(*), sum(input_tokens), sum(output_tokens), sum(cost_pico) "
+           f"FROM usage_events{where} GROUP BY grp ORDER BY sum(cost_pico) DESC, grp")
+    return sql, params
+
+
 def latency_query(by: ModelDimension, span: Span, filters: Mapping[Filter, str] | None = None) -> Query:
     group = _group(by, MODEL_DIMENSIONS)
     where, params = _where(span, filters, f"NOT {_IS_ERROR}")
@@ -276,6 +319,11 @@ def _ints(row: tuple[Any, ...]) -> list[int]:
     return [int(v or 0) for v in row]
 
 
+def _utc(value: datetime) -> datetime:
+    """DuckDB's TIMESTAMP (naive, UTC by the schema) as an aware datetime."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _ms(value: Any) -> float:
     return round(float(value), 1) if value is not None else 0.0
 
@@ -290,6 +338,16 @@ class Analytics:
                          filters: Mapping[Filter, str] | None = None) -> list[DailyCost]:
         rows = await self._db.fetch(*daily_cost_query(by, span, filters))
         return [DailyCost(r[0], str(r[1]), *_ints(r[2:])) for r in rows]
+
+    async def hourly_cost(self, by: CostDimension, span: Span,
+                          filters: Mapping[Filter, str] | None = None) -> list[HourlyCost]:
+        rows = await self._db.fetch(*hourly_cost_query(by, span, filters))
+        return [HourlyCost(_utc(r[0]), str(r[1]), int(r[2]), int(r[3] or 0)) for r in rows]
+
+    async def ranked_cost(self, by: RankDimension, span: Span,
+                          filters: Mapping[Filter, str] | None = None) -> list[RankedCost]:
+        rows = await self._db.fetch(*ranked_cost_query(by, span, filters))
+        return [RankedCost(str(r[0]), *_ints(r[1:])) for r in rows]
 
     async def latency(self, by: ModelDimension, span: Span,
                       filters: Mapping[Filter, str] | None = None) -> list[DailyLatency]:

@@ -22,13 +22,11 @@ from dataplane.api.appstate import (
     GATE,
     HEALTH,
     HOLDER,
-    IN_FLIGHT,
     LEASE_WAIT,
     RANDOM,
     RECORDS,
     RETRY_BUDGET,
     SETTINGS,
-    InFlight,
     LeaseWait,
 )
 from dataplane.api.edge import Edge
@@ -67,6 +65,15 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
         await upstream.close()
 
 
+async def _overload_monitor(app: web.Application) -> AsyncIterator[None]:
+    overload = app[EDGE].overload
+    overload.start()
+    try:
+        yield
+    finally:
+        overload.stop()
+
+
 def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate | None = None,
                records: Records | None = None, metrics: DataPlaneMetrics | None = None,
                lease_wait: LeaseWait | None = None, health: Health | None = None,
@@ -87,9 +94,9 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app[RANDOM] = random.Random()
     app[CHECKED_KEYS] = set()
     app[HEALTH] = health if health is not None else Health()
-    app[IN_FLIGHT] = InFlight(settings.max_in_flight)
     app[EDGE] = edge if edge is not None else Edge.of(settings)
-    app[METRICS].watch_edge(app[EDGE].events, app[IN_FLIGHT])
+    app[METRICS].watch_edge(app[EDGE].events, app[EDGE].overload)
+    app.cleanup_ctx.append(_overload_monitor)
     # Response ids are authenticated with a secret the region's data planes share, so any of them routes a
     # follow-up (previous_response_id) to the deployment holding the response.
     app[responses.RESPONSES] = responses.ResponsesDialect(responses.ResponseIds(settings.control_plane_token))

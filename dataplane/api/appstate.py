@@ -37,20 +37,7 @@ RETRY_BUDGET = web.AppKey("retry_budget", RetryBudget)
 LEASE_WAIT: web.AppKey[LeaseWait | None] = web.AppKey("lease_wait")
 
 
-class InFlight:
-    """Requests being served, against the data plane's limit; owned by the event loop (no lock needed)."""
-
-    __slots__ = ("count", "limit", "shed")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-        self.shed = 0  # requests refused at the limit, for /metrics
-
-
-IN_FLIGHT = web.AppKey("in_flight", InFlight)
 EDGE = web.AppKey("edge", Edge)
-OVERLOADED = ApiError(503, "the gateway is at capacity; retry shortly", "server_error", "overloaded")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 

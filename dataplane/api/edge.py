@@ -13,6 +13,9 @@ aiohttp's connection protocol with those limits added, closes each gap where the
   connection is answered 429 and closed;
 - protocol errors are answered in the API's format (Anthropic's for ``/v1/messages``, else OpenAI's) with a fixed
   message: no header value or raw request byte is echoed;
+- a request for an inference route beyond the overload manager's limit (``dataplane.api.overload``) is refused
+  503 ``overloaded`` with ``Retry-After`` as its bytes arrive, before aiohttp builds a request, when it arrived
+  whole on an idle keep-alive connection (the usual case; otherwise the request path sheds it);
 - ``read_body`` (the request path's one way to read a body) needs the body at ``min_body_bytes_per_s`` after a
   grace of ``body_timeout_s`` (408), and turns broken chunked framing into a 400.
 
@@ -35,6 +38,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
+from dataplane.api.overload import OVERLOADED, Overload
 from dataplane.errors import error_body as openai_error_body
 from dataplane.record.metrics import EdgeEvent
 from dataplane.settings import DataPlaneSettings
@@ -63,11 +67,13 @@ class Edge:
 
     limits: EdgeLimits
     events: EdgeEvents
+    overload: Overload
 
     @classmethod
     def of(cls, s: DataPlaneSettings) -> Edge:
         return cls(EdgeLimits(s.header_timeout_s, s.max_header_bytes, s.max_connections_per_client,
-                              s.body_timeout_s, s.min_body_bytes_per_s, s.keepalive_timeout_s), EdgeEvents())
+                              s.body_timeout_s, s.min_body_bytes_per_s, s.keepalive_timeout_s), EdgeEvents(),
+                   Overload(s.max_in_flight, s.overload_lag_s))
 
 
 class EdgeEvents:
@@ -110,10 +116,12 @@ def _protocol_error(exc: BaseException | None, status: int) -> EdgeRefusal:
 class EdgeHandler(web_protocol.RequestHandler):
     """aiohttp's connection protocol plus the edge limits (see the module docstring)."""
 
-    def __init__(self, manager: web.Server, *, limits: EdgeLimits, events: EdgeEvents, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, *, limits: EdgeLimits, events: EdgeEvents, overload: Overload,
+                 **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
         self._events = events
+        self._overload = overload
         self._head = bytearray()  # the bytes of the head being received (up to the limit)
         self._head_timer: asyncio.TimerHandle | None = None
         self._body: StreamReader | None = None  # the payload of the last parsed request, until it is complete
@@ -153,6 +161,9 @@ class EdgeHandler(web_protocol.RequestHandler):
         if self._refused:
             return
         in_head = self._body is None or self._body.is_eof()
+        if in_head and not self._head and self._overload.count >= self._overload.limit \
+                and not self._request_in_progress and not self._messages and self._shed(data):
+            return
         if in_head:
             if not self._head and self._head_timer is None:
                 self._head_timer = self._loop.call_later(self._limits.header_timeout_s, self._head_timed_out)
@@ -168,6 +179,33 @@ class EdgeHandler(web_protocol.RequestHandler):
             self._refuse("headers_too_large", EdgeRefusal(
                 431, "invalid_request_error", "headers_too_large",
                 f"the request headers exceed {self._limits.max_header_bytes} bytes"))
+
+    def _shed(self, data: bytes) -> bool:
+        """Refuse the request ``data`` holds whole (head and ``Content-Length`` body, nothing after it) for
+        overload, if it is a POST to an inference route; False (nothing done) for anything else, which the
+        request path sheds."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or not data.startswith(b"POST /v1/"):
+            return False
+        line = _REQUEST_LINE.match(data)
+        if line is None or not line.group().endswith(b"HTTP/1.1\r\n"):
+            return False
+        head = data[line.end():end + 2].lower()  # the header lines, each ending in CRLF
+        if b"transfer-encoding" in head or b"close" in head or b"expect:" in head:
+            return False
+        at = head.find(b"content-length:")
+        if at < 0 or (at > 0 and head[at - 1] != 10):  # a header of its own, not the end of another's name
+            return False
+        value = head[at + 15:head.find(b"\r\n", at)].strip()
+        if not value.isdigit() or end + 4 + int(value) != len(data):
+            return False
+        path = line.group().split(b" ", 2)[1].split(b"?", 1)[0]
+        answer = _SHED_ANSWERS.get(path)
+        if answer is None or self.transport is None:
+            return False
+        self._overload.shed += 1
+        self.transport.write(answer)
+        return True
 
     def _heads_parsed(self, count: int) -> None:
         head, self._head = bytes(self._head), bytearray()
@@ -264,6 +302,18 @@ def _path_of(head: bytes) -> str:
     return first[1].decode("latin-1") if len(first) > 1 else ""
 
 
+def _shed_answer(path: str) -> bytes:
+    body = error_body(path, 503, OVERLOADED.type, OVERLOADED.code or "overloaded", OVERLOADED.message)
+    return (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            "\r\nRetry-After: 1\r\nx-tollway-shed: edge\r\n\r\n").encode() + body
+
+
+# The inference routes (``dataplane.api.app``), each with its overload answer in its API's format.
+_SHED_ANSWERS = {path.encode(): _shed_answer(path) for path in (
+    "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/moderations",
+    "/v1/messages", "/v1/messages/count_tokens")}
+
+
 class EdgeServer(web.Server):
     """aiohttp's server making ``EdgeHandler`` connections."""
 
@@ -273,7 +323,7 @@ class EdgeServer(web.Server):
 
     def __call__(self) -> web_protocol.RequestHandler:
         return EdgeHandler(self, loop=self._loop, limits=self._edge.limits, events=self._edge.events,
-                           **self._kwargs)
+                           overload=self._edge.overload, **self._kwargs)
 
 
 class EdgeRunner(web.AppRunner):

@@ -32,9 +32,7 @@ from dataplane.api.appstate import (
     GATE,
     HEALTH,
     HOLDER,
-    IN_FLIGHT,
     LEASE_WAIT,
-    OVERLOADED,
     RANDOM,
     RECORDS,
     RETRY_BUDGET,
@@ -43,6 +41,7 @@ from dataplane.api.appstate import (
 )
 from dataplane.api.appstate import request_id as new_request_id
 from dataplane.api.edge import EdgeRefusal, read_body
+from dataplane.api.overload import OVERLOADED
 from dataplane.api.streaming import StreamFormat, stream_through
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
 from dataplane.core.attribution import Attribution, attribute
@@ -52,6 +51,7 @@ from dataplane.core.cost_bound import deployment_cost_bound
 from dataplane.core.decide import RequestFacts, RoutePlan
 from dataplane.core.gate import Admission, Refusal
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
+from dataplane.record.trace_context import RequestTrace
 from dataplane.snapshot.runtime import Deployment, Runtime
 from dataplane.upstream.adapters import Complete
 from dataplane.upstream.attempt import Answered, attempt
@@ -89,9 +89,10 @@ def _facts(request: web.Request, dialect: Dialect, runtime: Runtime, body: bytes
 
 async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``; shed at once (503,
-    ``Retry-After``) beyond the data plane's requests in flight. (The connection edge, ``dataplane.api.edge``, has
+    ``Retry-After``) beyond the overload manager's limit (``dataplane.api.overload``; the edge sheds most such
+    requests before they get here). (The connection edge, ``dataplane.api.edge``, has
     bounded the request's head already; the body is read here, by ``read_body``.)"""
-    in_flight = request.app[IN_FLIGHT]
+    in_flight = request.app[EDGE].overload
     if in_flight.count >= in_flight.limit:
         in_flight.shed += 1
         headers = tollway_headers(new_request_id(request), request.app[HOLDER].version)
@@ -125,7 +126,9 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         return answer
 
     runtime = holder.runtime
-    decided = _decide(request, dialect, rid, runtime, body, started, started)
+    tracer = app[RECORDS].tracer  # None unless tracing is on; then a trace only if sampled or the client sent one
+    trace = tracer.begin(request.headers) if tracer is not None else None
+    decided = _decide(request, dialect, rid, runtime, body, started, started, trace)
     if isinstance(decided, web.Response):
         return decided
     plan, attribution, admission = decided
@@ -141,19 +144,20 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             admission = app[GATE].admit(plan, attribution, time.time())
         else:  # a new snapshot arrived while waiting: plan again on it, so plan and limits stay one version
             runtime = holder.runtime
-            decided = _decide(request, dialect, rid, runtime, body, started, time.time())
+            decided = _decide(request, dialect, rid, runtime, body, started, time.time(), trace)
             if isinstance(decided, web.Response):
                 return decided
             plan, attribution, admission = decided
     headers = tollway_headers(rid, runtime.version)
     if isinstance(admission, Refusal):
-        app[RECORDS].refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name)
+        app[RECORDS].refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name, trace)
         return dialect.error(admission.error, {**headers, **admission.headers})
-    return await _forward(request, dialect, rid, runtime, plan, attribution, admission, started)
+    return await _forward(request, dialect, rid, runtime, plan, attribution, admission, started, trace)
 
 
 def _decide(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime | None, body: bytes, started: float,
-            now: float) -> tuple[RoutePlan, Attribution, Admission | Refusal] | web.Response:
+            now: float, trace: RequestTrace | None
+            ) -> tuple[RoutePlan, Attribution, Admission | Refusal] | web.Response:
     """plan → attribute → admit, with no await in between; a refusal before admission is answered here."""
     app = request.app
     assert runtime is not None  # a snapshot, once installed, is only ever replaced
@@ -161,11 +165,11 @@ def _decide(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime |
     headers = tollway_headers(rid, runtime.version)
     plan = dialect.plan(_facts(request, dialect, runtime, body, started))
     if isinstance(plan, ApiError):
-        records.refused(plan, rid, started, runtime.version)
+        records.refused(plan, rid, started, runtime.version, trace=trace)
         return dialect.error(plan, headers)
     attribution = attribute(plan.key, plan.request.payload, request.headers)
     if isinstance(attribution, ApiError):
-        records.refused(attribution, rid, started, runtime.version, plan.key, plan.route.name)
+        records.refused(attribution, rid, started, runtime.version, plan.key, plan.route.name, trace)
         return dialect.error(attribution, headers)
     if plan.key.tenant.content.redact_before_provider:
         # Before admission: the budget's worst case is bounded from what the provider will receive.
@@ -174,13 +178,16 @@ def _decide(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime |
 
 
 async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime, plan: RoutePlan,
-                   attribution: Attribution, admission: Admission, started: float) -> web.StreamResponse:
+                   attribution: Attribution, admission: Admission, started: float,
+                   trace: RequestTrace | None) -> web.StreamResponse:
     """attempt → respond → settle → record, for an admitted request; every path ends in settle or release."""
     app = request.app
     gate, records, health = app[GATE], app[RECORDS], app[HEALTH]
     settled = False
     try:
-        result = await attempt(plan, app[ADAPTERS], health, app[RETRY_BUDGET])
+        result = await attempt(plan, app[ADAPTERS], health, app[RETRY_BUDGET], trace)
+        if trace is not None:
+            trace.reason = result.reason
         dep = result.deployment
         headers = tollway_headers(rid, runtime.version, dep.provider.name if dep else "", dep.name if dep else "",
                                   result.attempts)
@@ -192,7 +199,7 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
                 settled = True
                 _settle(app, admission, outcome(rid, runtime.version, plan, dep, result.attempts, failed.status,
                                                 None, started, None, attribution=attribution,
-                                                upstream_s=time.time() - result.sent_at))
+                                                upstream_s=time.time() - result.sent_at), trace=trace)
             return failed
         if result.deployment is not plan.candidates[0]:
             # The dialect gets the plan as served: after a failover its first candidate is the deployment that
@@ -201,8 +208,10 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
         if isinstance(result.reply, Complete):
             settled = True
             return _complete(app, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
-                             admission)
-        accumulator = MessageAccumulator() if records.keeps_content(plan.key) else None
+                             admission, trace)
+        if trace is not None and trace.sampled and result.rest is not None:  # noting finish reasons, model
+            result = replace(result, rest=trace.noting(result.first_events, result.rest))
+        accumulator = MessageAccumulator() if records.keeps_content(plan.key, trace) else None
         # The route's total timeout bounds the whole stream, from the first attempt on.
         left = plan.route.failover.total_timeout_s - (time.time() - result.sent_at)
         deadline = asyncio.get_running_loop().time() + max(left, 0.0)
@@ -210,13 +219,13 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
                                               deadline)
         settled = True
         if streamed.failure is not None:
-            health.failed(result.deployment, streamed.failure.kind, time.monotonic())
+            health.failed(result.deployment, streamed.failure.kind, time.monotonic(), streamed.failure.message)
         _settle(app, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
                                         streamed.charged_usage(plan.request), started,
                                         streamed.first_byte_s, streamed.aborted,
                                         attribution=attribution,
                                         upstream_s=(streamed.upstream_end or time.time()) - result.sent_at),
-                accumulator.message() if accumulator is not None else None)
+                accumulator.message() if accumulator is not None else None, trace)
         return resp
     finally:
         if not settled:  # never reached an upstream, or cancelled on the way: give back what admission took
@@ -224,13 +233,14 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
 
 
 def _settle(app: web.Application, admission: Admission, done: Outcome,
-            response: Mapping[str, Any] | None = None) -> None:
+            response: Mapping[str, Any] | None = None, trace: RequestTrace | None = None) -> None:
     app[GATE].settle(done, admission)
-    app[RECORDS].served(done, response)
+    app[RECORDS].served(done, response, trace)
 
 
 def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, plan: RoutePlan, result: Answered,
-              reply: Complete, headers: dict[str, str], started: float, admission: Admission) -> web.Response:
+              reply: Complete, headers: dict[str, str], started: float, admission: Admission,
+              trace: RequestTrace | None) -> web.Response:
     # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
     # tenants whose log keeps content, the answer).
     upstream_s = time.time() - result.sent_at
@@ -249,8 +259,11 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
     headers["x-tollway-cost-usd"] = usd(done.cost_pico)  # exact
     if plan.request.surface == "count_tokens":
         headers["x-tollway-token-count"] = "estimate" if reply.estimated else "exact"
-    response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key) else None
-    _settle(app, admission, done, response)
+    if trace is not None:
+        trace.note_answer(parsed)
+    response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key, trace) \
+        else None
+    _settle(app, admission, done, response, trace)
     return web.Response(body=dialect.complete(reply.body, parsed, plan), headers=headers,
                         content_type="application/json")
 

@@ -59,6 +59,7 @@ class Allowance:
     window: int = 0           # pico-dollars reserved since ``window_start``
     window_start: float = 0.0
     rate: float = 0.0         # smoothed pico-dollars reserved per second
+    exceeded: int = 0         # requests refused as exhausted (``*_budget_exceeded``): the control plane alerts
 
     checked_out: int = -1     # spendable ceiling persisted to disk (-1: not durable, the grant is the ceiling)
 
@@ -102,6 +103,7 @@ class Ask:
     want: int
     release: bool
     need: int = 0  # the largest worst case seen here: a grant smaller than this serves nothing
+    exceeded: int = 0  # requests refused as exhausted in the period, so far
 
 
 _NOTHING = Reservation(())
@@ -277,8 +279,10 @@ class BudgetBook:
                         self.on_checkout()
                     return _rebalancing(s.kind, a)
                 self._wake()
-                exhausted = _is_exhausted(a, worst_case, now)
-                return _exceeded(s.kind, a, worst_case) if exhausted else _rebalancing(s.kind, a)
+                if _is_exhausted(a, worst_case, now):
+                    a.exceeded += 1
+                    return _exceeded(s.kind, a, worst_case)
+                return _rebalancing(s.kind, a)
             if a.safe_available() >= worst_case:
                 plan.append((a, True))
                 continue
@@ -344,7 +348,7 @@ class BudgetBook:
             if release:
                 # Given back before asking: nothing reserved while the answer travels can use it.
                 a.granted = a.spent + a.reserved + want
-            out.append(Ask(a.scope, a.period, a.spent, a.reserved, want, release, a.need))
+            out.append(Ask(a.scope, a.period, a.spent, a.reserved, want, release, a.need, a.exceeded))
         return out
 
     def _want(self, a: Allowance, now: float) -> int:

@@ -240,6 +240,11 @@ def plan_request(facts: RequestFacts, key: Key, request: HubRequest) -> RoutePla
                        f"context window of model {request.model!r} is {largest} tokens",
                        param=_PROMPT_PARAM.get(request.surface, "messages"), code="context_length_exceeded")
     ordered = order_candidates(route, fitting, request, pick, health, mono)
+    if not ordered:  # every candidate lacks its credential here (``Health.demote`` dropped them): say which
+        dep = fitting[0][0]
+        why = health.credential_problem(dep) if health is not None else ""
+        return ApiError(403, f"model {request.model!r} has no deployment this data plane holds a credential for "
+                             f"(deployment {dep.name!r}: {why})", "permission_error", "no_credential", "model")
     return RoutePlan(key=key, route=route, request=request, candidates=tuple(ordered[: route.failover.attempts]))
 
 

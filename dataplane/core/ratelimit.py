@@ -199,7 +199,8 @@ class _Bucket:
 
 
 class _ScopeState:
-    __slots__ = ("demand_at", "demand_requests", "demand_tokens", "limit", "requests", "scope", "seen", "tokens")
+    __slots__ = ("demand_at", "demand_requests", "demand_tokens", "limit", "refused", "requests", "scope", "seen",
+                 "tokens")
 
     def __init__(self, scope: RateScope, limit: RateLimit, share: tuple[float, float], now: float) -> None:
         self.scope = scope
@@ -210,6 +211,7 @@ class _ScopeState:
         self.demand_tokens = 0.0
         self.demand_at = now
         self.seen = now
+        self.refused = 0  # requests this scope refused while its buckets lived here (the control plane alerts)
 
     def reconfigure(self, limit: RateLimit, share: tuple[float, float], now: float) -> None:
         self.limit = limit
@@ -323,6 +325,7 @@ class RateLimiter:
             if state.tokens is not None:
                 refusal = _worse(refusal, state.tokens, scope, "tokens", tokens, limit.tokens_per_minute, now)
         if refusal is not None:
+            self._states[refusal.scope].refused += 1
             return refusal
         requests_quota = tokens_quota = None
         for state in states:
@@ -359,6 +362,10 @@ class RateLimiter:
         """Observed (requests/s, tokens/s) per limited scope, exponentially weighted (tau = DEMAND_TAU_S)."""
         now = self._clock()
         return {scope.id: state.demand(now) for scope, state in self._states.items()}
+
+    def refusals(self) -> dict[str, int]:
+        """Requests refused per limited scope id so far (cumulative; restarts at 0 when a scope is swept)."""
+        return {scope.id: state.refused for scope, state in self._states.items() if state.refused}
 
     def set_shares(self, shares: Mapping[str, tuple[float, float]], expires_at: float,
                    fleet_size: int | None = None) -> None:

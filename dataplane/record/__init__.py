@@ -5,4 +5,6 @@
 - ``spool``: the append-only local spool usage records go to before they are shipped.
 - ``request_log``: one JSON line per request, by a writer thread, content per the tenant's policy.
 - ``metrics``: the Prometheus metrics at ``/metrics``.
+- ``trace_context``: one request's W3C trace context and the facts its spans are built from (no SDK).
+- ``tracing``: OpenTelemetry spans (GenAI semantic conventions 1.37.0), built at record time, exported by OTLP/HTTP.
 """

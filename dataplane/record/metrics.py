@@ -45,6 +45,8 @@ class EdgeCounts(Protocol):
 class InFlightCount(Protocol):
     count: int
     shed: int
+    limit: int
+    lag_s: float
 
 
 class _RouteChildren:
@@ -79,8 +81,9 @@ class RequestMetrics:
             "tollway_requests_total", "Requests that reached an upstream, by route and final status",
             ["route", "status"])
         self.refusals = registry.counter(
-            "tollway_refusals_total", "Requests refused before any upstream, by status and error type",
-            ["status", "type"])
+            "tollway_refusals_total", "Requests refused before any upstream, by status, error type and code "
+            "(e.g. rate_limit_exceeded, tenant_budget_exceeded, budget_rebalancing; the type when there is none)",
+            ["status", "type", "code"])
         self.duration = registry.histogram(
             "tollway_request_duration_seconds", "Total request latency as the client sees it", ["route"])
         self.ttfb = registry.histogram(
@@ -98,7 +101,7 @@ class RequestMetrics:
         self._routes: dict[str, _RouteChildren] = {}
         self._statuses: dict[tuple[str, int], CounterChild] = {}
         self._providers: dict[str, _ProviderChildren] = {}
-        self._refusals: dict[tuple[int, str], CounterChild] = {}
+        self._refusals: dict[tuple[int, str, str | None], CounterChild] = {}
 
     def observe(self, outcome: Outcome) -> None:
         """Record one request that reached an upstream (called from ``Gate.settle``)."""
@@ -141,10 +144,10 @@ class RequestMetrics:
 
     def refused(self, error: ApiError) -> None:
         """Record a request refused before any upstream (authentication, validation, residency, limits)."""
-        key = (error.status, error.type)
+        key = (error.status, error.type, error.code)
         c = self._refusals.get(key)
         if c is None:
-            c = self._refusals[key] = self.refusals.labels(str(error.status), error.type)
+            c = self._refusals[key] = self.refusals.labels(str(error.status), error.type, error.code or error.type)
         c.value += 1
 
 
@@ -175,8 +178,13 @@ class DataPlaneMetrics:
         self._edge_events = registry.counter(
             "tollway_edge_events_total", "Requests and connections the edge refused: header_timeout (408), "
             "headers_too_large (431), malformed_request (400), client_connection_limit (429), body_timeout (408), "
-            "shed (503 at the in-flight limit)", ["event"])
+            "shed (503 beyond the overload manager's limit)", ["event"])
         self._in_flight = registry.gauge("tollway_requests_in_flight", "Requests being served")
+        self._in_flight_limit = registry.gauge(
+            "tollway_requests_in_flight_limit", "The overload manager's limit on requests in flight (at most "
+            "--max-in-flight; lower while the event loop lags)")
+        self._loop_lag = registry.gauge(
+            "tollway_event_loop_lag_seconds", "The event loop's average lag over the last 200 ms")
         self._failures = registry.counter(
             "tollway_upstream_failures_total", "Failed upstream attempts by provider and kind (connect, timeout "
             "(stream deadlines too), 5xx, 429, 4xx, auth, protocol (answers too large, events too large, 2xx "
@@ -219,6 +227,8 @@ class DataPlaneMetrics:
             for event in EDGE_EVENTS:
                 self._edge_events.labels(event).value = in_flight.shed if event == "shed" else events.counts[event]
             self._in_flight.labels().set(in_flight.count)
+            self._in_flight_limit.labels().set(in_flight.limit)
+            self._loop_lag.labels().set(in_flight.lag_s)
         version = self._holder.version
         now = self._clock()
         self._info.clear()

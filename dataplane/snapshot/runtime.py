@@ -343,6 +343,8 @@ class _KeyColumns:
     projects: list[str]
     expires_at: list[int]
     routes: list[tuple[str, ...]]  # the key's own allow list; mostly the shared empty tuple
+    # Secrets replaced by a rotation: hash -> (position of their key, unix seconds they are accepted until).
+    retired: Mapping[bytes, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, snap: pb.Snapshot) -> _KeyColumns:
@@ -365,8 +367,10 @@ class _KeyColumns:
             add_routes(tuple(k.routes))
         if len(set(ids)) != len(ids) or "" in ids:
             _unique("key", ids)
-        return cls(index=dict(zip(hashes, range(len(hashes)), strict=True)), hashes=hashes, ids=ids,
-                   tenants=tenants, projects=projects, expires_at=expires_at, routes=routes)
+        index = dict(zip(hashes, range(len(hashes)), strict=True))
+        return cls(index=index, hashes=hashes, ids=ids, tenants=tenants, projects=projects,
+                   expires_at=expires_at, routes=routes,
+                   retired=_retired(snap, ids, index) if snap.retired_secrets else {})
 
     def are_valid(self, tenants: Mapping[str, Tenant]) -> bool:
         """The rules of ``_explain_invalid_keys``, checked in bulk with set operations (no error detail)."""
@@ -376,6 +380,26 @@ class _KeyColumns:
             return False
         used = {(t, p) for t, p in zip(self.tenants, self.projects, strict=True) if p}
         return all(project in tenants[tenant].projects for tenant, project in used)
+
+
+def _retired(snap: pb.Snapshot, ids: list[str], index: Mapping[bytes, int]) -> dict[bytes, tuple[int, int]]:
+    """The rotated-out secrets by hash; each must belong to a key of the snapshot, have an expiry and a hash of
+    its own (raises ``InvalidSnapshot``)."""
+    position = {key_id: i for i, key_id in enumerate(ids)}
+    out: dict[bytes, tuple[int, int]] = {}
+    for r in snap.retired_secrets:
+        where = f"retired secret of key {r.key_id!r}"
+        i = position.get(r.key_id)
+        if i is None:
+            raise InvalidSnapshot(f"{where}: no such key")
+        if len(r.hash) != 32:
+            raise InvalidSnapshot(f"{where}: hash is {len(r.hash)} bytes, expected 32 (sha256)")
+        if r.hash in index or r.hash in out:
+            raise InvalidSnapshot(f"{where}: its hash is already another secret's")
+        if r.expires_at <= 0:
+            raise InvalidSnapshot(f"{where}: no expiry (a retired secret is accepted only until it)")
+        out[r.hash] = (i, r.expires_at)
+    return out
 
 
 def _explain_invalid_keys(snap: pb.Snapshot, tenants: Mapping[str, Tenant]) -> None:
@@ -415,7 +439,9 @@ class KeyTable(Mapping[bytes, Key]):
     A snapshot carries 100,000 keys and a request looks up one: building every ``Key`` up front would cost
     seconds per snapshot for objects most requests never touch. Validation is not lazy: ``_build`` has checked
     every key before a table exists, so a lookup cannot fail. Keys sharing a tenant and an allow list share
-    one ``routes`` frozenset and one ``models`` tuple.
+    one ``routes`` frozenset and one ``models`` tuple. A rotated key's old secret is found too, as a ``Key``
+    that expires when the overlap ends (the snapshot's own time: no recompile needed to cut it off); iterating
+    and ``len`` count each key once, by its current hash.
 
     Task- and thread-safe: the columns never change; the memo of built keys only grows, and a race between two
     threads at worst builds the same (equal, immutable) ``Key`` twice.
@@ -438,12 +464,18 @@ class KeyTable(Mapping[bytes, Key]):
             return key
         c = self._columns
         i = c.index.get(digest)
+        expires_at = 0
         if i is None:
-            return default
+            retired = c.retired.get(digest) if c.retired else None
+            if retired is None:
+                return default
+            i, expires_at = retired  # the old secret of a rotated key: the same key, until the overlap ends
+        own = c.expires_at[i]
         tenant = c.tenants[i]
         allowed, models = self._access[(tenant, c.routes[i])]
         key = Key(id=c.ids[i], hash=digest, tenant=self._tenants[tenant], project=c.projects[i],
-                  expires_at=c.expires_at[i], routes=allowed, models=models)
+                  expires_at=min(own, expires_at) if own and expires_at else own or expires_at,
+                  routes=allowed, models=models)
         self._built[digest] = key
         return key
 
@@ -454,7 +486,7 @@ class KeyTable(Mapping[bytes, Key]):
         return key
 
     def __contains__(self, digest: object) -> bool:
-        return digest in self._columns.index
+        return digest in self._columns.index or digest in self._columns.retired
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._columns.index)

@@ -1,8 +1,8 @@
 """The data plane's health, as it travels to the control plane on the discovery stream.
 
 The same view that ``GET /healthz/deployments`` and ``/metrics`` show (``Health.view`` over the deployments a
-tenant may use here), as ``DeploymentHealth`` messages: names, states and numbers only, never a credential or
-a URL. Pure apart from reading the holder's current runtime once.
+tenant may use here), as ``DeploymentHealth`` messages: names, states, numbers and the reason of an unhealthy
+state, never a credential or a URL. Pure apart from reading the holder's current runtime once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def health_summary(holder: SnapshotHolder, health: Health, now: float | None = N
         dpb.DeploymentHealth(
             deployment=v.deployment, provider=v.provider, state=v.state, consecutive_failures=v.consecutive_failures,
             ejections=v.ejections, ejected_for_s=round(v.ejected_for_s, 3), ttfb_ms=round(v.ttfb_ewma_s * 1000, 3),
+            reason=v.reason, since_unix_s=v.since_unix_s,
         )
         for v in views
     ]

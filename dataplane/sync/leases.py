@@ -38,6 +38,8 @@ class RateLimiterPort(Protocol):
 
     def demand(self) -> dict[str, tuple[float, float]]: ...
 
+    def refusals(self) -> dict[str, int]: ...
+
     def set_shares(self, shares: dict[str, tuple[float, float]], expires_at: float) -> None: ...
 
 
@@ -119,10 +121,13 @@ class LeaseClient:
         asks = [lpb.BudgetAsk(scope=a.scope, period=a.period, spent_micros=_int64(micros_ceil(a.spent)),
                               reserved_micros=_int64(micros_ceil(a.reserved)), want_micros=_int64(micros_ceil(a.want)),
                               release=a.release, spent_pico=pico_text(a.spent), reserved_pico=pico_text(a.reserved),
-                              want_pico=pico_text(a.want), need_pico=pico_text(a.need))
+                              want_pico=pico_text(a.want), need_pico=pico_text(a.need),
+                              exceeded_refusals=a.exceeded)
                 for a in self._book.asks(now, may_give_back=self.answers > 0 and self.failures == 0)]
         demand = self._limiter.demand() if self._limiter is not None else {}
-        rates = [lpb.RateDemand(scope=k, requests_per_s=r, tokens_per_s=t) for k, (r, t) in sorted(demand.items())]
+        refused = self._limiter.refusals() if self._limiter is not None else {}
+        rates = [lpb.RateDemand(scope=k, requests_per_s=r, tokens_per_s=t, refused=refused.get(k, 0))
+                 for k, (r, t) in sorted(demand.items())]
         return lpb.LeaseRequest(node_id=s.node_id, incarnation=self.incarnation, region=s.region, budgets=asks,
                                 rates=rates)
 

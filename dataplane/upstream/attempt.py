@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -23,6 +24,10 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Route
 from dataplane.upstream.adapters import Adapter, Complete, Stream
+from dataplane.upstream.client import TRACE_HEADERS
+
+if TYPE_CHECKING:
+    from dataplane.record.trace_context import RequestTrace
 
 # Problems with one candidate that say nothing about the others: always worth trying the next one.
 # A malformed answer ("protocol") is one upstream misbehaving, too.
@@ -56,12 +61,13 @@ def may_fail_over(failure: UpstreamFailure, route: Route) -> bool:
 
 
 async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Health | None = None,
-                  budget: RetryBudget | None = None) -> Answered | Failed:
+                  budget: RetryBudget | None = None, trace: RequestTrace | None = None) -> Answered | Failed:
     """Try the plan's candidates in order until one answers (before any byte reached the client).
 
     Each attempt is reported to ``health`` (time to first byte on success, the failure's kind otherwise);
     attempts after the first need the retry ``budget``'s leave, so an outage for everyone cannot turn every
-    request into several.
+    request into several. A ``trace`` (sampled, or forwarding the client's) gets each attempt's trace headers sent
+    (``TRACE_HEADERS``, read by the upstream client) and, when sampled, its start, end and failure.
     """
     loop = asyncio.get_running_loop()
     reply: Complete | Stream | None = None
@@ -98,6 +104,8 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
         reply = None
         first: list[bytes] = []
         rest: AsyncGenerator[list[bytes], None] | None = None
+        if trace is not None:
+            TRACE_HEADERS.set(trace.attempting(deployment))
         try:
             async with asyncio.timeout(budget_s):
                 reply = await adapter.send(deployment, plan.request, budget_s)
@@ -119,12 +127,16 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
                 if rest is not None:
                     await rest.aclose()
         else:
+            if trace is not None:
+                trace.attempt_ended(None)
             if health is not None:
                 health.succeeded(deployment, time.monotonic() - mono)
             reason = plan.route.strategy if failure is None else f"failover:{failure.kind}"
             return Answered(reply, deployment, attempts, first, rest, reason, sent_at)
+        if trace is not None:
+            trace.attempt_ended(failure)
         if health is not None:
-            health.failed(deployment, failure.kind, time.monotonic())
+            health.failed(deployment, failure.kind, time.monotonic(), failure.message)
         if not may_fail_over(failure, plan.route):
             break
     failure = failure or UpstreamFailure("connect", "no candidate could be attempted")

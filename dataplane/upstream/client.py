@@ -21,11 +21,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dataplane.upstream.connection import Connection
 
+# The request's trace context for the upstream (``traceparent``/``tracestate`` header lines, each ending in CRLF;
+# "" for none), set by the attempt (``dataplane.upstream.attempt``) for the request it runs: aiohttp runs each
+# request in its own task, so one request's value never reaches another's. Every adapter's POST passes here.
+TRACE_HEADERS: ContextVar[str] = ContextVar("tollway_trace_headers", default="")
 MAX_IDLE_PER_ORIGIN = 512  # the data plane sizes it to its requests in flight: connections reused, not churned
 _MAX_TARGETS = 1024
 
@@ -136,12 +141,13 @@ class UpstreamClient:
         """Send ``POST url`` and wait for the answer's head (until ``deadline``, a ``loop.time()``).
 
         ``headers`` are extra header lines, each ending in CRLF (Host, Content-Length and Connection are set
-        here). The caller must ``release`` or ``close`` the returned response.
+        here, and the request's trace context, ``TRACE_HEADERS``). The caller must ``release`` or ``close`` the
+        returned response.
         """
         if self._closed:
             raise ConnectionError("the upstream client is closed")
         target = self.target(url)
-        request = (f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n{headers}"
+        request = (f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n{headers}{TRACE_HEADERS.get()}"
                    f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
         conn = self._take(target.origin)
         if conn is None:

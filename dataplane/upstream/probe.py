@@ -5,8 +5,9 @@ Each round probes every provider that a tenant may use from this data plane once
 ``GET {base}/v1/models`` for Anthropic, ``GET {base}/v1beta/models`` for Gemini, ``GET {base}/`` for Bedrock and
 Vertex (signed APIs: an unsigned request's 403 proves the endpoint is up), each with the provider's credential.
 Reachable and answering below 500
-is healthy (a 401 or 404 still proves the upstream is up; credentials are the passive side's concern); refused,
-reset, timed out or 5xx is down. The mock provider is always healthy and never probed.
+is healthy (a 401 or 404 still proves the upstream is up; a credential missing here is found when the snapshot
+installs, ``dataplane.upstream.credentials``); refused, reset, timed out or 5xx is down, with what the probe
+found as the reason (never the URL). The mock provider is always healthy and never probed.
 
 The probe speaks just enough HTTP/1.1 (``Connection: close``, status line only) over a fresh connection, so
 it never takes a pooled request connection away and needs no client library. ``HealthChecker`` is a task
@@ -83,14 +84,23 @@ async def probe(url: str, headers: dict[str, str], timeout_s: float,
     return int(parts[1])
 
 
-async def is_healthy(provider: Provider, timeout_s: float) -> bool:
+async def probe_problem(provider: Provider, timeout_s: float) -> str:
+    """"" when ``provider`` answers its probe below 500, else what the probe found (no URL, no credential)."""
     if provider.type == "mock":
-        return True
+        return ""
     url, headers = probe_request(provider)
+    limit = min(timeout_s, provider.connect_timeout_s + 1.0)
     try:
-        return await probe(url, headers, min(timeout_s, provider.connect_timeout_s + 1.0)) < 500
-    except (OSError, TimeoutError, ValueError):
-        return False
+        status = await probe(url, headers, limit)
+    except TimeoutError:
+        return f"active check: no answer within {limit:g}s"
+    except ConnectionRefusedError:
+        return "active check: connection refused"
+    except OSError as exc:
+        return f"active check: {exc.strerror or type(exc).__name__}"
+    except ValueError:
+        return "active check: the answer is not HTTP"
+    return f"active check: HTTP {status}" if status >= 500 else ""
 
 
 class HealthChecker:
@@ -124,10 +134,10 @@ class HealthChecker:
         providers = {c.deployment.provider.name: c.deployment.provider
                      for candidates in runtime.tenant_candidates.values() for c in candidates}
         names = list(providers)
-        results = await asyncio.gather(*(is_healthy(providers[n], self._timeout_s) for n in names))
+        results = await asyncio.gather(*(probe_problem(providers[n], self._timeout_s) for n in names))
         now = self._clock()
-        for name, healthy in zip(names, results, strict=True):
-            self._health.provider_checked(name, healthy, now)
+        for name, problem in zip(names, results, strict=True):
+            self._health.provider_checked(name, not problem, now, problem)
         self.rounds += 1
 
     async def _run(self) -> None:

@@ -84,7 +84,9 @@ async def test_sign_in_sets_a_strict_http_only_cookie_that_is_not_the_token(anal
     status, page, resp = await get(analytics_cp, "/dashboard", {"Cookie": cookie_pair(set_cookie)})
     assert status == 200 and resp.content_type == "text/html"
     assert 'id="top-users"' in page and "alice" in page and ADMIN_TOKEN not in page
-    assert "script-src" not in resp.headers["Content-Security-Policy"]  # default-src 'none': no script at all
+    policy = dict(d.strip().split(" ", 1) for d in resp.headers["Content-Security-Policy"].split(";"))
+    assert policy["script-src"] == "'self'" and policy["connect-src"] == "'self'"  # its own script only, no inline
+    assert "<script>" not in page and '<script src="/dashboard/dashboard.js" defer>' in page
 
 
 async def test_the_cookie_opens_only_the_dashboard(analytics_cp: ControlPlane) -> None:
@@ -124,3 +126,17 @@ async def test_scripts_may_read_the_dashboard_with_the_bearer_token(analytics_cp
     assert status == 200 and "acme/web" in page
     status, body, _ = await get(analytics_cp, "/dashboard?days=1000", BEARER)
     assert status == 400 and "days" in body["error"]["message"]
+
+
+async def test_the_refresh_json_and_its_bad_input(analytics_cp: ControlPlane) -> None:
+    status, body, resp = await get(analytics_cp, "/dashboard/data.json?days=7", BEARER)
+    assert status == 200 and resp.content_type == "application/json"
+    assert 'id="budgets"' in body["main"] and 'id="hourly"' in body["main"] and ADMIN_TOKEN not in str(body)
+    assert body["summary"]["requests"] == 18 and body["summary"]["costPico"] == str(9 * 10**12)
+    assert body["dataplanes"] == [] and body["budgets"] == []  # the fixture's policy has none, nothing connected
+    for bad in ("refresh=-1", "refresh=abc", "refresh=3601"):
+        status, body, _ = await get(analytics_cp, f"/dashboard/data.json?{bad}", BEARER)
+        assert status == 400 and body["error"]["type"] == "invalid_request_error"
+        assert "refresh" in body["error"]["message"]
+    status, script, resp = await get(analytics_cp, "/dashboard/dashboard.js", BEARER)
+    assert status == 200 and resp.content_type == "text/javascript" and "/dashboard/data.json" in script

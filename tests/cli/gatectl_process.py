@@ -28,8 +28,9 @@ def base_env(tmp: Path) -> dict[str, str]:
 
 
 def gatectl(*args: str, env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run to completion; stdin is empty and not a terminal (as in a script or CI job)."""
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
 
 
 @dataclass

@@ -179,11 +179,15 @@ def test_server_problem_maps_back_to_file_and_document() -> None:
 
 
 def test_key_table_shows_hint_not_hash_column() -> None:
-    key = {"kind": "ApiKey", "metadata": {"name": "ci"}, "spec": {"tenant": "acme", "hint": "tw_...abcd",
-                                                                  "hash": "sha256:" + "0" * 64, "routes": []}}
+    spec: dict[str, object] = {"tenant": "acme", "hint": "tw_...abcd", "hash": "sha256:" + "0" * 64, "routes": []}
+    key = {"kind": "ApiKey", "metadata": {"name": "ci"}, "spec": spec}
     text = resources_table("ApiKey", [key])
-    assert text.splitlines()[0].split() == ["NAME", "TENANT", "PROJECT", "HINT", "ROUTES", "EXPIRES"]
-    assert "tw_...abcd" in text and "never" in text
+    assert text.splitlines()[0].split() == ["NAME", "TENANT", "PROJECT", "HINT", "ROUTES", "EXPIRES", "STATUS"]
+    assert "tw_...abcd" in text and "never" in text and text.splitlines()[1].split()[-1] == "active"
+    revoked = {**key, "spec": {**spec, "revokedAt": 0}}
+    assert resources_table("ApiKey", [revoked]).splitlines()[1].endswith("revoked 1970-01-01T00:00:00Z")
+    rotating = {**key, "spec": {**spec, "previousSecrets": [{"hash": "x", "expiresAt": 4_102_444_800}]}}
+    assert "rotating (old secret until 2100-01-01T00:00:00Z)" in resources_table("ApiKey", [rotating])
 
 
 def test_dataplanes_table() -> None:

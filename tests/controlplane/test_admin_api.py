@@ -134,8 +134,9 @@ async def test_concurrent_change_is_409(client: Client, store: Store, aiohttp_cl
 
 async def test_delete(client: Client) -> None:
     await call(client, "POST", "/admin/v1/apply", 200, json=body(*BASE))
-    refused = await call(client, "DELETE", "/admin/v1/resources/Model/m?who=bob", 422)
-    assert [(p["kind"], p["name"]) for p in refused["error"]["problems"]] == [("Route", "r")]
+    refused = await call(client, "DELETE", "/admin/v1/resources/Model/m?who=bob", 409)
+    assert refused["error"]["type"] == "in_use" and "Route/r" in refused["error"]["message"]
+    assert refused["error"]["referrers"] == [{"kind": "Route", "name": "r", "field": "spec.models[0]"}]
     await call(client, "DELETE", "/admin/v1/resources/Route/nope", 404)
     assert (await call(client, "DELETE", "/admin/v1/resources/Route/r?who=bob", 200)) == {"revision": 2}
     latest = (await call(client, "GET", "/admin/v1/history?limit=1", 200))["items"]
@@ -156,7 +157,7 @@ async def test_key_secret_is_shown_once(client: Client) -> None:
         resp = await client.get(path, headers=AUTH)
         assert secret not in await resp.text()
     dup = await call(client, "POST", "/admin/v1/keys", 409, json={"name": "ci", "tenant": "t", "who": "alice"})
-    assert dup["error"]["type"] == "conflict"
+    assert dup["error"]["type"] == "already_exists" and "'ci' already exists" in dup["error"]["message"]
     bad = await call(client, "POST", "/admin/v1/keys", 422, json={"name": "ci2", "tenant": "ghost"})
     assert bad["error"]["problems"][0]["field"] == "spec.tenant"
     # the new key cannot administer the control plane
@@ -176,7 +177,8 @@ async def test_history_and_rollback_restore(client: Client) -> None:
     assert history[0]["time"].endswith("Z")
     entry = await call(client, "GET", "/admin/v1/history/2", 200)
     assert {c["name"]: c["before"] is None for c in entry["changes"]} == {"p": False, "k": True}
-    rolled = await call(client, "POST", "/admin/v1/rollback", 200, json={"toRevision": 1, "who": "carol"})
+    rolled = await call(client, "POST", "/admin/v1/rollback", 200,
+                        json={"toRevision": 1, "who": "carol", "includeKeys": True})
     assert (rolled["revision"], rolled["applied"]) == (3, True)
     assert sorted((c["op"], c["name"]) for c in rolled["changes"]) == [("delete", "k"), ("update", "p")]
     assert (await call(client, "GET", "/admin/v1/resources?kind=Provider", 200))["items"] == g1["items"]

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from controlplane.errors import Conflict, InvalidPolicy, NotFound
+from controlplane.errors import Conflict, InUse, InvalidPolicy, InvalidRequest, NotFound
 from controlplane.policy.engine import Document
 from controlplane.policy.repository import Repository
 from controlplane.store.base import Store
@@ -98,9 +98,10 @@ async def test_stale_expected_revision_and_lost_compare_conflict(store: Store) -
 async def test_delete_refuses_while_referred_to(store: Store) -> None:
     repo = Repository(store)
     await repo.apply(docs(*BASE), who="alice")
-    with pytest.raises(InvalidPolicy) as caught:
+    with pytest.raises(InUse) as caught:
         await repo.delete("models", "m", who="alice")
-    assert [(p.kind, p.name, p.field) for p in caught.value.problems] == [("Route", "r", "spec.models[0]")]
+    assert [(p.kind, p.name, p.field) for p in caught.value.referrers] == [("Route", "r", "spec.models[0]")]
+    assert str(caught.value).startswith("cannot delete Model/m: still referred to by Route/r (spec.models[0])")
     with pytest.raises(NotFound):
         await repo.delete("Route", "nope", who="alice")
     assert await repo.delete("route", "r", who="alice") == 2
@@ -130,8 +131,11 @@ async def test_rollback_restores_generation_exactly(store: Store) -> None:
     await repo.apply(docs(provider("p", base_url="http://127.0.0.1:2/v1"), route("r2", "m")), who="alice")
     await repo.create_key("ci", "t", who="bob")
     await repo.delete("Route", "r", who="carol")
-    result = await repo.rollback(1, who="dave")
-    assert (result.revision, result.applied) == (5, True)
+    kept = await repo.rollback(1, who="dave", dry_run=True)  # keys stay unless asked
+    assert [(k.name, k.op, k.reason) for k in kept.kept] == [("ci", "delete", "keys-excluded")]
+    assert ("delete", "ApiKey", "ci") not in [(c.op, c.kind, c.name) for c in kept.changes]
+    result = await repo.rollback(1, who="dave", include_keys=True)
+    assert (result.revision, result.applied, result.kept) == (5, True, ())
     assert {kv.key: kv.value for kv in (await store.list(RESOURCES)).items} == g1
     history = await repo.history()
     assert [(e["revision"], e["who"]) for e in history] == [
@@ -140,6 +144,25 @@ async def test_rollback_restores_generation_exactly(store: Store) -> None:
         await repo.rollback(9, who="dave")
     # rolling back to 0 would delete everything, which is consistent, so it is allowed
     assert (await repo.rollback(0, who="dave", dry_run=True)).applied is False
+
+
+async def test_rollback_that_strands_a_kept_key_says_how_to_proceed(store: Store) -> None:
+    repo = Repository(store, unix_clock=lambda: 1_000_000)
+    await repo.apply(docs(*BASE), who="alice")
+    await repo.apply(docs(tenant("t2", "eu")), who="alice")
+    await repo.create_key("k2", "t2", who="bob")
+    with pytest.raises(InvalidPolicy) as caught:
+        await repo.rollback(1, who="dave")
+    assert [(p.kind, p.name, p.field) for p in caught.value.problems] == [("ApiKey", "k2", "spec.tenant")]
+    assert "--include-keys rolls them back too" in caught.value.problems[0].message
+    assert len(await repo.history()) == 3  # nothing written
+    rotated = await repo.rotate_key("k2", who="bob", overlap_seconds=60)
+    assert rotated.previous_expires_at == 1_000_060 and rotated.revision == 4
+    result = await repo.rollback(1, who="dave", include_keys=True)
+    assert sorted((c.op, c.kind, c.name) for c in result.changes) == [("delete", "ApiKey", "k2"),
+                                                                      ("delete", "Tenant", "t2")]
+    with pytest.raises(InvalidRequest):
+        await repo.rotate_key("k", who="bob", overlap_seconds=-1)
 
 
 async def test_cache_follows_other_writers(store: Store) -> None:

@@ -83,3 +83,33 @@ def test_one_bad_key_among_many_refuses_the_snapshot(mutate: Callable[[pb.Snapsh
     mutate(snap)
     with pytest.raises(InvalidSnapshot, match=re.escape(message)):
         Runtime.from_snapshot(snap, ENV)
+
+
+OLD, OLDER = b"\xaa" * 32, b"\xbb" * 32
+
+
+def test_a_rotated_out_secret_is_the_same_key_until_its_own_expiry() -> None:
+    snap = many_keys(4)
+    snap.keys[-1].expires_at = 5_000  # bulk-3 itself expires at 5000
+    snap.retired_secrets.add(key_id="bulk-1", hash=OLD, expires_at=2_000)
+    snap.retired_secrets.add(key_id="bulk-3", hash=OLDER, expires_at=9_000)
+    rt = Runtime.from_snapshot(snap, ENV)
+    current, old = rt.keys[(1).to_bytes(32, "big")], rt.keys[OLD]
+    assert (old.id, old.hash, old.tenant, old.routes) == ("bulk-1", OLD, current.tenant, current.routes)
+    assert (current.expires_at, old.expires_at) == (0, 2_000)
+    assert not old.is_expired(1_999) and old.is_expired(2_000) and not current.is_expired(2_000)
+    assert rt.keys[OLDER].expires_at == 5_000  # never outlives the key itself
+    assert OLD in rt.keys and len(rt.keys) == len(snap.keys) and OLD not in set(rt.keys)
+
+
+@pytest.mark.parametrize(("retired", "message"), [
+    (pb.RetiredSecret(key_id="nobody", hash=OLD, expires_at=1), "retired secret of key 'nobody': no such key"),
+    (pb.RetiredSecret(key_id="bulk-1", hash=b"\x01", expires_at=1), "hash is 1 bytes"),
+    (pb.RetiredSecret(key_id="bulk-1", hash=(2).to_bytes(32, "big"), expires_at=1), "already another secret's"),
+    (pb.RetiredSecret(key_id="bulk-1", hash=OLD, expires_at=0), "no expiry"),
+], ids=["unknown key", "short hash", "hash of another key", "no expiry"])
+def test_a_bad_retired_secret_refuses_the_snapshot(retired: pb.RetiredSecret, message: str) -> None:
+    snap = many_keys(4)
+    snap.retired_secrets.append(retired)
+    with pytest.raises(InvalidSnapshot, match=re.escape(message)):
+        Runtime.from_snapshot(snap, ENV)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import openai
 import pytest
@@ -139,7 +140,8 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     """Rows of ``gatectl providers`` by deployment (columns split on runs of 3+ spaces)."""
     lines = stdout.strip().splitlines()
     header = [c.strip() for c in lines[0].split("   ") if c.strip()]
-    assert header == ["PROVIDER", "DEPLOYMENT", "DATA PLANE", "REGION", "STATE", "EJECTIONS", "TTFB"]
+    assert header == ["PROVIDER", "DEPLOYMENT", "DATA PLANE", "REGION", "STATE", "EJECTIONS", "TTFB", "SINCE",
+                      "REASON"]
     rows = [[c.strip() for c in line.split("   ") if c.strip()] for line in lines[1:]]
     return {row[1]: row for row in rows}
 
@@ -163,7 +165,9 @@ async def test_killed_upstream_shows_down_and_returns_healthy(
 
         rows = table_rows(await run_gatectl(cp, tmp_path))
         assert rows["gpt-eu1"][:5] == ["eu1", "gpt-eu1", "dp-1", "eu", "provider-down"]
+        assert rows["gpt-eu1"][7].endswith("s ago") and rows["gpt-eu1"][8] == "active check: connection refused"
         assert rows["gpt-eu2"][:5] == ["eu2", "gpt-eu2", "dp-1", "eu", "healthy"]
+        assert rows["gpt-eu2"][7:] == ["-", "-"]  # healthy: no since, no reason
         assert rows["gpt-eu2"][6].endswith("ms")  # it served, so its time to first byte is known
         answer = json.loads(await run_gatectl(cp, tmp_path, "-o", "json"))
         worst = {i["deployment"]: i["state"] for i in answer["items"]}
@@ -204,6 +208,7 @@ async def test_failing_requests_eject_a_deployment(
         await until_states(cp, lambda s: s == {"gpt-eu1": "ejected", "gpt-eu2": "healthy"})
         rows = table_rows(await run_gatectl(cp, tmp_path))
         assert rows["gpt-eu1"][4:6] == ["ejected", "1"]
+        assert rows["gpt-eu1"][8].startswith("provider 'eu1'"), rows  # the last error that counted
         assert rows["gpt-eu2"][4:6] == ["healthy", "0"]
         yaml_out = await run_gatectl(cp, tmp_path, "-o", "yaml")
         assert "deployment: gpt-eu1" in yaml_out and "state: ejected" in yaml_out
@@ -242,7 +247,8 @@ async def test_heartbeat_is_neither_ack_nor_nack(embedded_store: Store, tmp_path
         record = await dataplane_record(cp, lambda r: r["health"] != [])
         assert record["status"] == "NACK" and record["error"] == "refused for the test" and record["version"] == ""
         assert record["health"] == [{"deployment": "small", "provider": "mock-eu", "state": "ejected",
-                                     "consecutiveFailures": 0, "ejections": 2, "ejectedForS": 0.0, "ttfbMs": 0.0}]
+                                     "consecutiveFailures": 0, "ejections": 2, "ejectedForS": 0.0, "ttfbMs": 0.0,
+                                     "reason": "", "since": 0.0}]
 
         await call.write(request(version=version, response_nonce=nonce))
         record = await dataplane_record(cp, lambda r: r["status"] == "ACK")
@@ -253,3 +259,73 @@ async def test_heartbeat_is_neither_ack_nor_nack(embedded_store: Store, tmp_path
         record = await dataplane_record(cp, lambda r: r["health"] != [])
         assert record["status"] == "ACK" and record["version"] == version
         call.cancel()
+
+
+MISSING_ENV = "TOLLWAY_TEST_MISSING_PROVIDER_KEY"
+
+
+async def healthz_deployments(dp: DataPlane) -> dict[str, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{dp.url}/healthz/deployments") as resp:
+        assert resp.status == 200
+        return {d["deployment"]: d for d in (await resp.json())["deployments"]}
+
+
+async def test_missing_credential_shows_at_once_with_its_source_and_is_never_routed_to(
+    embedded_store: Store, upstreams: tuple[Upstream, Upstream], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CREDENTIAL_ENV, UPSTREAM_KEY)
+    monkeypatch.delenv(MISSING_ENV, raising=False)
+    eu1, eu2 = upstreams
+    key = generate_key()
+    timeouts = {"connectSeconds": 0.5, "readSeconds": 2}
+    failover = {"attempts": 2, "attemptTimeoutSeconds": 2, "totalTimeoutSeconds": 4}
+    await put(embedded_store,
+              provider("eu1", "eu", base_url=eu1.base_url, credential={"env": MISSING_ENV}, timeouts=timeouts),
+              provider("eu2", "eu", base_url=eu2.base_url, credential={"env": CREDENTIAL_ENV}, timeouts=timeouts),
+              model("gpt-eu1", "eu1"), model("gpt-eu2", "eu2"),
+              route("chat", "gpt-eu1", "gpt-eu2", strategy="priority", failover=failover),
+              route("eu1-only", "gpt-eu1", failover=failover),
+              tenant("acme", "eu", projects=("web",)), api_key("acme-key", "acme", digest=hash_key(key).hex()))
+    async with running_control_plane(embedded_store, tmp_path / "cp") as cp:
+        # Active checks every 0.2 s: eu1 answers its probe, which must not make it look healthy.
+        dp = DataPlane(dp_settings(cp.grpc_target, tmp_path / "dp", heartbeat_interval_s=HEARTBEAT_S),
+                       backoff=FAST, health_check_interval_s=0.2)
+        await dp.start()
+        try:
+            # The very report that ACKs the snapshot already says so: no window in which it looks healthy.
+            record = await dataplane_record(cp, lambda r: r["status"] == "ACK" and len(r["health"]) == 2)
+            reported = {h["deployment"]: h for h in record["health"]}
+            reason = f"environment variable {MISSING_ENV} is not set"
+            assert reported["gpt-eu1"]["state"] == "no-credential"
+            assert reported["gpt-eu1"]["reason"] == reason and reported["gpt-eu1"]["since"] > time.time() - 60
+            assert reported["gpt-eu2"]["state"] == "healthy" and reported["gpt-eu2"]["reason"] == ""
+
+            local = await healthz_deployments(dp)
+            assert local["gpt-eu1"]["state"] == "no-credential" and local["gpt-eu1"]["reason"] == reason
+            assert local["gpt-eu2"]["state"] == "healthy"
+
+            # Routing: the first choice is skipped without an attempt; the client sees no error.
+            await ask(dp, key)
+            assert (eu1.served, eu2.served) == (0, 1)
+            # A route with no other deployment: a clear refusal in OpenAI's format, not a 5xx.
+            client = openai.AsyncOpenAI(base_url=dp.url + "/v1", api_key=key, max_retries=0, timeout=10)
+            async with client:
+                with pytest.raises(openai.PermissionDeniedError) as refused:
+                    await client.chat.completions.create(model="eu1-only",
+                                                         messages=[{"role": "user", "content": "hi"}])
+            assert refused.value.status_code == 403
+            assert refused.value.code == "no_credential"
+            assert reason in refused.value.message and "gpt-eu1" in refused.value.message
+            assert eu1.served == 0
+
+            await asyncio.sleep(0.5)  # a few active checks later: still no credential, never healthy
+            rows = table_rows(await run_gatectl(cp, tmp_path))
+            assert rows["gpt-eu1"][4] == "no-credential"
+            assert rows["gpt-eu1"][7].endswith("s ago") and rows["gpt-eu1"][8] == reason
+            assert rows["gpt-eu2"][4] == "healthy"
+            answer = json.loads(await run_gatectl(cp, tmp_path, "-o", "json"))
+            assert {i["deployment"]: i["state"] for i in answer["items"]} == {"gpt-eu1": "no-credential",
+                                                                             "gpt-eu2": "healthy"}
+            assert UPSTREAM_KEY not in json.dumps(answer)
+        finally:
+            await dp.stop()

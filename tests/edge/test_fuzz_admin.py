@@ -274,13 +274,18 @@ def cookie_calls(admin: Admin, rng: random.Random) -> list[Call]:
 
 
 def body_calls(admin: Admin, rng: random.Random) -> list[Call]:
-    """The JSON bodies of apply, keys and rollback: every node by every JSON kind, and broken JSON text."""
+    """The JSON bodies of apply, keys (create, rotate) and rollback: every node by every JSON kind, and broken
+    JSON text."""
     bases: list[tuple[str, dict[str, Any], int]] = [
         ("/admin/v1/apply", apply_body(base_documents(), dry_run=True), 40),
         ("/admin/v1/apply", apply_body([doc("Route", "chat", models=["small"])], dry_run=False), 20),
         ("/admin/v1/keys", {"name": "ci2", "tenant": "acme", "project": "web", "routes": ["chat"],
-                            "expiresAt": 4102444800, "who": "fuzz"}, 40),
-        ("/admin/v1/rollback", {"toRevision": 1, "who": "fuzz", "dryRun": True, "expectedRevision": None}, 40),
+                            "expiresAt": 4102444800, "who": "fuzz",
+                            "budget": {"monthlyUsd": "50", "softPercent": 80},
+                            "rateLimits": {"requestsPerMinute": 60, "tokensPerMinute": 1000}}, 40),
+        ("/admin/v1/keys/ci2/rotate", {"overlapSeconds": 3600, "who": "fuzz"}, 20),
+        ("/admin/v1/rollback", {"toRevision": 1, "who": "fuzz", "dryRun": True, "expectedRevision": None,
+                                "includeKeys": True}, 40),
     ]
     calls = []
     headers = {**BEARER, "Content-Type": "application/json"}

@@ -19,6 +19,7 @@ from dataplane.core.health import RetryBudget
 from dataplane.record.metrics import RequestMetrics
 from dataplane.record.records import Records
 from dataplane.record.request_log import RequestLog
+from dataplane.record.trace_context import RequestTrace
 from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.snapshot.runtime import Key
 from dataplane.upstream.probe import HealthChecker
@@ -254,10 +255,10 @@ class CapturingRecords(Records):
         self.outcomes: list[tuple[Outcome, Any]] = []
         self._log = RequestLog.__new__(RequestLog)  # only keeps_content reads it: no writer runs
 
-    def served(self, outcome: Outcome, response: Any = None) -> None:
+    def served(self, outcome: Outcome, response: Any = None, trace: RequestTrace | None = None) -> None:
         self.outcomes.append((outcome, response))
 
-    def keeps_content(self, key: Key) -> bool:
+    def keeps_content(self, key: Key, trace: RequestTrace | None = None) -> bool:
         return True
 
 

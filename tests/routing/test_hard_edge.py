@@ -33,10 +33,15 @@ COMPLETION = {"id": "c", "object": "chat.completion", "created": 0, "model": "m"
 
 
 @asynccontextmanager
-async def data_plane(eu1: str, eu2: str, **settings: object) -> AsyncIterator[tuple[str, str]]:
+async def data_plane(eu1: str, eu2: str, total_timeout_s: float = 1.5, **settings: object
+                     ) -> AsyncIterator[tuple[str, str]]:
     key = new_key()
     snap = snapshot(key, eu1, eu2, "http://127.0.0.1:9/v1")
-    snap.routes[0].failover.total_timeout_s = 1.5  # "chat": its total timeout bounds streams too
+    snap.routes[0].failover.total_timeout_s = total_timeout_s  # "chat": its total timeout bounds streams too
+    if total_timeout_s > 1.5:  # an upstream may hold an answer that long (tests of requests in flight)
+        snap.routes[0].failover.attempt_timeout_s = total_timeout_s
+        for provider in snap.providers:
+            provider.read_timeout_s = total_timeout_s
     holder = SnapshotHolder()
     assert holder.install(snap) is None
     dp_settings = DataPlaneSettings(port=0, **settings)  # type: ignore[arg-type]

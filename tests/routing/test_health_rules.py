@@ -81,6 +81,42 @@ def test_unavailable_candidates_move_to_the_end_but_stay_as_last_resort() -> Non
     assert h.demote([C, B], 2.0) == [C, B]
 
 
+def test_every_unhealthy_state_says_why_and_since_when() -> None:
+    h = Health(SETTINGS)
+    for i in range(3):
+        h.failed(A, "5xx", 100.0 + i, f"provider 'p-a' answered HTTP 50{i}")
+    h.provider_checked(B.provider.name, False, 101.0, "active check: connection refused")
+    h.provider_checked(B.provider.name, False, 105.0, "active check: no answer within 2s")
+    h.credentials_checked({C.provider.name: "environment variable KEY_C is not set"}, 103.0)
+    views = {v.deployment: v for v in h.view([A, B, C], 110.0, wall=1_000_110.0)}
+    assert (views["a"].state, views["a"].reason, views["a"].since_unix_s) == (
+        "ejected", "provider 'p-a' answered HTTP 502", 1_000_102.0)  # the last error; since the breaker opened
+    assert (views["b"].state, views["b"].reason, views["b"].since_unix_s) == (
+        "provider-down", "active check: no answer within 2s", 1_000_101.0)  # the latest finding; since first down
+    assert (views["c"].state, views["c"].reason, views["c"].since_unix_s) == (
+        "no-credential", "environment variable KEY_C is not set", 1_000_103.0)
+    assert [v.state for v in h.view([A], 112.0, wall=0.0)] == ["trial"]  # back-off over: the reason stays
+    assert h.view([A], 112.0, wall=0.0)[0].reason == "provider 'p-a' answered HTTP 502"
+    h.succeeded(A)
+    assert (h.view([A], 113.0)[0].reason, h.view([A], 113.0)[0].since_unix_s) == ("", 0.0)
+
+
+def test_a_deployment_without_credential_is_never_planned_and_never_healthy() -> None:
+    h = Health(SETTINGS)
+    h.credentials_checked({A.provider.name: "environment variable KEY_A is not set"}, 0.0)
+    assert h.demote([A, B], 0.0) == [B], "dropped, not demoted: an attempt could only fail locally"
+    assert h.demote([A], 0.0) == []
+    assert not h.is_available(A, 0.0) and h.credential_problem(A) == "environment variable KEY_A is not set"
+    assert h.credential_problem(B) == ""
+    h.provider_checked(A.provider.name, True, 1.0)  # its endpoint answering changes nothing
+    assert h.view([A], 1.0)[0].state == "no-credential"
+    # A new snapshot whose provider has it again: healthy at once; one that still lacks it keeps its "since".
+    h.credentials_checked({A.provider.name: "environment variable KEY_A is not set"}, 5.0)
+    assert h.view([A], 6.0, wall=6.0)[0].since_unix_s == 0.0
+    h.credentials_checked({}, 7.0)
+    assert h.view([A], 7.0)[0].state == "healthy" and h.demote([A, B], 7.0) == [A, B]
+
+
 def test_provider_back_up_ends_the_back_off_early() -> None:
     h = Health(SETTINGS)
     for _ in range(3):

@@ -26,7 +26,7 @@ class DiscoveryRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., region: _Optional[str] = ..., version: _Optional[str] = ..., response_nonce: _Optional[str] = ..., error: _Optional[str] = ..., heartbeat: _Optional[bool] = ..., health: _Optional[_Iterable[_Union[DeploymentHealth, _Mapping]]] = ...) -> None: ...
 
 class DeploymentHealth(_message.Message):
-    __slots__ = ("deployment", "provider", "state", "consecutive_failures", "ejections", "ejected_for_s", "ttfb_ms")
+    __slots__ = ("deployment", "provider", "state", "consecutive_failures", "ejections", "ejected_for_s", "ttfb_ms", "reason", "since_unix_s")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,8 @@ class DeploymentHealth(_message.Message):
     EJECTIONS_FIELD_NUMBER: _ClassVar[int]
     EJECTED_FOR_S_FIELD_NUMBER: _ClassVar[int]
     TTFB_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     provider: str
     state: str
@@ -41,7 +43,9 @@ class DeploymentHealth(_message.Message):
     ejections: int
     ejected_for_s: float
     ttfb_ms: float
-    def __init__(self, deployment: _Optional[str] = ..., provider: _Optional[str] = ..., state: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., ejections: _Optional[int] = ..., ejected_for_s: _Optional[float] = ..., ttfb_ms: _Optional[float] = ...) -> None: ...
+    reason: str
+    since_unix_s: float
+    def __init__(self, deployment: _Optional[str] = ..., provider: _Optional[str] = ..., state: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., ejections: _Optional[int] = ..., ejected_for_s: _Optional[float] = ..., ttfb_ms: _Optional[float] = ..., reason: _Optional[str] = ..., since_unix_s: _Optional[float] = ...) -> None: ...
 
 class DiscoveryResponse(_message.Message):
     __slots__ = ("nonce", "snapshot")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tollway/pb/leases.proto\x12\ntollway.v1\"\x93\x01\n\x0cLeaseRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12&\n\x07\x62udgets\x18\x04 \x03(\x0b\x32\x15.tollway.v1.BudgetAsk\x12%\n\x05rates\x18\x05 \x03(\x0b\x32\x16.tollway.v1.RateDemand\"\xd0\x01\n\tBudgetAsk\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x14\n\x0cspent_micros\x18\x03 \x01(\x03\x12\x17\n\x0freserved_micros\x18\x04 \x01(\x03\x12\x13\n\x0bwant_micros\x18\x05 \x01(\x03\x12\x0f\n\x07release\x18\x06 \x01(\x08\x12\x12\n\nspent_pico\x18\x07 \x01(\t\x12\x15\n\rreserved_pico\x18\x08 \x01(\t\x12\x11\n\twant_pico\x18\t \x01(\t\x12\x11\n\tneed_pico\x18\n \x01(\t\"\x80\x02\n\x0b\x42udgetGrant\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x0f\n\x07limited\x18\x03 \x01(\x08\x12\x16\n\x0egranted_micros\x18\x04 \x01(\x03\x12\x18\n\x10remaining_micros\x18\x05 \x01(\x03\x12\x14\n\x0climit_micros\x18\x06 \x01(\x03\x12\x14\n\x0cspent_micros\x18\x07 \x01(\x03\x12\x14\n\x0cgranted_pico\x18\x08 \x01(\t\x12\x16\n\x0eremaining_pico\x18\t \x01(\t\x12\x12\n\nlimit_pico\x18\n \x01(\t\x12\x12\n\nspent_pico\x18\x0b \x01(\t\x12\r\n\x05ttl_s\x18\x0c \x01(\x01\"I\n\nRateDemand\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x16\n\x0erequests_per_s\x18\x02 \x01(\x01\x12\x14\n\x0ctokens_per_s\x18\x03 \x01(\x01\"N\n\tRateShare\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x19\n\x11requests_fraction\x18\x02 \x01(\x01\x12\x17\n\x0ftokens_fraction\x18\x03 \x01(\x01\"o\n\rLeaseResponse\x12(\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x17.tollway.v1.BudgetGrant\x12%\n\x06shares\x18\x02 \x03(\x0b\x32\x15.tollway.v1.RateShare\x12\r\n\x05ttl_s\x18\x03 \x01(\x01\x32\x46\n\x06Leases\x12<\n\x05Lease\x12\x18.tollway.v1.LeaseRequest\x1a\x19.tollway.v1.LeaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tollway/pb/leases.proto\x12\ntollway.v1\"\x93\x01\n\x0cLeaseRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12&\n\x07\x62udgets\x18\x04 \x03(\x0b\x32\x15.tollway.v1.BudgetAsk\x12%\n\x05rates\x18\x05 \x03(\x0b\x32\x16.tollway.v1.RateDemand\"\xeb\x01\n\tBudgetAsk\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x14\n\x0cspent_micros\x18\x03 \x01(\x03\x12\x17\n\x0freserved_micros\x18\x04 \x01(\x03\x12\x13\n\x0bwant_micros\x18\x05 \x01(\x03\x12\x0f\n\x07release\x18\x06 \x01(\x08\x12\x12\n\nspent_pico\x18\x07 \x01(\t\x12\x15\n\rreserved_pico\x18\x08 \x01(\t\x12\x11\n\twant_pico\x18\t \x01(\t\x12\x11\n\tneed_pico\x18\n \x01(\t\x12\x19\n\x11\x65xceeded_refusals\x18\x0b \x01(\x04\"\x80\x02\n\x0b\x42udgetGrant\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x0f\n\x07limited\x18\x03 \x01(\x08\x12\x16\n\x0egranted_micros\x18\x04 \x01(\x03\x12\x18\n\x10remaining_micros\x18\x05 \x01(\x03\x12\x14\n\x0climit_micros\x18\x06 \x01(\x03\x12\x14\n\x0cspent_micros\x18\x07 \x01(\x03\x12\x14\n\x0cgranted_pico\x18\x08 \x01(\t\x12\x16\n\x0eremaining_pico\x18\t \x01(\t\x12\x12\n\nlimit_pico\x18\n \x01(\t\x12\x12\n\nspent_pico\x18\x0b \x01(\t\x12\r\n\x05ttl_s\x18\x0c \x01(\x01\"Z\n\nRateDemand\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x16\n\x0erequests_per_s\x18\x02 \x01(\x01\x12\x14\n\x0ctokens_per_s\x18\x03 \x01(\x01\x12\x0f\n\x07refused\x18\x04 \x01(\x04\"N\n\tRateShare\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x19\n\x11requests_fraction\x18\x02 \x01(\x01\x12\x17\n\x0ftokens_fraction\x18\x03 \x01(\x01\"o\n\rLeaseResponse\x12(\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x17.tollway.v1.BudgetGrant\x12%\n\x06shares\x18\x02 \x03(\x0b\x32\x15.tollway.v1.RateShare\x12\r\n\x05ttl_s\x18\x03 \x01(\x01\x32\x46\n\x06Leases\x12<\n\x05Lease\x12\x18.tollway.v1.LeaseRequest\x1a\x19.tollway.v1.LeaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASEREQUEST']._serialized_start=40
   _globals['_LEASEREQUEST']._serialized_end=187
   _globals['_BUDGETASK']._serialized_start=190
-  _globals['_BUDGETASK']._serialized_end=398
-  _globals['_BUDGETGRANT']._serialized_start=401
-  _globals['_BUDGETGRANT']._serialized_end=657
-  _globals['_RATEDEMAND']._serialized_start=659
-  _globals['_RATEDEMAND']._serialized_end=732
-  _globals['_RATESHARE']._serialized_start=734
-  _globals['_RATESHARE']._serialized_end=812
-  _globals['_LEASERESPONSE']._serialized_start=814
-  _globals['_LEASERESPONSE']._serialized_end=925
-  _globals['_LEASES']._serialized_start=927
-  _globals['_LEASES']._serialized_end=997
+  _globals['_BUDGETASK']._serialized_end=425
+  _globals['_BUDGETGRANT']._serialized_start=428
+  _globals['_BUDGETGRANT']._serialized_end=684
+  _globals['_RATEDEMAND']._serialized_start=686
+  _globals['_RATEDEMAND']._serialized_end=776
+  _globals['_RATESHARE']._serialized_start=778
+  _globals['_RATESHARE']._serialized_end=856
+  _globals['_LEASERESPONSE']._serialized_start=858
+  _globals['_LEASERESPONSE']._serialized_end=969
+  _globals['_LEASES']._serialized_start=971
+  _globals['_LEASES']._serialized_end=1041
 # @@protoc_insertion_point(module_scope)

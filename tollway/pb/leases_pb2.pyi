@@ -21,7 +21,7 @@ class LeaseRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[str] = ..., region: _Optional[str] = ..., budgets: _Optional[_Iterable[_Union[BudgetAsk, _Mapping]]] = ..., rates: _Optional[_Iterable[_Union[RateDemand, _Mapping]]] = ...) -> None: ...
 
 class BudgetAsk(_message.Message):
-    __slots__ = ("scope", "period", "spent_micros", "reserved_micros", "want_micros", "release", "spent_pico", "reserved_pico", "want_pico", "need_pico")
+    __slots__ = ("scope", "period", "spent_micros", "reserved_micros", "want_micros", "release", "spent_pico", "reserved_pico", "want_pico", "need_pico", "exceeded_refusals")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     SPENT_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class BudgetAsk(_message.Message):
     RESERVED_PICO_FIELD_NUMBER: _ClassVar[int]
     WANT_PICO_FIELD_NUMBER: _ClassVar[int]
     NEED_PICO_FIELD_NUMBER: _ClassVar[int]
+    EXCEEDED_REFUSALS_FIELD_NUMBER: _ClassVar[int]
     scope: str
     period: str
     spent_micros: int
@@ -42,7 +43,8 @@ class BudgetAsk(_message.Message):
     reserved_pico: str
     want_pico: str
     need_pico: str
-    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., spent_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., want_micros: _Optional[int] = ..., release: _Optional[bool] = ..., spent_pico: _Optional[str] = ..., reserved_pico: _Optional[str] = ..., want_pico: _Optional[str] = ..., need_pico: _Optional[str] = ...) -> None: ...
+    exceeded_refusals: int
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., spent_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., want_micros: _Optional[int] = ..., release: _Optional[bool] = ..., spent_pico: _Optional[str] = ..., reserved_pico: _Optional[str] = ..., want_pico: _Optional[str] = ..., need_pico: _Optional[str] = ..., exceeded_refusals: _Optional[int] = ...) -> None: ...
 
 class BudgetGrant(_message.Message):
     __slots__ = ("scope", "period", "limited", "granted_micros", "remaining_micros", "limit_micros", "spent_micros", "granted_pico", "remaining_pico", "limit_pico", "spent_pico", "ttl_s")
@@ -73,14 +75,16 @@ class BudgetGrant(_message.Message):
     def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., limited: _Optional[bool] = ..., granted_micros: _Optional[int] = ..., remaining_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., spent_micros: _Optional[int] = ..., granted_pico: _Optional[str] = ..., remaining_pico: _Optional[str] = ..., limit_pico: _Optional[str] = ..., spent_pico: _Optional[str] = ..., ttl_s: _Optional[float] = ...) -> None: ...
 
 class RateDemand(_message.Message):
-    __slots__ = ("scope", "requests_per_s", "tokens_per_s")
+    __slots__ = ("scope", "requests_per_s", "tokens_per_s", "refused")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     scope: str
     requests_per_s: float
     tokens_per_s: float
-    def __init__(self, scope: _Optional[str] = ..., requests_per_s: _Optional[float] = ..., tokens_per_s: _Optional[float] = ...) -> None: ...
+    refused: int
+    def __init__(self, scope: _Optional[str] = ..., requests_per_s: _Optional[float] = ..., tokens_per_s: _Optional[float] = ..., refused: _Optional[int] = ...) -> None: ...
 
 class RateShare(_message.Message):
     __slots__ = ("scope", "requests_fraction", "tokens_fraction")

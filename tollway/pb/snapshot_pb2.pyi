@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Snapshot(_message.Message):
-    __slots__ = ("version", "region", "tenants", "keys", "providers", "deployments", "routes")
+    __slots__ = ("version", "region", "tenants", "keys", "providers", "deployments", "routes", "retired_secrets")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     TENANTS_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class Snapshot(_message.Message):
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_SECRETS_FIELD_NUMBER: _ClassVar[int]
     version: str
     region: str
     tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
@@ -22,7 +23,18 @@ class Snapshot(_message.Message):
     providers: _containers.RepeatedCompositeFieldContainer[Provider]
     deployments: _containers.RepeatedCompositeFieldContainer[Deployment]
     routes: _containers.RepeatedCompositeFieldContainer[Route]
-    def __init__(self, version: _Optional[str] = ..., region: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+    retired_secrets: _containers.RepeatedCompositeFieldContainer[RetiredSecret]
+    def __init__(self, version: _Optional[str] = ..., region: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., retired_secrets: _Optional[_Iterable[_Union[RetiredSecret, _Mapping]]] = ...) -> None: ...
+
+class RetiredSecret(_message.Message):
+    __slots__ = ("key_id", "hash", "expires_at")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    hash: bytes
+    expires_at: int
+    def __init__(self, key_id: _Optional[str] = ..., hash: _Optional[bytes] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class Tenant(_message.Message):
     __slots__ = ("name", "projects", "regions", "routes", "budget", "per_user_budget", "rate_limit", "per_user_rate_limit", "per_route_rate_limits", "project_policies", "logging")

@@ -1,0 +1,90 @@
+"""The overload manager: how many requests the data plane serves at once, and when it refuses the rest.
+
+Two bounds. ``max_in_flight`` is fixed (``--max-in-flight``). Below it, the limit follows the event loop: a
+timer measures how late the loop runs it (the loop's lag: how long a callback that became ready waits behind the
+work already queued, about half a loop iteration), and when the lag averaged over a window exceeds
+``target_lag_s`` (one long callback or a collection pause moves the average of ten samples little) the limit
+drops to a share of what is in flight; when the average stays under half the target it grows back.
+A request beyond the limit is refused at once (503 ``overloaded``, ``Retry-After``): by the connection edge
+before aiohttp builds a request (``dataplane.api.edge``), else at the top of the request path. Refused early, a
+request costs microseconds rather than a queue position, so admitted requests keep their latency and refusals
+are quick, and the requests in flight (each holding its body, plan and buffers) stay bounded, so memory stays
+flat.
+
+``next_limit`` is the control law, pure; ``Overload`` owns the counts and the timer (on the event loop, no lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from dataplane.errors import ApiError
+
+WINDOW_S = 0.2  # the lag is averaged over this long
+TICK_S = 0.02  # how often the lag is sampled
+SHRINK = 0.7  # on overload the limit drops to this share of the requests in flight
+GROW = 1.125  # and grows by this factor (at least 1) a window when the loop keeps up
+OVERLOADED = ApiError(503, "the gateway is at capacity; retry shortly", "server_error", "overloaded")
+FLOOR = 64  # the adaptive limit never drops below this many (or below max_in_flight, if smaller)
+
+
+def next_limit(limit: int, in_flight: int, lag_s: float, target_lag_s: float, floor: int, ceiling: int) -> int:
+    """The limit after a window whose average lag was ``lag_s`` (pure): shrink on overload, grow while the loop
+    keeps up, else keep it."""
+    if lag_s > target_lag_s:
+        return max(floor, min(limit, int(in_flight * SHRINK)))
+    if lag_s < target_lag_s / 2:
+        return min(ceiling, max(limit + 1, int(limit * GROW)))
+    return limit
+
+
+class Overload:
+    """Requests in flight against the limit (``full``), the requests shed, and the loop-lag monitor."""
+
+    __slots__ = ("_handle", "_lag_sum", "_loop", "_samples", "_window_end", "ceiling", "count", "floor", "lag_s",
+                 "limit", "shed", "target_lag_s")
+
+    def __init__(self, max_in_flight: int, target_lag_s: float = 0.01) -> None:
+        self.ceiling = max_in_flight
+        self.floor = min(FLOOR, max_in_flight)
+        self.limit = max_in_flight
+        self.target_lag_s = target_lag_s  # 0: the fixed bound only
+        self.count = 0
+        self.shed = 0  # requests refused as overload, for /metrics
+        self.lag_s = 0.0  # the last window's average lag, for /metrics
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._lag_sum = 0.0
+        self._samples = 0
+        self._window_end = 0.0
+
+    def full(self) -> bool:
+        return self.count >= self.limit
+
+    def start(self) -> None:
+        """Sample the loop's lag from now on (with a lag target; on the running loop)."""
+        if self.target_lag_s <= 0 or self._handle is not None:
+            return
+        self._loop = loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._window_end = now + WINDOW_S
+        self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.limit = self.ceiling
+
+    def _tick(self, due: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        self._lag_sum += now - due
+        self._samples += 1
+        if now >= self._window_end:
+            self.lag_s = lag = self._lag_sum / self._samples
+            self.limit = next_limit(self.limit, self.count, lag, self.target_lag_s, self.floor, self.ceiling)
+            self._lag_sum, self._samples = 0.0, 0
+            self._window_end = now + WINDOW_S
+        self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
