@@ -5,7 +5,8 @@ Hierarchy::
     ControlPlaneError
     ├── InvalidPolicy      the documents (or the policy they would produce) are invalid; ``problems`` says why
     ├── Conflict           the policy changed since the caller read it; nothing written
-    │   └── AlreadyExists  the name is taken (retrying cannot help)
+    │   ├── AlreadyExists  the name is taken (retrying cannot help)
+    │   └── KeyRevoked     a rotate or revoke of a key that is revoked (retrying cannot help)
     ├── InUse              a delete refused because other resources refer to the one named; ``referrers`` says which
     ├── NotFound           no such resource, or no such generation in the history
     └── InvalidRequest     the request itself is malformed (unknown kind, bad body)
@@ -62,6 +63,10 @@ class Conflict(ControlPlaneError):
 
 class AlreadyExists(Conflict):
     """A create for a name that is in use."""
+
+
+class KeyRevoked(Conflict):
+    """A rotate or revoke of a key that is already revoked."""
 
 
 class InUse(ControlPlaneError):

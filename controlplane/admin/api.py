@@ -4,7 +4,7 @@ Handlers parse the request, call the repository, and serialize; this module is t
 errors become HTTP answers (``{"error": {"message", "type", "param", "code"}}``):
 
     InvalidPolicy 422 invalid_policy (+ "problems") · Conflict 409 conflict · AlreadyExists 409 already_exists ·
-    InUse 409 in_use (+ "referrers") · NotFound 404 not_found ·
+    KeyRevoked 409 key_revoked · InUse 409 in_use (+ "referrers") · NotFound 404 not_found ·
     InvalidRequest 400 invalid_request_error · StoreUnavailable 503 store_unavailable · StoreError 500 store_error ·
     no/wrong token 401 authentication_error · an inference key 403 permission_error
 
@@ -31,6 +31,7 @@ from controlplane.errors import (
     InUse,
     InvalidPolicy,
     InvalidRequest,
+    KeyRevoked,
     NotFound,
     is_count,
 )
@@ -112,6 +113,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(422, "invalid_policy", str(e), problems=[p.to_json() for p in e.problems])
     except AlreadyExists as e:
         return error_response(409, "already_exists", str(e))
+    except KeyRevoked as e:
+        return error_response(409, "key_revoked", str(e))
     except InUse as e:
         return error_response(409, "in_use", str(e), referrers=[
             {"kind": p.kind, "name": p.name, "field": p.field} for p in e.referrers])

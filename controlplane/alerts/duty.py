@@ -14,8 +14,10 @@ what fires; the duty's loop, every ``interval_s``:
 
 At start, and until it has succeeded once, it lists the stored events, so pending deliveries resume after a
 restart with their attempt counts (a delivery that was made but not yet recorded is made again: receivers
-deduplicate on the event id). Every hour it deletes events older than ``RETENTION_S`` that are no longer pending. The refusal episodes of rate-limit scopes live in memory: a restart starts them
-afresh. Several replicas must run the duty as a singleton (one leader), feeding it from every replica.
+deduplicate on the event id). Every hour it deletes events older than ``RETENTION_S`` that are no longer
+pending. The refusal episodes of rate-limit scopes live in memory: a restart starts them afresh. The control plane
+runs one replica today; with several, the duty would run on one of them (a leader) and the others would forward
+what they observe to it (the feeds are three small calls), since recording is already idempotent.
 
 Errors: a store failure leaves the event to record (or the attempt's outcome unwritten, so the attempt is made
 again); the loop logs and goes on. No secret is logged or stored: deliveries name the webhook, not its URL.
@@ -92,6 +94,7 @@ class AlertDuty:
         self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._resumed = False
         self._next_prune = 0.0
+        self._ticking = asyncio.Lock()  # one tick at a time (the loop's, or a caller's)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -143,7 +146,11 @@ class AlertDuty:
             self._wake.clear()
 
     async def tick(self) -> None:
-        now = self._clock()
+        """Record what is new, start the deliveries that are due. The loop calls it every ``interval_s``."""
+        async with self._ticking:
+            await self._tick(self._clock())
+
+    async def _tick(self, now: float) -> None:
         if not self._resumed:
             await self._resume()
         if now >= self._next_prune:
@@ -200,7 +207,7 @@ class AlertDuty:
         event = AlertEvent(c.id, c.kind, now, tenant, project, c.scope, c.period, c.details,
                            [Delivery(name, next_at=now) for name in hooks])
         result = await self._store.txn([Compare(alert_key(c.id), 0)], [(alert_key(c.id), event.to_json())])
-        del self._new[c.id]
+        self._new.pop(c.id, None)
         if not result.succeeded:
             return  # recorded before (by an earlier process): its deliveries resumed from the listing
         self.stats.recorded[c.kind] = self.stats.recorded.get(c.kind, 0) + 1

@@ -24,7 +24,15 @@ from typing import Any
 
 import orjson
 
-from controlplane.errors import AlreadyExists, Conflict, InUse, InvalidPolicy, InvalidRequest, NotFound
+from controlplane.errors import (
+    AlreadyExists,
+    Conflict,
+    InUse,
+    InvalidPolicy,
+    InvalidRequest,
+    KeyRevoked,
+    NotFound,
+)
 from controlplane.policy import audit, engine, key_lifecycle
 from controlplane.policy.engine import ApplyPlan, Change, Document, PolicyState, ResourceId, Stored
 from controlplane.policy.key_lifecycle import KeptKey
@@ -209,7 +217,7 @@ class Repository:
         if current is None:
             raise NotFound(f"ApiKey {name!r} does not exist")
         if key_lifecycle.is_revoked(current.canonical):
-            raise Conflict(f"ApiKey {name!r} is revoked; it cannot be {verb}d (create a new key instead)")
+            raise KeyRevoked(f"ApiKey {name!r} is revoked; it cannot be {verb}d (create a new key instead)")
         return state, current
 
     async def _rewrite_key(self, state: PolicyState, document: dict[str, Any], who: str, action: str) -> int:

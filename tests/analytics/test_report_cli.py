@@ -35,6 +35,9 @@ async def test_daily_cost_as_table_csv_and_json_agree(analytics_cp: ControlPlane
     assert lines[0].split() == ["DAY", "PROJECT", "REQUESTS", "INPUT", "TOKENS", "OUTPUT", "TOKENS", "COST", "USD"]
     assert sum("acme/web" in line for line in lines) == 3
     assert any(line.split()[1:] == ["acme/web", "4", "4000", "400", "3.00"] for line in lines)
+    # The one-line summary goes to stderr (stdout stays the table a script may read), with no progress line when
+    # stderr is not a terminal.
+    assert err.startswith(f"report daily-cost: {len(lines) - 1} rows, ") and " in " in err and "\r" not in err
 
     code, out, err = as_csv
     assert code == 0, err

@@ -237,6 +237,7 @@ def test_keys_limits_rotate_revoke_and_referenced_delete(env: dict[str, str], po
     assert "revoked 20" in gatectl("get", "keys", env=env).stdout
     again = gatectl("keys", "rotate", "ci-bot", env=env)
     assert again.returncode == 3 and "ApiKey 'ci-bot' is revoked" in again.stderr
+    assert "run it again" not in again.stderr
     assert gatectl("keys", "revoke", "missing", env=env).returncode == 3
 
     entries = history(env)

@@ -327,5 +327,8 @@ async def test_missing_credential_shows_at_once_with_its_source_and_is_never_rou
             assert {i["deployment"]: i["state"] for i in answer["items"]} == {"gpt-eu1": "no-credential",
                                                                              "gpt-eu2": "healthy"}
             assert UPSTREAM_KEY not in json.dumps(answer)
+            wide = (await run_gatectl(cp, tmp_path, "-o", "wide")).splitlines()
+            assert [c.strip() for c in wide[0].split("   ") if c.strip()][-3:] == ["FAILURES", "BACK-OFF", "REASON"]
+            assert any(line.startswith("eu1 ") and line.endswith(reason) for line in wide[1:])
         finally:
             await dp.stop()
