@@ -1,14 +1,21 @@
 """Overload: the data plane far past saturation, then back to a light load.
 
 ``python -m bench.overload`` starts the bench stack (``bench/harness/stack.py``: data plane alone on CPU 0; upstream,
-control plane and wrk on CPU 1), the upstream answering after 10-30 ms, and drives JSON chat completions at a
-series of connection counts (default 64, 512 and 1536: below, at and three times the data plane's 512 requests
-in flight), then one connection again. For each step it reports throughput, the share shed (503 ``overloaded``,
-from the data plane's ``tollway_edge_events_total{event="shed"}``), the p50/p99 of all answers (wrk), the p99 of
-admitted requests (the upper bound of the bucket of ``tollway_request_duration_seconds`` holding it), the p99 a
-client sees for an admitted and for a refused request (``bench/harness/probe.py``: 8 more connections sending
-200 paced requests a second beside wrk's), the overload manager's limit at the end of the step, and the data
-plane's peak RSS; and whether a light load after the overload is served within 5 s. Needs ``wrk``.
+control plane, wrk and the probe on CPU 1), the upstream answering after 10-30 ms, and drives JSON chat
+completions in these steps:
+
+1. saturation: 64 closed-loop connections (each sends its next request when an answer is complete): the rate the
+   data plane serves at most, S;
+2. 1x and 3x the saturation rate: 512 and 1536 connections, each pausing 512 / S seconds between an answer and
+   its next request (clients with think time: the offered rate follows the connections, not the answers'
+   latency);
+3. a hammer: 1536 closed-loop connections that ignore ``Retry-After`` (every refusal is sent again at once);
+4. one connection again, which must be served within 5 s.
+
+For each step: the rate answered, the share shed (503 ``overloaded``, from ``tollway_edge_events_total``), the p99
+a client sees for an admitted and for a refused request (``bench/harness/probe.py``: 8 more connections sending
+200 paced requests a second beside wrk's), the p99 of every answer wrk got, the overload manager's limit at the
+end, and the data plane's RSS after the step and at its peak. Needs ``wrk``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.harness.stack import ROOT, Processes, peak_rss_mb, start_gateway
+from bench.harness.stack import ROOT, Processes, start_gateway
 from bench.harness.wrk import run, write_script
 
 PROMPT = [{"role": "user", "content": "Say something short about load shedding."}]
@@ -38,27 +45,6 @@ def scrape(url: str) -> str:
 def shed(metrics: str) -> float:
     found = re.search(r'^tollway_edge_events_total\{event="shed"\} (\S+)$', metrics, re.M)
     return float(found.group(1)) if found else 0.0
-
-
-def admitted_buckets(metrics: str) -> list[tuple[float, float]]:
-    """(upper bound, cumulative count) of the admitted requests' latency histogram, summed over routes."""
-    totals: dict[float, float] = {}
-    for le, n in re.findall(r'^tollway_request_duration_seconds_bucket\{route="[^"]+",le="([^"]+)"\} (\S+)$',
-                            metrics, re.M):
-        bound = float("inf") if le == "+Inf" else float(le)
-        totals[bound] = totals.get(bound, 0.0) + float(n)
-    return sorted(totals.items())
-
-
-def p99_bound(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
-    """The upper bound of the bucket holding the 99th percentile of what was admitted between two scrapes."""
-    was = dict(before)
-    counts = [(bound, n - was.get(bound, 0.0)) for bound, n in after]
-    total = counts[-1][1] if counts else 0.0
-    for bound, n in counts:
-        if total and n >= 0.99 * total:
-            return bound
-    return float("nan")
 
 
 def gauge(metrics: str, name: str) -> float:
@@ -76,39 +62,56 @@ def start_probe(url: str, key: str, body: bytes, seconds: float) -> subprocess.P
                             text=True)
 
 
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of ``pid``, MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", default="64,192,512,1536", help="connection counts, in order")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per step")
+    parser.add_argument("--dataplane-arg", action="append", default=[],
+                        help="an argument for gatectl dataplane serve (repeatable), e.g. "
+                        "--dataplane-arg=--overload-lag-ms=5")
     args = parser.parse_args()
-    steps = [int(c) for c in args.connections.split(",")]
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tollway-overload-")))
         procs = Processes(stack, work)
-        gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", "10-30"])
+        gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", "10-30"], args.dataplane_arg)
         base = gateway.url.removesuffix("/v1")
         body = {"model": "bench-delayed", "messages": PROMPT, "max_tokens": 64}
-        script = write_script(work / "chat.lua", body, {"Authorization": f"Bearer {gateway.key}"})
+        headers = {"Authorization": f"Bearer {gateway.key}"}
         url = gateway.url + "/chat/completions"
-        print("| connections | req/s | shed | p50 all | p99 all | p99 admitted (bucket bound) | probe: admitted "
-              "p99 | probe: refused p99 | limit at the end | peak RSS |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for connections in steps:
+        closed = write_script(work / "closed.lua", body, headers)
+        print("| step | connections | offered | answered req/s | shed | probe: admitted p99 | probe: refused p99 | "
+              "wrk: p99 of all | limit at the end | RSS after / peak |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+        def step(name: str, connections: int, script: Path, offered: str) -> float:
             before = scrape(base + "/metrics")
             probe = start_probe(url, gateway.key, json.dumps(body).encode(), max(1.0, args.duration - 1))
+            time.sleep(0.5)  # its connections open before wrk's
             load = run(url, script, connections, args.duration, timeout_s=10.0)
             after = scrape(base + "/metrics")
             seen: dict[str, list[float]] = json.loads(probe.communicate()[0] or "{}")
             shed_share = (shed(after) - shed(before)) / max(load.requests, 1)
-            bound = p99_bound(admitted_buckets(before), admitted_buckets(after))
             served, refused = seen.get("200", []), seen.get("503", [])
-            print(f"| {connections} | {load.rps:,.0f} | {shed_share:.1%} | {load.p50_ms:.1f} ms | "
-                  f"{load.p99_ms:.1f} ms | ≤ {bound * 1000:.0f} ms | {p99(served):.1f} ms ({len(served)}) | "
-                  f"{p99(refused):.1f} ms ({len(refused)}) | "
-                  f"{gauge(after, 'tollway_requests_in_flight_limit'):.0f} | "
-                  f"{peak_rss_mb(gateway.dataplane.pid):.0f} MB |", flush=True)
+            now, peak = rss_mb(gateway.dataplane.pid)
+            print(f"| {name} | {connections} | {offered} | {load.rps:,.0f} | {shed_share:.1%} | "
+                  f"{p99(served):.1f} ms ({len(served)}) | {p99(refused):.1f} ms ({len(refused)}) | "
+                  f"{load.p99_ms:.1f} ms | {gauge(after, 'tollway_requests_in_flight_limit'):.0f} | "
+                  f"{now:.0f} / {peak:.0f} MB |", flush=True)
+            return load.rps * (1 - shed_share)
+
+        saturation = step("saturation", 64, closed, "closed loop")
+        pause_ms = 512 / max(saturation, 1.0) * 1000
+        paced = write_script(work / "paced.lua", body, headers, pause_ms=pause_ms)
+        step("1x saturation", 512, paced, f"{512 / pause_ms * 1000:,.0f}/s")
+        step("3x saturation", 1536, paced, f"{1536 / pause_ms * 1000:,.0f}/s")
+        step("hammer (ignores Retry-After)", 1536, closed, "closed loop")
         began = time.monotonic()
-        light = run(url, script, 1, 2.0)
+        light = run(url, closed, 1, 2.0)
         recovered = light.errors == 0 and light.p99_ms < 200
         print(f"\nafter the overload, 1 connection: p50 {light.p50_ms:.1f} ms, p99 {light.p99_ms:.1f} ms, "
               f"{light.errors} errors ({'recovered' if recovered else 'NOT recovered'} within "

@@ -138,7 +138,8 @@ class Processes:
     def __init__(self, stack: ExitStack, work: Path) -> None:
         self._stack = stack
         self.work = work
-        self.env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONPATH": str(ROOT)}
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        self.env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONPATH": path}
 
     def spawn(self, cpu: str, argv: Sequence[str], name: str) -> subprocess.Popen[bytes]:
         log = self._stack.enter_context((self.work / f"{name}.log").open("wb"))
@@ -148,7 +149,8 @@ class Processes:
         return proc
 
 
-def start_gateway(procs: Processes, upstream_args: Sequence[str] = ()) -> Gateway:
+def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = ()
+                  ) -> Gateway:
     """The upstream and control plane on CPU 1, the data plane on CPU 0; returns once the data plane is ready."""
     work = procs.work
     gatectl = [sys.executable, "-m", "cli.main"]
@@ -167,7 +169,7 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = ()) -> Gatewa
     dataplane = procs.spawn("0", [*gatectl, "dataplane", "serve", "--control-plane", f"127.0.0.1:{grpc_port}",
                                   "--region", "bench", "--port", str(dp_port), "--state-dir", str(work / "dp"),
                                   "--token", dp_token, "--node-id", "bench-dp", "--workers", "1",
-                                  "--request-log", str(work / "requests.log")], "dataplane")
+                                  "--request-log", str(work / "requests.log"), *dataplane_args], "dataplane")
     wait_http(f"http://127.0.0.1:{dp_port}/readyz")
     return Gateway(upstream_url=f"http://127.0.0.1:{up_port}/v1", url=f"http://127.0.0.1:{dp_port}/v1", key=key,
                    upstream=upstream, dataplane=dataplane)

@@ -43,11 +43,15 @@ class Load:
         return self.requests / self.duration_s if self.duration_s else 0.0
 
 
-def write_script(path: Path, body: dict[str, Any], headers: dict[str, str]) -> Path:
-    """A wrk script POSTing ``body`` (JSON) with ``headers``, and the JSON summary hook."""
+def write_script(path: Path, body: dict[str, Any], headers: dict[str, str], pause_ms: float = 0) -> Path:
+    """A wrk script POSTing ``body`` (JSON) with ``headers``, and the JSON summary hook; ``pause_ms``: each
+    connection waits this long after an answer before its next request (a client with think time: N connections
+    then offer about N / pause requests a second, whatever the answers' latency)."""
     lines = ['wrk.method = "POST"', f"wrk.body = [[{json.dumps(body)}]]",
              'wrk.headers["Content-Type"] = "application/json"']
     lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+    if pause_ms:
+        lines.append(f"delay = function() return {pause_ms:g} end")
     path.write_text("\n".join(lines) + "\n" + _DONE)
     return path
 

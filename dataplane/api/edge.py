@@ -126,6 +126,7 @@ class EdgeHandler(web_protocol.RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body: StreamReader | None = None  # the payload of the last parsed request, until it is complete
         self._refused = False
+        self._pending = False  # a request let through by the overload manager, not yet claimed by the request path
         self._client = ""
         self._path = ""  # of the last request line received (an error's format follows its API)
 
@@ -146,6 +147,7 @@ class EdgeHandler(web_protocol.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
+        self.claim()
         if self._client:
             left = self._events.connections[self._client] - 1
             if left > 0:
@@ -161,8 +163,8 @@ class EdgeHandler(web_protocol.RequestHandler):
         if self._refused:
             return
         in_head = self._body is None or self._body.is_eof()
-        if in_head and not self._head and self._overload.count >= self._overload.limit \
-                and not self._request_in_progress and not self._messages and self._shed(data):
+        if in_head and not self._head and not self._request_in_progress and not self._messages \
+                and data.startswith(b"POST /v1/") and self._admit(data):
             return
         if in_head:
             if not self._head and self._head_timer is None:
@@ -180,32 +182,33 @@ class EdgeHandler(web_protocol.RequestHandler):
                 431, "invalid_request_error", "headers_too_large",
                 f"the request headers exceed {self._limits.max_header_bytes} bytes"))
 
-    def _shed(self, data: bytes) -> bool:
-        """Refuse the request ``data`` holds whole (head and ``Content-Length`` body, nothing after it) for
-        overload, if it is a POST to an inference route; False (nothing done) for anything else, which the
-        request path sheds."""
-        end = data.find(b"\r\n\r\n")
-        if end < 0 or not data.startswith(b"POST /v1/"):
-            return False
-        line = _REQUEST_LINE.match(data)
-        if line is None or not line.group().endswith(b"HTTP/1.1\r\n"):
-            return False
-        head = data[line.end():end + 2].lower()  # the header lines, each ending in CRLF
-        if b"transfer-encoding" in head or b"close" in head or b"expect:" in head:
-            return False
-        at = head.find(b"content-length:")
-        if at < 0 or (at > 0 and head[at - 1] != 10):  # a header of its own, not the end of another's name
-            return False
-        value = head[at + 15:head.find(b"\r\n", at)].strip()
-        if not value.isdigit() or end + 4 + int(value) != len(data):
-            return False
-        path = line.group().split(b" ", 2)[1].split(b"?", 1)[0]
-        answer = _SHED_ANSWERS.get(path)
+    def _admit(self, data: bytes) -> bool:
+        """The overload manager's decision on the request ``data`` holds whole (head and ``Content-Length`` body,
+        nothing after it) if it is a POST to an inference route: refused here (True: answered), or let through
+        with its place held (``pending``) until the request path claims it. False for anything else, which the
+        request path judges alone."""
+        overload = self._overload
+        if self._pending:  # the last request let through never reached the request path (a 404, an error)
+            self._pending = False
+            overload.pending -= 1
+        answer = _whole_inference_request(data)
         if answer is None or self.transport is None:
             return False
-        self._overload.shed += 1
-        self.transport.write(answer)
-        return True
+        if overload.count + overload.pending >= overload.limit:
+            overload.shed += 1
+            self.transport.write(answer)
+            return True
+        # Held from now: the request path counts it only once its task runs, a loop iteration later, and every
+        # request read meanwhile would see the same free place.
+        self._pending = True
+        overload.pending += 1
+        return False
+
+    def claim(self) -> None:
+        """The request path took the request let through (``count`` holds its place now), or it is gone."""
+        if self._pending:
+            self._pending = False
+            self._overload.pending -= 1
 
     def _heads_parsed(self, count: int) -> None:
         head, self._head = bytes(self._head), bytearray()
@@ -300,6 +303,27 @@ def _path_of(head: bytes) -> str:
     """The path of a request line, as far as it arrived ("" before it)."""
     first = head.split(b" ", 2)
     return first[1].decode("latin-1") if len(first) > 1 else ""
+
+
+def _whole_inference_request(data: bytes) -> bytes | None:
+    """The overload answer for the inference request ``data`` holds whole: an HTTP/1.1 POST, its head and its
+    ``Content-Length`` body and nothing after (the usual request of a keep-alive client); else None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    line = _REQUEST_LINE.match(data)
+    if line is None or not line.group().endswith(b"HTTP/1.1\r\n"):
+        return None
+    head = data[line.end():end + 2].lower()  # the header lines, each ending in CRLF
+    if b"transfer-encoding" in head or b"close" in head or b"expect:" in head:
+        return None
+    at = head.find(b"content-length:")
+    if at < 0 or (at > 0 and head[at - 1] != 10):  # a header of its own, not the end of another's name
+        return None
+    value = head[at + 15:head.find(b"\r\n", at)].strip()
+    if not value.isdigit() or end + 4 + int(value) != len(data):
+        return None
+    return _SHED_ANSWERS.get(line.group().split(b" ", 2)[1].split(b"?", 1)[0])
 
 
 def _shed_answer(path: str) -> bytes:

@@ -42,14 +42,15 @@ class Overload:
     """Requests in flight against the limit (``full``), the requests shed, and the loop-lag monitor."""
 
     __slots__ = ("_handle", "_lag_sum", "_loop", "_samples", "_window_end", "ceiling", "count", "floor", "lag_s",
-                 "limit", "shed", "target_lag_s")
+                 "limit", "pending", "shed", "target_lag_s")
 
     def __init__(self, max_in_flight: int, target_lag_s: float = 0.01) -> None:
         self.ceiling = max_in_flight
         self.floor = min(FLOOR, max_in_flight)
         self.limit = max_in_flight
         self.target_lag_s = target_lag_s  # 0: the fixed bound only
-        self.count = 0
+        self.count = 0  # requests on the request path
+        self.pending = 0  # let through by the connection edge, their request path not started yet
         self.shed = 0  # requests refused as overload, for /metrics
         self.lag_s = 0.0  # the last window's average lag, for /metrics
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,7 +60,7 @@ class Overload:
         self._window_end = 0.0
 
     def full(self) -> bool:
-        return self.count >= self.limit
+        return self.count + self.pending >= self.limit
 
     def start(self) -> None:
         """Sample the loop's lag from now on (with a lag target; on the running loop)."""
@@ -84,7 +85,8 @@ class Overload:
         self._samples += 1
         if now >= self._window_end:
             self.lag_s = lag = self._lag_sum / self._samples
-            self.limit = next_limit(self.limit, self.count, lag, self.target_lag_s, self.floor, self.ceiling)
+            self.limit = next_limit(self.limit, self.count + self.pending, lag, self.target_lag_s, self.floor,
+                                    self.ceiling)
             self._lag_sum, self._samples = 0.0, 0
             self._window_end = now + WINDOW_S
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)

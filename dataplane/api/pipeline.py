@@ -40,7 +40,7 @@ from dataplane.api.appstate import (
     tollway_headers,
 )
 from dataplane.api.appstate import request_id as new_request_id
-from dataplane.api.edge import EdgeRefusal, read_body
+from dataplane.api.edge import EdgeHandler, EdgeRefusal, read_body
 from dataplane.api.overload import OVERLOADED
 from dataplane.api.streaming import StreamFormat, stream_through
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
@@ -93,7 +93,9 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     requests before they get here). (The connection edge, ``dataplane.api.edge``, has
     bounded the request's head already; the body is read here, by ``read_body``.)"""
     in_flight = request.app[EDGE].overload
-    if in_flight.count >= in_flight.limit:
+    if isinstance(request.protocol, EdgeHandler):
+        request.protocol.claim()  # its place, held by the edge, is the request path's now
+    if in_flight.full():
         in_flight.shed += 1
         headers = tollway_headers(new_request_id(request), request.app[HOLDER].version)
         headers["Retry-After"] = "1"

@@ -11,10 +11,16 @@ snapshot's runtime with another's limits or budgets, and the companions (``Budge
 are only ever mutated on the loop. A request reads ``holder.runtime`` once and uses that object to the end.
 
 ``install(snapshot)`` is both in one call, for callers already on the loop (start-up, tests).
+
+Adopting freezes what is alive (``gc.freeze``): a snapshot's runtime (for 100,000 keys, millions of objects) and
+the process's start-up objects leave the collector's view, so a full collection scans only what requests created
+since, instead of stalling the loop 90-130 ms a few times a minute under load (measured by ``bench.overload``).
+A runtime has no reference cycles, so one replaced later is still freed by its reference count.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -63,6 +69,7 @@ class SnapshotHolder:
         self.runtime = prepared.runtime
         for adopt in prepared.adopters:
             adopt()
+        gc.freeze()
 
     def install(self, snapshot: pb.Snapshot) -> str | None:
         """``prepare`` then ``adopt``; None on success, else the reason it was refused (the NACK error)."""

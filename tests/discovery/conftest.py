@@ -112,6 +112,9 @@ def dp_settings(control_plane: str, state_dir: Path, **overrides: Any) -> DataPl
     values: dict[str, Any] = {
         "port": 0, "region": "eu", "node_id": "dp-1", "control_plane": control_plane,
         "control_plane_token": DP_TOKEN, "state_dir": str(state_dir),
+        # The test's clients, its control plane and its data planes share one event loop: its lag is all of
+        # theirs, not a data plane's overload (tests/routing/test_overload.py tests the lag-driven limit).
+        "overload_lag_s": 0.0,
     }
     values.update(overrides)
     return DataPlaneSettings(**values)
