@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -190,6 +191,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--delay-ms", default="10-30", help="the delayed upstream's uniform range (default 10-30)")
     parser.add_argument("--random-delays", action="store_true",
                         help="draw the delays at random rather than in golden-ratio order (bench/fast_upstream.py)")
+    parser.add_argument("--trace-sampling", type=float, default=None, metavar="RATIO",
+                        help="trace the data plane's requests at this ratio, exported over OTLP/HTTP to a sink on "
+                        "CPU 1 (bench/harness/otlp_sink.py); default: tracing off")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="data plane worker processes (gatectl dataplane serve --workers; default 1); with more "
+                        "than one they run on CPUs 0..N-1 and CPU per request sums the supervisor and its workers")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 run, 1 s per cell, 1 and 64 connections")
     parser.add_argument("--profile", nargs="?", type=Path, default=None,
                         const=ROOT / "bench" / "results" / "dataplane.speedscope.json",
@@ -226,8 +233,18 @@ def main(argv: list[str] | None = None) -> None:
         procs = Processes(stack, Path(tmp))
         # The standard loop's timers are precise to well under a millisecond; uvloop's would absorb the
         # proxies' added time into a whole-millisecond grid (see bench/fast_upstream.py).
+        tracing: list[str] = []
+        sink_url = ""
+        if args.trace_sampling is not None:
+            sink_port = free_port()
+            procs.spawn("1", [sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(sink_port)], "otlp_sink")
+            sink_url = f"http://127.0.0.1:{sink_port}"
+            wait_http(sink_url + "/stats")
+            tracing = [f"--otlp-endpoint={sink_url}", f"--trace-sampling={args.trace_sampling:g}"]
+            meta["trace_sampling"] = args.trace_sampling
         gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", args.delay_ms, "--delay-order",
-                                        "random" if args.random_delays else "even"])
+                                        "random" if args.random_delays else "even"], tracing, args.workers)
+        meta["workers"] = args.workers
         bare_port = free_port()
         bare = procs.spawn("0", [sys.executable, "-m", "bench.bare_proxy", "--port", str(bare_port),
                                  "--upstream", gateway.upstream_url], "bare_proxy")
@@ -248,6 +265,10 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(bench.run(cells, i))
             meta.setdefault("load_average_after_each_run", []).append([round(x, 2) for x in os.getloadavg()])
         meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        if sink_url:
+            time.sleep(6)  # the exporter's batch interval (5 s), so the last spans arrive
+            with urllib.request.urlopen(sink_url + "/stats", timeout=5) as answer:
+                meta["traces_exported"] = json.loads(answer.read())
         results: dict[str, Any] = {
             "meta": meta, "connections": args.connections, "runs": runs,
             "peak_rss_mb": {e.target: round(peak_rss_mb(e.pid), 1) for e in endpoints},

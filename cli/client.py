@@ -12,7 +12,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,63 @@ class AdminClient:
             body["withBodies"] = True
         return self._call("POST", "/admin/v1/apply", body=body)
 
+    def start_rollout(self, documents: Sequence[Mapping[str, Any]], who: str, canary: str,
+                      promote_after: str | None, abort_if: str | None) -> dict[str, Any]:
+        body = {"documents": list(documents), "who": who, "canary": canary, "promoteAfter": promote_after,
+                "abortIf": abort_if}
+        return self._call("POST", "/admin/v1/rollout", body=body)
+
+    def rollout_status(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/rollout")
+
+    def end_rollout(self, action: str, who: str, reason: str) -> dict[str, Any]:
+        return self._call("POST", f"/admin/v1/rollout/{action}", body={"who": who, "reason": reason})
+
+    def plan(self, documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """What each region's data planes would receive if ``documents`` were applied (nothing is written)."""
+        return self._call("POST", "/admin/v1/plan", body={"documents": list(documents)})
+
+    def replay(self, documents: Sequence[Mapping[str, Any]], since_ms: int, until_ms: int, seed: int = 0,
+               on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Recorded traffic of [since_ms, until_ms) replayed through the current policy and the one ``documents``
+        make (``POST /admin/v1/replay``): the report. The answer streams as NDJSON; ``on_progress(done, total)``
+        sees each progress line."""
+        body = {"documents": list(documents), "sinceMs": since_ms, "untilMs": until_ms, "seed": seed}
+        total = 0
+        for item in self._stream("POST", "/admin/v1/replay", body):
+            if "report" in item and isinstance(item["report"], dict):
+                report: dict[str, Any] = item["report"]
+                return report
+            if "error" in item:
+                error = item["error"] if isinstance(item["error"], dict) else {}
+                raise Unavailable(f"the control plane failed: {error.get('message') or 'replay failed'}")
+            if isinstance(item.get("total"), int):
+                total = item["total"]
+            if isinstance(item.get("done"), int) and on_progress is not None:
+                on_progress(item["done"], total)
+        raise Unavailable("the control plane ended the replay without a report")
+
+    def _stream(self, method: str, path: str, body: object) -> Iterator[dict[str, Any]]:
+        """The JSON lines of a streamed (NDJSON) answer; errors translated as ``_call`` does."""
+        headers = {"Accept": "application/x-ndjson", "Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        request = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode("utf-8"),
+                                         headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                for line in response:
+                    if line.strip():
+                        yield self._decode(response.status, line)
+        except urllib.error.HTTPError as exc:
+            raise self._refusal(exc.code, exc.read()) from None
+        except urllib.error.URLError as exc:
+            raise Unavailable(f"cannot reach the control plane at {self.base_url}: {_reason(exc.reason)}") from None
+        except TimeoutError:
+            raise Unavailable(f"the control plane at {self.base_url} did not answer in {self._timeout:g}s") from None
+        except (ConnectionError, OSError) as exc:
+            raise Unavailable(f"cannot reach the control plane at {self.base_url}: {_reason(exc)}") from None
+
     def delete(self, kind: str, name: str, who: str) -> dict[str, Any]:
         path = f"/admin/v1/resources/{urllib.parse.quote(kind)}/{urllib.parse.quote(name)}"
         return self._call("DELETE", path, query={"who": who})
@@ -81,6 +138,9 @@ class AdminClient:
 
     def history(self) -> dict[str, Any]:
         return self._call("GET", "/admin/v1/history")
+
+    def controlplane_status(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/v1/controlplane")
 
     def rollback(self, to_revision: int, who: str, *, dry_run: bool = False, include_keys: bool = False,
                  expected_revision: int | None = None) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 Exit codes (like kubectl/httpie, ``diff`` reserves 1 for "there are changes")::
 
     0  OK               the command did what was asked
-    1  CHANGES          ``gatectl diff`` found differences (not an error)
+    1  CHANGES          ``gatectl diff`` or ``gatectl plan`` found differences (not an error)
     2  USAGE            bad arguments, unreadable files, invalid YAML or policy caught before anything is sent,
                         a confirmation needed but stdin is not a terminal (``rollback`` without ``--yes``)
     3  REFUSED          the control plane refused the request (4xx: invalid policy, conflict, a name that exists,
                         a delete of something still referred to, not found, auth)
     4  UNAVAILABLE      the control plane cannot be reached, or it failed (5xx, malformed answer), or a server
                         that gatectl runs could not start (port in use, store unreachable)
+    5  CHECK_FAILED     a ``--fail-on`` condition held (``gatectl plan --replay 7d --fail-on refusals>0``)
     130 INTERRUPTED     Ctrl-C before the command finished (servers stopped by Ctrl-C exit 0: that is how
                         they are meant to stop)
 
@@ -45,6 +46,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     REFUSED = 3
     UNAVAILABLE = 4
+    CHECK_FAILED = 5
     INTERRUPTED = 130
 
 

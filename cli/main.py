@@ -7,11 +7,26 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import alerts, audit, compliance, history, keys, policy, providers, reports, serve, shell, up, usage
+from cli.commands import (
+    alerts,
+    audit,
+    compliance,
+    history,
+    keys,
+    plan,
+    policy,
+    providers,
+    reports,
+    rollout,
+    serve,
+    shell,
+    up,
+    usage,
+)
 
-EPILOG = ("Exit codes: 0 ok, 1 diff found changes, 2 usage or validation error, 3 the control plane refused the "
-          "request (invalid policy, a name that exists, a delete of something still referred to), 4 the control plane "
-          "is unreachable or failed. "
+EPILOG = ("Exit codes: 0 ok, 1 diff or plan found changes, 2 usage or validation error, 3 the control plane "
+          "refused the request (invalid policy, a name that exists, a delete of something still referred to), 4 the "
+          "control plane is unreachable or failed, 5 a --fail-on condition held. "
           "Control plane: --control-plane > $TOLLWAY_CONTROL_PLANE > config file ($TOLLWAY_CONFIG or "
           "~/.config/tollway/config.yaml: controlPlane, adminToken) > http://127.0.0.1:7070.")
 
@@ -26,6 +41,7 @@ def build_app() -> typer.Typer:
     app.callback()(shell.root)
     app.command()(policy.apply)
     app.command()(policy.diff)
+    app.command()(plan.plan)
     app.command()(policy.get)
     app.command()(policy.delete)
     app.add_typer(keys.keys_app, name="keys")
@@ -36,6 +52,7 @@ def build_app() -> typer.Typer:
     app.command()(alerts.alerts)
     app.command()(usage.usage)
     app.add_typer(audit.audit_app, name="audit")
+    app.add_typer(rollout.rollout_app, name="rollout")
     app.add_typer(compliance.compliance_app, name="compliance")
     app.add_typer(reports.report_app, name="report")
     app.add_typer(serve.controlplane_app, name="controlplane")

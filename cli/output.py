@@ -162,7 +162,14 @@ def history_table(items: Sequence[Mapping[str, Any]]) -> str:
         parts = [f"{action if action in ('revoke', 'rotate') else c.get('op', '?')} "
                  f"{c.get('kind', '?')}/{c.get('name', '?')}"
                  for c in entry.get("changes") or [] if isinstance(c, Mapping)]
-        text = ("rollback: " if action == "rollback" else "") + (", ".join(parts) or "-")
+        prefix = f"{action}: " if action == "rollback" else ""
+        rollout = entry.get("rollout")
+        if isinstance(action, str) and action.startswith("rollout-") and isinstance(rollout, Mapping):
+            found = rollout.get("canary")
+            canary: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+            where = ",".join([*canary.get("regions", []), *(f"dataplane={d}" for d in canary.get("dataplanes", []))])
+            prefix = f"{action} {rollout.get('id', '?')} (canary {where}): "
+        text = prefix + (", ".join(parts) or "-")
         return text if len(text) <= 80 else text[:77] + "..."
 
     rows = [[_or_dash(e.get("revision")), format_time(e.get("time")), _or_dash(e.get("who")), changes(e)]

@@ -6,7 +6,8 @@ Hierarchy::
     ├── InvalidPolicy      the documents (or the policy they would produce) are invalid; ``problems`` says why
     ├── Conflict           the policy changed since the caller read it; nothing written
     │   ├── AlreadyExists  the name is taken (retrying cannot help)
-    │   └── KeyRevoked     a rotate or revoke of a key that is revoked (retrying cannot help)
+    │   ├── KeyRevoked     a rotate or revoke of a key that is revoked (retrying cannot help)
+    │   └── RolloutInProgress  a policy write during a staged rollout (promote or abort it first)
     ├── InUse              a delete refused because other resources refer to the one named; ``referrers`` says which
     ├── NotFound           no such resource, or no such generation in the history
     └── InvalidRequest     the request itself is malformed (unknown kind, bad body)
@@ -67,6 +68,10 @@ class AlreadyExists(Conflict):
 
 class KeyRevoked(Conflict):
     """A rotate or revoke of a key that is already revoked."""
+
+
+class RolloutInProgress(Conflict):
+    """A policy write (or a second rollout) while a staged rollout is active; the message names the rollout."""
 
 
 class InUse(ControlPlaneError):

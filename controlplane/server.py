@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,9 @@ from controlplane.admin.api import create_admin_app
 from controlplane.admin.dashboard_data import add_dashboard_sources
 from controlplane.admin.metrics import ControlPlaneMetrics, add_metrics_routes
 from controlplane.alerts.duty import AlertDuty
+from controlplane.ha.election import Election, open_election, run_while_held
+from controlplane.ha.shared import ReplicaSync
+from controlplane.ha.status import HaStatus, add_ha_routes
 from controlplane.money.lease_service import LeaseServicer
 from controlplane.money.ledger import Ledger
 from controlplane.money.levels import BudgetLevel, budget_levels
@@ -29,10 +33,13 @@ from controlplane.policy.compile import PolicySet
 from controlplane.policy.repository import Repository
 from controlplane.push.discovery import DiscoveryServicer, Registry
 from controlplane.push.publisher import Publisher
+from controlplane.rollout.api import add_rollout_routes
+from controlplane.rollout.manager import RolloutManager
 from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
 from controlplane.store.base import Store
 from controlplane.store.open import open_store
 from controlplane.usage.db import UsageDB
+from controlplane.usage.open import open_usage_db
 from controlplane.usage.retention import RetentionTask
 from controlplane.usage.service import UsageServicer
 from tollway.backoff import url_host
@@ -71,6 +78,10 @@ class ControlPlane:
         self.retention: RetentionTask | None = None  # usage retention (after ``start``)
         self.ledger: Ledger | None = None  # budget spend and grants (after ``start``)
         self.alerts: AlertDuty | None = None  # alert events and webhook deliveries (after ``start``)
+        self.election: Election | None = None  # who holds the singleton duties (after ``start``)
+        self.replicas: ReplicaSync | None = None  # what the replicas share (after ``start``)
+        self._duty_tasks: list[asyncio.Task[None]] = []
+        self.rollouts: RolloutManager | None = None  # staged rollouts (after ``start``)
 
     @property
     def usage_db(self) -> UsageDB:
@@ -104,30 +115,52 @@ class ControlPlane:
         try:
             self._store = store = self._given_store or await open_store(s.effective_store_url)
             self._publisher = publisher = Publisher(store)
-            self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             registry = Registry(publisher)
-            self._usage_db = usage_db = await UsageDB.open(str(_usage_path(s)))
+            self._usage_db = usage_db = await open_usage_db(s.effective_usage_store_url)
             repository = Repository(store, on_commit=self.metrics.committed)
+            self.rollouts = rollouts = RolloutManager(
+                repository, publisher, registry, usage_db, window_s=s.rollout_window_seconds,
+                min_requests=s.rollout_min_requests, tick_s=s.rollout_tick_seconds)
+            await rollouts.resume()  # before the first publish: a rollout in progress goes on where it was
+            self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
+            replica = s.replica_id or f"{socket.gethostname()}-{s.grpc_port}"
+            sync: list[ReplicaSync] = []
+            self.election = election = open_election(store, replica, s.ha_ttl_seconds,
+                                                     on_tick=lambda: sync[0].sync() if sync else None)
             self.alerts = alerts = AlertDuty(store, lambda: _policy(repository),
                                              refusal_threshold_s=s.alert_refusing_seconds,
                                              retry_base_s=s.webhook_retry_seconds,
-                                             max_attempts=s.webhook_max_attempts)
+                                             max_attempts=s.webhook_max_attempts, duty=election)
             alerts.start()
             self.ledger = ledger = Ledger(store, ttl_s=s.lease_ttl_seconds, grace_s=s.lease_grace_seconds,
                                           observe=alerts.budget_observed)
             leases = LeaseServicer(ledger, publisher, tokens.dataplane, alerts=alerts)
             await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane),
                                    UsageServicer(usage_db, tokens.dataplane, settle=leases.settle_usage), leases)
-            self.retention = RetentionTask(usage_db, lambda: _policy(repository),
-                                           interval=s.retention_interval_seconds, clock=self._clock)
-            self.retention.start()
+            self.retention = retention = RetentionTask(usage_db, lambda: _policy(repository),
+                                                       interval=s.retention_interval_seconds, clock=self._clock)
+            self.replicas = replicas = ReplicaSync(store, election, registry, leases.rates,
+                                                   addresses=lambda: (self.admin_url, self.grpc_target),
+                                                   retention_s=s.dataplane_retention_seconds)
+            sync.append(replicas)
+            # Singleton duties run on the replica that holds them (always, on the embedded store's one replica).
+            self._duty_tasks = [
+                asyncio.create_task(election.run(), name="election"),
+                asyncio.create_task(run_while_held(election, s.retention_interval_seconds, retention.run_once,
+                                                   "usage retention"), name="usage-retention"),
+                asyncio.create_task(rollouts.run(), name="rollout-follow"),
+                asyncio.create_task(run_while_held(election, s.rollout_tick_seconds, rollouts.tick,
+                                                   "rollout decision"), name="rollout-decision"),
+            ]
             self.metrics.attach(registry, usage_db, self.retention,
                                 budgets=lambda: _budget_levels(ledger, repository, self._clock()),
                                 alerts=alerts.stats)
             admin = create_admin_app(repository, registry, tokens.admin, usage_db)
             add_alert_routes(admin, alerts)
+            add_rollout_routes(admin, rollouts)
             add_dashboard_sources(admin, registry, publisher, store)
             add_metrics_routes(admin, self.metrics, require_token=s.metrics_require_token)
+            add_ha_routes(admin, HaStatus(store, election, replicas))
             await self._start_admin(admin)
         except BaseException:
             await self.stop()
@@ -169,6 +202,12 @@ class ControlPlane:
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)  # open discovery streams are cancelled; data planes reconnect
             self._grpc = None
+        for task in self._duty_tasks:
+            await cancel(task)
+        self._duty_tasks = []
+        if self.election is not None:
+            await self.election.resign()  # the next replica takes the duties now, not at the lease's expiry
+            self.election = None
         if self.retention is not None:
             await self.retention.stop()
             self.retention = None
@@ -192,12 +231,6 @@ async def _policy(repository: Repository) -> PolicySet:
 
 async def _budget_levels(ledger: Ledger, repository: Repository, now: float) -> list[BudgetLevel]:
     return await budget_levels(ledger, await _policy(repository), now)
-
-
-def _usage_path(s: ControlPlaneSettings) -> Path:
-    path = Path(s.state_dir) / "usage.duckdb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _server_credentials(s: ControlPlaneSettings) -> grpc.ServerCredentials | None:

@@ -21,6 +21,9 @@ class ControlPlaneSettings:
     # the store along with it.
     store_url: str | None = None
     state_dir: str = ".tollway/controlplane"
+    # Usage events: None is the embedded DuckDB file ``<state_dir>/usage.duckdb`` (one machine); several replicas
+    # share a ``postgresql://USER@HOST/DB`` (controlplane.usage.open).
+    usage_store_url: str | None = None
     admin_host: str = "127.0.0.1"
     admin_port: int = 7070
     grpc_host: str = "127.0.0.1"
@@ -47,10 +50,25 @@ class ControlPlaneSettings:
     alert_refusing_seconds: float = 60.0
     webhook_retry_seconds: float = 1.0
     webhook_max_attempts: int = 10
+    # Staged rollouts (controlplane.rollout): the canary's error rate is judged over this sliding window, once it
+    # served rollout_min_requests in it; the automatic promote/abort is evaluated every rollout_tick_seconds.
+    rollout_window_seconds: float = 300.0
+    rollout_min_requests: int = 20
+    rollout_tick_seconds: float = 1.0
+    # Several replicas on one etcd (controlplane.ha): the name this one goes by (default HOSTNAME-GRPCPORT), its
+    # etcd lease (a dead duty holder's duties move within ha_ttl * 4/3 seconds), and how long the data-plane
+    # registry keeps entries of data planes no longer seen.
+    replica_id: str = ""
+    ha_ttl_seconds: float = 5.0
+    dataplane_retention_seconds: float = 86_400.0
 
     @property
     def effective_store_url(self) -> str:
         return self.store_url if self.store_url else f"embedded://{self.state_dir}/store"
+
+    @property
+    def effective_usage_store_url(self) -> str:
+        return self.usage_store_url if self.usage_store_url else f"duckdb://{self.state_dir}/usage.duckdb"
 
 
 @dataclass(frozen=True)

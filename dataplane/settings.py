@@ -37,6 +37,9 @@ class DataPlaneSettings:
     # Below it, the limit follows the event loop's lag (``dataplane.api.overload``): a lag averaged over 200 ms above
     # this sheds (0: the fixed limit only).
     overload_lag_s: float = 0.01
+    # The connection edge serves whole, non-streamed inference requests itself (``dataplane.api.edge.FastPath``)
+    # instead of through aiohttp's request machinery.
+    fast_path: bool = True
     # Total request header bytes beyond which a request is answered 431 (Envoy's default).
     max_header_bytes: int = 60 * 1024
     # A request's head must be complete this long after its first byte (408); a connection idle this long between

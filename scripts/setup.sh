@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine with Python 3.11: Debian packages, then a virtualenv (.venv) with Tollway.
 #   scripts/setup.sh        what the gateway needs
-#   scripts/setup.sh dev    plus what the tests need (etcd, Chromium, systemd-analyze, the dev extras)
+#   scripts/setup.sh dev    plus what the tests need (etcd, PostgreSQL, Chromium, systemd-analyze, the dev extras)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ if [ "${1:-}" = dev ]; then
   command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)   # the dashboard's browser tests
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)   # verifies the units of deploy/systemd
+  # The shared usage store's tests start a real PostgreSQL (as an unprivileged user when run as root).
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq

@@ -8,6 +8,8 @@
   every test only watches from revisions it wrote itself.
 - ``store`` (function): an opened ``Store``, parametrized over the embedded backend (in ``tmp_path``) and etcd.
 - ``etcd_process`` (function): a private etcd a test may stop and restart.
+- ``postgres_server`` (session), ``postgres_url`` (function: a fresh database) and ``any_usage_db`` (both
+  engines): a real PostgreSQL (``tests/postgres.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 
 from controlplane.store.base import Store
 from controlplane.store.open import open_store
+from tests.postgres import any_usage_db, postgres_server, postgres_url  # noqa: F401 (fixtures: see there)
 
 ETCD_START_TIMEOUT = 15.0
 

@@ -196,7 +196,10 @@ def markdown(results: dict[str, Any]) -> str:
         "- The data plane or proxy alone on CPU 0; the upstream, the load generator (wrk) and the control plane on "
         "CPU 1.",
         f"- Figures: median (min{DASH}max) over the runs. Added latency = through the proxy minus directly, at the "
-        "same percentile, in the same run; ratios are Tollway over the bare proxy, run by run.", ""]
+        "same percentile, in the same run; ratios are Tollway over the bare proxy, run by run.",
+        *([f"- Tracing on at a sampling ratio of {meta['trace_sampling']:g}, exported over OTLP/HTTP to a sink on "
+           f"CPU 1 ({meta.get('traces_exported', {}).get('spans', '?')} spans received)."]
+          if "trace_sampling" in meta else []), ""]
     body = [*throughput_table(f), "",
             f"Added latency, ms, upstream answering after {meta['delay_ms']} ms (uniform, "
             f"{meta.get('delay_order', 'random')}):", "",

@@ -100,9 +100,29 @@ def stat_cpu_seconds(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes under ``pid`` (a data plane's workers), depth first."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the whole process (every thread, live or exited)."""
-    return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+    """User + system CPU time of the whole process (every thread, live or exited) and of its live descendants (a
+    supervisor's workers)."""
+    total = 0.0
+    for p in (pid, *descendants(pid)):
+        try:
+            total += stat_cpu_seconds(Path(f"/proc/{p}/stat").read_text())
+        except OSError:
+            continue  # it ended meanwhile
+    return total
 
 
 def cpu_busy_seconds(cpu: int) -> float:
@@ -115,10 +135,16 @@ def cpu_busy_seconds(cpu: int) -> float:
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The peak resident memory (VmHWM) of ``pid``, or of the largest of its live descendants (per worker)."""
+    peak = 0.0
+    for p in (pid, *descendants(pid)):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return peak
 
 
 @dataclass(frozen=True)
@@ -149,8 +175,8 @@ class Processes:
         return proc
 
 
-def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = ()
-                  ) -> Gateway:
+def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = (),
+                  workers: int = 1) -> Gateway:
     """The upstream and control plane on CPU 1, the data plane on CPU 0; returns once the data plane is ready."""
     work = procs.work
     gatectl = [sys.executable, "-m", "cli.main"]
@@ -166,9 +192,10 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
     admin(admin_url, admin_token, "POST", "/admin/v1/apply", {"documents": policy(up_port), "who": "bench"})
     key = admin(admin_url, admin_token, "POST", "/admin/v1/keys",
                 {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
-    dataplane = procs.spawn("0", [*gatectl, "dataplane", "serve", "--control-plane", f"127.0.0.1:{grpc_port}",
+    cpus = "0" if workers == 1 else ",".join(map(str, range(workers)))
+    dataplane = procs.spawn(cpus, [*gatectl, "dataplane", "serve", "--control-plane", f"127.0.0.1:{grpc_port}",
                                   "--region", "bench", "--port", str(dp_port), "--state-dir", str(work / "dp"),
-                                  "--token", dp_token, "--node-id", "bench-dp", "--workers", "1",
+                                  "--token", dp_token, "--node-id", "bench-dp", "--workers", str(workers),
                                   "--request-log", str(work / "requests.log"), *dataplane_args], "dataplane")
     wait_http(f"http://127.0.0.1:{dp_port}/readyz")
     return Gateway(upstream_url=f"http://127.0.0.1:{up_port}/v1", url=f"http://127.0.0.1:{dp_port}/v1", key=key,

@@ -23,7 +23,9 @@ from cli.selectors import matches, parse_selector
 from cli.stand_ins import keep_stand_ins
 from cli.wide_columns import wide_table
 from cli.yaml_diff import change_diff
+from controlplane.errors import InvalidRequest
 from controlplane.policy.resources import KIND_ALIASES, KINDS, Kind
+from controlplane.rollout.state import parse_abort_rule, parse_canary, parse_duration
 
 FilesOpt = Annotated[
     list[str], typer.Option("--filename", "-f", help="A YAML file or a folder (recursive); repeatable")
@@ -75,20 +77,56 @@ def apply(
     real_providers: Annotated[bool, typer.Option(
         "--real-providers", help="Confirm replacing the mock providers of a `gatectl up` gateway with real ones")]
     = False,
+    canary: Annotated[str | None, typer.Option(
+        "--canary", help="Staged rollout: only these data planes get the new policy first: REGION[,REGION] or "
+        "dataplane=NAME (then `gatectl rollout promote|abort`)")] = None,
+    promote_after: Annotated[str | None, typer.Option(
+        "--promote-after", help="With --canary: the control plane promotes by itself after this long (90s, 10m, "
+        "2h) unless an abort condition holds")] = None,
+    abort_if: Annotated[str | None, typer.Option(
+        "--abort-if", help="With --canary: abort by itself when the canary's error rate exceeds the others' by "
+        "more than this (error-rate>2%%); a NACK from a canary data plane always aborts")] = None,
 ) -> None:
-    """Create or update the resources described in YAML files (all or nothing)."""
+    """Create or update the resources described in YAML files (all or nothing); with --canary, as a staged rollout."""
     with exit_on_error(), Progress() as progress:
+        check_rollout_options(canary, promote_after, abort_if)
         documents = load_with_progress(filename, progress)
         client = connect(control_plane, admin_token)
         if not real_providers:
             keep_stand_ins(client, documents, dry_run)
         with progress.waiting(f"applying {count(len(documents), 'document')}"):
-            answer = client.apply([d.to_request() for d in documents], dry_run, who(as_))
+            if canary is not None and not dry_run:
+                answer = client.start_rollout([d.to_request() for d in documents], who(as_), canary, promote_after,
+                                              abort_if)
+            else:
+                answer = client.apply([d.to_request() for d in documents], dry_run, who(as_))
         progress.clear()
         changes = answer.get("changes") or []
         for line in change_lines(changes, dry_run):
             print(line)
         summary(changes_summary("apply", changes, progress.elapsed_s, dry_run))
+        rollout = answer.get("rollout")
+        if isinstance(rollout, Mapping):
+            print(f"rollout {rollout.get('id')} started: revision {rollout.get('targetRevision')} goes to the canary "
+                  f"({canary}) only; the others keep revision {rollout.get('baseRevision')}. "
+                  "See `gatectl rollout status`.")
+
+
+def check_rollout_options(canary: str | None, promote_after: str | None, abort_if: str | None) -> None:
+    """Refuse malformed rollout options before reading a file (the control plane checks them again)."""
+    if canary is None:
+        if promote_after is not None or abort_if is not None:
+            raise UsageError("--promote-after and --abort-if need --canary")
+        return
+    try:
+        parse_canary(canary)
+        if promote_after is not None:
+            parse_duration(promote_after)
+        if abort_if is not None:
+            parse_abort_rule(abort_if)
+    except InvalidRequest as e:
+        raise UsageError(str(e).replace("'canary'", "--canary").replace("'promoteAfter'", "--promote-after")
+                         .replace("'abortIf'", "--abort-if")) from None
 
 
 def diff(filename: FilesOpt, control_plane: ControlPlaneOpt = None, admin_token: AdminTokenOpt = None) -> None:

@@ -21,6 +21,8 @@ import typer
 import uvloop
 
 from cli.errors import StartupFailed, exit_on_error
+from cli.options import AdminTokenOpt, ControlPlaneOpt, OutputOpt, connect
+from cli.output import OutputFormat, table, to_json, to_yaml_documents
 from controlplane.settings import ControlPlaneSettings
 from dataplane.settings import DataPlaneSettings
 
@@ -78,6 +80,15 @@ async def wait_for_signal() -> None:
 
 
 controlplane_app = typer.Typer(help="Run the control plane.", no_args_is_help=True)
+
+
+def _check_usage_store(url: str | None) -> str | None:
+    from controlplane.usage.open import url_problem
+
+    problem = url_problem(url) if url else None
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return url
 dataplane_app = typer.Typer(help="Run a data plane.", no_args_is_help=True)
 
 
@@ -86,6 +97,10 @@ def controlplane_serve(
     store: Annotated[str | None, typer.Option(
         "--store", help="etcd://HOST:PORT[,HOST:PORT] or embedded:///DIR [default: embedded store in state-dir]",
         show_default=False)] = None,
+    usage_store: Annotated[str | None, typer.Option(
+        "--usage-store", envvar="TOLLWAY_USAGE_STORE", callback=_check_usage_store, show_default=False,
+        help="Where usage events go: postgresql://USER@HOST[:PORT]/DB, shared by several replicas (password in "
+        "PGPASSWORD or ~/.pgpass), or duckdb:///FILE [default: embedded DuckDB in state-dir, one machine]")] = None,
     admin_host: Annotated[str, typer.Option("--admin-host")] = "127.0.0.1",
     admin_port: Annotated[int, typer.Option("--admin-port", min=0, max=65535)] = 7070,
     grpc_host: Annotated[str, typer.Option("--grpc-host")] = "127.0.0.1",
@@ -111,23 +126,31 @@ def controlplane_serve(
     alert_refusing: Annotated[float, typer.Option(
         "--alert-refusing-seconds", min=1.0, help="Raise a ratelimit.refusing alert when a rate-limit scope keeps "
         "refusing this long")] = 60.0,
+    replica_id: Annotated[str | None, typer.Option(
+        "--replica-id", show_default=False, help="This replica's name among several on one etcd "
+        "[default: HOSTNAME-GRPCPORT]")] = None,
+    ha_ttl: Annotated[float, typer.Option(
+        "--ha-ttl", min=2.0, help="Seconds of the replica's etcd lease: a dead replica's singleton duties move to "
+        "another within 4/3 of this")] = 5.0,
 ) -> None:
     """Run the control plane: admin HTTP API and the gRPC discovery service."""
     settings = ControlPlaneSettings(
         store_url=store, state_dir=state_dir, admin_host=admin_host, admin_port=admin_port, grpc_host=grpc_host,
         grpc_port=grpc_port, admin_token=admin_token, dataplane_token=dataplane_token, tls_cert=tls_cert,
         tls_key=tls_key, tls_client_ca=tls_client_ca, metrics_require_token=metrics_require_token,
-        lease_ttl_seconds=lease_ttl, alert_refusing_seconds=alert_refusing,
+        lease_ttl_seconds=lease_ttl, alert_refusing_seconds=alert_refusing, replica_id=replica_id or "",
+        ha_ttl_seconds=ha_ttl, usage_store_url=usage_store,
     )
     configure_logging()
 
     async def main() -> None:
         from controlplane.server import ControlPlane
+        from controlplane.usage.postgres import redact
 
         cp = ControlPlane(settings)
         started = await start_all([("control plane", cp)])
-        log.info("control plane ready: admin API %s, gRPC %s, tokens in %s", cp.admin_url, cp.grpc_target,
-                 state_dir)
+        log.info("control plane ready: admin API %s, gRPC %s, tokens in %s, usage in %s", cp.admin_url,
+                 cp.grpc_target, state_dir, redact(settings.effective_usage_store_url))
         try:
             await wait_for_signal()
         finally:
@@ -140,7 +163,8 @@ def controlplane_serve(
 @dataplane_app.command("serve")
 def dataplane_serve(
     control_plane: Annotated[str, typer.Option(
-        "--control-plane", envvar="TOLLWAY_DISCOVERY", help="The control plane's gRPC address, HOST:PORT")],
+        "--control-plane", envvar="TOLLWAY_DISCOVERY", help="The control plane's gRPC address, HOST:PORT, or its "
+        "replicas' HOST:PORT,HOST:PORT,... (failing over between them)")],
     region: Annotated[str, typer.Option("--region", help="The region this data plane serves")],
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8080,
@@ -191,6 +215,11 @@ def dataplane_serve(
         "sampled traceparent is honoured) [default: OTEL_TRACES_SAMPLER, else all]", show_default=False)] = None,
 ) -> None:
     """Run a data plane: the OpenAI-compatible proxy of one region."""
+    from dataplane.sync.channel import control_plane_problem
+
+    problem = control_plane_problem(control_plane)
+    if problem is not None:
+        raise typer.BadParameter(f"the value {control_plane!r} {problem}", param_hint="'--control-plane'")
     settings = DataPlaneSettings(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
         state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
@@ -228,6 +257,28 @@ def dataplane_serve(
         log.info("data plane stopped")
 
     run_main(main)
+
+
+@controlplane_app.command("status")
+def controlplane_status(
+    output: OutputOpt = OutputFormat.table,
+    control_plane: ControlPlaneOpt = None,
+    admin_token: AdminTokenOpt = None,
+) -> None:
+    """The replicas, which one holds the singleton duties, the store's health, each replica's data planes."""
+    with exit_on_error():
+        answer = connect(control_plane, admin_token).controlplane_status()
+        if output is not OutputFormat.table:
+            print(to_json(answer) if output is OutputFormat.json else to_yaml_documents([answer]), end="")
+            return
+        store = answer.get("store") or {}
+        health = "healthy" if store.get("healthy") else f"UNHEALTHY: {store.get('error', '')}"
+        print(f"store: {store.get('backend', '-')} {health} ({store.get('latencyMs', '-')} ms)")
+        print(f"singleton duties held by: {answer.get('dutyHolder') or 'nobody (an election is under way)'}")
+        rows = [[str(r.get("replica", "-")), str(r.get("grpcTarget", "-")), str(r.get("adminUrl", "-")),
+                 "yes" if r.get("holdsDuties") else "no", ", ".join(r.get("dataplanes") or []) or "-"]
+                for r in answer.get("replicas") or [] if isinstance(r, dict)]
+        print(table(("REPLICA", "GRPC", "ADMIN", "DUTIES", "DATA PLANES"), rows))
 
 
 def _serve_group(settings: DataPlaneSettings, workers: int, ops_port: int) -> None:

@@ -4,7 +4,8 @@ Handlers parse the request, call the repository, and serialize; this module is t
 errors become HTTP answers (``{"error": {"message", "type", "param", "code"}}``):
 
     InvalidPolicy 422 invalid_policy (+ "problems") · Conflict 409 conflict · AlreadyExists 409 already_exists ·
-    KeyRevoked 409 key_revoked · InUse 409 in_use (+ "referrers") · NotFound 404 not_found ·
+    KeyRevoked 409 key_revoked · RolloutInProgress 409 rollout_in_progress · InUse 409 in_use (+ "referrers") ·
+    NotFound 404 not_found ·
     InvalidRequest 400 invalid_request_error · StoreUnavailable 503 store_unavailable · StoreError 500 store_error ·
     no/wrong token 401 authentication_error · an inference key 403 permission_error
 
@@ -23,6 +24,8 @@ from aiohttp import web
 
 from controlplane.admin.analytics_api import add_analytics_routes
 from controlplane.admin.dashboard import dashboard_gate, is_dashboard_path
+from controlplane.admin.plan_api import add_plan_routes
+from controlplane.admin.replay_api import add_replay_routes
 from controlplane.admin.usage_api import add_usage_routes
 from controlplane.errors import (
     AlreadyExists,
@@ -33,6 +36,7 @@ from controlplane.errors import (
     InvalidRequest,
     KeyRevoked,
     NotFound,
+    RolloutInProgress,
     is_count,
 )
 from controlplane.policy.audit import add_audit_routes
@@ -92,6 +96,8 @@ def create_admin_app(repository: Repository, status: StatusSource, admin_token: 
     if usage_db is not None:
         add_usage_routes(app, usage_db)
         add_analytics_routes(app, usage_db)
+        add_replay_routes(app, usage_db)
+    add_plan_routes(app, repository, lambda: [str(s.get("region")) for s in status.snapshots()])
     add_audit_routes(app, repository.store)
     add_compliance_routes(app, repository)
     return app
@@ -115,6 +121,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(409, "already_exists", str(e))
     except KeyRevoked as e:
         return error_response(409, "key_revoked", str(e))
+    except RolloutInProgress as e:
+        return error_response(409, "rollout_in_progress", str(e))
     except InUse as e:
         return error_response(409, "in_use", str(e), referrers=[
             {"kind": p.kind, "name": p.name, "field": p.field} for p in e.referrers])

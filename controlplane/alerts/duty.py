@@ -15,9 +15,13 @@ what fires; the duty's loop, every ``interval_s``:
 At start, and until it has succeeded once, it lists the stored events, so pending deliveries resume after a
 restart with their attempt counts (a delivery that was made but not yet recorded is made again: receivers
 deduplicate on the event id). Every hour it deletes events older than ``RETENTION_S`` that are no longer
-pending. The refusal episodes of rate-limit scopes live in memory: a restart starts them afresh. The control plane
-runs one replica today; with several, the duty would run on one of them (a leader) and the others would forward
-what they observe to it (the feeds are three small calls), since recording is already idempotent.
+pending. The refusal episodes of rate-limit scopes live in memory: a restart starts them afresh.
+
+With several replicas (``duty``: the election of ``controlplane.ha``), every replica records what it observes
+(recording is create-if-absent, so two replicas observing one crossing write one event), but only the duty
+holder delivers and prunes: it relists the stored events every ``RELIST_S`` (so it delivers what the others
+recorded, and resumes what a dead holder left pending), and its every delivery outcome and deletion is fenced by
+the election, so a holder that lost the duty writes nothing.
 
 Errors: a store failure leaves the event to record (or the attempt's outcome unwritten, so the attempt is made
 again); the loop logs and goes on. No secret is logged or stored: deliveries name the webhook, not its URL.
@@ -39,6 +43,7 @@ import aiohttp
 from controlplane.alerts.events import ALERT_EVENTS, AlertEvent, Delivery, alert_key
 from controlplane.alerts.rules import REFUSING, RefusalWatch, Refusing, budget_crossings, event_id, scope_owner
 from controlplane.alerts.webhooks import post, read_secret
+from controlplane.ha.election import Duty
 from controlplane.policy.compile import PolicySet
 from controlplane.policy.resources import AlertKind, Webhook
 from controlplane.store.base import Compare, Store, StoreError
@@ -51,6 +56,7 @@ _WRITE_ATTEMPTS = 20
 RETENTION_S = 400 * 86_400  # events older than this (a year and a month), once no longer pending, are deleted
 PRUNE_INTERVAL_S = 3600.0
 _DELETES_PER_TXN = 100  # under etcd's default 128 operations per transaction
+RELIST_S = 2.0  # with several replicas: how often the duty holder picks up events the others recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +82,12 @@ class AlertDuty:
     def __init__(self, store: Store, policy: Callable[[], Awaitable[PolicySet]], *,
                  refusal_threshold_s: float = 60.0, interval_s: float = 1.0, retry_base_s: float = 1.0,
                  retry_max_s: float = 300.0, max_attempts: int = 10, timeout_s: float = 10.0,
-                 clock: Callable[[], float] = time.time, environ: Mapping[str, str] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, environ: Mapping[str, str] | None = None,
+                 duty: Duty | None = None) -> None:
         self._store = store
+        self._duty = duty
+        self._next_relist = 0.0
+        self._finished = 0  # deliveries finished: a relist that overlapped one keeps the events it knew
         self._policy = policy
         self._interval = interval_s
         self._retry_base = retry_base_s
@@ -151,9 +161,12 @@ class AlertDuty:
             await self._tick(self._clock())
 
     async def _tick(self, now: float) -> None:
-        if not self._resumed:
+        held = self._duty is None or self._duty.is_held()
+        if held and self._duty is not None and now >= self._next_relist:
+            self._next_relist, self._resumed = now + RELIST_S, False
+        if held and not self._resumed:
             await self._resume()
-        if now >= self._next_prune:
+        if held and now >= self._next_prune:
             self._next_prune = now + PRUNE_INTERVAL_S
             await self._prune(now)
         for r in self.refusals.due(now):
@@ -166,6 +179,8 @@ class AlertDuty:
                 except StoreError as e:
                     log.warning("alert %s not recorded yet (store: %s); retrying", c.id, e)
                     break
+        if not held:
+            return  # the duty holder delivers what this replica recorded
         for event in list(self._pending.values()):
             for d in event.deliveries:
                 key = (event.id, d.webhook)
@@ -173,6 +188,7 @@ class AlertDuty:
                     self._inflight[key] = asyncio.create_task(self._deliver(event, d.webhook), name=f"alert-{key}")
 
     async def _resume(self) -> None:
+        finished = self._finished
         listing = await self._store.list(ALERT_EVENTS)
         for kv in listing.items:
             try:
@@ -181,14 +197,22 @@ class AlertDuty:
                 log.warning("ignoring a malformed alert event at %s", kv.key)
                 continue
             self._known.add(event.id)
+            if any(key[0] == event.id for key in self._inflight) or (
+                    finished != self._finished and event.id in self._pending):
+                continue  # this replica's own delivery is writing it: ours is the newer copy
             if event.state == "pending":
                 self._pending[event.id] = event
+            else:
+                self._pending.pop(event.id, None)
         self._resumed = True
 
     async def _prune(self, now: float) -> None:
         old = [e for e in await self.events() if e.time < now - RETENTION_S and e.state != "pending"]
         for i in range(0, len(old), _DELETES_PER_TXN):
-            await self._store.txn([], deletes=[alert_key(e.id) for e in old[i:i + _DELETES_PER_TXN]])
+            fence = self._duty.fence() if self._duty is not None else []
+            if not (await self._store.txn(fence, deletes=[alert_key(e.id) for e in old[i:i + _DELETES_PER_TXN]])
+                    ).succeeded:
+                return  # the duty moved to another replica: it prunes
         if old:
             log.info("deleted %d alert events older than %d days", len(old), RETENTION_S // 86_400)
 
@@ -249,6 +273,7 @@ class AlertDuty:
         except Exception:  # the top of a delivery task: log and count; the next tick tries again
             log.exception("alert %s: delivery to %r failed", event.id, webhook)
         finally:
+            self._finished += 1
             self._inflight.pop((event.id, webhook), None)
 
     async def _write_delivery(self, event: AlertEvent, outcome: Delivery) -> None:
@@ -258,7 +283,11 @@ class AlertDuty:
             kv = await self._store.get(key)
             stored = AlertEvent.from_json(kv.value) if kv is not None else event
             stored.deliveries = [outcome if d.webhook == outcome.webhook else d for d in stored.deliveries]
-            written = await self._store.txn([Compare(key, kv.mod_revision if kv else 0)], [(key, stored.to_json())])
+            fence = self._duty.fence() if self._duty is not None else []
+            written = await self._store.txn([Compare(key, kv.mod_revision if kv else 0), *fence],
+                                            [(key, stored.to_json())])
+            if not written.succeeded and self._duty is not None and not self._duty.is_held():
+                raise StoreError("alert event: this replica no longer holds the alert duty")
             if written.succeeded:
                 event.deliveries = [outcome if d.webhook == outcome.webhook else d for d in event.deliveries]
                 return

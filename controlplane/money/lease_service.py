@@ -4,8 +4,10 @@ Budgets: each ask is answered from the ledger (``controlplane.money.ledger``) ag
 policy, read from the publisher's snapshot of the asking data plane's region, so a new limit applies at the next
 ask (about a second). Rate shares: ``RateBoard`` keeps, in memory, each data plane's reported demand per
 fleet-wide rate scope and splits the fleet limit in proportion to demand, with a floor so an idle data plane can
-still admit; reports older than ``3 * ttl`` no longer count. Shares are not money: losing them with a restart
-costs only a few seconds of uneven sharing.
+still admit; reports older than ``3 * ttl`` no longer count. With several replicas each publishes its board and
+reads the others' (``controlplane.ha.shared``, every ``ha_ttl / 3``), so a limit is split across the whole
+fleet, not once per replica. Shares are not money: losing them with a restart costs only a few seconds of uneven
+sharing.
 
 Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, like the other services. This
 module is the one place where ledger outcomes become gRPC statuses: a store failure is UNAVAILABLE (the data plane
@@ -60,6 +62,24 @@ class RateBoard:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._demand: dict[str, dict[str, _Demand]] = {}
+        # Demand other replicas' data planes reported there (``controlplane.ha.shared`` replaces it whole), so
+        # a fleet limit is split across the whole fleet, not once per replica.
+        self.remote: dict[str, dict[str, _Demand]] = {}
+
+    def local(self) -> dict[str, dict[str, tuple[float, float, float]]]:
+        """This replica's reports: scope -> node -> (requests/s, tokens/s, seen), for the other replicas."""
+        return {scope: {n: (d.requests, d.tokens, d.seen) for n, d in nodes.items()}
+                for scope, nodes in self._demand.items() if nodes}
+
+    def set_remote(self, boards: list[dict[str, dict[str, tuple[float, float, float]]]]) -> None:
+        merged: dict[str, dict[str, _Demand]] = {}
+        for board in boards:
+            for scope, nodes in board.items():
+                into = merged.setdefault(scope, {})
+                for n, (r, t, seen) in nodes.items():
+                    if n not in into or into[n].seen < seen:
+                        into[n] = _Demand(r, t, seen)
+        self.remote = merged
 
     def report(self, node: str, scope: str, requests: float, tokens: float, now: float) -> None:
         self._demand.setdefault(scope, {})[node] = _Demand(max(0.0, requests), max(0.0, tokens), now)
@@ -69,6 +89,9 @@ class RateBoard:
         live = {n: d for n, d in nodes.items() if d.seen + 3 * self.ttl_s >= now}
         for n in set(nodes) - set(live):
             del nodes[n]
+        for n, d in self.remote.get(scope, {}).items():  # a node that moved here counts once, as reported here
+            if n not in live and d.seen + 3 * self.ttl_s >= now:
+                live[n] = d
         if node not in live:
             return (1.0, 1.0)
         return (_split(node, {n: d.requests for n, d in live.items()}),

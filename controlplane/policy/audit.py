@@ -210,9 +210,13 @@ def listing(chain: Chain, *, diff: bool, limit: int | None) -> list[dict[str, An
                 shown["diff"] = engine.diff_text(str(c.get("kind")), str(c.get("name")), c.get("before"),
                                                  c.get("after"))
             changes.append(shown)
-        out.append({"revision": entry.get("revision", raw.revision), "time": entry.get("time"),
-                    "who": entry.get("who"), "hash": entry.get("hash"), "prev": entry.get("prev"),
-                    "changes": changes})
+        shown_entry = {"revision": entry.get("revision", raw.revision), "time": entry.get("time"),
+                       "who": entry.get("who"), "hash": entry.get("hash"), "prev": entry.get("prev"),
+                       "changes": changes}
+        for extra in ("action", "rollout"):  # rollout-start/-promote/-abort entries say so (and which canary)
+            if extra in entry:
+                shown_entry[extra] = entry[extra]
+        out.append(shown_entry)
     return out
 
 

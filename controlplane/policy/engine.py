@@ -306,6 +306,8 @@ def history_summary(entry: Mapping[str, Any]) -> dict[str, Any]:
                "changes": [{"op": c["op"], "kind": c["kind"], "name": c["name"]} for c in entry["changes"]]}
     if "action" in entry:
         summary["action"] = entry["action"]
+    if "rollout" in entry:
+        summary["rollout"] = entry["rollout"]
     return summary
 
 

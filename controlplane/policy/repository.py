@@ -32,13 +32,14 @@ from controlplane.errors import (
     InvalidRequest,
     KeyRevoked,
     NotFound,
+    RolloutInProgress,
 )
 from controlplane.policy import audit, engine, key_lifecycle
 from controlplane.policy.engine import ApplyPlan, Change, Document, PolicyState, ResourceId, Stored
 from controlplane.policy.key_lifecycle import KeptKey
 from controlplane.policy.resources import KIND_ALIASES, Kind
 from controlplane.store.base import Compare, Store
-from controlplane.store.layout import GENERATION, RESOURCES, history_key, resource_key
+from controlplane.store.layout import GENERATION, RESOURCES, ROLLOUT, history_key, resource_key
 from tollway import keyformat
 
 _CONSISTENT_READ_ATTEMPTS = 5
@@ -224,7 +225,7 @@ class Repository:
         plan = engine.plan_apply(state, [Document("request", document)])
         if plan.problems:
             raise InvalidPolicy(plan.problems)
-        return await self.commit(plan, who, action)
+        return await self.commit(plan, who, action, rollout_guard=None)  # goes through during a rollout
 
     async def history(self, limit: int | None = None, *, full: bool = False) -> list[dict[str, Any]]:
         """History entries newest first (summaries, or with before/after when ``full``); pruned ones skipped."""
@@ -269,29 +270,60 @@ class Repository:
         result = await self._finish(plan, who, dry_run, "rollback")
         return ApplyResult(result.revision, result.applied, result.changes, tuple(kept))
 
-    async def commit(self, plan: ApplyPlan, who: str, action: str | None = None) -> int:
-        """Write a valid plan as the next generation, guarded by the generation it was computed against."""
+    async def commit(self, plan: ApplyPlan, who: str, action: str | None = None, *, rollout_guard: int | None = 0,
+                     rollout: Mapping[str, Any] | None = None, also_put: Sequence[tuple[str, bytes]] = (),
+                     also_delete: Sequence[str] = ()) -> int:
+        """Write a valid plan as the next generation, guarded by the generation it was computed against.
+
+        ``rollout_guard``: the ``mod_revision`` the staged-rollout record (``/tollway/rollout/current``) must have,
+        0 (the default) that there is none, so no policy write slips into a rollout; None: no guard (key
+        revocations and rotations). ``rollout`` goes into the history entry; ``also_put``/``also_delete`` are
+        written in the same transaction (the rollout record)."""
         if plan.problems:
             raise InvalidPolicy(plan.problems)
+        if rollout_guard == 0:
+            await self.refuse_during_rollout()
         base = plan.base
         generation = base.generation + 1
         writes = plan.writes
         # The audit chain (controlplane.policy.audit): the entry carries the previous entry's hash, and the generation
         # key records this entry's hash as the head, all in the one transaction.
-        entry = audit.seal(engine.history_entry(generation, self._clock(), who, writes, action),
-                           await self._head(base))
+        history = engine.history_entry(generation, self._clock(), who, writes, action)
+        if rollout is not None:
+            history["rollout"] = dict(rollout)
+        entry = audit.seal(history, await self._head(base))
         puts = [(resource_key(c.kind, c.name), c.stored.value) for c in writes if c.stored is not None]
         puts.append((GENERATION, orjson.dumps({"generation": generation, "head": entry["hash"]})))
         puts.append((history_key(generation), orjson.dumps(entry)))
+        puts.extend(also_put)
         deletes = [resource_key(c.kind, c.name) for c in writes if c.op == "delete"]
-        result = await self._store.txn([Compare(GENERATION, base.lock_revision)], puts, deletes)
+        deletes.extend(also_delete)
+        guards = [Compare(GENERATION, base.lock_revision)]
+        if rollout_guard is not None:
+            guards.append(Compare(ROLLOUT, rollout_guard))
+        result = await self._store.txn(guards, puts, deletes)
         if not result.succeeded:
+            if rollout_guard == 0:
+                await self.refuse_during_rollout()  # a rollout started meanwhile: say so
             raise Conflict(f"the policy changed since generation {base.generation} was read; nothing was written")
         if self._cache is base or self._cache.lock_revision < result.revision:
             self._cache = engine.after_commit(plan, generation, result.revision)
         if self._on_commit is not None:
             self._on_commit(generation)
         return generation
+
+    async def refuse_during_rollout(self) -> None:
+        """``RolloutInProgress`` naming the active staged rollout, if there is one."""
+        kv = await self._store.get(ROLLOUT)
+        if kv is None:
+            return
+        r = orjson.loads(kv.value)
+        canary = ", ".join([*(f"region {x}" for x in r["canary"]["regions"]),
+                            *(f"data plane {x}" for x in r["canary"]["dataplanes"])])
+        raise RolloutInProgress(
+            f"rollout {r['id']} (generation {r['targetRevision']} on the canary {canary}, started by {r['who']} "
+            f"at {r['started']}) is in progress; nothing was written. Promote it (`gatectl rollout promote`) or "
+            "abort it (`gatectl rollout abort`) first; key revocations and rotations go through during a rollout")
 
     async def _head(self, base: PolicyState) -> str:
         """The hash the next history entry chains to: the head the generation key records (read at the

@@ -63,12 +63,32 @@ class Registry:
     def __init__(self, publisher: Publisher) -> None:
         self._publisher = publisher
         self._records: dict[str, DataPlaneRecord] = {}
+        # Other replicas' records (``controlplane.ha.shared`` replaces it whole): shown, never written here.
+        self.remote: tuple[DataPlaneRecord, ...] = ()
+
+    def local(self) -> list[DataPlaneRecord]:
+        """The records of data planes that streamed to this replica."""
+        return list(self._records.values())
+
+    def _merged(self) -> list[DataPlaneRecord]:
+        """One record per data plane across the replicas: a connected one first, then the newest."""
+        best: dict[str, DataPlaneRecord] = {}
+        for r in (*self.remote, *self._records.values()):
+            held = best.get(r.node_id)
+            if held is None or (r.connected, r.last_seen) > (held.connected, held.last_seen):
+                best[r.node_id] = r
+        return list(best.values())
 
     def record(self, node_id: str) -> DataPlaneRecord | None:
         return self._records.get(node_id)
 
     def put(self, record: DataPlaneRecord) -> None:
         self._records[record.node_id] = record
+
+    def forget_before(self, last_seen: float) -> None:
+        """Drop the records of data planes disconnected and not seen since ``last_seen`` (unix seconds)."""
+        for r in [r for r in self._records.values() if not r.connected and r.last_seen < last_seen]:
+            del self._records[r.node_id]
 
     def disconnect(self, node_id: str, stream: int) -> None:
         current = self._records.get(node_id)
@@ -87,12 +107,12 @@ class Registry:
                 "connected": r.connected,
                 "health": health_json(r.health),
             }
-            for r in sorted(self._records.values(), key=lambda r: (r.region, r.node_id))
+            for r in sorted(self._merged(), key=lambda r: (r.region, r.node_id))
         ]
 
     def providers(self) -> list[dict[str, Any]]:
         """Per provider and deployment: the worst state among connected data planes, and each one's view."""
-        return providers_summary(self._records.values())
+        return providers_summary(self._merged())
 
     def snapshots(self) -> list[dict[str, Any]]:
         out = []
@@ -166,14 +186,15 @@ class _Stream:
         self._region = hello.region
         self._last_sent = hello.version  # the data plane runs this, so it needs nothing until the region differs
         self._nonce = ""
-        status: Status = "ACK" if publisher.is_ready and hello.version == publisher.version(hello.region) else "PENDING"
+        running = publisher.version_for(hello.region, hello.node_id)  # a staged rollout may assign it another
+        status: Status = "ACK" if publisher.is_ready and hello.version == running else "PENDING"
         self._registry.put(DataPlaneRecord(
             node_id=hello.node_id, region=hello.region, version=hello.version, status=status, error=hello.error,
             last_seen=time.time(), connected=True, stream=stream, health=states_of(hello),
         ))
 
     def _differs(self) -> bool:
-        version = self._publisher.version(self._region) if self._publisher.is_ready else ""
+        version = self._publisher.version_for(self._region, self._node) if self._publisher.is_ready else ""
         return version != "" and version != self._last_sent
 
     async def next_snapshot(self, reader: asyncio.Task[None]) -> spb.Snapshot | None:
@@ -187,7 +208,7 @@ class _Stream:
                 await asyncio.gather(waiter, return_exceptions=True)
             if not self._differs():
                 return None  # the reader ended: the data plane closed its side or the call broke
-        return self._publisher.snapshot(self._region)  # never None once it differs
+        return self._publisher.snapshot_for(self._region, self._node)  # never None once it differs
 
     async def _wait_until_differs(self) -> None:
         async with self._publisher.changed:

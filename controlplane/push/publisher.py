@@ -9,6 +9,11 @@ burst of writes costs one compile and the event loop stays free to serve streams
 Readers wait on ``changed`` (an ``asyncio.Condition``) and read ``snapshot(region)``; they see the latest value
 only, so intermediate versions are skipped, never queued.
 
+During a staged rollout (``pin``) it keeps two snapshots per region: the newest policy's, for the canary, and the
+stable one (``controlplane.rollout.stable``: the rollout's base generation with the keys' current secrets), for
+every other data plane; ``snapshot_for(region, node)`` picks. Both are compiled by the same publish, so a key
+revocation reaches both at once.
+
 Errors: a policy that fails ``check_references`` (which the admin API refuses to write, so only a hand-edited
 store gets there) is logged and the previous snapshots stay; store errors are retried with backoff.
 """
@@ -21,6 +26,8 @@ from collections.abc import Iterable
 
 from controlplane.policy.compile import AnyResource, KeyEncodings, PolicySet, build_snapshots
 from controlplane.policy.resources import KINDS, Kind
+from controlplane.rollout.stable import stable_policy
+from controlplane.rollout.state import Canary
 from controlplane.store.base import Compacted, Event, KeyValue, Store, StoreUnavailable
 from controlplane.store.layout import RESOURCES, decode_resource
 from tollway.backoff import Backoff
@@ -43,6 +50,9 @@ class Publisher:
         self._backoff = backoff or Backoff()
         self._resources = _Resources()  # as of store revision ``_watched``
         self._snapshots: dict[str, pb.Snapshot] = {}
+        self._pin: tuple[PolicySet, Canary] | None = None  # an active rollout: (its base policy, its canary)
+        self._stable: dict[str, pb.Snapshot] = {}  # per region, what data planes outside the canary run
+        self._stable_keys = KeyEncodings()
         self._keys = KeyEncodings()  # so a recompile after one change re-encodes one key, not 100,000
         self._requested: set[str] = set()  # regions some data plane asked for
         self._watched = 0  # store revision ``_resources`` reflects
@@ -72,6 +82,31 @@ class Publisher:
         """The version of the region's latest snapshot ("" while there is none)."""
         snapshot = self.snapshot(region)
         return snapshot.version if snapshot is not None else ""
+
+    def snapshot_for(self, region: str, node_id: str) -> pb.Snapshot | None:
+        """What data plane ``node_id`` of ``region`` should run: the latest snapshot, unless a rollout is active
+        and the data plane is outside its canary (then the stable one)."""
+        latest = self.snapshot(region)
+        pin = self._pin
+        if pin is None or pin[1].includes(region, node_id):
+            return latest
+        return self._stable.get(region, latest)  # no stable one yet: the pin predates the rollout's commit
+
+    def version_for(self, region: str, node_id: str) -> str:
+        snapshot = self.snapshot_for(region, node_id)
+        return snapshot.version if snapshot is not None else ""
+
+    def stable_version(self, region: str) -> str:
+        """The version data planes outside the canary run ("" with no rollout or none compiled yet)."""
+        snapshot = self._stable.get(region) if self._pin is not None else None
+        return snapshot.version if snapshot is not None else ""
+
+    async def pin(self, base: PolicySet | None, canary: Canary | None = None) -> None:
+        """Start (``base`` and ``canary``) or end (None) serving two revisions, and publish at once, so that when
+        this returns every stream sees the new assignment. Pin *before* committing the rollout's generation."""
+        self._pin = None if base is None or canary is None else (base, canary)
+        if self.revision > 0:
+            await self._publish()
 
     async def run(self) -> None:
         """List, compile and watch until cancelled."""
@@ -136,16 +171,22 @@ class Publisher:
         async with self._publishing:
             policy, revision = self._resources.policy(), self._watched
             requested = frozenset(self._requested)
+            pin = self._pin
             snapshots = await asyncio.to_thread(_compile, policy, requested, self._keys)
-            if snapshots is None:
+            stable: dict[str, pb.Snapshot] | None = {}
+            if pin is not None and snapshots is not None:
+                stable = await asyncio.to_thread(_compile, stable_policy(pin[0], policy), requested,
+                                                 self._stable_keys)
+            if snapshots is None or stable is None:
                 self.last_error = f"policy at store revision {revision} is inconsistent; previous snapshots kept"
                 return
             if self._requested - requested:  # asked for while the worker ran: the compile loop goes again
                 self._dirty.set()
-            previous = self._snapshots
-            self._snapshots = snapshots
-            changed = sorted(r for r in snapshots.keys() | previous.keys()
-                             if snapshots.get(r, _EMPTY).version != previous.get(r, _EMPTY).version)
+            previous, previous_stable = self._snapshots, self._stable
+            self._snapshots, self._stable = snapshots, stable
+            changed = sorted(r for r in snapshots.keys() | previous.keys() | stable.keys() | previous_stable.keys()
+                             if snapshots.get(r, _EMPTY).version != previous.get(r, _EMPTY).version
+                             or stable.get(r, _EMPTY).version != previous_stable.get(r, _EMPTY).version)
             first = self.revision == 0
             self.revision, self.last_error = max(revision, 1), ""
             if changed or first:

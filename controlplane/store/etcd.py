@@ -40,6 +40,7 @@ from controlplane.store.base import (
     TxnResult,
     check_txn,
 )
+from tollway.grpc_targets import static_target
 
 DEFAULT_PORT = 2379
 # Pings detect a silently dead peer on a long-lived watch; etcd refuses pings more often than every 5 s.
@@ -145,12 +146,22 @@ class EtcdStore:
 
     @classmethod
     async def connect(cls, url: str, *, request_timeout: float = 5.0) -> Self:
-        """Connect to the first endpoint of ``url`` that answers; ``StoreUnavailable`` when none does.
+        """Connect to the first endpoint of ``url`` that answers; ``StoreUnavailable`` when none does. With several
+        endpoints, one channel fails over between them for as long as the store is open.
 
         ``request_timeout`` bounds every unary request (seconds); watches are unbounded.
         """
         failures = []
-        for host, port in parse_endpoints(url):
+        endpoints = parse_endpoints(url)
+        if len(endpoints) > 1:
+            # One channel over every member (``tollway.grpc_targets``): when the member it talks to dies, the
+            # channel moves to the next, so the store outlives any one member. (aetcd joins host and port with
+            # a colon, so the last address's port goes in ``port``.)
+            target = static_target(endpoints)
+            if target is not None:
+                head, _, last_port = target.rpartition(":")
+                endpoints = [(head, int(last_port))]
+        for host, port in endpoints:
             client = aetcd.Client(host=host, port=port, timeout=request_timeout, options=_CHANNEL_OPTIONS)
             store = cls(client, request_timeout)
             try:
@@ -225,6 +236,42 @@ class EtcdStore:
                         yield batch
         finally:
             call.cancel()
+
+    # --- Leases: what the replicas' election and presence keys live under (``controlplane.ha``) --------------
+
+    async def grant_lease(self, ttl_s: int) -> int:
+        """A new etcd lease of ``ttl_s`` seconds; its id. Keys put under it vanish when it expires."""
+        with _translated("lease grant", self._is_closed):
+            resp = await self._lease().LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl_s), timeout=self._timeout)
+        return int(resp.ID)
+
+    async def keep_alive(self, lease_id: int) -> int:
+        """Refresh the lease once; its new TTL in seconds, 0 when it has expired (its keys are gone)."""
+        with _translated("lease keep-alive", self._is_closed):
+            call = self._lease().LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]),
+                                                timeout=self._timeout)
+            async for reply in call:
+                return max(0, int(reply.TTL))
+        return 0
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        """End the lease now, deleting its keys (a replica stepping down cleanly)."""
+        with _translated("lease revoke", self._is_closed):
+            await self._lease().LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id), timeout=self._timeout)
+
+    async def put_leased(self, compares: Sequence[Compare], key: str, value: bytes, lease_id: int) -> TxnResult:
+        """``txn(compares, [(key, value)])`` with the key attached to ``lease_id``."""
+        guard = [rpc.Compare(key=c.key.encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
+                             mod_revision=c.mod_revision) for c in compares]
+        op = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value, lease=lease_id))
+        with _translated("txn", self._is_closed):
+            resp = await self._kv().Txn(rpc.TxnRequest(compare=guard, success=[op]), timeout=self._timeout)
+        return TxnResult(succeeded=bool(resp.succeeded), revision=int(resp.header.revision))
+
+    def _lease(self) -> Any:
+        if self._closed or self._client.leasestub is None:
+            raise StoreUnavailable("the etcd store is closed")
+        return self._client.leasestub
 
     async def compact(self, revision: int) -> None:
         try:

@@ -5,6 +5,7 @@ Keys::
     /tollway/resources/{Kind}/{name}   canonical JSON of one resource (controlplane.policy.resources.dump_resource)
     /tollway/meta/generation           JSON {"generation": N}: bumped by every policy write; the optimistic lock
     /tollway/history/{N:012d}          JSON history entry of policy generation N (who, when, what changed)
+    /tollway/rollout/current           JSON of the active staged rollout (controlplane.rollout.state), if any
 
 Every policy write is one transaction that compares ``/tollway/meta/generation``'s mod_revision with the one
 the change was computed against, so concurrent writers cannot interleave.
@@ -25,6 +26,7 @@ ROOT = "/tollway/"
 RESOURCES = "/tollway/resources/"
 GENERATION = "/tollway/meta/generation"
 HISTORY = "/tollway/history/"
+ROLLOUT = "/tollway/rollout/current"
 
 
 def resource_key(kind: Kind | str, name: str) -> str:

@@ -2,9 +2,10 @@
 top users, keys and projects, tokens of each kind.
 
 Each report is a pure SQL builder (``*_query``: ``Span`` and filters in, SQL text and parameters out) and a row
-type; ``Analytics`` runs them on the usage database's one worker thread (``UsageDB.fetch``), so analytics never
-open a second connection to the DuckDB file and never block the event loop. Only the fixed strings of the
-``_COLUMNS`` table are ever pasted into SQL; every value travels as a parameter.
+type; ``Analytics`` runs them through ``UsageDB.fetch``, so analytics never open a second connection to the DuckDB
+file and never block the event loop. The SQL is written once for both engines (DuckDB, PostgreSQL): the subset
+they share, ``?`` parameters and ``epoch_ms(?)`` (see ``UsageDB``). Only the fixed strings of the ``_GROUPS`` and
+``_FILTERS`` tables are ever pasted into SQL; every value travels as a parameter.
 
 Conventions shared by every report:
 
@@ -56,7 +57,7 @@ _GROUPS: dict[str, str] = {
 _FILTERS: dict[str, str] = {
     "tenant": "tenant = ?", "project": "project = ?", "user": '"user" = ?', "route": "route = ?",
     "deployment": "deployment = ?", "provider": "provider = ?", "region": "region = ?",
-    "tag": "list_contains(tags, ?)",
+    "tag": "? = ANY(tags)",
 }
 _IS_ERROR = "(status >= 400 OR error_type <> '')"
 MAX_TOP_USERS = 1000
@@ -249,7 +250,7 @@ def daily_cost_query(by: CostDimension, span: Span, filters: Mapping[Filter, str
     where, params = _where(span, filters)
     sql = (f"SELECT day, grp, count(*), sum(input_tokens), sum(output_tokens), sum(cost_pico) FROM ("
            f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, input_tokens, output_tokens, cost_pico "
-           f"FROM usage_events{where}) GROUP BY day, grp ORDER BY day, sum(cost_pico) DESC, grp")
+           f"FROM usage_events{where}) AS e GROUP BY day, grp ORDER BY day, sum(cost_pico) DESC, grp")
     return sql, params
 
 
@@ -258,7 +259,7 @@ def hourly_cost_query(by: CostDimension, span: Span, filters: Mapping[Filter, st
     group = _group(by, COST_DIMENSIONS)
     where, params = _where(span, filters)
     sql = (f"SELECT hour, grp, count(*), sum(cost_pico) FROM ("
-           f"SELECT date_trunc('hour', ts) AS hour, {group} AS grp, cost_pico FROM usage_events{where}) "
+           f"SELECT date_trunc('hour', ts) AS hour, {group} AS grp, cost_pico FROM usage_events{where}) AS e "
            "GROUP BY hour, grp ORDER BY hour, sum(cost_pico) DESC, grp")
     return sql, params
 
@@ -277,7 +278,8 @@ def latency_query(by: ModelDimension, span: Span, filters: Mapping[Filter, str] 
     group = _group(by, MODEL_DIMENSIONS)
     where, params = _where(span, filters, f"NOT {_IS_ERROR}")
     sql = (f"SELECT CAST(ts AS DATE) AS day, {group} AS grp, count(*), "
-           "quantile_cont(latency_ms, [0.5, 0.95]), quantile_cont(ttfb_ms, [0.5, 0.95]) "  # one sort per column
+           "percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY latency_ms), "  # one sort per column
+           "percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY ttfb_ms) "
            f"FROM usage_events{where} GROUP BY day, grp ORDER BY day, grp")
     return sql, params
 
@@ -320,7 +322,7 @@ def _ints(row: tuple[Any, ...]) -> list[int]:
 
 
 def _utc(value: datetime) -> datetime:
-    """DuckDB's TIMESTAMP (naive, UTC by the schema) as an aware datetime."""
+    """A TIMESTAMP (naive, UTC by the schema, on both engines) as an aware datetime."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -70,7 +70,33 @@ CREATE TABLE IF NOT EXISTS usage_events (
     cost_pico            HUGEINT,
     usage_source         VARCHAR,
     cache_write_tokens   BIGINT,
-    reasoning_tokens     BIGINT
+    reasoning_tokens     BIGINT,
+    surface              VARCHAR,
+    needs                VARCHAR[],
+    estimated_prompt_tokens BIGINT,
+    max_tokens           BIGINT
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    node_id              VARCHAR   NOT NULL,
+    epoch                VARCHAR   NOT NULL,
+    sequence             UBIGINT   NOT NULL,
+    ordinal              INTEGER   NOT NULL,
+    request_id           VARCHAR   NOT NULL,
+    ts                   TIMESTAMP NOT NULL,
+    tenant               VARCHAR   NOT NULL,
+    project              VARCHAR   NOT NULL,
+    "user"               VARCHAR   NOT NULL,
+    key_id               VARCHAR   NOT NULL,
+    route                VARCHAR   NOT NULL,
+    region               VARCHAR   NOT NULL,
+    snapshot_version     VARCHAR   NOT NULL,
+    status               INTEGER   NOT NULL,
+    refusal              VARCHAR   NOT NULL,
+    stream               BOOLEAN   NOT NULL,
+    surface              VARCHAR   NOT NULL,
+    needs                VARCHAR[] NOT NULL,
+    estimated_prompt_tokens BIGINT NOT NULL,
+    max_tokens           BIGINT
 );
 """
 # A database written before cost_pico and usage_source: add them, and fill cost_pico exactly from cost_micros.
@@ -83,6 +109,10 @@ ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS cache_write_tokens BIGINT;
 ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS reasoning_tokens BIGINT;
 UPDATE usage_events SET cache_write_tokens = 0 WHERE cache_write_tokens IS NULL;
 UPDATE usage_events SET reasoning_tokens = 0 WHERE reasoning_tokens IS NULL;
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS surface VARCHAR;
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS needs VARCHAR[];
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS estimated_prompt_tokens BIGINT;
+ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS max_tokens BIGINT;
 """
 
 # Column name, SQL list type for the columnar insert, and how to read it from (batch, ordinal, record).
@@ -118,19 +148,34 @@ _COLUMNS: list[tuple[str, str, Callable[[upb.UsageBatch, int, upb.UsageRecord], 
     ("usage_source", "VARCHAR", lambda b, i, r: r.usage_source or "upstream"),
     ("cache_write_tokens", "BIGINT", lambda b, i, r: r.cache_write_tokens + r.cache_write_1h_tokens),
     ("reasoning_tokens", "BIGINT", lambda b, i, r: r.reasoning_tokens),
+    # The decision facts (NULL in rows written before them): what ``controlplane.replay`` decides again.
+    ("surface", "VARCHAR", lambda b, i, r: r.surface or "chat"),
+    ("needs", "VARCHAR[]", lambda b, i, r: sorted(r.needs)),
+    ("estimated_prompt_tokens", "BIGINT", lambda b, i, r: r.estimated_prompt_tokens),
+    ("max_tokens", "BIGINT", lambda b, i, r: r.max_tokens if r.HasField("max_tokens") else None),
 ]
+# Requests refused by policy (a record with ``refusal`` set): decisions without an upstream, kept apart from
+# usage so that spend and request counts stay those of requests that reached an upstream.
+_REFUSAL_COLUMNS: list[tuple[str, str, Callable[[upb.UsageBatch, int, upb.UsageRecord], Any]]] = [
+    c for c in _COLUMNS if c[0] in (
+        "node_id", "epoch", "sequence", "ordinal", "request_id", "ts", "tenant", "project", '"user"', "key_id",
+        "route", "region", "snapshot_version", "status", "stream", "surface", "needs", "estimated_prompt_tokens",
+        "max_tokens")
+] + [("refusal", "VARCHAR", lambda b, i, r: r.refusal)]
 
 
-def _insert_sql() -> str:
-    names = ", ".join(name for name, _, _ in _COLUMNS)
+def _insert_sql(table: str = "usage_events", columns: list[tuple[str, str, Any]] | None = None) -> str:
+    columns = _COLUMNS if columns is None else columns
+    names = ", ".join(name for name, _, _ in columns)
     values = ", ".join(
         f"epoch_ms(unnest(${n}::BIGINT[]))" if name == "ts" else f"unnest(${n}::{sql}[])"
-        for n, (name, sql, _) in enumerate(_COLUMNS, start=1)
+        for n, (name, sql, _) in enumerate(columns, start=1)
     )
-    return f"INSERT INTO usage_events ({names}) SELECT {values}"
+    return f"INSERT INTO {table} ({names}) SELECT {values}"
 
 
 INSERT_EVENTS = _insert_sql()
+INSERT_REFUSALS = _insert_sql("refusals", _REFUSAL_COLUMNS)
 
 Dimension = Literal["tenant", "project", "user", "key", "route", "deployment", "provider", "region", "tag"]
 
@@ -164,6 +209,12 @@ class SpendRow:
 
 class UsageDB:
     """An open usage database. Create with ``await UsageDB.open(path)``; ``await close()`` when done.
+
+    This class is the embedded engine (DuckDB, one machine) and the interface: ``PostgresUsageDB``
+    (``controlplane.usage.postgres``, shared by control-plane replicas) overrides the engine's methods (opening,
+    ``store_batch``, ``fetch``, ``delete_older_than``, ``close``). Every read query (``spend``, ``count_batches``,
+    ``request_ids`` and the reports of ``controlplane.usage.analytics``) is written once through ``fetch``, in the
+    SQL both engines speak: ``?`` parameters, ``epoch_ms(?)``, ``? = ANY(tags)``, named subqueries.
 
     Task-safe: calls from any number of tasks are serialized on the database's worker thread.
     """
@@ -215,9 +266,13 @@ class UsageDB:
                 return False
             db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, epoch_ms(?))",
                        [batch.node_id, batch.epoch, batch.sequence, len(batch.records), int(time.time() * 1000)])
-            if batch.records:
-                columns = [[get(batch, i, r) for i, r in enumerate(batch.records)] for _, _, get in _COLUMNS]
+            served = [(i, r) for i, r in enumerate(batch.records) if not r.refusal]
+            if served:
+                columns = [[get(batch, i, r) for i, r in served] for _, _, get in _COLUMNS]
                 db.execute(INSERT_EVENTS, columns)
+            if len(served) < len(batch.records):
+                refused = [(i, r) for i, r in enumerate(batch.records) if r.refusal]
+                db.execute(INSERT_REFUSALS, [[get(batch, i, r) for i, r in refused] for _, _, get in _REFUSAL_COLUMNS])
             db.execute("COMMIT")
             return True
         except BaseException:
@@ -250,14 +305,14 @@ class UsageDB:
         for dimension, value in (where or {}).items():
             conditions.append(f"{_DIMENSIONS[dimension]} = ?")
             params.append(value)
-        source = "(SELECT *, unnest(tags) AS tag FROM usage_events)" if "tag" in [*by, *(where or {})] \
+        source = "(SELECT *, unnest(tags) AS tag FROM usage_events) AS e" if "tag" in [*by, *(where or {})] \
             else "usage_events"
         group = ", ".join(keys)
         sums = ("count(*), sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens), sum(output_tokens), "
                 "sum(reasoning_tokens), sum(cost_pico)")  # in SpendRow's field order
         sql = (f"SELECT {group}, {sums} FROM {source} WHERE {' AND '.join(conditions)} "
                f"GROUP BY {group} ORDER BY sum(cost_pico) DESC, {group}")
-        rows = await self._run(lambda: self._db.execute(sql, params).fetchall())
+        rows = await self.fetch(sql, params)
         n = len(keys)
         return [SpendRow(tuple(str(v) for v in row[:n]), *(int(v) for v in row[n:])) for row in rows]
 
@@ -267,20 +322,30 @@ class UsageDB:
         rows: list[tuple[Any, ...]] = await self._run(lambda: self._db.execute(sql, list(params)).fetchall())
         return rows
 
+    async def reader(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the same database, for one other thread's long read (a replay): it
+        sees what is committed, and never holds up this database's worker. The caller closes it."""
+        def open_reader() -> duckdb.DuckDBPyConnection:
+            reader = self._db.cursor()
+            reader.execute("SET enable_progress_bar = false")  # a server's stdout is no terminal
+            return reader
+
+        return await self._run(open_reader)
+
     async def count_batches(self, node_id: str | None = None) -> int:
         """How many batches are stored (of one data plane, or of all)."""
         sql, params = "SELECT count(*) FROM batches", []
         if node_id is not None:
             sql, params = sql + " WHERE node_id = ?", [node_id]
-        row = await self._run(lambda: self._db.execute(sql, params).fetchone())
-        return int(row[0]) if row else 0
+        rows = await self.fetch(sql, params)
+        return int(rows[0][0]) if rows else 0
 
     async def request_ids(self, since_ms: int | None = None) -> list[str]:
         """The request ids of the stored events (duplicates included), oldest first: for audits and tests."""
         sql, params = "SELECT request_id FROM usage_events", []
         if since_ms is not None:
             sql, params = sql + " WHERE ts >= epoch_ms(?)", [since_ms]
-        rows = await self._run(lambda: self._db.execute(sql + " ORDER BY ts, request_id", params).fetchall())
+        rows = await self.fetch(sql + " ORDER BY ts, request_id", params)
         return [str(r[0]) for r in rows]
 
     async def delete_older_than(self, cutoffs_ms: Mapping[str, int], default_cutoff_ms: int) -> int:
@@ -301,6 +366,11 @@ class UsageDB:
                 "(SELECT c.cutoff FROM (SELECT unnest($1::VARCHAR[]) AS tenant, unnest($2::BIGINT[]) AS cutoff) c "
                 "WHERE c.tenant = e.tenant), $3::BIGINT))",
                 [tenants, cutoffs, default_cutoff_ms]).fetchone()
+            db.execute(  # refused requests' decisions age like usage (not counted: they are not usage)
+                "DELETE FROM refusals AS e WHERE e.ts < epoch_ms(coalesce("
+                "(SELECT c.cutoff FROM (SELECT unnest($1::VARCHAR[]) AS tenant, unnest($2::BIGINT[]) AS cutoff) c "
+                "WHERE c.tenant = e.tenant), $3::BIGINT))",
+                [tenants, cutoffs, default_cutoff_ms])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

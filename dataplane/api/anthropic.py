@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dataplane.api.pipeline import serve
+from dataplane.api.pipeline import Inbound, serve
 from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, plan_for
@@ -57,7 +57,7 @@ class AnthropicStream:
 class AnthropicDialect:
     """Stateless; task-safe."""
 
-    def authorization(self, request: web.Request) -> str | None:
+    def authorization(self, request: Inbound) -> str | None:
         key = request.headers.get("x-api-key")
         return f"Bearer {key.strip()}" if key else request.headers.get("Authorization")
 
@@ -124,11 +124,11 @@ ANTHROPIC = AnthropicDialect()
 COUNT_TOKENS = CountTokensDialect()
 
 
-async def messages(request: web.Request) -> web.StreamResponse:
+async def messages(request: Inbound) -> web.StreamResponse:
     """``POST /v1/messages``: the Anthropic Messages API over the same request path."""
     return await serve(request, ANTHROPIC)
 
 
-async def count_tokens(request: web.Request) -> web.StreamResponse:
+async def count_tokens(request: Inbound) -> web.StreamResponse:
     """``POST /v1/messages/count_tokens``: the anthropic SDK's ``messages.count_tokens`` (what Claude Code calls)."""
     return await serve(request, COUNT_TOKENS)

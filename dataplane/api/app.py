@@ -29,7 +29,7 @@ from dataplane.api.appstate import (
     SETTINGS,
     LeaseWait,
 )
-from dataplane.api.edge import Edge
+from dataplane.api.edge import FAST_ROUTES, Edge
 from dataplane.core.gate import Gate, OpenGate
 from dataplane.core.health import Health, RetryBudget
 from dataplane.record.metrics import METRICS, DataPlaneMetrics, metrics_handler
@@ -119,4 +119,10 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_route("*", fallback.CATCH_ALL, fallback.not_found)  # last: what no route above answers
+    if settings.fast_path and not settings.cors_origins:  # (CORS answers are the middleware's)
+        # The inference routes again, for the requests the connection edge serves itself: the same handlers.
+        app[FAST_ROUTES] = {b"/v1/chat/completions": openai.chat_completions, b"/v1/responses": responses.create,
+                            b"/v1/embeddings": openai.embeddings, b"/v1/completions": openai.completions,
+                            b"/v1/moderations": openai.moderations, b"/v1/messages": anthropic.messages,
+                            b"/v1/messages/count_tokens": anthropic.count_tokens}
     return app

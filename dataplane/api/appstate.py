@@ -10,6 +10,7 @@ import os
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from aiohttp import web
 
@@ -42,7 +43,12 @@ EDGE = web.AppKey("edge", Edge)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
-def request_id(request: web.Request) -> str:
+class _WithHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def request_id(request: _WithHeaders) -> str:
     """Echo the client's ``x-request-id`` when it is short and plain, so it can be correlated; else a new one."""
     sent = request.headers.get("x-request-id")
     if sent is not None and _REQUEST_ID_RE.match(sent):

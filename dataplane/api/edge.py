@@ -28,8 +28,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
@@ -37,6 +40,7 @@ from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from multidict import CIMultiDict
 
 from dataplane.api.overload import OVERLOADED, Overload
 from dataplane.errors import error_body as openai_error_body
@@ -46,6 +50,7 @@ from dataplane.translate.anthropic_to_hub import anthropic_error
 
 log = logging.getLogger(__name__)
 
+FAST_ROUTES: web.AppKey[Mapping[bytes, Any]] = web.AppKey("fast_routes")  # path -> handler; unset: no fast path
 LINGER_S = 2.0  # how long a refused connection is read (and discarded) after its answer, before it is closed
 # METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r?\n")
@@ -117,7 +122,7 @@ class EdgeHandler(web_protocol.RequestHandler):
     """aiohttp's connection protocol plus the edge limits (see the module docstring)."""
 
     def __init__(self, manager: web.Server, *, limits: EdgeLimits, events: EdgeEvents, overload: Overload,
-                 **kwargs: Any) -> None:
+                 fast: FastPath | None = None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
         self._events = events
@@ -127,6 +132,9 @@ class EdgeHandler(web_protocol.RequestHandler):
         self._body: StreamReader | None = None  # the payload of the last parsed request, until it is complete
         self._refused = False
         self._pending = False  # a request let through by the overload manager, not yet claimed by the request path
+        self._fast = fast
+        self._serving_fast = False  # a request of the fast path is being served
+        self._held = bytearray()  # what arrived meanwhile
         self._client = ""
         self._path = ""  # of the last request line received (an error's format follows its API)
 
@@ -162,6 +170,11 @@ class EdgeHandler(web_protocol.RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._serving_fast:  # a pipelined request: read once the answer before it is out, in order
+            self._held += data
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
         in_head = self._body is None or self._body.is_eof()
         if in_head and not self._head and not self._request_in_progress and not self._messages \
                 and data.startswith(b"POST /v1/") and self._admit(data):
@@ -191,24 +204,71 @@ class EdgeHandler(web_protocol.RequestHandler):
         if self._pending:  # the last request let through never reached the request path (a 404, an error)
             self._pending = False
             overload.pending -= 1
-        answer = _whole_inference_request(data)
-        if answer is None or self.transport is None:
+        whole = _whole_inference_request(data)
+        if whole is None or self.transport is None:
             return False
         if overload.count + overload.pending >= overload.limit:
             overload.shed += 1
-            self.transport.write(answer)
+            self.transport.write(whole.shed_answer)
             return True
         # Held from now: the request path counts it only once its task runs, a loop iteration later, and every
         # request read meanwhile would see the same free place.
         self._pending = True
         overload.pending += 1
-        return False
+        fast = self._fast
+        if fast is None or _STREAMED.search(data, whole.head_end) is not None:
+            return False  # (a stream is aiohttp's to send)
+        handler = fast.routes.get(whole.path)
+        request = FastRequest.of(data, whole, fast, self) if handler is not None else None
+        if request is None or handler is None:
+            return False
+        self._serving_fast = True
+        self._loop.create_task(self._serve_fast(handler, request))
+        return True
 
     def claim(self) -> None:
         """The request path took the request let through (``count`` holds its place now), or it is gone."""
         if self._pending:
             self._pending = False
             self._overload.pending -= 1
+
+    async def _serve_fast(self, handler: FastHandler, request: FastRequest) -> None:
+        """Serve a request of the fast path: its route's handler, the answer written as it is, the connection
+        kept alive (aiohttp's idle timer told), then what the client sent meanwhile."""
+        close = False
+        # The idle timer must not fire while the request is served (aiohttp counts only its own requests).
+        self._next_keepalive_close_time = float("inf")
+        try:
+            answer = await handler(request)
+            if not isinstance(answer, web.Response) or not isinstance(answer.body, bytes | bytearray):
+                raise TypeError(f"the fast path cannot send a {type(answer).__name__}")
+            out = _serialized(answer)
+            close = answer.keep_alive is False  # force_close()d (None: aiohttp would keep the connection)
+        except Exception as exc:  # the handler failed: as aiohttp's server would, a 500 and the connection closed
+            log.error("error handling a request", exc_info=exc)
+            body = error_body(request.path, 500, "server_error", "internal_error",
+                              "the gateway failed to handle the request")
+            out = (f"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+            close = True
+        finally:
+            self.claim()
+            self._serving_fast = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(out)
+        if close:
+            self.force_close()
+            return
+        self._keepalive = True
+        self._next_keepalive_close_time = self._loop.time() + self._limits.keepalive_timeout_s
+        if self._keepalive_handle is None:
+            self._keepalive_handle = self._loop.call_at(self._next_keepalive_close_time, self._process_keepalive)
+        if self._held:
+            held, self._held = bytes(self._held), bytearray()
+            transport.resume_reading()
+            self.data_received(held)
 
     def _heads_parsed(self, count: int) -> None:
         head, self._head = bytes(self._head), bytearray()
@@ -305,8 +365,18 @@ def _path_of(head: bytes) -> str:
     return first[1].decode("latin-1") if len(first) > 1 else ""
 
 
-def _whole_inference_request(data: bytes) -> bytes | None:
-    """The overload answer for the inference request ``data`` holds whole: an HTTP/1.1 POST, its head and its
+@dataclass(frozen=True, slots=True)
+class WholeRequest:
+    """An inference request the edge read whole: where its parts lie in the bytes received."""
+
+    path: bytes
+    line_end: int  # the request line's end (the first header's start)
+    head_end: int  # the blank line's start
+    shed_answer: bytes
+
+
+def _whole_inference_request(data: bytes) -> WholeRequest | None:
+    """The inference request ``data`` holds whole: an HTTP/1.1 POST to an inference route, its head and its
     ``Content-Length`` body and nothing after (the usual request of a keep-alive client); else None."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
@@ -323,7 +393,9 @@ def _whole_inference_request(data: bytes) -> bytes | None:
     value = head[at + 15:head.find(b"\r\n", at)].strip()
     if not value.isdigit() or end + 4 + int(value) != len(data):
         return None
-    return _SHED_ANSWERS.get(line.group().split(b" ", 2)[1].split(b"?", 1)[0])
+    path = line.group().split(b" ", 2)[1].split(b"?", 1)[0]
+    answer = _SHED_ANSWERS.get(path)
+    return WholeRequest(path, line.end(), end, answer) if answer is not None else None
 
 
 def _shed_answer(path: str) -> bytes:
@@ -338,16 +410,92 @@ _SHED_ANSWERS = {path.encode(): _shed_answer(path) for path in (
     "/v1/messages", "/v1/messages/count_tokens")}
 
 
+class FastRequest:
+    """What the request path reads of a request (``dataplane.api.pipeline.Inbound``), for one the edge read whole
+    and serves itself: the application, the headers, the connection, the body."""
+
+    __slots__ = ("app", "body", "content_length", "headers", "path", "protocol")
+
+    def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
+                 protocol: EdgeHandler) -> None:
+        self.app = app
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.content_length: int | None = len(body)
+        self.protocol = protocol
+
+    @classmethod
+    def of(cls, data: bytes, whole: WholeRequest, fast: FastPath, protocol: EdgeHandler) -> FastRequest | None:
+        """The request, or None for a head the fast path leaves to aiohttp's parser (which answers or refuses
+        it): more than 100 headers, a header line that is not ``token: value`` with visible characters, tabs and
+        spaces only (no NUL, no obsolete line folding), a head past the edge's limit."""
+        if whole.head_end > fast.max_header_bytes:
+            return None
+        lines = data[whole.line_end:whole.head_end].split(b"\r\n")
+        if len(lines) > 100:
+            return None
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines:
+            if _HEADER_LINE.fullmatch(line) is None:
+                return None
+            name, _, value = line.partition(b":")
+            headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
+        return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol)
+
+
+FastHandler = Callable[[FastRequest], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class FastPath:
+    """The routes the edge serves itself, for a request it read whole and that asks for no stream (anything
+    else goes through aiohttp's server as before): the handlers of the inference routes, called with a
+    ``FastRequest``, their answers written as they are."""
+
+    app: web.Application
+    routes: Mapping[bytes, FastHandler]
+    max_header_bytes: int
+
+
+# A body asking for a stream. ``"stream"`` followed by ``:`` and ``true`` is that key of some object: inside a JSON
+# string its quotes would be escaped. Another object's ``stream`` key only sends the request through aiohttp.
+_STREAMED = re.compile(rb'"stream"\s*:\s*true')
+_HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
+
+
+def _serialized(answer: web.Response) -> bytes:
+    """An answer as the bytes aiohttp would write for it (status line, headers with Content-Length and Date,
+    body)."""
+    body = bytes(answer.body)  # type: ignore[arg-type]  # checked: bytes
+    headers = "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items()
+                      if name.lower() != "content-length")
+    return (f"HTTP/1.1 {answer.status} {answer.reason}\r\n{headers}Content-Length: {len(body)}\r\n"
+            f"Date: {_http_date()}\r\n\r\n").encode("latin-1") + body
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True))
+    return _date[1]
+
+
 class EdgeServer(web.Server):
     """aiohttp's server making ``EdgeHandler`` connections."""
 
-    def __init__(self, *args: Any, edge: Edge, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, edge: Edge, fast: FastPath | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._edge = edge
+        self._fast = fast
 
     def __call__(self) -> web_protocol.RequestHandler:
         return EdgeHandler(self, loop=self._loop, limits=self._edge.limits, events=self._edge.events,
-                           overload=self._edge.overload, **self._kwargs)
+                           overload=self._edge.overload, fast=self._fast, **self._kwargs)
 
 
 class EdgeRunner(web.AppRunner):
@@ -363,9 +511,12 @@ class EdgeRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
+        app = self.app
+        routes = app.get(FAST_ROUTES)
+        fast = FastPath(app, routes, self._edge.limits.max_header_bytes) if routes else None
         return EdgeServer(plain.request_handler, request_factory=plain.request_factory,
                           handler_cancellation=plain.handler_cancellation, loop=plain._loop, edge=self._edge,
-                          **plain._kwargs)
+                          fast=fast, **plain._kwargs)
 
 
 async def read_body(request: web.Request, limit: int, edge: Edge) -> bytes:

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from dataplane.api.appstate import CHECKED_KEYS, HOLDER, error_response, request_id, tollway_headers
-from dataplane.api.pipeline import serve
+from dataplane.api.pipeline import Inbound, serve
 from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, decide
@@ -88,7 +88,7 @@ class OpenAIDialect:
     def __init__(self, surface: Surface = "chat") -> None:
         self.surface: Surface = surface
 
-    def authorization(self, request: web.Request) -> str | None:
+    def authorization(self, request: Inbound) -> str | None:
         return request.headers.get("Authorization")
 
     def plan(self, facts: RequestFacts) -> RoutePlan | ApiError:
@@ -113,19 +113,19 @@ COMPLETIONS = OpenAIDialect("completions")
 MODERATIONS = OpenAIDialect("moderations")
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+async def chat_completions(request: Inbound) -> web.StreamResponse:
     return await serve(request, OPENAI)
 
 
-async def embeddings(request: web.Request) -> web.StreamResponse:
+async def embeddings(request: Inbound) -> web.StreamResponse:
     return await serve(request, EMBEDDINGS)
 
 
-async def completions(request: web.Request) -> web.StreamResponse:
+async def completions(request: Inbound) -> web.StreamResponse:
     return await serve(request, COMPLETIONS)
 
 
-async def moderations(request: web.Request) -> web.StreamResponse:
+async def moderations(request: Inbound) -> web.StreamResponse:
     return await serve(request, MODERATIONS)
 
 

@@ -40,7 +40,7 @@ from dataplane.api.appstate import (
     tollway_headers,
 )
 from dataplane.api.appstate import request_id as new_request_id
-from dataplane.api.edge import EdgeHandler, EdgeRefusal, read_body
+from dataplane.api.edge import EdgeHandler, EdgeRefusal, FastRequest, read_body
 from dataplane.api.overload import OVERLOADED
 from dataplane.api.streaming import StreamFormat, stream_through
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
@@ -48,7 +48,7 @@ from dataplane.core.attribution import Attribution, attribute
 from dataplane.core.budget import WAITABLE
 from dataplane.core.content import MessageAccumulator, completion_message, redact_request_payload
 from dataplane.core.cost_bound import deployment_cost_bound
-from dataplane.core.decide import RequestFacts, RoutePlan
+from dataplane.core.decide import Denial, RequestFacts, RoutePlan
 from dataplane.core.gate import Admission, Refusal
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
 from dataplane.record.trace_context import RequestTrace
@@ -60,12 +60,29 @@ from tollway.money import micros_rounded, usd
 FIRST_GRANT_WAIT_S = 5.0  # how long a request may wait for a first grant, or for room to be rebalanced to it
 
 
+class Inbound(Protocol):
+    """What the request path reads of a request: aiohttp's ``web.Request``, or the connection edge's
+    ``FastRequest`` for one it read whole (``dataplane.api.edge.FastPath``)."""
+
+    @property
+    def app(self) -> web.Application: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content_length(self) -> int | None: ...
+
+    @property
+    def protocol(self) -> object: ...
+
+
 class Dialect(Protocol):
     """What differs between the API schemas the data plane accepts (OpenAI chat completions, Anthropic Messages):
     how a request authenticates and becomes a plan, and how answers and errors look. The request path between
     them (attribute, admit, attempt, settle, record) is one."""
 
-    def authorization(self, request: web.Request) -> str | None: ...
+    def authorization(self, request: Inbound) -> str | None: ...
 
     def plan(self, facts: RequestFacts) -> RoutePlan | ApiError: ...
 
@@ -81,13 +98,13 @@ class Dialect(Protocol):
     def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
 
 
-def _facts(request: web.Request, dialect: Dialect, runtime: Runtime, body: bytes, now: float) -> RequestFacts:
+def _facts(request: Inbound, dialect: Dialect, runtime: Runtime, body: bytes, now: float) -> RequestFacts:
     app = request.app
     return RequestFacts(runtime, dialect.authorization(request), body, now, app[RANDOM].random(), app[HEALTH],
                         time.monotonic(), app[CHECKED_KEYS])
 
 
-async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+async def serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
     """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``; shed at once (503,
     ``Retry-After``) beyond the overload manager's limit (``dataplane.api.overload``; the edge sheds most such
     requests before they get here). (The connection edge, ``dataplane.api.edge``, has
@@ -107,7 +124,7 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         in_flight.count -= 1
 
 
-async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+async def _serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
     app = request.app
     started = time.time()
     rid = new_request_id(request)
@@ -118,7 +135,11 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > limit:
         return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
     try:
-        body = await read_body(request, limit, app[EDGE])
+        if isinstance(request, FastRequest):
+            body = request.body  # read whole by the edge
+        else:
+            assert isinstance(request, web.Request)
+            body = await read_body(request, limit, app[EDGE])
     except web.HTTPRequestEntityTooLarge:
         return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
     except EdgeRefusal as refused:  # a body too slow, or broken framing: the rest of the stream is not trusted
@@ -152,12 +173,13 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             plan, attribution, admission = decided
     headers = tollway_headers(rid, runtime.version)
     if isinstance(admission, Refusal):
-        app[RECORDS].refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name, trace)
+        app[RECORDS].refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name, trace,
+                             plan.request, attribution)
         return dialect.error(admission.error, {**headers, **admission.headers})
     return await _forward(request, dialect, rid, runtime, plan, attribution, admission, started, trace)
 
 
-def _decide(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime | None, body: bytes, started: float,
+def _decide(request: Inbound, dialect: Dialect, rid: str, runtime: Runtime | None, body: bytes, started: float,
             now: float, trace: RequestTrace | None
             ) -> tuple[RoutePlan, Attribution, Admission | Refusal] | web.Response:
     """plan → attribute → admit, with no await in between; a refusal before admission is answered here."""
@@ -167,7 +189,10 @@ def _decide(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime |
     headers = tollway_headers(rid, runtime.version)
     plan = dialect.plan(_facts(request, dialect, runtime, body, started))
     if isinstance(plan, ApiError):
-        records.refused(plan, rid, started, runtime.version, trace=trace)
+        if isinstance(plan, Denial) and plan.request is not None:  # refused by policy: recorded as a decision
+            records.refused(plan, rid, started, runtime.version, plan.key, plan.request.model, trace, plan.request)
+        else:
+            records.refused(plan, rid, started, runtime.version, trace=trace)
         return dialect.error(plan, headers)
     attribution = attribute(plan.key, plan.request.payload, request.headers)
     if isinstance(attribution, ApiError):
@@ -179,7 +204,7 @@ def _decide(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime |
     return plan, attribution, app[GATE].admit(plan, attribution, now)
 
 
-async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Runtime, plan: RoutePlan,
+async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtime, plan: RoutePlan,
                    attribution: Attribution, admission: Admission, started: float,
                    trace: RequestTrace | None) -> web.StreamResponse:
     """attempt → respond → settle → record, for an admitted request; every path ends in settle or release."""
@@ -217,6 +242,7 @@ async def _forward(request: web.Request, dialect: Dialect, rid: str, runtime: Ru
         # The route's total timeout bounds the whole stream, from the first attempt on.
         left = plan.route.failover.total_timeout_s - (time.time() - result.sent_at)
         deadline = asyncio.get_running_loop().time() + max(left, 0.0)
+        assert isinstance(request, web.Request), "a stream never takes the fast path"  # (FastPath: no stream)
         resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started,
                                               deadline)
         settled = True

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from dataplane.api.appstate import error_response
 from dataplane.api.openai import failure_response
-from dataplane.api.pipeline import serve
+from dataplane.api.pipeline import Inbound, serve
 from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.decide import RequestFacts, RoutePlan, authenticate, plan_for, serves_responses_natively
@@ -159,7 +159,7 @@ class ResponsesDialect:
     def __init__(self, ids: ResponseIds) -> None:
         self.ids = ids
 
-    def authorization(self, request: web.Request) -> str | None:
+    def authorization(self, request: Inbound) -> str | None:
         return request.headers.get("Authorization")
 
     def plan(self, facts: RequestFacts) -> RoutePlan | ApiError:
@@ -225,6 +225,6 @@ class ResponsesDialect:
 RESPONSES = web.AppKey("responses", ResponsesDialect)
 
 
-async def create(request: web.Request) -> web.StreamResponse:
+async def create(request: Inbound) -> web.StreamResponse:
     """``POST /v1/responses``."""
     return await serve(request, request.app[RESPONSES])

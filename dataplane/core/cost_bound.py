@@ -150,11 +150,22 @@ def surface_token_bounds(payload: dict[str, Any], deployment: Deployment, surfac
 
 def deployment_cost_bound(payload: dict[str, Any], deployment: Deployment, surface: str = "chat") -> int:
     """Pico-dollars (exact): the most this request can cost if ``deployment`` serves it."""
-    prices = deployment.prices
     prompt, output = surface_token_bounds(payload, deployment, surface)
+    return token_cost_bound(deployment, prompt, output)
+
+
+def token_cost_bound(deployment: Deployment, prompt: int, output: int) -> int:
+    """Pico-dollars: the most ``prompt`` input and ``output`` output tokens can cost on ``deployment``."""
+    prices = deployment.prices
     # Any input token may be billed at the dearest input kind (a cache write), any output token as reasoning.
     return (prompt * max(prices.input, prices.cached_input, prices.cache_write, prices.cache_write_1h)
             + output * max(prices.output, prices.reasoning_output))
+
+
+def requested_output_bound(max_tokens: int | None, deployment: Deployment) -> int:
+    """``output_token_bound`` of one choice from the request's ``max_tokens`` fact alone (a replay's)."""
+    limit = deployment.max_output_tokens or deployment.context_window or DEFAULT_OUTPUT_BOUND
+    return min(max_tokens, limit) if max_tokens is not None else limit
 
 
 def worst_case_pico(payload: dict[str, Any], candidates: Iterable[Deployment], surface: str = "chat") -> int:

@@ -196,9 +196,38 @@ def plan_for(facts: RequestFacts, key: Key, payload: Any, surface: Surface = "ch
     return plan_request(facts, key, request)
 
 
+@dataclass(frozen=True, slots=True)
+class Denial(ApiError):
+    """A refusal by policy (``decide_route``) of a known caller's validated request: an ``ApiError`` like any
+    other to its callers, which also says whose request it was and what it asked, so the refusal can be
+    recorded as a decision (``dataplane.record``) and replayed (``controlplane.replay``)."""
+
+    key: Key | None = None
+    request: HubRequest | None = None
+
+
 def plan_request(facts: RequestFacts, key: Key, request: HubRequest) -> RoutePlan | ApiError:
-    """Authorize ``request`` for ``key`` and order its capable candidates."""
-    runtime, pick, health, mono = facts.runtime, facts.pick, facts.health, facts.mono
+    """Authorize ``request`` for ``key`` and order its capable candidates (``decide_route``)."""
+    decided = decide_route(facts.runtime, key, request, facts.pick, facts.health, facts.mono)
+    if type(decided) is ApiError:  # a policy refusal: say whose, for the record
+        return Denial(decided.status, decided.message, decided.type, decided.code, decided.param, key, request)
+    return decided
+
+
+def facts_request(model: str, surface: Surface, needs: frozenset[str], estimated_prompt_tokens: int,
+                  max_tokens: int | None, stream: bool = False, dialect: str = "") -> HubRequest:
+    """A request made of its recorded decision facts alone (no body): what ``decide_route`` reads of a
+    ``HubRequest``, so a replay decides recorded traffic exactly as the data plane decided it."""
+    return HubRequest({}, model, stream, False, max_tokens, estimated_prompt_tokens, needs, surface,
+                      None, dialect)
+
+
+def decide_route(runtime: Runtime, key: Key, request: HubRequest, pick: float = 0.0, health: Health | None = None,
+                 mono: float = 0.0) -> RoutePlan | ApiError:
+    """The decision core, over facts only: the caller's ``key`` (never its secret), the request's body-derived
+    facts (model, surface, needs, prompt estimate, ``max_tokens``: nothing else of ``request`` is read), the
+    weighted draw ``pick`` and the deployments' ``health`` (read only). The data plane and the replay
+    (``controlplane.replay``) both call it: one implementation of policy."""
     route = runtime.routes.get(request.model)
     if route is None:
         if request.model in key.routes:

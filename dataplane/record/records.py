@@ -4,7 +4,9 @@
 record goes to the local spool (one ``os.write``, no fsync, so a crash loses no completed request), the metrics
 are counted, the request log gets an entry (enqueued only; a writer thread does the rest), and a sampled
 request's spans go to the tracer (``dataplane.record.tracing``: built here, exported by its thread). ``refused``
-runs for requests the gateway answered itself. Nothing here blocks or waits for the control plane.
+runs for requests the gateway answered itself; those refused by policy (a known key's validated request) are
+spooled too, as decisions without an upstream, at most ``REFUSALS_PER_KEY_REASON_S`` per key and reason per
+second (``RefusalSampler``). Nothing here blocks or waits for the control plane.
 """
 
 from __future__ import annotations
@@ -14,15 +16,50 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dataplane.core.accounting import Outcome
+from dataplane.core.attribution import Attribution
+from dataplane.core.validate import HubRequest
 from dataplane.errors import ApiError
 from dataplane.record.metrics import RequestMetrics
 from dataplane.record.request_log import Refused, RequestLog, Served
-from dataplane.record.usage_record import Spool, usage_record
+from dataplane.record.usage_record import Spool, refusal_record, usage_record
 from dataplane.snapshot.runtime import Key
 
 if TYPE_CHECKING:
     from dataplane.record.trace_context import RequestTrace
     from dataplane.record.tracing import Tracer
+
+
+# Refusals spooled per (key, reason) per second; beyond it they are counted by the metrics only.
+REFUSALS_PER_KEY_REASON_S = 20
+_MAX_SAMPLED_SCOPES = 4096  # the sampler's memo is cleared whole when it holds this many (key, reason) pairs
+
+
+class RefusalSampler:
+    """Bounds what refused requests may write to the spool: a refused request costs the gateway no upstream, so
+    a client (or an attacker holding a key) can send them as fast as the network allows; without a bound they
+    would flood the spool and the usage store. At most ``per_s`` are admitted per (key id, reason) and wall-clock
+    second, O(1) per call; the memo is bounded. Unauthenticated requests are never recorded (no key: nothing to
+    replay, and the cheapest flood). Owned by one event loop."""
+
+    __slots__ = ("_per_s", "_seen")
+
+    def __init__(self, per_s: int = REFUSALS_PER_KEY_REASON_S) -> None:
+        self._per_s = per_s
+        self._seen: dict[tuple[str, str | None], list[int]] = {}  # (key id, reason) -> [second, count]
+
+    def admits(self, key_id: str, reason: str | None, now: float) -> bool:
+        second = int(now)
+        slot = self._seen.get((key_id, reason))
+        if slot is None:
+            if len(self._seen) >= _MAX_SAMPLED_SCOPES:
+                self._seen.clear()
+            self._seen[(key_id, reason)] = [second, 1]
+            return True
+        if slot[0] != second:
+            slot[0], slot[1] = second, 1
+            return True
+        slot[1] += 1
+        return slot[1] <= self._per_s
 
 
 class Records:
@@ -36,6 +73,7 @@ class Records:
         self._log = log
         self._region = region
         self._node_id = node_id
+        self._sampler = RefusalSampler()
 
     def keeps_content(self, key: Key, trace: RequestTrace | None = None) -> bool:
         """Whether the log keeps the content of this key's requests, or a sampled trace does (``full`` tenants
@@ -54,8 +92,15 @@ class Records:
             self.tracer.served(outcome, trace, response)
 
     def refused(self, error: ApiError, request_id: str, started: float, snapshot: str, key: Key | None = None,
-                model: str = "", trace: RequestTrace | None = None) -> None:
+                model: str = "", trace: RequestTrace | None = None, request: HubRequest | None = None,
+                attribution: Attribution | None = None) -> None:
+        """A request the gateway answered itself. With the caller's ``key`` and its validated ``request`` (a
+        refusal by policy: route, residency, rate limit, budget), its decision is spooled too, sampled."""
         self.metrics.refused(error)
+        if self._spool is not None and key is not None and request is not None \
+                and self._sampler.admits(key.id, error.code, started):
+            self._spool.append(refusal_record(error, request_id, started, snapshot, key, request, self._region,
+                                              self._node_id, attribution))
         if self._log is not None:
             self._log.emit(Refused(request_id, started, time.time() - started, error, snapshot, key, model))
         if trace is not None and self.tracer is not None:

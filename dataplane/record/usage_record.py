@@ -1,4 +1,5 @@
-"""The usage record of one request that reached an upstream: identifiers, tokens, cost, latencies.
+"""The usage record of one request that reached an upstream (identifiers, tokens, cost, latencies, and the
+decision facts the core read), and the record of one refused by policy (``refusal_record``).
 
 Built from the request's ``Outcome`` (the same facts the request log and metrics read); never holds prompt or
 response content. ``dataplane.record.records.Records`` appends it to the local spool, which the shipper sends on.
@@ -9,6 +10,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from dataplane.core.accounting import Outcome
+from dataplane.core.attribution import Attribution
+from dataplane.core.validate import HubRequest
+from dataplane.errors import ApiError
+from dataplane.snapshot.runtime import Key
 from tollway.money import micros_rounded
 from tollway.pb import usage_pb2
 
@@ -32,6 +37,7 @@ def _error_type(status: int, aborted: bool) -> str:
 def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.UsageRecord:
     """The record of ``outcome``: identifiers, tokens, cost, latencies; never prompt or response content."""
     plan = outcome.plan
+    request = plan.request
     usage = outcome.usage
     dep = outcome.deployment
     who = outcome.attribution
@@ -65,4 +71,35 @@ def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.Usage
         stream=plan.request.stream,
         node_id=node_id,
         tags=who.tags if who is not None else (),
+        surface=request.surface,
+        needs=request.needs,
+        estimated_prompt_tokens=request.estimated_prompt_tokens,
+        max_tokens=request.max_tokens,
+    )
+
+
+def refusal_record(error: ApiError, request_id: str, started: float, snapshot: str, key: Key,
+                   request: HubRequest, region: str, node_id: str,
+                   attribution: Attribution | None = None) -> usage_pb2.UsageRecord:
+    """The record of a request refused by policy before any upstream: who asked what, and why it was refused
+    (``refusal``: the error's code); no deployment, no tokens, no cost."""
+    return usage_pb2.UsageRecord(
+        request_id=request_id,
+        timestamp_ms=int(started * 1000),
+        tenant=key.tenant.name,
+        project=(attribution.project if attribution is not None else "") or key.project,
+        user=attribution.user if attribution is not None else "",
+        key_id=key.id,
+        route=request.model,
+        region=region,
+        snapshot_version=snapshot,
+        status=error.status,
+        error_type=error.type,
+        refusal=error.code or error.type,
+        stream=request.stream,
+        node_id=node_id,
+        surface=request.surface,
+        needs=request.needs,
+        estimated_prompt_tokens=request.estimated_prompt_tokens,
+        max_tokens=request.max_tokens,
     )

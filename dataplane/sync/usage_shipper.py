@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import grpc
 
 from dataplane.record.spool import UsageSpool
+from dataplane.sync.channel import grpc_target
 from tollway.grpc_options import CLIENT_OPTIONS
 from tollway.pb import usage_pb2 as upb
 from tollway.pb import usage_pb2_grpc as ugrpc
@@ -121,9 +122,9 @@ class UsageShipper:
 
     async def _run(self) -> None:
         if self._credentials is not None:
-            channel = grpc.aio.secure_channel(self._target, self._credentials, options=CLIENT_OPTIONS)
+            channel = grpc.aio.secure_channel(grpc_target(self._target), self._credentials, options=CLIENT_OPTIONS)
         else:
-            channel = grpc.aio.insecure_channel(self._target, options=CLIENT_OPTIONS)
+            channel = grpc.aio.insecure_channel(grpc_target(self._target), options=CLIENT_OPTIONS)
         stub = ugrpc.UsageStub(channel)
         failures = 0
         try:

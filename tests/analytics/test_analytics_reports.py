@@ -1,10 +1,10 @@
-"""The analytics reports on a real DuckDB file: exact sums, quantiles and rates over ``known_events``."""
+"""The analytics reports on both engines (a real DuckDB file, a real PostgreSQL database): exact sums, quantiles
+and rates over ``known_events``, the same answer from either."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +22,9 @@ from tests.analytics.conftest import batch, known_events, today
 
 
 @pytest.fixture
-async def reports(tmp_path: Path) -> AsyncIterator[Analytics]:
-    db = await UsageDB.open(str(tmp_path / "usage.duckdb"))
-    assert await db.store_batch(batch(known_events(today() - timedelta(days=2))))
-    yield Analytics(db)
-    await db.close()
+async def reports(any_usage_db: UsageDB) -> AsyncIterator[Analytics]:
+    assert await any_usage_db.store_batch(batch(known_events(today() - timedelta(days=2))))
+    yield Analytics(any_usage_db)
 
 
 def days() -> list[date]:

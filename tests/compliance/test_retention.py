@@ -1,4 +1,5 @@
-"""Usage retention against a real DuckDB file: each tenant's events older than its retentionDays are deleted."""
+"""Usage retention against both engines (a real DuckDB file, a real PostgreSQL database): each tenant's events
+older than its retentionDays are deleted."""
 
 from __future__ import annotations
 
@@ -39,24 +40,21 @@ EVENTS = [("short", 1), ("short", 6), ("short", 8), ("short", 100), ("long", 8),
           ("gone", 30), ("gone", 91)]
 
 
-async def test_each_tenant_keeps_its_retention_and_unknown_tenants_the_default(tmp_path: Path) -> None:
-    db = await UsageDB.open(str(tmp_path / "usage.duckdb"))
-    try:
-        await db.store_batch(batch(1, NOW, EVENTS))
-        clock = [NOW]
-        task = RetentionTask(db, _source(policy()), clock=lambda: clock[0])
+async def test_each_tenant_keeps_its_retention_and_unknown_tenants_the_default(any_usage_db: UsageDB) -> None:
+    db = any_usage_db
+    await db.store_batch(batch(1, NOW, EVENTS))
+    clock = [NOW]
+    task = RetentionTask(db, _source(policy()), clock=lambda: clock[0])
 
-        assert await task.run_once() == 4
-        assert sorted(await db.request_ids()) == ["gone-30", "long-364", "long-8", "short-1", "short-6"]
+    assert await task.run_once() == 4
+    assert sorted(await db.request_ids()) == ["gone-30", "long-364", "long-8", "short-1", "short-6"]
 
-        clock[0] = NOW + 2 * 86400  # two days later "short-6" is 8 days old, "long-364" 366
-        assert await task.run_once() == 2
-        assert sorted(await db.request_ids()) == ["gone-30", "long-8", "short-1"]
-        assert (task.stats.runs, task.stats.deleted) == (2, 6)
-        assert await db.count_batches() == 1  # the batch marker stays: a replay of it is still a no-op
-        assert not await db.store_batch(batch(1, NOW, EVENTS))
-    finally:
-        await db.close()
+    clock[0] = NOW + 2 * 86400  # two days later "short-6" is 8 days old, "long-364" 366
+    assert await task.run_once() == 2
+    assert sorted(await db.request_ids()) == ["gone-30", "long-8", "short-1"]
+    assert (task.stats.runs, task.stats.deleted) == (2, 6)
+    assert await db.count_batches() == 1  # the batch marker stays: a replay of it is still a no-op
+    assert not await db.store_batch(batch(1, NOW, EVENTS))
 
 
 def _source(p: PolicySet) -> Callable[[], Awaitable[PolicySet]]:

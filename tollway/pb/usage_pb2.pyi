@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageRecord(_message.Message):
-    __slots__ = ("request_id", "timestamp_ms", "tenant", "project", "user", "key_id", "route", "deployment", "provider", "region", "snapshot_version", "input_tokens", "cached_input_tokens", "output_tokens", "cost_micros", "latency_ms", "ttfb_ms", "upstream_ms", "status", "error_type", "attempts", "tags", "stream", "node_id", "cost_pico", "usage_source", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
+    __slots__ = ("request_id", "timestamp_ms", "tenant", "project", "user", "key_id", "route", "deployment", "provider", "region", "snapshot_version", "input_tokens", "cached_input_tokens", "output_tokens", "cost_micros", "latency_ms", "ttfb_ms", "upstream_ms", "status", "error_type", "attempts", "tags", "stream", "node_id", "cost_pico", "usage_source", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "surface", "needs", "estimated_prompt_tokens", "max_tokens", "refusal")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,11 @@ class UsageRecord(_message.Message):
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     timestamp_ms: int
     tenant: str
@@ -66,7 +71,12 @@ class UsageRecord(_message.Message):
     cache_write_tokens: int
     cache_write_1h_tokens: int
     reasoning_tokens: int
-    def __init__(self, request_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., user: _Optional[str] = ..., key_id: _Optional[str] = ..., route: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., region: _Optional[str] = ..., snapshot_version: _Optional[str] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_micros: _Optional[int] = ..., latency_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., upstream_ms: _Optional[int] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., stream: _Optional[bool] = ..., node_id: _Optional[str] = ..., cost_pico: _Optional[int] = ..., usage_source: _Optional[str] = ..., cache_write_tokens: _Optional[int] = ..., cache_write_1h_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ...) -> None: ...
+    surface: str
+    needs: _containers.RepeatedScalarFieldContainer[str]
+    estimated_prompt_tokens: int
+    max_tokens: int
+    refusal: str
+    def __init__(self, request_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., tenant: _Optional[str] = ..., project: _Optional[str] = ..., user: _Optional[str] = ..., key_id: _Optional[str] = ..., route: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., region: _Optional[str] = ..., snapshot_version: _Optional[str] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_micros: _Optional[int] = ..., latency_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., upstream_ms: _Optional[int] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., stream: _Optional[bool] = ..., node_id: _Optional[str] = ..., cost_pico: _Optional[int] = ..., usage_source: _Optional[str] = ..., cache_write_tokens: _Optional[int] = ..., cache_write_1h_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., surface: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ..., estimated_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., refusal: _Optional[str] = ...) -> None: ...
 
 class UsageBatch(_message.Message):
     __slots__ = ("node_id", "epoch", "sequence", "records")

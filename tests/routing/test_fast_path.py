@@ -1,0 +1,96 @@
+"""The fast path: a whole, non-streamed inference request is served by the connection edge itself, with the same
+handlers and the same answer as through aiohttp's server, on a connection kept alive and in order; anything else
+(a stream, a head aiohttp must judge) still goes through aiohttp. Raw sockets, as a keep-alive client sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+
+from tests.routing.test_edge_connections import connect
+from tests.routing.test_hard_edge import COMPLETION, HELLO, credential, data_plane, healthy
+from tests.routing.test_overload import read_answer, request
+from tests.routing.world import chat_upstream
+
+__all__ = ["credential"]  # the autouse fixture: the upstream credential in the environment
+
+
+async def test_whole_requests_are_answered_by_the_edge_on_one_kept_alive_connection() -> None:
+    async with chat_upstream(healthy) as up, data_plane(up, up) as (url, key):
+        reader, writer = await connect(url)
+        for i in range(3):
+            writer.write(request("/v1/chat/completions", orjson.dumps(HELLO), key)[:-len(orjson.dumps(HELLO))]
+                         .replace(b"Host: gw\r\n", f"Host: gw\r\nx-request-id: fast-{i}\r\n".encode())
+                         + orjson.dumps(HELLO))
+            status, headers, body = await read_answer(reader)
+            assert status == 200 and orjson.loads(body)["choices"][0]["message"]["content"] == "fine"
+            assert headers["x-request-id"] == f"fast-{i}" and headers["x-tollway-deployment"] == "gpt-eu1"
+            assert "server" not in headers and headers["date"].endswith("GMT")  # written by the edge itself
+        writer.close()
+        # The same request through aiohttp's server (head and body in two writes): the same answer.
+        reader, writer = await connect(url)
+        whole = request("/v1/chat/completions", orjson.dumps(HELLO), key)
+        writer.write(whole[:40])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(whole[40:])
+        status, headers, body = await read_answer(reader)
+        assert status == 200 and "server" in headers
+        assert orjson.loads(body)["choices"][0]["message"]["content"] == "fine"
+        writer.close()
+
+
+async def test_a_stream_and_a_head_aiohttp_must_judge_do_not_take_the_fast_path() -> None:
+    async def events(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await answer.prepare(request)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "fine"}, "finish_reason": "stop"}]}
+        await answer.write(b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n")
+        return answer
+
+    async with chat_upstream(events) as up, data_plane(up, up) as (url, key):
+        reader, writer = await connect(url)
+        streamed = orjson.dumps({**HELLO, "stream": True})
+        writer.write(request("/v1/chat/completions", streamed, key))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head and b"Server:" in head
+        writer.close()
+        reader, writer = await connect(url)
+        writer.write(request("/v1/chat/completions", orjson.dumps(HELLO), key)
+                     .replace(b"Host: gw\r\n", b"Host: gw\r\nX-Marker: a\x00b\r\n"))
+        raw = await asyncio.wait_for(reader.read(), 5)
+        assert raw.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")  # aiohttp's parser judged it
+        assert b"a\x00b" not in raw and b"X-Marker" not in raw
+        writer.close()
+
+
+async def test_a_request_sent_while_one_is_served_is_answered_after_it_in_order() -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)
+        return web.json_response({**COMPLETION, "id": (await request.json())["messages"][0]["content"]})
+
+    async with chat_upstream(slow) as up, data_plane(up, up) as (url, key):
+        reader, writer = await connect(url)
+        for label in ("first", "second"):
+            body = orjson.dumps({**HELLO, "messages": [{"role": "user", "content": label}]})
+            writer.write(request("/v1/chat/completions", body, key))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        answers = [await read_answer(reader) for _ in range(2)]
+        assert [s for s, _, _ in answers] == [200, 200]
+        assert [orjson.loads(b)["id"] for _, _, b in answers] == ["first", "second"]
+        writer.close()
+
+
+async def test_a_connection_idle_after_fast_answers_is_closed_at_the_keepalive_timeout() -> None:
+    async with chat_upstream(healthy) as up, data_plane(up, up, keepalive_timeout_s=0.8) as (url, key):
+        reader, writer = await connect(url)
+        writer.write(request("/v1/chat/completions", orjson.dumps(HELLO), key))
+        status, headers, _ = await read_answer(reader)
+        assert status == 200 and "server" not in headers
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the data plane, idle
+        writer.close()
