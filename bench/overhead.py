@@ -194,6 +194,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trace-sampling", type=float, default=None, metavar="RATIO",
                         help="trace the data plane's requests at this ratio, exported over OTLP/HTTP to a sink on "
                         "CPU 1 (bench/harness/otlp_sink.py); default: tracing off")
+    parser.add_argument("--dataplane-arg", action="append", default=[],
+                        help="an argument for gatectl dataplane serve (repeatable), e.g. "
+                        "--dataplane-arg=--no-fast-path")
     parser.add_argument("--workers", type=int, default=1,
                         help="data plane worker processes (gatectl dataplane serve --workers; default 1); with more "
                         "than one they run on CPUs 0..N-1 and CPU per request sums the supervisor and its workers")
@@ -243,7 +246,9 @@ def main(argv: list[str] | None = None) -> None:
             tracing = [f"--otlp-endpoint={sink_url}", f"--trace-sampling={args.trace_sampling:g}"]
             meta["trace_sampling"] = args.trace_sampling
         gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", args.delay_ms, "--delay-order",
-                                        "random" if args.random_delays else "even"], tracing, args.workers)
+                                        "random" if args.random_delays else "even"], [*tracing, *args.dataplane_arg],
+                                args.workers)
+        meta["dataplane_args"] = args.dataplane_arg
         meta["workers"] = args.workers
         bare_port = free_port()
         bare = procs.spawn("0", [sys.executable, "-m", "bench.bare_proxy", "--port", str(bare_port),

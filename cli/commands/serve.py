@@ -186,6 +186,9 @@ def dataplane_serve(
         "without one")] = None,
     max_in_flight: Annotated[int, typer.Option(
         "--max-in-flight", min=1, help="Requests served at once; more are refused at once with 503")] = 512,
+    fast_path: Annotated[bool, typer.Option(
+        "--fast-path/--no-fast-path", help="Serve whole, non-streamed inference requests at the connection edge, "
+        "without aiohttp's request machinery")] = True,
     overload_lag_ms: Annotated[float, typer.Option(
         "--overload-lag-ms", min=0, help="Shed below --max-in-flight while the event loop lags more than this "
         "on average over 200 ms (0: only the fixed limit)")] = 10.0,
@@ -224,7 +227,8 @@ def dataplane_serve(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
         state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
         cors_origins=frozenset(cors_origin or ()), max_in_flight=max_in_flight,
-        overload_lag_s=overload_lag_ms / 1000, header_timeout_s=header_timeout, keepalive_timeout_s=keepalive_timeout,
+        overload_lag_s=overload_lag_ms / 1000, fast_path=fast_path, header_timeout_s=header_timeout,
+        keepalive_timeout_s=keepalive_timeout,
         min_body_bytes_per_s=min_body_rate,
         max_connections_per_client=max_connections_per_client,
         otlp_endpoint=otlp_endpoint, trace_sampling=trace_sampling,

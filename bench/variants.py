@@ -1,0 +1,129 @@
+"""Data-plane variants side by side: what an option costs or buys, measured in one session.
+
+``python -m bench.variants`` starts the bench stack once per variant (``bench/harness/stack.py``: the data plane
+on CPU 0, or on CPUs 0..N-1 with ``--workers N``; upstream, control plane and wrk on CPU 1) and measures, for
+each, rounds in turn (so a change in the machine's load hits every variant alike):
+
+- saturation: 64 closed-loop connections, upstream answering at once: req/s and the data plane's CPU time per
+  request (utime + stime of the process and its workers, /proc);
+- added latency: p50 and p99 at 1, 4 and 16 connections with the upstream answering after 10-30 ms, through the
+  data plane minus directly (the upstream's own p50/p99 in the same round).
+
+Variants (``--variants``, comma-separated names): ``default``; ``aiohttp`` (``--no-fast-path``: every request
+through aiohttp's server); ``trace10`` and ``trace100`` (tracing at 10 % and 100 %, exported over OTLP/HTTP to a
+sink on CPU 1); ``workers2`` (``--workers 2`` on both CPUs: CPU per request only, the latency cells share CPU 1).
+
+    python -m bench.variants [--rounds 3] [--duration 5] [--variants default,aiohttp,trace10,trace100,workers2]
+
+Needs ``wrk`` and ``taskset``. The median over rounds is printed as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.fast_upstream import DELAYED_SUFFIX
+from bench.harness.stack import (
+    UPSTREAM_KEY,
+    UPSTREAM_MODEL,
+    Processes,
+    cpu_seconds,
+    free_port,
+    start_gateway,
+    wait_http,
+)
+from bench.harness.wrk import run, write_script
+
+PROMPT = [{"role": "user", "content": "Say something short about benchmarks."}]
+LATENCY_CONNECTIONS = (1, 4, 16)
+DASH = "\u2013"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    dataplane_args: tuple[str, ...] = ()
+    trace_sampling: float | None = None
+    workers: int = 1
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("default"), Variant("aiohttp", ("--no-fast-path",)), Variant("trace10", trace_sampling=0.1),
+    Variant("trace100", trace_sampling=1.0), Variant("workers2", workers=2))}
+
+
+def measure(variant: Variant, duration: float) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tollway-variants-")))
+        procs = Processes(stack, work)
+        args = list(variant.dataplane_args)
+        if variant.trace_sampling is not None:
+            port = free_port()
+            procs.spawn("1", [sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
+            wait_http(f"http://127.0.0.1:{port}/stats")
+            args += [f"--otlp-endpoint=http://127.0.0.1:{port}", f"--trace-sampling={variant.trace_sampling:g}"]
+        gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", "10-30", "--delay-order", "even"], args,
+                                variant.workers)
+        key = {"Authorization": f"Bearer {gateway.key}"}
+        fast = write_script(work / "fast.lua", {"model": "bench", "messages": PROMPT, "max_tokens": 64}, key)
+        delayed = write_script(work / "delayed.lua", {"model": "bench-delayed", "messages": PROMPT,
+                                                      "max_tokens": 64}, key)
+        direct = write_script(work / "direct.lua", {"model": UPSTREAM_MODEL + DELAYED_SUFFIX, "messages": PROMPT},
+                              {"Authorization": f"Bearer {UPSTREAM_KEY}"})
+        url = gateway.url + "/chat/completions"
+        run(url, fast, 64, 2)  # warm up: connections, caches, the first grants
+        before = cpu_seconds(gateway.dataplane.pid)
+        load = run(url, fast, 64, duration)
+        figures["req/s"] = load.rps
+        figures["cpu_ms"] = (cpu_seconds(gateway.dataplane.pid) - before) / max(load.requests, 1) * 1000
+        if variant.workers == 1:
+            for c in LATENCY_CONNECTIONS:
+                seconds = duration * (4 if c == 1 else 1)
+                up = run(gateway.upstream_url + "/chat/completions", direct, c, seconds)
+                through = run(url, delayed, c, seconds)
+                figures[f"p50@{c}"] = through.p50_ms - up.p50_ms
+                figures[f"p99@{c}"] = through.p99_ms - up.p99_ms
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--variants", default="default,aiohttp,trace10,trace100,workers2")
+    args = parser.parse_args(argv)
+    chosen = [VARIANTS[name] for name in args.variants.split(",")]
+    results: dict[str, list[dict[str, float]]] = {v.name: [] for v in chosen}
+    for i in range(args.rounds):
+        for variant in chosen:
+            figures = measure(variant, args.duration)
+            results[variant.name].append(figures)
+            print(f"round {i + 1} {variant.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()),
+                  file=sys.stderr, flush=True)
+    columns = ["req/s", "cpu_ms", *(f"{p}@{c}" for c in LATENCY_CONNECTIONS for p in ("p50", "p99"))]
+    print("| variant | JSON req/s (64 connections) | CPU ms/request | " + " | ".join(
+        f"added {p} at {c}" for c in LATENCY_CONNECTIONS for p in ("p50", "p99")) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name, runs in results.items():
+        cells = []
+        for column in columns:
+            values = [r[column] for r in runs if column in r]
+            if not values:
+                cells.append("—")
+                continue
+            med, low, high = statistics.median(values), min(values), max(values)
+            fmt = "{:,.0f}" if column == "req/s" else "{:.3f}" if column == "cpu_ms" else "{:.2f} ms"
+            cells.append(fmt.format(med) + (f" ({fmt.format(low)}{DASH}{fmt.format(high)})" if len(values) > 1 else ""))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
