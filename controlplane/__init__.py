@@ -20,8 +20,9 @@ Alongside: **money**: ``money.ledger`` (spent + outstanding grants ≤ limit, by
 ``money.lease_service`` (grants and rate shares for data planes); **alerts**: ``alerts.duty`` records budget
 and rate-limit alert events (``alerts.rules`` decides, purely) and delivers them to webhooks (``alerts.webhooks``);
 **usage**: ``usage.service`` receives usage
-batches, ``usage.db`` keeps them in DuckDB, ``usage.analytics`` reports, ``usage.retention`` deletes what is
-past each tenant's retention; **admin**: the HTTP API, usage and analytics endpoints, the dashboard
+batches, ``usage.db`` keeps them in DuckDB (``usage.postgres``: in PostgreSQL), ``usage.analytics`` reports,
+``usage.retention`` deletes what is past each tenant's retention; **admin**: the HTTP API, usage and analytics
+endpoints, the dashboard
 (``admin.dashboard``, ``admin.dashboard_page``, ``admin.charts``) and ``admin.metrics``; ``policy.compliance``
 writes the compliance report. ``server.ControlPlane`` wires it all once; ``settings`` is read once; ``errors``
 is the error tree; ``grpc_auth`` the one data-plane token check of the gRPC services.

@@ -212,9 +212,10 @@ class UsageDB:
 
     This class is the embedded engine (DuckDB, one machine) and the interface: ``PostgresUsageDB``
     (``controlplane.usage.postgres``, shared by control-plane replicas) overrides the engine's methods (opening,
-    ``store_batch``, ``fetch``, ``delete_older_than``, ``close``). Every read query (``spend``, ``count_batches``,
-    ``request_ids`` and the reports of ``controlplane.usage.analytics``) is written once through ``fetch``, in the
-    SQL both engines speak: ``?`` parameters, ``epoch_ms(?)``, ``? = ANY(tags)``, named subqueries.
+    ``store_batch``, ``fetch``, ``reader``, ``delete_older_than``, ``close``). Every read query (``spend``,
+    ``count_batches``, ``request_ids`` and the reports of ``controlplane.usage.analytics``) is written once
+    through ``fetch``, in the SQL both engines speak: ``?`` parameters, ``epoch_ms(?)``, ``? = ANY(tags)``, named
+    subqueries. A method added here that reaches DuckDB directly (``self._db``) must be overridden there too.
 
     Task-safe: calls from any number of tasks are serialized on the database's worker thread.
     """

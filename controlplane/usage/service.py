@@ -1,9 +1,10 @@
 """The usage stream's server end: store each batch a data plane reports, then acknowledge it.
 
-``Report`` is a bidirectional stream. For every ``UsageBatch`` received, in order, the batch is stored in
-DuckDB (a batch stored before is a no-op) and only then is a ``UsageAck`` for its sequence sent: an ack means
-"durably stored", and the data plane deletes what is acknowledged. Acks are cumulative because a data plane
-sends its batches in sequence order from its ack watermark.
+``Report`` is a bidirectional stream. For every ``UsageBatch`` received, in order, the batch is stored in the
+usage database (DuckDB, or the PostgreSQL replicas share; a batch stored before, by any replica, is a no-op)
+and only then is a ``UsageAck`` for its sequence sent: an ack means "durably stored", and the data plane deletes
+what is acknowledged. Acks are cumulative because a data plane sends its batches in sequence order from its ack
+watermark.
 
 Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, compared in constant time;
 otherwise the call ends UNAUTHENTICATED before anything is read. This module is the one place where usage

@@ -165,6 +165,7 @@ async def test_a_replay_streams_from_postgresql_on_a_connection_of_its_own(postg
         await db.close()
 
 
+@pytest.mark.pure
 def test_every_column_type_has_a_postgresql_type() -> None:
     """A column added to ``db.SCHEMA`` with a type PostgreSQL is not taught fails here, not at a replica's start."""
     assert "CREATE TABLE IF NOT EXISTS usage_events" in schema_sql()
@@ -239,6 +240,7 @@ def test_controlplane_serve_uses_the_postgresql_it_is_given(tmp_path: Path, post
     assert {"batches", "usage_events"} <= {t for (t,) in tables}
 
 
+@pytest.mark.pure
 def test_redact_hides_only_the_password() -> None:
     assert redact("postgresql://ops:s3cret@db.internal:5433/usage?sslmode=require") == \
         "postgresql://ops:***@db.internal:5433/usage?sslmode=require"
