@@ -14,9 +14,10 @@ would build from the snapshot (``Runtime``, the rate limits' ``LimitTable``, the
 - settle: the rate limiter is reconciled with the recorded tokens and the budget charged the cost of those tokens
   at the serving deployment's prices (so a move to a cheaper deployment leaves more budget).
 
-Health and latency are taken as recorded: a request that failed over from some deployments (its recorded
-deployment is not its plan's first candidate) is served by the first candidate of the replayed plan that is not
-one of those, so replaying the recorded policy reproduces the recorded deployment, failovers included.
+Health and latency are taken as recorded: the candidates the recorded policy's plan puts before the deployment
+that served the request were passed over for it (failed, ejected, slower, or not drawn), and under another
+policy the request goes to the first candidate of its plan that is not one of those; so replaying the recorded
+policy reproduces the recorded deployment, failovers and latency ordering included.
 Weighted routes draw ``pick`` from the caller's seeded generator. A request recorded as refused has no tokens:
 if another policy lets it through, its cost is unknown (counted 0).
 

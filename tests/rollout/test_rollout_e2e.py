@@ -18,13 +18,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
+from controlplane.policy.compile import build_snapshots
 from controlplane.server import ControlPlane
 from controlplane.store.base import Store
 from dataplane.serve import DataPlane
 from tests.cli.gatectl_process import base_env, gatectl
 from tests.conftest import free_port
-from tests.core.policy_docs import api_key, doc, model, provider, route, tenant
+from tests.core.policy_docs import api_key, doc, model, policy_of, provider, route, tenant
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV
 from tests.discovery.conftest import ADMIN_TOKEN, cp_settings, dp_settings, eventually, running_data_plane
 from tests.fakes.openai_upstream import fake_openai
@@ -92,8 +94,15 @@ class Fleet:
             return resp.status, await resp.json()
 
     async def apply(self, docs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Apply, and wait until the publisher serves it (so data planes started next get it first)."""
         status, body = await self.admin("POST", "/admin/v1/apply", {"documents": documents(docs), "who": "alice"})
         assert status == 200, body
+        built = build_snapshots(policy_of(*docs))
+        assert isinstance(built, dict)
+        cp = self.cp
+        assert cp is not None
+        await eventually(lambda: all(cp.publisher.version(r) == s.version for r, s in built.items()), within=WAIT,
+                         what="the applied policy published")
         return body
 
     async def start_rollout(self, docs: list[dict[str, Any]], canary: str, **extra: str) -> dict[str, Any]:
@@ -200,6 +209,11 @@ async def test_canary_acks_others_keep_the_old_version_then_promote(fleet: Fleet
     assert shown_cli.returncode == 0, shown_cli.stderr
     assert f"rollout {rollout_id}" in shown_cli.stdout and "region eu" in shown_cli.stdout
     assert revoked["dp-us-1"] in shown_cli.stdout and revoked["dp-eu-1"] in shown_cli.stdout
+    policy_dir = fleet.tmp / "policies"
+    policy_dir.mkdir()
+    (policy_dir / "all.yaml").write_text(yaml.safe_dump_all(base_policy(price="6")))
+    refused_cli = await asyncio.to_thread(gatectl, "apply", "-f", str(policy_dir), env=env)
+    assert refused_cli.returncode == 3 and f"rollout {rollout_id}" in refused_cli.stderr, refused_cli.stderr
     promoted = await asyncio.to_thread(gatectl, "rollout", "promote", "--as", "carol", env=env)
     assert promoted.returncode == 0, promoted.stderr
     assert "every data plane now gets" in promoted.stdout
@@ -285,7 +299,7 @@ async def test_a_restarted_control_plane_resumes_the_rollout_and_its_deadline(fl
     before = await fleet.settled("base policy everywhere")
     await fleet.start_rollout(base_policy(price="4"), "dataplane=dp-eu-2", promoteAfter="4s")
     during = await fleet.settled("one data plane on the new version", lambda v: v["dp-eu-2"] != before["dp-eu-2"])
-    assert during["dp-eu-1"] == before["dp-eu-1"] and during["dp-us-1"] == before["dp-us-1"], (before, during, await fleet.status())
+    assert during["dp-eu-1"] == before["dp-eu-1"] and during["dp-us-1"] == before["dp-us-1"]
 
     await fleet.stop_control_plane()
     await fleet.start_control_plane()  # same store, same ports: the data planes reconnect
