@@ -10,7 +10,7 @@ or waits for the control plane.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,7 +29,9 @@ from dataplane.api.appstate import (
     SETTINGS,
     LeaseWait,
 )
-from dataplane.api.edge import FAST_ROUTES, Edge
+from dataplane.api.edge import Edge
+from dataplane.api.pipeline import Inbound
+from dataplane.api.whole_request import INFERENCE
 from dataplane.core.gate import Gate, OpenGate
 from dataplane.core.health import Health, RetryBudget
 from dataplane.record.metrics import METRICS, DataPlaneMetrics, metrics_handler
@@ -63,6 +65,16 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     finally:
         await vertex.aclose()  # token refreshes in flight
         await upstream.close()
+
+
+# The inference routes: each runs ``pipeline.serve``. aiohttp routes them; the connection edge sheds them early and
+# serves the whole, non-streamed ones itself (``dataplane.api.whole_request``), with the same handlers.
+INFERENCE_ROUTES: dict[str, Callable[[Inbound], Awaitable[web.StreamResponse]]] = {
+    "/v1/chat/completions": openai.chat_completions, "/v1/responses": responses.create,
+    "/v1/embeddings": openai.embeddings, "/v1/completions": openai.completions,
+    "/v1/moderations": openai.moderations, "/v1/messages": anthropic.messages,
+    "/v1/messages/count_tokens": anthropic.count_tokens,
+}
 
 
 async def _overload_monitor(app: web.Application) -> AsyncIterator[None]:
@@ -105,13 +117,9 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app.cleanup_ctx.append(_upstream_client)
     # Every route that can reach an upstream runs ``pipeline.serve`` (tests/dataplane/test_route_policy.py
     # walks this table and fails for one that bypasses the policy).
-    app.router.add_post("/v1/chat/completions", openai.chat_completions)
-    app.router.add_post("/v1/responses", responses.create)
-    app.router.add_post("/v1/embeddings", openai.embeddings)
-    app.router.add_post("/v1/completions", openai.completions)
-    app.router.add_post("/v1/moderations", openai.moderations)
-    app.router.add_post("/v1/messages", anthropic.messages)
-    app.router.add_post("/v1/messages/count_tokens", anthropic.count_tokens)
+    for path, handler in INFERENCE_ROUTES.items():
+        app.router.add_post(path, handler)
+    app[INFERENCE] = {path.encode(): handler for path, handler in INFERENCE_ROUTES.items()}
     app.router.add_get("/v1/models", openai.list_models)
     app.router.add_get("/v1/models/{model}", openai.retrieve_model)
     app.router.add_get("/healthz/deployments", ops.health_view)
@@ -119,10 +127,4 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_route("*", fallback.CATCH_ALL, fallback.not_found)  # last: what no route above answers
-    if settings.fast_path and not settings.cors_origins:  # (CORS answers are the middleware's)
-        # The inference routes again, for the requests the connection edge serves itself: the same handlers.
-        app[FAST_ROUTES] = {b"/v1/chat/completions": openai.chat_completions, b"/v1/responses": responses.create,
-                            b"/v1/embeddings": openai.embeddings, b"/v1/completions": openai.completions,
-                            b"/v1/moderations": openai.moderations, b"/v1/messages": anthropic.messages,
-                            b"/v1/messages/count_tokens": anthropic.count_tokens}
     return app

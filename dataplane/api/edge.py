@@ -13,26 +13,23 @@ aiohttp's connection protocol with those limits added, closes each gap where the
   connection is answered 429 and closed;
 - protocol errors are answered in the API's format (Anthropic's for ``/v1/messages``, else OpenAI's) with a fixed
   message: no header value or raw request byte is echoed;
-- a request for an inference route beyond the overload manager's limit (``dataplane.api.overload``) is refused
-  503 ``overloaded`` with ``Retry-After`` as its bytes arrive, before aiohttp builds a request, when it arrived
-  whole on an idle keep-alive connection (the usual case; otherwise the request path sheds it);
+- an inference request read whole (``dataplane.api.whole_request``) past the overload manager's limit is refused
+  503 ``overloaded`` as it arrives, before aiohttp builds a request; one within it and asking for no stream is
+  served here (``FastPath``);
 - ``read_body`` (the request path's one way to read a body) needs the body at ``min_body_bytes_per_s`` after a
   grace of ``body_timeout_s`` (408), and turns broken chunked framing into a 400.
 
-Each trigger is counted in ``EdgeEvents`` (``tollway_edge_events_total`` on ``/metrics``). The refusals are queued
-as aiohttp's own error messages, so its request loop answers them and closes the connection the usual way.
+Each trigger is counted in ``EdgeEvents`` (``tollway_edge_events_total`` on ``/metrics``); refusals are queued as
+aiohttp's own error messages, so its request loop answers them and closes the connection the usual way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
@@ -40,9 +37,18 @@ from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
-from multidict import CIMultiDict
 
 from dataplane.api.overload import OVERLOADED, Overload
+from dataplane.api.whole_request import (
+    INFERENCE,
+    REQUEST_LINE,
+    STREAMED,
+    FastHandler,
+    FastPath,
+    FastRequest,
+    serialized,
+    whole_request,
+)
 from dataplane.errors import error_body as openai_error_body
 from dataplane.record.metrics import EdgeEvent
 from dataplane.settings import DataPlaneSettings
@@ -50,10 +56,7 @@ from dataplane.translate.anthropic_to_hub import anthropic_error
 
 log = logging.getLogger(__name__)
 
-FAST_ROUTES: web.AppKey[Mapping[bytes, Any]] = web.AppKey("fast_routes")  # path -> handler; unset: no fast path
 LINGER_S = 2.0  # how long a refused connection is read (and discarded) after its answer, before it is closed
-# METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
-_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +76,14 @@ class Edge:
     limits: EdgeLimits
     events: EdgeEvents
     overload: Overload
+    fast: bool = True  # serve whole, non-streamed inference requests here (``FastPath``)
 
     @classmethod
     def of(cls, s: DataPlaneSettings) -> Edge:
         return cls(EdgeLimits(s.header_timeout_s, s.max_header_bytes, s.max_connections_per_client,
                               s.body_timeout_s, s.min_body_bytes_per_s, s.keepalive_timeout_s), EdgeEvents(),
-                   Overload(s.max_in_flight, s.overload_lag_s))
+                   Overload(s.max_in_flight, s.overload_lag_s),
+                   s.fast_path and not s.cors_origins)  # (CORS answers are the middleware's)
 
 
 class EdgeEvents:
@@ -122,9 +127,10 @@ class EdgeHandler(web_protocol.RequestHandler):
     """aiohttp's connection protocol plus the edge limits (see the module docstring)."""
 
     def __init__(self, manager: web.Server, *, limits: EdgeLimits, events: EdgeEvents, overload: Overload,
-                 fast: FastPath | None = None, **kwargs: Any) -> None:
+                 shed_answers: Mapping[bytes, bytes], fast: FastPath | None = None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
+        self._shed_answers = shed_answers  # by inference route
         self._events = events
         self._overload = overload
         self._head = bytearray()  # the bytes of the head being received (up to the limit)
@@ -204,19 +210,19 @@ class EdgeHandler(web_protocol.RequestHandler):
         if self._pending:  # the last request let through never reached the request path (a 404, an error)
             self._pending = False
             overload.pending -= 1
-        whole = _whole_inference_request(data)
+        whole = whole_request(data, self._shed_answers)
         if whole is None or self.transport is None:
             return False
         if overload.count + overload.pending >= overload.limit:
             overload.shed += 1
-            self.transport.write(whole.shed_answer)
+            self.transport.write(self._shed_answers[whole.path])
             return True
         # Held from now: the request path counts it only once its task runs, a loop iteration later, and every
         # request read meanwhile would see the same free place.
         self._pending = True
         overload.pending += 1
         fast = self._fast
-        if fast is None or _STREAMED.search(data, whole.head_end) is not None:
+        if fast is None or STREAMED.search(data, whole.head_end) is not None:
             return False  # (a stream is aiohttp's to send)
         handler = fast.routes.get(whole.path)
         request = FastRequest.of(data, whole, fast, self) if handler is not None else None
@@ -242,15 +248,11 @@ class EdgeHandler(web_protocol.RequestHandler):
             answer = await handler(request)
             if not isinstance(answer, web.Response) or not isinstance(answer.body, bytes | bytearray):
                 raise TypeError(f"the fast path cannot send a {type(answer).__name__}")
-            out = _serialized(answer)
+            out = serialized(answer)
             close = answer.keep_alive is False  # force_close()d (None: aiohttp would keep the connection)
         except Exception as exc:  # the handler failed: as aiohttp's server would, a 500 and the connection closed
             log.error("error handling a request", exc_info=exc)
-            body = error_body(request.path, 500, "server_error", "internal_error",
-                              "the gateway failed to handle the request")
-            out = (f"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-            close = True
+            out, close = raw_answer(request.path, _protocol_error(exc, 500)), True
         finally:
             self.claim()
             self._serving_fast = False
@@ -291,7 +293,7 @@ class EdgeHandler(web_protocol.RequestHandler):
                     "Transfer-Encoding must be exactly 'chunked'"), replace=True)
                 return
             self._body = payload
-        if head and _REQUEST_LINE.match(head) is None:
+        if head and REQUEST_LINE.match(head) is None:
             self._refuse("malformed_request", EdgeRefusal(
                 400, "invalid_request_error", "malformed_request", "the request line is not valid HTTP/1.1"),
                 replace=True)
@@ -327,11 +329,7 @@ class EdgeHandler(web_protocol.RequestHandler):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             return
-        body = error_body(_path_of(bytes(self._head)) or self._path, refusal.code, refusal.error_type,
-                          refusal.error_code, refusal.message)
-        reason = HTTPStatus(refusal.code).phrase
-        transport.write(f"HTTP/1.1 {refusal.code} {reason}\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        transport.write(raw_answer(_path_of(bytes(self._head)) or self._path, refusal))
         if transport.can_write_eof():
             transport.write_eof()
         self._loop.call_later(LINGER_S, transport.close)
@@ -365,137 +363,33 @@ def _path_of(head: bytes) -> str:
     return first[1].decode("latin-1") if len(first) > 1 else ""
 
 
-@dataclass(frozen=True, slots=True)
-class WholeRequest:
-    """An inference request the edge read whole: where its parts lie in the bytes received."""
-
-    path: bytes
-    line_end: int  # the request line's end (the first header's start)
-    head_end: int  # the blank line's start
-    shed_answer: bytes
+def raw_answer(path: str, refusal: EdgeRefusal, headers: str = "Connection: close\r\n") -> bytes:
+    """A refusal as the bytes to write, in the API's format of ``path``."""
+    body = error_body(path, refusal.code, refusal.error_type, refusal.error_code, refusal.message)
+    return (f"HTTP/1.1 {refusal.code} {HTTPStatus(refusal.code).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{headers}\r\n").encode() + body
 
 
-def _whole_inference_request(data: bytes) -> WholeRequest | None:
-    """The inference request ``data`` holds whole: an HTTP/1.1 POST to an inference route, its head and its
-    ``Content-Length`` body and nothing after (the usual request of a keep-alive client); else None."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    line = _REQUEST_LINE.match(data)
-    if line is None or not line.group().endswith(b"HTTP/1.1\r\n"):
-        return None
-    head = data[line.end():end + 2].lower()  # the header lines, each ending in CRLF
-    if b"transfer-encoding" in head or b"close" in head or b"expect:" in head:
-        return None
-    at = head.find(b"content-length:")
-    if at < 0 or (at > 0 and head[at - 1] != 10):  # a header of its own, not the end of another's name
-        return None
-    value = head[at + 15:head.find(b"\r\n", at)].strip()
-    if not value.isdigit() or end + 4 + int(value) != len(data):
-        return None
-    path = line.group().split(b" ", 2)[1].split(b"?", 1)[0]
-    answer = _SHED_ANSWERS.get(path)
-    return WholeRequest(path, line.end(), end, answer) if answer is not None else None
-
-
-def _shed_answer(path: str) -> bytes:
-    body = error_body(path, 503, OVERLOADED.type, OVERLOADED.code or "overloaded", OVERLOADED.message)
-    return (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-            "\r\nRetry-After: 1\r\nx-tollway-shed: edge\r\n\r\n").encode() + body
-
-
-# The inference routes (``dataplane.api.app``), each with its overload answer in its API's format.
-_SHED_ANSWERS = {path.encode(): _shed_answer(path) for path in (
-    "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/moderations",
-    "/v1/messages", "/v1/messages/count_tokens")}
-
-
-class FastRequest:
-    """What the request path reads of a request (``dataplane.api.pipeline.Inbound``), for one the edge read whole
-    and serves itself: the application, the headers, the connection, the body."""
-
-    __slots__ = ("app", "body", "content_length", "headers", "path", "protocol")
-
-    def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
-                 protocol: EdgeHandler) -> None:
-        self.app = app
-        self.path = path
-        self.headers = headers
-        self.body = body
-        self.content_length: int | None = len(body)
-        self.protocol = protocol
-
-    @classmethod
-    def of(cls, data: bytes, whole: WholeRequest, fast: FastPath, protocol: EdgeHandler) -> FastRequest | None:
-        """The request, or None for a head the fast path leaves to aiohttp's parser (which answers or refuses
-        it): more than 100 headers, a header line that is not ``token: value`` with visible characters, tabs and
-        spaces only (no NUL, no obsolete line folding), a head past the edge's limit."""
-        if whole.head_end > fast.max_header_bytes:
-            return None
-        lines = data[whole.line_end:whole.head_end].split(b"\r\n")
-        if len(lines) > 100:
-            return None
-        headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines:
-            if _HEADER_LINE.fullmatch(line) is None:
-                return None
-            name, _, value = line.partition(b":")
-            headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
-        return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol)
-
-
-FastHandler = Callable[[FastRequest], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True, slots=True)
-class FastPath:
-    """The routes the edge serves itself, for a request it read whole and that asks for no stream (anything
-    else goes through aiohttp's server as before): the handlers of the inference routes, called with a
-    ``FastRequest``, their answers written as they are."""
-
-    app: web.Application
-    routes: Mapping[bytes, FastHandler]
-    max_header_bytes: int
-
-
-# A body asking for a stream. ``"stream"`` followed by ``:`` and ``true`` is that key of some object: inside a JSON
-# string its quotes would be escaped. Another object's ``stream`` key only sends the request through aiohttp.
-_STREAMED = re.compile(rb'"stream"\s*:\s*true')
-_HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
-
-
-def _serialized(answer: web.Response) -> bytes:
-    """An answer as the bytes aiohttp would write for it (status line, headers with Content-Length and Date,
-    body)."""
-    body = bytes(answer.body)  # type: ignore[arg-type]  # checked: bytes
-    headers = "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items()
-                      if name.lower() != "content-length")
-    return (f"HTTP/1.1 {answer.status} {answer.reason}\r\n{headers}Content-Length: {len(body)}\r\n"
-            f"Date: {_http_date()}\r\n\r\n").encode("latin-1") + body
-
-
-_date: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    global _date
-    now = int(time.time())
-    if _date[0] != now:
-        _date = (now, formatdate(now, usegmt=True))
-    return _date[1]
+def shed_answer(path: bytes) -> bytes:
+    """The edge's overload refusal for an inference route (the connection kept)."""
+    refusal = EdgeRefusal(503, OVERLOADED.type, OVERLOADED.code or "overloaded", OVERLOADED.message)
+    return raw_answer(path.decode("latin-1"), refusal, "Retry-After: 1\r\nx-tollway-shed: edge\r\n")
 
 
 class EdgeServer(web.Server):
     """aiohttp's server making ``EdgeHandler`` connections."""
 
-    def __init__(self, *args: Any, edge: Edge, fast: FastPath | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, edge: Edge, inference: Mapping[bytes, FastHandler], fast: FastPath | None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._edge = edge
+        self._shed_answers = {path: shed_answer(path) for path in inference}
         self._fast = fast
 
     def __call__(self) -> web_protocol.RequestHandler:
         return EdgeHandler(self, loop=self._loop, limits=self._edge.limits, events=self._edge.events,
-                           overload=self._edge.overload, fast=self._fast, **self._kwargs)
+                           overload=self._edge.overload, shed_answers=self._shed_answers, fast=self._fast,
+                           **self._kwargs)
 
 
 class EdgeRunner(web.AppRunner):
@@ -512,11 +406,11 @@ class EdgeRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
         app = self.app
-        routes = app.get(FAST_ROUTES)
-        fast = FastPath(app, routes, self._edge.limits.max_header_bytes) if routes else None
+        routes = app.get(INFERENCE, {})
+        fast = FastPath(app, routes, self._edge.limits.max_header_bytes) if routes and self._edge.fast else None
         return EdgeServer(plain.request_handler, request_factory=plain.request_factory,
                           handler_cancellation=plain.handler_cancellation, loop=plain._loop, edge=self._edge,
-                          fast=fast, **plain._kwargs)
+                          inference=routes, fast=fast, **plain._kwargs)
 
 
 async def read_body(request: web.Request, limit: int, edge: Edge) -> bytes:

@@ -40,9 +40,10 @@ from dataplane.api.appstate import (
     tollway_headers,
 )
 from dataplane.api.appstate import request_id as new_request_id
-from dataplane.api.edge import EdgeHandler, EdgeRefusal, FastRequest, read_body
+from dataplane.api.edge import EdgeHandler, EdgeRefusal, read_body
 from dataplane.api.overload import OVERLOADED
 from dataplane.api.streaming import StreamFormat, stream_through
+from dataplane.api.whole_request import FastRequest
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
 from dataplane.core.attribution import Attribution, attribute
 from dataplane.core.budget import WAITABLE

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "test-admin-token"  # the control plane of the ``env`` fixture (tests/cli/conftest.py)
 START_TIMEOUT_SECONDS = 30.0
 
 

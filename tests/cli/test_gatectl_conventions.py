@@ -11,33 +11,12 @@ import importlib.metadata
 import os
 import pty
 import select
-import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.cli.gatectl_process import ROOT, base_env, gatectl, start_gatectl
-
-ADMIN_TOKEN = "test-admin-token"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    server_env = base_env(tmp_path)
-    cp = start_gatectl(tmp_path, "controlplane", "controlplane", "serve", "--admin-port", "0", "--grpc-port", "0",
-                       "--state-dir", str(tmp_path / "cp"), "--admin-token", ADMIN_TOKEN, env=server_env)
-    url = cp.wait_for(r"control plane ready: admin API (http://\S+?),").group(1)
-    yield server_env | {"TOLLWAY_CONTROL_PLANE": url, "TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "USER": "tester"}
-    assert cp.interrupt() == 0, cp.stderr.read_text()
-
-
-@pytest.fixture
-def policies(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
+from tests.cli.gatectl_process import ROOT, base_env, gatectl
 
 
 def test_version_is_the_package_version(tmp_path: Path) -> None:

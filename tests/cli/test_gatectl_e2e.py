@@ -5,37 +5,15 @@ from __future__ import annotations
 import json
 import os
 import pty
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.cli.gatectl_process import ROOT, base_env, gatectl, start_gatectl
+from tests.cli.gatectl_process import ADMIN_TOKEN, ROOT, gatectl
 from tollway.keyformat import is_well_formed
-
-ADMIN_TOKEN = "test-admin-token"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A running control plane; the environment that points gatectl at it. Stopped with Ctrl-C, which must work."""
-    server_env = base_env(tmp_path)
-    cp = start_gatectl(tmp_path, "controlplane", "controlplane", "serve", "--admin-port", "0", "--grpc-port", "0",
-                       "--state-dir", str(tmp_path / "cp"), "--admin-token", ADMIN_TOKEN, env=server_env)
-    url = cp.wait_for(r"control plane ready: admin API (http://\S+?),").group(1)
-    yield server_env | {"TOLLWAY_CONTROL_PLANE": url, "TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "USER": "tester"}
-    assert cp.interrupt() == 0, cp.stderr.read_text()
-
-
-@pytest.fixture
-def policies(tmp_path: Path) -> Path:
-    """A private copy of the example policy, to edit."""
-    return Path(shutil.copytree(ROOT / "policies", tmp_path / "policies"))
 
 
 def history(env: dict[str, str]) -> list[dict[str, object]]:

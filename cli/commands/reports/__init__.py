@@ -1,0 +1,1 @@
+"""Commands that read what happened: usage, reports, alerts, the audit chain, compliance."""

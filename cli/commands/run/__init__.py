@@ -1,0 +1,1 @@
+"""Commands that run the servers: `gatectl controlplane serve`, `gatectl dataplane serve`, `gatectl up`."""

@@ -1,0 +1,133 @@
+"""A request the connection edge read whole, and the fast path that serves it without aiohttp's request machinery.
+
+``whole_request`` finds, in the bytes one read brought, an HTTP/1.1 POST to an inference route with its
+``Content-Length`` body and nothing after: the usual request of a keep-alive client. The edge
+(``dataplane.api.edge``) judges such a request for overload as it arrives, and, when it asks for no stream,
+serves it itself (``FastPath``): ``FastRequest`` is what the request path reads of it
+(``dataplane.api.pipeline.Inbound``), the route's handler is the one aiohttp would call (``INFERENCE``, set by
+``dataplane.api.app``), and ``serialized`` writes the answer as aiohttp would. A head the edge cannot judge
+exactly, a stream, CORS: aiohttp's server, as before.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Container, Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+# METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
+REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r?\n")
+
+
+@dataclass(frozen=True, slots=True)
+class WholeRequest:
+    """An inference request the edge read whole: where its parts lie in the bytes received."""
+
+    path: bytes
+    line_end: int  # the request line's end (the first header's start)
+    head_end: int  # the blank line's start
+
+
+def whole_request(data: bytes, paths: Container[bytes]) -> WholeRequest | None:
+    """The request ``data`` holds whole if it is an HTTP/1.1 POST to one of ``paths``: its head and its
+    ``Content-Length`` body and nothing after (the usual request of a keep-alive client); else None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    line = REQUEST_LINE.match(data)
+    if line is None or not line.group().endswith(b"HTTP/1.1\r\n"):
+        return None
+    head = data[line.end():end + 2].lower()  # the header lines, each ending in CRLF
+    if b"transfer-encoding" in head or b"close" in head or b"expect:" in head:
+        return None
+    at = head.find(b"content-length:")
+    if at < 0 or (at > 0 and head[at - 1] != 10):  # a header of its own, not the end of another's name
+        return None
+    value = head[at + 15:head.find(b"\r\n", at)].strip()
+    if not value.isdigit() or end + 4 + int(value) != len(data):
+        return None
+    path = line.group().split(b" ", 2)[1].split(b"?", 1)[0]
+    return WholeRequest(path, line.end(), end) if path in paths else None
+
+
+class FastRequest:
+    """What the request path reads of a request (``dataplane.api.pipeline.Inbound``), for one the edge read whole
+    and serves itself: the application, the headers, the connection, the body."""
+
+    __slots__ = ("app", "body", "content_length", "headers", "path", "protocol")
+
+    def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
+                 protocol: object) -> None:
+        self.app = app
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.content_length: int | None = len(body)
+        self.protocol = protocol
+
+    @classmethod
+    def of(cls, data: bytes, whole: WholeRequest, fast: FastPath, protocol: object) -> FastRequest | None:
+        """The request, or None for a head the fast path leaves to aiohttp's parser (which answers or refuses
+        it): more than 100 headers, a header line that is not ``token: value`` with visible characters, tabs and
+        spaces only (no NUL, no obsolete line folding), a head past the edge's limit."""
+        if whole.head_end > fast.max_header_bytes:
+            return None
+        lines = data[whole.line_end:whole.head_end].split(b"\r\n")
+        if len(lines) > 100:
+            return None
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines:
+            if _HEADER_LINE.fullmatch(line) is None:
+                return None
+            name, _, value = line.partition(b":")
+            headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
+        return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol)
+
+
+
+@dataclass(frozen=True, slots=True)
+class FastPath:
+    """The routes the edge serves itself, for a request it read whole and that asks for no stream (anything
+    else goes through aiohttp's server as before): the handlers of the inference routes, called with a
+    ``FastRequest``, their answers written as they are."""
+
+    app: web.Application
+    routes: Mapping[bytes, FastHandler]
+    max_header_bytes: int
+
+
+# A body asking for a stream. ``"stream"`` followed by ``:`` and ``true`` is that key of some object: inside a JSON
+# string its quotes would be escaped. Another object's ``stream`` key only sends the request through aiohttp.
+STREAMED = re.compile(rb'"stream"\s*:\s*true')
+_HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
+
+
+def serialized(answer: web.Response) -> bytes:
+    """An answer as the bytes aiohttp would write for it (status line, headers with Content-Length and Date,
+    body)."""
+    body = bytes(answer.body)  # type: ignore[arg-type]  # checked: bytes
+    headers = "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items()
+                      if name.lower() != "content-length")
+    return (f"HTTP/1.1 {answer.status} {answer.reason}\r\n{headers}Content-Length: {len(body)}\r\n"
+            f"Date: {http_date()}\r\n\r\n").encode("latin-1") + body
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True))
+    return _date[1]
+
+
+FastHandler = Callable[[FastRequest], Awaitable[web.StreamResponse]]
+# The inference routes, path -> handler (``dataplane.api.app``): what the edge sheds early and may serve itself.
+INFERENCE: web.AppKey[Mapping[bytes, FastHandler]] = web.AppKey("inference")
