@@ -7,22 +7,10 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import (
-    alerts,
-    audit,
-    compliance,
-    history,
-    keys,
-    plan,
-    policy,
-    providers,
-    reports,
-    rollout,
-    serve,
-    shell,
-    up,
-    usage,
-)
+from cli.commands import history, keys, plan, policy, providers, rollout, shell
+from cli.commands.reports import alerts, audit, compliance, usage
+from cli.commands.reports import report as reports
+from cli.commands.run import serve, up
 
 EPILOG = ("Exit codes: 0 ok, 1 diff or plan found changes, 2 usage or validation error, 3 the control plane "
           "refused the request (invalid policy, a name that exists, a delete of something still referred to), 4 the "

@@ -14,7 +14,7 @@ import typer
 
 from cli.client import AdminClient
 from cli.config import load_client_config
-from cli.output import OutputFormat
+from cli.render.output import OutputFormat
 
 ControlPlaneOpt = Annotated[
     str | None,

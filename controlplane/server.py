@@ -20,7 +20,7 @@ from aiohttp import web
 
 from controlplane.admin.alerts_api import add_alert_routes
 from controlplane.admin.api import create_admin_app
-from controlplane.admin.dashboard_data import add_dashboard_sources
+from controlplane.admin.dashboard.data import add_dashboard_sources
 from controlplane.admin.metrics import ControlPlaneMetrics, add_metrics_routes
 from controlplane.alerts.duty import AlertDuty
 from controlplane.ha.election import Election, open_election, run_while_held

@@ -11,7 +11,7 @@ import typer
 from cli.commands.policy import change_lines
 from cli.errors import ExitCode, UsageError, exit_on_error
 from cli.options import AdminTokenOpt, AsOpt, ControlPlaneOpt, OutputOpt, connect, who
-from cli.output import OutputFormat, dataplanes_table, history_table, show_items
+from cli.render.output import OutputFormat, dataplanes_table, history_table, show_items
 
 
 def history(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from cli.commands.policy import print_resources
 from cli.errors import UsageError, exit_on_error
 from cli.options import AdminTokenOpt, AsOpt, ControlPlaneOpt, OutputOpt, connect, who
-from cli.output import OutputFormat, format_time
+from cli.render.output import OutputFormat, format_time
 from controlplane.policy.resources import Budget, RateLimit
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -3,7 +3,7 @@
 Like ``diff``, the documents are validated locally first (nothing sent if one is wrong), then the control plane
 validates them as an apply would and compiles the current and the proposed policy; nothing is written. The
 answer is the structural diff of each region's snapshot (``controlplane.policy.plan``), shown as text
-(``cli.plan_text``) or JSON. Exit 0: no region would change, 1: some would, >1: error (``cli.errors``).
+(``cli.render.plan_text``) or JSON. Exit 0: no region would change, 1: some would, >1: error (``cli.errors``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import typer
 from cli.commands.policy import FilesOpt, load_with_progress
 from cli.errors import ExitCode, UsageError, exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
-from cli.output import to_json
-from cli.plan_text import render_plan, tally
-from cli.progress import Progress, count, summary
-from cli.replay_text import failed_checks, metric, parse_checks, parse_window, render_markdown, render_table
+from cli.render.output import to_json
+from cli.render.plan_text import render_plan, tally
+from cli.render.progress import Progress, count, summary
+from cli.render.replay_text import failed_checks, metric, parse_checks, parse_window, render_markdown, render_table
 
 
 class PlanFormat(enum.StrEnum):

@@ -17,12 +17,12 @@ import typer
 from cli.documents import LoadedDocument, load_documents
 from cli.errors import ExitCode, UsageError, exit_on_error
 from cli.options import AdminTokenOpt, AsOpt, ControlPlaneOpt, OutputOpt, connect, who
-from cli.output import OutputFormat, resources_table, to_json, to_yaml_documents
-from cli.progress import Progress, count, summary
+from cli.render.output import OutputFormat, resources_table, to_json, to_yaml_documents
+from cli.render.progress import Progress, count, summary
+from cli.render.wide_columns import wide_table
+from cli.render.yaml_diff import change_diff
 from cli.selectors import matches, parse_selector
 from cli.stand_ins import keep_stand_ins
-from cli.wide_columns import wide_table
-from cli.yaml_diff import change_diff
 from controlplane.errors import InvalidRequest
 from controlplane.policy.resources import KIND_ALIASES, KINDS, Kind
 from controlplane.rollout.state import parse_abort_rule, parse_canary, parse_duration

@@ -7,7 +7,7 @@ from typing import Any
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, OutputOpt, connect
-from cli.output import OutputFormat, providers_table, show_items
+from cli.render.output import OutputFormat, providers_table, show_items
 
 
 def providers(

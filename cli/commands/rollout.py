@@ -16,7 +16,7 @@ import typer
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, AsOpt, ControlPlaneOpt, OutputOpt, connect, who
-from cli.output import OutputFormat, format_time, table, to_json
+from cli.render.output import OutputFormat, format_time, table, to_json
 
 rollout_app = typer.Typer(help="Staged rollouts: status, promote, abort (start one with `apply --canary`)",
                           no_args_is_help=True)

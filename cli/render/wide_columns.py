@@ -1,4 +1,4 @@
-"""``gatectl get -o wide``: each kind's table (``cli.output.RESOURCE_COLUMNS``) plus more columns and the labels.
+"""``gatectl get -o wide``: each kind's table (``cli.render.output.RESOURCE_COLUMNS``) plus more columns and the labels.
 
 Pure. Like the narrow table, it shows no secret: a provider's credential is the name of a variable, a key's the
 hint of its secret.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cli.output import RESOURCE_COLUMNS, Columns, Row, table
+from cli.render.output import RESOURCE_COLUMNS, Columns, Row, table
 from cli.selectors import labels_of
 
 

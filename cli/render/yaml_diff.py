@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from cli.output import to_yaml_documents
+from cli.render.output import to_yaml_documents
 
 
 def yaml_lines(document: Mapping[str, Any] | None) -> list[str]:

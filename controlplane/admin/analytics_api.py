@@ -1,6 +1,6 @@
 """``GET /admin/v1/analytics/{daily-cost,latency,errors,top-users,tokens}``: the reports of
 ``controlplane.usage.analytics`` as JSON, and (through ``add_analytics_routes``) the HTML dashboard of
-``controlplane.admin.dashboard``.
+``controlplane.admin.dashboard.routes``.
 
 Every report takes ``since``/``until`` (ISO dates or times, UTC, ``until`` exclusive; default: the last 30 days,
 today included) and the filters ``tenant``, ``project``, ``user``, ``route``, ``deployment``, ``provider``,
@@ -22,7 +22,7 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
-from controlplane.admin.dashboard import ANALYTICS, add_dashboard_routes
+from controlplane.admin.dashboard.routes import ANALYTICS, add_dashboard_routes
 from controlplane.errors import InvalidRequest, is_count
 from controlplane.usage import analytics as an
 from controlplane.usage.db import UsageDB

@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from controlplane.admin.analytics_api import add_analytics_routes
-from controlplane.admin.dashboard import dashboard_gate, is_dashboard_path
+from controlplane.admin.dashboard.routes import dashboard_gate, is_dashboard_path
 from controlplane.admin.plan_api import add_plan_routes
 from controlplane.admin.replay_api import add_replay_routes
 from controlplane.admin.usage_api import add_usage_routes
@@ -151,7 +151,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in request.app[PUBLIC_PATHS]:
         return await handler(request)
-    if is_dashboard_path(request.path):  # bearer, or the browser's session cookie: see controlplane.admin.dashboard
+    if is_dashboard_path(request.path):  # bearer, or the browser's session cookie (admin/dashboard/routes.py)
         return await dashboard_gate(request, handler, request.app[TOKEN])
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

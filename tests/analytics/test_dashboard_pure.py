@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from controlplane.admin import charts
-from controlplane.admin.dashboard import is_valid_session, session_value
-from controlplane.admin.dashboard_page import money
+from controlplane.admin.dashboard import charts
+from controlplane.admin.dashboard.page import money
+from controlplane.admin.dashboard.routes import is_valid_session, session_value
 
 pytestmark = pytest.mark.pure
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controlplane.admin import dashboard_sections as ds
-from controlplane.admin.dashboard_data import fleet_of, hour_range, hourly_series
+from controlplane.admin.dashboard import sections as ds
+from controlplane.admin.dashboard.data import fleet_of, hour_range, hourly_series
 from controlplane.money.budget_status import ScopeBudget, budget_limits, budget_statuses, projected
 from controlplane.usage.analytics import HourlyCost, RankedCost
 from tollway.budget_scopes import BudgetLimit

@@ -21,7 +21,7 @@ from cli.commands.keys import parse_duration
 from cli.config import resolve
 from cli.errors import ExitCode, UsageError
 from cli.main import app
-from cli.output import dataplanes_table, resources_table
+from cli.render.output import dataplanes_table, resources_table
 
 TENANT = """\
 apiVersion: tollway.dev/v1

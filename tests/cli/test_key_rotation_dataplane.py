@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from cli.commands.up import DEMO_KEY_NAME
+from cli.commands.run.up import DEMO_KEY_NAME
 from tests.cli.gatectl_process import base_env, gatectl
 from tests.cli.test_gatectl_up import FIRST_LINES, start_up
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cli.plan_text import render_plan
+from cli.render.plan_text import render_plan
 from controlplane.policy import plan
 from controlplane.policy.compile import PolicySet, build_snapshots
 from controlplane.policy.engine import Document, PolicyState, ResourceId, Stored

@@ -10,7 +10,7 @@ import typer
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, OutputOpt, connect
-from cli.output import OutputFormat, show_items, table
+from cli.render.output import OutputFormat, show_items, table
 
 KINDS = ("budget.soft_threshold", "budget.exhausted", "ratelimit.refusing")
 STATES = ("pending", "delivered", "failed", "none")

@@ -16,7 +16,7 @@ import typer
 
 from cli.errors import ExitCode, exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
-from cli.output import table, to_json
+from cli.render.output import table, to_json
 
 # Like ``diff``'s "there are changes": a finding, not a failure to run.
 BROKEN = ExitCode.CHANGES

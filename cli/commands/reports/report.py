@@ -21,8 +21,8 @@ import typer
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
-from cli.output import RowsFormat, show_rows
-from cli.progress import Progress, count, summary
+from cli.render.output import RowsFormat, show_rows
+from cli.render.progress import Progress, count, summary
 
 report_app = typer.Typer(help="Usage analytics: daily cost, latency trends, error rates, top users.",
                          no_args_is_help=True)

@@ -8,7 +8,7 @@ import typer
 
 from cli.errors import exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
-from cli.output import RowsFormat, show_rows
+from cli.render.output import RowsFormat, show_rows
 
 DIMENSIONS = ("tenant", "project", "user", "key", "route", "deployment", "provider", "region", "tag")
 # The number columns and the answer's field each shows. Every token kind billed apart has a column, always: a zero

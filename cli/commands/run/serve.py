@@ -22,7 +22,7 @@ import uvloop
 
 from cli.errors import StartupFailed, exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, OutputOpt, connect
-from cli.output import OutputFormat, table, to_json, to_yaml_documents
+from cli.render.output import OutputFormat, table, to_json, to_yaml_documents
 from controlplane.settings import ControlPlaneSettings
 from dataplane.settings import DataPlaneSettings
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.client import AdminClient
-from cli.commands.serve import configure_logging, run_main, start_all, stop_all, wait_for_signal
+from cli.commands.run.serve import configure_logging, run_main, start_all, stop_all, wait_for_signal
 from cli.documents import LoadedDocument, load_documents
 from cli.errors import Refused, StartupFailed, UsageError, exit_on_error
 from cli.stand_ins import as_stand_in

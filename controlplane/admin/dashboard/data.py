@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane.admin.dashboard_sections import DataPlaneRow, DeploymentRow, Extras, Fleet, rank
+from controlplane.admin.dashboard.sections import DataPlaneRow, DeploymentRow, Extras, Fleet, rank
 from controlplane.money.budget_status import BudgetStatus, budget_limits, budget_statuses
 from controlplane.money.ledger import ScopeState
 from controlplane.push.discovery import Registry

@@ -1,6 +1,6 @@
 """The dashboard's HTML: pure functions from report rows to one self-contained page (styles inline, charts as
-inline SVG from ``controlplane.admin.charts``). Every value from the database is escaped. The page carries no secret:
-the admin token is never passed in, and forms never pre-fill it.
+inline SVG from ``charts``). Every value from the database is escaped. The page carries no secret: the admin token
+is never passed in, and forms never pre-fill it.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from html import escape
 
-from controlplane.admin import charts
-from controlplane.admin import dashboard_sections as sections
-from controlplane.admin.dashboard_sections import Extras, money
+from controlplane.admin.dashboard import charts
+from controlplane.admin.dashboard import sections as sections
+from controlplane.admin.dashboard.sections import Extras, money
 from controlplane.usage import analytics as an
 from tollway.money import PICO_PER_MICRO
 
@@ -53,7 +53,7 @@ table.budgets td:first-child{overflow:hidden;text-overflow:ellipsis;white-space:
 
 @dataclass(frozen=True)
 class Page:
-    """Everything the page shows, already shaped into chart series by ``controlplane.admin.dashboard``."""
+    """Everything the page shows, already shaped into chart series by ``controlplane.admin.dashboard.routes``."""
 
     period: an.Period
     days: Sequence[date]

@@ -30,10 +30,10 @@ from typing import cast
 import orjson
 from aiohttp import web
 
-from controlplane.admin import charts
-from controlplane.admin.dashboard_data import gather_extras
-from controlplane.admin.dashboard_page import SCRIPT_PATH, Page, render_login, render_main, render_page
-from controlplane.admin.dashboard_script import SCRIPT
+from controlplane.admin.dashboard import charts
+from controlplane.admin.dashboard.data import gather_extras
+from controlplane.admin.dashboard.page import SCRIPT_PATH, Page, render_login, render_main, render_page
+from controlplane.admin.dashboard.script import SCRIPT
 from controlplane.errors import InvalidRequest, is_count
 from controlplane.usage import analytics as an
 from tollway.money import PICO_PER_MICRO, usd

@@ -1,6 +1,6 @@
 """The dashboard's operational sections: budgets, fleet health, the last 24 h by hour, top keys and projects.
 
-Pure functions from ``Extras`` (gathered by ``controlplane.admin.dashboard_data``) to HTML. Every value is escaped.
+Pure functions from ``Extras`` (gathered by ``controlplane.admin.dashboard.data``) to HTML. Every value is escaped.
 Sizes are bounded whatever the fleet: tables show the ``TOP_ROWS`` most relevant rows (most at risk, unhealthy
 first, biggest cost) and say how many more there are; rankings end with one exact "others" row. Rows carry
 ``data-*`` attributes with the exact numbers (pico-dollars) so scripts and the browser tests read what a person sees.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from html import escape
 
-from controlplane.admin import charts
+from controlplane.admin.dashboard import charts
 from controlplane.money.budget_status import BudgetStatus
 from controlplane.usage.analytics import RankedCost
 from tollway.money import PICO_PER_MICRO, PICO_PER_USD
