@@ -14,8 +14,8 @@ aiohttp's connection protocol with those limits added, closes each gap where the
 - protocol errors are answered in the API's format (Anthropic's for ``/v1/messages``, else OpenAI's) with a fixed
   message: no header value or raw request byte is echoed;
 - an inference request read whole (``dataplane.api.whole_request``) past the overload manager's limit is refused
-  503 ``overloaded`` as it arrives, before aiohttp builds a request; one within it and asking for no stream is
-  served here (``FastPath``);
+  503 ``overloaded`` as it arrives, before aiohttp builds a request; one within it is served here (``FastPath``),
+  streams too;
 - ``read_body`` (the request path's one way to read a body) needs the body at ``min_body_bytes_per_s`` after a
   grace of ``body_timeout_s`` (408), and turns broken chunked framing into a 400.
 
@@ -42,7 +42,7 @@ from dataplane.api.overload import OVERLOADED, Overload
 from dataplane.api.whole_request import (
     INFERENCE,
     REQUEST_LINE,
-    STREAMED,
+    STREAM_SENT,
     FastHandler,
     FastPath,
     FastRequest,
@@ -222,8 +222,8 @@ class EdgeHandler(web_protocol.RequestHandler):
         self._pending = True
         overload.pending += 1
         fast = self._fast
-        if fast is None or STREAMED.search(data, whole.head_end) is not None:
-            return False  # (a stream is aiohttp's to send)
+        if fast is None:
+            return False
         handler = fast.routes.get(whole.path)
         request = FastRequest.of(data, whole, fast, self) if handler is not None else None
         if request is None or handler is None:
@@ -246,20 +246,26 @@ class EdgeHandler(web_protocol.RequestHandler):
         self._next_keepalive_close_time = float("inf")
         try:
             answer = await handler(request)
-            if not isinstance(answer, web.Response) or not isinstance(answer.body, bytes | bytearray):
+            if answer is STREAM_SENT:  # written as it came (``FastStream``)
+                out = b""
+            elif not isinstance(answer, web.Response) or not isinstance(answer.body, bytes | bytearray):
                 raise TypeError(f"the fast path cannot send a {type(answer).__name__}")
-            out = serialized(answer)
-            close = answer.keep_alive is False  # force_close()d (None: aiohttp would keep the connection)
+            else:
+                out = serialized(answer)
+                close = answer.keep_alive is False  # force_close()d (None: aiohttp would keep the connection)
         except Exception as exc:  # the handler failed: as aiohttp's server would, a 500 and the connection closed
             log.error("error handling a request", exc_info=exc)
-            out, close = raw_answer(request.path, _protocol_error(exc, 500)), True
+            # (A stream begun is cut: its client sees the body end early.)
+            out = b"" if request.streamed else raw_answer(request.path, _protocol_error(exc, 500))
+            close = True
         finally:
             self.claim()
             self._serving_fast = False
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(out)
+        if out:
+            transport.write(out)
         if close:
             self.force_close()
             return

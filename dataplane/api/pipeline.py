@@ -243,7 +243,7 @@ async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtim
         # The route's total timeout bounds the whole stream, from the first attempt on.
         left = plan.route.failover.total_timeout_s - (time.time() - result.sent_at)
         deadline = asyncio.get_running_loop().time() + max(left, 0.0)
-        assert isinstance(request, web.Request), "a stream never takes the fast path"  # (FastPath: no stream)
+        assert isinstance(request, web.Request | FastRequest)
         resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started,
                                               deadline)
         settled = True

@@ -17,6 +17,7 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
+from dataplane.api.whole_request import STREAM_SENT, FastRequest, FastStream
 from dataplane.core.accounting import Usage, charged_stream, usage_of
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.validate import HubRequest
@@ -77,21 +78,26 @@ _TEXT = re.compile(rb'"(?:content|arguments|text|delta)"\s*:\s*"((?:[^"\\]|\\.)*
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
-async def stream_through(request: web.Request, answered: Answered, headers: dict[str, str],
+async def stream_through(request: web.Request | FastRequest, answered: Answered, headers: dict[str, str],
                          fmt: StreamFormat, started: float,
                          deadline: float | None = None) -> tuple[web.StreamResponse, StreamResult]:
     """Relay upstream SSE events as they come, in the client's format ``fmt``.
 
     The events that arrived together go out in one write. Nothing is retried once the first write happened:
     an upstream that dies or goes idle mid-stream (the adapter cuts it after the provider's read timeout) ends
-    the stream with ``fmt``'s error event, and ``StreamResult.failure`` says why.
+    the stream with ``fmt``'s error event, and ``StreamResult.failure`` says why. A ``FastRequest``'s stream is
+    written to its connection (``FastStream``), and ``STREAM_SENT`` returned for the edge.
     """
     reply = answered.reply
     assert isinstance(reply, Stream)
     result = StreamResult()
-    resp = _SseResponse(status=200, headers={**headers, "Content-Type": "text/event-stream",
-                                              "Cache-Control": "no-cache"})
-    await resp.prepare(request)
+    headers = {**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    resp: _SseResponse | FastStream
+    if isinstance(request, FastRequest):  # the edge's fast path: written to the connection as it comes
+        resp = FastStream(request, headers)
+    else:
+        resp = _SseResponse(status=200, headers=headers)
+        await resp.prepare(request)
     batches = answered.rest if answered.rest is not None else batches_of(reply)
     try:
         try:
@@ -135,7 +141,7 @@ async def stream_through(request: web.Request, answered: Answered, headers: dict
     finally:
         await batches.aclose()
         await reply.events.aclose()
-    return resp, result
+    return (STREAM_SENT if isinstance(resp, FastStream) else resp), result
 
 
 def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, include_usage: bool = True) -> list[int]:

@@ -2,11 +2,11 @@
 
 ``whole_request`` finds, in the bytes one read brought, an HTTP/1.1 POST to an inference route with its
 ``Content-Length`` body and nothing after: the usual request of a keep-alive client. The edge
-(``dataplane.api.edge``) judges such a request for overload as it arrives, and, when it asks for no stream,
-serves it itself (``FastPath``): ``FastRequest`` is what the request path reads of it
-(``dataplane.api.pipeline.Inbound``), the route's handler is the one aiohttp would call (``INFERENCE``, set by
-``dataplane.api.app``), and ``serialized`` writes the answer as aiohttp would. A head the edge cannot judge
-exactly, a stream, CORS: aiohttp's server, as before.
+(``dataplane.api.edge``) judges such a request for overload as it arrives, and serves it itself (``FastPath``):
+``FastRequest`` is what the request path reads of it (``dataplane.api.pipeline.Inbound``), the route's handler is
+the one aiohttp would call (``INFERENCE``, set by ``dataplane.api.app``), and ``serialized`` writes the answer as
+aiohttp would; a stream is written as it comes by ``FastStream``, as aiohttp's writer would (chunked, with the
+protocol's flow control). A head the edge cannot judge exactly, CORS: aiohttp's server, as before.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from aiohttp import web
+from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
 # METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
@@ -59,7 +60,7 @@ class FastRequest:
     """What the request path reads of a request (``dataplane.api.pipeline.Inbound``), for one the edge read whole
     and serves itself: the application, the headers, the connection, the body."""
 
-    __slots__ = ("app", "body", "content_length", "headers", "path", "protocol")
+    __slots__ = ("app", "body", "content_length", "headers", "path", "protocol", "streamed")
 
     def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
                  protocol: object) -> None:
@@ -69,6 +70,7 @@ class FastRequest:
         self.body = body
         self.content_length: int | None = len(body)
         self.protocol = protocol
+        self.streamed = False  # the head of a stream was written (``FastStream``)
 
     @classmethod
     def of(cls, data: bytes, whole: WholeRequest, fast: FastPath, protocol: object) -> FastRequest | None:
@@ -92,18 +94,15 @@ class FastRequest:
 
 @dataclass(frozen=True, slots=True)
 class FastPath:
-    """The routes the edge serves itself, for a request it read whole and that asks for no stream (anything
-    else goes through aiohttp's server as before): the handlers of the inference routes, called with a
-    ``FastRequest``, their answers written as they are."""
+    """The routes the edge serves itself, for a request it read whole (anything else goes through aiohttp's
+    server as before): the handlers of the inference routes, called with a ``FastRequest``, their answers written
+    as they are (a stream by the request path itself, ``FastStream``)."""
 
     app: web.Application
     routes: Mapping[bytes, FastHandler]
     max_header_bytes: int
 
 
-# A body asking for a stream. ``"stream"`` followed by ``:`` and ``true`` is that key of some object: inside a JSON
-# string its quotes would be escaped. Another object's ``stream`` key only sends the request through aiohttp.
-STREAMED = re.compile(rb'"stream"\s*:\s*true')
 _HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
 
 
@@ -116,6 +115,47 @@ def serialized(answer: web.Response) -> bytes:
     return (f"HTTP/1.1 {answer.status} {answer.reason}\r\n{headers}Content-Length: {len(body)}\r\n"
             f"Date: {http_date()}\r\n\r\n").encode("latin-1") + body
 
+
+class FastStream:
+    """A streamed answer written straight to the connection of a ``FastRequest`` (``dataplane.api.streaming``):
+    the head goes out with the first write, each write is one chunk of the chunked transfer coding, and a write
+    waits while the client reads slower than the upstream sends (the protocol's flow control, as aiohttp's
+    writer does). A connection gone raises ``ConnectionResetError``, as aiohttp's does."""
+
+    __slots__ = ("_head", "_protocol", "_request")
+
+    def __init__(self, request: FastRequest, headers: Mapping[str, str]) -> None:
+        protocol = request.protocol
+        assert isinstance(protocol, BaseProtocol)
+        self._protocol = protocol
+        self._request = request
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self._head = (f"HTTP/1.1 200 OK\r\n{lines}Transfer-Encoding: chunked\r\nDate: {http_date()}\r\n\r\n"
+                      ).encode("latin-1")
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            await self._send(b"%x\r\n%b\r\n" % (len(data), data))
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """The last chunk and the end of the body, in one write."""
+        await self._send(b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n")
+
+    async def _send(self, out: bytes) -> None:
+        protocol = self._protocol
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        if self._head:
+            out, self._head = self._head + out, b""
+            self._request.streamed = True
+        transport.write(out)
+        if protocol.writing_paused:
+            await protocol._drain_helper()  # what aiohttp's StreamWriter awaits: resumed, or the connection lost
+
+
+# What the handler of a ``FastRequest`` returns for a stream ``FastStream`` wrote: nothing is left to send.
+STREAM_SENT = web.StreamResponse()
 
 _date: tuple[int, str] = (0, "")
 

@@ -1,11 +1,13 @@
-"""The fast path: a whole, non-streamed inference request is served by the connection edge itself, with the same
-handlers and the same answer as through aiohttp's server, on a connection kept alive and in order; anything else
-(a stream, a head aiohttp must judge) still goes through aiohttp. Raw sockets, as a keep-alive client sends.
+"""The fast path: a whole inference request is served by the connection edge itself, with the same handlers and
+the same answer as through aiohttp's server (a stream chunked as it comes, at the client's pace), on a connection
+kept alive and in order; a head aiohttp must judge still goes through aiohttp. Raw sockets, as a keep-alive client
+sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -43,22 +45,84 @@ async def test_whole_requests_are_answered_by_the_edge_on_one_kept_alive_connect
         writer.close()
 
 
-async def test_a_stream_and_a_head_aiohttp_must_judge_do_not_take_the_fast_path() -> None:
+def chunk(content: str) -> bytes:
+    return b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                                     "choices": [{"index": 0, "delta": {"content": content},
+                                                  "finish_reason": None}]}) + b"\n\n"
+
+
+def streaming(pieces: list[str]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def events(request: web.Request) -> web.StreamResponse:
+        if not (await request.json()).get("stream"):
+            return web.json_response(COMPLETION)
         answer = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await answer.prepare(request)
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                 "choices": [{"index": 0, "delta": {"content": "fine"}, "finish_reason": "stop"}]}
-        await answer.write(b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n")
+        for piece in pieces:
+            await answer.write(chunk(piece))
+        await answer.write(b"data: [DONE]\n\n")
         return answer
+    return events
 
-    async with chat_upstream(events) as up, data_plane(up, up) as (url, key):
+
+async def read_stream(reader: asyncio.StreamReader) -> tuple[bytes, str]:
+    """A streamed answer on a keep-alive connection: its head, and the text its chunks carry (chunked coding
+    decoded by hand, so the framing itself is checked)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b"Transfer-Encoding: chunked" in head
+    body = b""
+    while True:
+        size = int((await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).strip(), 16)
+        data = await asyncio.wait_for(reader.readexactly(size + 2), 5)
+        assert data.endswith(b"\r\n")
+        if size == 0:
+            break
+        body += data[:-2]
+    assert body.endswith(b"data: [DONE]\n\n")
+    text = "".join(orjson.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                   for line in body.split(b"\n\n") if line.startswith(b"data: {") and b'"choices":[{' in line)
+    return head, text
+
+
+async def test_a_stream_is_written_by_the_edge_chunked_and_the_connection_kept_alive() -> None:
+    pieces = [f"part {i} " for i in range(20)]
+    async with chat_upstream(streaming(pieces)) as up, data_plane(up, up) as (url, key):
         reader, writer = await connect(url)
         streamed = orjson.dumps({**HELLO, "stream": True})
-        writer.write(request("/v1/chat/completions", streamed, key))
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head and b"Server:" in head
+        for _ in range(2):  # twice on one connection: the end of a stream leaves it ready for the next request
+            writer.write(request("/v1/chat/completions", streamed, key))
+            head, text = await read_stream(reader)
+            assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+            assert b"Server:" not in head  # written by the edge itself
+            assert text == "".join(pieces)
+        writer.write(request("/v1/chat/completions", orjson.dumps(HELLO), key))
+        status, _, body = await read_answer(reader)
+        assert status == 200 and orjson.loads(body)["choices"][0]["message"]["content"] == "fine"
         writer.close()
+        # Through aiohttp's server (head and body in two writes): the same stream.
+        reader, writer = await connect(url)
+        whole = request("/v1/chat/completions", streamed, key)
+        writer.write(whole[:40])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(whole[40:])
+        head, text = await read_stream(reader)
+        assert b"Server:" in head and text == "".join(pieces)
+        writer.close()
+
+
+async def test_a_stream_to_a_client_that_reads_late_arrives_whole() -> None:
+    pieces = ["x" * 4000 + f" {i}" for i in range(400)]  # ~1.6 MB: past the transport's write buffer
+    async with chat_upstream(streaming(pieces)) as up, data_plane(up, up) as (url, key):
+        reader, writer = await connect(url)
+        writer.write(request("/v1/chat/completions", orjson.dumps({**HELLO, "stream": True}), key))
+        await asyncio.sleep(0.5)  # not reading: the data plane waits for the client (flow control)
+        _, text = await read_stream(reader)
+        assert text == "".join(pieces)
+        writer.close()
+
+
+async def test_a_head_aiohttp_must_judge_does_not_take_the_fast_path() -> None:
+    async with chat_upstream(healthy) as up, data_plane(up, up) as (url, key):
         reader, writer = await connect(url)
         writer.write(request("/v1/chat/completions", orjson.dumps(HELLO), key)
                      .replace(b"Host: gw\r\n", b"Host: gw\r\nX-Marker: a\x00b\r\n"))
