@@ -16,6 +16,7 @@ import os
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -31,7 +32,7 @@ from dataplane.record.metrics import DataPlaneMetrics
 from dataplane.record.records import Records
 from dataplane.record.request_log import RequestLog, open_sink
 from dataplane.record.spool import UsageSpool
-from dataplane.record.tracing import Tracer
+from dataplane.record.trace_context import is_configured
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.disk_cache import SnapshotCache
 from dataplane.snapshot.holder import SnapshotHolder
@@ -45,6 +46,9 @@ from dataplane.upstream.credentials import CredentialCheck
 from dataplane.upstream.probe import HealthChecker
 from tollway.backoff import Backoff, url_host
 from tollway.tasks import cancel
+
+if TYPE_CHECKING:
+    from dataplane.record.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +127,10 @@ class DataPlane:
                 stack.push_async_callback(self._stop_request_log)
             # Traces (off unless an OTLP endpoint is configured): the exporter's thread stops last-in, first-out,
             # after the HTTP server, so the last requests' spans are flushed.
-            self.tracer = Tracer.configured(s)
+            if is_configured(s, os.environ):  # (the OpenTelemetry SDK is loaded only then: ~2 MB)
+                from dataplane.record.tracing import Tracer
+
+                self.tracer = Tracer.configured(s)
             if self.tracer is not None:
                 stack.push_async_callback(asyncio.to_thread, self.tracer.shutdown)
             records = Records(self.metrics.requests, spool=spool, log=self.request_log, region=s.region,

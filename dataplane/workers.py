@@ -6,13 +6,13 @@ grants; a request log file gets the suffix ``.w<i>``), discovery stream, leases 
 same port with ``SO_REUSEPORT`` so the kernel spreads connections between them. To the control plane each worker
 is a data plane: budgets and rate limits stay exact across workers exactly as across machines.
 
-The parent (``Supervisor``) starts the workers (the same ``gatectl dataplane serve`` command line with
-``--workers 1``, told its index and port through ``TOLLWAY_WORKER_INDEX`` / ``TOLLWAY_WORKER_PORT``), restarts a
-worker that dies (after a backoff doubling from 1 s to 30 s), and on SIGTERM or SIGINT stops them all the same
-way (each drains), killing any still running after ``STOP_TIMEOUT_S``. It also serves the group's operator view
-on its own port: ``/metrics`` merged from every worker (counters and histograms summed, gauges labelled
-``worker``) and ``/healthz`` (200 when every worker answers 200), read from each worker over a Unix socket in its
-state directory (``ops.sock``), so a scrape never depends on which worker the kernel picks.
+The parent (``Supervisor``) starts the workers (``python -m dataplane.main`` with each worker's settings: the
+data plane's own lean process, no CLI loaded), restarts a worker that dies (after a backoff doubling from 1 s to
+30 s), and on SIGTERM or SIGINT stops them all the same way (each drains), killing any still running after
+``STOP_TIMEOUT_S``. It also serves the group's operator view on its own port: ``/metrics`` merged from every
+worker (counters and histograms summed, gauges labelled ``worker``) and ``/healthz`` (200 when every worker
+answers 200), read from each worker over a Unix socket in its state directory (``ops.sock``), so a scrape never
+depends on which worker the kernel picks.
 """
 
 from __future__ import annotations
@@ -26,20 +26,18 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from dataplane.main import environment
 from dataplane.settings import DataPlaneSettings
 from tollway.prometheus import Registry, merge_expositions
 
 log = logging.getLogger(__name__)
 
-WORKER_INDEX_ENV = "TOLLWAY_WORKER_INDEX"
-WORKER_PORT_ENV = "TOLLWAY_WORKER_PORT"
 STOP_TIMEOUT_S = 30.0
 RESTART_BACKOFF_S = (1.0, 30.0)
 OPS_SOCKET = "ops.sock"
@@ -57,14 +55,6 @@ def worker_settings(base: DataPlaneSettings, index: int, port: int) -> DataPlane
                    ops_socket=str(ops), request_log=log_file)
 
 
-def worker_of_environment(base: DataPlaneSettings, environ: dict[str, str]) -> DataPlaneSettings | None:
-    """The settings of this process if a supervisor started it as a worker, else None."""
-    index = environ.get(WORKER_INDEX_ENV)
-    if index is None:
-        return None
-    return worker_settings(base, int(index), int(environ.get(WORKER_PORT_ENV, str(base.port))))
-
-
 def reserve_port(host: str, port: int) -> socket.socket:
     """A socket bound (not listening) with ``SO_REUSEPORT`` to ``host:port`` (0: a free port), held for the
     group's lifetime so the port stays the group's while workers come and go."""
@@ -74,23 +64,6 @@ def reserve_port(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
-
-
-def worker_argv(argv: Sequence[str]) -> list[str]:
-    """The parent's ``gatectl`` arguments with ``--workers`` set to 1."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--workers":
-            skip = True
-            continue
-        if arg.startswith("--workers="):
-            continue
-        out.append(arg)
-    return [*out, "--workers", "1"]
 
 
 @dataclass
@@ -103,12 +76,9 @@ class _Worker:
 class Supervisor:
     """Owns the workers and the group's operator endpoint. ``start``, then ``run`` until ``stop``."""
 
-    def __init__(self, base: DataPlaneSettings, workers: int, argv: Sequence[str], *, ops_host: str,
-                 ops_port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, base: DataPlaneSettings, workers: int, *, ops_host: str, ops_port: int) -> None:
         self.base = base
-        self.env = env or {}  # added to the workers' environment (e.g. the data-plane token)
         self.count = workers
-        self.argv = worker_argv(argv)
         self.ops_host, self.ops_port = ops_host, ops_port
         self.port = 0
         self.ops_url = ""
@@ -134,8 +104,8 @@ class Supervisor:
             self._watchers.append(asyncio.create_task(self._watch(w), name=f"worker-{w.index}"))
 
     async def _spawn(self, w: _Worker) -> None:
-        env = {**os.environ, **self.env, WORKER_INDEX_ENV: str(w.index), WORKER_PORT_ENV: str(self.port)}
-        w.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli.main", *self.argv, env=env)
+        env = environment(worker_settings(self.base, w.index, self.port), os.environ)
+        w.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "dataplane.main", env=env)
         log.info("worker %d started (pid %d)", w.index, w.process.pid)
 
     async def _watch(self, w: _Worker) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.errors import UpstreamFailure
+from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.runtime import Deployment
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -142,3 +143,13 @@ async def _noting(batches: AsyncGenerator[list[bytes], None],
             yield batch
     finally:
         await batches.aclose()
+
+
+def is_configured(settings: DataPlaneSettings, environ: Mapping[str, str]) -> bool:
+    """Tracing is on when an OTLP endpoint is configured and the SDK is not disabled."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return bool(settings.otlp_endpoint or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))

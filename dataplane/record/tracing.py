@@ -55,7 +55,7 @@ from opentelemetry.trace import (
 
 from dataplane.core.accounting import Outcome
 from dataplane.errors import ApiError
-from dataplane.record.trace_context import AttemptSpan, RequestTrace, parse_traceparent
+from dataplane.record.trace_context import AttemptSpan, RequestTrace, is_configured, parse_traceparent
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.runtime import Deployment, Key
 from tollway.money import usd
@@ -77,16 +77,6 @@ OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "e
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _RECORD = Decision.RECORD_AND_SAMPLE
 _ROOT = Context()  # no parent: the sampler's root decision
-
-
-def is_configured(settings: DataPlaneSettings, environ: Mapping[str, str]) -> bool:
-    """Tracing is on when an OTLP endpoint is configured and the SDK is not disabled."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
-        return False
-    return bool(settings.otlp_endpoint or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 def traces_url(endpoint: str) -> str:

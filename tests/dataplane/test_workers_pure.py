@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dataplane.settings import DataPlaneSettings
-from dataplane.workers import worker_argv, worker_of_environment, worker_settings
+from dataplane.main import SETTINGS_ENV, environment, settings_of
+from dataplane.workers import worker_settings
 from tollway.prometheus import Registry, merge_expositions
 
 pytestmark = pytest.mark.pure
@@ -16,16 +17,18 @@ def test_each_worker_is_its_own_data_plane_on_the_groups_port() -> None:
     w1 = worker_settings(base, 1, 8443)
     assert (w1.node_id, w1.state_dir, w1.port, w1.reuse_port) == ("edge-w1", "/srv/tollway/w1", 8443, True)
     assert w1.ops_socket == "/srv/tollway/w1/ops.sock"
-    assert worker_of_environment(base, {}) is None
-    assert worker_of_environment(base, {"TOLLWAY_WORKER_INDEX": "1", "TOLLWAY_WORKER_PORT": "8443"}) == w1
     long = worker_settings(DataPlaneSettings(state_dir="/" + "d" * 120), 0, 1)
     assert len(long.ops_socket) < 100 and long.ops_socket.endswith(".sock")  # Unix socket paths end at 108
 
 
-def test_the_worker_command_line_is_the_parents_with_one_worker() -> None:
-    assert worker_argv(["dataplane", "serve", "--workers", "4", "--port", "8080"]) == \
-        ["dataplane", "serve", "--port", "8080", "--workers", "1"]
-    assert worker_argv(["dataplane", "serve", "--workers=4"]) == ["dataplane", "serve", "--workers", "1"]
+def test_a_data_plane_process_gets_exactly_the_settings_it_was_started_with() -> None:
+    base = DataPlaneSettings(port=0, node_id="edge", state_dir="/srv/tollway", control_plane_token="dp-token",
+                             cors_origins=frozenset({"https://a.example", "https://b.example"}),
+                             trace_sampling=0.1, overload_lag_s=0.0)
+    for settings in (base, worker_settings(base, 1, 8443)):
+        env = environment(settings, {"PATH": "/bin"})
+        assert env["PATH"] == "/bin"
+        assert settings_of(env[SETTINGS_ENV]) == settings
 
 
 def _registry(requests: int, in_flight: int) -> str:

@@ -237,30 +237,17 @@ def dataplane_serve(
     # (Port 0 is only for tests: there the process id tells data planes apart.)
     if node_id or port:
         settings = replace(settings, node_id=node_id or f"{socket.gethostname()}-{port}")
-    configure_logging()
-    from dataplane.workers import worker_of_environment
-
-    worker = worker_of_environment(settings, dict(os.environ))
     count = workers or os.cpu_count() or 1
-    if worker is not None:
-        settings = worker
-    elif count > 1:
+    if count > 1:
+        configure_logging()
         _serve_group(settings, count, ops_port if ops_port is not None else (port + 1 if port else 0))
         return
+    # The data plane's own lean process from here on (``dataplane.main``: the same pid, none of the CLI loaded).
+    from dataplane.main import environment
 
-    async def main() -> None:
-        from dataplane.serve import DataPlane
-
-        dp = DataPlane(settings)
-        started = await start_all([("data plane", dp)])
-        log.info("data plane %s (region %s) serving on %s", settings.node_id, region, dp.url)
-        try:
-            await wait_for_signal()
-        finally:
-            await stop_all(started)
-        log.info("data plane stopped")
-
-    run_main(main)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "dataplane.main"], environment(settings, os.environ))
 
 
 @controlplane_app.command("status")
@@ -290,7 +277,7 @@ def _serve_group(settings: DataPlaneSettings, workers: int, ops_port: int) -> No
     async def main() -> None:
         from dataplane.workers import Supervisor
 
-        group = Supervisor(settings, workers, sys.argv[1:], ops_host=settings.host, ops_port=ops_port)
+        group = Supervisor(settings, workers, ops_host=settings.host, ops_port=ops_port)
         started = await start_all([("data-plane group", group)])
         log.info("data plane group %s (region %s): %d workers on http://%s:%d, group /metrics and /healthz on %s",
                  settings.node_id, settings.region, workers, settings.host, group.port, group.ops_url)

@@ -178,11 +178,7 @@ def up(
             if workers > 1:
                 from dataplane.workers import Supervisor
 
-                group = Supervisor(dp_settings, workers, [
-                    "dataplane", "serve", "--control-plane", cp.grpc_target, "--region", region, "--host", host,
-                    "--port", str(port), "--state-dir", dp_settings.state_dir, "--request-log",
-                    dp_settings.request_log, "--node-id", dp_settings.node_id],
-                    ops_host=host, ops_port=0, env={"TOLLWAY_DATAPLANE_TOKEN": cp.dataplane_token})
+                group = Supervisor(dp_settings, workers, ops_host=host, ops_port=0)
                 started += await start_all([("data-plane group", group)])
                 url = f"http://{host}:{group.port}"
                 log.info("%d data-plane workers; their group's /metrics and /healthz on %s", workers, group.ops_url)

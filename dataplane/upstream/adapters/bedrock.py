@@ -36,6 +36,9 @@ binary event-stream framing is decoded by botocore's ``EventStreamBuffer``; an e
 (``throttlingException`` → ``429``; ``modelStreamErrorException``, ``internalServerException``,
 ``serviceUnavailableException`` → ``5xx``; ``validationException`` → ``protocol``), as does a stream that ends
 before its ``metadata`` event (``protocol``) or a connection lost mid-stream (``connect``).
+
+botocore is imported where it is first used: a data plane with no Bedrock provider never loads it (about 7 MB of
+memory per worker).
 """
 
 from __future__ import annotations
@@ -50,11 +53,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ProfileNotFound  # type: ignore[import-untyped]
-from botocore.session import Session  # type: ignore[import-untyped]
 
 from dataplane.core.validate import HubRequest
 from dataplane.errors import FailureKind, UpstreamFailure, error_body
@@ -136,6 +134,8 @@ class _Entry:
 def _load(profile: str, region: str, source: Any) -> _Entry:
     """Blocking (run in a thread): resolve the chain (``source`` None) or refresh ``source``, then freeze it."""
     if source is None:
+        from botocore.session import Session  # type: ignore[import-untyped]
+
         session = Session(profile=profile or None)
         if region:
             session.set_config_variable("region", region)  # regional STS endpoints for assumed roles
@@ -178,6 +178,8 @@ class CredentialCache:
     @staticmethod
     async def _resolve(provider: Provider, entry: _Entry | None) -> _Entry:
         """The chain's answer; a failure is remembered like a miss (a refresh that failed starts over later)."""
+        from botocore.exceptions import BotoCoreError, ProfileNotFound  # type: ignore[import-untyped]
+
         try:
             return await asyncio.to_thread(_load, provider.aws_profile, provider.aws_region,
                                            entry.source if entry is not None else None)
@@ -258,7 +260,7 @@ def _refused(body: Untranslatable) -> UpstreamFailure:
 
 # --- streams ------------------------------------------------------------------------------------------------------
 
-def _event(message: EventStreamMessage, provider: Provider) -> dict[str, Any]:
+def _event(message: Any, provider: Provider) -> dict[str, Any]:
     """One decoded frame as ``{event or exception type: payload}``."""
     headers = message.headers
     kind = headers.get(":message-type")
@@ -275,6 +277,8 @@ def _event(message: EventStreamMessage, provider: Provider) -> dict[str, Any]:
 async def _events(resp: Response, provider: Provider,
                   translator: ConverseChunkTranslator) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The decoded frames of the event stream, one group per read (botocore's parser, never our own)."""
+    from botocore.eventstream import EventStreamBuffer, ParserError  # type: ignore[import-untyped]
+
     frames = EventStreamBuffer()
     pending = 0  # bytes buffered towards the next frame: bounded like an SSE event (botocore allows 24 MiB)
     try:
@@ -435,6 +439,9 @@ class BedrockAdapter:
         if signer.bearer is not None:
             headers["Authorization"] = f"Bearer {signer.bearer}"
         else:
+            from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+            from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+
             request = AWSRequest(method="POST", url=url, data=body, headers=headers)
             SigV4Auth(signer.credentials, SERVICE, signer.region).add_auth(request)
             headers = dict(request.headers.items())

@@ -1,0 +1,88 @@
+"""The data plane's own process: ``python -m dataplane.main``, with its settings in ``TOLLWAY_DATAPLANE_SETTINGS``.
+
+``gatectl dataplane serve`` checks its options, then becomes this process (``exec``: the same pid, so signals,
+systemd and container runtimes see no difference); a group's supervisor (``dataplane.workers``) starts each worker
+as one. It imports only the data plane, not the CLI (typer, pydantic, the policy models: about 14 MB of memory
+per process). It logs as ``gatectl`` does, runs on uvloop until SIGTERM or SIGINT, and stops cleanly; a data
+plane that cannot start prints ``error: cannot start the data plane: …`` and exits 4, as ``gatectl`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import uvloop
+
+from dataplane.settings import DataPlaneSettings
+
+SETTINGS_ENV = "TOLLWAY_DATAPLANE_SETTINGS"
+UNAVAILABLE = 4  # ``gatectl``'s exit code for "cannot start" (``cli.errors.ExitCode.UNAVAILABLE``)
+
+log = logging.getLogger("gatectl")
+
+
+def settings_text(settings: DataPlaneSettings) -> str:
+    """``settings`` as the environment variable carries them (JSON)."""
+    return orjson.dumps(dataclasses.asdict(settings), default=sorted).decode()
+
+
+def settings_of(text: str) -> DataPlaneSettings:
+    fields: dict[str, Any] = orjson.loads(text)
+    fields["cors_origins"] = frozenset(fields.get("cors_origins") or ())
+    return DataPlaneSettings(**fields)
+
+
+def environment(settings: DataPlaneSettings, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a data-plane process running ``settings``."""
+    return {**base, SETTINGS_ENV: settings_text(settings)}
+
+
+async def serve(settings: DataPlaneSettings) -> None:
+    from dataplane.serve import DataPlane
+
+    dp = DataPlane(settings)
+    try:
+        await dp.start()
+    except OSError as exc:  # bind failures: the usual reason a server does not start
+        raise SystemExit(f"error: cannot start the data plane: {exc.strerror or exc}") from None
+    except Exception as exc:  # foreign errors of the start (grpc, the disk) end here, as one line
+        raise SystemExit(f"error: cannot start the data plane: {exc}") from exc
+    log.info("data plane %s (region %s) serving on %s", settings.node_id, settings.region, dp.url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await dp.stop()
+    log.info("data plane stopped")
+
+
+def main() -> None:
+    text = os.environ.pop(SETTINGS_ENV, None)
+    if text is None:
+        sys.exit(f"error: {SETTINGS_ENV} is not set (start a data plane with `gatectl dataplane serve`)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(settings_of(text)))
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            sys.exit(UNAVAILABLE)
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
