@@ -83,11 +83,13 @@ class Records:
 
     def served(self, outcome: Outcome, response: Mapping[str, Any] | None = None,
                trace: RequestTrace | None = None) -> None:
-        if self._spool is not None:
-            self._spool.append(usage_record(outcome, self._region, self._node_id))
+        record = usage_record(outcome, self._region, self._node_id) \
+            if self._spool is not None or self._log is not None else None
+        if self._spool is not None and record is not None:
+            self._spool.append(record)
         self.metrics.observe(outcome)
         if self._log is not None:
-            self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response, outcome.upstream_s))
+            self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response, outcome.upstream_s, record))
         if trace is not None and self.tracer is not None:
             self.tracer.served(outcome, trace, response)
 

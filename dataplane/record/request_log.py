@@ -38,6 +38,7 @@ from dataplane.core.content import ContentKey, kept_content
 from dataplane.errors import ApiError
 from dataplane.record.usage_record import usage_record
 from dataplane.snapshot.runtime import NO_CONTENT, ContentPolicy, Key
+from tollway.pb.usage_pb2 import UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,15 @@ class Served:
 
     ``response`` is the assistant message the client received (``{"role", "content", "tool_calls"?}``), or None;
     it is read only when ``policy`` keeps content. ``upstream_s`` is the time spent waiting on upstreams (from
-    the first attempt's send to the end of the upstream body), when the proxy measured it.
+    the first attempt's send to the end of the upstream body), when the proxy measured it. ``record``: the
+    outcome's usage record when the caller built it already (the spool's), so it is built once per request.
     """
 
     outcome: Outcome
     policy: ContentPolicy = NO_CONTENT
     response: Mapping[str, Any] | None = None
     upstream_s: float | None = None
+    record: UsageRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +77,16 @@ class Refused:
 LogEntry = Served | Refused
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def _iso(ts: float) -> str:
+    global _second
     ms = int(ts * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    second = ms // 1000
+    if _second[0] != second:  # formatted once a second: most lines of a second share it
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second[1]}.{ms % 1000:03d}Z"
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -84,12 +94,13 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def log_entry(outcome: Outcome, region: str, node_id: str, content: Mapping[str, Any] | None,
-              *, content_mode: str = "none", upstream_s: float | None = None) -> dict[str, Any]:
+              *, content_mode: str = "none", upstream_s: float | None = None,
+              record: UsageRecord | None = None) -> dict[str, Any]:
     """The log line of an admitted request, as a dict (see ``docs/logging.md``); ``content`` from ``kept_content``.
 
     Built from the usage record of the same outcome so identifiers, tokens, cost, status and error type agree.
     """
-    rec = usage_record(outcome, region, node_id)
+    rec = record if record is not None else usage_record(outcome, region, node_id)
     upstream_ms = _ms(upstream_s)
     total_ms = _ms(outcome.duration_s)
     line: dict[str, Any] = {
@@ -175,7 +186,7 @@ def render(entry: LogEntry, region: str, node_id: str, key: ContentKey) -> dict[
     messages = entry.outcome.plan.request.payload.get("messages")
     content = kept_content(entry.policy, key, messages, entry.response)
     return log_entry(entry.outcome, region, node_id, content, content_mode=entry.policy.mode,
-                     upstream_s=entry.upstream_s)
+                     upstream_s=entry.upstream_s, record=entry.record)
 
 
 class Sink(Protocol):
