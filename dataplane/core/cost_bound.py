@@ -136,16 +136,31 @@ def _input_bound(value: Any) -> int:
 
 def surface_token_bounds(payload: dict[str, Any], deployment: Deployment, surface: str) -> tuple[int, int]:
     """Upper bounds of (input, output) tokens of ``payload`` as ``surface`` on ``deployment``."""
+    return input_token_bound(payload, deployment.provider.type, surface), \
+        surface_output_bound(payload, deployment, surface)
+
+
+def input_token_bound(payload: dict[str, Any], provider_type: str, surface: str) -> int:
+    """The input half of ``surface_token_bounds``: it depends on the deployment's provider type only (images)."""
     if surface == "count_tokens":
-        return 0, 0
+        return 0
     if surface in ("embeddings", "moderations"):
-        return _input_bound(payload.get("input")), 0
+        return _input_bound(payload.get("input"))
     if surface == "completions":
         prompt = payload.get("prompt")
         prompts = len(prompt) if isinstance(prompt, list) else 1
-        return REPLY_PRIMING_TOKENS * prompts + _string_bytes(prompt), \
-            output_token_bound(payload, deployment) * max(prompts, 1)
-    return prompt_token_bound(payload, deployment.provider.type), output_token_bound(payload, deployment)
+        return REPLY_PRIMING_TOKENS * prompts + _string_bytes(prompt)
+    return prompt_token_bound(payload, provider_type)
+
+
+def surface_output_bound(payload: dict[str, Any], deployment: Deployment, surface: str) -> int:
+    """The output half of ``surface_token_bounds``."""
+    if surface in ("count_tokens", "embeddings", "moderations"):
+        return 0
+    if surface == "completions":
+        prompt = payload.get("prompt")
+        return output_token_bound(payload, deployment) * max(len(prompt) if isinstance(prompt, list) else 1, 1)
+    return output_token_bound(payload, deployment)
 
 
 def deployment_cost_bound(payload: dict[str, Any], deployment: Deployment, surface: str = "chat") -> int:
@@ -169,8 +184,17 @@ def requested_output_bound(max_tokens: int | None, deployment: Deployment) -> in
 
 
 def worst_case_pico(payload: dict[str, Any], candidates: Iterable[Deployment], surface: str = "chat") -> int:
-    """The largest bound over the deployments a request may be served by (0 if there are none)."""
-    return max((deployment_cost_bound(payload, d, surface) for d in candidates), default=0)
+    """The largest bound over the deployments a request may be served by (0 if there are none). The input bound
+    (a walk over the whole body) is computed once per provider type, not once per candidate."""
+    worst = 0
+    inputs: dict[str, int] = {}
+    for d in candidates:
+        kind = d.provider.type
+        prompt = inputs.get(kind)
+        if prompt is None:
+            prompt = inputs[kind] = input_token_bound(payload, kind, surface)
+        worst = max(worst, token_cost_bound(d, prompt, surface_output_bound(payload, d, surface)))
+    return worst
 
 
 def estimate_tokens(value: Any) -> int:
