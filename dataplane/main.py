@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +21,7 @@ import orjson
 import uvloop
 
 from dataplane.settings import DataPlaneSettings
+from tollway.tasks import wait_for_signal
 
 SETTINGS_ENV = "TOLLWAY_DATAPLANE_SETTINGS"
 UNAVAILABLE = 4  # ``gatectl``'s exit code for "cannot start" (``cli.errors.ExitCode.UNAVAILABLE``)
@@ -56,12 +56,8 @@ async def serve(settings: DataPlaneSettings) -> None:
     except Exception as exc:  # foreign errors of the start (grpc, the disk) end here, as one line
         raise SystemExit(f"error: cannot start the data plane: {exc}") from exc
     log.info("data plane %s (region %s) serving on %s", settings.node_id, settings.region, dp.url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_signal()
     finally:
         await dp.stop()
     log.info("data plane stopped")

@@ -1,9 +1,11 @@
-"""Background tasks are started and awaited by their owner; this is how an owner stops one."""
+"""Background tasks are started and awaited by their owner; this is how an owner stops one, and how a server
+process waits for its stop signal."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from typing import Any
 
 
@@ -14,3 +16,16 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM; both mean "stop cleanly"."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -25,6 +24,7 @@ from cli.options import AdminTokenOpt, ControlPlaneOpt, OutputOpt, connect
 from cli.render.output import OutputFormat, table, to_json, to_yaml_documents
 from controlplane.settings import ControlPlaneSettings
 from dataplane.settings import DataPlaneSettings
+from tollway.tasks import wait_for_signal
 
 log = logging.getLogger("gatectl")
 
@@ -64,19 +64,6 @@ async def start_all(services: Sequence[tuple[str, Service]]) -> list[Service]:
 async def stop_all(services: Sequence[Service]) -> None:
     for service in reversed(services):
         await service.stop()
-
-
-async def wait_for_signal() -> None:
-    """Until SIGINT or SIGTERM; both mean "stop cleanly"."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 controlplane_app = typer.Typer(help="Run the control plane.", no_args_is_help=True)

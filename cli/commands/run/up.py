@@ -23,12 +23,13 @@ from typing import Annotated, Any
 import typer
 
 from cli.client import AdminClient
-from cli.commands.run.serve import configure_logging, run_main, start_all, stop_all, wait_for_signal
+from cli.commands.run.serve import configure_logging, run_main, start_all, stop_all
 from cli.documents import LoadedDocument, load_documents
 from cli.errors import Refused, StartupFailed, UsageError, exit_on_error
 from cli.stand_ins import as_stand_in
 from controlplane.settings import ControlPlaneSettings
 from dataplane.settings import DataPlaneSettings
+from tollway.tasks import wait_for_signal
 
 DEMO_KEY_NAME = "gatectl-up-demo"
 DEMO_KEY_FILE = "demo-key"
