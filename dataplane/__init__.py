@@ -2,6 +2,9 @@
 
 Read this first. One request, in order (shared/DESIGN.md §6), step → module:
 
+0. **connection**: ``api.edge`` (the connection edge, served by ``api.edge_runner``) bounds the head and sheds
+   overload; a whole inference request it serves itself (``api.whole_request``, the fast path), anything else
+   goes through aiohttp's server (bodies read by ``api.request_body``).
 1. **parse**: ``api.app`` routes it to its dialect's handler: ``api.openai`` (``/v1/chat/completions``,
    ``/v1/models``) or ``api.anthropic`` (``/v1/messages``, translated by ``translate.anthropic_to_hub``);
    both run the one path of ``api.pipeline.serve``, which reads the body, then the runtime (``snapshot.holder``),
@@ -23,7 +26,8 @@ Read this first. One request, in order (shared/DESIGN.md §6), step → module:
 Around it, in the background (``sync``): ``sync.discovery`` receives snapshots (prepared off the loop, adopted
 on it: ``snapshot.holder``), persists them (``snapshot.disk_cache``), ACKs or NACKs; ``sync.leases`` keeps
 budget grants and rate shares; ``sync.usage_shipper`` ships the spool; ``sync.health_report`` reports health;
-``upstream.probe`` runs the active health checks. ``serve.DataPlane`` starts and stops all of it in one place;
+``upstream.probe`` runs the active health checks. ``serve.DataPlane`` starts and stops all of it in one place,
+in the process ``main`` runs (``gatectl dataplane serve`` becomes it; ``workers`` supervises several);
 ``settings`` is read once; ``errors`` is the error tree and the one place errors become OpenAI JSON.
 
 Layering (enforced by tests/core/test_layering.py): ``snapshot`` ← ``core`` ← ``upstream`` ← ``api``;

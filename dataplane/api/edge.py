@@ -15,9 +15,13 @@ aiohttp's connection protocol with those limits added, closes each gap where the
   message: no header value or raw request byte is echoed;
 - an inference request read whole (``dataplane.api.whole_request``) past the overload manager's limit is refused
   503 ``overloaded`` as it arrives, before aiohttp builds a request; one within it is served here (``FastPath``),
-  streams too;
-- ``read_body`` (the request path's one way to read a body) needs the body at ``min_body_bytes_per_s`` after a
-  grace of ``body_timeout_s`` (408), and turns broken chunked framing into a 400.
+  streams too; one whose head came alone (as the official SDKs send) is gathered until its body is in, for at
+  most ``body_timeout_s``, then judged the same way (past that, aiohttp's parser takes it);
+- ``dataplane.api.request_body.read_body`` (the request path's one way to read a body on aiohttp's path) needs
+  the body at ``min_body_bytes_per_s`` after a grace of ``body_timeout_s`` (408), and turns broken chunked
+  framing into a 400.
+
+``dataplane.api.edge_runner`` makes the server whose connections these are.
 
 Each trigger is counted in ``EdgeEvents`` (``tollway_edge_events_total`` on ``/metrics``); refusals are queued as
 aiohttp's own error messages, so its request loop answers them and closes the connection the usual way.
@@ -38,14 +42,14 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
-from dataplane.api.overload import OVERLOADED, Overload
+from dataplane.api.overload import Overload
 from dataplane.api.whole_request import (
-    INFERENCE,
     REQUEST_LINE,
     STREAM_SENT,
     FastHandler,
     FastPath,
     FastRequest,
+    awaited_length,
     serialized,
     whole_request,
 )
@@ -67,6 +71,7 @@ class EdgeLimits:
     body_timeout_s: float = 10.0
     min_body_bytes_per_s: int = 16 * 1024
     keepalive_timeout_s: float = 60.0  # aiohttp's: idle between requests, or before the first
+    max_body_bytes: int = 4 * 1024 * 1024  # the request path's limit (``DataPlaneSettings.max_body_bytes``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,8 @@ class Edge:
     @classmethod
     def of(cls, s: DataPlaneSettings) -> Edge:
         return cls(EdgeLimits(s.header_timeout_s, s.max_header_bytes, s.max_connections_per_client,
-                              s.body_timeout_s, s.min_body_bytes_per_s, s.keepalive_timeout_s), EdgeEvents(),
+                              s.body_timeout_s, s.min_body_bytes_per_s, s.keepalive_timeout_s, s.max_body_bytes),
+                   EdgeEvents(),
                    Overload(s.max_in_flight, s.overload_lag_s),
                    s.fast_path and not s.cors_origins)  # (CORS answers are the middleware's)
 
@@ -141,6 +147,9 @@ class EdgeHandler(web_protocol.RequestHandler):
         self._fast = fast
         self._serving_fast = False  # a request of the fast path is being served
         self._held = bytearray()  # what arrived meanwhile
+        self._gathering = bytearray()  # a fast-path request whose head came first: until its body is in
+        self._gathered = 0  # the length it will have (0: none is being gathered)
+        self._gather_timer: asyncio.TimerHandle | None = None
         self._client = ""
         self._path = ""  # of the last request line received (an error's format follows its API)
 
@@ -161,6 +170,7 @@ class EdgeHandler(web_protocol.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
+        self._stop_gathering()
         self.claim()
         if self._client:
             left = self._events.connections[self._client] - 1
@@ -181,10 +191,19 @@ class EdgeHandler(web_protocol.RequestHandler):
             if self.transport is not None:
                 self.transport.pause_reading()
             return
+        if self._gathered:
+            gathered = self._gather(data)
+            if gathered is None:
+                return
+            data = gathered
         in_head = self._body is None or self._body.is_eof()
         if in_head and not self._head and not self._request_in_progress and not self._messages \
                 and data.startswith(b"POST /v1/") and self._admit(data):
             return
+        self._parse(data, in_head)
+
+    def _parse(self, data: bytes, in_head: bool) -> None:
+        """aiohttp's parsing of ``data``, with the head's limits."""
         if in_head:
             if not self._head and self._head_timer is None:
                 self._head_timer = self._loop.call_later(self._limits.header_timeout_s, self._head_timed_out)
@@ -204,14 +223,23 @@ class EdgeHandler(web_protocol.RequestHandler):
     def _admit(self, data: bytes) -> bool:
         """The overload manager's decision on the request ``data`` holds whole (head and ``Content-Length`` body,
         nothing after it) if it is a POST to an inference route: refused here (True: answered), or let through
-        with its place held (``pending``) until the request path claims it. False for anything else, which the
-        request path judges alone."""
+        with its place held (``pending``) until the request path claims it (True when the fast path serves it).
+        Such a request whose head came alone is gathered until its body is in (True). False for anything else,
+        which the request path judges alone."""
         overload = self._overload
         if self._pending:  # the last request let through never reached the request path (a 404, an error)
             self._pending = False
             overload.pending -= 1
         whole = whole_request(data, self._shed_answers)
         if whole is None or self.transport is None:
+            fast = self._fast
+            want = awaited_length(data, self._shed_answers, fast.max_header_bytes, fast.max_body_bytes) \
+                if fast is not None else 0
+            if want and self.transport is not None:  # the head came first (an SDK's client): gather the body
+                self._gathering += data
+                self._gathered = want
+                self._gather_timer = self._loop.call_later(self._limits.body_timeout_s, self._gather_timed_out)
+                return True
             return False
         if overload.count + overload.pending >= overload.limit:
             overload.shed += 1
@@ -231,6 +259,34 @@ class EdgeHandler(web_protocol.RequestHandler):
         self._serving_fast = True
         self._loop.create_task(self._serve_fast(handler, request))
         return True
+
+    def _gather(self, data: bytes) -> bytes | None:
+        """Add ``data`` to the request being gathered: None while its body is still arriving (or once the fast
+        path took it whole), else the bytes to parse as if they had just arrived (more than one request)."""
+        self._gathering += data
+        if len(self._gathering) < self._gathered:
+            return None
+        gathered = bytes(self._gathering)
+        exact = len(gathered) == self._gathered
+        self._stop_gathering()
+        if exact and self._admit(gathered):
+            return None
+        return gathered
+
+    def _gather_timed_out(self) -> None:
+        """The body is slow: aiohttp's parser and the request path's body rate (``read_body``) judge it."""
+        self._gather_timer = None
+        if self._gathered and not self._refused:
+            gathered = bytes(self._gathering)
+            self._stop_gathering()
+            self._parse(gathered, True)
+
+    def _stop_gathering(self) -> None:
+        self._gathering.clear()
+        self._gathered = 0
+        if self._gather_timer is not None:
+            self._gather_timer.cancel()
+            self._gather_timer = None
 
     def claim(self) -> None:
         """The request path took the request let through (``count`` holds its place now), or it is gone."""
@@ -374,81 +430,3 @@ def raw_answer(path: str, refusal: EdgeRefusal, headers: str = "Connection: clos
     body = error_body(path, refusal.code, refusal.error_type, refusal.error_code, refusal.message)
     return (f"HTTP/1.1 {refusal.code} {HTTPStatus(refusal.code).phrase}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n{headers}\r\n").encode() + body
-
-
-def shed_answer(path: bytes) -> bytes:
-    """The edge's overload refusal for an inference route (the connection kept)."""
-    refusal = EdgeRefusal(503, OVERLOADED.type, OVERLOADED.code or "overloaded", OVERLOADED.message)
-    return raw_answer(path.decode("latin-1"), refusal, "Retry-After: 1\r\nx-tollway-shed: edge\r\n")
-
-
-class EdgeServer(web.Server):
-    """aiohttp's server making ``EdgeHandler`` connections."""
-
-    def __init__(self, *args: Any, edge: Edge, inference: Mapping[bytes, FastHandler], fast: FastPath | None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._edge = edge
-        self._shed_answers = {path: shed_answer(path) for path in inference}
-        self._fast = fast
-
-    def __call__(self) -> web_protocol.RequestHandler:
-        return EdgeHandler(self, loop=self._loop, limits=self._edge.limits, events=self._edge.events,
-                           overload=self._edge.overload, shed_answers=self._shed_answers, fast=self._fast,
-                           **self._kwargs)
-
-
-class EdgeRunner(web.AppRunner):
-    """``web.AppRunner`` serving the application through ``EdgeServer``, with aiohttp's own limits set: the
-    keep-alive timeout (aiohttp: an hour), at most 100 header lines of at most 8 KiB each (the total is the edge's
-    ``max_header_bytes``), and how long the unread rest of a refused body is drained before the connection closes
-    (``LINGER_S``; aiohttp: 10 s). Other keyword arguments go to ``web.AppRunner``."""
-
-    def __init__(self, app: web.Application, *, edge: Edge, **kwargs: Any) -> None:
-        super().__init__(app, keepalive_timeout=edge.limits.keepalive_timeout_s, max_headers=100,
-                         max_field_size=8190, lingering_time=LINGER_S, **kwargs)
-        self._edge = edge
-
-    async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()
-        app = self.app
-        routes = app.get(INFERENCE, {})
-        fast = FastPath(app, routes, self._edge.limits.max_header_bytes) if routes and self._edge.fast else None
-        return EdgeServer(plain.request_handler, request_factory=plain.request_factory,
-                          handler_cancellation=plain.handler_cancellation, loop=plain._loop, edge=self._edge,
-                          inference=routes, fast=fast, **plain._kwargs)
-
-
-async def read_body(request: web.Request, limit: int, edge: Edge) -> bytes:
-    """The request body, at most ``limit`` bytes (``web.HTTPRequestEntityTooLarge`` beyond), arriving at
-    ``min_body_bytes_per_s`` after a grace of ``body_timeout_s`` (``EdgeRefusal`` 408 otherwise; 400 for broken
-    chunked framing)."""
-    content = request.content
-    try:
-        if content.is_eof():  # all of it is here already (most requests): no timer, nothing else to work out
-            return await request.read()
-        limits = edge.limits
-        start = asyncio.get_running_loop().time()
-        length = request.content_length
-        rate = max(1, limits.min_body_bytes_per_s)
-        async with asyncio.timeout(limits.body_timeout_s + (length or 0) / rate) as deadline:
-            if length is not None:
-                return await request.read()
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-                chunks.append(chunk)
-                # Without a declared length, each byte received earns the time the minimum rate allows it.
-                deadline.reschedule(max(deadline.when() or 0.0, start + limits.body_timeout_s + size / rate))
-            return b"".join(chunks)
-    except TimeoutError:
-        edge.events.counts["body_timeout"] += 1
-        raise EdgeRefusal(408, "invalid_request_error", "request_timeout",
-                          f"the request body did not arrive at {edge.limits.min_body_bytes_per_s} bytes a "
-                          "second") from None
-    except HttpProcessingError:
-        raise EdgeRefusal(400, "invalid_request_error", "malformed_request",
-                          "the request body's framing is not valid") from None

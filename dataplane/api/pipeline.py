@@ -40,8 +40,9 @@ from dataplane.api.appstate import (
     tollway_headers,
 )
 from dataplane.api.appstate import request_id as new_request_id
-from dataplane.api.edge import EdgeHandler, EdgeRefusal, read_body
+from dataplane.api.edge import EdgeHandler, EdgeRefusal
 from dataplane.api.overload import OVERLOADED
+from dataplane.api.request_body import read_body
 from dataplane.api.streaming import StreamFormat, stream_through
 from dataplane.api.whole_request import FastRequest
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico

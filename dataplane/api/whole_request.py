@@ -37,6 +37,26 @@ class WholeRequest:
 def whole_request(data: bytes, paths: Container[bytes]) -> WholeRequest | None:
     """The request ``data`` holds whole if it is an HTTP/1.1 POST to one of ``paths``: its head and its
     ``Content-Length`` body and nothing after (the usual request of a keep-alive client); else None."""
+    framed = _framed(data, paths)
+    return framed[0] if framed is not None and framed[1] == len(data) else None
+
+
+def awaited_length(data: bytes, paths: Container[bytes], max_header_bytes: int, max_body_bytes: int) -> int:
+    """The length the request ``data`` begins will have once its body is in (0: not such a request): a whole
+    head (at most ``max_header_bytes``) as ``whole_request`` wants it, whose ``Content-Length`` body (at most
+    ``max_body_bytes``) is still arriving. A client that writes its head and its body apart (httpx, the official
+    SDKs) sends this first."""
+    framed = _framed(data, paths)
+    if framed is None:
+        return 0
+    whole, total = framed
+    return total if whole.head_end <= max_header_bytes and len(data) < total <= whole.head_end + 4 + max_body_bytes \
+        else 0
+
+
+def _framed(data: bytes, paths: Container[bytes]) -> tuple[WholeRequest, int] | None:
+    """The parts of the request whose head ``data`` holds, and its whole length, for an HTTP/1.1 POST to one of
+    ``paths`` framed by ``Content-Length`` alone; else None."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
@@ -50,10 +70,10 @@ def whole_request(data: bytes, paths: Container[bytes]) -> WholeRequest | None:
     if at < 0 or (at > 0 and head[at - 1] != 10):  # a header of its own, not the end of another's name
         return None
     value = head[at + 15:head.find(b"\r\n", at)].strip()
-    if not value.isdigit() or end + 4 + int(value) != len(data):
+    if not value.isdigit():
         return None
     path = line.group().split(b" ", 2)[1].split(b"?", 1)[0]
-    return WholeRequest(path, line.end(), end) if path in paths else None
+    return (WholeRequest(path, line.end(), end), end + 4 + int(value)) if path in paths else None
 
 
 class FastRequest:
@@ -101,6 +121,7 @@ class FastPath:
     app: web.Application
     routes: Mapping[bytes, FastHandler]
     max_header_bytes: int
+    max_body_bytes: int
 
 
 _HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import openai
 import orjson
 from aiohttp import web
 
@@ -129,6 +130,59 @@ async def test_a_head_aiohttp_must_judge_does_not_take_the_fast_path() -> None:
         raw = await asyncio.wait_for(reader.read(), 5)
         assert raw.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")  # aiohttp's parser judged it
         assert b"a\x00b" not in raw and b"X-Marker" not in raw
+        writer.close()
+
+
+async def test_a_head_sent_before_its_body_is_gathered_and_served_by_the_edge() -> None:
+    async with chat_upstream(healthy) as up, data_plane(up, up) as (url, key):
+        reader, writer = await connect(url)
+        whole = request("/v1/chat/completions", orjson.dumps(HELLO), key)
+        head_end = whole.index(b"\r\n\r\n") + 4
+        for _ in range(2):  # the head, then the body in two pieces (as httpx writes them, and slower)
+            writer.write(whole[:head_end])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(whole[head_end:head_end + 5])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(whole[head_end + 5:])
+            status, headers, body = await read_answer(reader)
+            assert status == 200 and "server" not in headers  # the edge's answer
+            assert orjson.loads(body)["choices"][0]["message"]["content"] == "fine"
+        writer.close()
+
+
+async def test_the_official_sdk_is_served_by_the_edge_json_and_streams() -> None:
+    pieces = ["one ", "two"]
+    async with chat_upstream(streaming(pieces)) as up, data_plane(up, up) as (url, key):
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}])
+            assert "server" not in raw.headers and raw.parse().choices[0].message.content == "fine"
+            async with client.chat.completions.with_streaming_response.create(
+                    model="chat", messages=[{"role": "user", "content": "hi"}], stream=True) as streamed:
+                assert "server" not in streamed.headers
+                text = "".join([c.choices[0].delta.content or "" async for c in await streamed.parse()
+                                if c.choices])
+            assert text == "".join(pieces)
+        finally:
+            await client.close()
+
+
+async def test_a_body_slower_than_the_body_timeout_is_left_to_aiohttp_and_its_rate_rule() -> None:
+    async with chat_upstream(healthy) as up, data_plane(up, up, body_timeout_s=0.3, min_body_bytes_per_s=1
+                                                        ) as (url, key):
+        reader, writer = await connect(url)
+        whole = request("/v1/chat/completions", orjson.dumps(HELLO), key)
+        head_end = whole.index(b"\r\n\r\n") + 4
+        writer.write(whole[:head_end + 3])
+        await writer.drain()
+        await asyncio.sleep(0.6)  # past the gathering's bound: aiohttp's parser takes the request
+        writer.write(whole[head_end + 3:])
+        status, headers, body = await read_answer(reader)
+        assert status == 200 and "server" in headers  # aiohttp's answer
+        assert orjson.loads(body)["choices"][0]["message"]["content"] == "fine"
         writer.close()
 
 
