@@ -5,12 +5,14 @@ systemd and container runtimes see no difference); a group's supervisor (``datap
 as one. It imports only the data plane, not the CLI (typer, pydantic, the policy models: about 14 MB of memory
 per process). It logs as ``gatectl`` does, runs on uvloop until SIGTERM or SIGINT, and stops cleanly; a data
 plane that cannot start prints ``error: cannot start the data plane: …`` and exits 4, as ``gatectl`` would.
+Serving, it runs the garbage collector rarely (``GC_THRESHOLDS``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import sys
@@ -24,6 +26,12 @@ from dataplane.settings import DataPlaneSettings
 from tollway.tasks import wait_for_signal
 
 SETTINGS_ENV = "TOLLWAY_DATAPLANE_SETTINGS"
+# The collector's thresholds once the data plane serves. The request path makes no reference cycles, so with
+# CPython's default (a young collection every 700 net allocations, then older ones) the collector ran 80 times a
+# second at saturation for nothing: 2-3 % of the CPU, and pauses of up to 4.7 ms (the oldest generation) in the
+# latency tail. At 20,000 it did not run once in 8 s at 2,400 requests a second; a cycle made now and then is
+# still collected.
+GC_THRESHOLDS = (20_000, 50, 100)
 UNAVAILABLE = 4  # ``gatectl``'s exit code for "cannot start" (``cli.errors.ExitCode.UNAVAILABLE``)
 
 log = logging.getLogger("gatectl")
@@ -56,6 +64,7 @@ async def serve(settings: DataPlaneSettings) -> None:
     except Exception as exc:  # foreign errors of the start (grpc, the disk) end here, as one line
         raise SystemExit(f"error: cannot start the data plane: {exc}") from exc
     log.info("data plane %s (region %s) serving on %s", settings.node_id, settings.region, dp.url)
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         await wait_for_signal()
     finally:
