@@ -34,7 +34,7 @@ from controlplane.policy.repository import Repository
 from controlplane.push.discovery import DiscoveryServicer, Registry
 from controlplane.push.publisher import Publisher
 from controlplane.rollout.api import add_rollout_routes
-from controlplane.rollout.manager import RolloutManager
+from controlplane.rollout.manager import RolloutManager, rollout_pin
 from controlplane.settings import ControlPlaneSettings, Tokens, resolve_tokens
 from controlplane.store.base import Store
 from controlplane.store.open import open_store
@@ -114,16 +114,17 @@ class ControlPlane:
         self._tokens = tokens = resolve_tokens(s)
         try:
             self._store = store = self._given_store or await open_store(s.effective_store_url)
-            self._publisher = publisher = Publisher(store)
+            repository = Repository(store, on_commit=self.metrics.committed)
+            # The publisher follows a staged rollout's record with the policy (a rollout in progress resumes
+            # from the store before the first publish).
+            self._publisher = publisher = Publisher(store, rollout_pin=rollout_pin(repository))
             registry = Registry(publisher)
             self._usage_db = usage_db = await open_usage_db(s.effective_usage_store_url)
-            repository = Repository(store, on_commit=self.metrics.committed)
-            self.rollouts = rollouts = RolloutManager(
-                repository, publisher, registry, usage_db, window_s=s.rollout_window_seconds,
-                min_requests=s.rollout_min_requests, tick_s=s.rollout_tick_seconds)
-            await rollouts.resume()  # before the first publish: a rollout in progress goes on where it was
-            self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             replica = s.replica_id or f"{socket.gethostname()}-{s.grpc_port}"
+            self.rollouts = rollouts = RolloutManager(
+                repository, publisher, registry, usage_db, replica=replica, window_s=s.rollout_window_seconds,
+                min_requests=s.rollout_min_requests)
+            self._publisher_task = asyncio.create_task(publisher.run(), name="publisher")
             sync: list[ReplicaSync] = []
             self.election = election = open_election(store, replica, s.ha_ttl_seconds,
                                                      on_tick=lambda: sync[0].sync() if sync else None)
@@ -146,9 +147,9 @@ class ControlPlane:
             # Singleton duties run on the replica that holds them (always, on the embedded store's one replica).
             self._duty_tasks = [
                 asyncio.create_task(election.run(), name="election"),
-                asyncio.create_task(run_while_held(election, s.retention_interval_seconds, retention.run_once,
+                asyncio.create_task(run_while_held(election, s.retention_interval_seconds,
+                                                   lambda: retention.run_once(election.token()),
                                                    "usage retention"), name="usage-retention"),
-                asyncio.create_task(rollouts.run(), name="rollout-follow"),
                 asyncio.create_task(run_while_held(election, s.rollout_tick_seconds, rollouts.tick,
                                                    "rollout decision"), name="rollout-decision"),
             ]

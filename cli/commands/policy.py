@@ -85,7 +85,7 @@ def apply(
         "2h) unless an abort condition holds")] = None,
     abort_if: Annotated[str | None, typer.Option(
         "--abort-if", help="With --canary: abort by itself when the canary's error rate exceeds the others' by "
-        "more than this (error-rate>2%%); a NACK from a canary data plane always aborts")] = None,
+        "more than this (error-rate>2%); a NACK from a canary data plane always aborts")] = None,
 ) -> None:
     """Create or update the resources described in YAML files (all or nothing); with --canary, as a staged rollout."""
     with exit_on_error(), Progress() as progress:

@@ -155,6 +155,33 @@ def resources_table(kind: str, items: Sequence[Mapping[str, Any]]) -> str:
     return table(headers, [row(i) for i in items])
 
 
+def rollout_step(entry: Mapping[str, Any]) -> str | None:
+    """What a ``rollout-start|promote|abort`` history or audit entry did, in full (None for other entries):
+    ``rollout-promote rollout-14 (canary eu): revision 14 everywhere (eu 1c07…, us 2da9…): why``."""
+    action, rollout = entry.get("action"), entry.get("rollout")
+    if not (isinstance(action, str) and action.startswith("rollout-") and isinstance(rollout, Mapping)):
+        return None
+    found = rollout.get("canary")
+    canary: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    where = ",".join([*canary.get("regions", []), *(f"dataplane={d}" for d in canary.get("dataplanes", []))])
+    found = rollout.get("versions")
+    versions: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+
+    def per_region(side: str) -> str:
+        shown = [f"{r} {v.get(side) or '-'}" for r, v in sorted(versions.items()) if isinstance(v, Mapping)]
+        return f" ({', '.join(shown)})" if shown else ""
+
+    target, base = rollout.get("targetRevision", "?"), rollout.get("baseRevision", "?")
+    if action == "rollout-start":
+        what = f"revision {target} to the canary, {base} elsewhere"
+    elif action == "rollout-promote":
+        what = f"revision {target} everywhere{per_region('canary')}"
+    else:
+        what = f"the canary back to the policy of revision {base}{per_region('others')}"
+    reason = rollout.get("reason")
+    return f"{action} {rollout.get('id', '?')} (canary {where}): {what}" + (f": {reason}" if reason else "")
+
+
 def history_table(items: Sequence[Mapping[str, Any]]) -> str:
     def changes(entry: Mapping[str, Any]) -> str:
         action = entry.get("action")
@@ -162,15 +189,10 @@ def history_table(items: Sequence[Mapping[str, Any]]) -> str:
         parts = [f"{action if action in ('revoke', 'rotate') else c.get('op', '?')} "
                  f"{c.get('kind', '?')}/{c.get('name', '?')}"
                  for c in entry.get("changes") or [] if isinstance(c, Mapping)]
-        prefix = f"{action}: " if action == "rollback" else ""
-        rollout = entry.get("rollout")
-        if isinstance(action, str) and action.startswith("rollout-") and isinstance(rollout, Mapping):
-            found = rollout.get("canary")
-            canary: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-            where = ",".join([*canary.get("regions", []), *(f"dataplane={d}" for d in canary.get("dataplanes", []))])
-            prefix = f"{action} {rollout.get('id', '?')} (canary {where}): "
-        text = prefix + (", ".join(parts) or "-")
-        return text if len(text) <= 80 else text[:77] + "..."
+        text = (f"{action}: " if action == "rollback" else "") + (", ".join(parts) or "-")
+        text = text if len(text) <= 80 else text[:77] + "..."
+        step = rollout_step(entry)  # shown whole: which regions got which version, and why
+        return text if step is None else step + (f"; {text}" if parts else "")
 
     rows = [[_or_dash(e.get("revision")), format_time(e.get("time")), _or_dash(e.get("who")), changes(e)]
             for e in items]

@@ -5,10 +5,16 @@ created ``LEADER`` (create-if-absent, attached to its lease): when the holder di
 the key, and the next replica to try creates it, within ``ttl_s * 4 / 3`` of the death. A replica that stops
 cleanly revokes its lease, so the handover is immediate.
 
-Fencing: ``fence()`` is ``[Compare(LEADER, revision the holder created it at)]``. Every write of a duty carries
-it, so a replica that believes it still holds the duties after losing them (a pause longer than its lease, a
-partition) writes nothing: the key was deleted and recreated at another revision. ``is_held`` also turns false
+Fencing: ``fence()`` is ``[Compare(LEADER, revision the holder created it at)]``. Every write of a duty to etcd
+carries it, so a replica that believes it still holds the duties after losing them (a pause longer than its lease,
+a partition) writes nothing: the key was deleted and recreated at another revision. A duty that writes elsewhere
+(usage retention, in PostgreSQL) passes ``token()``, that same revision, as a fencing token: etcd revisions only
+grow, so the usage store refuses a token older than one it has already seen. ``is_held`` also turns false
 locally once the last refresh is older than the lease, so a cut-off holder stops starting work.
+
+Duties that need no election: grant reclaim happens inside every ledger compare-and-swap (a grant past its
+expiry and grace is dropped by whichever replica next writes that scope), and the rollout decision, though run
+on the holder only, guards each step on the rollout record's revision.
 
 On the embedded store (one machine, one replica) ``SoleElection`` holds the duties always, and fences nothing.
 """
@@ -29,7 +35,7 @@ from controlplane.store.etcd import EtcdStore
 log = logging.getLogger(__name__)
 
 LEADER = "/tollway/ha/leader"
-DUTIES = ("alert-delivery", "alert-pruning", "usage-retention", "dataplane-pruning")
+DUTIES = ("alert-delivery", "alert-pruning", "usage-retention", "dataplane-pruning", "rollout-decision")
 
 
 class Duty(Protocol):
@@ -39,6 +45,8 @@ class Duty(Protocol):
 
     def fence(self) -> list[Compare]: ...
 
+    def token(self) -> int: ...
+
 
 class Election(Protocol):
     replica: str
@@ -47,6 +55,8 @@ class Election(Protocol):
     def is_held(self) -> bool: ...
 
     def fence(self) -> list[Compare]: ...
+
+    def token(self) -> int: ...
 
     async def run(self) -> None: ...
 
@@ -66,6 +76,9 @@ class SoleElection:
 
     def fence(self) -> list[Compare]:
         return []
+
+    def token(self) -> int:
+        return 0  # no fencing: one replica
 
     async def run(self) -> None:
         await asyncio.Event().wait()
@@ -98,6 +111,11 @@ class EtcdElection:
 
     def fence(self) -> list[Compare]:
         return [Compare(LEADER, self._revision if self.is_held() else -1)]
+
+    def token(self) -> int:
+        """The fencing token of a write outside etcd: the leader key's revision, or -1 when not held (a store
+        that checks tokens refuses it)."""
+        return self._revision if self.is_held() else -1
 
     async def run(self) -> None:
         while True:

@@ -9,10 +9,15 @@ burst of writes costs one compile and the event loop stays free to serve streams
 Readers wait on ``changed`` (an ``asyncio.Condition``) and read ``snapshot(region)``; they see the latest value
 only, so intermediate versions are skipped, never queued.
 
-During a staged rollout (``pin``) it keeps two snapshots per region: the newest policy's, for the canary, and the
-stable one (``controlplane.rollout.stable``: the rollout's base generation with the keys' current secrets), for
-every other data plane; ``snapshot_for(region, node)`` picks. Both are compiled by the same publish, so a key
-revocation reaches both at once.
+During a staged rollout it keeps two snapshots per region: the newest policy's, for the canary, and the stable one
+(``controlplane.rollout.stable``: the rollout's base generation with the keys' current secrets), for every other
+data plane; ``snapshot_for(region, node)`` picks. Both are compiled by the same publish, so a key revocation
+reaches both at once. The rollout record (``/tollway/rollout/current``) is watched with the resources, in one
+watch: a rollout's step is one transaction (its record and its generation), so it arrives as one batch, and the
+publisher takes the new resources and the new assignment together (``rollout_pin`` turns the record into the
+base policy and the canary before either is taken). So on every replica sharing the store, no data plane outside
+the canary ever runs the rollout's generation, and a start, promote or abort reaches data planes within a watch's
+delay, not a poll's.
 
 Errors: a policy that fails ``check_references`` (which the admin API refuses to write, so only a hand-edited
 store gets there) is logged and the previous snapshots stay; store errors are retried with backoff.
@@ -22,18 +27,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from controlplane.policy.compile import AnyResource, KeyEncodings, PolicySet, build_snapshots
 from controlplane.policy.resources import KINDS, Kind
 from controlplane.rollout.stable import stable_policy
 from controlplane.rollout.state import Canary
 from controlplane.store.base import Compacted, Event, KeyValue, Store, StoreUnavailable
-from controlplane.store.layout import RESOURCES, decode_resource
+from controlplane.store.layout import RESOURCES, ROLLOUT, decode_resource
 from tollway.backoff import Backoff
 from tollway.pb import snapshot_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+# One watch covers the resources and the rollout record (the longest prefix of both); other keys under it are
+# skipped.
+WATCHED = "/tollway/r"
+
+RolloutPin = Callable[[bytes], Awaitable[tuple[PolicySet, Canary]]]
+"""The rollout record's bytes -> (the base policy the others run, the canary); ``controlplane.rollout.manager``."""
 
 
 class Publisher:
@@ -42,15 +54,22 @@ class Publisher:
     ``snapshot(region)`` returns an immutable value (callers must not modify it): the latest snapshot of the
     region, or None while a region the policy does not mention is being compiled (off the loop, like every
     compile) for the data plane that asked for it; ``changed`` is notified when it is there.
+
+    Without ``rollout_pin`` the rollout record is ignored (every data plane gets the newest policy).
     """
 
-    def __init__(self, store: Store, *, debounce: float = 0.05, backoff: Backoff | None = None) -> None:
+    def __init__(self, store: Store, *, debounce: float = 0.05, backoff: Backoff | None = None,
+                 rollout_pin: RolloutPin | None = None) -> None:
         self._store = store
+        self._rollout_pin = rollout_pin
         self._debounce = debounce
         self._backoff = backoff or Backoff()
         self._resources = _Resources()  # as of store revision ``_watched``
         self._snapshots: dict[str, pb.Snapshot] = {}
-        self._pin: tuple[PolicySet, Canary] | None = None  # an active rollout: (its base policy, its canary)
+        # The rollout record as of ``_watched``: (its mod_revision, its base policy, its canary), or None.
+        self._pin: tuple[int, PolicySet, Canary] | None = None
+        self._canary: Canary | None = None  # the published one: set with ``_stable``, by the same publish
+        self.rollout_revision = 0  # the mod_revision of the rollout record the published snapshots serve (0: none)
         self._stable: dict[str, pb.Snapshot] = {}  # per region, what data planes outside the canary run
         self._stable_keys = KeyEncodings()
         self._keys = KeyEncodings()  # so a recompile after one change re-encodes one key, not 100,000
@@ -87,10 +106,10 @@ class Publisher:
         """What data plane ``node_id`` of ``region`` should run: the latest snapshot, unless a rollout is active
         and the data plane is outside its canary (then the stable one)."""
         latest = self.snapshot(region)
-        pin = self._pin
-        if pin is None or pin[1].includes(region, node_id):
+        canary = self._canary
+        if canary is None or canary.includes(region, node_id):
             return latest
-        return self._stable.get(region, latest)  # no stable one yet: the pin predates the rollout's commit
+        return self._stable.get(region, latest)
 
     def version_for(self, region: str, node_id: str) -> str:
         snapshot = self.snapshot_for(region, node_id)
@@ -98,15 +117,8 @@ class Publisher:
 
     def stable_version(self, region: str) -> str:
         """The version data planes outside the canary run ("" with no rollout or none compiled yet)."""
-        snapshot = self._stable.get(region) if self._pin is not None else None
+        snapshot = self._stable.get(region) if self._canary is not None else None
         return snapshot.version if snapshot is not None else ""
-
-    async def pin(self, base: PolicySet | None, canary: Canary | None = None) -> None:
-        """Start (``base`` and ``canary``) or end (None) serving two revisions, and publish at once, so that when
-        this returns every stream sees the new assignment. Pin *before* committing the rollout's generation."""
-        self._pin = None if base is None or canary is None else (base, canary)
-        if self.revision > 0:
-            await self._publish()
 
     async def run(self) -> None:
         """List, compile and watch until cancelled."""
@@ -121,15 +133,24 @@ class Publisher:
         failures = 0
         while True:
             try:
-                listing = await self._store.list(RESOURCES)
+                listing = await self._store.list(WATCHED)
                 self.listings += 1
+                items = [kv for kv in listing.items if kv.key.startswith(RESOURCES)]
                 # Decoding 100k resources takes seconds: off the loop, like compiling.
-                resources = await asyncio.to_thread(_Resources.decode, listing.items, self._resources)
-                self._resources, self._watched = resources, listing.revision
+                resources = await asyncio.to_thread(_Resources.decode, items, self._resources)
+                pin = await self._pin_of(next((kv for kv in listing.items if kv.key == ROLLOUT), None))
+                self._resources, self._watched, self._pin = resources, listing.revision, pin
                 await self._publish()
                 failures = 0
-                async for batch in self._store.watch(RESOURCES, listing.revision + 1):
+                async for batch in self._store.watch(WATCHED, listing.revision + 1):
+                    records = [e for e in batch if e.key == ROLLOUT]
+                    if records:  # resolved first, so the batch's resources and its pin are taken together
+                        last = records[-1]
+                        pin = await self._pin_of(None if last.type == "delete" else
+                                                 KeyValue(last.key, last.value, last.mod_revision))
                     self._apply(batch)
+                    if records:
+                        self._pin = pin
                     self._dirty.set()
                     failures = 0
                 log.warning("store watch ended at revision %d; relisting", self._watched)
@@ -145,14 +166,25 @@ class Publisher:
             await asyncio.sleep(self._backoff.delay(failures))
             failures += 1
 
+    async def _pin_of(self, record: KeyValue | None) -> tuple[int, PolicySet, Canary] | None:
+        """What the rollout ``record`` assigns (the one held if it is the same record)."""
+        if record is None or self._rollout_pin is None:
+            return None
+        if self._pin is not None and self._pin[0] == record.mod_revision:
+            return self._pin
+        base, canary = await self._rollout_pin(record.value)
+        return record.mod_revision, base, canary
+
     def _apply(self, batch: list[Event]) -> None:
         for event in batch:
+            self._watched = max(self._watched, event.mod_revision)
+            if not event.key.startswith(RESOURCES):
+                continue
             resource = None if event.type == "delete" else _decode(KeyValue(event.key, event.value, event.mod_revision))
             if resource is None:
                 self._resources.delete(event.key)
             else:
                 self._resources.put(event.key, resource, event.value)
-            self._watched = max(self._watched, event.mod_revision)
 
     async def _compile_loop(self) -> None:
         while True:
@@ -175,7 +207,7 @@ class Publisher:
             snapshots = await asyncio.to_thread(_compile, policy, requested, self._keys)
             stable: dict[str, pb.Snapshot] | None = {}
             if pin is not None and snapshots is not None:
-                stable = await asyncio.to_thread(_compile, stable_policy(pin[0], policy), requested,
+                stable = await asyncio.to_thread(_compile, stable_policy(pin[1], policy), requested,
                                                  self._stable_keys)
             if snapshots is None or stable is None:
                 self.last_error = f"policy at store revision {revision} is inconsistent; previous snapshots kept"
@@ -184,12 +216,14 @@ class Publisher:
                 self._dirty.set()
             previous, previous_stable = self._snapshots, self._stable
             self._snapshots, self._stable = snapshots, stable
+            canary, previous_canary = None if pin is None else pin[2], self._canary
+            self._canary, self.rollout_revision = canary, 0 if pin is None else pin[0]
             changed = sorted(r for r in snapshots.keys() | previous.keys() | stable.keys() | previous_stable.keys()
                              if snapshots.get(r, _EMPTY).version != previous.get(r, _EMPTY).version
                              or stable.get(r, _EMPTY).version != previous_stable.get(r, _EMPTY).version)
             first = self.revision == 0
             self.revision, self.last_error = max(revision, 1), ""
-            if changed or first:
+            if changed or first or canary != previous_canary:
                 log.info("published store revision %d: changed regions %s", revision, ", ".join(changed) or "none")
                 async with self.changed:
                     self.changed.notify_all()

@@ -5,7 +5,8 @@ keeps the previous one until it is promoted or aborted.
 - ``stable``: the policy the non-canary data planes run during a rollout (the base generation, with the keys'
   current secrets, so revocations and rotations reach everyone at once); pure.
 - ``verdict``: the automatic decision (NACK, error rate, deadline) from observations; pure.
-- ``health``: the canary's and the others' error rate and latency over a sliding window (usage in DuckDB).
-- ``manager``: start, promote, abort, resume after a restart, and ``tick`` (the singleton duty that decides).
+- ``health``: the canary's and the others' error rate and latency over a sliding window (the usage store).
+- ``manager``: start, promote, abort, ``tick`` (the singleton duty that decides), and ``rollout_pin``: what the
+  publisher (``controlplane.push.publisher``, which watches the record with the policy) makes of the record.
 - ``api``: the admin API routes (``/admin/v1/rollout``).
 """

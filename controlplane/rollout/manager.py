@@ -1,5 +1,4 @@
-"""Staged rollouts, the shell: start one with an apply, promote or abort it, resume it after a restart, and
-decide automatically (``tick``).
+"""Staged rollouts, the shell: start one with an apply, promote or abort it, and decide automatically (``tick``).
 
 The record (``controlplane.rollout.state.Rollout``) lives in the store at ``/tollway/rollout/current`` and is
 written in the same transaction as the policy generation of each step, whose history entry (and so the audit
@@ -7,14 +6,14 @@ chain) carries the action: ``rollout-start`` (the apply itself, with its changes
 the fleet now runs the newest generation) and ``rollout-abort`` (the changes that restore the base generation,
 keys included, without bringing back a revoked or rotated-out secret).
 
-The publisher serves the two revisions (``Publisher.pin``): the newest policy to the canary, the stable one to
-everyone else. It is pinned *before* the rollout's generation is committed, and unpinned only *after* the promote
-or abort is, so no data plane outside the canary ever sees the new generation early.
+Who is sent what follows from the store alone: every replica's publisher watches the record with the resources
+and takes each step's record and generation together (``controlplane.push.publisher``), turning the record into
+the base policy with ``rollout_pin``. So a step taken through any replica reaches the data planes of every
+replica within a watch's delay, and a restarted control plane resumes a rollout (and its deadline) from the
+store before it serves anything; nothing here pins or unpins a publisher.
 
-``tick`` is the singleton duty: it reads the record, brings this replica's publisher in step with it, and applies
-the verdict (``controlplane.rollout.verdict``). The server runs it on the elected replica only; it would be safe
-anywhere, since every step is guarded by the record's ``mod_revision``, so two deciders cannot both act.
-``run`` (every replica) only follows the record (another replica may have started or ended the rollout).
+``tick`` is the singleton duty: the server runs it on the elected replica only (``run_while_held``). It would
+be safe anywhere: every step is guarded by the record's ``mod_revision``, so two deciders cannot both act.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from controlplane.policy.compile import PolicySet
 from controlplane.policy.engine import ApplyPlan, Document, PolicyState
 from controlplane.policy.repository import ApplyResult, Repository, utc_now
 from controlplane.policy.resources import parse_resource
-from controlplane.push.publisher import Publisher
+from controlplane.push.publisher import Publisher, RolloutPin
 from controlplane.rollout import health
 from controlplane.rollout.state import Canary, Event, Rollout
 from controlplane.rollout.verdict import CanaryNode, Traffic, Verdict, judge
@@ -52,68 +51,58 @@ class DataPlanes(Protocol):
     def dataplanes(self) -> list[dict[str, Any]]: ...
 
 
+async def base_policy(repository: Repository, base: int) -> PolicySet:
+    """The policy of generation ``base``, rebuilt from the current one and the history since."""
+    state = await repository.state()
+    target = engine.undo(await _entries_since(repository, state, base))
+    resources: dict[tuple[str, str], dict[str, Any] | None] = {rid: s.canonical for rid, s in state.resources.items()}
+    resources.update(target)
+    return PolicySet.of(parse_resource(body) for body in resources.values() if body is not None)
+
+
+def rollout_pin(repository: Repository) -> RolloutPin:
+    """What the publisher calls with the record's bytes: (the base policy the others run, the canary)."""
+    async def pin(record: bytes) -> tuple[PolicySet, Canary]:
+        rollout = Rollout.from_json(orjson.loads(record))
+        return await base_policy(repository, rollout.base), rollout.canary
+    return pin
+
+
+async def _entries_since(repository: Repository, state: PolicyState, base: int) -> list[dict[str, Any]]:
+    return [await repository.history_entry(generation) for generation in range(state.generation, base, -1)]
+
+
 class RolloutManager:
-    """Task-safe on one event loop. ``window_s`` and ``min_requests`` shape the error-rate judgement."""
+    """Task-safe on one event loop. ``window_s`` and ``min_requests`` shape the error-rate judgement; ``replica``
+    (this control plane's replica id) is recorded with every step, so the history says which replica decided."""
 
     def __init__(self, repository: Repository, publisher: Publisher, registry: DataPlanes, usage_db: UsageDB | None, *,
-                 window_s: float = 300.0, min_requests: int = 20, tick_s: float = 1.0,
+                 replica: str = "", window_s: float = 300.0, min_requests: int = 20,
                  clock: Callable[[], float] = time.time) -> None:
         self._repository = repository
         self._store = repository.store
         self._publisher = publisher
         self._registry = registry
         self._usage = usage_db
+        self._replica = replica
         self._window_s = window_s
         self._min_requests = min_requests
-        self._tick_s = tick_s
         self._clock = clock
-        self._pinned: str | None = None  # the id of the rollout this replica's publisher serves
         self._lock = asyncio.Lock()  # one step at a time in this process (the store guards across processes)
 
     async def current(self) -> tuple[Rollout, KeyValue] | None:
         kv = await self._store.get(ROLLOUT)
         return None if kv is None else (Rollout.from_json(orjson.loads(kv.value)), kv)
 
-    async def resume(self) -> None:
-        """Pin the publisher to the rollout in the store, if any. Call before data planes can connect."""
-        await self.follow()
-
-    async def _sync(self, found: tuple[Rollout, KeyValue] | None) -> None:
-        if found is None:
-            if self._pinned is not None:
-                await self._publisher.pin(None)
-                self._pinned = None
-            return
-        rollout = found[0]
-        if self._pinned != rollout.id:
-            base = await self._base_policy(rollout)
-            await self._publisher.pin(base, rollout.canary)
-            self._pinned = rollout.id
-            log.info("serving rollout %s: generation %d on %s, %d elsewhere", rollout.id, rollout.target,
-                     rollout.canary.describe(), rollout.base)
-
-    async def _base_policy(self, rollout: Rollout) -> PolicySet:
-        """The policy of the rollout's base generation, rebuilt from the current one and the history since."""
-        state = await self._repository.state()
-        target = engine.undo(await self._entries_since(state, rollout.base))
-        resources: dict[tuple[str, str], dict[str, Any] | None] = {
-            rid: s.canonical for rid, s in state.resources.items()}
-        resources.update(target)
-        return PolicySet.of(parse_resource(body) for body in resources.values() if body is not None)
-
-    async def _entries_since(self, state: PolicyState, base: int) -> list[dict[str, Any]]:
-        entries = []
-        for generation in range(state.generation, base, -1):
-            entries.append(await self._repository.history_entry(generation))
-        return entries
-
     async def start(self, documents: Iterable[Document], *, who: str, canary: Canary,
                     promote_after_s: int | None = None, abort_above: float | None = None,
                     expected_revision: int | None = None) -> tuple[ApplyResult, Rollout]:
         """Apply ``documents`` as a new generation that only ``canary`` runs; ``RolloutInProgress`` if one is
-        active, ``InvalidPolicy`` if they are invalid, ``InvalidRequest`` if they change nothing."""
+        active, ``InvalidPolicy`` if they are invalid, ``InvalidRequest`` if they change nothing or the canary
+        names a region or data plane no connected data plane is."""
         async with self._lock:
             await self._repository.refuse_during_rollout()
+            self._check_canary(canary)
             state = await self._repository.state()
             if expected_revision is not None and expected_revision != state.generation:
                 raise Conflict(f"expected generation {expected_revision}, but the policy is at generation "
@@ -127,19 +116,34 @@ class RolloutManager:
             rollout = Rollout(
                 id=f"rollout-{target}", who=who, started=utc_now(), base=state.generation, target=target,
                 canary=canary, promote_at=None if promote_after_s is None else now + promote_after_s,
-                abort_above=abort_above)
+                abort_above=abort_above, started_at=now)
             rollout = rollout.with_event(Event(rollout.started, "started", who))
-            await self._publisher.pin(state.policy, canary)  # before the commit: the others never see ``target``
-            self._pinned = rollout.id
-            try:
-                generation = await self._repository.commit(
-                    plan, who, "rollout-start", rollout=rollout.summary(),
-                    also_put=[(ROLLOUT, orjson.dumps(rollout.to_json()))])
-            except BaseException:
-                await self._sync(await self.current())
-                raise
+            generation = await self._repository.commit(
+                plan, who, "rollout-start", rollout=self._summary(rollout),
+                also_put=[(ROLLOUT, orjson.dumps(rollout.to_json()))])
             log.info("rollout %s started by %s: generation %d on %s", rollout.id, who, generation, canary.describe())
             return ApplyResult(generation, True, plan.changes), rollout
+
+    def _check_canary(self, canary: Canary) -> None:
+        """Each region and data plane the canary names must be a connected data plane's: a typo would otherwise
+        start a rollout that no data plane runs (and that a deadline would promote, untried)."""
+        connected = [dp for dp in self._registry.dataplanes() if dp["connected"]]
+        regions = sorted({dp["region"] for dp in connected})
+        for region in canary.regions:
+            if region not in regions:
+                raise InvalidRequest(f"'canary': no connected data plane runs in region {region!r} (connected "
+                                     f"regions: {', '.join(regions) or 'none'}); nothing was written")
+        nodes = {dp["nodeId"] for dp in connected}
+        for node in canary.dataplanes:
+            if node not in nodes:
+                raise InvalidRequest(f"'canary': no data plane {node!r} is connected (`gatectl dataplanes` lists "
+                                     "them); nothing was written")
+
+    def _summary(self, rollout: Rollout, **extra: Any) -> dict[str, Any]:
+        summary = {**rollout.summary(), **extra}
+        if self._replica:
+            summary["replica"] = self._replica
+        return summary
 
     async def promote(self, who: str, reason: str = "") -> Rollout:
         """Send the canary's generation everywhere; ``NotFound`` when no rollout is active."""
@@ -153,7 +157,7 @@ class RolloutManager:
         async with self._lock:
             rollout, kv = await self._active()
             state = await self._repository.state()
-            entries = await self._entries_since(state, rollout.base)
+            entries = await _entries_since(self._repository, state, rollout.base)
             retired = key_lifecycle.retired_secrets(entries, state)
             target, _ = key_lifecycle.split_rollback(state, engine.undo(entries), retired, True)
             plan = engine.plan_restore(state, target, f"abort of {rollout.id}")
@@ -170,14 +174,14 @@ class RolloutManager:
         event = Event(utc_now(), f"{action}d" if action.endswith("e") else f"{action}ed", who, reason,
                       self._versions())
         done = rollout.with_event(event)
-        summary = {**rollout.summary(), "reason": reason, "versions": event.to_json()["versions"]}
+        summary = self._summary(rollout, reason=reason, versions=event.to_json()["versions"])
         await self._repository.commit(plan, who, f"rollout-{action}", rollout=summary,
                                       rollout_guard=kv.mod_revision, also_delete=[ROLLOUT])
-        await self._sync(None)  # only after the commit: until then the others keep the base generation
         log.info("rollout %s: %s by %s%s", rollout.id, event.action, who, f": {reason}" if reason else "")
         return done
 
     def _versions(self) -> dict[str, dict[str, str]]:
+        """Per region, the version the canary and the others are sent (the same with no rollout)."""
         return {region: {"canary": self._publisher.version(region), "others": self._publisher.stable_version(region)
                          or self._publisher.version(region)}
                 for region in self._publisher.regions()}
@@ -217,14 +221,18 @@ class RolloutManager:
             return Traffic(), Traffic()
         nodes = {dp["nodeId"] for dp in self._registry.dataplanes()
                  if rollout.canary.includes(dp["region"], dp["nodeId"])}
-        return await health.traffic(self._usage, nodes | set(rollout.canary.dataplanes), self._clock(), self._window_s)
+        now = self._clock()
+        since = max(now - self._window_s, rollout.started_at)
+        return await health.traffic(self._usage, nodes | set(rollout.canary.dataplanes), since)
 
     async def tick(self) -> Verdict | None:
-        """Follow the store's record, then promote or abort if the verdict says so; returns what was done."""
-        found = await self.follow()
+        """Promote or abort the rollout in the store if the verdict says so; returns what was done."""
+        found = await self.current()
         if found is None:
             return None
-        rollout = found[0]
+        rollout, kv = found
+        if self._publisher.rollout_revision != kv.mod_revision:
+            return None  # this replica's publisher has not taken the record yet: its view of who runs what is old
         nodes = [CanaryNode(dp["nodeId"], dp["status"], dp["error"]) for dp in self._registry.dataplanes()
                  if rollout.canary.includes(dp["region"], dp["nodeId"]) and dp["connected"]
                  and dp["version"] != self._publisher.version_for(dp["region"], dp["nodeId"])]
@@ -241,26 +249,6 @@ class RolloutManager:
             log.info("rollout %s: automatic %s skipped: %s", rollout.id, verdict.action, exc)
             return None
         return verdict
-
-    async def follow(self) -> tuple[Rollout, KeyValue] | None:
-        """Bring this replica's publisher in step with the store's record (every replica, not only the one
-        that decides: another may have started, promoted or aborted the rollout); returns the record.
-
-        Under the lock: while this process starts a rollout, the publisher is pinned before the record is
-        committed, and reading "no record" in between must not unpin it."""
-        async with self._lock:
-            found = await self.current()
-            await self._sync(found)
-            return found
-
-    async def run(self) -> None:
-        """``follow`` every ``tick_s`` until cancelled."""
-        while True:
-            try:
-                await self.follow()
-            except Exception:  # top of a long-running loop: log and go on
-                log.exception("following the rollout record failed")
-            await asyncio.sleep(self._tick_s)
 
 
 def _traffic_json(t: Traffic) -> dict[str, Any]:

@@ -106,6 +106,8 @@ class Rollout:
 
     ``promote_at`` (unix seconds) and ``abort_above`` (error-rate threshold, a fraction) are the automatic
     decision's inputs; None: a human decides (a NACK from a canary data plane aborts in any case).
+    ``started_at`` (unix seconds) bounds the error-rate window: traffic from before the canary ran the new
+    generation is not the canary's.
     """
 
     id: str
@@ -117,6 +119,7 @@ class Rollout:
     promote_at: float | None = None
     abort_above: float | None = None
     events: tuple[Event, ...] = ()
+    started_at: float = 0.0
 
     def with_event(self, event: Event) -> Rollout:
         return replace(self, events=(*self.events, event))
@@ -124,14 +127,15 @@ class Rollout:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "who": self.who, "started": self.started, "baseRevision": self.base,
                 "targetRevision": self.target, "canary": self.canary.to_json(), "promoteAt": self.promote_at,
-                "abortIfErrorRateAbove": self.abort_above, "events": [e.to_json() for e in self.events]}
+                "abortIfErrorRateAbove": self.abort_above, "events": [e.to_json() for e in self.events],
+                "startedAt": self.started_at}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Rollout:
         return cls(str(body["id"]), str(body["who"]), str(body["started"]), int(body["baseRevision"]),
                    int(body["targetRevision"]), Canary.from_json(body["canary"]),
                    body.get("promoteAt"), body.get("abortIfErrorRateAbove"),
-                   tuple(Event.from_json(e) for e in body.get("events") or ()))
+                   tuple(Event.from_json(e) for e in body.get("events") or ()), float(body.get("startedAt") or 0.0))
 
     def summary(self) -> dict[str, Any]:
         """What a history entry and the audit chain keep of the rollout."""

@@ -63,11 +63,13 @@ class RetentionTask:
         self._task: asyncio.Task[None] | None = None
         self.stats = RetentionStats()
 
-    async def run_once(self) -> int:
-        """Apply retention now; returns how many events were deleted. Errors propagate (the loop counts them)."""
+    async def run_once(self, fence: int = 0) -> int:
+        """Apply retention now; returns how many events were deleted. Errors propagate (the loop counts them).
+        ``fence``: the duty's fencing token with several replicas (``Duty.token``); 0 on one machine."""
         policy = await self._policy()
         now = self._clock()
-        deleted = await self._db.delete_older_than(cutoffs(policy, now), default_cutoff(now, self._default_days))
+        deleted = await self._db.delete_older_than(cutoffs(policy, now), default_cutoff(now, self._default_days),
+                                                   fence=fence)
         self.stats.runs += 1
         self.stats.deleted += deleted
         self.stats.last_run = now

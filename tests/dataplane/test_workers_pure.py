@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.settings import DataPlaneSettings
 from dataplane.main import SETTINGS_ENV, environment, settings_of
+from dataplane.settings import DataPlaneSettings
 from dataplane.workers import worker_settings
 from tollway.prometheus import Registry, merge_expositions
 

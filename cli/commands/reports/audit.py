@@ -16,7 +16,7 @@ import typer
 
 from cli.errors import ExitCode, exit_on_error
 from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
-from cli.render.output import table, to_json
+from cli.render.output import rollout_step, table, to_json
 
 # Like ``diff``'s "there are changes": a finding, not a failure to run.
 BROKEN = ExitCode.CHANGES
@@ -105,6 +105,9 @@ def _row(item: dict[str, Any]) -> list[str]:
     summary = ", ".join(f"{c.get('kind')}/{c.get('name')} {_verb(c.get('op'))}" for c in changes[:3])
     if len(changes) > 3:
         summary += f", … ({len(changes)} changes)"
+    step = rollout_step(item)  # a rollout's start, promotion or abort: which regions got which version
+    if step is not None:
+        summary = step + (f"; {summary}" if summary else "")
     return [str(item.get("revision")), str(item.get("time") or "-"), str(item.get("who") or "-"), summary or "-"]
 
 
