@@ -1,7 +1,8 @@
 """How long ``gatectl plan --replay 7d`` takes for a week of a 100-team organisation: 1,000,000 recorded requests.
 
 Generates the rows straight into a DuckDB usage database (the control plane's schema, ``controlplane.usage.db``;
-SQL over ``range()``, so generating costs seconds), builds a current and a proposed policy of 100 tenants (300
+SQL over ``range()``, so generating costs seconds: 99 % usage events, 1 % refusals, and spend before the window
+for the tenants with a budget), builds a current and a proposed policy of 100 tenants (300
 keys, three routes: weighted, priority and cheapest over four deployments in two providers; rate limits and
 budgets on some tenants; the proposal moves a route, restricts ten tenants and tightens ten rate limits), and
 times the replay the control plane runs (``controlplane.replay``: reading the window in chunks, both policies,
@@ -26,7 +27,7 @@ import duckdb
 from controlplane.policy.compile import PolicySet, compile_region
 from controlplane.policy.resources import parse_resource
 from controlplane.replay.report import replay
-from controlplane.replay.traffic import count_traffic, read_traffic, spend_before, spent_by_scope
+from controlplane.replay.traffic import count_traffic, month_start_ms, read_traffic, spend_before, spent_by_scope
 from controlplane.usage.db import MIGRATE, SCHEMA
 from tollway.pb import snapshot_pb2 as pb
 
@@ -73,25 +74,51 @@ def policy(proposed: bool) -> PolicySet:
     return PolicySet.of(parse_resource(d) for d in docs)
 
 
+def _team(i: str) -> str:
+    return f"'team-' || lpad(({i} % {TEAMS})::VARCHAR, 3, '0')"
+
+
+def _key(i: str) -> str:
+    return f"{_team(i)} || '-key-' || (({i} // {TEAMS}) % {KEYS_PER_TEAM})::VARCHAR"
+
+
+def _project(i: str) -> str:
+    return f"CASE WHEN ({i} // {TEAMS}) % {KEYS_PER_TEAM} = 0 THEN 'batch' ELSE 'web' END"
+
+
 def generate(db: duckdb.DuckDBPyConnection, rows: int, since_ms: int, days: int) -> None:
-    """``rows`` usage events spread evenly over the window, from SQL alone."""
+    """``rows`` recorded requests spread evenly over the window, from SQL alone: 99 % usage events, 1 % refusals
+    (a model no policy has), and before the window, in its month, $10 spent by each tenant with a $50 budget."""
     step = days * 86_400_000 / rows
+    ts = f"epoch_ms(({since_ms} + i * {step})::BIGINT)"
     db.execute(f"""
         INSERT INTO usage_events SELECT
-            'dp-1', 'bench', (i // 500)::UBIGINT, (i % 500)::INTEGER, 'req-' || i::VARCHAR,
-            epoch_ms(({since_ms} + i * {step})::BIGINT),
-            'team-' || lpad((i % {TEAMS})::VARCHAR, 3, '0'),
-            CASE WHEN (i // {TEAMS}) % {KEYS_PER_TEAM} = 0 THEN 'batch' ELSE 'web' END, '',
-            'team-' || lpad((i % {TEAMS})::VARCHAR, 3, '0') || '-key-' || ((i // {TEAMS}) % {KEYS_PER_TEAM})::VARCHAR,
+            'dp-1', 'bench', (i // 500)::UBIGINT, (i % 500)::INTEGER, 'req-' || i::VARCHAR, {ts},
+            {_team("i")}, {_project("i")}, '', {_key("i")},
             list_element({list(ROUTES)}, ((hash(i) % 3) + 1)::INTEGER) AS route,
-            CASE route WHEN 'chat-smart' THEN 'gpt-4o-eu' WHEN 'chat-fast' THEN 'gpt-4o-mini-eu'
-                       ELSE 'gpt-4o-mini-eu' END,
-            CASE route WHEN 'chat-smart' THEN 'openai-eu' ELSE 'openai-eu' END,
+            CASE route WHEN 'chat-smart' THEN 'gpt-4o-eu' ELSE 'gpt-4o-mini-eu' END, 'openai-eu',
             'eu', 'v1', 200 + hash(i * 3) % 2000, 0, 50 + hash(i * 5) % 500, 0, 800, 300, 700, 200, '', 1,
             []::VARCHAR[], false, 0::HUGEINT, 'upstream', 0, 0,
             'chat', []::VARCHAR[], 300 + hash(i * 3) % 2000, CASE WHEN i % 2 = 0 THEN 1024 ELSE NULL END
-        FROM range({rows}) t(i)
+        FROM range({rows}) t(i) WHERE i % 100 != 99
     """)
+    db.execute(f"""
+        INSERT INTO refusals SELECT
+            'dp-1', 'bench', (i // 500)::UBIGINT, (i % 500)::INTEGER, 'req-' || i::VARCHAR, {ts},
+            {_team("i")}, {_project("i")}, '', {_key("i")}, 'gpt-5', 'eu', 'v1', 404, 'model_not_found', false,
+            'chat', []::VARCHAR[], 300 + hash(i * 3) % 2000, NULL
+        FROM range({rows}) t(i) WHERE i % 100 = 99
+    """)
+    month_start = month_start_ms(since_ms)
+    if month_start < since_ms:
+        db.execute(f"""
+            INSERT INTO usage_events SELECT
+                'dp-1', 'before', 0, t::INTEGER, 'before-' || t::VARCHAR,
+                epoch_ms({(month_start + since_ms) // 2}), {_team("t")}, 'web', '', {_team("t")} || '-key-1',
+                'chat-fast', 'gpt-4o-mini-eu', 'openai-eu', 'eu', 'v1', 0, 0, 0, 10000000, 800, 300, 700, 200, '',
+                1, []::VARCHAR[], false, 10000000000000::HUGEINT, 'upstream', 0, 0, 'chat', []::VARCHAR[], 0, NULL
+            FROM range({TEAMS}) r(t) WHERE t % 10 = 1
+        """)
 
 
 def main() -> None:

@@ -4,6 +4,11 @@ Like ``diff``, the documents are validated locally first (nothing sent if one is
 validates them as an apply would and compiles the current and the proposed policy; nothing is written. The
 answer is the structural diff of each region's snapshot (``controlplane.policy.plan``), shown as text
 (``cli.render.plan_text``) or JSON. Exit 0: no region would change, 1: some would, >1: error (``cli.errors``).
+
+``--replay 7d`` also has the control plane replay the window's recorded traffic through both policies
+(``POST /admin/v1/replay``, ``controlplane.replay``): the report follows the plan (``cli.render.replay_text``: a
+table, Markdown, or under ``"replay"`` in the JSON), a progress bar counts the requests on stderr when it is a
+terminal, and ``--fail-on`` exits 5 (``CHECK_FAILED``) when one of its conditions holds.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import enum
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -22,7 +27,15 @@ from cli.options import AdminTokenOpt, ControlPlaneOpt, connect
 from cli.render.output import to_json
 from cli.render.plan_text import render_plan, tally
 from cli.render.progress import Progress, count, summary
-from cli.render.replay_text import failed_checks, metric, parse_checks, parse_window, render_markdown, render_table
+from cli.render.replay_text import (
+    failed_checks,
+    metric,
+    parse_checks,
+    parse_window,
+    progress_bar,
+    render_markdown,
+    render_table,
+)
 
 
 class PlanFormat(enum.StrEnum):
@@ -31,12 +44,11 @@ class PlanFormat(enum.StrEnum):
     markdown = "markdown"
 
 
-def fetch_plan(filename: list[str], control_plane: str | None, admin_token: str | None,
+def fetch_plan(documents: Sequence[Mapping[str, Any]], control_plane: str | None, admin_token: str | None,
                progress: Progress) -> dict[str, Any]:
-    """The control plane's plan of the files (``POST /admin/v1/plan``); raises ``cli.errors`` like ``diff``."""
-    documents = load_with_progress(filename, progress)
+    """The control plane's plan of the documents (``POST /admin/v1/plan``); raises ``cli.errors`` like ``diff``."""
     with progress.waiting(f"planning {count(len(documents), 'document')} with the control plane"):
-        answer = connect(control_plane, admin_token).plan([d.to_request() for d in documents])
+        answer = connect(control_plane, admin_token).plan(documents)
     progress.clear()
     return answer
 
@@ -52,18 +64,17 @@ def print_plan(answer: Mapping[str, Any], output: PlanFormat, replayed: Mapping[
         sys.stdout.write(render_plan(answer) + (render_table(replayed) if replayed is not None else ""))
 
 
-def fetch_replay(filename: list[str], control_plane: str | None, admin_token: str | None, window_s: int,
-                 seed: int, progress: Progress) -> dict[str, Any]:
-    """The control plane's replay of the window's recorded traffic (``POST /admin/v1/replay``)."""
-    documents = load_with_progress(filename, progress)
+def fetch_replay(documents: Sequence[Mapping[str, Any]], control_plane: str | None, admin_token: str | None,
+                 window_s: int, seed: int, progress: Progress) -> dict[str, Any]:
+    """The control plane's replay of the window's recorded traffic (``POST /admin/v1/replay``), its progress
+    shown on ``progress`` (a bar on a terminal, nothing otherwise)."""
     until_ms = int(time.time() * 1000)
 
     def shown(done: int, total: int) -> None:
-        progress.update(f"replaying {done:,}/{total:,} recorded requests")
+        progress.update(f"replaying {progress_bar(done, total)}", force=done >= total)
 
     progress.update("replaying recorded traffic with the control plane", force=True)
-    report = connect(control_plane, admin_token).replay(
-        [d.to_request() for d in documents], until_ms - window_s * 1000, until_ms, seed, shown)
+    report = connect(control_plane, admin_token).replay(documents, until_ms - window_s * 1000, until_ms, seed, shown)
     progress.clear()
     return report
 
@@ -92,8 +103,9 @@ def plan(
         checks = parse_checks(fail_on or [])
         if checks and window_s is None:
             raise UsageError("--fail-on needs --replay (e.g. --replay 7d --fail-on refusals>0)")
-        answer = fetch_plan(filename, control_plane, admin_token, progress)
-        replayed = fetch_replay(filename, control_plane, admin_token, window_s, seed, progress) \
+        documents = [d.to_request() for d in load_with_progress(filename, progress)]
+        answer = fetch_plan(documents, control_plane, admin_token, progress)
+        replayed = fetch_replay(documents, control_plane, admin_token, window_s, seed, progress) \
             if window_s is not None else None
         print_plan(answer, output, replayed)
         regions = [r for r in answer.get("regions") or [] if isinstance(r, Mapping)]

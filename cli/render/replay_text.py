@@ -76,6 +76,16 @@ def failed_checks(report: Mapping[str, Any], checks: Sequence[Check]) -> list[st
     return out
 
 
+BAR_WIDTH = 30
+
+
+def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    """``[#########.....]  60% 600,000/1,000,000 requests``: the replay's progress line on a terminal."""
+    fraction = min(done / total, 1.0) if total > 0 else 1.0
+    filled = int(width * fraction)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%} {done:,}/{total:,} requests"
+
+
 def _n(value: Any) -> str:
     return f"{int(value):,}"
 

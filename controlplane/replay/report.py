@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from controlplane.replay.simulate import Decided, Recorded, Replayer
+from controlplane.replay.simulate import Decided, Facts, Recorded, Replayer
 from tollway.budget_scopes import BudgetIndex
 from tollway.money import usd
 from tollway.pb import snapshot_pb2 as pb
@@ -56,7 +56,8 @@ def replay(rows: Iterable[Recorded], snapshots: Snapshots, spent: Spent, since_m
     """Replay ``rows`` (oldest first) through both policies; the report (see the module docstring)."""
     rng = random.Random(seed)
     draw = rng.random
-    pairs: dict[str, tuple[Replayer, Replayer]] = {}
+    pairs: dict[str, tuple[Replayer, Replayer | None]] = {}
+    shared = Facts()
     refused: dict[tuple[str, str, str, str], int] = defaultdict(int)
     allowed: dict[tuple[str, str, str], int] = defaultdict(int)
     moved: dict[tuple[str, str, str, str, str], list[int]] = {}
@@ -66,15 +67,11 @@ def replay(rows: Iterable[Recorded], snapshots: Snapshots, spent: Spent, since_m
     for row in rows:
         pair = pairs.get(row.region)
         if pair is None:
-            current_snap, proposed_snap = snapshots(row.region)
-            cur = Replayer(current_snap)
-            cur.budget.spent.update(spent(cur.budget.index))
-            new = Replayer(proposed_snap)
-            new.budget.spent.update(spent(new.budget.index))
-            pair = pairs[row.region] = (cur, new)
+            pair = pairs[row.region] = _replayers(*snapshots(row.region), spent)
         pick = draw()
-        before, failed = pair[0].decide(row, pick)
-        after, _ = pair[1].decide(row, pick, failed)
+        facts = shared.of(row)
+        before, failed = pair[0].decide(row, facts, pick)
+        after = before if pair[1] is None else pair[1].decide(row, facts, pick, failed)[0]
         total += 1
         if _reproduces(before, row):
             matching += 1
@@ -92,6 +89,14 @@ def replay(rows: Iterable[Recorded], snapshots: Snapshots, spent: Spent, since_m
     days = max(until_ms - since_ms, 1) / DAY_MS
     return _report(total, matching, samples, refused, allowed, moved, cost_current, cost_proposed, days,
                    since_ms, until_ms, seed)
+
+
+def _replayers(current: pb.Snapshot, proposed: pb.Snapshot, spent: Spent) -> tuple[Replayer, Replayer | None]:
+    """The replayers of one region: the current policy's and the proposal's, or None for the proposal when its
+    snapshot is the current one (same content hash): deterministic, its replay would decide the same."""
+    cur = Replayer(current, spent(BudgetIndex.of(current)))
+    same = current.version == proposed.version if current.version else current == proposed
+    return cur, None if same else Replayer(proposed, spent(BudgetIndex.of(proposed)))
 
 
 def _reproduces(decided: Decided, row: Recorded) -> bool:

@@ -36,7 +36,7 @@ def row(i: int, deployment: str = "a", refusal: str = "", every_s: float = 1.0) 
     served = not refusal
     return Recorded(T0_MS + int(i * every_s * 1000), "eu", "team", "", "", "k", "chat", "chat", "", 100, 1_000,
                     False, deployment if served else "", refusal, IN if served else 0, 0, 0, OUT if served else 0,
-                    0, 0)
+                    0)
 
 
 def run(rows: list[Recorded], current: list[dict[str, Any]], proposed: list[dict[str, Any]],
@@ -92,3 +92,17 @@ def test_a_recorded_refusal_is_reproduced_and_one_lifted_by_the_proposal_is_repo
     report = run(rows, docs(rpm=3, weights=(1, 0)), docs(weights=(1, 0)))
     assert report["reproduced"]["matching"] == 4
     assert [(r["key"], r["was"], r["requests"]) for r in report["allowed"]] == [("k", "rate limit", 1)]
+
+
+def test_traffic_of_a_region_the_proposal_no_longer_compiles_is_refused_and_the_rest_still_replays() -> None:
+    # The admin API hands a region no policy compiles for as an empty snapshot: a data plane there would know
+    # no key, so its recorded requests are refused as "key", and the replay goes on.
+    current = compile_region(policy_of(*docs(weights=(1, 0))), "eu")
+
+    def snapshots(region: str) -> tuple[pb.Snapshot, pb.Snapshot]:
+        return (current, pb.Snapshot()) if region == "us" else (current, current)
+
+    rows = [row(0), row(1)._replace(region="us"), row(2)]
+    report = replay(rows, snapshots, lambda index: {}, T0_MS, T0_MS + 86_400_000)
+    assert report["requests"] == 3 and report["reproduced"]["matching"] == 3
+    assert [(r["reason"], r["code"], r["requests"]) for r in report["refused"]] == [("key", "key_unknown", 1)]
