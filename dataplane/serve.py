@@ -37,7 +37,7 @@ from dataplane.record.trace_context import is_configured
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.disk_cache import SnapshotCache
 from dataplane.snapshot.holder import SnapshotHolder
-from dataplane.sync.channel import channel_credentials
+from dataplane.sync.channel import channel_credentials, channel_options
 from dataplane.sync.discovery import DiscoveryClient
 from dataplane.sync.grants import GrantFile, GrantPersister
 from dataplane.sync.health_report import summary_of
@@ -117,7 +117,7 @@ class DataPlane:
             self.spool = spool = UsageSpool.open(Path(s.state_dir) / "usage", s.node_id)
             stack.callback(self._close_spool)
             self.shipper = UsageShipper(spool, s.control_plane, s.control_plane_token or "",
-                                        credentials=channel_credentials(s))
+                                        credentials=channel_credentials(s), options=channel_options(s))
             self.shipper.start()
             stack.push_async_callback(self._stop_shipper)
             if s.request_log:

@@ -24,6 +24,9 @@ class DataPlaneSettings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    # The name the control plane's certificate is checked against (every replica's must carry it); None: the
+    # host of --control-plane (dataplane.sync.channel).
+    tls_server_name: str | None = None
     state_dir: str = ".tollway/dataplane"
     max_body_bytes: int = MAX_BODY_BYTES
     # The structured request log (docs/logging.md): "" off, "-" standard output, else a file path (rotated).

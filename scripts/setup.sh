@@ -17,6 +17,7 @@ if [ "${1:-}" = dev ]; then
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)   # verifies the units of deploy/systemd
   # The shared usage store's tests start a real PostgreSQL (as an unprivileged user when run as root).
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
+  command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # the TLS tests' certificates
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq

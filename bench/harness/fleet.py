@@ -1,9 +1,16 @@
-"""A Tollway fleet as real processes, the way a user runs it: etcd, ``gatectl controlplane serve`` and several
-``gatectl dataplane serve``, each on fixed ports so a process started again comes back at the same address.
+"""A Tollway fleet as real processes, the way a user runs it: etcd, ``gatectl controlplane serve`` (one, or several
+replicas on the one etcd) and several ``gatectl dataplane serve``, each on fixed ports so a process started again
+comes back at the same address.
 
 ``Fleet`` owns the processes (``close`` stops what is still running); each ``Server`` writes its output to
 ``<work>/<name>.out|.err``, appended across restarts, and is read while it runs (a chatty server never blocks on a
-pipe). Used by ``bench.outage`` and its test; nothing here is specific to one scenario.
+pipe). Used by ``bench.outage``, its test and ``tests/ha``; nothing here is specific to one scenario.
+
+With ``replicas=N`` (N > 1) the control planes are ``cp1`` .. ``cpN`` (``--replica-id``), each with its own ports
+and state directory, all on the fleet's etcd and on ``usage_store`` (a PostgreSQL URL: DuckDB is one replica's
+file, so several replicas without it would each report a part of the usage); the tokens are the fleet's, given to
+every replica by the environment, and data planes are given every replica (``--control-plane cp1,cp2,...``, in
+that order: they stream from the first that answers).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -110,27 +118,62 @@ def gatectl_args(*args: str) -> list[str]:
 
 @dataclass
 class Fleet:
-    """etcd (started here unless ``etcd_url`` is given), a control plane and ``data_planes`` data planes."""
+    """etcd (started here unless ``etcd_url`` is given), ``replicas`` control planes and ``data_planes`` data
+    planes. ``ha_ttl_s``: each replica's ``--ha-ttl`` (0: the default); ``cp_args``: more options for every
+    replica (``--alert-refusing-seconds 5``, ...)."""
 
     work: Path
     data_planes: int
     lease_ttl_s: float
     etcd_url: str = ""
+    replicas: int = 1
+    usage_store: str = ""
+    ha_ttl_s: float = 0.0
+    cp_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     etcd: Server | None = None
-    control_plane: Server | None = None
+    control_planes: list[Server] = field(default_factory=list)
     dps: dict[int, Server] = field(default_factory=dict)
-    admin_url: str = ""
     admin_token: str = ""
-    grpc_target: str = ""
+    dataplane_token: str = ""
 
     def __post_init__(self) -> None:
+        if self.replicas > 1 and not self.usage_store.startswith(("postgresql://", "postgres://")):
+            raise ValueError("several control-plane replicas share one usage store: give usage_store a "
+                             "postgresql:// URL")
         self.work.mkdir(parents=True, exist_ok=True)
-        self.env = base_env(self.work)
-        self._admin_port, self._grpc_port = free_port(), free_port()
-        self.admin_url = f"http://127.0.0.1:{self._admin_port}"
-        self.grpc_target = f"127.0.0.1:{self._grpc_port}"
+        self.admin_token, self.dataplane_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        self.env = base_env(self.work) | {"TOLLWAY_ADMIN_TOKEN": self.admin_token,
+                                          "TOLLWAY_DATAPLANE_TOKEN": self.dataplane_token}
+        self._cp_ports = [(free_port(), free_port()) for _ in range(self.replicas)]
         self.dp_ports = [free_port() for _ in range(self.data_planes)]
+
+    @property
+    def replica_ids(self) -> list[str]:
+        return [f"cp{i + 1}" for i in range(self.replicas)]
+
+    @property
+    def admin_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{admin}" for admin, _ in self._cp_ports]
+
+    @property
+    def admin_url(self) -> str:
+        """The first replica's admin API (where ``gatectl`` goes unless told otherwise)."""
+        return self.admin_urls[0]
+
+    @property
+    def grpc_targets(self) -> list[str]:
+        return [f"127.0.0.1:{grpc_port}" for _, grpc_port in self._cp_ports]
+
+    @property
+    def grpc_target(self) -> str:
+        """What data planes are given: every replica, in order."""
+        return ",".join(self.grpc_targets)
+
+    @property
+    def control_plane(self) -> Server | None:
+        """The first replica (the only one, by default)."""
+        return self.control_planes[0] if self.control_planes else None
 
     def dp_url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.dp_ports[i]}"
@@ -149,47 +192,61 @@ class Fleet:
         self.etcd_url = "etcd://" + client.removeprefix("http://")
         await self._until_http(self.etcd, f"{client}/health")
 
-    async def start_control_plane(self) -> None:
-        """Start (or start again: same store, state directory and ports) and wait until it serves."""
-        if self.control_plane is None:
-            self.control_plane = Server("controlplane", gatectl_args(
-                "controlplane", "serve", "--store", self.etcd_url, "--admin-port", str(self._admin_port),
-                "--grpc-port", str(self._grpc_port), "--lease-ttl", str(self.lease_ttl_s),
-                "--state-dir", str(self.work / "cp")), self.work, self.env)
-        self.control_plane.start()
-        await self.control_plane.wait_log(r"control plane ready: admin API")
-        self.admin_token = (self.work / "cp" / "admin-token").read_text().strip()
+    def _control_plane(self, i: int) -> Server:
+        while len(self.control_planes) <= i:
+            n = len(self.control_planes)
+            admin, grpc_port = self._cp_ports[n]
+            args = ["controlplane", "serve", "--store", self.etcd_url, "--admin-port", str(admin),
+                    "--grpc-port", str(grpc_port), "--lease-ttl", str(self.lease_ttl_s),
+                    "--state-dir", str(self.work / ("cp" if self.replicas == 1 else self.replica_ids[n])),
+                    *self.cp_args]
+            if self.replicas > 1:
+                args += ["--replica-id", self.replica_ids[n], "--usage-store", self.usage_store]
+            elif self.usage_store:
+                args += ["--usage-store", self.usage_store]
+            if self.ha_ttl_s:
+                args += ["--ha-ttl", str(self.ha_ttl_s)]
+            name = "controlplane" if self.replicas == 1 else f"controlplane-{self.replica_ids[n]}"
+            self.control_planes.append(Server(name, gatectl_args(*args), self.work, self.env))
+        return self.control_planes[i]
 
-    async def kill_control_plane(self) -> None:
-        assert self.control_plane is not None
-        await self.control_plane.stop(signal.SIGKILL)
+    async def start_control_plane(self, i: int | None = None) -> None:
+        """Start replica ``i`` (None: every replica, in order, each once the one before serves), or start it
+        again (same store, state directory and ports), and wait until it serves."""
+        for n in range(self.replicas) if i is None else (i,):
+            server = self._control_plane(n)
+            server.start()
+            await server.wait_log(r"control plane ready: admin API")
 
-    def admin_env(self) -> dict[str, str]:
-        return self.env | {"TOLLWAY_CONTROL_PLANE": self.admin_url, "TOLLWAY_ADMIN_TOKEN": self.admin_token}
+    async def kill_control_plane(self, i: int = 0) -> None:
+        await self.control_planes[i].stop(signal.SIGKILL)
 
-    async def gatectl(self, *args: str) -> str:
-        """Run one gatectl command against the control plane; its stdout (an error if it fails)."""
-        done = await asyncio.to_thread(subprocess.run, gatectl_args(*args), cwd=ROOT, env=self.admin_env(),
+    def admin_env(self, replica: int = 0) -> dict[str, str]:
+        return self.env | {"TOLLWAY_CONTROL_PLANE": self.admin_urls[replica]}
+
+    async def gatectl(self, *args: str, replica: int = 0) -> str:
+        """Run one gatectl command against a control plane (replica ``replica``); its stdout (an error if it
+        fails)."""
+        done = await asyncio.to_thread(subprocess.run, gatectl_args(*args), cwd=ROOT, env=self.admin_env(replica),
                                        capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"gatectl {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
         return done.stdout
 
-    async def apply(self, documents: list[dict[str, Any]]) -> None:
+    async def apply(self, documents: list[dict[str, Any]], replica: int = 0) -> None:
         path = self.work / "policy.yaml"
         path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
-        await self.gatectl("apply", "-f", str(path))
+        await self.gatectl("apply", "-f", str(path), replica=replica)
 
     async def start_data_plane(self, i: int, region: str) -> None:
         """Start data plane ``i`` (or start it again: same state directory, node id and port) and wait for
         ``/readyz``."""
         if i not in self.dps:
-            token = (self.work / "cp" / "dataplane-token").read_text().strip()
             self.dps[i] = Server(f"dp-{i}", gatectl_args(
                 "dataplane", "serve", "--control-plane", self.grpc_target, "--region", region,
                 "--port", str(self.dp_ports[i]), "--state-dir", str(self.work / f"dp-{i}"),
                 # One process per data plane (not a group of workers): restarting it restarts the data plane.
-                "--node-id", f"dp-{i}", "--workers", "1"), self.work, self.env | {"TOLLWAY_DATAPLANE_TOKEN": token})
+                "--node-id", f"dp-{i}", "--workers", "1"), self.work, self.env)
         self.dps[i].start()
         await self._until_http(self.dps[i], f"{self.dp_url(i)}/readyz")
 
@@ -218,7 +275,7 @@ class Fleet:
         raise RuntimeError(f"{server.name}: {url} not ready (exit {server.exit_code()}):\n{server.log_tail()}")
 
     async def close(self) -> None:
-        """Stop every process still running: data planes, control plane, then etcd."""
-        for server in [*self.dps.values(), self.control_plane, self.etcd]:
+        """Stop every process still running: data planes, control planes, then etcd."""
+        for server in [*self.dps.values(), *self.control_planes, self.etcd]:
             if server is not None and server.is_running():
                 await server.stop(signal.SIGTERM)

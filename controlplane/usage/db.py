@@ -349,11 +349,14 @@ class UsageDB:
         rows = await self.fetch(sql + " ORDER BY ts, request_id", params)
         return [str(r[0]) for r in rows]
 
-    async def delete_older_than(self, cutoffs_ms: Mapping[str, int], default_cutoff_ms: int) -> int:
+    async def delete_older_than(self, cutoffs_ms: Mapping[str, int], default_cutoff_ms: int, *,
+                                fence: int = 0) -> int:
         """Retention: delete each tenant's events older than its cutoff (unix ms), and those of tenants not in
         ``cutoffs_ms`` older than ``default_cutoff_ms``, in one transaction. Returns how many were deleted.
 
-        ``batches`` rows stay: they are what makes a replayed old batch a no-op (and are a few bytes each)."""
+        ``batches`` rows stay: they are what makes a replayed old batch a no-op (and are a few bytes each).
+        ``fence``: the retention duty's fencing token (``controlplane.ha.election``); this file has one writer, so
+        only the shared engine checks it (``controlplane.usage.postgres``)."""
         return await self._run(self._delete_older_than, dict(cutoffs_ms), default_cutoff_ms)
 
     def _delete_older_than(self, cutoffs_ms: dict[str, int], default_cutoff_ms: int) -> int:

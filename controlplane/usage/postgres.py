@@ -59,6 +59,13 @@ CREATE OR REPLACE FUNCTION epoch_ms(at TIMESTAMP) RETURNS BIGINT LANGUAGE sql IM
 CREATE OR REPLACE FUNCTION list_sort(items ANYARRAY) RETURNS ANYARRAY LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT coalesce(array_agg(item ORDER BY item), items[0:0]) FROM unnest(items) AS item $$;
 """
+# Fencing tokens of the singleton duties that write here (``controlplane.ha.election``): per duty, the newest
+# election revision that wrote. Not in ``db.SCHEMA``: one DuckDB file has one writer and needs none.
+FENCE_TABLE = "duty_fences"
+FENCES = f"""
+CREATE TABLE IF NOT EXISTS {FENCE_TABLE} (duty TEXT COLLATE "C" PRIMARY KEY, revision BIGINT NOT NULL);
+"""
+RETENTION_DUTY = "usage-retention"
 # Serializes schema changes between replicas starting at once (CREATE ... IF NOT EXISTS races otherwise).
 _SCHEMA_LOCK = 0x546F6C6C776179  # "Tollway"
 _TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", re.S)
@@ -112,7 +119,7 @@ def schema_sql() -> str:
             # Rows arrive roughly in time order and are rarely updated: a BRIN index is tiny and serves the reports'
             # time ranges and retention's deletes.
             statements.append(f"CREATE INDEX IF NOT EXISTS {name}_ts ON {name} USING brin (ts);")
-    return FUNCTIONS + "\n".join(statements)
+    return FUNCTIONS + FENCES + "\n".join(statements)
 
 
 def to_pyformat(sql: str) -> str:
@@ -173,6 +180,10 @@ class _Connection:
             await self._connection.close()
 
 
+class FencedOut(UsageDBError):
+    """A singleton duty's write refused: its fencing token is older than one the database has seen."""
+
+
 def _message(e: psycopg.Error) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
@@ -190,6 +201,9 @@ class ReplayReader:
     def open(cls, url: str) -> ReplayReader:
         connection = psycopg.connect(url)
         connection.read_only = True
+        # One snapshot for the transaction (READ COMMITTED would take one per statement): the count, the spend
+        # before the window and the rows all agree while data planes keep reporting.
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         return cls(connection)
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> psycopg.ServerCursor[Any]:
@@ -273,9 +287,15 @@ class PostgresUsageDB(UsageDB):
                         await copy.write_row([_value(name, get(batch, i, r)) for name, _, get in columns])
             return True
 
-    async def delete_older_than(self, cutoffs_ms: Mapping[str, int], default_cutoff_ms: int) -> int:
+    async def delete_older_than(self, cutoffs_ms: Mapping[str, int], default_cutoff_ms: int, *,
+                                fence: int = 0) -> int:
         """As ``UsageDB.delete_older_than``, over every table with a tenant and a time (usage events, refusals);
-        returns how many usage events were deleted."""
+        returns how many usage events were deleted.
+
+        ``fence`` (not 0): the retention duty's fencing token, the election's revision. The transaction first
+        records it for the duty, and only if no newer one is recorded; otherwise it deletes nothing and raises
+        ``FencedOut``: a replica that lost the duty cannot delete with its older view of the policy once the new
+        holder has run. The row it updates also serializes two replicas' runs."""
         values = ", ".join("(CAST(%s AS TEXT), CAST(%s AS BIGINT))" for _ in cutoffs_ms)
         pairs: list[object] = [v for item in cutoffs_ms.items() for v in item]
         statements: list[tuple[str, list[object]]] = []
@@ -288,8 +308,17 @@ class PostgresUsageDB(UsageDB):
             ]
         else:
             statements = [("WHERE e.ts < epoch_ms(%s)", [default_cutoff_ms])]
+        if fence < 0:
+            raise FencedOut(f"{RETENTION_DUTY}: this replica does not hold the duty")
         deleted = 0
         async with self._writer.use() as connection, connection.transaction():
+            if fence:
+                cursor = await connection.execute(
+                    "INSERT INTO duty_fences (duty, revision) VALUES (%s, %s) ON CONFLICT (duty) DO UPDATE "
+                    "SET revision = EXCLUDED.revision WHERE duty_fences.revision <= EXCLUDED.revision",
+                    [RETENTION_DUTY, fence])
+                if cursor.rowcount == 0:
+                    raise FencedOut(f"{RETENTION_DUTY}: a newer holder of the duty has run (token {fence} is stale)")
             for table, columns in tables().items():
                 if not {"tenant", "ts"} <= {name for name, _, _ in columns}:
                     continue

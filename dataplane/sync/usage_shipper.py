@@ -54,6 +54,7 @@ class UsageShipper:
         token: str | None,
         *,
         credentials: grpc.ChannelCredentials | None = None,
+        options: list[tuple[str, Any]] | None = None,
         max_records: int = 2000,
         window: int = 4,
         linger: float = 0.25,
@@ -65,6 +66,7 @@ class UsageShipper:
         self._target = target
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._credentials = credentials
+        self._options = options or CLIENT_OPTIONS  # ``channel.channel_options``: the TLS server name, if any
         self._max_records = max_records
         self._window = window
         self._linger = linger
@@ -122,9 +124,9 @@ class UsageShipper:
 
     async def _run(self) -> None:
         if self._credentials is not None:
-            channel = grpc.aio.secure_channel(grpc_target(self._target), self._credentials, options=CLIENT_OPTIONS)
+            channel = grpc.aio.secure_channel(grpc_target(self._target), self._credentials, options=self._options)
         else:
-            channel = grpc.aio.insecure_channel(grpc_target(self._target), options=CLIENT_OPTIONS)
+            channel = grpc.aio.insecure_channel(grpc_target(self._target), options=self._options)
         stub = ugrpc.UsageStub(channel)
         failures = 0
         try:

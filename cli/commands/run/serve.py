@@ -165,6 +165,10 @@ def dataplane_serve(
     tls_ca: Annotated[str | None, typer.Option("--tls-ca", help="CA of the control plane's certificate")] = None,
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Client certificate (mTLS)")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="Client key (mTLS)")] = None,
+    tls_server_name: Annotated[str | None, typer.Option(
+        "--tls-server-name", show_default=False, help="The host name the control plane's certificate is checked "
+        "against; with several replicas, one name every replica's certificate carries [default: the host of "
+        "--control-plane]")] = None,
     request_log: Annotated[str, typer.Option(
         "--request-log", help="Structured JSON request log: a file (rotated) or - for standard output; "
         "content only as each tenant's logging mode allows (docs/logging.md)")] = "",
@@ -207,12 +211,13 @@ def dataplane_serve(
     """Run a data plane: the OpenAI-compatible proxy of one region."""
     from dataplane.sync.channel import control_plane_problem
 
-    problem = control_plane_problem(control_plane)
+    problem = control_plane_problem(control_plane, tls=bool(tls_ca or tls_cert), server_name=tls_server_name)
     if problem is not None:
         raise typer.BadParameter(f"the value {control_plane!r} {problem}", param_hint="'--control-plane'")
     settings = DataPlaneSettings(
         host=host, port=port, region=region, control_plane=control_plane, control_plane_token=token,
-        state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, request_log=request_log,
+        state_dir=state_dir, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, tls_server_name=tls_server_name,
+        request_log=request_log,
         cors_origins=frozenset(cors_origin or ()), max_in_flight=max_in_flight,
         overload_lag_s=overload_lag_ms / 1000, fast_path=fast_path, header_timeout_s=header_timeout,
         keepalive_timeout_s=keepalive_timeout,
