@@ -54,6 +54,11 @@ def control_plane_channel(s: DataPlaneSettings) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(grpc_target(s.control_plane), credentials, options=channel_options(s))
 
 
+# A channel that failed this many calls in a row is closed and opened again: a list of control planes is resolved
+# when the channel opens, so replicas that all moved (pods rescheduled) are found only by a new one.
+REOPEN_AFTER_FAILURES = 5
+
+
 def control_plane_problem(control_plane: str, *, tls: bool = False, server_name: str | None = None) -> str | None:
     """What is wrong with a ``--control-plane`` value (None: nothing): every entry must be HOST:PORT, and over
     TLS several need the one name their certificates carry (``server_name``)."""

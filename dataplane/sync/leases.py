@@ -24,7 +24,7 @@ import grpc
 
 from dataplane.core.budget import BudgetBook
 from dataplane.settings import DataPlaneSettings
-from dataplane.sync.channel import control_plane_channel
+from dataplane.sync.channel import REOPEN_AFTER_FAILURES, control_plane_channel
 from tollway.money import micros_ceil, parse_pico, pico_text
 from tollway.pb import leases_pb2 as lpb
 from tollway.pb import leases_pb2_grpc as lgrpc
@@ -100,6 +100,10 @@ class LeaseClient:
                     self.failures += 1
                     if self.failures in (1, 10) or self.failures % 100 == 0:
                         log.warning("lease request failed (%s): %s", e.code().name, e.details())
+                    if self.failures % REOPEN_AFTER_FAILURES == 0:  # the addresses may have moved: resolve again
+                        await channel.close(None)
+                        channel = control_plane_channel(s)
+                        stub = lgrpc.LeasesStub(channel)
                 except Exception:  # top of a long-running loop: log, count, go on
                     self.failures += 1
                     log.exception("lease request failed")

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import grpc
 
 from dataplane.record.spool import UsageSpool
-from dataplane.sync.channel import grpc_target
+from dataplane.sync.channel import REOPEN_AFTER_FAILURES, grpc_target
 from tollway.grpc_options import CLIENT_OPTIONS
 from tollway.pb import usage_pb2 as upb
 from tollway.pb import usage_pb2_grpc as ugrpc
@@ -122,11 +122,13 @@ class UsageShipper:
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
-    async def _run(self) -> None:
+    def _channel(self) -> grpc.aio.Channel:
         if self._credentials is not None:
-            channel = grpc.aio.secure_channel(grpc_target(self._target), self._credentials, options=self._options)
-        else:
-            channel = grpc.aio.insecure_channel(grpc_target(self._target), options=self._options)
+            return grpc.aio.secure_channel(grpc_target(self._target), self._credentials, options=self._options)
+        return grpc.aio.insecure_channel(grpc_target(self._target), options=self._options)
+
+    async def _run(self) -> None:
+        channel = self._channel()
         stub = ugrpc.UsageStub(channel)
         failures = 0
         try:
@@ -144,6 +146,10 @@ class UsageShipper:
                     log.exception("usage shipper failed")
                 self.connected = False
                 failures = 0 if progressed else failures + 1
+                if failures and failures % REOPEN_AFTER_FAILURES == 0:  # the addresses may have moved
+                    await channel.close(None)
+                    channel = self._channel()
+                    stub = ugrpc.UsageStub(channel)
                 await asyncio.sleep(self._delay(failures))
         finally:
             self.connected = False
