@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from dataplane.errors import DataPlaneError
 from tollway.pb import snapshot_pb2 as pb
@@ -30,6 +30,8 @@ ROUTE_KINDS = frozenset({"chat", "embeddings"})
 _URL_RE = re.compile(r"^https?://[^\s/]+")
 ContentMode = Literal["none", "hashed", "redacted", "full"]
 CONTENT_MODES: frozenset[str] = frozenset({"none", "hashed", "redacted", "full"})
+_T = TypeVar("_T")
+_U = TypeVar("_U")
 
 
 class InvalidSnapshot(DataPlaneError):
@@ -315,7 +317,7 @@ def _build(snap: pb.Snapshot, environ: Mapping[str, str]) -> Runtime:
         _explain_invalid_keys(snap, tenants)  # raises the first problem in snapshot order
     access = {
         combo: _access(tenants[combo[0]], combo[1], routes, tenant_candidates)
-        for combo in set(zip(columns.tenants, columns.routes, strict=True))
+        for combo in _distinct_pairs(columns.tenants, columns.routes)
     }
     return Runtime(
         version=snap.version, region=snap.region, keys=KeyTable(columns, tenants, access),
@@ -326,6 +328,27 @@ def _build(snap: pb.Snapshot, environ: Mapping[str, str]) -> Runtime:
 
 # What a (tenant, key allow list) pair may reach: (route names, models shown by GET /v1/models).
 _Access = tuple[frozenset[str], tuple[str, ...]]
+
+
+# Bulk operations over a snapshot's keys go this many at a time: each step is one C call holding the GIL (about a
+# millisecond), and between steps a thread building a runtime lets the event loop have it (``SnapshotHolder``).
+_STEP = 4096
+
+
+def _distinct(items: list[_T]) -> set[_T]:
+    """``set(items)``, built ``_STEP`` at a time."""
+    out: set[_T] = set()
+    for i in range(0, len(items), _STEP):
+        out.update(items[i:i + _STEP])
+    return out
+
+
+def _distinct_pairs(a: list[_T], b: list[_U]) -> set[tuple[_T, _U]]:
+    """``set(zip(a, b))`` (equal lengths), built ``_STEP`` at a time."""
+    out: set[tuple[_T, _U]] = set()
+    for i in range(0, len(a), _STEP):
+        out.update(zip(a[i:i + _STEP], b[i:i + _STEP], strict=True))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,19 +378,28 @@ class _KeyColumns:
         projects: list[str] = []
         expires_at: list[int] = []
         routes: list[tuple[str, ...]] = []
+        # Keys of one tenant share one name string (a thousand strings rather than 100,000 copies to allocate,
+        # keep and free when the runtime is replaced).
+        names: dict[str, str] = {}
         # One pass with bound appends: each pass over a protobuf repeated field wraps every message anew.
         add = (hashes.append, ids.append, tenants.append, projects.append, expires_at.append, routes.append)
         add_hash, add_id, add_tenant, add_project, add_expires_at, add_routes = add
+        name = names.setdefault
         for k in snap.keys:
             add_hash(k.hash)
             add_id(k.id)
-            add_tenant(k.tenant)
+            tenant = k.tenant
+            add_tenant(name(tenant, tenant))
             add_project(k.project)
             add_expires_at(k.expires_at)
             add_routes(tuple(k.routes))
-        if len(set(ids)) != len(ids) or "" in ids:
+        unique_ids: set[str] = set()
+        index: dict[bytes, int] = {}
+        for i in range(0, len(hashes), _STEP):
+            unique_ids.update(ids[i:i + _STEP])
+            index.update(zip(hashes[i:i + _STEP], range(i, i + _STEP), strict=False))
+        if len(unique_ids) != len(ids) or "" in unique_ids:
             _unique("key", ids)
-        index = dict(zip(hashes, range(len(hashes)), strict=True))
         return cls(index=index, hashes=hashes, ids=ids, tenants=tenants, projects=projects,
                    expires_at=expires_at, routes=routes,
                    retired=_retired(snap, ids, index) if snap.retired_secrets else {})
@@ -376,7 +408,7 @@ class _KeyColumns:
         """The rules of ``_explain_invalid_keys``, checked in bulk with set operations (no error detail)."""
         if len(self.index) != len(self.hashes) or any(len(h) != 32 for h in self.hashes):
             return False  # a duplicate hash, or one of the wrong length
-        if not set(self.tenants) <= tenants.keys() or min(self.expires_at, default=0) < 0:
+        if not _distinct(self.tenants) <= tenants.keys() or min(self.expires_at, default=0) < 0:
             return False
         used = {(t, p) for t, p in zip(self.tenants, self.projects, strict=True) if p}
         return all(project in tenants[tenant].projects for tenant, project in used)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dataplane.snapshot.runtime import InvalidSnapshot, Key, Runtime
+from dataplane.snapshot.runtime import _STEP, InvalidSnapshot, Key, Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, build_snapshot
 from tollway.keyformat import hash_key
 from tollway.pb import snapshot_pb2 as pb
@@ -111,5 +111,24 @@ def test_a_rotated_out_secret_is_the_same_key_until_its_own_expiry() -> None:
 def test_a_bad_retired_secret_refuses_the_snapshot(retired: pb.RetiredSecret, message: str) -> None:
     snap = many_keys(4)
     snap.retired_secrets.append(retired)
+    with pytest.raises(InvalidSnapshot, match=re.escape(message)):
+        Runtime.from_snapshot(snap, ENV)
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda s: setattr(s.keys[-1], "id", "bulk-1"), "key 'bulk-1' appears twice"),
+    (lambda s: setattr(s.keys[-1], "hash", s.keys[-3 * _STEP].hash), "same hash as key"),
+    (lambda s: setattr(s.keys[-1], "tenant", "nobody"), "tenant 'nobody' does not exist"),
+], ids=["duplicate id", "duplicate hash", "unknown tenant"])
+def test_keys_are_one_table_across_the_steps_they_are_checked_in(mutate: Callable[[pb.Snapshot], None],
+                                                                  message: str) -> None:
+    # The key columns are indexed and checked a few thousand at a time (each step one short C call, so a runtime
+    # built off the loop never holds the GIL long); a duplicate in another step is still a duplicate.
+    snap = many_keys(3 * _STEP + 5)
+    rt = Runtime.from_snapshot(snap, ENV)
+    for i in (0, _STEP - 1, _STEP, 2 * _STEP + 1, 3 * _STEP + 4):
+        key = rt.keys[i.to_bytes(32, "big")]
+        assert key.id == f"bulk-{i}" and key.tenant.name == ("acme" if i % 2 else "globex")
+    mutate(snap)
     with pytest.raises(InvalidSnapshot, match=re.escape(message)):
         Runtime.from_snapshot(snap, ENV)
