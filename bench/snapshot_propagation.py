@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ from controlplane.store.embedded import EmbeddedStore
 from controlplane.store.layout import resource_key
 from dataplane.serve import DataPlane
 from dataplane.settings import DataPlaneSettings
-from tollway.keyformat import KEY_LEN, PREFIX, hash_key, is_well_formed
+from tollway.keyformat import hash_key, key_of
 
 QUIET_S = 1.0  # before each change: the probe's "before" figures, and time for the previous change to settle
 PROBE_BODY = b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}'
@@ -89,23 +88,9 @@ def _doc(kind: str, name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "tollway.dev/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _base62(value: int, width: int) -> str:
-    digits = []
-    for _ in range(width):
-        value, rem = divmod(value, 62)
-        digits.append(_ALPHABET[rem])
-    return "".join(reversed(digits))
-
-
 def bench_secret(i: int) -> str:
     """The (deterministic, well-formed) secret of bench key ``i``, so the probe and wrk can present one."""
-    body = _base62(int.from_bytes(hashlib.sha256(f"bench-key-{i}".encode()).digest()), KEY_LEN - len(PREFIX) - 6)
-    secret = PREFIX + body + _base62(zlib.crc32(body.encode()), 6)
-    assert is_well_formed(secret)
-    return secret
+    return key_of(int.from_bytes(hashlib.sha256(f"bench-key-{i}".encode()).digest()))
 
 
 def _key(i: int, tenants: int) -> dict[str, Any]:

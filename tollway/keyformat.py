@@ -32,7 +32,13 @@ def _checksum(body: str) -> str:
 
 def generate_key() -> str:
     """A new secret key with 256 bits of entropy."""
-    body = _base62(secrets.randbits(256), _BODY_LEN)
+    return key_of(secrets.randbits(256))
+
+
+def key_of(value: int) -> str:
+    """The well-formed key whose body encodes ``value`` (256 bits): ``generate_key``'s, or a benchmark's
+    deterministic one."""
+    body = _base62(value, _BODY_LEN)
     return PREFIX + body + _checksum(body)
 
 

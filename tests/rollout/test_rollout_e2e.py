@@ -15,7 +15,7 @@ import re
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +157,9 @@ async def wait_async(check: Callable[[], Awaitable[bool]], what: str, within: fl
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def fleet(store: Store, tmp_path: Path) -> AsyncIterator[Fleet]:
+@asynccontextmanager
+async def running_fleet(store: Store, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """The control plane and the data planes on ``store``, with the base policy applied."""
     f = Fleet(store, tmp_path)
     async with AsyncExitStack() as stack:
         await f.start_control_plane()
@@ -166,6 +167,12 @@ async def fleet(store: Store, tmp_path: Path) -> AsyncIterator[Fleet]:
         await f.apply(base_policy())
         await f.start_data_planes()
         stack.push_async_callback(f.stop_data_planes)
+        yield f
+
+
+@pytest.fixture
+async def fleet(store: Store, tmp_path: Path) -> AsyncIterator[Fleet]:
+    async with running_fleet(store, tmp_path) as f:
         yield f
 
 
@@ -429,13 +436,7 @@ async def embedded_fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     """The fleet on the embedded store only, for what does not depend on the store."""
     store = await open_store(f"embedded://{tmp_path / 'store'}")
     try:
-        f = Fleet(store, tmp_path)
-        async with AsyncExitStack() as stack:
-            await f.start_control_plane()
-            stack.push_async_callback(f.stop_control_plane)
-            await f.apply(base_policy())
-            await f.start_data_planes()
-            stack.push_async_callback(f.stop_data_planes)
+        async with running_fleet(store, tmp_path) as f:
             await f.settled("base policy everywhere")
             yield f
     finally:
