@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,11 +215,18 @@ def test_the_manifests_command_lines_probes_and_scrape_paths_work(tmp_path: Path
         live = dp_container["livenessProbe"]["httpGet"]
         assert http_get(f"http://127.0.0.1:{dp_port}{live['path']}")[0] == 200
 
-        # The replicas found each other through etcd, under their pods' names.
-        status = gatectl("controlplane", "status", "-o", "json", env=admin)
-        assert status.returncode == 0, status.stderr
-        answer = json.loads(status.stdout)
-        assert sorted(r["replica"] for r in answer["replicas"]) == pods and answer["dutyHolder"] in pods, answer
+        # The replicas find each other through etcd, under their pods' names (each publishes itself every
+        # ha_ttl / 3: the one asked may not have read the other's entry yet).
+        deadline = time.monotonic() + 20
+        while True:
+            status = gatectl("controlplane", "status", "-o", "json", env=admin)
+            assert status.returncode == 0, status.stderr
+            answer = json.loads(status.stdout)
+            found = sorted(r["replica"] for r in answer["replicas"]) == pods and answer["dutyHolder"] in pods
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert found, answer
 
         here = {7070: cp_ports[1][7070], 8080: dp_port}  # the manifests' ports, as this test bound them
         for deployment in (cp_deployment, dp_deployment):
