@@ -2,9 +2,9 @@
 
 Read this first. One request, in order (shared/DESIGN.md §6), step → module:
 
-0. **connection**: ``api.edge`` (the connection edge, served by ``api.edge_runner``) bounds the head and sheds
-   overload; a whole inference request it serves itself (``api.whole_request``, the fast path), anything else
-   goes through aiohttp's server (bodies read by ``api.request_body``).
+0. **connection**: ``api.connection``: ``edge`` (the connection edge, served by ``edge_runner``) bounds the head
+   and sheds overload; a whole inference request it serves itself (``whole_request``, the fast path), anything
+   else goes through aiohttp's server (bodies read by ``request_body``).
 1. **parse**: ``api.app`` routes it to its dialect's handler: ``api.openai`` (``/v1/chat/completions``,
    ``/v1/models``) or ``api.anthropic`` (``/v1/messages``, translated by ``translate.anthropic_to_hub``);
    both run the one path of ``api.pipeline.serve``, which reads the body, then the runtime (``snapshot.holder``),

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from dataplane.api.app import create_app
-from dataplane.api.edge import Edge
-from dataplane.api.edge_runner import EdgeRunner
+from dataplane.api.connection.edge import Edge
+from dataplane.api.connection.edge_runner import EdgeRunner
 from dataplane.core.budget import BudgetBook
 from dataplane.core.content import ContentKey
 from dataplane.core.gate import Gate

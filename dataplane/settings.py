@@ -37,10 +37,10 @@ class DataPlaneSettings:
     heartbeat_interval_s: float = 5.0
     # Requests in flight beyond which new ones are shed at once with 503 + Retry-After (overload protection).
     max_in_flight: int = 512
-    # Below it, the limit follows the event loop's lag (``dataplane.api.overload``): a lag averaged over 200 ms above
+    # Below it, the limit follows the event loop's lag (``api.connection.overload``): a lag averaged over 200 ms above
     # this sheds (0: the fixed limit only).
     overload_lag_s: float = 0.01
-    # The connection edge serves whole, non-streamed inference requests itself (``dataplane.api.edge.FastPath``)
+    # The connection edge serves whole, non-streamed inference requests itself (``api.connection``'s ``FastPath``)
     # instead of through aiohttp's request machinery.
     fast_path: bool = True
     # Total request header bytes beyond which a request is answered 431 (Envoy's default).

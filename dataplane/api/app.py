@@ -29,9 +29,9 @@ from dataplane.api.appstate import (
     SETTINGS,
     LeaseWait,
 )
-from dataplane.api.edge import Edge
+from dataplane.api.connection.edge import Edge
+from dataplane.api.connection.whole_request import INFERENCE
 from dataplane.api.pipeline import Inbound
-from dataplane.api.whole_request import INFERENCE
 from dataplane.core.gate import Gate, OpenGate
 from dataplane.core.health import Health, RetryBudget
 from dataplane.record.metrics import METRICS, DataPlaneMetrics, metrics_handler
@@ -68,7 +68,7 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
 
 
 # The inference routes: each runs ``pipeline.serve``. aiohttp routes them; the connection edge sheds them early and
-# serves the whole, non-streamed ones itself (``dataplane.api.whole_request``), with the same handlers.
+# serves the whole, non-streamed ones itself (``dataplane.api.connection.whole_request``), with the same handlers.
 INFERENCE_ROUTES: dict[str, Callable[[Inbound], Awaitable[web.StreamResponse]]] = {
     "/v1/chat/completions": openai.chat_completions, "/v1/responses": responses.create,
     "/v1/embeddings": openai.embeddings, "/v1/completions": openai.completions,

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from dataplane.api.edge import Edge
+from dataplane.api.connection.edge import Edge
 from dataplane.core.gate import Gate
 from dataplane.core.health import Health, RetryBudget
 from dataplane.errors import ApiError

@@ -40,11 +40,11 @@ from dataplane.api.appstate import (
     tollway_headers,
 )
 from dataplane.api.appstate import request_id as new_request_id
-from dataplane.api.edge import EdgeHandler, EdgeRefusal
-from dataplane.api.overload import OVERLOADED
-from dataplane.api.request_body import read_body
+from dataplane.api.connection.edge import EdgeHandler, EdgeRefusal
+from dataplane.api.connection.overload import OVERLOADED
+from dataplane.api.connection.request_body import read_body
+from dataplane.api.connection.whole_request import FastRequest
 from dataplane.api.streaming import StreamFormat, stream_through
-from dataplane.api.whole_request import FastRequest
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
 from dataplane.core.attribution import Attribution, attribute
 from dataplane.core.budget import WAITABLE
@@ -64,7 +64,7 @@ FIRST_GRANT_WAIT_S = 5.0  # how long a request may wait for a first grant, or fo
 
 class Inbound(Protocol):
     """What the request path reads of a request: aiohttp's ``web.Request``, or the connection edge's
-    ``FastRequest`` for one it read whole (``dataplane.api.edge.FastPath``)."""
+    ``FastRequest`` for one it read whole (``dataplane.api.connection.edge.FastPath``)."""
 
     @property
     def app(self) -> web.Application: ...
@@ -108,8 +108,8 @@ def _facts(request: Inbound, dialect: Dialect, runtime: Runtime, body: bytes, no
 
 async def serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
     """decide → attribute → admit → attempt → respond → settle → record, for any ``Dialect``; shed at once (503,
-    ``Retry-After``) beyond the overload manager's limit (``dataplane.api.overload``; the edge sheds most such
-    requests before they get here). (The connection edge, ``dataplane.api.edge``, has
+    ``Retry-After``) beyond the overload manager's limit (``connection.overload``; the edge sheds most such
+    requests before they get here). (The connection edge, ``connection.edge``, has
     bounded the request's head already; the body is read here, by ``read_body``.)"""
     in_flight = request.app[EDGE].overload
     if isinstance(request.protocol, EdgeHandler):

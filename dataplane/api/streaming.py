@@ -17,7 +17,7 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.api.whole_request import STREAM_SENT, FastRequest, FastStream
+from dataplane.api.connection.whole_request import STREAM_SENT, FastRequest, FastStream
 from dataplane.core.accounting import Usage, charged_stream, usage_of
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.validate import HubRequest

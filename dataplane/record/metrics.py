@@ -30,7 +30,7 @@ from dataplane.snapshot.holder import SnapshotHolder
 from tollway.money import PICO_PER_USD
 from tollway.prometheus import CounterChild, Registry
 
-# What the connection edge (``dataplane.api.edge``) refuses, and requests shed at the in-flight limit.
+# What the connection edge (``dataplane.api.connection.edge``) refuses, and requests shed at the in-flight limit.
 EdgeEvent = Literal["header_timeout", "headers_too_large", "malformed_request", "client_connection_limit",
                     "body_timeout", "shed"]
 EDGE_EVENTS: tuple[EdgeEvent, ...] = ("header_timeout", "headers_too_large", "malformed_request",

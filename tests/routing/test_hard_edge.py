@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from dataplane.api.app import create_app
-from dataplane.api.edge import Edge
-from dataplane.api.edge_runner import EdgeRunner
+from dataplane.api.connection.edge import Edge
+from dataplane.api.connection.edge_runner import EdgeRunner
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.upstream.adapters.wire import MAX_ANSWER_BYTES

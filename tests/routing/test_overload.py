@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from dataplane.api.overload import FLOOR, next_limit
+from dataplane.api.connection.overload import FLOOR, next_limit
 from tests.routing.test_edge_connections import connect
 from tests.routing.test_hard_edge import COMPLETION, HELLO, credential, data_plane, post
 from tests.routing.world import chat_upstream

@@ -2,7 +2,7 @@
 
 ``whole_request`` finds, in the bytes one read brought, an HTTP/1.1 POST to an inference route with its
 ``Content-Length`` body and nothing after: the usual request of a keep-alive client. The edge
-(``dataplane.api.edge``) judges such a request for overload as it arrives, and serves it itself (``FastPath``):
+(``edge``) judges such a request for overload as it arrives, and serves it itself (``FastPath``):
 ``FastRequest`` is what the request path reads of it (``dataplane.api.pipeline.Inbound``), the route's handler is
 the one aiohttp would call (``INFERENCE``, set by ``dataplane.api.app``), and ``serialized`` writes the answer as
 aiohttp would; a stream is written as it comes by ``FastStream``, as aiohttp's writer would (chunked, with the

@@ -6,7 +6,7 @@ work already queued, about half a loop iteration), and when the lag averaged ove
 ``target_lag_s`` (one long callback or a collection pause moves the average of ten samples little) the limit
 drops to a share of what is in flight; when the average stays under half the target it grows back.
 A request beyond the limit is refused at once (503 ``overloaded``, ``Retry-After``): by the connection edge
-before aiohttp builds a request (``dataplane.api.edge``), else at the top of the request path. Refused early, a
+before aiohttp builds a request (``connection.edge``), else at the top of the request path. Refused early, a
 request costs microseconds rather than a queue position, so admitted requests keep their latency and refusals
 are quick, and the requests in flight (each holding its body, plan and buffers) stay bounded, so memory stays
 flat.

@@ -1,6 +1,6 @@
 """Reading a request's body on aiohttp's path: the request path's one way (``dataplane.api.pipeline``), with the
-edge's body limits (``dataplane.api.edge.EdgeLimits``): a minimum rate after a grace, broken chunked framing
-refused. (The fast path's bodies arrived whole: ``dataplane.api.whole_request``.)
+edge's body limits (``dataplane.api.connection.edge.EdgeLimits``): a minimum rate after a grace, broken chunked framing
+refused. (The fast path's bodies arrived whole: ``dataplane.api.connection.whole_request``.)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from dataplane.api.edge import Edge, EdgeRefusal
+from dataplane.api.connection.edge import Edge, EdgeRefusal
 
 
 async def read_body(request: web.Request, limit: int, edge: Edge) -> bytes:

@@ -13,15 +13,15 @@ aiohttp's connection protocol with those limits added, closes each gap where the
   connection is answered 429 and closed;
 - protocol errors are answered in the API's format (Anthropic's for ``/v1/messages``, else OpenAI's) with a fixed
   message: no header value or raw request byte is echoed;
-- an inference request read whole (``dataplane.api.whole_request``) past the overload manager's limit is refused
+- an inference request read whole (``whole_request``) past the overload manager's limit is refused
   503 ``overloaded`` as it arrives, before aiohttp builds a request; one within it is served here (``FastPath``),
   streams too; one whose head came alone (as the official SDKs send) is gathered until its body is in, for at
   most ``body_timeout_s``, then judged the same way (past that, aiohttp's parser takes it);
-- ``dataplane.api.request_body.read_body`` (the request path's one way to read a body on aiohttp's path) needs
+- ``request_body.read_body`` (the request path's one way to read a body on aiohttp's path) needs
   the body at ``min_body_bytes_per_s`` after a grace of ``body_timeout_s`` (408), and turns broken chunked
   framing into a 400.
 
-``dataplane.api.edge_runner`` makes the server whose connections these are.
+``dataplane.api.connection.edge_runner`` makes the server whose connections these are.
 
 Each trigger is counted in ``EdgeEvents`` (``tollway_edge_events_total`` on ``/metrics``); refusals are queued as
 aiohttp's own error messages, so its request loop answers them and closes the connection the usual way.
@@ -42,8 +42,8 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
-from dataplane.api.overload import Overload
-from dataplane.api.whole_request import (
+from dataplane.api.connection.overload import Overload
+from dataplane.api.connection.whole_request import (
     REQUEST_LINE,
     STREAM_SENT,
     FastHandler,

@@ -1,8 +1,8 @@
-"""The server that makes ``EdgeHandler`` connections (``dataplane.api.edge``), and its runner.
+"""The server that makes ``EdgeHandler`` connections (``dataplane.api.connection.edge``), and its runner.
 
 ``EdgeRunner`` is ``web.AppRunner`` with aiohttp's own limits set from the edge's and its server made by
 ``EdgeServer``: every connection an ``EdgeHandler``, told the inference routes (their overload answers, written
-as they are, ``shed_answer``) and the fast path (``dataplane.api.whole_request.FastPath``) when it is on.
+as they are, ``shed_answer``) and the fast path (``dataplane.api.connection.whole_request.FastPath``) when it is on.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web, web_protocol
 
-from dataplane.api.edge import LINGER_S, Edge, EdgeHandler, EdgeRefusal, raw_answer
-from dataplane.api.overload import OVERLOADED
-from dataplane.api.whole_request import INFERENCE, FastHandler, FastPath
+from dataplane.api.connection.edge import LINGER_S, Edge, EdgeHandler, EdgeRefusal, raw_answer
+from dataplane.api.connection.overload import OVERLOADED
+from dataplane.api.connection.whole_request import INFERENCE, FastHandler, FastPath
 
 
 def shed_answer(path: bytes) -> bytes:
