@@ -47,10 +47,22 @@ class BudgetScope:
     limit: BudgetLimit
 
 
+# The month ``period_of`` computed last: (its first second, the next month's, ``YYYY-MM``). Every request of a
+# month asks for the same one; the tuple is replaced whole, so a reader on another thread sees one month.
+_month: tuple[float, float, str] = (0.0, 0.0, "")
+
+
 def period_of(unix_s: float) -> str:
     """The calendar month (UTC) of a unix time, ``YYYY-MM``."""
+    global _month
+    start, end, name = _month
+    if start <= unix_s < end:
+        return name
     t = time.gmtime(unix_s)
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}"
+    name = f"{t.tm_year:04d}-{t.tm_mon:02d}"
+    if unix_s >= 0:
+        _month = (float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))), next_period_start(unix_s), name)
+    return name
 
 
 def next_period_start(unix_s: float) -> float:

@@ -236,7 +236,7 @@ async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtim
             plan = replace(plan, candidates=(result.deployment,))
         if isinstance(result.reply, Complete):
             settled = True
-            return _complete(app, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
+            return _complete(request, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
                              admission, trace)
         if trace is not None and trace.sampled and result.rest is not None:  # noting finish reasons, model
             result = replace(result, rest=trace.noting(result.first_events, result.rest))
@@ -268,11 +268,12 @@ def _settle(app: web.Application, admission: Admission, done: Outcome,
     app[RECORDS].served(done, response, trace)
 
 
-def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, plan: RoutePlan, result: Answered,
+def _complete(request: Inbound, dialect: Dialect, rid: str, version: str, plan: RoutePlan, result: Answered,
               reply: Complete, headers: dict[str, str], started: float, admission: Admission,
-              trace: RequestTrace | None) -> web.Response:
+              trace: RequestTrace | None) -> web.StreamResponse:
     # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
     # tenants whose log keeps content, the answer).
+    app = request.app
     upstream_s = time.time() - result.sent_at
     parsed: Any = reply.parsed  # checked (a JSON object) and parsed once by the attempt
     if parsed is None:
@@ -294,8 +295,10 @@ def _complete(app: web.Application, dialect: Dialect, rid: str, version: str, pl
     response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key, trace) \
         else None
     _settle(app, admission, done, response, trace)
-    return web.Response(body=dialect.complete(reply.body, parsed, plan), headers=headers,
-                        content_type="application/json")
+    body = dialect.complete(reply.body, parsed, plan)
+    if isinstance(request, FastRequest):  # read whole by the edge: written straight to its connection
+        return request.send_answer(headers, body)
+    return web.Response(body=body, headers=headers, content_type="application/json")
 
 
 def _too_large(limit: int) -> ApiError:

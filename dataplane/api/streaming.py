@@ -17,13 +17,14 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.api.connection.whole_request import STREAM_SENT, FastRequest, FastStream
+from dataplane.api.connection.whole_request import SENT, FastRequest, FastStream
 from dataplane.core.accounting import Usage, charged_stream, usage_of
 from dataplane.core.content import MessageAccumulator
 from dataplane.core.validate import HubRequest
 from dataplane.errors import ApiError, UpstreamFailure, upstream_error
 from dataplane.upstream.adapters import LastBatch, Stream
 from dataplane.upstream.attempt import Answered, batches_of
+from dataplane.upstream.deadline import Deadline
 
 SEPARATOR = b"\n\ndata: "  # between payloads joined for one regex pass (see ``note_usage``)
 
@@ -86,7 +87,7 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
     The events that arrived together go out in one write. Nothing is retried once the first write happened:
     an upstream that dies or goes idle mid-stream (the adapter cuts it after the provider's read timeout) ends
     the stream with ``fmt``'s error event, and ``StreamResult.failure`` says why. A ``FastRequest``'s stream is
-    written to its connection (``FastStream``), and ``STREAM_SENT`` returned for the edge.
+    written to its connection (``FastStream``), and ``SENT`` returned for the edge.
     """
     reply = answered.reply
     assert isinstance(reply, Stream)
@@ -99,6 +100,7 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
         resp = _SseResponse(status=200, headers=headers)
         await resp.prepare(request)
     batches = answered.rest if answered.rest is not None else batches_of(reply)
+    loop = asyncio.get_running_loop()
     try:
         try:
             batch = answered.first_events
@@ -116,7 +118,7 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
                     if deadline is None:
                         batch = await anext(batches)
                     else:
-                        async with asyncio.timeout_at(deadline):
+                        with Deadline(loop, deadline):
                             batch = await anext(batches)
                 except TimeoutError:
                     # The stream's total deadline (the route's total timeout): a trickling upstream cannot hold
@@ -141,7 +143,7 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
     finally:
         await batches.aclose()
         await reply.events.aclose()
-    return (STREAM_SENT if isinstance(resp, FastStream) else resp), result
+    return (SENT if isinstance(resp, FastStream) else resp), result
 
 
 def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, include_usage: bool = True) -> list[int]:

@@ -436,9 +436,21 @@ def _tighter(current: Quota | None, bucket: _Bucket, declared: int) -> Quota:
     return Quota(declared, remaining, bucket.reset_s())
 
 
+_RESETS: dict[int, str] = {}  # format_reset's answers by millisecond: every answer carries two, mostly the same few
+
+
 def format_reset(seconds: float) -> str:
     """A duration the way OpenAI writes ``x-ratelimit-reset-*`` (Go's format): "20ms", "1s", "1.5s", "6m0s"."""
     ms = max(0, math.ceil(seconds * 1000 - 1e-6))
+    text = _RESETS.get(ms)
+    if text is None:
+        if len(_RESETS) >= 4096:
+            _RESETS.clear()
+        text = _RESETS[ms] = _go_duration(ms)
+    return text
+
+
+def _go_duration(ms: int) -> str:
     if ms == 0:
         return "0s"
     if ms < 1000:

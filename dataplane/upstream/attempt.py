@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import orjson
@@ -25,6 +25,7 @@ from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Route
 from dataplane.upstream.adapters import Adapter, Complete, Stream
 from dataplane.upstream.client import TRACE_HEADERS
+from dataplane.upstream.deadline import Deadline
 
 if TYPE_CHECKING:
     from dataplane.record.trace_context import RequestTrace
@@ -107,7 +108,7 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
         if trace is not None:
             TRACE_HEADERS.set(trace.attempting(deployment))
         try:
-            async with asyncio.timeout(budget_s):
+            with Deadline(loop, loop.time() + budget_s):
                 reply = await adapter.send(deployment, plan.request, budget_s)
                 if isinstance(reply, Stream):
                     rest = batches_of(reply)
@@ -170,7 +171,7 @@ def checked_answer(request: HubRequest, reply: Complete | Stream,
     field = "output" if reply.native and request.dialect == "responses" else _REQUIRED.get(request.surface, "")
     if field and field not in answer:
         return reply, f"a body without {field!r}"
-    return replace(reply, parsed=answer), ""
+    return Complete(reply.body, reply.native, reply.estimated, answer), ""
 
 
 def estimated_count(request: HubRequest) -> Complete:

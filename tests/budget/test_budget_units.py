@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import time
 
 import pytest
 
@@ -265,3 +266,11 @@ def test_a_yield_is_freed_only_once_the_yielder_shows_what_it_reserved_meanwhile
     assert st.holders["a"].outstanding() >= 300
     grant(st, "b", "i1", AskIn("tenant/acme", "2025-01", 0, 0, 600, False, 600), 1_000, JAN + 1.6, 10, 30)
     assert st.holders["b"].granted > 500 and st.spent + st.outstanding() <= 1_000
+
+
+def test_period_of_is_the_utc_month_on_both_sides_of_every_month_edge() -> None:
+    # The month is remembered between calls: asking in any order must never return the previous answer.
+    edges = [calendar.timegm((y, m, 1, 0, 0, 0)) for y in (2025, 2026) for m in range(1, 13)]
+    times = [t + d for t in edges for d in (-0.001, 0.0, 0.5)] + [edges[5], edges[1] - 1, edges[20], 1.0, 0.0]
+    for t in times:
+        assert period_of(t) == time.strftime("%Y-%m", time.gmtime(t)), t

@@ -45,13 +45,12 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from dataplane.api.connection.overload import Overload
 from dataplane.api.connection.whole_request import (
     REQUEST_LINE,
-    STREAM_SENT,
+    SENT,
     FastHandler,
     FastPath,
     FastRequest,
-    awaited_length,
+    framed,
     serialized,
-    whole_request,
 )
 from dataplane.errors import error_body as openai_error_body
 from dataplane.record.metrics import EdgeEvent
@@ -230,14 +229,17 @@ class EdgeHandler(web_protocol.RequestHandler):
         if self._pending:  # the last request let through never reached the request path (a 404, an error)
             self._pending = False
             overload.pending -= 1
-        whole = whole_request(data, self._shed_answers)
-        if whole is None or self.transport is None:
+        parts = framed(data, self._shed_answers)
+        if parts is None or self.transport is None:
+            return False
+        whole, length = parts
+        if length != len(data):
             fast = self._fast
-            want = awaited_length(data, self._shed_answers, fast.max_header_bytes, fast.max_body_bytes) \
-                if fast is not None else 0
-            if want and self.transport is not None:  # the head came first (an SDK's client): gather the body
+            if fast is not None and whole.head_end <= fast.max_header_bytes \
+                    and len(data) < length <= whole.head_end + 4 + fast.max_body_bytes:
+                # The head came first (an SDK's client): gather the body (bounded by the body timeout).
                 self._gathering += data
-                self._gathered = want
+                self._gathered = length
                 self._gather_timer = self._loop.call_later(self._limits.body_timeout_s, self._gather_timed_out)
                 return True
             return False
@@ -302,7 +304,7 @@ class EdgeHandler(web_protocol.RequestHandler):
         self._next_keepalive_close_time = float("inf")
         try:
             answer = await handler(request)
-            if answer is STREAM_SENT:  # written as it came (``FastStream``)
+            if answer is SENT:  # written by the request path (``send_answer``, ``FastStream``)
                 out = b""
             elif not isinstance(answer, web.Response) or not isinstance(answer.body, bytes | bytearray):
                 raise TypeError(f"the fast path cannot send a {type(answer).__name__}")

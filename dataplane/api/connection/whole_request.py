@@ -1,12 +1,13 @@
 """A request the connection edge read whole, and the fast path that serves it without aiohttp's request machinery.
 
-``whole_request`` finds, in the bytes one read brought, an HTTP/1.1 POST to an inference route with its
+``framed`` finds, in the bytes one read brought, an HTTP/1.1 POST to an inference route with its
 ``Content-Length`` body and nothing after: the usual request of a keep-alive client. The edge
 (``edge``) judges such a request for overload as it arrives, and serves it itself (``FastPath``):
 ``FastRequest`` is what the request path reads of it (``dataplane.api.pipeline.Inbound``), the route's handler is
-the one aiohttp would call (``INFERENCE``, set by ``dataplane.api.app``), and ``serialized`` writes the answer as
-aiohttp would; a stream is written as it comes by ``FastStream``, as aiohttp's writer would (chunked, with the
-protocol's flow control). A head the edge cannot judge exactly, CORS: aiohttp's server, as before.
+the one aiohttp would call (``INFERENCE``, set by ``dataplane.api.app``). The request path writes its answer
+itself: a whole one with ``FastRequest.send_answer``, a stream as it comes with ``FastStream`` (chunked, with
+the protocol's flow control, as aiohttp's writer would); an error answer comes back as aiohttp's response and
+``serialized`` writes it as aiohttp would. A head the edge cannot judge exactly, CORS: aiohttp's server, as before.
 """
 
 from __future__ import annotations
@@ -34,29 +35,11 @@ class WholeRequest:
     head_end: int  # the blank line's start
 
 
-def whole_request(data: bytes, paths: Container[bytes]) -> WholeRequest | None:
-    """The request ``data`` holds whole if it is an HTTP/1.1 POST to one of ``paths``: its head and its
-    ``Content-Length`` body and nothing after (the usual request of a keep-alive client); else None."""
-    framed = _framed(data, paths)
-    return framed[0] if framed is not None and framed[1] == len(data) else None
-
-
-def awaited_length(data: bytes, paths: Container[bytes], max_header_bytes: int, max_body_bytes: int) -> int:
-    """The length the request ``data`` begins will have once its body is in (0: not such a request): a whole
-    head (at most ``max_header_bytes``) as ``whole_request`` wants it, whose ``Content-Length`` body (at most
-    ``max_body_bytes``) is still arriving. A client that writes its head and its body apart (httpx, the official
-    SDKs) sends this first."""
-    framed = _framed(data, paths)
-    if framed is None:
-        return 0
-    whole, total = framed
-    return total if whole.head_end <= max_header_bytes and len(data) < total <= whole.head_end + 4 + max_body_bytes \
-        else 0
-
-
-def _framed(data: bytes, paths: Container[bytes]) -> tuple[WholeRequest, int] | None:
-    """The parts of the request whose head ``data`` holds, and its whole length, for an HTTP/1.1 POST to one of
-    ``paths`` framed by ``Content-Length`` alone; else None."""
+def framed(data: bytes, paths: Container[bytes]) -> tuple[WholeRequest, int] | None:
+    """The parts of the request whose head ``data`` holds, and its whole length (head and ``Content-Length``
+    body), for an HTTP/1.1 POST to one of ``paths`` framed by ``Content-Length`` alone; else None. The request
+    is whole when the length is ``len(data)``: the usual request of a keep-alive client (nothing after it). One
+    whose head came alone (httpx, the official SDKs write head and body apart) is waited for by the edge."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
@@ -82,6 +65,18 @@ class FastRequest:
 
     __slots__ = ("app", "body", "content_length", "headers", "path", "protocol", "streamed")
 
+    def send_answer(self, headers: Mapping[str, str], body: bytes) -> web.StreamResponse:
+        """Write a whole 200 answer (JSON) to the connection, as ``serialized`` would write it, without building
+        aiohttp's response first (the request path's usual answer); returns ``SENT`` for the edge."""
+        protocol = self.protocol
+        assert isinstance(protocol, BaseProtocol)
+        transport = protocol.transport
+        if transport is not None and not transport.is_closing():
+            lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            transport.write(f"HTTP/1.1 200 OK\r\n{lines}Content-Type: application/json\r\nContent-Length: "
+                            f"{len(body)}\r\nDate: {http_date()}\r\n\r\n".encode("latin-1") + body)
+        return SENT
+
     def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
                  protocol: object) -> None:
         self.app = app
@@ -99,15 +94,15 @@ class FastRequest:
         spaces only (no NUL, no obsolete line folding), a head past the edge's limit."""
         if whole.head_end > fast.max_header_bytes:
             return None
-        lines = data[whole.line_end:whole.head_end].split(b"\r\n")
+        block = data[whole.line_end:whole.head_end + 2]  # the header lines, each ending in CRLF
+        if _HEADER_LINES.fullmatch(block) is None:
+            return None
+        lines = block.decode("latin-1").split("\r\n")
+        lines.pop()  # after the last CRLF
         if len(lines) > 100:
             return None
-        headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines:
-            if _HEADER_LINE.fullmatch(line) is None:
-                return None
-            name, _, value = line.partition(b":")
-            headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
+        headers: CIMultiDict[str] = CIMultiDict(
+            (name, value.strip(" \t")) for name, _, value in (line.partition(":") for line in lines))
         return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol)
 
 
@@ -124,7 +119,8 @@ class FastPath:
     max_body_bytes: int
 
 
-_HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
+# Header lines ``token: value``, each ending in CRLF; the value visible characters, tabs and spaces only.
+_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
 
 
 def serialized(answer: web.Response) -> bytes:
@@ -175,8 +171,9 @@ class FastStream:
             await protocol._drain_helper()  # what aiohttp's StreamWriter awaits: resumed, or the connection lost
 
 
-# What the handler of a ``FastRequest`` returns for a stream ``FastStream`` wrote: nothing is left to send.
-STREAM_SENT = web.StreamResponse()
+# What the handler of a ``FastRequest`` returns for an answer it wrote itself (``FastRequest.send_answer``, a
+# stream ``FastStream`` wrote): nothing is left to send.
+SENT = web.StreamResponse()
 
 _date: tuple[int, str] = (0, "")
 
