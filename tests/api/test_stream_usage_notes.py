@@ -1,0 +1,38 @@
+"""``note_usage``: what a relayed stream is charged from when the upstream never reports usage (the text its
+chunks carried), and the usage it reports when it does."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from dataplane.api.streaming import SEPARATOR, StreamResult, note_usage
+
+pytestmark = pytest.mark.pure
+
+
+def _chunk(delta: dict[str, object]) -> bytes:
+    return orjson.dumps({"id": "c1", "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+
+
+def test_the_text_of_content_and_tool_arguments_is_counted_escapes_included() -> None:
+    texts = ['He said "hi"', "back\\slash and \n newline", "", "é unicode"]
+    payloads = [_chunk({"content": t}) for t in texts]
+    payloads.append(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}]}))
+    result = StreamResult()
+    assert note_usage(payloads, SEPARATOR.join(payloads), result) == []
+    # Counted as sent on the wire: the JSON-escaped text between the quotes.
+    expected = sum(len(orjson.dumps(t)) - 2 for t in texts) + len(orjson.dumps('{"city": "Paris"}')) - 2
+    assert result.content_chars == expected
+    assert result.chunks == 5 and result.usage is None
+
+
+def test_a_usage_chunk_is_read_and_dropped_when_the_client_did_not_ask_for_usage() -> None:
+    usage = orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "choices": [],
+                          "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
+    payloads = [_chunk({"content": "ok"}), usage]
+    result = StreamResult()
+    assert note_usage(payloads, SEPARATOR.join(payloads), result, include_usage=False) == [1]
+    assert result.usage is not None
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, 3)
