@@ -12,7 +12,11 @@ upstream and the control plane share CPU 1): the upstream directly, a bare rever
   over 10-30 ms (in golden-ratio order unless ``--random-delays``: see ``bench/fast_upstream.py``), and with no
   delay; for streams the latency is to the last chunk. Added latency = through a proxy minus directly, at the
   same percentile, in the same run;
-- peak RSS (VmHWM of /proc/<pid>/status) over the whole session.
+- peak RSS (VmHWM of /proc/<pid>/status) over the whole session;
+- then, ``--paired N`` rounds (default 3): the bare proxy and the data plane loaded at the same time at saturation,
+  both on CPU 0, their CPU per request compared round by round. On a shared machine two measurements taken
+  one after the other differ by 10-30 %; loaded together, both see the same slowdowns and the ratio holds
+  still (an A/A pairing of two identical data planes agrees within 2 %).
 
 Each run measures every cell for every target, one after the other (the order rotates from run to run), so a
 change in the machine's load hits all three alike; ``--runs N`` repeats and the report gives median (min-max).
@@ -37,11 +41,13 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -155,6 +161,27 @@ class Bench:
         return results
 
 
+    def paired(self, bare: Endpoint, tollway: Endpoint, rounds: int, connections: int) -> dict[str, list[float]]:
+        """CPU per request of the bare proxy and the data plane loaded at the same time, both on CPU 0, at
+        saturation: whatever else slows the machine (a neighbour on the host, frequency) slows both alike,
+        so their ratio holds still where two measurements taken one after the other differ by 10-30 %.
+        Returns the ratio (Tollway over bare) of each round, per mode."""
+        out: dict[str, list[float]] = {mode: [] for mode in MODES}
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(rounds):
+                for mode in MODES:
+                    before = [cpu_seconds(e.pid) for e in (bare, tollway)]
+                    loads = [f.result() for f in [pool.submit(self.load, e, mode, False, connections, self.duration_s)
+                                                  for e in (bare, tollway)]]
+                    cpu = [(cpu_seconds(e.pid) - b) / max(load.requests, 1)
+                           for e, b, load in zip((bare, tollway), before, loads, strict=True)]
+                    out[mode].append(round(cpu[1] / cpu[0], 3))
+                    print(f"  paired {mode:6} bare {cpu[0] * 1000:.3f}  tollway {cpu[1] * 1000:.3f} ms/req  "
+                          f"ratio {cpu[1] / cpu[0]:.2f}", file=sys.stderr)
+                    time.sleep(self.settle_s)
+        return out
+
+
 def profile(bench: Bench, tollway: Endpoint, output: Path, connections: int) -> dict[str, Any] | None:
     seconds = 2 * bench.duration_s + 2
     before = cpu_profile.thread_cpu(tollway.pid)
@@ -172,9 +199,24 @@ def profile(bench: Bench, tollway: Endpoint, output: Path, connections: int) -> 
 
 def render(results: dict[str, Any]) -> str:
     text = markdown(results)
+    if results.get("paired_cpu_ratio"):
+        text += "\n" + paired_markdown(results["paired_cpu_ratio"])
     if results.get("profile"):
         text += "\n" + cpu_profile.render(results["profile"])
     return text
+
+
+def paired_markdown(ratios: dict[str, list[float]]) -> str:
+    """The paired measurement's ratios: median (min-max) per mode."""
+    rows = []
+    for mode, values in ratios.items():
+        if values:
+            ordered = sorted(values)
+            rows.append(f"| {'JSON' if mode == 'json' else 'streaming'} | {len(values)} | "
+                        f"**{statistics.median(ordered):.2f}\u00d7** ({ordered[0]:.2f}\u2013{ordered[-1]:.2f}) |")
+    return ("CPU per request, Tollway over the bare proxy, both loaded at once on CPU 0 at saturation (the "
+            "machine's noise hits both alike):\n\n| | rounds | ratio, median (min\u2013max) |\n|---|---:|---:|\n"
+            + "\n".join(rows) + "\n")
 
 
 def git_describe() -> str:
@@ -200,6 +242,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="data plane worker processes (gatectl dataplane serve --workers; default 1); with more "
                         "than one they run on CPUs 0..N-1 and CPU per request sums the supervisor and its workers")
+    parser.add_argument("--paired", type=int, default=3, metavar="ROUNDS",
+                        help="rounds of the paired CPU measurement (bare proxy and data plane loaded at once; "
+                        "default 3, 0: none)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 run, 1 s per cell, 1 and 64 connections")
     parser.add_argument("--profile", nargs="?", type=Path, default=None,
                         const=ROOT / "bench" / "results" / "dataplane.speedscope.json",
@@ -269,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"run {i + 1}/{args.runs}", file=sys.stderr)
             runs.append(bench.run(cells, i))
             meta.setdefault("load_average_after_each_run", []).append([round(x, 2) for x in os.getloadavg()])
+        paired = bench.paired(endpoints[1], endpoints[2], args.paired, max(args.connections)) if args.paired else {}
         meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         if sink_url:
             time.sleep(6)  # the exporter's batch interval (5 s), so the last spans arrive
@@ -277,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[str, Any] = {
             "meta": meta, "connections": args.connections, "runs": runs,
             "peak_rss_mb": {e.target: round(peak_rss_mb(e.pid), 1) for e in endpoints},
+            "paired_cpu_ratio": paired,
         }
         if args.profile:
             results["profile"] = profile(bench, endpoints[2], args.profile, max(args.connections))
