@@ -5,7 +5,8 @@ systemd and container runtimes see no difference); a group's supervisor (``datap
 as one. It imports only the data plane, not the CLI (typer, pydantic, the policy models: about 14 MB of memory
 per process). It logs as ``gatectl`` does, runs on uvloop until SIGTERM or SIGINT, and stops cleanly; a data
 plane that cannot start prints ``error: cannot start the data plane: …`` and exits 4, as ``gatectl`` would.
-Serving, it runs the garbage collector rarely (``GC_THRESHOLDS``).
+Serving, it runs the garbage collector rarely (``GC_THRESHOLDS``). A worker outlives no supervisor: the kernel
+sends it SIGTERM when the process that started it dies, even by SIGKILL (``die_with_supervisor``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from dataplane.settings import DataPlaneSettings
 from tollway.tasks import wait_for_signal
 
 SETTINGS_ENV = "TOLLWAY_DATAPLANE_SETTINGS"
+SUPERVISOR_ENV = "TOLLWAY_SUPERVISOR_PID"  # set by a group's supervisor for its workers
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 # The collector's thresholds once the data plane serves. The request path makes no reference cycles, so with
 # CPython's default (a young collection every 700 net allocations, then older ones) the collector ran 80 times a
 # second at saturation for nothing: 2-3 % of the CPU, and pauses of up to 4.7 ms (the oldest generation) in the
@@ -48,9 +51,28 @@ def settings_of(text: str) -> DataPlaneSettings:
     return DataPlaneSettings(**fields)
 
 
-def environment(settings: DataPlaneSettings, base: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a data-plane process running ``settings``."""
-    return {**base, SETTINGS_ENV: settings_text(settings)}
+def environment(settings: DataPlaneSettings, base: Mapping[str, str], supervisor: int | None = None
+                ) -> dict[str, str]:
+    """The environment of a data-plane process running ``settings`` (a worker of the ``supervisor`` pid)."""
+    env = {**base, SETTINGS_ENV: settings_text(settings)}
+    if supervisor is not None:
+        env[SUPERVISOR_ENV] = str(supervisor)
+    return env
+
+
+def die_with_supervisor(supervisor: int) -> None:
+    """Ask the kernel for SIGTERM (a clean drain) when the process that started this one dies, however it
+    dies; exit at once if it is gone already (it died before the request took effect). Linux only: elsewhere
+    the supervisor's own stop is what stops its workers."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            log.warning("cannot ask to be stopped with the supervisor (errno %d)", ctypes.get_errno())
+    if os.getppid() != supervisor:
+        sys.exit(f"error: the supervisor (pid {supervisor}) is gone")
 
 
 async def serve(settings: DataPlaneSettings) -> None:
@@ -77,6 +99,9 @@ def main() -> None:
     if text is None:
         sys.exit(f"error: {SETTINGS_ENV} is not set (start a data plane with `gatectl dataplane serve`)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    supervisor = os.environ.pop(SUPERVISOR_ENV, None)
+    if supervisor is not None:
+        die_with_supervisor(int(supervisor))
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(serve(settings_of(text)))

@@ -104,7 +104,7 @@ class Supervisor:
             self._watchers.append(asyncio.create_task(self._watch(w), name=f"worker-{w.index}"))
 
     async def _spawn(self, w: _Worker) -> None:
-        env = environment(worker_settings(self.base, w.index, self.port), os.environ)
+        env = environment(worker_settings(self.base, w.index, self.port), os.environ, os.getpid())
         w.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "dataplane.main", env=env)
         log.info("worker %d started (pid %d)", w.index, w.process.pid)
 

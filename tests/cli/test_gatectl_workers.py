@@ -130,3 +130,39 @@ def test_two_workers_share_one_port_are_two_data_planes_and_are_supervised(tmp_p
         if group is not None:
             group.interrupt()
         assert cp.interrupt() == 0, cp.stderr.read_text()
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet (its parent was killed)."""
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    cp = start_gatectl(tmp_path, "cp", "controlplane", "serve", "--admin-port", "0", "--grpc-port", "0",
+                       "--state-dir", str(tmp_path / "cp"), env=env)
+    workers: list[int] = []
+    try:
+        ready = cp.wait_for(r"admin API (http://\S+?), gRPC (\S+?),")
+        token = (tmp_path / "cp" / "dataplane-token").read_text().strip()
+        group = start_gatectl(tmp_path, "group", "dataplane", "serve", "--control-plane", ready.group(2),
+                              "--region", "eu", "--port", "0", "--ops-port", "0", "--state-dir",
+                              str(tmp_path / "dp"), "--node-id", "edge", "--workers", "2",
+                              env=env | {"TOLLWAY_DATAPLANE_TOKEN": token})
+        ops = group.wait_for(r"2 workers on http://\S+, group /metrics and /healthz on (http://\S+)").group(1)
+        eventually(lambda: get(ops + "/healthz")[0] == 200)  # both workers serve
+        workers = children(group.process.pid)
+        assert len(workers) == 2
+        group.process.kill()  # SIGKILL: the supervisor stops nothing itself
+        group.process.wait(10)
+        eventually(lambda: all(gone(pid) for pid in workers), within=20)
+        # They drained as on SIGTERM: each logged its clean stop.
+        assert group.stderr.read_text().count("data plane stopped") == 2
+    finally:
+        for pid in workers:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        assert cp.interrupt() == 0, cp.stderr.read_text()
