@@ -1,7 +1,8 @@
 """The cost of Tollway's policy: the data plane against a bare proxy and the upstream itself, in one run.
 
 Measures three things in the same run, each alone on CPU 0 while it is measured (the load generator, the fake
-upstream and the control plane share CPU 1): the upstream directly, a bare reverse proxy
+upstream and the control plane share CPU 1; the control plane at the lowest priority, ``nice 19``, as it runs on
+machines of its own in production: see ``bench/harness/stack.py``): the upstream directly, a bare reverse proxy
 (``bench/bare_proxy.py``: aiohttp + uvloop + orjson, no policy) and the Tollway data plane with full policy
 (auth, budgets, rate limits, usage spool and shipping, request log, metrics; see ``bench/harness/stack.py``). For each:
 

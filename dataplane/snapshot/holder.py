@@ -13,11 +13,12 @@ are only ever mutated on the loop. A request reads ``holder.runtime`` once and u
 ``install(snapshot)`` is both in one call, for callers already on the loop (start-up, tests).
 
 Preparing off the loop still shares the GIL with it. While ``prepare`` runs, the interpreter's switch interval is
-1 ms instead of 5 (``finer_gil_switching``), so the loop waits at most about a millisecond each time it wants the
-GIL back, and the runtime's bulk operations over the keys go a few thousand at a time (``runtime._STEP``) so that
-no single C call holds it much longer. For 100,000 keys the loop's longest wait for the GIL while a runtime builds
-fell from 14-19 ms to about 6, and requests answered while a swap is taken in from a median of 4-8 ms to 2-3 and
-a p99 of 40-250 ms to 25-45 (``bench.snapshot_propagation``, which measures what requests see during a swap).
+0.5 ms instead of 5 (``dataplane.gil.finer_gil_switching``; the figures below were measured at 1 ms), so the loop
+waits at most about that long each time it wants the GIL back, and the runtime's bulk operations over the keys
+go a few thousand at a time (``runtime._STEP``) so that no single C call holds it much longer. For 100,000 keys
+the loop's longest wait for the GIL while a runtime builds fell from 14-19 ms to about 6, and requests answered
+while a swap is taken in from a median of 4-8 ms to 2-3 and a p99 of 40-250 ms to 25-45
+(``bench.snapshot_propagation``, which measures what requests see during a swap).
 
 Adopting freezes what is alive (``gc.freeze``): a snapshot's runtime (for 100,000 keys, millions of objects) and
 the process's start-up objects leave the collector's view, so a full collection scans only what requests created
@@ -28,33 +29,13 @@ A runtime has no reference cycles, so one replaced later is still freed by its r
 from __future__ import annotations
 
 import gc
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from dataplane.gil import finer_gil_switching
 from dataplane.snapshot.runtime import InvalidSnapshot, Runtime
 from tollway.pb import snapshot_pb2 as pb
-
-PREPARE_SWITCH_INTERVAL_S = 0.001
-
-
-@contextmanager
-def finer_gil_switching(interval_s: float = PREPARE_SWITCH_INTERVAL_S) -> Iterator[None]:
-    """The interpreter's GIL switch interval at most ``interval_s`` for the duration (it is process-wide). The
-    one found is restored afterwards unless something else changed it meanwhile; overlapping uses at worst end
-    the finer interval early, never leave it behind."""
-    before = sys.getswitchinterval()
-    if before <= interval_s:
-        yield
-        return
-    sys.setswitchinterval(interval_s)
-    try:
-        yield
-    finally:
-        if sys.getswitchinterval() == interval_s:
-            sys.setswitchinterval(before)
 
 
 class Companion(Protocol):

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from dataplane.gil import finer_gil_switching
 from dataplane.record.spool import UsageSpool
 from dataplane.sync.channel import REOPEN_AFTER_FAILURES, grpc_target
 from tollway.grpc_options import CLIENT_OPTIONS
@@ -120,7 +121,10 @@ class UsageShipper:
         self.connected = False
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        # Reading a batch decodes up to ``max_records`` records on the spool's thread: GIL-holding work, under a
+        # fine switch interval so the loop never waits long for the GIL meanwhile (``dataplane.gil``).
+        return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                functools.partial(_finely, fn, *args))
 
     def _channel(self) -> grpc.aio.Channel:
         if self._credentials is not None:
@@ -235,3 +239,8 @@ class _Session:
         self.acked = acked
         self.progressed = False
         self.acks = asyncio.Event()
+
+
+def _finely(fn: Callable[..., T], *args: Any) -> T:
+    with finer_gil_switching():
+        return fn(*args)

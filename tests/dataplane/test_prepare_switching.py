@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dataplane.snapshot.holder import PREPARE_SWITCH_INTERVAL_S, SnapshotHolder, finer_gil_switching
+from dataplane.gil import FINE_SWITCH_INTERVAL_S, finer_gil_switching
+from dataplane.snapshot.holder import SnapshotHolder
 from tests.dataplane.snapshots import build_snapshot
 from tollway.pb import snapshot_pb2 as pb
 
@@ -44,7 +45,7 @@ def test_prepare_runs_with_a_finer_switch_interval_and_puts_the_old_one_back() -
     holder = SnapshotHolder([recorder])
     snap, _ = build_snapshot()
     assert not isinstance(holder.prepare(snap), str)
-    assert recorder.seen == [PREPARE_SWITCH_INTERVAL_S] and PREPARE_SWITCH_INTERVAL_S <= 0.001
+    assert recorder.seen == [FINE_SWITCH_INTERVAL_S] and FINE_SWITCH_INTERVAL_S <= 0.001
     assert sys.getswitchinterval() == DEFAULT
 
     snap.keys[0].tenant = "nobody"  # refused: the interval is restored all the same
