@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
+from dataplane.core.reset_text import format_reset
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import InvalidSnapshot
 from tollway.budget_scopes import key_scope, tenant_scope, user_scope
@@ -434,30 +435,3 @@ def _tighter(current: Quota | None, bucket: _Bucket, declared: int) -> Quota:
     if current is not None and (current.remaining, current.limit) <= (remaining, declared):
         return current
     return Quota(declared, remaining, bucket.reset_s())
-
-
-_RESETS: dict[int, str] = {}  # format_reset's answers by millisecond: every answer carries two, mostly the same few
-
-
-def format_reset(seconds: float) -> str:
-    """A duration the way OpenAI writes ``x-ratelimit-reset-*`` (Go's format): "20ms", "1s", "1.5s", "6m0s"."""
-    ms = max(0, math.ceil(seconds * 1000 - 1e-6))
-    text = _RESETS.get(ms)
-    if text is None:
-        if len(_RESETS) >= 4096:
-            _RESETS.clear()
-        text = _RESETS[ms] = _go_duration(ms)
-    return text
-
-
-def _go_duration(ms: int) -> str:
-    if ms == 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, frac = divmod(rest, 1000)
-    text = f"{secs}.{frac:03d}".rstrip("0") if frac else str(secs)
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{text}s"
-

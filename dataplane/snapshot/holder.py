@@ -15,7 +15,7 @@ are only ever mutated on the loop. A request reads ``holder.runtime`` once and u
 Preparing off the loop still shares the GIL with it. While ``prepare`` runs, the interpreter's switch interval is
 0.5 ms instead of 5 (``dataplane.gil.finer_gil_switching``; the figures below were measured at 1 ms), so the loop
 waits at most about that long each time it wants the GIL back, and the runtime's bulk operations over the keys
-go a few thousand at a time (``runtime._STEP``) so that no single C call holds it much longer. For 100,000 keys
+go a few thousand at a time (``key_table._STEP``) so that no single C call holds it much longer. For 100,000 keys
 the loop's longest wait for the GIL while a runtime builds fell from 14-19 ms to about 6, and requests answered
 while a swap is taken in from a median of 4-8 ms to 2-3 and a p99 of 40-250 ms to 25-45
 (``bench.snapshot_propagation``, which measures what requests see during a swap).

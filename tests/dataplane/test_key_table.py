@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dataplane.snapshot.runtime import _STEP, InvalidSnapshot, Key, Runtime
+from dataplane.snapshot.key_table import _STEP
+from dataplane.snapshot.runtime import InvalidSnapshot, Key, Runtime
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, build_snapshot
 from tollway.keyformat import hash_key
 from tollway.pb import snapshot_pb2 as pb

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from dataplane.core.ratelimit import LimitTable, RateLimit, RateLimited, RateLimiter, Ticket, format_reset
+from dataplane.core.ratelimit import LimitTable, RateLimit, RateLimited, RateLimiter, Ticket
+from dataplane.core.reset_text import format_reset
 from tollway.pb import snapshot_pb2 as pb
 
 pytestmark = pytest.mark.pure

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Container, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -65,18 +65,6 @@ class FastRequest:
 
     __slots__ = ("app", "body", "content_length", "headers", "path", "protocol", "streamed")
 
-    def send_answer(self, headers: Mapping[str, str], body: bytes) -> web.StreamResponse:
-        """Write a whole 200 answer (JSON) to the connection, as ``serialized`` would write it, without building
-        aiohttp's response first (the request path's usual answer); returns ``SENT`` for the edge."""
-        protocol = self.protocol
-        assert isinstance(protocol, BaseProtocol)
-        transport = protocol.transport
-        if transport is not None and not transport.is_closing():
-            lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-            transport.write(f"HTTP/1.1 200 OK\r\n{lines}Content-Type: application/json\r\nContent-Length: "
-                            f"{len(body)}\r\nDate: {http_date()}\r\n\r\n".encode("latin-1") + body)
-        return SENT
-
     def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
                  protocol: object) -> None:
         self.app = app
@@ -105,6 +93,16 @@ class FastRequest:
             (name, value.strip(" \t")) for name, _, value in (line.partition(":") for line in lines))
         return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol)
 
+    def send_answer(self, headers: Mapping[str, str], body: bytes) -> web.StreamResponse:
+        """Write a whole 200 answer (JSON) to the connection, as ``serialized`` would write it, without building
+        aiohttp's response first (the request path's usual answer); returns ``SENT`` for the edge."""
+        protocol = self.protocol
+        assert isinstance(protocol, BaseProtocol)
+        transport = protocol.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(answer_head("200 OK", headers.items(),
+                                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n") + body)
+        return SENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +125,15 @@ def serialized(answer: web.Response) -> bytes:
     """An answer as the bytes aiohttp would write for it (status line, headers with Content-Length and Date,
     body)."""
     body = bytes(answer.body)  # type: ignore[arg-type]  # checked: bytes
-    headers = "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items()
-                      if name.lower() != "content-length")
-    return (f"HTTP/1.1 {answer.status} {answer.reason}\r\n{headers}Content-Length: {len(body)}\r\n"
-            f"Date: {http_date()}\r\n\r\n").encode("latin-1") + body
+    headers = ((name, value) for name, value in answer.headers.items() if name.lower() != "content-length")
+    return answer_head(f"{answer.status} {answer.reason}", headers, f"Content-Length: {len(body)}\r\n") + body
+
+
+def answer_head(status: str, headers: Iterable[tuple[str, str]], framing: str) -> bytes:
+    """An answer's head as aiohttp writes it: the status line (``status``: "200 OK"), the headers, the body's
+    framing (its header lines), the Date, the blank line."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"HTTP/1.1 {status}\r\n{lines}{framing}Date: {http_date()}\r\n\r\n".encode("latin-1")
 
 
 class FastStream:
@@ -146,9 +149,7 @@ class FastStream:
         assert isinstance(protocol, BaseProtocol)
         self._protocol = protocol
         self._request = request
-        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self._head = (f"HTTP/1.1 200 OK\r\n{lines}Transfer-Encoding: chunked\r\nDate: {http_date()}\r\n\r\n"
-                      ).encode("latin-1")
+        self._head = answer_head("200 OK", headers.items(), "Transfer-Encoding: chunked\r\n")
 
     async def write(self, data: bytes) -> None:
         if data:
