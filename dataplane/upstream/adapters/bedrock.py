@@ -17,13 +17,13 @@ exactly the URL, headers and body bytes then sent over the lean ``UpstreamClient
 Credentials: botocore's standard chain (environment, shared config and credentials files and their profiles,
 SSO, container and instance roles) for ``provider.aws_profile`` (empty: the default), resolved off the event loop
 (``asyncio.to_thread``: the chain may read files or call a metadata endpoint) and cached per (profile, region) in
-the adapter instance, ``CredentialCache``, the adapter's only mutable state. Temporary credentials are refreshed
-off the loop once they expire within ``REFRESH_BEFORE_S``; finding none is an ``auth`` failure, looked for again
-after ``MISS_RETRY_S``. A provider with ``credential_env`` sends that variable's value as a Bedrock API key
-(``Authorization: Bearer``) instead. No credential is ever in policy, snapshots, logs or error messages: the
-secret key, the session token (and, as it names the AWS account to tenants, the key id) are scrubbed from every
-upstream message a client may see, and botocore's DEBUG record of the canonical request, which holds the session
-token, is dropped (``_CanonicalRequestFilter``).
+the adapter instance, ``CredentialCache`` (``aws_auth``), the adapter's only mutable state. Temporary
+credentials are refreshed off the loop once they expire within ``aws_auth.REFRESH_BEFORE_S``; finding none is an
+``auth`` failure, looked for again after ``aws_auth.MISS_RETRY_S``. A provider with ``credential_env`` sends that
+variable's value as a Bedrock API key (``Authorization: Bearer``) instead. No credential is ever in policy,
+snapshots, logs or error messages: the secret key, the session token (and, as it names the AWS account to tenants,
+the key id) are scrubbed from every upstream message a client may see, and botocore's DEBUG record of the
+canonical request, which holds the session token, is dropped (``_CanonicalRequestFilter``).
 
 Failures, translated here and nowhere else, by ``x-amzn-ErrorType`` first and the status second:
 ``ThrottlingException``, ``ServiceQuotaExceededException`` → ``429``; ``ServiceUnavailableException``,
@@ -75,6 +75,7 @@ from dataplane.translate.hub_to_bedrock import (
     wants_json,
 )
 from dataplane.upstream.adapters import Complete, Stream
+from dataplane.upstream.adapters.aws_auth import AwsCredentials, CredentialCache, where
 from dataplane.upstream.adapters.wire import (
     MAX_ERROR_BODY,
     check_credential,
@@ -90,8 +91,6 @@ from dataplane.upstream.sse import MAX_EVENT_BYTES
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
 JSON = "application/json"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
-REFRESH_BEFORE_S = 5 * 60  # temporary credentials are refreshed when they expire sooner than this
-MISS_RETRY_S = 5.0  # how long "no credentials here" is believed before the chain is asked again
 EMBED_CONCURRENCY = 8  # Titan calls in flight per request: one per text, so a 2048-text request stays polite
 
 _THROTTLED = frozenset({"ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"})
@@ -106,98 +105,6 @@ _STREAM_FAILURES: dict[str, FailureKind] = {
     "serviceUnavailableException": "5xx", "validationException": "protocol"}
 
 T = TypeVar("T")
-
-
-# --- credentials --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class AwsCredentials:
-    """One frozen set of AWS credentials, as botocore's signer reads them; never shown by ``repr``."""
-
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-    token: str | None = field(repr=False)
-
-    def secrets(self) -> tuple[str, ...]:
-        """What an upstream message must never carry back to a client (the key id names the AWS account)."""
-        return tuple(s for s in (self.secret_key, self.token, self.access_key) if s)
-
-
-@dataclass(slots=True)
-class _Entry:
-    source: Any  # botocore's Credentials (RefreshableCredentials refresh themselves); None: none were found
-    frozen: AwsCredentials | None
-    retry_at: float = 0.0  # for a miss: time.monotonic() before which the chain is not asked again
-    problem: str = ""  # for a miss: why (the client's 502 says it)
-
-
-def _load(profile: str, region: str, source: Any) -> _Entry:
-    """Blocking (run in a thread): resolve the chain (``source`` None) or refresh ``source``, then freeze it."""
-    if source is None:
-        from botocore.session import Session  # type: ignore[import-untyped]
-
-        session = Session(profile=profile or None)
-        if region:
-            session.set_config_variable("region", region)  # regional STS endpoints for assumed roles
-        source = session.get_credentials()
-    frozen = source.get_frozen_credentials() if source is not None else None
-    if frozen is None or not frozen.access_key or not frozen.secret_key:
-        return _Entry(None, None, time.monotonic() + MISS_RETRY_S)
-    return _Entry(source, AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token or None))
-
-
-class CredentialCache:
-    """AWS credentials per (profile, region), resolved and refreshed off the event loop; one per adapter.
-
-    The fast path (cached and not about to expire) never leaves the loop; resolutions and refreshes are one at a
-    time, so a burst of requests at expiry makes one refresh, not one per request."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], _Entry] = {}
-        self._lock = asyncio.Lock()
-
-    async def get(self, provider: Provider) -> AwsCredentials:
-        key = (provider.aws_profile, provider.aws_region)
-        entry = self._entries.get(key)
-        if entry is None or self._stale(entry):
-            async with self._lock:
-                entry = self._entries.get(key)
-                if entry is None or self._stale(entry):
-                    entry = self._entries[key] = await self._resolve(provider, entry)
-        if entry.frozen is None:
-            raise UpstreamFailure("auth", f"provider {provider.name!r}: {entry.problem or _none_found(provider)}")
-        return entry.frozen
-
-    @staticmethod
-    def _stale(entry: _Entry) -> bool:
-        if entry.source is None:
-            return time.monotonic() >= entry.retry_at
-        refresh_needed = getattr(entry.source, "refresh_needed", None)  # static credentials never expire
-        return bool(refresh_needed(REFRESH_BEFORE_S)) if callable(refresh_needed) else False
-
-    @staticmethod
-    async def _resolve(provider: Provider, entry: _Entry | None) -> _Entry:
-        """The chain's answer; a failure is remembered like a miss (a refresh that failed starts over later)."""
-        from botocore.exceptions import BotoCoreError, ProfileNotFound  # type: ignore[import-untyped]
-
-        try:
-            return await asyncio.to_thread(_load, provider.aws_profile, provider.aws_region,
-                                           entry.source if entry is not None else None)
-        except ProfileNotFound:
-            problem = f"no AWS credentials on this data plane (profile {provider.aws_profile!r} is not configured)"
-        except (BotoCoreError, OSError, ValueError, RuntimeError) as exc:
-            # botocore's message may quote a credential process's output: only its type is shown.
-            problem = f"the AWS credentials of {_where(provider)} could not be loaded ({type(exc).__name__})"
-        return _Entry(None, None, time.monotonic() + MISS_RETRY_S, problem)
-
-
-def _where(provider: Provider) -> str:
-    return f"profile {provider.aws_profile!r}" if provider.aws_profile else "the default credential chain"
-
-
-def _none_found(provider: Provider) -> str:
-    return (f"no AWS credentials on this data plane ({_where(provider)}: environment, shared config and "
-            "credentials files, container or instance role)")
 
 
 class _CanonicalRequestFilter(logging.Filter):
@@ -429,7 +336,7 @@ class BedrockAdapter:
             return _Signer(provider.aws_region, bearer=provider.credential)
         credentials = await self._credentials.get(provider)
         if not all(s.isprintable() for s in credentials.secrets()):
-            raise UpstreamFailure("auth", f"provider {provider.name!r}: the AWS credentials of {_where(provider)} "
+            raise UpstreamFailure("auth", f"provider {provider.name!r}: the AWS credentials of {where(provider)} "
                                           "cannot be sent in a header")
         return _Signer(provider.aws_region, credentials)
 
