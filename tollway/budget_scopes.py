@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from tollway.money import pico_of_micros
 from tollway.pb import snapshot_pb2 as pb
+from tollway.values import value
 
 BudgetScopeKind = Literal["tenant", "project", "key", "user"]
 MAX_USER_LEN = 256  # longer user names are cut: a scope string must stay a reasonable store key
@@ -40,7 +41,7 @@ class BudgetLimit:
                    float(b.lease_seconds))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BudgetScope:
     kind: BudgetScopeKind
     name: str  # the scope string

@@ -12,20 +12,20 @@ request's cost bound, so a charge never exceeds what was reserved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
 from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment, Prices
+from tollway.values import value
 
 UsageSource = Literal["upstream", "estimated-missing-usage", "estimated-aborted"]
 CHARS_PER_TOKEN = 4  # a central estimate for English text and code (BPE tokenizers: 3.5-4.5)
 MESSAGE_FRAMING_TOKENS = 4  # role and separators around one message, as OpenAI counts them
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Usage:
     prompt_tokens: int = 0       # all input, cache reads and writes included (OpenAI's convention)
     completion_tokens: int = 0   # all output, reasoning included
@@ -84,7 +84,7 @@ def cost_pico(prices: Prices, usage: Usage) -> int:
             + (completion - reasoning) * prices.output + reasoning * prices.reasoning_output)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Outcome:
     """What happened to one admitted request, for settlement and usage records."""
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from dataplane.errors import ApiError, invalid, quoted
 from dataplane.snapshot.runtime import Key
+from tollway.values import value
 
 USER_HEADER = "x-tollway-user"
 PROJECT_HEADER = "x-tollway-project"
@@ -29,7 +29,7 @@ MAX_TAGS_HEADER_LEN = 2048
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,63}$")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Attribution:
     """Who a request is accounted to. Immutable; "" means none."""
 

@@ -30,6 +30,7 @@ from dataplane.errors import ApiError
 from tollway.budget_scopes import BudgetIndex, BudgetLimit, BudgetScope, BudgetScopeKind, period_of
 from tollway.money import usd
 from tollway.pb import snapshot_pb2 as pb
+from tollway.values import value
 
 DEFAULT_HORIZON_S = 10.0  # a grant should last about this long at the recent rate of reservations
 MIN_WANT_DIVISOR = 20     # an idle process still asks for 1/20 of the limit, so its first requests pass
@@ -77,7 +78,7 @@ class Allowance:
         return self.limit.safe_allowance_pico - self.safe_spent - self.safe_reserved
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Hold:
     allowance: Allowance
     amount: int

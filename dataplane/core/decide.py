@@ -30,6 +30,7 @@ from dataplane.core.validate import (
 from dataplane.errors import ApiError, invalid
 from dataplane.snapshot.runtime import Deployment, Key, Route, Runtime
 from tollway.keyformat import KEY_LEN, PREFIX, is_well_formed
+from tollway.values import value
 
 # Output tokens assumed when ranking by expected cost and the client gave no max_tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
@@ -37,7 +38,7 @@ DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
 _MAX_CHECKED = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RequestFacts:
     """What a handler knows of one request before deciding it, gathered once. Immutable, except ``checked``:
     the data plane's memo of verified key hashes, which ``authenticate`` may add to (on the event loop)."""
@@ -52,7 +53,7 @@ class RequestFacts:
     checked: set[bytes] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RoutePlan:
     """An allowed request: the caller, its route and the deployments to try, in order (failover included)."""
 

@@ -10,7 +10,6 @@ usage; ``release`` gives back what a request that never reached one took. ``Open
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dataplane.core.accounting import Outcome
@@ -18,9 +17,10 @@ from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
 from dataplane.core.ratelimit import Ticket
 from dataplane.errors import ApiError
+from tollway.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Admission:
     """A request let through: headers to add to its response, and what ``settle``/``release`` need. Immutable."""
 
@@ -32,7 +32,7 @@ class Admission:
 
 NO_TICKET = Ticket((), 0, None, None)  # what a gate without rate limits admits with
 
-@dataclass(frozen=True, slots=True)
+@value
 class Refusal:
     """A request refused before forwarding: the error to answer and headers to send with it."""
 

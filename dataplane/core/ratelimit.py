@@ -51,6 +51,7 @@ from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import InvalidSnapshot
 from tollway.budget_scopes import key_scope, tenant_scope, user_scope
 from tollway.pb import snapshot_pb2 as pb
+from tollway.values import value
 
 Dimension = Literal["requests", "tokens"]
 RateScopeKind = Literal["tenant", "user", "route", "key"]
@@ -242,7 +243,7 @@ def _resized(bucket: _Bucket | None, per_minute: int, share: float, now: float) 
     return bucket
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Quota:
     """One dimension of the tightest scope, for the ``x-ratelimit-*`` headers."""
 
@@ -251,7 +252,7 @@ class Quota:
     reset_s: float  # until this data plane's bucket is full again
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Ticket:
     """An admission by the rate limiter: what to reconcile (``record``) or give back (``release``)."""
 
@@ -261,7 +262,7 @@ class Ticket:
     tokens_quota: Quota | None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RateLimited:
     """A refusal: the scope and dimension that ran out, and when to retry."""
 

@@ -10,10 +10,10 @@ names of JSON-schema properties (tool parameters, response formats) are exempt: 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from dataplane.errors import ApiError, invalid
+from tollway.values import value
 
 BANNED_KEYS = frozenset({
     "api_base", "base_url", "api_key", "api_version", "api_type", "azure_endpoint", "azure_deployment",
@@ -33,7 +33,7 @@ _CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would build a union objec
 Surface = Literal["chat", "embeddings", "completions", "moderations", "count_tokens"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class HubRequest:
     """A validated request in the hub format of its surface: for ``chat``, a chat completion body (whatever
     dialect the client spoke); for the other surfaces, the OpenAI body of that endpoint. ``payload`` is shared

@@ -39,11 +39,12 @@ from dataplane.errors import ApiError
 from dataplane.record.usage_record import usage_record
 from dataplane.snapshot.runtime import NO_CONTENT, ContentPolicy, Key
 from tollway.pb.usage_pb2 import UsageRecord
+from tollway.values import value
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Served:
     """A request that was admitted (it has an ``Outcome``), with what the log may need of its content.
 
@@ -60,7 +61,7 @@ class Served:
     record: UsageRecord | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Refused:
     """A request the gateway answered itself with an error (bad key, invalid body, rate limit, no route...)."""
 

@@ -23,6 +23,7 @@ from typing import Any
 from dataplane.errors import UpstreamFailure
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.runtime import Deployment
+from tollway.values import value
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 MAX_TRACESTATE = 512  # the W3C limit a participant must propagate; longer ones are dropped, not cut
@@ -30,7 +31,7 @@ _FINISH = re.compile(rb'"finish_reason"\s*:\s*"([^"\\]{1,64})"')
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ParentContext:
     """The client's span, from its ``traceparent``."""
 

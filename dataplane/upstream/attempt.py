@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 import orjson
@@ -26,6 +26,7 @@ from dataplane.snapshot.runtime import Deployment, Route
 from dataplane.upstream.adapters import Adapter, Complete, Stream
 from dataplane.upstream.client import TRACE_HEADERS
 from dataplane.upstream.deadline import Deadline
+from tollway.values import value
 
 if TYPE_CHECKING:
     from dataplane.record.trace_context import RequestTrace
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 _ALWAYS_FAIL_OVER = frozenset({"auth", "unsupported", "protocol"})
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Answered:
     reply: Complete | Stream
     deployment: Deployment
@@ -48,7 +49,7 @@ class Answered:
     sent_at: float = 0.0  # unix seconds the first attempt was sent
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Failed:
     failure: UpstreamFailure
     deployment: Deployment | None

@@ -22,11 +22,13 @@ from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
+from tollway.values import value
+
 # METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
 REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r?\n")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WholeRequest:
     """An inference request the edge read whole: where its parts lie in the bytes received."""
 

@@ -12,14 +12,15 @@ the client's own dialect, passed through (the Responses API to a provider that s
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment
+from tollway.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Complete:
     body: bytes
     # The body is in the client's own dialect (``HubRequest.native`` passed through: a Responses API object, an
@@ -34,7 +35,7 @@ class LastBatch(list[bytes]):
     end its answer with it instead of asking for more."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Stream:
     events: AsyncGenerator[bytes, None]
     close: Callable[[], None]
