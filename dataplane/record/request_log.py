@@ -91,7 +91,8 @@ def _iso(ts: float) -> str:
 
 
 def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
+    # Milliseconds to the microsecond: whole microseconds, then /1000 (``round(x, 3)`` costs five times as much)
+    return None if seconds is None else round(seconds * 1_000_000) / 1000
 
 
 def log_entry(outcome: Outcome, region: str, node_id: str, content: Mapping[str, Any] | None,
@@ -282,7 +283,11 @@ class RequestLog:
     batch_max: int = 512
     flush_interval_s: float = 0.2
     stats: LogStats = field(default_factory=LogStats)
-    _lines: list[bytes] = field(default_factory=list, repr=False)
+    # The lines not yet handed to the writer, each ending in a newline, appended to one buffer: keeping each
+    # line's bytes until the batch went out cost 4-5 us a line (orjson's output, freed 512 at a time, made every
+    # next allocation slow: 0.9 us a line appended here, against 4.7 us kept as a list of bytes)
+    _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    _buffered: int = 0  # lines in ``_buffer``
     _unwritten: int = 0  # lines handed to the writer and not yet written (the writer decrements)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopping: bool = False
@@ -293,19 +298,21 @@ class RequestLog:
     def emit(self, entry: LogEntry) -> None:
         """Render ``entry`` into a line and buffer it; never blocks, never wakes a thread. Drops (and counts) it
         when ``max_queue`` lines are waiting to be written or the log stopped."""
-        if self._stopping or len(self._lines) + self._unwritten >= self.max_queue:
+        if self._stopping or self._buffered + self._unwritten >= self.max_queue:
             self.stats.dropped += 1
             return
         try:
-            line = orjson.dumps(render(entry, self.region, self.node_id, self.content_key))
+            line = orjson.dumps(render(entry, self.region, self.node_id, self.content_key),
+                                option=orjson.OPT_APPEND_NEWLINE)
         except Exception as exc:  # one bad entry must not stop the log (nor the request)
             self.stats.failed += 1
             # The type only: a message or traceback could quote the content the policy withholds.
             log.error("request log: could not render an entry (%s)", type(exc).__name__)
             return
-        self._lines.append(line)
+        self._buffer += line
+        self._buffered += 1
         self.stats.emitted += 1
-        if len(self._lines) >= self.batch_max:
+        if self._buffered >= self.batch_max:
             self._flush()
         elif self._timer is None and self._loop is not None:
             self._timer = self._loop.call_later(self.flush_interval_s, self._flush)
@@ -331,16 +338,17 @@ class RequestLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._lines:
+        if not self._buffered:
             return
-        lines, self._lines = self._lines, []
-        data = b"\n".join(lines) + b"\n"
+        data, lines = bytes(self._buffer), self._buffered
+        self._buffer.clear()
+        self._buffered = 0
         with self._lock:
-            self._unwritten += len(lines)
+            self._unwritten += lines
         if self._writer is None:  # never started (stop without start): write here
-            self._write(data, len(lines))
+            self._write(data, lines)
         else:
-            self._writer.submit(self._write, data, len(lines))
+            self._writer.submit(self._write, data, lines)
 
     def _write(self, data: bytes, lines: int) -> None:
         """On the writer thread: the syscall, which releases the GIL while the loop goes on."""
