@@ -11,7 +11,10 @@ each, rounds in turn (so a change in the machine's load hits every variant alike
 
 Variants (``--variants``, comma-separated names): ``default``; ``aiohttp`` (``--no-fast-path``: every request
 through aiohttp's server); ``trace10`` and ``trace100`` (tracing at 10 % and 100 %, exported over OTLP/HTTP to a
-sink on CPU 1); ``workers2`` (``--workers 2`` on both CPUs: CPU per request only, the latency cells share CPU 1).
+sink on CPU 1); ``workers2`` (``--workers 2`` on both CPUs: CPU per request only, the latency cells share CPU 1);
+``workers2cpu0`` (both workers on CPU 0, the CPU of the one-worker variants: what a second worker costs per
+request, without the second worker's share of CPU 1 with the upstream and wrk, which is most of ``workers2``'s
+spread on a 2-core machine).
 
     python -m bench.variants [--rounds 3] [--duration 5] [--variants default,aiohttp,trace10,trace100,workers2]
 
@@ -52,11 +55,13 @@ class Variant:
     dataplane_args: tuple[str, ...] = ()
     trace_sampling: float | None = None
     workers: int = 1
+    cpus: str | None = None  # taskset list for the data plane's workers (default: CPUs 0..workers-1)
 
 
 VARIANTS = {v.name: v for v in (
     Variant("default"), Variant("aiohttp", ("--no-fast-path",)), Variant("trace10", trace_sampling=0.1),
-    Variant("trace100", trace_sampling=1.0), Variant("workers2", workers=2))}
+    Variant("trace100", trace_sampling=1.0), Variant("workers2", workers=2),
+    Variant("workers2cpu0", workers=2, cpus="0"))}
 
 
 def measure(variant: Variant, duration: float) -> dict[str, float]:
@@ -71,7 +76,7 @@ def measure(variant: Variant, duration: float) -> dict[str, float]:
             wait_http(f"http://127.0.0.1:{port}/stats")
             args += [f"--otlp-endpoint=http://127.0.0.1:{port}", f"--trace-sampling={variant.trace_sampling:g}"]
         gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", "10-30", "--delay-order", "even"], args,
-                                variant.workers)
+                                variant.workers, variant.cpus)
         key = {"Authorization": f"Bearer {gateway.key}"}
         fast = write_script(work / "fast.lua", {"model": "bench", "messages": PROMPT, "max_tokens": 64}, key)
         delayed = write_script(work / "delayed.lua", {"model": "bench-delayed", "messages": PROMPT,

@@ -176,9 +176,9 @@ class Processes:
 
 
 def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = (),
-                  workers: int = 1) -> Gateway:
-    """The upstream and control plane (niced) on CPU 1, the data plane on CPU 0; returns once the data plane is
-    ready."""
+                  workers: int = 1, cpus: str | None = None) -> Gateway:
+    """The upstream and control plane (niced) on CPU 1, the data plane on CPU 0 (``workers`` of them on CPUs
+    0..N-1, or on ``cpus``, a taskset list); returns once the data plane is ready."""
     work = procs.work
     gatectl = [sys.executable, "-m", "cli.main"]
     up_port, admin_port, grpc_port, dp_port = free_port(), free_port(), free_port(), free_port()
@@ -198,7 +198,7 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
     admin(admin_url, admin_token, "POST", "/admin/v1/apply", {"documents": policy(up_port), "who": "bench"})
     key = admin(admin_url, admin_token, "POST", "/admin/v1/keys",
                 {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
-    cpus = "0" if workers == 1 else ",".join(map(str, range(workers)))
+    cpus = cpus or ("0" if workers == 1 else ",".join(map(str, range(workers))))
     dataplane = procs.spawn(cpus, [*gatectl, "dataplane", "serve", "--control-plane", f"127.0.0.1:{grpc_port}",
                                   "--region", "bench", "--port", str(dp_port), "--state-dir", str(work / "dp"),
                                   "--token", dp_token, "--node-id", "bench-dp", "--workers", str(workers),
