@@ -156,8 +156,6 @@ def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, inclu
     parsed. A match cannot span two payloads: the separator puts ``d`` where the pattern needs ``:``.
     """
     result.chunks += len(payloads)
-    if result.usage is None:  # only needed for an estimate, if usage never comes; one regex pass per batch
-        result.content_chars += sum(len(text) for text in _TEXT.findall(joined))
     drop: list[int] = []
     last = -1
     for match in _USAGE_OBJECT.finditer(joined):
@@ -174,6 +172,10 @@ def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, inclu
             result.usage = usage
             if not include_usage and isinstance(chunk, dict) and not chunk.get("choices"):
                 drop.append(i)
+    # The text is only needed for an estimate if usage never comes (one regex pass a batch): not once it came,
+    # so a batch holding the usage chunk (all of a stream that arrived at once) is not scanned for it.
+    if result.usage is None:
+        result.content_chars += sum(len(text) for text in _TEXT.findall(joined))
     return drop
 
 

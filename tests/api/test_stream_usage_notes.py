@@ -36,3 +36,17 @@ def test_a_usage_chunk_is_read_and_dropped_when_the_client_did_not_ask_for_usage
     assert note_usage(payloads, SEPARATOR.join(payloads), result, include_usage=False) == [1]
     assert result.usage is not None
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, 3)
+
+
+def test_the_text_is_not_counted_once_the_usage_came() -> None:
+    usage = orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "choices": [],
+                          "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
+    result = StreamResult()
+    first = [_chunk({"content": "abc"})]
+    note_usage(first, SEPARATOR.join(first), result)
+    assert result.content_chars == 3 and result.usage is None
+    rest = [_chunk({"content": "defg"}), usage]
+    note_usage(rest, SEPARATOR.join(rest), result)
+    # What is charged is the reported usage; the estimate's count stops where it is no longer needed.
+    assert result.usage is not None and result.usage.completion_tokens == 3
+    assert result.content_chars == 3 and result.chunks == 3
