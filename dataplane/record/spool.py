@@ -97,22 +97,44 @@ def frame(record: upb.UsageRecord) -> bytes:
 
 
 def read_frames(f: BinaryIO, limit: int, max_records: int) -> tuple[list[bytes], int]:
-    """Whole, intact frames from ``f``'s position up to ``limit`` (at most ``max_records``), and where they end."""
+    """Whole, intact frames from ``f``'s position up to ``limit`` (at most ``max_records``), and where they end.
+    The range is read in one piece (a batch is at most ``MAX_BATCH_BYTES``), then cut into its frames."""
+    start = f.tell()
+    data = f.read(max(0, limit - start))
     payloads: list[bytes] = []
-    pos = f.tell()
-    while len(payloads) < max_records and pos + FRAME.size <= limit:
-        header = f.read(FRAME.size)
-        if len(header) < FRAME.size:
+    at = 0
+    while len(payloads) < max_records and at + FRAME.size <= len(data):
+        magic, length, crc = FRAME.unpack_from(data, at)
+        end = at + FRAME.size + length
+        if magic != MAGIC or length > MAX_RECORD_BYTES or end > len(data):
             break
-        magic, length, crc = FRAME.unpack(header)
-        if magic != MAGIC or length > MAX_RECORD_BYTES or pos + FRAME.size + length > limit:
-            break
-        payload = f.read(length)
-        if len(payload) < length or zlib.crc32(payload) != crc:
+        payload = data[at + FRAME.size:end]
+        if zlib.crc32(payload) != crc:
             break
         payloads.append(payload)
-        pos += FRAME.size + length
-    return payloads, pos
+        at = end
+    return payloads, start + at
+
+
+_RECORDS_TAG = bytes([upb.UsageBatch.DESCRIPTOR.fields_by_name["records"].number << 3 | 2])  # length-delimited
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def batch_of(node_id: str, epoch: str, sequence: int, payloads: list[bytes]) -> upb.UsageBatch:
+    """The batch of ``payloads`` (serialized records, as the spool holds them), parsed once: the records'
+    field of a ``UsageBatch`` on the wire is each record's bytes behind its tag and length, so they are joined
+    so and parsed in one call rather than one by one and then copied into the batch."""
+    batch = upb.UsageBatch.FromString(b"".join(_RECORDS_TAG + _varint(len(p)) + p for p in payloads))
+    batch.node_id, batch.epoch, batch.sequence = node_id, epoch, sequence
+    return batch
 
 
 class UsageSpool:
@@ -272,8 +294,7 @@ class UsageSpool:
             with open(self._dir / f"{segment:012d}.seg", "rb") as f:
                 f.seek(cut.start)
                 payloads, _ = read_frames(f, cut.end, cut.count)
-            records = [upb.UsageRecord.FromString(p) for p in payloads]
-            return upb.UsageBatch(node_id=self.node_id, epoch=self.epoch, sequence=cut.sequence, records=records)
+            return batch_of(self.node_id, self.epoch, cut.sequence, payloads)
 
     def _find(self, after: int) -> tuple[int, _Cut] | None:
         with self._lock:
