@@ -75,11 +75,14 @@ def ratelimit_headers(requests: Quota | None, tokens: Quota | None) -> dict[str,
     share of that limit, i.e. what this data plane will still admit and when it is full again.
     """
     headers: dict[str, str] = {}
-    for name, quota in (("requests", requests), ("tokens", tokens)):
-        if quota is not None:
-            headers[f"x-ratelimit-limit-{name}"] = str(quota.limit)
-            headers[f"x-ratelimit-remaining-{name}"] = str(quota.remaining)
-            headers[f"x-ratelimit-reset-{name}"] = format_reset(quota.reset_s)
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests.limit)
+        headers["x-ratelimit-remaining-requests"] = str(requests.remaining)
+        headers["x-ratelimit-reset-requests"] = format_reset(requests.reset_s)
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens.limit)
+        headers["x-ratelimit-remaining-tokens"] = str(tokens.remaining)
+        headers["x-ratelimit-reset-tokens"] = format_reset(tokens.reset_s)
     return headers
 
 
