@@ -29,6 +29,7 @@ from controlplane.policy.resources import (
     Tenant,
 )
 from tollway.pb import snapshot_pb2 as pb
+from tollway.protowire import LEN, VARINT, delimited, tag, varint
 
 AnyResource = Tenant | ApiKey | Provider | Model | Route
 
@@ -216,30 +217,30 @@ def _key_entry(k: ApiKey) -> bytes:
     if s.revoked_at is not None:
         return b""  # a revoked key travels nowhere: every data plane refuses it from its next snapshot on
     parts = [
-        _delimited(_ID, k.name.encode()),
-        _delimited(_HASH, bytes.fromhex(s.hash.removeprefix("sha256:"))),
-        _delimited(_TENANT, s.tenant.encode()),
+        delimited(_ID, k.name.encode()),
+        delimited(_HASH, bytes.fromhex(s.hash.removeprefix("sha256:"))),
+        delimited(_TENANT, s.tenant.encode()),
     ]
     if s.project:
-        parts.append(_delimited(_PROJECT, s.project.encode()))
+        parts.append(delimited(_PROJECT, s.project.encode()))
     if s.routes:
-        parts.extend(_delimited(_ROUTES, r.encode()) for r in sorted(s.routes))
+        parts.extend(delimited(_ROUTES, r.encode()) for r in sorted(s.routes))
     if s.hint:
-        parts.append(_delimited(_HINT, s.hint.encode()))
+        parts.append(delimited(_HINT, s.hint.encode()))
     if s.expires_at:
-        parts.append(_EXPIRES_AT + _varint(s.expires_at))
+        parts.append(_EXPIRES_AT + varint(s.expires_at))
     budget, rate_limit = budget_pb(s.budget), rate_limit_pb(s.rate_limits)
     if budget is not None:
-        parts.append(_delimited(_BUDGET, budget.SerializeToString(deterministic=True)))
+        parts.append(delimited(_BUDGET, budget.SerializeToString(deterministic=True)))
     if rate_limit is not None:
-        parts.append(_delimited(_RATE_LIMIT, rate_limit.SerializeToString(deterministic=True)))
-    entry = _delimited(_SNAPSHOT_KEYS, b"".join(parts))
+        parts.append(delimited(_RATE_LIMIT, rate_limit.SerializeToString(deterministic=True)))
+    entry = delimited(_SNAPSHOT_KEYS, b"".join(parts))
     if not s.previous_secrets:
         return entry
     # Repeated fields of different numbers may interleave on the wire; parsing sorts them into their lists.
     retired = (pb.RetiredSecret(key_id=k.name, hash=bytes.fromhex(p.hash.removeprefix("sha256:")),
                                 expires_at=p.expires_at) for p in s.previous_secrets)
-    return entry + b"".join(_delimited(_SNAPSHOT_RETIRED, r.SerializeToString(deterministic=True)) for r in retired)
+    return entry + b"".join(delimited(_SNAPSHOT_RETIRED, r.SerializeToString(deterministic=True)) for r in retired)
 
 
 def usd_micros(usd: Decimal) -> int:
@@ -280,37 +281,13 @@ def tenant_pb(t: Tenant) -> pb.Tenant:
     )
 
 
-_ONE_BYTE_VARINTS = tuple(bytes((n,)) for n in range(0x80))  # nearly every length in a key entry
-
-
-def _varint(n: int) -> bytes:
-    if 0 <= n < 0x80:
-        return _ONE_BYTE_VARINTS[n]
-    n &= 0xFFFF_FFFF_FFFF_FFFF  # int64: a negative number is its 64-bit two's complement
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _delimited(tag: bytes, data: bytes) -> bytes:
-    return tag + _varint(len(data)) + data
-
-
-def _tag(number: int, wire_type: int) -> bytes:
-    return _varint(number << 3 | wire_type)
-
-
-_LEN, _VARINT = 2, 0  # wire types
-_SNAPSHOT_KEYS = _tag(pb.Snapshot.KEYS_FIELD_NUMBER, _LEN)
-_SNAPSHOT_RETIRED = _tag(pb.Snapshot.RETIRED_SECRETS_FIELD_NUMBER, _LEN)
-_ID, _HASH, _TENANT, _PROJECT, _ROUTES, _HINT, _BUDGET, _RATE_LIMIT = (_tag(n, _LEN) for n in (
+_SNAPSHOT_KEYS = tag(pb.Snapshot.KEYS_FIELD_NUMBER, LEN)
+_SNAPSHOT_RETIRED = tag(pb.Snapshot.RETIRED_SECRETS_FIELD_NUMBER, LEN)
+_ID, _HASH, _TENANT, _PROJECT, _ROUTES, _HINT, _BUDGET, _RATE_LIMIT = (tag(n, LEN) for n in (
     pb.ApiKey.ID_FIELD_NUMBER, pb.ApiKey.HASH_FIELD_NUMBER, pb.ApiKey.TENANT_FIELD_NUMBER,
     pb.ApiKey.PROJECT_FIELD_NUMBER, pb.ApiKey.ROUTES_FIELD_NUMBER, pb.ApiKey.HINT_FIELD_NUMBER,
     pb.ApiKey.BUDGET_FIELD_NUMBER, pb.ApiKey.RATE_LIMIT_FIELD_NUMBER))
-_EXPIRES_AT = _tag(pb.ApiKey.EXPIRES_AT_FIELD_NUMBER, _VARINT)
+_EXPIRES_AT = tag(pb.ApiKey.EXPIRES_AT_FIELD_NUMBER, VARINT)
 
 
 def price_micros(per_million_usd: Decimal | None) -> int:

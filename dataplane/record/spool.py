@@ -48,6 +48,7 @@ from typing import Any, BinaryIO
 from dataplane.errors import DataPlaneError
 from tollway.durable import fsync_dir, write_atomically
 from tollway.pb import usage_pb2 as upb
+from tollway.protowire import LEN, delimited, tag
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +117,14 @@ def read_frames(f: BinaryIO, limit: int, max_records: int) -> tuple[list[bytes],
     return payloads, start + at
 
 
-_RECORDS_TAG = bytes([upb.UsageBatch.DESCRIPTOR.fields_by_name["records"].number << 3 | 2])  # length-delimited
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_RECORDS = tag(upb.UsageBatch.RECORDS_FIELD_NUMBER, LEN)
 
 
 def batch_of(node_id: str, epoch: str, sequence: int, payloads: list[bytes]) -> upb.UsageBatch:
     """The batch of ``payloads`` (serialized records, as the spool holds them), parsed once: the records'
     field of a ``UsageBatch`` on the wire is each record's bytes behind its tag and length, so they are joined
     so and parsed in one call rather than one by one and then copied into the batch."""
-    batch = upb.UsageBatch.FromString(b"".join(_RECORDS_TAG + _varint(len(p)) + p for p in payloads))
+    batch = upb.UsageBatch.FromString(b"".join(delimited(_RECORDS, p) for p in payloads))
     batch.node_id, batch.epoch, batch.sequence = node_id, epoch, sequence
     return batch
 
