@@ -72,10 +72,7 @@ def measure(variant: Variant, duration: float) -> dict[str, float]:
         args = list(variant.dataplane_args)
         if variant.trace_sampling is not None:
             port = free_port()
-            # At the lowest priority, as the control plane (``bench/harness/stack.py``): a collector runs on machines
-            # of its own, and on CPU 1 it would delay wrk and the upstream, not the data plane.
-            procs.spawn("1", ["nice", "-n", "19", sys.executable, "-m", "bench.harness.otlp_sink", "--port",
-                              str(port)], "otlp_sink")
+            procs.spawn("1", [sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
             wait_http(f"http://127.0.0.1:{port}/stats")
             args += [f"--otlp-endpoint=http://127.0.0.1:{port}", f"--trace-sampling={variant.trace_sampling:g}"]
         gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", "10-30", "--delay-order", "even"], args,
