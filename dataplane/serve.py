@@ -23,12 +23,12 @@ from aiohttp import web
 from dataplane.api.app import create_app
 from dataplane.api.connection.edge import Edge
 from dataplane.api.connection.edge_runner import EdgeRunner
-from dataplane.core.budget import BudgetBook
 from dataplane.core.content import ContentKey
 from dataplane.core.gate import Gate
 from dataplane.core.health import Health
-from dataplane.core.limits_gate import LimitsGate
-from dataplane.core.ratelimit import RateLimiter
+from dataplane.core.limits.budget import BudgetBook
+from dataplane.core.limits.limits_gate import LimitsGate
+from dataplane.core.limits.ratelimit import RateLimiter
 from dataplane.record.metrics import DataPlaneMetrics
 from dataplane.record.records import Records
 from dataplane.record.request_log import RequestLog, open_sink

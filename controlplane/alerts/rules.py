@@ -5,7 +5,7 @@ that exists already is a no-op, whoever evaluates it and however often. A budget
 
 - past its soft threshold when ``spent * 100 >= limit * softPercent`` (settled spend, fleet-wide);
 - exhausted when its spend reached the limit, or a data plane refused a request as exhausted (the data plane's
-  ``*_budget_exceeded``, which it answers only when no room is left anywhere: ``dataplane.core.budget``).
+  ``*_budget_exceeded``, which it answers only when no room is left anywhere: ``dataplane.core.limits.budget``).
 
 A rate-limit scope is refusing while data planes keep reporting new refusals on it (cumulative counts per data
 plane, ``RefusalWatch.report``) at most ``gap_s`` apart; one such episode fires once, when it has lasted

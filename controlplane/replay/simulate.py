@@ -7,7 +7,7 @@ would build from the snapshot (``Runtime``, the rate limits' ``LimitTable`` in a
 
 - plan: ``dataplane.core.decide.decide_route`` over the recorded facts (key id, model, surface, needs, prompt
   estimate, ``max_tokens``): the function every data plane runs, so there is no second implementation of policy;
-- admit: ``dataplane.core.limits_gate.LimitsGate.admit`` itself, the data plane's admission: its token buckets
+- admit: ``dataplane.core.limits.limits_gate.LimitsGate.admit`` itself, the data plane's admission: its token buckets
   (``RateLimiter`` at a lone data plane's share, 1.0: the fleet-wide limit) evolve along the recorded timestamps,
   then the budget reservation, here against ``ReplayBudget``: the fleet's spend per scope and month, from what was
   recorded before the window (``spent``) plus what the replay settled since, refusing a request whose worst case
@@ -42,8 +42,8 @@ from dataplane.core.attribution import NOBODY, Attribution
 from dataplane.core.cost_bound import requested_output_bound, token_cost_bound
 from dataplane.core.decide import RoutePlan, decide_route, facts_request
 from dataplane.core.gate import Refusal
-from dataplane.core.limits_gate import LimitsGate
-from dataplane.core.ratelimit import LimitTable, RateLimiter
+from dataplane.core.limits.limits_gate import LimitsGate
+from dataplane.core.limits.ratelimit import LimitTable, RateLimiter
 from dataplane.core.validate import HubRequest, Surface
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Key, Runtime

@@ -43,7 +43,7 @@ from dataplane.upstream.adapters.anthropic import AnthropicAdapter
 from dataplane.upstream.adapters.azure import AzureAdapter
 from dataplane.upstream.adapters.bedrock import BedrockAdapter
 from dataplane.upstream.adapters.google import GeminiAdapter, VertexAdapter
-from dataplane.upstream.adapters.mock import MockAdapter
+from dataplane.upstream.adapters.mock.adapter import MockAdapter
 from dataplane.upstream.adapters.openai import OpenAIAdapter
 from dataplane.upstream.client import UpstreamClient
 

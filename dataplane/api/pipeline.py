@@ -47,11 +47,11 @@ from dataplane.api.connection.whole_request import FastRequest
 from dataplane.api.streaming import StreamFormat, stream_through
 from dataplane.core.accounting import Outcome, Usage, charged_complete, cost_pico
 from dataplane.core.attribution import Attribution, attribute
-from dataplane.core.budget import WAITABLE
 from dataplane.core.content import MessageAccumulator, completion_message, redact_request_payload
 from dataplane.core.cost_bound import deployment_cost_bound
 from dataplane.core.decide import Denial, RequestFacts, RoutePlan
 from dataplane.core.gate import Admission, Refusal
+from dataplane.core.limits.budget import WAITABLE
 from dataplane.errors import NO_SNAPSHOT, ApiError, UpstreamFailure
 from dataplane.record.trace_context import RequestTrace
 from dataplane.snapshot.runtime import Deployment, Runtime

@@ -8,8 +8,8 @@ event loop (tests/dataplane/test_decide.py is the model). In request order:
 - ``health``: deployments' passive health (breakers, latency), read by the planner, written by the attempts.
 - ``attribution``: which user, project and tags a request is accounted to.
 - ``content`` and ``pii``: what the log keeps of content, and redaction before the provider.
-- ``gate``: the admit/settle seam (``Gate``, ``Admission``, ``Refusal``); ``limits_gate`` the real gate over
-  ``ratelimit`` (token buckets at this data plane's share) and ``budget`` (reservations from leased grants),
-  reserving ``cost_bound``'s worst case.
+- ``gate``: the admit/settle seam (``Gate``, ``Admission``, ``Refusal``); ``limits/`` the real gate
+  (``limits_gate``) over ``ratelimit`` (token buckets at this data plane's share) and ``budget`` (reservations
+  from leased grants), reserving ``cost_bound``'s worst case.
 - ``accounting``: usage, integer cost, the charging rules for answers without usage, the ``Outcome``.
 """

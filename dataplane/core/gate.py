@@ -4,7 +4,7 @@
 upstream attempt (pure over local counters, no waiting on the control plane) and answers an ``Admission`` or a
 ``Refusal`` (values, not exceptions); ``settle`` runs once per request that reached an upstream, with the real
 usage; ``release`` gives back what a request that never reached one took. ``OpenGate`` admits everything;
-``dataplane.core.limits_gate.LimitsGate`` is the real one.
+``dataplane.core.limits.limits_gate.LimitsGate`` is the real one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from dataplane.core.accounting import Outcome
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
-from dataplane.core.ratelimit import Ticket
+from dataplane.core.limits.ratelimit import Ticket
 from dataplane.errors import ApiError
 from tollway.values import value
 

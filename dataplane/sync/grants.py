@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.core.budget import BudgetBook, SavedAllowance
+from dataplane.core.limits.budget import BudgetBook, SavedAllowance
 from tollway.durable import write_atomically
 from tollway.tasks import cancel
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import grpc
 
-from dataplane.core.budget import BudgetBook
+from dataplane.core.limits.budget import BudgetBook
 from dataplane.settings import DataPlaneSettings
 from dataplane.sync.channel import REOPEN_AFTER_FAILURES, control_plane_channel
 from tollway.money import micros_ceil, parse_pico, pico_text
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class RateLimiterPort(Protocol):
-    """What the lease client needs of ``dataplane.core.ratelimit.RateLimiter``."""
+    """What the lease client needs of ``dataplane.core.limits.ratelimit.RateLimiter``."""
 
     def demand(self) -> dict[str, tuple[float, float]]: ...
 

@@ -1,4 +1,4 @@
-"""The mock provider's model (``dataplane.upstream.adapters.mock_model``), checked against the official openai SDK:
+"""The mock provider's model (``dataplane.upstream.adapters.mock.model``), checked against the official openai SDK:
 every answer validates as the SDK's type, streams accumulate (with the SDK's own accumulator) to the non-streamed
 answer, generated JSON validates against its schema, and the same input always gives the same output."""
 
@@ -24,11 +24,11 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ParsedChatCom
 from pydantic import BaseModel, Field
 
 from dataplane.translate.anthropic_to_hub import openai_request
-from dataplane.upstream.adapters import mock_text
-from dataplane.upstream.adapters.mock_model import chat_chunks, chat_completion
-from dataplane.upstream.adapters.mock_schema import schema_instance
-from dataplane.upstream.adapters.mock_surfaces import embeddings, moderation, text_completion, text_completion_chunks
-from dataplane.upstream.adapters.mock_text import count_message_tokens, count_tokens, prompt_tokens, text_tokens
+from dataplane.upstream.adapters.mock import text as mock_text
+from dataplane.upstream.adapters.mock.model import chat_chunks, chat_completion
+from dataplane.upstream.adapters.mock.schema import schema_instance
+from dataplane.upstream.adapters.mock.surfaces import embeddings, moderation, text_completion, text_completion_chunks
+from dataplane.upstream.adapters.mock.text import count_message_tokens, count_tokens, prompt_tokens, text_tokens
 
 pytestmark = pytest.mark.pure
 

@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 
 from dataplane.api.app import create_app
-from dataplane.core.budget import BudgetBook
-from dataplane.core.limits_gate import LimitsGate
-from dataplane.core.ratelimit import RateLimiter
+from dataplane.core.limits.budget import BudgetBook
+from dataplane.core.limits.limits_gate import LimitsGate
+from dataplane.core.limits.ratelimit import RateLimiter
 from dataplane.record.metrics import DataPlaneMetrics
 from dataplane.record.records import Records
 from dataplane.settings import DataPlaneSettings

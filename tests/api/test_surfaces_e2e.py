@@ -31,9 +31,9 @@ from openai.types.responses import FunctionToolParam
 
 from dataplane.api.app import create_app
 from dataplane.api.responses import ResponseIds
-from dataplane.core.budget import BudgetBook
-from dataplane.core.limits_gate import LimitsGate
-from dataplane.core.ratelimit import RateLimiter
+from dataplane.core.limits.budget import BudgetBook
+from dataplane.core.limits.limits_gate import LimitsGate
+from dataplane.core.limits.ratelimit import RateLimiter
 from dataplane.record.metrics import DataPlaneMetrics
 from dataplane.record.records import Records
 from dataplane.settings import DataPlaneSettings

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from controlplane.money.ledger import AskIn, BatchMarker, ScopeState, grant, reclaim, settle
-from dataplane.core.budget import BudgetBook, Reservation
 from dataplane.core.cost_bound import DEFAULT_OUTPUT_BOUND, prompt_token_bound, worst_case_pico
+from dataplane.core.limits.budget import BudgetBook, Reservation
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Deployment, Prices, Provider
 from tollway.budget_scopes import BudgetIndex, BudgetLimit, next_period_start, period_of

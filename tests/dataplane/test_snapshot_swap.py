@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from dataplane.api.app import create_app
-from dataplane.core.limits_gate import LimitsGate
+from dataplane.core.limits.limits_gate import LimitsGate
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV

@@ -1,6 +1,6 @@
 """``LimitsGate``: rate limits then budget reservation at admission; reconciliation at settle and release.
 
-The budget book here is a small in-memory one with the interface of ``dataplane.core.budget.BudgetBook`` (a fake
+The budget book here is a small in-memory one with the interface of ``dataplane.core.limits.budget.BudgetBook`` (a fake
 that keeps real accounts, not a mock): it lets the composition be tested before and apart from the real one.
 """
 
@@ -13,11 +13,11 @@ import pytest
 
 from dataplane.core.accounting import Outcome, Usage
 from dataplane.core.attribution import Attribution
-from dataplane.core.budget import BudgetBook
 from dataplane.core.decide import RoutePlan
 from dataplane.core.gate import Admission, Refusal
-from dataplane.core.limits_gate import LimitsGate, estimated_tokens, plan_worst_case
-from dataplane.core.ratelimit import RateLimiter
+from dataplane.core.limits.budget import BudgetBook
+from dataplane.core.limits.limits_gate import LimitsGate, estimated_tokens, plan_worst_case
+from dataplane.core.limits.ratelimit import RateLimiter
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Runtime
 from tests.ratelimit.limits_snapshot import limited_snapshot, plan_for

@@ -1,4 +1,4 @@
-"""Token buckets of ``dataplane.core.ratelimit``: refill, burst, all-or-nothing, reconciliation, headers, policy
+"""Token buckets of ``dataplane.core.limits.ratelimit``: refill, burst, all-or-nothing, reconciliation, headers, policy
 changes and fleet shares, over a simulated clock (no event loop)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from dataplane.core.ratelimit import LimitTable, RateLimit, RateLimited, RateLimiter, Ticket
-from dataplane.core.reset_text import format_reset
+from dataplane.core.limits.ratelimit import LimitTable, RateLimit, RateLimited, RateLimiter, Ticket
+from dataplane.core.limits.reset_text import format_reset
 from tollway.pb import snapshot_pb2 as pb
 
 pytestmark = pytest.mark.pure

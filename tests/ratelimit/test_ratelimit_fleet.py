@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
 from dataplane.core.gate import Admission
-from dataplane.core.limits_gate import LimitsGate
-from dataplane.core.ratelimit import RateLimiter
+from dataplane.core.limits.limits_gate import LimitsGate
+from dataplane.core.limits.ratelimit import RateLimiter
 from dataplane.snapshot.runtime import Runtime
 from tests.ratelimit.limits_snapshot import limited_snapshot, plan_for
 from tollway.pb import snapshot_pb2 as pb

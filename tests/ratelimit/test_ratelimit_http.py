@@ -20,7 +20,7 @@ from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
 from dataplane.api.app import create_app
-from dataplane.core.limits_gate import LimitsGate
+from dataplane.core.limits.limits_gate import LimitsGate
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
 from tests.dataplane.snapshots import CREDENTIAL, CREDENTIAL_ENV, Keys

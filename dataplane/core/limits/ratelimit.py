@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
-from dataplane.core.reset_text import format_reset
+from dataplane.core.limits.reset_text import format_reset
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import InvalidSnapshot
 from tollway.budget_scopes import key_scope, tenant_scope, user_scope

@@ -1,6 +1,6 @@
 """The composed gate: rate limits, then the budget reservation; settle reconciles both with what happened.
 
-``LimitsGate.admit(plan, attribution, now)`` runs the rate limiter (``dataplane.core.ratelimit``) for the request's
+``LimitsGate.admit(plan, attribution, now)`` runs the rate limiter (``ratelimit``) for the request's
 scopes and, when that admits, reserves the request's worst-case cost from the budget book (if there is one). It
 answers an ``Admission`` (the ``x-ratelimit-*`` headers for the response, and what to settle later) or a
 ``Refusal`` (the OpenAI error, plus ``Retry-After`` and ``x-ratelimit-*`` when a rate limit refused). A budget
@@ -33,15 +33,15 @@ from dataplane.core.attribution import Attribution
 from dataplane.core.cost_bound import worst_case_pico
 from dataplane.core.decide import DEFAULT_EXPECTED_OUTPUT_TOKENS, RoutePlan
 from dataplane.core.gate import Admission, Refusal
-from dataplane.core.ratelimit import LimitTable, Quota, RateLimited, RateLimiter
-from dataplane.core.reset_text import format_reset
+from dataplane.core.limits.ratelimit import LimitTable, Quota, RateLimited, RateLimiter
+from dataplane.core.limits.reset_text import format_reset
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import InvalidSnapshot
 from tollway.pb import snapshot_pb2 as pb
 
 
 class BudgetReserver(Protocol):
-    """The money half (``dataplane.core.budget.BudgetBook``): hold the worst case before forwarding, settle the cost."""
+    """The money half (``budget.BudgetBook``): hold the worst case before forwarding, settle the cost."""
 
     def reserve(self, tenant: str, project: str, key_id: str, user: str, worst_case: int, now: float) -> Any:
         """A reservation, or the ``ApiError`` refusing the request."""

@@ -1,5 +1,5 @@
 """The mock model beyond chat: legacy completions, embeddings and moderations. Pure and deterministic
-(the contract of every mock answer is in ``mock_model``).
+(the contract of every mock answer is in ``model``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from dataplane.upstream.adapters.mock_model import _piece_logprobs
-from dataplane.upstream.adapters.mock_text import (
+from dataplane.upstream.adapters.mock.model import _piece_logprobs
+from dataplane.upstream.adapters.mock.text import (
     _COMPLETION_PREFIXES,
     _IMAGE_CATEGORIES,
     _LEGACY_DEFAULT_MAX_TOKENS,

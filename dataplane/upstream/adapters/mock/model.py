@@ -1,7 +1,7 @@
 """The mock provider's model: pure functions from an OpenAI request body to the exact OpenAI answer, offline.
 
-This module holds the chat answers; ``mock_text`` the token counts and text, ``mock_schema`` the JSON-schema values,
-``mock_surfaces`` legacy completions, embeddings and moderations.
+This module holds the chat answers; ``text`` the token counts and text, ``schema`` the JSON-schema values,
+``surfaces`` legacy completions, embeddings and moderations.
 
 Contract: every function is a function of its arguments only (no clock, no I/O, no randomness: whatever looks
 random is derived from the input with hashlib, so the same request always gets the same answer) and returns a
@@ -39,8 +39,8 @@ from typing import Any
 
 import orjson
 
-from dataplane.upstream.adapters.mock_schema import _instance
-from dataplane.upstream.adapters.mock_text import (
+from dataplane.upstream.adapters.mock.schema import _instance
+from dataplane.upstream.adapters.mock.text import (
     _ARGUMENT_FRAGMENTS,
     _ECHO_PREFIXES,
     _FILLER_TOKENS,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dataplane.upstream.adapters.mock_text import (
+from dataplane.upstream.adapters.mock.text import (
     _ANSWER_WORDS,
     _GENERIC_VERBS,
     _ISO_DATE,

@@ -1,6 +1,6 @@
 """The built-in mock provider: a local model server in the exact OpenAI wire formats, for demos, tests and benches.
 
-What it answers comes from pure, deterministic modules (``mock_model`` for chat, ``mock_schema``, ``mock_surfaces``,
+What it answers comes from pure, deterministic modules (``model`` for chat, ``schema``, ``surfaces``,
 ``mock_text``): chat completions that call offered tools when asked,
 JSON that validates against a requested schema, ``n`` choices, logprobs; embeddings of the deployment's
 dimensions; legacy completions; moderations; token counts. Token counts are realistic (about four characters per
@@ -21,9 +21,9 @@ import orjson
 from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment
-from dataplane.upstream.adapters import Complete, Stream, mock_text
-from dataplane.upstream.adapters import mock_model as model
-from dataplane.upstream.adapters import mock_surfaces as surfaces
+from dataplane.upstream.adapters import Complete, Stream
+from dataplane.upstream.adapters.mock import model, surfaces
+from dataplane.upstream.adapters.mock import text as mock_text
 
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 

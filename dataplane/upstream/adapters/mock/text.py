@@ -1,6 +1,6 @@
 """The mock model's text: token counting, the pieces of an answer, hints taken from the prompt, and
-deterministic draws. Pure; shared by the chat answers (``mock_model``), the schema generator
-(``mock_schema``) and the other surfaces (``mock_surfaces``).
+deterministic draws. Pure; shared by the chat answers (``model``), the schema generator
+(``schema``) and the other surfaces (``surfaces``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """How OpenAI writes the ``x-ratelimit-reset-*`` headers and "try again in" (Go's duration format), for the rate
-limiter's refusals and every admitted answer's headers (``dataplane.core.limits_gate``).
+limiter's refusals and every admitted answer's headers (``dataplane.core.limits.limits_gate``).
 """
 
 from __future__ import annotations
