@@ -16,7 +16,6 @@ import dataclasses
 import gc
 import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,7 @@ import orjson
 import uvloop
 
 from dataplane.settings import DataPlaneSettings
-from tollway.tasks import wait_for_signal
+from tollway.tasks import draining, wait_for_signal
 
 SETTINGS_ENV = "TOLLWAY_DATAPLANE_SETTINGS"
 SUPERVISOR_ENV = "TOLLWAY_SUPERVISOR_PID"  # set by a group's supervisor for its workers
@@ -67,6 +66,7 @@ def die_with_supervisor(supervisor: int) -> None:
     the supervisor's own stop is what stops its workers."""
     if sys.platform.startswith("linux"):
         import ctypes
+        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
@@ -90,15 +90,8 @@ async def serve(settings: DataPlaneSettings) -> None:
     try:
         await wait_for_signal()
     finally:
-        # SIGTERM again does not cut the drain short: the kernel repeats a worker's death signal once for each
-        # thread of its supervisor as they exit (each takes the orphans over in turn), and with the default
-        # action back, the second one ended the worker mid-drain. SIGINT again still ends it (130).
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, lambda: None)
-        try:
+        with draining():  # a worker's death signal comes once per thread of its dead supervisor
             await dp.stop()
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
     log.info("data plane stopped")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -29,3 +30,17 @@ async def wait_for_signal() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def draining() -> Iterator[None]:
+    """While a server drains after its stop signal (on the loop): SIGTERM again is ignored rather than ending the
+    process mid-drain, as the default action would once ``wait_for_signal`` has removed its handlers. (The kernel
+    repeats a worker's death signal once for each thread of its supervisor as they exit.) SIGINT again still
+    interrupts."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: None)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
