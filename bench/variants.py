@@ -18,6 +18,11 @@ spread on a 2-core machine).
 
     python -m bench.variants [--rounds 3] [--duration 5] [--variants default,aiohttp,trace10,trace100,workers2]
 
+``--paired N`` then measures each one-worker variant against the default *at the same time*: two data planes of
+one stack, both on CPU 0, loaded together at saturation (JSON, 64 connections each), N rounds, their CPU per
+request compared round by round. Measured one after the other, two cells differ by 10-30 % on a shared machine
+(the cost of ``trace10`` read 0.99x to 1.87x that way); loaded together, both see the same slowdowns.
+
 Needs ``wrk`` and ``taskset``. The median over rounds is printed as a markdown table.
 """
 
@@ -27,7 +32,9 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +46,7 @@ from bench.harness.stack import (
     Processes,
     cpu_seconds,
     free_port,
+    start_dataplane,
     start_gateway,
     wait_http,
 )
@@ -64,17 +72,50 @@ VARIANTS = {v.name: v for v in (
     Variant("workers2cpu0", workers=2, cpus="0"))}
 
 
+def variant_args(procs: Processes, variant: Variant) -> list[str]:
+    """The data plane's arguments for ``variant`` (for tracing, an OTLP sink on CPU 1 started first)."""
+    args = list(variant.dataplane_args)
+    if variant.trace_sampling is not None:
+        port = free_port()
+        procs.spawn("1", [sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
+        wait_http(f"http://127.0.0.1:{port}/stats")
+        args += [f"--otlp-endpoint=http://127.0.0.1:{port}", f"--trace-sampling={variant.trace_sampling:g}"]
+    return args
+
+
+def paired(variant: Variant, rounds: int, duration: float) -> list[float]:
+    """The CPU per request of ``variant`` over the default's, per round, both loaded at once on CPU 0."""
+    ratios: list[float] = []
+    with ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tollway-paired-")))
+        procs = Processes(stack, work)
+        args = variant_args(procs, variant)
+        gateway = start_gateway(procs, ["--loop", "asyncio"])
+        other, other_url = start_dataplane(procs, gateway.control_plane, "variant", args)
+        script = write_script(work / "fast.lua", {"model": "bench", "messages": PROMPT, "max_tokens": 64},
+                              {"Authorization": f"Bearer {gateway.key}"})
+        pids, urls = (gateway.dataplane.pid, other.pid), (gateway.url, other_url)
+        for url in urls:
+            run(url + "/chat/completions", script, 64, 2)  # warm up
+        for i in range(rounds):
+            before = [cpu_seconds(pid) for pid in pids]
+            loads = [f.result() for f in [pool.submit(run, url + "/chat/completions", script, 64, duration)
+                                          for url in urls]]
+            cpu = [(cpu_seconds(pid) - b) / max(load.requests, 1) for pid, b, load in zip(pids, before, loads,
+                                                                                        strict=True)]
+            ratios.append(round(cpu[1] / cpu[0], 3))
+            print(f"paired round {i + 1} {variant.name}: default {cpu[0] * 1000:.3f}, {variant.name} "
+                  f"{cpu[1] * 1000:.3f} ms/request, ratio {cpu[1] / cpu[0]:.3f}", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    return ratios
+
+
 def measure(variant: Variant, duration: float) -> dict[str, float]:
     figures: dict[str, float] = {}
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tollway-variants-")))
         procs = Processes(stack, work)
-        args = list(variant.dataplane_args)
-        if variant.trace_sampling is not None:
-            port = free_port()
-            procs.spawn("1", [sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
-            wait_http(f"http://127.0.0.1:{port}/stats")
-            args += [f"--otlp-endpoint=http://127.0.0.1:{port}", f"--trace-sampling={variant.trace_sampling:g}"]
+        args = variant_args(procs, variant)
         gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", "10-30", "--delay-order", "even"], args,
                                 variant.workers, variant.cpus)
         key = {"Authorization": f"Bearer {gateway.key}"}
@@ -104,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--variants", default="default,aiohttp,trace10,trace100,workers2")
+    parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                        help="then each one-worker variant against the default, both loaded at once on CPU 0")
     args = parser.parse_args(argv)
     chosen = [VARIANTS[name] for name in args.variants.split(",")]
     results: dict[str, list[dict[str, float]]] = {v.name: [] for v in chosen}
@@ -128,6 +171,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             fmt = "{:,.0f}" if column == "req/s" else "{:.3f}" if column == "cpu_ms" else "{:.2f} ms"
             cells.append(fmt.format(med) + (f" ({fmt.format(low)}{DASH}{fmt.format(high)})" if len(values) > 1 else ""))
         print(f"| {name} | " + " | ".join(cells) + " |")
+    pairs = {v.name: paired(v, args.paired, args.duration) for v in chosen
+             if args.paired and v.name != "default" and v.workers == 1 and v.cpus is None}
+    if pairs:
+        print(f"\n| variant | CPU per request over the default's, loaded at once (median, min{DASH}max) | rounds |")
+        print("|---|---:|---|")
+        for name, ratios in pairs.items():
+            print(f"| {name} | {statistics.median(ratios):.2f}\u00d7 ({min(ratios):.2f}{DASH}{max(ratios):.2f}) | "
+                  + ", ".join(f"{r:.2f}" for r in ratios) + " |")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from bench.fast_upstream import DELAYED_SUFFIX
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-bench-upstream-credential"
 UPSTREAM_MODEL = "gpt-4o-mini"
+DATAPLANE_TOKEN = "bench-dataplane-token"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -156,6 +157,7 @@ class Gateway:
     key: str
     upstream: subprocess.Popen[bytes]
     dataplane: subprocess.Popen[bytes]
+    control_plane: str = ""  # the control plane's gRPC address, for more data planes (``start_dataplane``)
 
 
 class Processes:
@@ -181,8 +183,8 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
     0..N-1, or on ``cpus``, a taskset list); returns once the data plane is ready."""
     work = procs.work
     gatectl = [sys.executable, "-m", "cli.main"]
-    up_port, admin_port, grpc_port, dp_port = free_port(), free_port(), free_port(), free_port()
-    admin_token, dp_token = "bench-admin-token", "bench-dataplane-token"
+    up_port, admin_port, grpc_port = free_port(), free_port(), free_port()
+    admin_token, dp_token = "bench-admin-token", DATAPLANE_TOKEN
     upstream = procs.spawn("1", [sys.executable, "-m", "bench.fast_upstream", "--port", str(up_port),
                                  *upstream_args], "upstream")
     # The control plane at the lowest priority: in production it runs on machines of its own. At normal priority
@@ -199,10 +201,20 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
     key = admin(admin_url, admin_token, "POST", "/admin/v1/keys",
                 {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
     cpus = cpus or ("0" if workers == 1 else ",".join(map(str, range(workers))))
-    dataplane = procs.spawn(cpus, [*gatectl, "dataplane", "serve", "--control-plane", f"127.0.0.1:{grpc_port}",
-                                  "--region", "bench", "--port", str(dp_port), "--state-dir", str(work / "dp"),
-                                  "--token", dp_token, "--node-id", "bench-dp", "--workers", str(workers),
-                                  "--request-log", str(work / "requests.log"), *dataplane_args], "dataplane")
-    wait_http(f"http://127.0.0.1:{dp_port}/readyz")
-    return Gateway(upstream_url=f"http://127.0.0.1:{up_port}/v1", url=f"http://127.0.0.1:{dp_port}/v1", key=key,
-                   upstream=upstream, dataplane=dataplane)
+    dataplane, url = start_dataplane(procs, f"127.0.0.1:{grpc_port}", "dataplane", dataplane_args, workers, cpus)
+    return Gateway(upstream_url=f"http://127.0.0.1:{up_port}/v1", url=url, key=key, upstream=upstream,
+                   dataplane=dataplane, control_plane=f"127.0.0.1:{grpc_port}")
+
+
+def start_dataplane(procs: Processes, control_plane: str, name: str, dataplane_args: Sequence[str] = (),
+                    workers: int = 1, cpus: str = "0") -> tuple[subprocess.Popen[bytes], str]:
+    """A data plane of the bench region (node id ``bench-<name>``, its own state dir and request log) on
+    ``cpus``; returns once it is ready, with its URL (ending in ``/v1``)."""
+    port, work = free_port(), procs.work
+    dataplane = procs.spawn(cpus, [sys.executable, "-m", "cli.main", "dataplane", "serve", "--control-plane",
+                                   control_plane, "--region", "bench", "--port", str(port), "--state-dir",
+                                   str(work / name), "--token", DATAPLANE_TOKEN, "--node-id", f"bench-{name}",
+                                   "--workers", str(workers), "--request-log", str(work / f"{name}-requests.log"),
+                                   *dataplane_args], name)
+    wait_http(f"http://127.0.0.1:{port}/readyz")
+    return dataplane, f"http://127.0.0.1:{port}/v1"
