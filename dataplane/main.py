@@ -24,7 +24,7 @@ import orjson
 import uvloop
 
 from dataplane.settings import DataPlaneSettings
-from tollway.tasks import draining, wait_for_signal
+from tollway.tasks import stop_signals
 
 SETTINGS_ENV = "TOLLWAY_DATAPLANE_SETTINGS"
 SUPERVISOR_ENV = "TOLLWAY_SUPERVISOR_PID"  # set by a group's supervisor for its workers
@@ -79,6 +79,7 @@ async def serve(settings: DataPlaneSettings) -> None:
     from dataplane.serve import DataPlane
 
     dp = DataPlane(settings)
+    stop = stop_signals()
     try:
         await dp.start()
     except OSError as exc:  # bind failures: the usual reason a server does not start
@@ -88,10 +89,9 @@ async def serve(settings: DataPlaneSettings) -> None:
     log.info("data plane %s (region %s) serving on %s", settings.node_id, settings.region, dp.url)
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        await wait_for_signal()
+        await stop.wait()
     finally:
-        with draining():  # a worker's death signal comes once per thread of its dead supervisor
-            await dp.stop()
+        await dp.stop()
     log.info("data plane stopped")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 
@@ -19,28 +18,24 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
         await task
 
 
-async def wait_for_signal() -> None:
-    """Until SIGINT or SIGTERM; both mean "stop cleanly"."""
+def stop_signals() -> asyncio.Event:
+    """From now on SIGINT and SIGTERM set the returned event: "stop cleanly". After the first, SIGTERM again is
+    ignored until the loop closes, never falling back to its default action mid-drain (the kernel repeats a
+    worker's death signal once for each thread of its dead supervisor, as they exit); SIGINT again interrupts
+    (``KeyboardInterrupt``). Call it before the server starts, so that a signal during the start is a clean
+    stop too."""
+    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, on_signal)
+    return stop
 
 
-@contextlib.contextmanager
-def draining() -> Iterator[None]:
-    """While a server drains after its stop signal (on the loop): SIGTERM again is ignored rather than ending the
-    process mid-drain, as the default action would once ``wait_for_signal`` has removed its handlers. (The kernel
-    repeats a worker's death signal once for each thread of its supervisor as they exit.) SIGINT again still
-    interrupts."""
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, lambda: None)
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM (``stop_signals``)."""
+    await stop_signals().wait()
