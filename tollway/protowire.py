@@ -1,11 +1,15 @@
-"""Protobuf's wire format, by hand, for the two places that write a message's bytes directly instead of building
-the message: the snapshot compiler's key entries (``controlplane.policy.compile``: 100,000 keys) and the usage
-spool's batches (``dataplane.record.spool``: records already serialized on disk). Pure.
+"""Protobuf's wire format, by hand, for the places that write a message's bytes directly instead of building
+the message: the snapshot compiler's key entries (``controlplane.policy.compile``: 100,000 keys), the usage
+spool's batches (``dataplane.record.spool``: records already serialized on disk) and the OTLP trace export
+(``dataplane.record.otlp_export``: the SDK's message building cost more than a request). Pure.
 """
 
 from __future__ import annotations
 
-LEN, VARINT = 2, 0  # wire types
+import struct
+
+VARINT, I64, LEN, I32 = 0, 1, 2, 5  # wire types
+_FIXED64, _FIXED32, _DOUBLE = struct.Struct("<Q"), struct.Struct("<I"), struct.Struct("<d")
 _ONE_BYTE_VARINTS = tuple(bytes((n,)) for n in range(0x80))  # nearly every length in a key entry or a record
 
 
@@ -29,3 +33,15 @@ def tag(number: int, wire_type: int) -> bytes:
 def delimited(key: bytes, data: bytes) -> bytes:
     """A length-delimited field (a string, bytes or an embedded message) behind its ``key`` (``tag``)."""
     return key + varint(len(data)) + data
+
+
+def fixed64(n: int) -> bytes:
+    return _FIXED64.pack(n)
+
+
+def fixed32(n: int) -> bytes:
+    return _FIXED32.pack(n)
+
+
+def double(x: float) -> bytes:
+    return _DOUBLE.pack(x)
