@@ -35,47 +35,50 @@ def _error_type(status: int, aborted: bool) -> str:
 
 
 def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.UsageRecord:
-    """The record of ``outcome``: identifiers, tokens, cost, latencies; never prompt or response content."""
+    """The record of ``outcome``: identifiers, tokens, cost, latencies; never prompt or response content.
+    Built from the fields that are set (half the cost of naming all 33: most are 0 or empty on most requests)."""
     plan = outcome.plan
     request = plan.request
     usage = outcome.usage
     dep = outcome.deployment
     who = outcome.attribution
-    first_byte_ms = int(outcome.first_byte_s * 1000) if outcome.first_byte_s is not None else 0
-    return usage_pb2.UsageRecord(
-        request_id=outcome.request_id,
-        timestamp_ms=int(outcome.started * 1000),
-        tenant=plan.key.tenant.name,
-        project=(who.project if who is not None else "") or plan.key.project,
-        user=who.user if who is not None else "",
-        key_id=plan.key.id,
-        route=plan.route.name,
-        deployment=dep.name if dep is not None else "",
-        provider=dep.provider.name if dep is not None else "",
-        region=region,
-        snapshot_version=outcome.snapshot,
-        input_tokens=usage.prompt_tokens if usage else 0,
-        cached_input_tokens=usage.cached_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
-        cost_micros=micros_rounded(outcome.cost_pico), cost_pico=outcome.cost_pico,
-        cache_write_tokens=usage.cache_write_tokens if usage else 0,
-        cache_write_1h_tokens=usage.cache_write_1h_tokens if usage else 0,
-        reasoning_tokens=usage.reasoning_tokens if usage else 0,
-        usage_source="" if outcome.usage is None or not outcome.usage.is_estimated else outcome.usage.source,
-        latency_ms=int(outcome.duration_s * 1000),
-        ttfb_ms=first_byte_ms,
-        upstream_ms=int((outcome.upstream_s if outcome.upstream_s is not None else outcome.duration_s) * 1000),
-        status=outcome.status,
-        error_type=_error_type(outcome.status, outcome.aborted),
-        attempts=outcome.attempts,
-        stream=plan.request.stream,
-        node_id=node_id,
-        tags=who.tags if who is not None else (),
-        surface=request.surface,
-        needs=request.needs,
-        estimated_prompt_tokens=request.estimated_prompt_tokens,
-        max_tokens=request.max_tokens,
-    )
+    fields = {
+        "request_id": outcome.request_id, "timestamp_ms": int(outcome.started * 1000),
+        "tenant": plan.key.tenant.name, "project": (who.project if who is not None else "") or plan.key.project,
+        "key_id": plan.key.id, "route": plan.route.name, "region": region, "snapshot_version": outcome.snapshot,
+        "cost_micros": micros_rounded(outcome.cost_pico), "cost_pico": outcome.cost_pico,
+        "latency_ms": int(outcome.duration_s * 1000),
+        "upstream_ms": int((outcome.upstream_s if outcome.upstream_s is not None else outcome.duration_s) * 1000),
+        "status": outcome.status, "attempts": outcome.attempts, "node_id": node_id, "surface": request.surface,
+        "estimated_prompt_tokens": request.estimated_prompt_tokens, "max_tokens": request.max_tokens,
+    }
+    if dep is not None:
+        fields["deployment"], fields["provider"] = dep.name, dep.provider.name
+    if usage is not None:
+        fields["input_tokens"], fields["output_tokens"] = usage.prompt_tokens, usage.completion_tokens
+        if usage.cached_tokens:
+            fields["cached_input_tokens"] = usage.cached_tokens
+        if usage.cache_write_tokens or usage.cache_write_1h_tokens:
+            fields["cache_write_tokens"] = usage.cache_write_tokens
+            fields["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
+        if usage.reasoning_tokens:
+            fields["reasoning_tokens"] = usage.reasoning_tokens
+        if usage.is_estimated:
+            fields["usage_source"] = usage.source
+    if outcome.first_byte_s is not None:
+        fields["ttfb_ms"] = int(outcome.first_byte_s * 1000)
+    if outcome.status >= 400 or outcome.aborted:
+        fields["error_type"] = _error_type(outcome.status, outcome.aborted)
+    if request.stream:
+        fields["stream"] = True
+    if who is not None:
+        if who.user:
+            fields["user"] = who.user
+        if who.tags:
+            fields["tags"] = who.tags
+    if request.needs:
+        fields["needs"] = request.needs
+    return usage_pb2.UsageRecord(**fields)
 
 
 def refusal_record(error: ApiError, request_id: str, started: float, snapshot: str, key: Key,
