@@ -322,22 +322,35 @@ class RateLimiter:
             state.offer(1.0, tokens, now)
             state.seen = now
             states.append(state)
-            if state.requests is not None:
-                refusal = _worse(refusal, state.requests, scope, "requests", 1, limit.requests_per_minute, now)
-            if state.tokens is not None:
-                refusal = _worse(refusal, state.tokens, scope, "tokens", tokens, limit.tokens_per_minute, now)
+            # A bucket with room passes at the cost of a refill and a comparison; a short one makes a refusal.
+            if (bucket := state.requests) is not None:
+                bucket.refill(now)
+                if bucket.capacity <= 0 or bucket.level < min(1, bucket.capacity):
+                    refusal = _worse(refusal, bucket, scope, "requests", 1, limit.requests_per_minute, now)
+            if (bucket := state.tokens) is not None:
+                bucket.refill(now)
+                if bucket.capacity <= 0 or bucket.level < min(tokens, bucket.capacity):
+                    refusal = _worse(refusal, bucket, scope, "tokens", tokens, limit.tokens_per_minute, now)
         if refusal is not None:
             self._states[refusal.scope].refused += 1
             return refusal
-        requests_quota = tokens_quota = None
+        # The headers' quota per dimension: the scope with the least remaining (then the lowest declared limit).
+        requests_at: tuple[int, int, _Bucket] | None = None
+        tokens_at: tuple[int, int, _Bucket] | None = None
         for state in states:
-            if state.requests is not None:
-                state.requests.level -= 1
-                requests_quota = _tighter(requests_quota, state.requests, state.limit.requests_per_minute)
-            if state.tokens is not None:
-                state.tokens.level -= tokens
-                tokens_quota = _tighter(tokens_quota, state.tokens, state.limit.tokens_per_minute)
-        return Ticket(tuple(states), tokens, requests_quota, tokens_quota)
+            if (bucket := state.requests) is not None:
+                bucket.level -= 1
+                left = max(0, math.floor(bucket.level))
+                declared = state.limit.requests_per_minute
+                if requests_at is None or (left, declared) < requests_at[:2]:
+                    requests_at = (left, declared, bucket)
+            if (bucket := state.tokens) is not None:
+                bucket.level -= tokens
+                left = max(0, math.floor(bucket.level))
+                declared = state.limit.tokens_per_minute
+                if tokens_at is None or (left, declared) < tokens_at[:2]:
+                    tokens_at = (left, declared, bucket)
+        return Ticket(tuple(states), tokens, _quota(requests_at), _quota(tokens_at))
 
     def record(self, ticket: Ticket, total_tokens: int, now: float) -> None:
         """Reconcile a ticket's estimate with the tokens the upstream reported (refund or charge the difference)."""
@@ -431,8 +444,8 @@ def _fraction(value: float) -> float:
     return min(1.0, max(0.0, value)) if value == value else 0.0  # NaN -> 0
 
 
-def _tighter(current: Quota | None, bucket: _Bucket, declared: int) -> Quota:
-    remaining = max(0, math.floor(bucket.level))
-    if current is not None and (current.remaining, current.limit) <= (remaining, declared):
-        return current
-    return Quota(declared, remaining, bucket.reset_s())
+def _quota(at: tuple[int, int, _Bucket] | None) -> Quota | None:
+    if at is None:
+        return None
+    left, declared, bucket = at
+    return Quota(declared, left, bucket.reset_s())
