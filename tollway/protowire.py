@@ -10,12 +10,12 @@ import struct
 
 VARINT, I64, LEN, I32 = 0, 1, 2, 5  # wire types
 _FIXED64, _FIXED32, _DOUBLE = struct.Struct("<Q"), struct.Struct("<I"), struct.Struct("<d")
-_ONE_BYTE_VARINTS = tuple(bytes((n,)) for n in range(0x80))  # nearly every length in a key entry or a record
+ONE_BYTE_VARINTS = tuple(bytes((n,)) for n in range(0x80))  # nearly every length in a key entry or a record
 
 
 def varint(n: int) -> bytes:
     if 0 <= n < 0x80:
-        return _ONE_BYTE_VARINTS[n]
+        return ONE_BYTE_VARINTS[n]
     n &= 0xFFFF_FFFF_FFFF_FFFF  # int64: a negative number is its 64-bit two's complement
     out = bytearray()
     while n > 0x7F:

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from tollway.protowire import I32, I64, LEN, VARINT, delimited, double, fixed32, fixed64, tag, varint
+from tollway.protowire import I32, I64, LEN, ONE_BYTE_VARINTS, VARINT, delimited, double, fixed32, fixed64, tag, varint
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ _TRUE, _FALSE = _BOOL + b"\x01", _BOOL + b"\x00"
 _FLAGS_LOCAL, _FLAGS_REMOTE = _FLAGS + fixed32(0x100), _FLAGS + fixed32(0x300)
 _KEYS: dict[str, bytes] = {}  # attribute names, encoded: the data plane's spans use a few dozen
 _KEYS_KEPT = 1024
+_SMALL = ONE_BYTE_VARINTS
 
 
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
@@ -118,13 +119,31 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
 
 def _attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Each attribute as a ``KeyValue`` field behind ``key``; one the SDK could not encode either is left out,
-    logged (as the SDK does)."""
+    logged (as the SDK does). Short strings and small integers, nearly all of a span's, are written in one step."""
     if not attributes:
         return b""
-    out = []
+    out: list[bytes] = []
     for name, value in attributes.items():
+        name_field = _KEYS.get(name)
+        if name_field is None:
+            name_field = delimited(_STRING_KEY, name.encode()) if name else b""
+            if len(_KEYS) < _KEYS_KEPT:
+                _KEYS[name] = name_field
+        kind = type(value)
+        if kind is str:
+            data = value.encode()
+            size = len(name_field) + len(data) + 4  # the KeyValue: name, then value (2) holding string (1)
+            if size < 0x80:
+                out += (key, _SMALL[size], name_field, _KV_VALUE, _SMALL[len(data) + 2], _STRING, _SMALL[len(data)],
+                        data)
+                continue
+        elif kind is int and 0 <= value < 0x80:
+            size = len(name_field) + 4
+            if size < 0x80:
+                out += (key, _SMALL[size], name_field, _KV_VALUE, b"\x02", _INT, _SMALL[value])
+                continue
         try:
-            out.append(delimited(key, _key_value(name, value)))
+            out.append(delimited(key, name_field + delimited(_KV_VALUE, _value(value))))
         except TypeError as exc:
             log.error("cannot encode the span attribute %s: %s", name, exc)
     return b"".join(out)
