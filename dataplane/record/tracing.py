@@ -90,10 +90,14 @@ class Tracer:
     """Sampling decisions on the request path, spans at record time. Task-safe on one event loop (the
     processor's ``on_end`` is thread-safe); ``shutdown`` once, at stop (it blocks while flushing: off the loop)."""
 
-    def __init__(self, processor: SpanProcessor, sampler: Sampler, resource: Resource) -> None:
+    def __init__(self, processor: SpanProcessor, sampler: Sampler, resource: Resource,
+                 root: TraceIdRatioBased | None = None) -> None:
+        """``root``: the ratio sampler ``sampler`` (a ``ParentBased``) consults for a request without a parent; its
+        decision is then taken here, as that sampler takes it, without the SDK's call (a third of ``begin``)."""
         self._processor = processor
         self.sampler = sampler
         self._resource = resource
+        self._root_bound = root.bound if root is not None else None
 
     @classmethod
     def configured(cls, settings: DataPlaneSettings, environ: Mapping[str, str] | None = None) -> Tracer | None:
@@ -102,8 +106,10 @@ class Tracer:
         if not is_configured(settings, env):
             return None
         sampler: Sampler
+        root = None
         if settings.trace_sampling is not None:
-            sampler = ParentBased(TraceIdRatioBased(settings.trace_sampling))
+            root = TraceIdRatioBased(settings.trace_sampling)
+            sampler = ParentBased(root)
         else:  # the SDK's own reading of OTEL_TRACES_SAMPLER / _ARG (default: parentbased_always_on)
             sampler = TracerProvider(shutdown_on_exit=False).sampler
         resource = Resource.create({})  # OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME
@@ -113,7 +119,7 @@ class Tracer:
         exporter = SpanBytesExporter(endpoint=traces_url(settings.otlp_endpoint) if settings.otlp_endpoint else None)
         log.info("tracing on: OTLP/HTTP export, sampler %s, semantic conventions %s", sampler.get_description(),
                  SEMCONV_VERSION)
-        return cls(BatchSpanProcessor(exporter), sampler, resource.merge(Resource(ours)))
+        return cls(BatchSpanProcessor(exporter), sampler, resource.merge(Resource(ours)), root)
 
     def begin(self, headers: Mapping[str, str]) -> RequestTrace | None:
         """The request's trace (``headers``: the client's): sampled, or unsampled but forwarding the client's
@@ -122,6 +128,9 @@ class Tracer:
         parent = parse_traceparent(traceparent, headers.get("tracestate")) if traceparent is not None else None
         if parent is None:
             trace_id = random.getrandbits(128) or 1
+            if self._root_bound is not None:  # TraceIdRatioBased.should_sample's own test
+                sampled = trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self._root_bound
+                return RequestTrace(trace_id, random.getrandbits(64) or 1, None, True) if sampled else None
             context = _ROOT
         else:
             trace_id = parent.trace_id
