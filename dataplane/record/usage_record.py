@@ -7,7 +7,7 @@ response content. ``dataplane.record.records.Records`` appends it to the local s
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from dataplane.core.accounting import Outcome
 from dataplane.core.attribution import Attribution
@@ -42,7 +42,7 @@ def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.Usage
     usage = outcome.usage
     dep = outcome.deployment
     who = outcome.attribution
-    fields = {
+    fields: dict[str, Any] = {
         "request_id": outcome.request_id, "timestamp_ms": int(outcome.started * 1000),
         "tenant": plan.key.tenant.name, "project": (who.project if who is not None else "") or plan.key.project,
         "key_id": plan.key.id, "route": plan.route.name, "region": region, "snapshot_version": outcome.snapshot,
