@@ -12,155 +12,26 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import logging
 import struct
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import anthropic
 import openai
 import pytest
-from aiohttp import web
 from openai.types.chat import ChatCompletionToolParam
 
-from dataplane.api.app import create_app
-from dataplane.record.metrics import DataPlaneMetrics
-from dataplane.record.records import Records
-from dataplane.settings import DataPlaneSettings
-from dataplane.snapshot.holder import SnapshotHolder
-from tests.fakes.bedrock_upstream import FakeBedrock, embedding_vector, fake_bedrock, text_tokens
-from tollway.keyformat import generate_key, hash_key
-from tollway.pb import snapshot_pb2 as pb
-from tollway.pb import usage_pb2 as upb
+from tests.adapters.bedrock_world import ACCESS_KEY, CLAUDE, NOVA, REGION, SECRETS, World
+from tests.fakes.bedrock_upstream import embedding_vector, text_tokens
 
-ACCESS_KEY = "AKIAE2ETESTKEYID0001"
-SECRET_KEY = "e2eSecretKey/0123456789abcdefghijklmnopqrs"
-SESSION_TOKEN = "IQoJb3JpZ2luX2VjE2eSessionToken0123456789=="
-API_KEY = "bedrock-api-key-e2e-0123456789"
-REGION = "eu-central-1"
-CLAUDE = "eu.anthropic.claude-3-5-haiku-20241022-v1:0"
-NOVA = "amazon.nova-lite-v1:0"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 TOOLS: list[ChatCompletionToolParam] = [{"type": "function", "function": {
     "name": "weather", "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-SECRETS = (SECRET_KEY, SESSION_TOKEN)
-
-
-class ListSpool:
-    def __init__(self) -> None:
-        self.records: list[upb.UsageRecord] = []
-
-    def append(self, record: upb.UsageRecord) -> None:
-        self.records.append(record)
-
-
-@dataclass
-class World:
-    url: str
-    key: str
-    fake: FakeBedrock
-    spool: ListSpool
-    credentials_file: Path
-    _openai: openai.AsyncOpenAI | None = None
-
-    def client(self) -> openai.AsyncOpenAI:
-        if self._openai is None:
-            self._openai = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0, timeout=10)
-        return self._openai
-
-    def anthropic(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(base_url=self.url, api_key=self.key, max_retries=0, timeout=10)
-
-    async def close(self) -> None:
-        if self._openai is not None:
-            await self._openai.close()
-
-    def operations(self) -> list[str]:
-        return [r.operation for r in self.fake.requests]
-
-
-def snapshot(endpoint: str, key: str) -> pb.Snapshot:
-    snap = pb.Snapshot(version="v-bedrock", region="eu")
-    snap.tenants.add(name="acme", projects=["web"], regions=["eu"])
-    snap.keys.add(id="k", hash=hash_key(key), tenant="acme", hint="h")
-    common = {"type": "bedrock", "base_url": endpoint, "aws_region": REGION, "region": "eu",
-              "connect_timeout_s": 1.0, "read_timeout_s": 2.0}
-    snap.providers.add(name="bedrock-eu", **common)
-    snap.providers.add(name="bedrock-key", credential_env="TOLLWAY_TEST_BEDROCK_API_KEY", **common)
-    snap.providers.add(name="bedrock-profile", aws_profile="e2e", **common)
-    snap.providers.add(name="bedrock-no-profile", aws_profile="absent", **common)
-    prices = pb.Prices(input=1_000_000, output=2_000_000, cached_input=100_000)
-    chat = {"capabilities": ["tools", "vision", "json_mode"], "context_window": 200_000, "max_output_tokens": 1024,
-            "prices": prices}
-    snap.deployments.add(name="claude", provider="bedrock-eu", upstream_model=CLAUDE, **chat)
-    snap.deployments.add(name="nova", provider="bedrock-eu", upstream_model=NOVA, **chat)
-    snap.deployments.add(name="nova-by-key", provider="bedrock-key", upstream_model=NOVA, **chat)
-    snap.deployments.add(name="nova-by-profile", provider="bedrock-profile", upstream_model=NOVA, **chat)
-    snap.deployments.add(name="nova-no-profile", provider="bedrock-no-profile", upstream_model=NOVA, **chat)
-    snap.deployments.add(name="nova-pro", provider="bedrock-eu", upstream_model="amazon.nova-pro-v1:0", **chat)
-    snap.deployments.add(name="titan", provider="bedrock-eu", upstream_model="amazon.titan-embed-text-v2:0",
-                         context_window=8192, prices=prices, surfaces=["embeddings"],
-                         embedding=pb.Embedding(family="titan-v2-512", dimensions=512))
-    snap.deployments.add(name="cohere", provider="bedrock-eu", upstream_model="cohere.embed-english-v3",
-                         context_window=512, prices=prices, surfaces=["embeddings"],
-                         embedding=pb.Embedding(family="cohere-v3", dimensions=1024))
-    failover = pb.Failover(attempts=2, attempt_timeout_s=3, total_timeout_s=5, on=["connect", "5xx", "429"])
-    for name, deployments, kind in (("claude", ["claude"], "chat"), ("nova", ["nova"], "chat"),
-                                    ("nova-by-key", ["nova-by-key"], "chat"),
-                                    ("nova-by-profile", ["nova-by-profile"], "chat"),
-                                    ("nova-no-profile", ["nova-no-profile"], "chat"),
-                                    ("nova-then-claude", ["nova", "claude"], "chat"),
-                                    ("disabled-then-nova", ["nova-pro", "nova"], "chat"),
-                                    ("titan", ["titan"], "embeddings"), ("cohere", ["cohere"], "embeddings")):
-        snap.routes.add(name=name, kind=kind, deployments=deployments, strategy="priority", failover=failover)
-    return snap
 
 
 @pytest.fixture
-async def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                caplog: pytest.LogCaptureFixture) -> AsyncIterator[World]:
-    # botocore's chain sees these variables and nothing else: no profile, no file, no metadata endpoint.
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN", "AWS_BEARER_TOKEN_BEDROCK", "AWS_ROLE_ARN",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CREDENTIAL_EXPIRATION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
-    monkeypatch.setenv("TOLLWAY_TEST_BEDROCK_API_KEY", API_KEY)
-    caplog.set_level(logging.DEBUG)
-    key = generate_key()
-    async with fake_bedrock(access_key=ACCESS_KEY, secret_key=SECRET_KEY, session_token=SESSION_TOKEN,
-                            region=REGION) as fake:
-        fake.api_key = API_KEY
-        holder = SnapshotHolder()
-        assert holder.install(snapshot(fake.endpoint, key)) is None
-        spool = ListSpool()
-        metrics = DataPlaneMetrics(holder, "eu")
-        app = create_app(DataPlaneSettings(port=0), holder, records=Records(metrics.requests, spool=spool),
-                         metrics=metrics)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        world = World(f"http://127.0.0.1:{runner.addresses[0][1]}", key, fake, spool,
-                      tmp_path / "missing-credentials")
-        try:
-            yield world
-        finally:
-            await world.close()
-            await runner.cleanup()
-    # At teardown ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.
-    logged = "\n".join(record.getMessage() for phase in ("setup", "call", "teardown")
-                       for record in caplog.get_records(phase))
-    for secret in SECRETS:
-        assert secret not in logged, "a credential reached the logs"
+def world(bedrock_world: World) -> World:
+    """``bedrock_world`` (conftest.py): the data plane in front of the fake Bedrock Runtime."""
+    return bedrock_world
 
 
 def assert_no_secret(*texts: Any) -> None:

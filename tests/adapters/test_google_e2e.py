@@ -13,63 +13,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import struct
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import anthropic
 import openai
 import pydantic
 import pytest
-from aiohttp import web
 from openai.types.chat import ChatCompletionToolParam
 
-from dataplane.api.app import create_app
-from dataplane.record.metrics import DataPlaneMetrics
-from dataplane.record.records import Records
-from dataplane.settings import DataPlaneSettings
-from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.snapshot.runtime import Provider
 from dataplane.upstream.adapters.google_auth import REFRESH_BEFORE_S, AccessTokens
-from tests.fakes.google_upstream import (
-    FakeGemini,
-    FakeVertex,
-    embedding_values,
-    fake_gemini,
-    fake_vertex,
-    new_service_account_key,
-    prompt_tokens,
-    text_tokens,
-)
-from tollway.keyformat import generate_key, hash_key
-from tollway.pb import snapshot_pb2 as pb
+from tests.adapters.google_world import API_KEY, FLASH, LOCATION, PRICES, PROJECT, WRONG_KEY, World
+from tests.fakes.google_upstream import embedding_values, prompt_tokens, text_tokens
 from tollway.pb import usage_pb2 as upb
 
-API_KEY = "AIza-e2e-gemini-key-0123456789abcdef"
-WRONG_KEY = "AIza-e2e-wrong-key-fedcba9876543210"
-PROJECT = "tollway-e2e"
-LOCATION = "europe-west4"
-FLASH = "gemini-2.5-flash"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 TOOLS: list[ChatCompletionToolParam] = [{"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
                    "required": ["city"], "additionalProperties": False}}}]
-PRICES = pb.Prices(input=1_000_000, output=2_000_000, cached_input=250_000, reasoning_output=3_000_000)
-GOOGLE_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
-              "GOOGLE_CLOUD_LOCATION", "GOOGLE_CLOUD_QUOTA_PROJECT", "GCE_METADATA_HOST", "GCE_METADATA_IP")
 CHAT_MODELS = ["flash", "vflash"]  # the Gemini API's deployment, Vertex's
-
-
-class ListSpool:
-    def __init__(self) -> None:
-        self.records: list[upb.UsageRecord] = []
-
-    def append(self, record: upb.UsageRecord) -> None:
-        self.records.append(record)
 
 
 class City(pydantic.BaseModel):
@@ -78,122 +43,10 @@ class City(pydantic.BaseModel):
     districts: list[str]
 
 
-@dataclass
-class World:
-    url: str
-    key: str
-    gemini: FakeGemini
-    vertex: FakeVertex
-    spool: ListSpool
-    _openai: openai.AsyncOpenAI | None = None
-    _anthropic: anthropic.AsyncAnthropic | None = None
-
-    def client(self) -> openai.AsyncOpenAI:
-        if self._openai is None:
-            self._openai = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0, timeout=10)
-        return self._openai
-
-    def anthropic(self) -> anthropic.AsyncAnthropic:
-        if self._anthropic is None:
-            self._anthropic = anthropic.AsyncAnthropic(base_url=self.url, api_key=self.key, max_retries=0, timeout=10)
-        return self._anthropic
-
-    def fake(self, model: str) -> FakeGemini | FakeVertex:
-        return self.vertex if model.startswith("v") else self.gemini
-
-    def secrets(self) -> list[str]:
-        assert self.vertex.service_account is not None
-        key_lines = [line for line in self.vertex.service_account.private_key_pem.splitlines() if "-----" not in line]
-        return [API_KEY, WRONG_KEY, *self.vertex.tokens, *key_lines]
-
-    async def close(self) -> None:
-        if self._openai is not None:
-            await self._openai.close()
-        if self._anthropic is not None:
-            await self._anthropic.close()
-
-
-def snapshot(gemini: FakeGemini, vertex: FakeVertex, key: str) -> pb.Snapshot:
-    snap = pb.Snapshot(version="v-google", region="eu")
-    snap.tenants.add(name="acme", projects=["web"], regions=["eu"])
-    snap.keys.add(id="k", hash=hash_key(key), tenant="acme", hint="h")
-    timeouts = {"connect_timeout_s": 1.0, "read_timeout_s": 3.0}
-    snap.providers.add(name="gemini", type="gemini", base_url=gemini.base_url, credential_env="TEST_GEMINI_KEY",
-                       region="eu", **timeouts)
-    snap.providers.add(name="gemini-wrong-key", type="gemini", base_url=gemini.base_url,
-                       credential_env="TEST_GEMINI_WRONG_KEY", region="eu", **timeouts)
-    vertex_common = {"type": "vertex", "base_url": vertex.base_url, "gcp_project": PROJECT,
-                     "gcp_location": LOCATION, "region": "eu", **timeouts}
-    snap.providers.add(name="vertex", credential_env="TEST_VERTEX_SA", **vertex_common)
-    snap.providers.add(name="vertex-unset", credential_env="TEST_VERTEX_SA_UNSET", **vertex_common)
-    snap.providers.add(name="vertex-untrusted", credential_env="TEST_VERTEX_SA_UNTRUSTED", **vertex_common)
-    chat = {"capabilities": ["tools", "vision", "json_mode"], "context_window": 1_000_000, "max_output_tokens": 1024,
-            "prices": PRICES, "surfaces": ["chat", "count_tokens"]}
-    snap.deployments.add(name="flash", provider="gemini", upstream_model=FLASH, **chat)
-    snap.deployments.add(name="g3", provider="gemini", upstream_model="gemini-3-pro-preview", **chat)
-    snap.deployments.add(name="flash-wrong-key", provider="gemini-wrong-key", upstream_model=FLASH, **chat)
-    snap.deployments.add(name="vflash", provider="vertex", upstream_model=FLASH, **chat)
-    snap.deployments.add(name="vflash-unset", provider="vertex-unset", upstream_model=FLASH, **chat)
-    snap.deployments.add(name="vflash-untrusted", provider="vertex-untrusted", upstream_model=FLASH, **chat)
-    snap.deployments.add(name="g-embed", provider="gemini", upstream_model="gemini-embedding-001",
-                         context_window=2048, prices=PRICES, surfaces=["embeddings"],
-                         embedding=pb.Embedding(family="gemini-embedding-768", dimensions=768))
-    snap.deployments.add(name="v-embed", provider="vertex", upstream_model="text-embedding-005",
-                         context_window=2048, prices=PRICES, surfaces=["embeddings"],
-                         embedding=pb.Embedding(family="text-embedding-005", dimensions=768))
-    failover = pb.Failover(attempts=2, attempt_timeout_s=5, total_timeout_s=8, on=["connect", "5xx", "429"])
-    for name, deployments, kind in (("flash", ["flash"], "chat"), ("vflash", ["vflash"], "chat"),
-                                    ("g3", ["g3"], "chat"), ("flash-wrong-key", ["flash-wrong-key"], "chat"),
-                                    ("vflash-unset", ["vflash-unset"], "chat"),
-                                    ("vflash-untrusted", ["vflash-untrusted"], "chat"),
-                                    ("flash-then-vertex", ["flash", "vflash"], "chat"),
-                                    ("g-embed", ["g-embed"], "embeddings"), ("v-embed", ["v-embed"], "embeddings")):
-        snap.routes.add(name=name, kind=kind, deployments=deployments, strategy="priority", failover=failover)
-    return snap
-
-
 @pytest.fixture
-async def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                caplog: pytest.LogCaptureFixture) -> AsyncIterator[World]:
-    # No real Google credentials or settings: no keys, no ADC, no gcloud configuration, no metadata server.
-    for name in GOOGLE_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("TEST_VERTEX_SA_UNSET", raising=False)
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
-    caplog.set_level(logging.DEBUG)
-    key = generate_key()
-    async with fake_gemini(api_key=API_KEY) as gemini, fake_vertex(project=PROJECT, location=LOCATION) as vertex:
-        assert vertex.credentials_file is not None
-        monkeypatch.setenv("TEST_GEMINI_KEY", API_KEY)
-        monkeypatch.setenv("TEST_GEMINI_WRONG_KEY", WRONG_KEY)
-        monkeypatch.setenv("TEST_VERTEX_SA", str(vertex.credentials_file))
-        untrusted = new_service_account_key(PROJECT, "untrusted")  # a key the fake's token endpoint does not know
-        monkeypatch.setenv("TEST_VERTEX_SA_UNTRUSTED", str(untrusted.write(tmp_path / "untrusted.json",
-                                                                           vertex.token_uri)))
-        holder = SnapshotHolder()
-        assert holder.install(snapshot(gemini, vertex, key)) is None
-        spool = ListSpool()
-        metrics = DataPlaneMetrics(holder, "eu")
-        app = create_app(DataPlaneSettings(port=0), holder, records=Records(metrics.requests, spool=spool),
-                         metrics=metrics)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        world = World(f"http://127.0.0.1:{runner.addresses[0][1]}", key, gemini, vertex, spool)
-        try:
-            yield world
-        finally:
-            await world.close()
-            await runner.cleanup()
-            secrets = [*world.secrets(), *(line for line in untrusted.private_key_pem.splitlines()
-                                           if "-----" not in line)]
-    # At teardown ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.
-    logged = "\n".join(record.getMessage() for phase in ("setup", "call", "teardown")
-                       for record in caplog.get_records(phase))
-    for secret in secrets:
-        assert secret not in logged, "a credential reached the logs"
+def world(google_world: World) -> World:
+    """``google_world`` (conftest.py): the data plane in front of the fake Gemini API and Vertex AI."""
+    return google_world
 
 
 def assert_no_secret(world: World, *texts: Any) -> None:
