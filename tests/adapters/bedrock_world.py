@@ -12,10 +12,10 @@ from pathlib import Path
 import anthropic
 import openai
 
+from tests.dataplane.in_process import ListSpool
 from tests.fakes.bedrock_upstream import FakeBedrock
 from tollway.keyformat import hash_key
 from tollway.pb import snapshot_pb2 as pb
-from tollway.pb import usage_pb2 as upb
 
 ACCESS_KEY = "AKIAE2ETESTKEYID0001"
 SECRET_KEY = "e2eSecretKey/0123456789abcdefghijklmnopqrs"
@@ -25,14 +25,6 @@ REGION = "eu-central-1"
 CLAUDE = "eu.anthropic.claude-3-5-haiku-20241022-v1:0"
 NOVA = "amazon.nova-lite-v1:0"
 SECRETS = (SECRET_KEY, SESSION_TOKEN)
-
-
-class ListSpool:
-    def __init__(self) -> None:
-        self.records: list[upb.UsageRecord] = []
-
-    def append(self, record: upb.UsageRecord) -> None:
-        self.records.append(record)
 
 
 @dataclass

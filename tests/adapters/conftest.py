@@ -14,23 +14,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from dataplane.api.app import create_app
-from dataplane.record.metrics import DataPlaneMetrics
-from dataplane.record.records import Records
-from dataplane.settings import DataPlaneSettings
-from dataplane.snapshot.holder import SnapshotHolder
 from tests.adapters.bedrock_world import ACCESS_KEY, REGION, SECRET_KEY, SECRETS, SESSION_TOKEN
 from tests.adapters.bedrock_world import API_KEY as BEDROCK_API_KEY
-from tests.adapters.bedrock_world import ListSpool as BedrockSpool
 from tests.adapters.bedrock_world import World as BedrockWorld
 from tests.adapters.bedrock_world import snapshot as bedrock_snapshot
 from tests.adapters.google_world import API_KEY as GEMINI_API_KEY
 from tests.adapters.google_world import GOOGLE_ENV, LOCATION, PROJECT, WRONG_KEY
-from tests.adapters.google_world import ListSpool as GoogleSpool
 from tests.adapters.google_world import World as GoogleWorld
 from tests.adapters.google_world import snapshot as google_snapshot
+from tests.dataplane.in_process import in_process_data_plane
 from tests.fakes.bedrock_upstream import fake_bedrock
 from tests.fakes.google_upstream import fake_gemini, fake_vertex, new_service_account_key
 from tollway.keyformat import generate_key
@@ -58,24 +51,14 @@ async def google_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         untrusted = new_service_account_key(PROJECT, "untrusted")  # a key the fake's token endpoint does not know
         monkeypatch.setenv("TEST_VERTEX_SA_UNTRUSTED", str(untrusted.write(tmp_path / "untrusted.json",
                                                                            vertex.token_uri)))
-        holder = SnapshotHolder()
-        assert holder.install(google_snapshot(gemini, vertex, key)) is None
-        spool = GoogleSpool()
-        metrics = DataPlaneMetrics(holder, "eu")
-        app = create_app(DataPlaneSettings(port=0), holder, records=Records(metrics.requests, spool=spool),
-                         metrics=metrics)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        world = GoogleWorld(f"http://127.0.0.1:{runner.addresses[0][1]}", key, gemini, vertex, spool)
-        try:
-            yield world
-        finally:
-            await world.close()
-            await runner.cleanup()
-            secrets = [*world.secrets(), *(line for line in untrusted.private_key_pem.splitlines()
-                                           if "-----" not in line)]
+        async with in_process_data_plane(google_snapshot(gemini, vertex, key)) as dp:
+            world = GoogleWorld(dp.url, key, gemini, vertex, dp.spool)
+            try:
+                yield world
+            finally:
+                await world.close()
+        secrets = [*world.secrets(), *(line for line in untrusted.private_key_pem.splitlines()
+                                       if "-----" not in line)]
     # At teardown ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.
     logged = "\n".join(record.getMessage() for phase in ("setup", "call", "teardown")
                        for record in caplog.get_records(phase))
@@ -106,23 +89,12 @@ async def bedrock_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     async with fake_bedrock(access_key=ACCESS_KEY, secret_key=SECRET_KEY, session_token=SESSION_TOKEN,
                             region=REGION) as fake:
         fake.api_key = BEDROCK_API_KEY
-        holder = SnapshotHolder()
-        assert holder.install(bedrock_snapshot(fake.endpoint, key)) is None
-        spool = BedrockSpool()
-        metrics = DataPlaneMetrics(holder, "eu")
-        app = create_app(DataPlaneSettings(port=0), holder, records=Records(metrics.requests, spool=spool),
-                         metrics=metrics)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        world = BedrockWorld(f"http://127.0.0.1:{runner.addresses[0][1]}", key, fake, spool,
-                             tmp_path / "missing-credentials")
-        try:
-            yield world
-        finally:
-            await world.close()
-            await runner.cleanup()
+        async with in_process_data_plane(bedrock_snapshot(fake.endpoint, key)) as dp:
+            world = BedrockWorld(dp.url, key, fake, dp.spool, tmp_path / "missing-credentials")
+            try:
+                yield world
+            finally:
+                await world.close()
     # At teardown ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.
     logged = "\n".join(record.getMessage() for phase in ("setup", "call", "teardown")
                        for record in caplog.get_records(phase))

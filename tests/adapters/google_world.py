@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import anthropic
 import openai
 
+from tests.dataplane.in_process import ListSpool
 from tests.fakes.google_upstream import FakeGemini, FakeVertex
 from tollway.keyformat import hash_key
 from tollway.pb import snapshot_pb2 as pb
-from tollway.pb import usage_pb2 as upb
 
 API_KEY = "AIza-e2e-gemini-key-0123456789abcdef"
 WRONG_KEY = "AIza-e2e-wrong-key-fedcba9876543210"
@@ -24,14 +24,6 @@ FLASH = "gemini-2.5-flash"
 PRICES = pb.Prices(input=1_000_000, output=2_000_000, cached_input=250_000, reasoning_output=3_000_000)
 GOOGLE_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
               "GOOGLE_CLOUD_LOCATION", "GOOGLE_CLOUD_QUOTA_PROJECT", "GCE_METADATA_HOST", "GCE_METADATA_IP")
-
-
-class ListSpool:
-    def __init__(self) -> None:
-        self.records: list[upb.UsageRecord] = []
-
-    def append(self, record: upb.UsageRecord) -> None:
-        self.records.append(record)
 
 
 @dataclass

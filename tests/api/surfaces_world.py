@@ -12,21 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from aiohttp import web
 
-from dataplane.api.app import create_app
-from dataplane.core.limits.budget import BudgetBook
-from dataplane.core.limits.limits_gate import LimitsGate
-from dataplane.core.limits.ratelimit import RateLimiter
-from dataplane.record.metrics import DataPlaneMetrics
-from dataplane.record.records import Records
-from dataplane.settings import DataPlaneSettings
-from dataplane.snapshot.holder import SnapshotHolder
+from tests.dataplane.in_process import ListSpool, in_process_data_plane
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tollway.keyformat import hash_key
 from tollway.pb import snapshot_pb2 as pb
-from tollway.pb import usage_pb2 as upb
 
 OPENAI_TOKEN = "sk-fake-surfaces-0123456789"
 ANTHROPIC_KEY = "sk-ant-fake-surfaces-0123456789"
@@ -34,14 +25,6 @@ OPENAI_ENV = "TOLLWAY_TEST_SURFACES_OPENAI"
 ANTHROPIC_ENV = "TOLLWAY_TEST_SURFACES_ANTHROPIC"
 MOCK_DIMENSIONS = 16
 FAKE_DIMENSIONS = 12
-
-
-class ListSpool:
-    def __init__(self) -> None:
-        self.records: list[upb.UsageRecord] = []
-
-    def append(self, record: upb.UsageRecord) -> None:
-        self.records.append(record)
 
 
 @dataclass
@@ -115,18 +98,5 @@ def snapshot(key: str, openai_url: str, anthropic_url: str, backup_url: str) -> 
 
 @asynccontextmanager
 async def data_plane(snap: pb.Snapshot) -> AsyncIterator[tuple[str, ListSpool]]:
-    budgets = BudgetBook()
-    gate = LimitsGate(RateLimiter(), budgets)
-    holder = SnapshotHolder([gate, budgets])
-    assert holder.install(snap) is None
-    spool = ListSpool()
-    metrics = DataPlaneMetrics(holder, "eu")
-    app = create_app(DataPlaneSettings(port=0), holder, gate, Records(metrics.requests, spool=spool), metrics)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", spool
-    finally:
-        await runner.cleanup()
+    async with in_process_data_plane(snap, limits=True) as dp:
+        yield dp.url, dp.spool

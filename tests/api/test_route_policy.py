@@ -19,17 +19,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from dataplane.api.app import create_app
-from dataplane.core.limits.budget import BudgetBook
-from dataplane.core.limits.limits_gate import LimitsGate
-from dataplane.core.limits.ratelimit import RateLimiter
-from dataplane.record.metrics import DataPlaneMetrics
-from dataplane.record.records import Records
-from dataplane.settings import DataPlaneSettings
-from dataplane.snapshot.holder import SnapshotHolder
+from tests.dataplane.in_process import ListSpool, in_process_data_plane
 from tollway.keyformat import generate_key, hash_key
 from tollway.pb import snapshot_pb2 as pb
-from tollway.pb import usage_pb2 as upb
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 # One sample body per inference route: (method, path) -> (body, the model it names).
@@ -53,14 +45,6 @@ class Keys:
     other_route: str
     limited: dict[str, str]  # path -> a key allowed one request a minute (rate limits are per key, not per route)
     budgeted: str
-
-
-class ListSpool:
-    def __init__(self) -> None:
-        self.records: list[upb.UsageRecord] = []
-
-    def append(self, record: upb.UsageRecord) -> None:
-        self.records.append(record)
 
 
 def snapshot() -> tuple[pb.Snapshot, Keys]:
@@ -91,21 +75,8 @@ def snapshot() -> tuple[pb.Snapshot, Keys]:
 @pytest.fixture
 async def data_plane() -> AsyncIterator[tuple[str, web.Application, Keys, ListSpool]]:
     snap, keys = snapshot()
-    budgets = BudgetBook()
-    gate = LimitsGate(RateLimiter(), budgets)
-    holder = SnapshotHolder([gate, budgets])
-    assert holder.install(snap) is None
-    spool = ListSpool()
-    metrics = DataPlaneMetrics(holder, "eu")
-    app = create_app(DataPlaneSettings(port=0), holder, gate, Records(metrics.requests, spool=spool), metrics)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", app, keys, spool
-    finally:
-        await runner.cleanup()
+    async with in_process_data_plane(snap, limits=True) as dp:
+        yield dp.url, dp.app, keys, dp.spool
 
 
 def routes_of(app: web.Application) -> set[tuple[str, str]]:
