@@ -11,7 +11,8 @@ each, rounds in turn (so a change in the machine's load hits every variant alike
 
 Variants (``--variants``, comma-separated names): ``default``; ``aiohttp`` (``--no-fast-path``: every request
 through aiohttp's server); ``trace10`` and ``trace100`` (tracing at 10 % and 100 %, exported over OTLP/HTTP to a
-sink on CPU 1), ``trace0`` (tracing on, nothing sampled: what the sampling decision costs); ``workers2`` (``--workers 2`` on both CPUs: CPU per request only, the latency cells share CPU 1);
+sink on CPU 1), ``trace0`` (tracing on, nothing sampled: what the sampling decision costs); ``workers2``
+(``--workers 2`` on both CPUs: CPU per request only, the latency cells share CPU 1);
 ``workers2cpu0`` (both workers on CPU 0, the CPU of the one-worker variants: what a second worker costs per
 request, without the second worker's share of CPU 1 with the upstream and wrk, which is most of ``workers2``'s
 spread on a 2-core machine).
