@@ -27,6 +27,7 @@ processor. Tracing is on when an endpoint is set (that environment, or ``--otlp-
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -287,10 +288,14 @@ def _answer_attributes(trace: RequestTrace, dep: Deployment | None, outcome: Out
 
 def _server(dep: Deployment) -> dict[str, Any]:
     """``server.address`` / ``server.port`` of the upstream: the host only (a URL may carry userinfo)."""
-    if not dep.provider.base_url:
-        return {}
+    return _server_of(dep.provider.base_url) if dep.provider.base_url else {}
+
+
+@functools.lru_cache(maxsize=256)
+def _server_of(base_url: str) -> dict[str, Any]:
+    """(Read-only: shared by every span of the provider.)"""
     try:
-        parts = urlsplit(dep.provider.base_url)
+        parts = urlsplit(base_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return {}
