@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from controlplane.errors import Problem
+from controlplane.policy import key_lifecycle
 from controlplane.policy.compile import AnyResource, PolicySet, build_snapshots
 from controlplane.policy.resources import KINDS, Kind, dump_resource, parse_resource
 
@@ -195,6 +196,9 @@ def plan_apply(state: PolicyState, documents: Iterable[Document]) -> ApplyPlan:
             changes.append(Change("unchanged", kind, name, doc.source, current.canonical, current.canonical,
                                   current.learned(doc.body)))
         else:
+            if kind == key_lifecycle.KEY_KIND:
+                problems.extend(Problem(doc.source, kind, name, field, message) for field, message
+                                in key_lifecycle.applied_key_problems(name, current.canonical, new.canonical))
             changes.append(Change("update", kind, name, doc.source, current.canonical, new.canonical, new))
     if problems:
         return ApplyPlan(state, tuple(changes), tuple(problems))

@@ -5,6 +5,10 @@
   overlap). The compiler ships it in the snapshot, so every data plane refuses it at that time on its own, even
   one cut off from the control plane.
 - **Revocation** sets ``revokedAt`` and drops every secret; the compiler leaves the key out of snapshots.
+- **Apply** of a key's document (a saved ``gatectl get -o yaml``, say) may change what policy says of the key,
+  not bring a secret back: it cannot lift a revocation, make a rotated-out secret current again, nor add or
+  lengthen a previous secret's overlap (``applied_key_problems``; what the current key records, so a secret
+  rotated out with no overlap, which it no longer lists, is not caught: only history knows it).
 - **Rollback** keeps keys as they are unless asked to include them, and even then never brings back a secret a
   later generation revoked or rotated out: ``retired_secrets`` reads them from the history being undone, and
   ``split_rollback`` keeps such a key as it is now (reported as kept, with the reason).
@@ -14,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from controlplane.policy.engine import PolicyState, ResourceId
+if TYPE_CHECKING:  # the engine checks applied keys with ``applied_key_problems``: no import at run time
+    from controlplane.policy.engine import PolicyState, ResourceId
 
 KEY_KIND = "ApiKey"
 KeptReason = Literal["keys-excluded", "secret-retired"]
@@ -79,6 +84,40 @@ def revoked(current: Mapping[str, Any], now: int) -> dict[str, Any]:
     spec = {k: v for k, v in _spec(current).items() if k != "previousSecrets"}
     spec["revokedAt"] = now
     return {**current, "spec": spec}
+
+
+def applied_key_problems(name: str, current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What is wrong with applying ``wanted`` over the key's ``current`` canonical JSON: ``(field, message)``
+    pairs, none for a change of what policy says of the key (tenant, routes, budget, limits, expiry...), a
+    rotation (a new secret, the current one kept for an overlap) or a revocation."""
+    if is_revoked(current):
+        if not is_revoked(wanted):
+            return [("spec.revokedAt", f"ApiKey {name!r} is revoked and stays revoked (a document cannot bring it "
+                                       "back; create a new key with `gatectl keys create`)")]
+        return []
+    if is_revoked(wanted):
+        return []
+    now, then = _spec(current), _spec(wanted)
+    previous = {str(p.get("hash")): int(p.get("expiresAt") or 0) for p in now.get("previousSecrets") or ()
+                if isinstance(p, Mapping)}
+    problems: list[tuple[str, str]] = []
+    if str(then.get("hash")) in previous:
+        problems.append(("spec.hash", f"the secret was rotated out of ApiKey {name!r} and cannot become its "
+                                      "secret again (`gatectl keys rotate` makes a new one)"))
+    for i, p in enumerate(then.get("previousSecrets") or ()):
+        if not isinstance(p, Mapping):
+            continue
+        hash_, ends = str(p.get("hash")), int(p.get("expiresAt") or 0)
+        if hash_ == str(now.get("hash")):
+            continue  # rotated by hand: the current secret kept for an overlap
+        if hash_ not in previous:
+            problems.append((f"spec.previousSecrets[{i}].hash", f"not a secret ApiKey {name!r} has: a previous "
+                                                                "secret can only be one the key had"))
+        elif ends > previous[hash_]:
+            problems.append((f"spec.previousSecrets[{i}].expiresAt", f"lengthens the overlap of a rotated-out "
+                                                                     f"secret of ApiKey {name!r} (it ends at "
+                                                                     f"{previous[hash_]})"))
+    return problems
 
 
 def retired_secrets(entries: Sequence[Mapping[str, Any]], state: PolicyState) -> RetiredSecrets:

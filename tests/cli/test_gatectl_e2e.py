@@ -173,7 +173,8 @@ def key_spec(env: dict[str, str], name: str) -> dict[str, Any]:
     return spec
 
 
-def test_keys_limits_rotate_revoke_and_referenced_delete(env: dict[str, str], policies: Path) -> None:
+def test_keys_limits_rotate_revoke_and_referenced_delete(env: dict[str, str], policies: Path,
+                                                         tmp_path: Path) -> None:
     assert gatectl("apply", "-f", str(policies), env=env).returncode == 0
     created = gatectl("keys", "create", "ci-bot", "--tenant", "search", "--budget-usd", "50",
                       "--budget-soft-percent", "90", "--requests-per-minute", "60", "--tokens-per-minute", "20000",
@@ -190,6 +191,10 @@ def test_keys_limits_rotate_revoke_and_referenced_delete(env: dict[str, str], po
         bad = gatectl("keys", "create", "other", "--tenant", "search", *flags, env=env)
         assert (bad.returncode, named in bad.stderr) == (2, True), bad.stderr
     assert gatectl("get", "key", "other", env=env).returncode == 3  # nothing was created
+    saved = tmp_path / "ci-bot.yaml"  # a copy of the key as it is now, applied again after rotation and revocation
+    shown = gatectl("get", "key", "ci-bot", "-o", "yaml", env=env)
+    assert shown.returncode == 0, shown.stderr
+    saved.write_text(shown.stdout)
 
     rotated = gatectl("keys", "rotate", "ci-bot", "--overlap", "1h", env=env)
     assert rotated.returncode == 0, rotated.stderr
@@ -201,6 +206,11 @@ def test_keys_limits_rotate_revoke_and_referenced_delete(env: dict[str, str], po
     listed = gatectl("keys", "list", env=env)
     assert "rotating (old secret until" in listed.stdout
     assert first not in listed.stdout + rotated.stderr and second not in listed.stdout
+    # The saved document cannot make the rotated-out secret the key's again: refused, naming file and field.
+    restored = gatectl("apply", "-f", str(saved), env=env)
+    assert restored.returncode == 3 and "ci-bot.yaml" in restored.stderr and "spec.hash" in restored.stderr
+    assert "rotated out of ApiKey 'ci-bot'" in restored.stderr, restored.stderr
+    assert key_spec(env, "ci-bot")["hint"] == f"tw_...{second[-4:]}"  # nothing changed
 
     # A key that something refers to cannot lose its tenant: the error names the referrer, not "does not exist".
     tenant_gone = gatectl("delete", "tenant", "search", env=env)
@@ -213,6 +223,9 @@ def test_keys_limits_rotate_revoke_and_referenced_delete(env: dict[str, str], po
     spec = key_spec(env, "ci-bot")
     assert "revokedAt" in spec and "previousSecrets" not in spec
     assert "revoked 20" in gatectl("get", "keys", env=env).stdout
+    unrevoked = gatectl("apply", "-f", str(saved), env=env)
+    assert unrevoked.returncode == 3 and "spec.revokedAt" in unrevoked.stderr, unrevoked.stderr
+    assert "revokedAt" in key_spec(env, "ci-bot")  # still revoked
     again = gatectl("keys", "rotate", "ci-bot", env=env)
     assert again.returncode == 3 and "ApiKey 'ci-bot' is revoked" in again.stderr
     assert "run it again" not in again.stderr

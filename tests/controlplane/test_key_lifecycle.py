@@ -8,7 +8,7 @@ import pytest
 
 from controlplane.policy import key_lifecycle
 from controlplane.policy.compile import PolicySet, compile_region
-from controlplane.policy.engine import PolicyState, Stored
+from controlplane.policy.engine import Document, PolicyState, Stored, plan_apply
 from controlplane.policy.key_lifecycle import KeptKey, RetiredSecrets
 from controlplane.policy.resources import dump_resource, parse_resource
 from tests.core.policy_docs import api_key, model, provider, route, tenant
@@ -101,3 +101,41 @@ def test_retired_secrets_of_a_revocation_include_its_overlapping_ones() -> None:
     retired = key_lifecycle.retired_secrets([entry((KEY_B, KEY_REVOKED))], state_of())
     assert retired == RetiredSecrets(dead=frozenset({f"sha256:{B}", f"sha256:{A}"}),
                                      rotated=frozenset({f"sha256:{A}"}))
+
+
+def _applied(current: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The problems of applying ``wanted`` (a document from ``keys.yaml``) over the key ``current``."""
+    base = [tenant("t", "eu"), tenant("u", "eu")]
+    plan = plan_apply(state_of(*base, current), [Document("keys.yaml#1", wanted)])
+    return [(p.source, p.field, p.message) for p in plan.problems]
+
+
+def test_apply_cannot_bring_a_revoked_or_rotated_out_secret_back() -> None:
+    saved = canonical(api_key("k", "t", A))  # what `gatectl get apikey k -o yaml` printed before
+    rotated = key_lifecycle.rotated(saved, f"sha256:{B}", "h", NOW, 3600)
+    revoked = key_lifecycle.revoked(rotated, NOW + 10)
+    # The saved document over the revoked key: the revocation stays.
+    [(source, field, message)] = _applied(revoked, saved)
+    assert (source, field) == ("keys.yaml#1", "spec.revokedAt") and "stays revoked" in message
+    # The saved document over the rotated key: A was rotated out, it does not become the secret again.
+    assert [f for _, f, _ in _applied(rotated, saved)] == ["spec.hash"]
+    # Lengthening A's overlap, or listing a secret the key never had as a previous one, is refused too.
+    longer = {**rotated, "spec": {**rotated["spec"], "previousSecrets": [{"hash": f"sha256:{A}",
+                                                                            "expiresAt": NOW + 7200}]}}
+    assert [f for _, f, _ in _applied(rotated, longer)] == ["spec.previousSecrets[0].expiresAt"]
+    foreign = {**rotated, "spec": {**rotated["spec"], "previousSecrets": [{"hash": f"sha256:{C}",
+                                                                             "expiresAt": NOW + 60}]}}
+    assert [f for _, f, _ in _applied(rotated, foreign)] == ["spec.previousSecrets[0].hash"]
+
+
+def test_apply_still_changes_what_policy_says_of_a_key_and_may_rotate_or_revoke_it() -> None:
+    rotated = key_lifecycle.rotated(canonical(api_key("k", "t", A)), f"sha256:{B}", "h", NOW, 3600)
+    moved = {**rotated, "spec": {**rotated["spec"], "tenant": "u", "expiresAt": NOW + 86_400}}
+    assert _applied(rotated, moved) == []
+    shorter = {**rotated, "spec": {**rotated["spec"], "previousSecrets": [{"hash": f"sha256:{A}",
+                                                                             "expiresAt": NOW + 60}]}}
+    assert _applied(rotated, shorter) == []  # cutting an overlap short is allowed
+    assert _applied(rotated, key_lifecycle.rotated(rotated, f"sha256:{C}", "h", NOW + 5, 60)) == []
+    assert _applied(rotated, key_lifecycle.revoked(rotated, NOW + 5)) == []
+    revoked = key_lifecycle.revoked(rotated, NOW + 5)
+    assert _applied(revoked, {**revoked, "spec": {**revoked["spec"], "tenant": "u"}}) == []
