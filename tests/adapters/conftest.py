@@ -10,7 +10,7 @@ Those test modules call theirs ``world``; so does ``test_adapters_e2e.py``, whos
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
@@ -59,11 +59,7 @@ async def google_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                 await world.close()
         secrets = [*world.secrets(), *(line for line in untrusted.private_key_pem.splitlines()
                                        if "-----" not in line)]
-    # At teardown ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.
-    logged = "\n".join(record.getMessage() for phase in ("setup", "call", "teardown")
-                       for record in caplog.get_records(phase))
-    for secret in secrets:
-        assert secret not in logged, "a credential reached the logs"
+    assert_not_logged(caplog, secrets)
 
 
 @pytest.fixture
@@ -95,8 +91,13 @@ async def bedrock_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                 yield world
             finally:
                 await world.close()
-    # At teardown ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.
+    assert_not_logged(caplog, SECRETS)
+
+
+def assert_not_logged(caplog: pytest.LogCaptureFixture, secrets: Iterable[str]) -> None:
+    """No log record of the test (setup, call and teardown) holds any of ``secrets``. (At teardown
+    ``caplog.records`` is the teardown's: the test's own records are the "call" phase's.)"""
     logged = "\n".join(record.getMessage() for phase in ("setup", "call", "teardown")
                        for record in caplog.get_records(phase))
-    for secret in SECRETS:
+    for secret in secrets:
         assert secret not in logged, "a credential reached the logs"
