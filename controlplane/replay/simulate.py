@@ -43,7 +43,8 @@ from dataplane.core.cost_bound import requested_output_bound, token_cost_bound
 from dataplane.core.decide import RoutePlan, decide_route, facts_request
 from dataplane.core.gate import Refusal
 from dataplane.core.limits.limits_gate import LimitsGate
-from dataplane.core.limits.ratelimit import LimitTable, RateLimiter
+from dataplane.core.limits.rate_table import LimitTable
+from dataplane.core.limits.ratelimit import RateLimiter
 from dataplane.core.validate import HubRequest, Surface
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import Key, Runtime

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from dataplane.core.limits.ratelimit import LimitTable, RateLimit, RateLimited, RateLimiter, Ticket
+from dataplane.core.limits.rate_table import LimitTable, RateLimit
+from dataplane.core.limits.ratelimit import RateLimited, RateLimiter, Ticket
 from dataplane.core.limits.reset_text import format_reset
 from tollway.pb import snapshot_pb2 as pb
 

@@ -33,7 +33,8 @@ from dataplane.core.attribution import Attribution
 from dataplane.core.cost_bound import worst_case_pico
 from dataplane.core.decide import DEFAULT_EXPECTED_OUTPUT_TOKENS, RoutePlan
 from dataplane.core.gate import Admission, Refusal
-from dataplane.core.limits.ratelimit import LimitTable, Quota, RateLimited, RateLimiter
+from dataplane.core.limits.rate_table import LimitTable
+from dataplane.core.limits.ratelimit import Quota, RateLimited, RateLimiter
 from dataplane.core.limits.reset_text import format_reset
 from dataplane.errors import ApiError
 from dataplane.snapshot.runtime import InvalidSnapshot

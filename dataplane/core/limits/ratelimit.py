@@ -42,122 +42,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Literal
 
+from dataplane.core.limits.rate_table import LimitTable, RateLimit, RateScope
 from dataplane.core.limits.reset_text import format_reset
 from dataplane.errors import ApiError
-from dataplane.snapshot.runtime import InvalidSnapshot
-from tollway.budget_scopes import key_scope, tenant_scope, user_scope
-from tollway.pb import snapshot_pb2 as pb
 from tollway.values import value
 
 Dimension = Literal["requests", "tokens"]
-RateScopeKind = Literal["tenant", "user", "route", "key"]
 
 DEMAND_TAU_S = 10.0  # time constant of the demand average
 SWEEP_INTERVAL_S = 30.0
 IDLE_DROP_S = 180.0  # > the 120 s a bucket in full debt needs to refill: a dropped bucket was full anyway
 RETRY_CAP_S = 60.0  # Retry-After when a scope has no capacity at all here (share 0)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """A declared (fleet-wide) limit; 0 on a dimension means no limit on it."""
-
-    requests_per_minute: int = 0
-    tokens_per_minute: int = 0
-
-
-class RateScope(NamedTuple):
-    """What a bucket limits. A tuple, so it hashes fast as a dict key on the request path."""
-
-    kind: RateScopeKind
-    tenant: str  # "" for keys
-    name: str  # the tenant, the user, the route or the key id
-
-    @property
-    def id(self) -> str:
-        """The scope's name in ``demand`` and ``set_shares``: tenant/T, user/T/U, route/T/R or key/K, spelled
-        as budget scopes are (``tollway.budget_scopes``: U percent-encoded)."""
-        if self.kind == "tenant":
-            return tenant_scope(self.name)
-        if self.kind == "user":
-            return user_scope(self.tenant, self.name)
-        if self.kind == "route":
-            return f"route/{self.tenant}/{self.name}"
-        return key_scope(self.name)
-
-    def describe(self) -> str:
-        if self.kind == "tenant":
-            return f"tenant {self.name!r}"
-        if self.kind == "user":
-            return f"user {self.name!r} of tenant {self.tenant!r}"
-        if self.kind == "route":
-            return f"model {self.name!r} of tenant {self.tenant!r}"
-        return f"API key {self.name!r}"
-
-
-def _limit(where: str, r: pb.RateLimit) -> RateLimit | None:
-    if r.requests_per_minute < 0 or r.tokens_per_minute < 0:
-        raise InvalidSnapshot(f"{where}: negative rate limit")
-    if not r.requests_per_minute and not r.tokens_per_minute:
-        return None
-    return RateLimit(r.requests_per_minute, r.tokens_per_minute)
-
-
-@dataclass(frozen=True, slots=True)
-class LimitTable:
-    """Every declared limit of a snapshot, for O(1) lookups. Immutable; holds only scopes that have a limit."""
-
-    tenants: Mapping[str, RateLimit] = field(default_factory=lambda: MappingProxyType({}))
-    per_user: Mapping[str, RateLimit] = field(default_factory=lambda: MappingProxyType({}))  # tenant -> each user's
-    per_route: Mapping[tuple[str, str], RateLimit] = field(default_factory=lambda: MappingProxyType({}))
-    keys: Mapping[str, RateLimit] = field(default_factory=lambda: MappingProxyType({}))
-
-    @classmethod
-    def from_snapshot(cls, snap: pb.Snapshot) -> LimitTable:
-        """Pure; raises ``InvalidSnapshot`` for a negative limit (the compiler never emits one)."""
-        tenants: dict[str, RateLimit] = {}
-        per_user: dict[str, RateLimit] = {}
-        per_route: dict[tuple[str, str], RateLimit] = {}
-        keys: dict[str, RateLimit] = {}
-        for t in snap.tenants:
-            where = f"tenant {t.name!r}"
-            if t.HasField("rate_limit") and (lim := _limit(where, t.rate_limit)):
-                tenants[t.name] = lim
-            if t.HasField("per_user_rate_limit") and (lim := _limit(where, t.per_user_rate_limit)):
-                per_user[t.name] = lim
-            for r in t.per_route_rate_limits:
-                if lim := _limit(f"{where}: route {r.route!r}", r.limit):
-                    per_route[(t.name, r.route)] = lim
-        for k in snap.keys:
-            if k.HasField("rate_limit") and (lim := _limit(f"key {k.id!r}", k.rate_limit)):
-                keys[k.id] = lim
-        return cls(MappingProxyType(tenants), MappingProxyType(per_user), MappingProxyType(per_route),
-                   MappingProxyType(keys))
-
-    def limit(self, scope: RateScope) -> RateLimit | None:
-        if scope.kind == "tenant":
-            return self.tenants.get(scope.name)
-        if scope.kind == "user":
-            return self.per_user.get(scope.tenant)
-        if scope.kind == "route":
-            return self.per_route.get((scope.tenant, scope.name))
-        return self.keys.get(scope.name)
-
-    def applicable(self, tenant: str, user: str, route: str, key_id: str) -> list[tuple[RateScope, RateLimit]]:
-        found: list[tuple[RateScope, RateLimit]] = []
-        if (lim := self.tenants.get(tenant)) is not None:
-            found.append((RateScope("tenant", tenant, tenant), lim))
-        if user and (lim := self.per_user.get(tenant)) is not None:
-            found.append((RateScope("user", tenant, user), lim))
-        if (lim := self.per_route.get((tenant, route))) is not None:
-            found.append((RateScope("route", tenant, route), lim))
-        if (lim := self.keys.get(key_id)) is not None:
-            found.append((RateScope("key", "", key_id), lim))
-        return found
 
 
 class _Bucket:
@@ -184,6 +81,10 @@ class _Bucket:
 
     def need(self, cost: float) -> float:
         return min(cost, self.capacity)
+
+    def short(self, cost: float) -> bool:
+        """Too low (or no capacity at all) to take ``cost`` now (refill first)."""
+        return self.capacity <= 0 or self.level < min(cost, self.capacity)
 
     def wait_s(self, need: float) -> float:
         """Seconds until the level reaches ``need``."""
@@ -322,15 +223,15 @@ class RateLimiter:
             state.offer(1.0, tokens, now)
             state.seen = now
             states.append(state)
-            # A bucket with room passes at the cost of a refill and a comparison; a short one makes a refusal.
+            # A bucket with room costs a refill and a comparison; only a short one makes a refusal.
             if (bucket := state.requests) is not None:
                 bucket.refill(now)
-                if bucket.capacity <= 0 or bucket.level < min(1, bucket.capacity):
-                    refusal = _worse(refusal, bucket, scope, "requests", 1, limit.requests_per_minute, now)
+                if bucket.short(1):
+                    refusal = _worse(refusal, bucket, scope, "requests", 1, limit.requests_per_minute)
             if (bucket := state.tokens) is not None:
                 bucket.refill(now)
-                if bucket.capacity <= 0 or bucket.level < min(tokens, bucket.capacity):
-                    refusal = _worse(refusal, bucket, scope, "tokens", tokens, limit.tokens_per_minute, now)
+                if bucket.short(tokens):
+                    refusal = _worse(refusal, bucket, scope, "tokens", tokens, limit.tokens_per_minute)
         if refusal is not None:
             self._states[refusal.scope].refused += 1
             return refusal
@@ -428,13 +329,9 @@ class RateLimiter:
 
 
 def _worse(refusal: RateLimited | None, bucket: _Bucket, scope: RateScope, dimension: Dimension, cost: int,
-           declared: int, now: float) -> RateLimited | None:
-    """``refusal``, or this bucket's refusal if it is short and makes the client wait longer."""
-    bucket.refill(now)
-    need = bucket.need(cost)
-    if bucket.capacity > 0 and bucket.level >= need:
-        return refusal
-    wait = bucket.wait_s(need) if bucket.capacity > 0 else RETRY_CAP_S
+           declared: int) -> RateLimited:
+    """``refusal``, or this (refilled, short) bucket's refusal if it makes the client wait longer."""
+    wait = bucket.wait_s(bucket.need(cost)) if bucket.capacity > 0 else RETRY_CAP_S
     if refusal is not None and refusal.retry_after_s >= wait:
         return refusal
     return RateLimited(scope, dimension, Quota(declared, max(0, math.floor(bucket.level)), bucket.reset_s()), wait)
