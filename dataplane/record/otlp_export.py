@@ -124,11 +124,7 @@ def _attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     out: list[bytes] = []
     for name, value in attributes.items():
-        name_field = _KEYS.get(name)
-        if name_field is None:
-            name_field = delimited(_STRING_KEY, name.encode()) if name else b""
-            if len(_KEYS) < _KEYS_KEPT:
-                _KEYS[name] = name_field
+        name_field = _KEYS.get(name) or _name_field(name)
         kind = type(value)
         if kind is str:
             data = value.encode()
@@ -150,12 +146,15 @@ def _attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
 
 
 def _key_value(name: str, value: Any) -> bytes:
-    key = _KEYS.get(name)
-    if key is None:
-        key = delimited(_STRING_KEY, name.encode()) if name else b""
-        if len(_KEYS) < _KEYS_KEPT:
-            _KEYS[name] = key
-    return key + delimited(_KV_VALUE, _value(value))
+    return (_KEYS.get(name) or _name_field(name)) + delimited(_KV_VALUE, _value(value))
+
+
+def _name_field(name: str) -> bytes:
+    """A ``KeyValue``'s key field (none for ""), kept for the next span while there are few names."""
+    field = delimited(_STRING_KEY, name.encode()) if name else b""
+    if len(_KEYS) < _KEYS_KEPT:
+        _KEYS[name] = field
+    return field
 
 
 def _value(value: Any) -> bytes:
