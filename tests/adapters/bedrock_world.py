@@ -1,13 +1,15 @@
-"""What the Bedrock end-to-end tests (``test_bedrock_e2e.py``) run against: the AWS credentials the data plane
-is given and the fake expects, the data plane's snapshot (Bedrock providers, deployments and routes pointing at
-the fake) and the ``World`` a test drives (the data plane's address and key, the fake, the spooled usage records,
-the shared credentials file). The ``bedrock_world`` fixture (``conftest.py``) starts it.
+"""What the Bedrock end-to-end tests (``test_bedrock_chat_e2e.py``, ``test_bedrock_invoke_e2e.py``) run against:
+the AWS credentials the data plane is given and the fake expects, the data plane's snapshot (Bedrock providers,
+deployments and routes pointing at the fake), the ``World`` a test drives (the data plane's address and key, the
+fake, the spooled usage records, the shared credentials file) and ``assert_no_secret``, which both modules use. The
+``bedrock_world`` fixture (``conftest.py``) starts it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -50,6 +52,13 @@ class World:
 
     def operations(self) -> list[str]:
         return [r.operation for r in self.fake.requests]
+
+
+def assert_no_secret(*texts: Any) -> None:
+    for text in texts:
+        shown = str(text)
+        for secret in (*SECRETS, ACCESS_KEY):
+            assert secret not in shown
 
 
 def snapshot(endpoint: str, key: str) -> pb.Snapshot:

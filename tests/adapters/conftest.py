@@ -1,8 +1,10 @@
 """Fixtures of the adapters' end-to-end tests: a real data plane on loopback in front of a fake upstream, given the
 upstream credentials its providers need and none of the machine's, checked at teardown for credentials in the logs.
 
-- ``google_world``: the fake Gemini API and Vertex AI (``google_world.py``), for ``test_google_e2e.py``.
-- ``bedrock_world``: the fake Bedrock Runtime (``bedrock_world.py``), for ``test_bedrock_e2e.py``.
+- ``google_world``: the fake Gemini API and Vertex AI (``google_world.py``), for ``test_google_chat_e2e.py``,
+  ``test_google_embeddings_e2e.py`` and ``test_google_failures_e2e.py``.
+- ``bedrock_world``: the fake Bedrock Runtime (``bedrock_world.py``), for ``test_bedrock_chat_e2e.py`` and
+  ``test_bedrock_invoke_e2e.py``.
 
 Those test modules call theirs ``world``; so does ``test_adapters_e2e.py``, whose ``world`` is its own.
 """

@@ -1,12 +1,15 @@
-"""What the Google end-to-end tests (``test_google_e2e.py``) run against: the data plane's snapshot (Gemini API
-and Vertex AI providers, deployments and routes pointing at the fakes), the ``World`` a test drives (the data
-plane's address and key, the fakes, the spooled usage records, the clients) and the credentials it must never
-leak. The ``google_world`` fixture (``conftest.py``) starts it.
+"""What the Google end-to-end tests (``test_google_chat_e2e.py``, ``test_google_embeddings_e2e.py``,
+``test_google_failures_e2e.py``) run against: the data plane's snapshot (Gemini API and Vertex AI providers,
+deployments and routes pointing at the fakes), the ``World`` a test drives (the data plane's address and key, the
+fakes, the spooled usage records, the clients), the credentials it must never leak and the helpers those modules
+share (``CHAT_MODELS``, ``assert_no_secret``, ``path_of``, ``record``). The ``google_world`` fixture
+(``conftest.py``) starts it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
 import openai
@@ -15,6 +18,7 @@ from tests.dataplane.in_process import ListSpool
 from tests.fakes.google_upstream import FakeGemini, FakeVertex
 from tollway.keyformat import hash_key
 from tollway.pb import snapshot_pb2 as pb
+from tollway.pb import usage_pb2 as upb
 
 API_KEY = "AIza-e2e-gemini-key-0123456789abcdef"
 WRONG_KEY = "AIza-e2e-wrong-key-fedcba9876543210"
@@ -22,6 +26,7 @@ PROJECT = "tollway-e2e"
 LOCATION = "europe-west4"
 FLASH = "gemini-2.5-flash"
 PRICES = pb.Prices(input=1_000_000, output=2_000_000, cached_input=250_000, reasoning_output=3_000_000)
+CHAT_MODELS = ["flash", "vflash"]  # the Gemini API's deployment, Vertex's
 GOOGLE_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
               "GOOGLE_CLOUD_LOCATION", "GOOGLE_CLOUD_QUOTA_PROJECT", "GCE_METADATA_HOST", "GCE_METADATA_IP")
 
@@ -59,6 +64,23 @@ class World:
             await self._openai.close()
         if self._anthropic is not None:
             await self._anthropic.close()
+
+
+def assert_no_secret(world: World, *texts: Any) -> None:
+    for text in texts:
+        shown = str(text)
+        for secret in world.secrets():
+            assert secret not in shown, "a credential reached a client"
+
+
+def path_of(model: str, method: str) -> str:
+    if model.startswith("v"):
+        return f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/{FLASH}:{method}"
+    return f"/v1beta/models/{FLASH}:{method}"
+
+
+def record(world: World) -> upb.UsageRecord:
+    return world.spool.records[-1]
 
 
 def snapshot(gemini: FakeGemini, vertex: FakeVertex, key: str) -> pb.Snapshot:

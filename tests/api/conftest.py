@@ -1,6 +1,7 @@
-"""Fixtures of the API-surface end-to-end tests (``test_surfaces_e2e.py``): ``world``, one real data plane
-(``surfaces_world.py``) in front of two fake OpenAI servers (the second the backup of the ``pair`` route) and the
-fake Anthropic server; ``client``, an ``openai.AsyncOpenAI`` on that data plane, closed at the end.
+"""Fixtures of the API-surface end-to-end tests (``test_responses_e2e.py``, ``test_surfaces_e2e.py``): ``world``,
+one real data plane (``surfaces_world.py``) in front of two fake OpenAI servers (the second the backup of the
+``pair`` route) and the fake Anthropic server; ``client``, an ``openai.AsyncOpenAI`` on that data plane, closed at
+the end.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""What the API-surface end-to-end tests (``test_surfaces_e2e.py``) run against: the hand-built snapshot (the
-``mock``, ``openai`` and ``anthropic`` providers, their deployments and routes), ``data_plane`` (a real data plane
-on a loopback socket, with the limits gate and a spool) and the ``World`` a test drives. The ``world`` and
-``client`` fixtures (``conftest.py``) start it.
+"""What the API-surface end-to-end tests (``test_responses_e2e.py``, ``test_surfaces_e2e.py``) run against: the
+hand-built snapshot (the ``mock``, ``openai`` and ``anthropic`` providers, their deployments and routes),
+``data_plane`` (a real data plane on a loopback socket, with the limits gate and a spool) and the ``World`` a test
+drives. The ``world`` and ``client`` fixtures (``conftest.py``) start it.
 """
 
 from __future__ import annotations
