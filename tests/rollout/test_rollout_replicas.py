@@ -25,7 +25,7 @@ from controlplane.store.base import Store
 from dataplane.serve import DataPlane
 from tests.core.policy_docs import api_key, policy_of
 from tests.discovery.conftest import ADMIN_TOKEN, cp_settings, dp_settings, eventually, running_data_plane
-from tests.rollout.test_rollout_e2e import base_policy, documents
+from tests.rollout.fleet_world import base_policy, documents
 
 CONNECTED_TO = {"dp-eu-1": "cp1", "dp-eu-2": "cp2", "dp-us-1": "cp2"}
 REGION = {"dp-eu-1": "eu", "dp-eu-2": "eu", "dp-us-1": "us"}

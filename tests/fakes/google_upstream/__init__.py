@@ -72,13 +72,16 @@ counts), ``billable_characters``, ``embedding_values``, ``schema_example``, ``wo
 The package, by what each module holds: ``tokens`` (the fake's token counts, billable characters and
 embeddings), ``wire`` (Google's JSON-to-proto parsing of request bodies), ``errors`` (Google's error bodies and
 messages), ``answers`` (the plan of a generation, ``schema_example``, the stream's pieces and frames),
-``upstream`` (``_Upstream``, what both fakes share), ``gemini`` (``FakeGemini``, ``fake_gemini``) and
+``prelude`` (``_Upstream``'s knobs and records, ``Received``, the shared first steps of every call), ``checks``
+(the checks beyond parsing), ``generation`` (the answers, whole or streamed), ``upstream`` (``_Upstream``, what
+both fakes share, made of those three), ``gemini`` (``FakeGemini``, ``fake_gemini``) and
 ``vertex`` (``FakeVertex``, its service accounts and OAuth token endpoint, ``fake_vertex``).
 """
 
 from __future__ import annotations
 
 from tests.fakes.google_upstream.answers import schema_example, word_pieces
+from tests.fakes.google_upstream.checks import SKIP_SIGNATURES
 from tests.fakes.google_upstream.errors import (
     API_KEY_NOT_SUPPORTED,
     INVALID_API_KEY,
@@ -88,6 +91,7 @@ from tests.fakes.google_upstream.errors import (
     google_error,
 )
 from tests.fakes.google_upstream.gemini import FakeGemini, fake_gemini
+from tests.fakes.google_upstream.prelude import GEMINI_EMBEDDING_MODELS, GEMINI_MODELS, Received
 from tests.fakes.google_upstream.tokens import (
     EMBEDDING_INPUT_TOKENS,
     MEDIA_TOKENS,
@@ -98,7 +102,6 @@ from tests.fakes.google_upstream.tokens import (
     prompt_tokens,
     text_tokens,
 )
-from tests.fakes.google_upstream.upstream import GEMINI_EMBEDDING_MODELS, GEMINI_MODELS, SKIP_SIGNATURES, Received
 from tests.fakes.google_upstream.vertex import (
     CLOUD_PLATFORM_SCOPE,
     GOOGLE_TOKEN_URI,

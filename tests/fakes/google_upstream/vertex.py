@@ -29,6 +29,7 @@ from tests.fakes.google_upstream.errors import (
     _json,
     google_error,
 )
+from tests.fakes.google_upstream.prelude import Received
 from tests.fakes.google_upstream.tokens import (
     EMBEDDING_INPUT_TOKENS,
     _billable,
@@ -37,7 +38,7 @@ from tests.fakes.google_upstream.tokens import (
     prompt_token_details,
     text_tokens,
 )
-from tests.fakes.google_upstream.upstream import Received, _content_text, _serve, _Upstream
+from tests.fakes.google_upstream.upstream import _content_text, _serve, _Upstream
 from tests.fakes.google_upstream.wire import _ENUMS
 
 if TYPE_CHECKING:
