@@ -2,12 +2,8 @@
 failure: Vertex access tokens (fetched, reused, refetched, refreshed ahead of expiry, refused), upstream errors and
 failover, streams cut mid-way, and credentials kept out of what a client sees.
 
-The Gemini providers authenticate with API keys from environment variables, the Vertex one with a throwaway
-service account whose key file the fake wrote (its ``token_uri`` is the fake's own OAuth endpoint): google-auth
-signs the JWT and fetches the access tokens, as it would against Google. No real Google credentials or settings
-from the environment reach the data plane. Every test also checks, at teardown, that neither an API key, an access
-token nor the service account's private key appears in any log record (captured at DEBUG, google-auth's included);
-the error bodies a client sees are checked where failures are provoked.
+How the providers authenticate, and the check at teardown that no credential reached a log record: the
+``google_world`` fixture (``conftest.py``), as ``test_google_chat_e2e.py`` describes.
 """
 
 from __future__ import annotations
