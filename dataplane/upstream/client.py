@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from dataplane.outbox import Outbox
 from dataplane.upstream.connection import Connection
 
 # The request's trace context for the upstream (``traceparent``/``tracestate`` header lines, each ending in CRLF;
@@ -126,6 +127,7 @@ class UpstreamClient:
         self._targets: dict[str, Target] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._outbox = Outbox()  # the requests' writes (``dataplane.outbox``)
 
     def target(self, url: str) -> Target:
         """``url`` parsed, remembered: upstream URLs repeat on every request."""
@@ -182,7 +184,7 @@ class UpstreamClient:
         if timeout_s <= 0:
             raise TimeoutError("no time left to connect to the upstream")
         async with asyncio.timeout(timeout_s):
-            _, proto = await loop.create_connection(lambda: Connection(loop), host, port, ssl=tls,
+            _, proto = await loop.create_connection(lambda: Connection(loop, self._outbox), host, port, ssl=tls,
                                                     server_hostname=host if tls else None)
         return proto
 

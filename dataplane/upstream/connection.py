@@ -29,6 +29,8 @@ from typing import cast
 
 import httptools
 
+from dataplane.outbox import Outbox
+
 _MAX_HEAD = 64 * 1024  # status line and headers of an answer (interim ones included), and its trailers
 _MAX_FRAMING = 64 * 1024  # bytes received in a row without a body byte
 _HIGH_WATER = 256 * 1024  # buffered body bytes before the socket stops being read
@@ -44,8 +46,9 @@ class Connection(asyncio.Protocol):
     ``data_received`` and raise ``ValueError`` to refuse an answer.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, outbox: Outbox) -> None:
         self._loop = loop
+        self._outbox = outbox
         self.transport: asyncio.Transport | None = None
         self.open = False
         self.busy = False  # a request is outstanding: bytes may arrive
@@ -261,6 +264,7 @@ class Connection(asyncio.Protocol):
     # -- lifecycle
 
     def send(self, data: bytes) -> None:
+        """Send a request (written on the loop's next turn, with the other requests of this one: ``Outbox``)."""
         if self.transport is None or not self.open:
             raise ConnectionError("the upstream connection is closed")
         self._reset()
@@ -273,7 +277,7 @@ class Connection(asyncio.Protocol):
         if self._paused:  # an earlier answer filled the buffer and was released unread
             self._paused = False
             self.transport.resume_reading()
-        self.transport.write(data)
+        self._outbox.write(self.transport, data)
 
     def finished(self) -> None:
         self.busy = False

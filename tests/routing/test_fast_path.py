@@ -212,3 +212,25 @@ async def test_a_connection_idle_after_fast_answers_is_closed_at_the_keepalive_t
         assert status == 200 and "server" not in headers
         assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the data plane, idle
         writer.close()
+
+
+async def test_a_refusal_written_at_once_still_follows_the_answer_before_it() -> None:
+    # The answer of a request served by the edge leaves on the loop's next turn (``dataplane.outbox``); a refusal
+    # the edge writes at once (a head growing past its limit, sent while that answer was on its way) comes after
+    # it on the wire, never before.
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)
+        return web.json_response(COMPLETION)
+
+    async with chat_upstream(slow) as up, data_plane(up, up, max_header_bytes=4096) as (url, key):
+        reader, writer = await connect(url)
+        writer.write(request("/v1/chat/completions", orjson.dumps(HELLO), key))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-padding: " + b"a" * 6000)  # no end
+        await writer.drain()
+        first = await read_answer(reader)
+        assert first[0] == 200 and orjson.loads(first[2])["choices"][0]["message"]["content"] == "fine"
+        second = await read_answer(reader)
+        assert second[0] == 431 and orjson.loads(second[2])["error"]["code"] == "headers_too_large"
+        writer.close()

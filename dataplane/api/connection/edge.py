@@ -245,7 +245,7 @@ class EdgeHandler(web_protocol.RequestHandler):
             return False
         if overload.count + overload.pending >= overload.limit:
             overload.shed += 1
-            self.transport.write(self._shed_answers[whole.path])
+            self._write(self._shed_answers[whole.path])
             return True
         # Held from now: the request path counts it only once its task runs, a loop iteration later, and every
         # request read meanwhile would see the same free place.
@@ -290,6 +290,14 @@ class EdgeHandler(web_protocol.RequestHandler):
             self._gather_timer.cancel()
             self._gather_timer = None
 
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` now, after whatever the fast path's outbox still holds for this connection."""
+        transport = self.transport
+        assert transport is not None
+        if self._fast is not None:
+            self._fast.outbox.flush(transport)
+        transport.write(data)
+
     def claim(self) -> None:
         """The request path took the request let through (``count`` holds its place now), or it is gone."""
         if self._pending:
@@ -323,8 +331,9 @@ class EdgeHandler(web_protocol.RequestHandler):
         if transport is None or transport.is_closing():
             return
         if out:
-            transport.write(out)
+            request.outbox.write(transport, out)
         if close:
+            request.outbox.flush(transport)  # the answer leaves before the connection closes
             self.force_close()
             return
         self._keepalive = True
@@ -393,7 +402,7 @@ class EdgeHandler(web_protocol.RequestHandler):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             return
-        transport.write(raw_answer(_path_of(bytes(self._head)) or self._path, refusal))
+        self._write(raw_answer(_path_of(bytes(self._head)) or self._path, refusal))
         if transport.can_write_eof():
             transport.write_eof()
         self._loop.call_later(LINGER_S, transport.close)

@@ -7,7 +7,9 @@
 the one aiohttp would call (``INFERENCE``, set by ``dataplane.api.app``). The request path writes its answer
 itself: a whole one with ``FastRequest.send_answer``, a stream as it comes with ``FastStream`` (chunked, with
 the protocol's flow control, as aiohttp's writer would); an error answer comes back as aiohttp's response and
-``serialized`` writes it as aiohttp would. A head the edge cannot judge exactly, CORS: aiohttp's server, as before.
+``serialized`` writes it as aiohttp would. Every write of the fast path goes through its ``Outbox``
+(``dataplane.outbox``): it leaves on the loop's next turn, with the other answers of this one. A head the edge
+cannot judge exactly, CORS: aiohttp's server, as before.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
+from dataplane.outbox import Outbox
 from tollway.values import value
 
 # METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
@@ -65,11 +68,12 @@ class FastRequest:
     """What the request path reads of a request (``dataplane.api.pipeline.Inbound``), for one the edge read whole
     and serves itself: the application, the headers, the connection, the body."""
 
-    __slots__ = ("app", "body", "content_length", "headers", "path", "protocol", "streamed")
+    __slots__ = ("app", "body", "content_length", "headers", "outbox", "path", "protocol", "streamed")
 
     def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
-                 protocol: object) -> None:
+                 protocol: object, outbox: Outbox) -> None:
         self.app = app
+        self.outbox = outbox  # the answer's writes (``dataplane.outbox``)
         self.path = path
         self.headers = headers
         self.body = body
@@ -93,7 +97,8 @@ class FastRequest:
             return None
         headers: CIMultiDict[str] = CIMultiDict(
             (name, value.strip(" \t")) for name, _, value in (line.partition(":") for line in lines))
-        return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol)
+        return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol,
+                   fast.outbox)
 
     def send_answer(self, headers: Mapping[str, str], body: bytes) -> web.StreamResponse:
         """Write a whole 200 answer (JSON) to the connection, as ``serialized`` would write it, without building
@@ -102,8 +107,9 @@ class FastRequest:
         assert isinstance(protocol, BaseProtocol)
         transport = protocol.transport
         if transport is not None and not transport.is_closing():
-            transport.write(answer_head("200 OK", headers.items(),
-                                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n") + body)
+            self.outbox.write(transport, answer_head(
+                "200 OK", headers.items(), f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")
+                + body)
         return SENT
 
 
@@ -117,6 +123,7 @@ class FastPath:
     routes: Mapping[bytes, FastHandler]
     max_header_bytes: int
     max_body_bytes: int
+    outbox: Outbox = field(default_factory=Outbox)  # the answers' writes: see the module docstring
 
 
 # Header lines ``token: value``, each ending in CRLF; the value visible characters, tabs and spaces only.
@@ -169,8 +176,8 @@ class FastStream:
         if self._head:
             out, self._head = self._head + out, b""
             self._request.streamed = True
-        transport.write(out)
-        if protocol.writing_paused:
+        self._request.outbox.write(transport, out)
+        if protocol.writing_paused:  # (by the writes before this one: this one waits in the outbox)
             await protocol._drain_helper()  # what aiohttp's StreamWriter awaits: resumed, or the connection lost
 
 
