@@ -32,6 +32,7 @@ the report of a saved JSON. ``--profile [FILE]`` then records a py-spy profile o
 (``.venv/bin/pip install py-spy``) and ptrace rights (root, or CAP_SYS_PTRACE).
 
     python -m bench.overhead [--runs 3] [--duration 5] [--connections 1,4,16,64] [--profile] [--quick]
+    python -m bench.overhead --runs 0 --paired 4 --duration 3     # the paired CPU ratio alone, in a minute
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``) and ``taskset`` (util-linux), and 2 CPUs.
 """
@@ -199,7 +200,7 @@ def profile(bench: Bench, tollway: Endpoint, output: Path, connections: int) -> 
 
 
 def render(results: dict[str, Any]) -> str:
-    text = markdown(results)
+    text = markdown(results) if results["runs"] else ""  # ``--runs 0``: the paired measurement alone
     if results.get("paired_cpu_ratio"):
         text += "\n" + paired_markdown(results["paired_cpu_ratio"])
     if results.get("profile"):
@@ -227,7 +228,7 @@ def git_describe() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole matrix (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole matrix (default 3; 0: only the paired measurement)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per cell (default 5)")
     parser.add_argument("--connections", default="1,4,16,64",
                         help="connection counts, comma-separated; the highest is the saturation point")
