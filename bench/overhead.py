@@ -228,7 +228,8 @@ def git_describe() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole matrix (default 3; 0: only the paired measurement)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="repetitions of the whole matrix (default 3; 0: only the paired measurement)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per cell (default 5)")
     parser.add_argument("--connections", default="1,4,16,64",
                         help="connection counts, comma-separated; the highest is the saturation point")
