@@ -52,7 +52,7 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     # One lean client for all upstreams: keep-alive connections are reused across requests and tenants.
     # As many idle connections per upstream as requests may be in flight: a burst's connections are kept for the
     # next one instead of being closed and opened again (at 256 a 512-connection load opened 17,702 for 104k).
-    upstream = UpstreamClient(max_idle_per_origin=app[SETTINGS].max_in_flight)
+    upstream = UpstreamClient(max_idle_per_origin=app[SETTINGS].max_in_flight, busy=app[EDGE].overload.busy)
     vertex = VertexAdapter(upstream)
     adapters: dict[str, Adapter] = {
         "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(upstream),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -119,7 +120,9 @@ class UpstreamClient:
     """Pooled keep-alive connections per origin. Task-safe on one event loop; ``close`` once at shutdown."""
 
     def __init__(self, *, idle_timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None,
-                 max_idle_per_origin: int = MAX_IDLE_PER_ORIGIN) -> None:
+                 max_idle_per_origin: int = MAX_IDLE_PER_ORIGIN, busy: Callable[[], bool] | None = None) -> None:
+        """``busy``: whether the loop is busy enough to hold the requests' writes to its next turn
+        (``dataplane.outbox``; default: always)."""
         self._idle_timeout_s = idle_timeout_s
         self._max_idle = max_idle_per_origin
         self._ssl_context = ssl_context
@@ -127,7 +130,7 @@ class UpstreamClient:
         self._targets: dict[str, Target] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
-        self._outbox = Outbox()  # the requests' writes (``dataplane.outbox``)
+        self._outbox = Outbox(busy) if busy is not None else Outbox()  # the requests' writes (``dataplane.outbox``)
 
     def target(self, url: str) -> Target:
         """``url`` parsed, remembered: upstream URLs repeat on every request."""

@@ -1,5 +1,5 @@
-"""``Outbox``: writes held until the loop's next turn, then made in order; over real socket pairs, whose far
-ends are read without yielding to the loop (so "not yet written" is seen as the peer sees it)."""
+"""``Outbox``: writes held until the loop's next turn while it is busy, then made in order; over real socket
+pairs, whose far ends are read without yielding to the loop (so "not yet written" is seen as the peer sees it)."""
 
 from __future__ import annotations
 
@@ -78,3 +78,18 @@ async def test_a_connection_closed_before_its_turn_gets_nothing_and_the_others_s
             await asyncio.sleep(0)
         assert arrived(b_peer) == b"kept"
         assert arrived(a_peer) == b"<closed>"  # closed, with nothing written
+
+
+async def test_while_the_loop_is_not_busy_a_write_is_made_at_once() -> None:
+    busy = False
+    async with pairs(1) as [(a, a_peer)]:
+        outbox = Outbox(lambda: busy)
+        outbox.write(a, b"now")
+        assert arrived(a_peer) == b"now"
+        busy = True
+        outbox.write(a, b"held")
+        busy = False
+        outbox.write(a, b" behind")  # something is held for the turn: this goes after it, not before
+        assert arrived(a_peer) == b""
+        await asyncio.sleep(0)
+        assert arrived(a_peer) == b"held behind"

@@ -215,14 +215,14 @@ async def test_a_connection_idle_after_fast_answers_is_closed_at_the_keepalive_t
 
 
 async def test_a_refusal_written_at_once_still_follows_the_answer_before_it() -> None:
-    # The answer of a request served by the edge leaves on the loop's next turn (``dataplane.outbox``); a refusal
-    # the edge writes at once (a head growing past its limit, sent while that answer was on its way) comes after
-    # it on the wire, never before.
+    # On a busy loop the answer of a request served by the edge leaves on the loop's next turn
+    # (``dataplane.outbox``); a refusal the edge writes at once (a head growing past its limit, sent while that
+    # answer was on its way) comes after it on the wire, never before.
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(0.3)
         return web.json_response(COMPLETION)
 
-    async with chat_upstream(slow) as up, data_plane(up, up, max_header_bytes=4096) as (url, key):
+    async with chat_upstream(slow) as up, data_plane(up, up, busy=True, max_header_bytes=4096) as (url, key):
         reader, writer = await connect(url)
         writer.write(request("/v1/chat/completions", orjson.dumps(HELLO), key))
         await writer.drain()

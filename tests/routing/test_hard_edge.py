@@ -36,6 +36,9 @@ COMPLETION = {"id": "c", "object": "chat.completion", "created": 0, "model": "m"
 @asynccontextmanager
 async def data_plane(eu1: str, eu2: str, total_timeout_s: float = 1.5, **settings: object
                      ) -> AsyncIterator[tuple[str, str]]:
+    """A data plane on a socket, its key; ``busy``: its loop counts as busy throughout (the lag monitor off, its
+    lag held high), so the request path's writes are held to the next turn (``dataplane.outbox``)."""
+    busy = bool(settings.pop("busy", False))
     key = new_key()
     snap = snapshot(key, eu1, eu2, "http://127.0.0.1:9/v1")
     snap.routes[0].failover.total_timeout_s = total_timeout_s  # "chat": its total timeout bounds streams too
@@ -45,8 +48,12 @@ async def data_plane(eu1: str, eu2: str, total_timeout_s: float = 1.5, **setting
             provider.read_timeout_s = total_timeout_s
     holder = SnapshotHolder()
     assert holder.install(snap) is None
+    if busy:
+        settings["overload_lag_s"] = 0.0
     dp_settings = DataPlaneSettings(port=0, **settings)  # type: ignore[arg-type]
     edge = Edge.of(dp_settings)
+    if busy:
+        edge.overload.lag_s = 1.0
     app = create_app(dp_settings, holder, edge=edge)
     # The server the data plane runs (``DataPlane.start``): aiohttp's, with the connection edge's limits.
     runner = EdgeRunner(app, edge=edge, shutdown_timeout=0.1)

@@ -15,6 +15,7 @@ from aiohttp import web, web_protocol
 from dataplane.api.connection.edge import LINGER_S, Edge, EdgeHandler, EdgeRefusal, raw_answer
 from dataplane.api.connection.overload import OVERLOADED
 from dataplane.api.connection.whole_request import INFERENCE, FastHandler, FastPath
+from dataplane.outbox import Outbox
 
 
 def shed_answer(path: bytes) -> bytes:
@@ -55,8 +56,8 @@ class EdgeRunner(web.AppRunner):
         app = self.app
         routes = app.get(INFERENCE, {})
         limits = self._edge.limits
-        fast = FastPath(app, routes, limits.max_header_bytes, limits.max_body_bytes) \
-            if routes and self._edge.fast else None
+        fast = FastPath(app, routes, limits.max_header_bytes, limits.max_body_bytes,
+                        Outbox(self._edge.overload.busy)) if routes and self._edge.fast else None
         return EdgeServer(plain.request_handler, request_factory=plain.request_factory,
                           handler_cancellation=plain.handler_cancellation, loop=plain._loop, edge=self._edge,
                           inference=routes, fast=fast, **plain._kwargs)

@@ -25,6 +25,7 @@ TICK_S = 0.02  # how often the lag is sampled
 SHRINK = 0.7  # on overload the limit drops to this share of the requests in flight
 GROW = 1.125  # and grows by this factor (at least 1) a window when the loop keeps up
 OVERLOADED = ApiError(503, "the gateway is at capacity; retry shortly", "server_error", "overloaded")
+BUSY_LAG_S = 0.0005  # a lag from which the loop counts as busy (``busy``)
 FLOOR = 64  # the adaptive limit never drops below this many (or below max_in_flight, if smaller)
 
 
@@ -61,6 +62,11 @@ class Overload:
 
     def full(self) -> bool:
         return self.count + self.pending >= self.limit
+
+    def busy(self) -> bool:
+        """The loop has a queue: callbacks wait ``BUSY_LAG_S`` or more for their turn (``dataplane.outbox``
+        holds the request path's writes to the next turn meanwhile)."""
+        return self.lag_s >= BUSY_LAG_S
 
     def start(self) -> None:
         """Sample the loop's lag from now on (with a lag target; on the running loop)."""
