@@ -38,9 +38,9 @@ def _always() -> bool:
 class Outbox:
     __slots__ = ("_busy", "_loop", "_pending")
 
-    def __init__(self, busy: Callable[[], bool] = _always) -> None:
+    def __init__(self, busy: Callable[[], bool] | None = None) -> None:
         self._pending: list[tuple[asyncio.WriteTransport, bytes]] = []
-        self._busy = busy  # whether to hold writes now
+        self._busy = busy or _always  # whether to hold writes now (None: always)
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on (known at the first hold)
 
     def write(self, transport: asyncio.WriteTransport, data: bytes) -> None:

@@ -130,7 +130,7 @@ class UpstreamClient:
         self._targets: dict[str, Target] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
-        self._outbox = Outbox(busy) if busy is not None else Outbox()  # the requests' writes (``dataplane.outbox``)
+        self._outbox = Outbox(busy)  # the requests' writes (``dataplane.outbox``)
 
     def target(self, url: str) -> Target:
         """``url`` parsed, remembered: upstream URLs repeat on every request."""

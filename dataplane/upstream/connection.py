@@ -264,7 +264,7 @@ class Connection(asyncio.Protocol):
     # -- lifecycle
 
     def send(self, data: bytes) -> None:
-        """Send a request (written on the loop's next turn, with the other requests of this one: ``Outbox``)."""
+        """Send a request (while the loop is busy, on its next turn with the others of this one: ``Outbox``)."""
         if self.transport is None or not self.open:
             raise ConnectionError("the upstream connection is closed")
         self._reset()

@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletionToolParam
 from dataplane.api.app import create_app
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
+from tests.adapters.chat_stream import read_chat_stream
 from tests.fakes.anthropic_upstream import FakeAnthropic, fake_anthropic
 from tests.fakes.azure_upstream import FakeAzure, fake_azure
 from tollway.keyformat import generate_key, hash_key
@@ -106,12 +107,7 @@ async def test_streaming(world: World, model: str) -> None:
     stream = await world.client().chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Hello"}], stream=True,
         stream_options={"include_usage": True})
-    text, finish, usage = "", None, None
-    async for chunk in stream:
-        if chunk.choices:
-            text += chunk.choices[0].delta.content or ""
-            finish = chunk.choices[0].finish_reason or finish
-        usage = chunk.usage or usage
+    text, finish, usage = await read_chat_stream(stream)
     assert text == (world.azure.reply if model == "azure" else world.claude.reply)
     assert finish == "stop"
     assert usage is not None and usage.completion_tokens > 0

@@ -19,6 +19,7 @@ import pytest
 from openai.types.chat import ChatCompletionToolParam
 
 from tests.adapters.bedrock_world import ACCESS_KEY, CLAUDE, NOVA, REGION, World, assert_no_secret
+from tests.adapters.chat_stream import read_chat_stream
 from tests.fakes.bedrock_upstream import text_tokens
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -68,12 +69,7 @@ async def test_streaming(world: World, model: str) -> None:
     stream = await world.client().chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Hello"}], stream=True,
         stream_options={"include_usage": True})
-    text, finish, usage = "", None, None
-    async for chunk in stream:
-        if chunk.choices:
-            text += chunk.choices[0].delta.content or ""
-            finish = chunk.choices[0].finish_reason or finish
-        usage = chunk.usage or usage
+    text, finish, usage = await read_chat_stream(stream)
     assert text == world.fake.reply and finish == "stop"
     assert usage is not None and usage.completion_tokens == text_tokens(world.fake.reply)
     assert world.operations() == ["ConverseStream"]

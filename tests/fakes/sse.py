@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ def event_frame(kind: str, data: Any) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def send_frames(request: web.Request, resp: web.StreamResponse, frames: list[bytes],
+async def send_frames(request: web.Request, resp: web.StreamResponse, frames: Iterable[bytes],
                       die_after: int = -1) -> web.StreamResponse:
     """Write ``frames`` one by one; with ``die_after`` >= 0, close the connection instead of frame ``die_after``."""
     for i, frame in enumerate(frames):

@@ -8,8 +8,8 @@ the one aiohttp would call (``INFERENCE``, set by ``dataplane.api.app``). The re
 itself: a whole one with ``FastRequest.send_answer``, a stream as it comes with ``FastStream`` (chunked, with
 the protocol's flow control, as aiohttp's writer would); an error answer comes back as aiohttp's response and
 ``serialized`` writes it as aiohttp would. Every write of the fast path goes through its ``Outbox``
-(``dataplane.outbox``): it leaves on the loop's next turn, with the other answers of this one. A head the edge
-cannot judge exactly, CORS: aiohttp's server, as before.
+(``dataplane.outbox``): while the loop is busy it leaves on the loop's next turn, with the other answers of this
+one. A head the edge cannot judge exactly, CORS: aiohttp's server, as before.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 
 from aiohttp import web
@@ -73,7 +73,7 @@ class FastRequest:
     def __init__(self, app: web.Application, path: str, headers: CIMultiDict[str], body: bytes,
                  protocol: object, outbox: Outbox) -> None:
         self.app = app
-        self.outbox = outbox  # the answer's writes (``dataplane.outbox``)
+        self.outbox = outbox  # the fast path's (``FastPath.outbox``)
         self.path = path
         self.headers = headers
         self.body = body
@@ -123,7 +123,7 @@ class FastPath:
     routes: Mapping[bytes, FastHandler]
     max_header_bytes: int
     max_body_bytes: int
-    outbox: Outbox = field(default_factory=Outbox)  # the answers' writes: see the module docstring
+    outbox: Outbox  # the answers' writes: see the module docstring
 
 
 # Header lines ``token: value``, each ending in CRLF; the value visible characters, tabs and spaces only.

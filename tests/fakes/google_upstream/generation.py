@@ -26,6 +26,7 @@ from tests.fakes.google_upstream.errors import _json
 from tests.fakes.google_upstream.prelude import _Prelude
 from tests.fakes.google_upstream.tokens import _part_tokens, prompt_token_details, text_tokens
 from tests.fakes.google_upstream.wire import HARM_CATEGORIES
+from tests.fakes.sse import send_frames
 
 
 def _iso_now() -> str:
@@ -246,12 +247,5 @@ class _Generation(_Prelude):
                    "Content-Disposition": "attachment", "Vary": "Origin, X-Origin, Referer"}
         resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
-        frames = _sse_frames(chunks) if sse else _array_frames(chunks)
-        for i, frame in enumerate(frames):
-            if i == self.die_after_chunks:
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            await resp.write(frame)
-        await resp.write_eof()
-        return resp
+        return await send_frames(request, resp, _sse_frames(chunks) if sse else _array_frames(chunks),
+                                 self.die_after_chunks)
