@@ -9,7 +9,8 @@ LF, CRLF or CR; ``data`` lines of one event are joined with LF; other fields and
 from __future__ import annotations
 
 _DONE = b"[DONE]"
-_SEPARATOR = b"\n\ndata: "
+_DATA = b"data: "
+_SEPARATOR = b"\n\n" + _DATA
 
 
 MAX_EVENT_BYTES = 1024 * 1024  # one event larger than this is not an answer but a broken (or hostile) upstream
@@ -35,23 +36,14 @@ class SseParser:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if held:
                 buf += b"\r"
+        if buf.startswith(b"data: "):
+            usual = self._usual(buf)
+            if usual is not None:
+                return usual
         parts = buf.split(b"\n\n")
         self._pending = parts.pop()
         if len(self._pending) > self._max:  # ValueError: the adapters' boundary makes it a protocol failure
             raise ValueError(f"an SSE event exceeds {self._max} bytes")
-        if not parts:
-            return []
-        # The usual shape, checked in bulk: every event is one "data: " line (the only newlines are the
-        # separators, and each part starts with the field).
-        complete = len(buf) - len(self._pending)
-        if (buf.startswith(b"data: ") and buf.count(b"\n", 0, complete) == 2 * len(parts)
-                and buf.count(_SEPARATOR, 0, complete) == len(parts) - 1):
-            payloads = [part[6:] for part in parts]
-            if _DONE in payloads:
-                payloads = payloads[: payloads.index(_DONE)]
-                self.done = True
-                self._pending = b""
-            return payloads
         payloads = []
         for block in parts:
             payload = _payload(block)
@@ -64,13 +56,44 @@ class SseParser:
             payloads.append(payload)
         return payloads
 
+    def _usual(self, buf: bytes) -> list[bytes] | None:
+        """The payloads of ``buf`` when every event in it is one ``data: `` line (what providers send), else None
+        (nothing changed): split at the separators between events, its newlines counted once to check the shape.
+        Half the cost of splitting at blank lines and checking each event."""
+        pieces = buf.split(_SEPARATOR)
+        last = pieces[-1]
+        end = last.find(b"\n\n")
+        if end < 0:  # the last event is still arriving
+            pieces.pop()
+            pending = _DATA + last if pieces else buf
+        else:
+            pieces[-1], pending = last[:end], last[end + 2:]
+        # Two newlines an event, none anywhere else (in an event, or in what follows the last one).
+        if buf.count(b"\n") != 2 * len(pieces):
+            return None
+        if len(pending) > self._max:
+            raise ValueError(f"an SSE event exceeds {self._max} bytes")
+        self._pending = pending
+        if not pieces:
+            return []
+        pieces[0] = pieces[0][len(_DATA):]
+        if _DONE in pieces:
+            pieces = pieces[: pieces.index(_DONE)]
+            self.done = True
+            self._pending = b""
+        return pieces
+
     def finish(self) -> bytes | None:
-        """The payload of an unterminated last event, if the stream ended without ``[DONE]``."""
+        """The payload of an unterminated last event, if the stream ended without ``[DONE]`` (an unterminated
+        ``[DONE]``, such as one whose last CR was held for a LF, turns ``done`` true)."""
         if self.done:
             return None
         pending, self._pending = self._pending.rstrip(b"\r"), b""
         payload = _payload(pending)
-        return None if payload == _DONE else payload
+        if payload == _DONE:
+            self.done = True
+            return None
+        return payload
 
 
 def _payload(block: bytes) -> bytes | None:
