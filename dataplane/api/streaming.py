@@ -145,7 +145,10 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
         reply.close()
     finally:
         await batches.aclose()
-        await reply.events.aclose()
+        if reply.batches is None:
+            # Iterated one by one (``batches_of``). Otherwise the events were never started: closing them would
+            # only register them with the loop's async generator hooks (a WeakSet entry) to close nothing.
+            await reply.events.aclose()
     return (SENT if isinstance(resp, FastStream) else resp), result
 
 
