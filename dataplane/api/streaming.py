@@ -103,7 +103,8 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
         resp = _SseResponse(status=200, headers=headers)
         await resp.prepare(request)
     batches = answered.rest if answered.rest is not None else batches_of(reply)
-    loop = asyncio.get_running_loop()
+    # For the deadline, fetched once needed: get_running_loop() checks the pid, a system call each time.
+    loop: asyncio.AbstractEventLoop | None = None
     try:
         try:
             batch = answered.first_events
@@ -121,6 +122,7 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
                     if deadline is None:
                         batch = await anext(batches)
                     else:
+                        loop = loop or asyncio.get_running_loop()
                         with Deadline(loop, deadline):
                             batch = await anext(batches)
                 except TimeoutError:
