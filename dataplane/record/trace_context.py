@@ -133,17 +133,30 @@ class RequestTrace:
                batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[list[bytes], None]:
         """A stream's batches, relayed unchanged, with their facts noted (``first``: the events already read)."""
         self.note_events(first)
-        return _noting(batches, self)
+        return _Noting(batches, self)
 
 
-async def _noting(batches: AsyncGenerator[list[bytes], None],
-                  trace: RequestTrace) -> AsyncGenerator[list[bytes], None]:
-    try:
-        async for batch in batches:
-            trace.note_events(batch)
-            yield batch
-    finally:
-        await batches.aclose()
+class _Noting(AsyncGenerator[list[bytes], None]):
+    """``RequestTrace.noting``'s batches. Not an ``async def`` generator: one closed before it started (a stream
+    whose first read held all of it is never iterated further) would not run its body, so would leave the
+    batches beneath it open, their upstream connection released only when the collector finalized them; this
+    closes them in every case."""
+
+    __slots__ = ("_batches", "_trace")
+
+    def __init__(self, batches: AsyncGenerator[list[bytes], None], trace: RequestTrace) -> None:
+        self._batches, self._trace = batches, trace
+
+    async def asend(self, value: None) -> list[bytes]:
+        batch = await self._batches.asend(value)
+        self._trace.note_events(batch)
+        return batch
+
+    async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> list[bytes]:
+        return await self._batches.athrow(typ, val, tb)
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()
 
 
 def is_configured(settings: DataPlaneSettings, environ: Mapping[str, str]) -> bool:
