@@ -146,11 +146,10 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
         result.upstream_end = result.upstream_end or time.time()
         reply.close()
     finally:
+        # Each layer closes the one it wraps (``batches_of``'s one-by-one too). The reply's ``events`` are not
+        # closed here: iterated, their layer closed them; never started, there is nothing to close (and closing
+        # them would only register them with the loop's async generator hooks).
         await batches.aclose()
-        if reply.batches is None:
-            # Iterated one by one (``batches_of``). Otherwise the events were never started: closing them would
-            # only register them with the loop's async generator hooks (a WeakSet entry) to close nothing.
-            await reply.events.aclose()
     return (SENT if isinstance(resp, FastStream) else resp), result
 
 

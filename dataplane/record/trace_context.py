@@ -125,9 +125,7 @@ class RequestTrace:
 
         One search of the batch joined, not one a payload (every chat chunk names ``finish_reason``, most as
         ``null``): a third of the time. A JSON object ends with ``}``, so no match spans two payloads."""
-        if not payloads:
-            return
-        joined = payloads[0] if len(payloads) == 1 else b"\n".join(payloads)
+        joined = b"\n".join(payloads)  # (one payload: itself, not a copy)
         if not self.response_model and (model := _MODEL.search(joined)) is not None:
             self.response_model = model.group(1).decode("utf-8", "replace")
         if b"finish_reason" in joined:

@@ -36,7 +36,7 @@ class SseParser:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if held:
                 buf += b"\r"
-        if buf.startswith(b"data: "):
+        if buf.startswith(_DATA):
             usual = self._usual(buf)
             if usual is not None:
                 return usual
