@@ -10,7 +10,8 @@ upstream, and the client, to finish what they had and go back to sleep, so nearl
 behind a bare aiohttp proxy, whose client writes its bodies in tasks of their own). Held, the writes of one turn
 leave back to back: the first wakes the reader, the rest find it awake.
 
-Held only while the loop is busy (``busy``: the overload manager's loop lag, ``Overload.busy``). A held write
+Held only while the loop is busy and other requests are in flight (``busy``: ``Overload.busy``, from the loop's
+lag and its thread's share of the CPU over the last 200 ms). A held write
 leaves when the callbacks already queued have run, after the rest of its own request's turn: on an idle loop
 that costs a poll and, for a stream, puts the request's bookkeeping (usage record, log line) before its last
 bytes instead of after them, which at one to sixteen connections made a stream's time to last chunk 0.2-0.6 ms

@@ -47,6 +47,7 @@ class InFlightCount(Protocol):
     shed: int
     limit: int
     lag_s: float
+    utilization: float
 
 
 class _RouteChildren:
@@ -185,6 +186,8 @@ class DataPlaneMetrics:
             "--max-in-flight; lower while the event loop lags)")
         self._loop_lag = registry.gauge(
             "tollway_event_loop_lag_seconds", "The event loop's average lag over the last 200 ms")
+        self._loop_utilization = registry.gauge(
+            "tollway_event_loop_utilization", "The share of the last 200 ms the event loop's thread spent on the CPU")
         self._failures = registry.counter(
             "tollway_upstream_failures_total", "Failed upstream attempts by provider and kind (connect, timeout "
             "(stream deadlines too), 5xx, 429, 4xx, auth, protocol (answers too large, events too large, 2xx "
@@ -229,6 +232,7 @@ class DataPlaneMetrics:
             self._in_flight.labels().set(in_flight.count)
             self._in_flight_limit.labels().set(in_flight.limit)
             self._loop_lag.labels().set(in_flight.lag_s)
+            self._loop_utilization.labels().set(in_flight.utilization)
         version = self._holder.version
         now = self._clock()
         self._info.clear()

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from dataplane.api.connection.overload import FLOOR, next_limit
+from dataplane.api.connection.overload import FLOOR, WINDOW_S, Overload, next_limit
 from tests.routing.test_edge_connections import connect
 from tests.routing.test_hard_edge import COMPLETION, HELLO, credential, data_plane, post
 from tests.routing.world import chat_upstream
@@ -36,6 +36,38 @@ def test_the_limit_shrinks_under_lag_grows_back_and_never_passes_its_bounds() ->
     assert next_limit(2, 0, 0.001, 0.01, 2, 2) == 2
     # Between: kept.
     assert next_limit(300, 300, 0.007, 0.01, 64, 512) == 300
+
+
+async def test_a_loop_full_of_short_callbacks_counts_as_busy_while_other_requests_are_in_flight() -> None:
+    # Callbacks of 0.2 ms one after another: no callback waits 0.5 ms for its turn, so the lag says "not busy";
+    # the loop's thread on the CPU all the time says "busy". Writes are held only with company in flight.
+    overload = Overload(512)
+    overload.start()
+    loop = asyncio.get_running_loop()
+    spinning = loop.time() + 3 * WINDOW_S
+
+    def spin() -> None:
+        until = time.perf_counter() + 0.0002
+        while time.perf_counter() < until:
+            pass
+        if loop.time() < spinning:
+            loop.call_soon(spin)
+
+    try:
+        overload.count = 2
+        assert not overload.busy()  # nothing measured yet
+        loop.call_soon(spin)
+        await asyncio.sleep(3 * WINDOW_S)
+        assert overload.lag_s < 0.0005 < overload.utilization
+        assert overload.busy()
+        overload.count = 1
+        assert not overload.busy()  # a lone request: nothing to leave with
+        overload.count = 2
+        await asyncio.sleep(2.5 * WINDOW_S)  # an idle loop again
+        assert overload.utilization < 0.5
+        assert not overload.busy()
+    finally:
+        overload.stop()
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:

@@ -11,12 +11,18 @@ request costs microseconds rather than a queue position, so admitted requests ke
 are quick, and the requests in flight (each holding its body, plan and buffers) stay bounded, so memory stays
 flat.
 
+The same timer tells whether the loop is busy (``busy``), for ``dataplane.outbox``, which holds the request
+path's writes to the loop's next turn meanwhile: the lag alone cannot tell it on uvloop, whose clock (``loop.time``)
+moves in whole milliseconds, so a loop whose turns last under a millisecond shows no lag however full it is; the
+share of the window the loop's thread spent on the CPU (``utilization``) does.
+
 ``next_limit`` is the control law, pure; ``Overload`` owns the counts and the timer (on the event loop, no lock).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from dataplane.errors import ApiError
 
@@ -26,6 +32,7 @@ SHRINK = 0.7  # on overload the limit drops to this share of the requests in fli
 GROW = 1.125  # and grows by this factor (at least 1) a window when the loop keeps up
 OVERLOADED = ApiError(503, "the gateway is at capacity; retry shortly", "server_error", "overloaded")
 BUSY_LAG_S = 0.0005  # a lag from which the loop counts as busy (``busy``)
+BUSY_SHARE = 0.5  # or a share of the window on the CPU (``utilization``)
 FLOOR = 64  # the adaptive limit never drops below this many (or below max_in_flight, if smaller)
 
 
@@ -42,8 +49,8 @@ def next_limit(limit: int, in_flight: int, lag_s: float, target_lag_s: float, fl
 class Overload:
     """Requests in flight against the limit (``full``), the requests shed, and the loop-lag monitor."""
 
-    __slots__ = ("_handle", "_lag_sum", "_loop", "_samples", "_window_end", "ceiling", "count", "floor", "lag_s",
-                 "limit", "pending", "shed", "target_lag_s")
+    __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_samples", "_wall_start", "_window_end",
+                 "ceiling", "count", "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
 
     def __init__(self, max_in_flight: int, target_lag_s: float = 0.01) -> None:
         self.ceiling = max_in_flight
@@ -54,6 +61,9 @@ class Overload:
         self.pending = 0  # let through by the connection edge, their request path not started yet
         self.shed = 0  # requests refused as overload, for /metrics
         self.lag_s = 0.0  # the last window's average lag, for /metrics
+        self.utilization = 0.0  # the share of the last window the loop's thread was on the CPU, for /metrics
+        self._busy = False  # the last window's lag or utilization says busy
+        self._cpu_start = self._wall_start = 0.0  # the loop thread's CPU time and the time, at the window's start
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._lag_sum = 0.0
@@ -64,9 +74,11 @@ class Overload:
         return self.count + self.pending >= self.limit
 
     def busy(self) -> bool:
-        """The loop has a queue: callbacks wait ``BUSY_LAG_S`` or more for their turn (``dataplane.outbox``
-        holds the request path's writes to the next turn meanwhile)."""
-        return self.lag_s >= BUSY_LAG_S
+        """Other requests are in flight and, over the last window, the loop had a queue (callbacks waited
+        ``BUSY_LAG_S`` or more for their turn) or its thread was on the CPU ``BUSY_SHARE`` of the time: a write
+        now likely has company in this turn (``dataplane.outbox`` holds the request path's writes to the next
+        turn meanwhile). A lone request is never held: it has nothing to leave with."""
+        return self._busy and self.count + self.pending > 1
 
     def start(self) -> None:
         """Sample the loop's lag from now on (with a lag target; on the running loop)."""
@@ -75,6 +87,7 @@ class Overload:
         self._loop = loop = asyncio.get_running_loop()
         now = loop.time()
         self._window_end = now + WINDOW_S
+        self._cpu_start, self._wall_start = time.thread_time(), time.perf_counter()
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
 
     def stop(self) -> None:
@@ -82,6 +95,7 @@ class Overload:
             self._handle.cancel()
             self._handle = None
         self.limit = self.ceiling
+        self._busy = False
 
     def _tick(self, due: float) -> None:
         loop = self._loop
@@ -91,6 +105,10 @@ class Overload:
         self._samples += 1
         if now >= self._window_end:
             self.lag_s = lag = self._lag_sum / self._samples
+            cpu, wall = time.thread_time(), time.perf_counter()
+            self.utilization = share = (cpu - self._cpu_start) / max(wall - self._wall_start, 1e-9)
+            self._cpu_start, self._wall_start = cpu, wall
+            self._busy = lag >= BUSY_LAG_S or share >= BUSY_SHARE
             self.limit = next_limit(self.limit, self.count + self.pending, lag, self.target_lag_s, self.floor,
                                     self.ceiling)
             self._lag_sum, self._samples = 0.0, 0
