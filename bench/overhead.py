@@ -1,10 +1,11 @@
 """The cost of Tollway's policy: the data plane against a bare proxy and the upstream itself, in one run.
 
 Measures three things in the same run, each alone on CPU 0 while it is measured (the load generator, the fake
-upstream and the control plane share CPU 1; the control plane at the lowest priority, ``nice 19``, as it runs on
-machines of its own in production: see ``bench/harness/stack.py``): the upstream directly, a bare reverse proxy
-(``bench/bare_proxy.py``: aiohttp + uvloop + orjson, no policy) and the Tollway data plane with full policy
-(auth, budgets, rate limits, usage spool and shipping, request log, metrics; see ``bench/harness/stack.py``). For each:
+upstream and the control plane share CPU 1; the control plane, and the OTLP sink when tracing, under SCHED_IDLE,
+as they run on machines of their own in production: see ``bench/harness/stack.py``): the upstream directly, a
+bare reverse proxy (``bench/bare_proxy.py``: aiohttp + uvloop + orjson, no policy) and the Tollway data plane
+with full policy (auth, budgets, rate limits, usage spool and shipping, request log, metrics; see
+``bench/harness/stack.py``). For each:
 
 - throughput at saturation (the highest connection count, no upstream delay), JSON and streaming;
 - CPU time per request: the measured process's utime + stime (/proc/<pid>/stat, every thread) over a
@@ -60,6 +61,7 @@ from bench.fast_upstream import DELAYED_SUFFIX
 from bench.harness import cpu_profile, wrk
 from bench.harness.overhead_report import Mode, Target, cell_name, markdown
 from bench.harness.stack import (
+    IDLE,
     ROOT,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
@@ -288,7 +290,8 @@ def main(argv: list[str] | None = None) -> None:
         sink_url = ""
         if args.trace_sampling is not None:
             sink_port = free_port()
-            procs.spawn("1", [sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(sink_port)], "otlp_sink")
+            procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(sink_port)],
+                        "otlp_sink")
             sink_url = f"http://127.0.0.1:{sink_port}"
             wait_http(sink_url + "/stats")
             tracing = [f"--otlp-endpoint={sink_url}", f"--trace-sampling={args.trace_sampling:g}"]

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from bench.fast_upstream import DELAYED_SUFFIX
 from bench.harness.stack import (
+    IDLE,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
     Processes,
@@ -78,7 +79,7 @@ def variant_args(procs: Processes, variant: Variant) -> list[str]:
     args = list(variant.dataplane_args)
     if variant.trace_sampling is not None:
         port = free_port()
-        procs.spawn("1", [sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
+        procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
         wait_http(f"http://127.0.0.1:{port}/stats")
         args += [f"--otlp-endpoint=http://127.0.0.1:{port}", f"--trace-sampling={variant.trace_sampling:g}"]
     return args

@@ -34,6 +34,9 @@ DATAPLANE_TOKEN = "bench-dataplane-token"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+IDLE = ("chrt", "--idle", "0")  # run a command under SCHED_IDLE: only when its CPU has nothing else to do
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,7 +182,7 @@ class Processes:
 
 def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = (),
                   workers: int = 1, cpus: str | None = None) -> Gateway:
-    """The upstream and control plane (niced) on CPU 1, the data plane on CPU 0 (``workers`` of them on CPUs
+    """The upstream and control plane (``IDLE``) on CPU 1, the data plane on CPU 0 (``workers`` of them on CPUs
     0..N-1, or on ``cpus``, a taskset list); returns once the data plane is ready."""
     work = procs.work
     gatectl = [sys.executable, "-m", "cli.main"]
@@ -187,11 +190,13 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
     admin_token, dp_token = "bench-admin-token", DATAPLANE_TOKEN
     upstream = procs.spawn("1", [sys.executable, "-m", "bench.fast_upstream", "--port", str(up_port),
                                  *upstream_args], "upstream")
-    # The control plane at the lowest priority: in production it runs on machines of its own. At normal priority
-    # its ingestion of the usage the data plane ships (15-30 % of CPU 1 under load) delayed wrk and the upstream
-    # by milliseconds, and that, not the data plane, was Tollway's 3.5-4 ms p99 at one connection (measured by
-    # stopping the control plane mid-load: 1.2-1.3 ms; the data plane serves on its snapshot and grants).
-    procs.spawn("1", ["nice", "-n", "19", *gatectl, "controlplane", "serve", "--store", f"embedded://{work}/store",
+    # The control plane under SCHED_IDLE (``IDLE``): in production it runs on machines of its own. It shares CPU 1
+    # with wrk and the upstream, and at normal priority its ingestion of the usage the data plane ships (15-30 %
+    # of CPU 1 under load) delayed them by milliseconds: that, not the data plane, was Tollway's 3.5-4 ms p99 at
+    # one connection. At ``nice 19`` it still took its slice when it woke (a one-connection client saw 16-22
+    # answers a second more than 1 ms late, 7-9 with the control plane stopped); under SCHED_IDLE any waking task
+    # takes the CPU from it at once (6-8). The data plane serves on its snapshot and grants meanwhile.
+    procs.spawn("1", [*IDLE, *gatectl, "controlplane", "serve", "--store", f"embedded://{work}/store",
                       "--admin-port",
                       str(admin_port), "--grpc-port", str(grpc_port), "--state-dir", str(work / "cp"),
                       "--admin-token", admin_token, "--dataplane-token", dp_token], "controlplane")
