@@ -182,8 +182,8 @@ class Processes:
 
 def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = (),
                   workers: int = 1, cpus: str | None = None) -> Gateway:
-    """The upstream and control plane (``IDLE``) on CPU 1, the data plane on CPU 0 (``workers`` of them on CPUs
-    0..N-1, or on ``cpus``, a taskset list); returns once the data plane is ready."""
+    """The upstream, and the control plane under ``IDLE``, on CPU 1, the data plane on CPU 0 (``workers`` of them on
+    CPUs 0..N-1, or on ``cpus``, a taskset list); returns once the data plane is ready."""
     work = procs.work
     gatectl = [sys.executable, "-m", "cli.main"]
     up_port, admin_port, grpc_port = free_port(), free_port(), free_port()
@@ -221,5 +221,6 @@ def start_dataplane(procs: Processes, control_plane: str, name: str, dataplane_a
                                    str(work / name), "--token", DATAPLANE_TOKEN, "--node-id", f"bench-{name}",
                                    "--workers", str(workers), "--request-log", str(work / f"{name}-requests.log"),
                                    *dataplane_args], name)
-    wait_http(f"http://127.0.0.1:{port}/readyz")
+    # Ready once the control plane (``IDLE``: it runs only when CPU 1 has nothing else to do) has answered it.
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60.0)
     return dataplane, f"http://127.0.0.1:{port}/v1"

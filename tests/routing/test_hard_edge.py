@@ -7,6 +7,7 @@ data plane whose limits answer in the API's own format.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from aiohttp import web
 from dataplane.api.app import create_app
 from dataplane.api.connection.edge import Edge
 from dataplane.api.connection.edge_runner import EdgeRunner
+from dataplane.api.connection.overload import Overload
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.upstream.adapters.wire import MAX_ANSWER_BYTES
@@ -33,11 +35,18 @@ COMPLETION = {"id": "c", "object": "chat.completion", "created": 0, "model": "m"
               "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
 
 
+class _AlwaysBusy(Overload):
+    """The overload manager of a loop that counts as busy throughout, whatever is in flight."""
+
+    def busy(self) -> bool:
+        return True
+
+
 @asynccontextmanager
 async def data_plane(eu1: str, eu2: str, total_timeout_s: float = 1.5, **settings: object
                      ) -> AsyncIterator[tuple[str, str]]:
-    """A data plane on a socket, its key; ``busy``: its loop counts as busy throughout (the lag monitor off, its
-    lag held high), so the request path's writes are held to the next turn (``dataplane.outbox``)."""
+    """A data plane on a socket, its key; ``busy``: its loop counts as busy throughout (the lag monitor off,
+    ``Overload.busy`` always true), so the request path's writes are held to the next turn (``dataplane.outbox``)."""
     busy = bool(settings.pop("busy", False))
     key = new_key()
     snap = snapshot(key, eu1, eu2, "http://127.0.0.1:9/v1")
@@ -53,7 +62,7 @@ async def data_plane(eu1: str, eu2: str, total_timeout_s: float = 1.5, **setting
     dp_settings = DataPlaneSettings(port=0, **settings)  # type: ignore[arg-type]
     edge = Edge.of(dp_settings)
     if busy:
-        edge.overload.lag_s = 1.0
+        edge = dataclasses.replace(edge, overload=_AlwaysBusy(dp_settings.max_in_flight, 0.0))
     app = create_app(dp_settings, holder, edge=edge)
     # The server the data plane runs (``DataPlane.start``): aiohttp's, with the connection edge's limits.
     runner = EdgeRunner(app, edge=edge, shutdown_timeout=0.1)

@@ -46,8 +46,15 @@ def next_limit(limit: int, in_flight: int, lag_s: float, target_lag_s: float, fl
     return limit
 
 
+def busy_window(lag_s: float, share: float) -> bool:
+    """Whether a window whose average lag was ``lag_s``, with the loop's thread on the CPU ``share`` of it, counts
+    as busy (pure): callbacks queued behind others, or a loop rarely idle."""
+    return lag_s >= BUSY_LAG_S or share >= BUSY_SHARE
+
+
 class Overload:
-    """Requests in flight against the limit (``full``), the requests shed, and the loop-lag monitor."""
+    """Requests in flight against the limit (``full``), the requests shed, and the loop monitor (its lag and its
+    thread's share of the CPU, per window)."""
 
     __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_samples", "_wall_start", "_window_end",
                  "ceiling", "count", "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
@@ -81,7 +88,7 @@ class Overload:
         return self._busy and self.count + self.pending > 1
 
     def start(self) -> None:
-        """Sample the loop's lag from now on (with a lag target; on the running loop)."""
+        """Sample the loop's lag and CPU share from now on (with a lag target; on the running loop)."""
         if self.target_lag_s <= 0 or self._handle is not None:
             return
         self._loop = loop = asyncio.get_running_loop()
@@ -95,6 +102,8 @@ class Overload:
             self._handle.cancel()
             self._handle = None
         self.limit = self.ceiling
+        self.lag_s = self.utilization = self._lag_sum = 0.0
+        self._samples = 0
         self._busy = False
 
     def _tick(self, due: float) -> None:
@@ -108,7 +117,7 @@ class Overload:
             cpu, wall = time.thread_time(), time.perf_counter()
             self.utilization = share = (cpu - self._cpu_start) / max(wall - self._wall_start, 1e-9)
             self._cpu_start, self._wall_start = cpu, wall
-            self._busy = lag >= BUSY_LAG_S or share >= BUSY_SHARE
+            self._busy = busy_window(lag, share)
             self.limit = next_limit(self.limit, self.count + self.pending, lag, self.target_lag_s, self.floor,
                                     self.ceiling)
             self._lag_sum, self._samples = 0.0, 0
