@@ -95,8 +95,9 @@ class FastRequest:
         lines.pop()  # after the last CRLF
         if len(lines) > 100:
             return None
+        # (Lists, not generators: a generator resumes once an item, and this runs for every request.)
         headers: CIMultiDict[str] = CIMultiDict(
-            (name, value.strip(" \t")) for name, _, value in (line.partition(":") for line in lines))
+            [(name, value.strip(" \t")) for name, _, value in [line.partition(":") for line in lines]])
         return cls(fast.app, whole.path.decode("latin-1"), headers, data[whole.head_end + 4:], protocol,
                    fast.outbox)
 
@@ -141,7 +142,7 @@ def serialized(answer: web.Response) -> bytes:
 def answer_head(status: str, headers: Iterable[tuple[str, str]], framing: str) -> bytes:
     """An answer's head as aiohttp writes it: the status line (``status``: "200 OK"), the headers, the body's
     framing (its header lines), the Date, the blank line."""
-    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    lines = "".join([f"{name}: {value}\r\n" for name, value in headers])
     return f"HTTP/1.1 {status}\r\n{lines}{framing}Date: {http_date()}\r\n\r\n".encode("latin-1")
 
 
