@@ -61,7 +61,6 @@ from bench.fast_upstream import DELAYED_SUFFIX
 from bench.harness import cpu_profile, wrk
 from bench.harness.overhead_report import Mode, Target, cell_name, markdown
 from bench.harness.stack import (
-    IDLE,
     ROOT,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
@@ -71,6 +70,7 @@ from bench.harness.stack import (
     free_port,
     peak_rss_mb,
     start_gateway,
+    start_otlp_sink,
     wait_http,
 )
 
@@ -289,11 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         tracing: list[str] = []
         sink_url = ""
         if args.trace_sampling is not None:
-            sink_port = free_port()
-            procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(sink_port)],
-                        "otlp_sink")
-            sink_url = f"http://127.0.0.1:{sink_port}"
-            wait_http(sink_url + "/stats")
+            sink_url = start_otlp_sink(procs)
             tracing = [f"--otlp-endpoint={sink_url}", f"--trace-sampling={args.trace_sampling:g}"]
             meta["trace_sampling"] = args.trace_sampling
         gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", args.delay_ms, "--delay-order",

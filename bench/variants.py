@@ -42,15 +42,13 @@ from pathlib import Path
 
 from bench.fast_upstream import DELAYED_SUFFIX
 from bench.harness.stack import (
-    IDLE,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
     Processes,
     cpu_seconds,
-    free_port,
     start_dataplane,
     start_gateway,
-    wait_http,
+    start_otlp_sink,
 )
 from bench.harness.wrk import run, write_script
 
@@ -78,10 +76,7 @@ def variant_args(procs: Processes, variant: Variant) -> list[str]:
     """The data plane's arguments for ``variant`` (for tracing, an OTLP sink on CPU 1 started first)."""
     args = list(variant.dataplane_args)
     if variant.trace_sampling is not None:
-        port = free_port()
-        procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
-        wait_http(f"http://127.0.0.1:{port}/stats")
-        args += [f"--otlp-endpoint=http://127.0.0.1:{port}", f"--trace-sampling={variant.trace_sampling:g}"]
+        args += [f"--otlp-endpoint={start_otlp_sink(procs)}", f"--trace-sampling={variant.trace_sampling:g}"]
     return args
 
 

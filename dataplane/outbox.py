@@ -15,10 +15,10 @@ lag and its thread's share of the CPU over the last 200 ms). A held write leaves
 queued have run, after the rest of its own request's turn: on an idle loop that costs a poll and, for a stream,
 puts the request's bookkeeping (usage record, log line) before its last bytes instead of after them, which at one
 to sixteen connections made a stream's time to last chunk 0.2-0.6 ms longer and bought nothing, as there is
-nothing to write with it. Writes to one transport keep their order; a
-transport closing by the time its turn comes gets nothing (its connection is being torn down: what was queued
-for it has no reader). Whoever writes a transport both here and directly (an error answer, ``write_eof``) calls
-``flush(transport)`` first, so nothing written directly overtakes what waits here.
+nothing to write with it. Writes to one transport keep their order; a transport closing by the time its turn
+comes gets nothing (its connection is being torn down: what was queued for it has no reader). Whoever writes a
+transport both here and directly (an error answer, ``write_eof``) calls ``flush(transport)`` first, so nothing
+written directly overtakes what waits here.
 
 Owned by one event loop, like the transports it writes.
 """

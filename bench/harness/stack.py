@@ -180,6 +180,16 @@ class Processes:
         return proc
 
 
+def start_otlp_sink(procs: Processes) -> str:
+    """An OTLP/HTTP trace sink (``bench/harness/otlp_sink.py``) on CPU 1 under ``IDLE``, as a collector runs on
+    machines of its own in production; returns its URL once it answers."""
+    port = free_port()
+    procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/stats")
+    return url
+
+
 def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = (),
                   workers: int = 1, cpus: str | None = None) -> Gateway:
     """The upstream, and the control plane under ``IDLE``, on CPU 1, the data plane on CPU 0 (``workers`` of them on

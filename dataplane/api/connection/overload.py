@@ -56,8 +56,8 @@ class Overload:
     """Requests in flight against the limit (``full``), the requests shed, and the loop monitor (its lag and its
     thread's share of the CPU, per window)."""
 
-    __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_samples", "_wall_start", "_window_end",
-                 "ceiling", "count", "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
+    __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_samples", "_wall_start", "ceiling", "count",
+                 "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
 
     def __init__(self, max_in_flight: int, target_lag_s: float = 0.01) -> None:
         self.ceiling = max_in_flight
@@ -70,12 +70,11 @@ class Overload:
         self.lag_s = 0.0  # the last window's average lag, for /metrics
         self.utilization = 0.0  # the share of the last window the loop's thread was on the CPU, for /metrics
         self._busy = False  # the last window's lag or utilization says busy
-        self._cpu_start = self._wall_start = 0.0  # the loop thread's CPU time and the time, at the window's start
+        self._cpu_start = self._wall_start = 0.0  # the window's start: the loop thread's CPU time, the time
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._lag_sum = 0.0
         self._samples = 0
-        self._window_end = 0.0
 
     def full(self) -> bool:
         return self.count + self.pending >= self.limit
@@ -93,7 +92,6 @@ class Overload:
             return
         self._loop = loop = asyncio.get_running_loop()
         now = loop.time()
-        self._window_end = now + WINDOW_S
         self._cpu_start, self._wall_start = time.thread_time(), time.perf_counter()
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
 
@@ -112,14 +110,14 @@ class Overload:
         now = loop.time()
         self._lag_sum += now - due
         self._samples += 1
-        if now >= self._window_end:
+        wall = time.perf_counter()
+        if wall - self._wall_start >= WINDOW_S:
             self.lag_s = lag = self._lag_sum / self._samples
-            cpu, wall = time.thread_time(), time.perf_counter()
-            self.utilization = share = (cpu - self._cpu_start) / max(wall - self._wall_start, 1e-9)
+            cpu = time.thread_time()
+            self.utilization = share = (cpu - self._cpu_start) / (wall - self._wall_start)
             self._cpu_start, self._wall_start = cpu, wall
             self._busy = busy_window(lag, share)
             self.limit = next_limit(self.limit, self.count + self.pending, lag, self.target_lag_s, self.floor,
                                     self.ceiling)
             self._lag_sum, self._samples = 0.0, 0
-            self._window_end = now + WINDOW_S
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
