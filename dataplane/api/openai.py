@@ -73,10 +73,12 @@ def _frame(payloads: list[bytes], result: StreamResult, include_usage: bool) -> 
     joined = SEPARATOR.join(payloads)
     drop = note_usage(payloads, joined, result, include_usage)
     if drop:
-        kept = [p for i, p in enumerate(payloads) if i not in drop]
-        if not kept:
+        if len(drop) == len(payloads):
             return b""
-        joined = SEPARATOR.join(kept)
+        if drop == [len(payloads) - 1]:  # the usual: the usage chunk ends the stream
+            joined = joined[:len(joined) - len(SEPARATOR) - len(payloads[-1])]
+        else:
+            joined = SEPARATOR.join([p for i, p in enumerate(payloads) if i not in drop])
     return b"data: " + joined + b"\n\n"
 
 

@@ -244,7 +244,7 @@ async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtim
         # The route's total timeout bounds the whole stream, from the first attempt on.
         left = plan.route.failover.total_timeout_s - (time.time() - result.sent_at)
         deadline = asyncio.get_running_loop().time() + max(left, 0.0)
-        assert isinstance(request, web.Request | FastRequest)
+        assert isinstance(request, FastRequest | web.Request)
         resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started,
                                               deadline)
         settled = True

@@ -171,7 +171,7 @@ def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, inclu
         at = joined.find(_USAGE_KEY, at + len(_USAGE_KEY))
         if match is None:
             continue
-        i = _payload_at(payloads, match.start())
+        i = _payload_at(payloads, len(joined), match.start())
         if i == last:
             continue
         last = i
@@ -191,11 +191,13 @@ def note_usage(payloads: list[bytes], joined: bytes, result: StreamResult, inclu
     return drop
 
 
-def _payload_at(payloads: list[bytes], offset: int) -> int:
-    """The index of the payload holding byte ``offset`` of their ``SEPARATOR``-joined form."""
-    end = 0
-    for i, payload in enumerate(payloads):
-        end += len(payload) + len(SEPARATOR)
-        if offset < end:
+def _payload_at(payloads: list[bytes], end: int, offset: int) -> int:
+    """The index of the payload holding byte ``offset`` of their ``SEPARATOR``-joined form, ``end`` bytes long.
+    Counted from the last payload: the one that carries the usage, as a rule."""
+    start = end
+    for i in range(len(payloads) - 1, 0, -1):
+        start -= len(payloads[i])
+        if offset >= start:
             return i
-    return len(payloads) - 1
+        start -= len(SEPARATOR)
+    return 0
