@@ -169,10 +169,13 @@ class DiscoveryServicer:
                 stream.sent(snapshot.version, nonce)
                 yield dpb.DiscoveryResponse(nonce=nonce, snapshot=snapshot)
         finally:
+            # Before any await: gRPC cancels this coroutine when the peer's cancel reaches it, which can be after the
+            # reader saw the stream end, while this block awaits; a disconnect after the await would then never run
+            # and the data plane would stay connected for good.
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
             self._registry.disconnect(hello.node_id, stream.id)
             log.info("data plane %s disconnected", hello.node_id)
+            await asyncio.gather(reader, return_exceptions=True)
 
 
 class _Stream:
