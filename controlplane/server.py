@@ -136,7 +136,9 @@ class ControlPlane:
             self.ledger = ledger = Ledger(store, ttl_s=s.lease_ttl_seconds, grace_s=s.lease_grace_seconds,
                                           observe=alerts.budget_observed)
             leases = LeaseServicer(ledger, publisher, tokens.dataplane, alerts=alerts)
-            await self._start_grpc(DiscoveryServicer(publisher, registry, tokens.dataplane),
+            discovery = DiscoveryServicer(publisher, registry, tokens.dataplane,
+                                          missed_heartbeats=s.dataplane_missed_heartbeats)
+            await self._start_grpc(discovery,
                                    UsageServicer(usage_db, tokens.dataplane, settle=leases.settle_usage), leases)
             self.retention = retention = RetentionTask(usage_db, lambda: _policy(repository),
                                                        interval=s.retention_interval_seconds, clock=self._clock)

@@ -55,6 +55,11 @@ class ControlPlaneSettings:
     rollout_window_seconds: float = 300.0
     rollout_min_requests: int = 20
     rollout_tick_seconds: float = 1.0
+    # A data plane's discovery stream is ended, and the data plane shown disconnected, once this many of its
+    # heartbeat intervals (which it announces; 5 s by default) pass in a row with no message from it: 3 to 4
+    # intervals after its last message, 15-20 s by default. Fewer would end the streams of data planes whose
+    # heartbeats are merely late.
+    dataplane_missed_heartbeats: int = 3
     # Several replicas on one etcd (controlplane.ha): the name this one goes by (default HOSTNAME-GRPCPORT), its
     # etcd lease (a dead duty holder's duties move within ha_ttl * 4/3 seconds), and how long the data-plane
     # registry keeps entries of data planes no longer seen.

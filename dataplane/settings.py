@@ -33,7 +33,8 @@ class DataPlaneSettings:
     request_log: str = ""
     request_log_max_bytes: int = 100 * 1024 * 1024
     request_log_backups: int = 5
-    # How often the discovery stream carries a heartbeat (liveness and deployment health) between answers.
+    # How often the discovery stream carries a heartbeat (liveness and deployment health) between answers; the
+    # control plane is told, and ends a stream silent for 3 of these (``dataplane_missed_heartbeats``).
     heartbeat_interval_s: float = 5.0
     # Requests in flight beyond which new ones are shed at once with 503 + Retry-After (overload protection).
     max_in_flight: int = 512

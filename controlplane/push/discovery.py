@@ -8,6 +8,16 @@ A request marked ``heartbeat`` is neither: it only refreshes the data plane's la
 when it echoes the current nonce (it does, by design) or carries no error after a NACK.
 Every request carries the data plane's deployment health (``controlplane.push.fleet_health``).
 
+Liveness: a data plane sends a heartbeat every interval it announces in its first request (5 s if it announces
+none). When ``missed_heartbeats`` intervals in a row pass without any message from it (3 by default: shown
+disconnected between 3 and 4 intervals after its last message, 15-20 s with the defaults), the stream is dead: its
+record is marked disconnected at once, keeping the time of that last message as ``last_seen``, and the stream
+ends with UNAVAILABLE, so its task and buffers go even though no FIN or RST ever came (a lost host, a partition,
+a frozen process). A data plane that is alive reconnects and is shown connected again. Silence is counted in
+whole intervals, not measured from the last message, so a control plane whose event loop stalled counts the stall
+as one interval, never as all of them; a heartbeat less than two intervals late never ends a stream. The server's
+gRPC keepalive (``tollway.grpc_options``) is the backstop for a stream stuck sending.
+
 Authentication: ``authorization: Bearer <data-plane token>`` in the call metadata, compared in constant time;
 otherwise the call ends UNAUTHENTICATED before anything is sent. This module is the one place where discovery
 outcomes become gRPC statuses.
@@ -18,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -38,6 +49,17 @@ log = logging.getLogger(__name__)
 
 Status = Literal["ACK", "NACK", "PENDING"]
 
+DEFAULT_HEARTBEAT_S = 5.0  # the data planes' default interval: what one that announces none is watched at
+MIN_HEARTBEAT_S = 0.1  # no stream is watched more often than this, whatever its data plane announces
+
+
+def heartbeat_interval(announced: float) -> float:
+    """The interval a stream's silence is counted in: the one its data plane announced (floored at
+    ``MIN_HEARTBEAT_S``), or ``DEFAULT_HEARTBEAT_S`` when it announced none (0) or nonsense."""
+    if not (announced > 0 and math.isfinite(announced)):
+        return DEFAULT_HEARTBEAT_S
+    return max(announced, MIN_HEARTBEAT_S)
+
 
 @dataclass(frozen=True)
 class DataPlaneRecord:
@@ -48,7 +70,7 @@ class DataPlaneRecord:
     version: str  # the version it runs ("" for none)
     status: Status
     error: str  # the last NACK's error; "" after an ACK
-    last_seen: float  # unix seconds of its last message (heartbeats keep it fresh), or of its disconnect
+    last_seen: float  # unix seconds of its last message (heartbeats keep it fresh), or of its stream's close
     connected: bool
     stream: int  # which stream wrote this record: a stale stream's disconnect must not mark a live one
     health: tuple[DeploymentState, ...] = ()  # its deployments, as its last message reported them
@@ -91,9 +113,17 @@ class Registry:
             del self._records[r.node_id]
 
     def disconnect(self, node_id: str, stream: int) -> None:
+        """``stream`` ended: its record, unless a newer stream owns it, is disconnected as of now."""
+        current = self._records.get(node_id)
+        if current is not None and current.stream == stream and current.connected:
+            self._records[node_id] = replace(current, connected=False, last_seen=time.time())
+
+    def silence(self, node_id: str, stream: int) -> None:
+        """``stream`` went silent: its record, unless a newer stream owns it, is disconnected as of its last
+        message (its ``last_seen``)."""
         current = self._records.get(node_id)
         if current is not None and current.stream == stream:
-            self._records[node_id] = replace(current, connected=False, last_seen=time.time())
+            self._records[node_id] = replace(current, connected=False)
 
     def dataplanes(self) -> list[dict[str, Any]]:
         return [
@@ -137,10 +167,11 @@ Context = grpc.aio.ServicerContext[dpb.DiscoveryRequest, dpb.DiscoveryResponse]
 class DiscoveryServicer:
     """Serves ``StreamSnapshots``; one coroutine per connected data plane."""
 
-    def __init__(self, publisher: Publisher, registry: Registry, token: str) -> None:
+    def __init__(self, publisher: Publisher, registry: Registry, token: str, *, missed_heartbeats: int = 3) -> None:
         self._publisher = publisher
         self._registry = registry
         self._expected = bearer(token)
+        self._missed_heartbeats = missed_heartbeats
         self._streams = itertools.count(1)
         self._nonces = itertools.count(1)
 
@@ -160,19 +191,27 @@ class DiscoveryServicer:
         stream = _Stream(self._publisher, self._registry, hello, next(self._streams))
         log.info("data plane %s (region %s) connected running %r", hello.node_id, hello.region, hello.version or "none")
         reader = asyncio.create_task(stream.read(request_iterator), name=f"discovery-read-{hello.node_id}")
+        watch = asyncio.create_task(stream.watch(self._missed_heartbeats), name=f"discovery-watch-{hello.node_id}")
         try:
             while True:
-                snapshot = await stream.next_snapshot(reader)
+                snapshot = await stream.next_snapshot({reader, watch})
                 if snapshot is None:
-                    return
+                    break
                 nonce = str(next(self._nonces))
                 stream.sent(snapshot.version, nonce)
                 yield dpb.DiscoveryResponse(nonce=nonce, snapshot=snapshot)
+            if watch.done() and not reader.done():
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"nothing received for {self._missed_heartbeats} "
+                                    f"heartbeat intervals of {stream.interval:g} s: the stream is ended")
         finally:
+            # Before any await: gRPC cancels this coroutine when the peer's cancel reaches it, which can be after the
+            # reader saw the stream end, while this block awaits; a disconnect after the await would then never run
+            # and the data plane would stay connected for good.
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            watch.cancel()
             self._registry.disconnect(hello.node_id, stream.id)
             log.info("data plane %s disconnected", hello.node_id)
+            await asyncio.gather(reader, watch, return_exceptions=True)
 
 
 class _Stream:
@@ -186,6 +225,8 @@ class _Stream:
         self._region = hello.region
         self._last_sent = hello.version  # the data plane runs this, so it needs nothing until the region differs
         self._nonce = ""
+        self.interval = heartbeat_interval(hello.heartbeat_interval_s)
+        self._heard = 0  # messages read after the hello: ``watch`` compares counts, not clocks
         running = publisher.version_for(hello.region, hello.node_id)  # a staged rollout may assign it another
         status: Status = "ACK" if publisher.is_ready and hello.version == running else "PENDING"
         self._registry.put(DataPlaneRecord(
@@ -197,17 +238,18 @@ class _Stream:
         version = self._publisher.version_for(self._region, self._node) if self._publisher.is_ready else ""
         return version != "" and version != self._last_sent
 
-    async def next_snapshot(self, reader: asyncio.Task[None]) -> spb.Snapshot | None:
-        """The region's latest snapshot once it differs from the last one sent; None when the peer went away."""
+    async def next_snapshot(self, ending: set[asyncio.Task[None]]) -> spb.Snapshot | None:
+        """The region's latest snapshot once it differs from the last one sent; None once one of ``ending`` is
+        done (the reader: the data plane closed its side or the call broke; the watch: it went silent)."""
         if not self._differs():
             waiter = asyncio.create_task(self._wait_until_differs())
             try:
-                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({waiter, *ending}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 waiter.cancel()
                 await asyncio.gather(waiter, return_exceptions=True)
-            if not self._differs():
-                return None  # the reader ended: the data plane closed its side or the call broke
+        if any(t.done() for t in ending):
+            return None
         return self._publisher.snapshot_for(self._region, self._node)  # never None once it differs
 
     async def _wait_until_differs(self) -> None:
@@ -220,11 +262,23 @@ class _Stream:
         if current is not None and current.stream == self.id:
             self._registry.put(replace(current, status="PENDING"))
 
+    async def watch(self, missed_heartbeats: int) -> None:
+        """Return once ``missed_heartbeats`` intervals in a row passed without a message, having marked the record
+        disconnected (at once, even while the stream is stuck sending a snapshot)."""
+        missed, heard = 0, self._heard
+        while missed < missed_heartbeats:
+            await asyncio.sleep(self.interval)
+            missed, heard = (missed + 1, heard) if self._heard == heard else (0, self._heard)
+        self._registry.silence(self._node, self.id)
+        log.warning("data plane %s sent nothing for %d heartbeat intervals of %g s: ending its stream",
+                    self._node, missed_heartbeats, self.interval)
+
     async def read(self, requests: AsyncIterator[dpb.DiscoveryRequest]) -> None:
         async for request in requests:
+            self._heard += 1
             current = self._registry.record(self._node)
-            if current is None or current.stream != self.id:
-                continue  # a newer stream from the same node owns the record
+            if current is None or current.stream != self.id or not current.connected:
+                continue  # a newer stream from the same node owns the record, or this one was found silent
             if request.heartbeat:
                 self._registry.put(replace(current, health=states_of(request), last_seen=time.time()))
                 continue

@@ -9,7 +9,9 @@ with jittered exponential backoff (capped at five seconds). For every snapshot r
 - on refusal it is NACKed (the request echoes the version still running, the nonce and the reason).
 
 Between answers, every ``heartbeat_interval_s`` it sends a heartbeat on the same stream: the version and nonce
-of its last answer again, marked ``heartbeat`` so the control plane never reads it as a new ACK or NACK. Every
+of its last answer again, marked ``heartbeat`` so the control plane never reads it as a new ACK or NACK. The
+first request announces the interval: the control plane ends a stream that stays silent for several of them
+(UNAVAILABLE), and this loop reconnects as after any other failure. Every
 request (hello, ACK, NACK, heartbeat) carries the deployments' current health, which is how the control plane
 learns it (``gatectl providers``). Writes to the stream are serialized by a lock: gRPC allows one at a time.
 
@@ -113,7 +115,8 @@ class DiscoveryClient:
 
             heartbeats: asyncio.Task[None] | None = None
             try:
-                await send(dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version))
+                await send(dpb.DiscoveryRequest(node_id=s.node_id, region=s.region, version=self._holder.version,
+                                                heartbeat_interval_s=s.heartbeat_interval_s))
                 heartbeats = asyncio.create_task(self._heartbeats(send), name=f"discovery-heartbeat-{s.node_id}")
                 async for response in call:
                     self.connected, received, self.last_error = True, True, ""

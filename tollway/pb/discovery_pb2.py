@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tollway.pb import snapshot_pb2 as tollway_dot_pb_dot_snapshot__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atollway/pb/discovery.proto\x12\ntollway.v1\x1a\x19tollway/pb/snapshot.proto\"\xac\x01\n\x10\x44iscoveryRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\theartbeat\x18\x06 \x01(\x08\x12,\n\x06health\x18\x07 \x03(\x0b\x32\x1c.tollway.v1.DeploymentHealth\"\xc6\x01\n\x10\x44\x65ploymentHealth\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\r\x12\x11\n\tejections\x18\x05 \x01(\r\x12\x15\n\rejected_for_s\x18\x06 \x01(\x01\x12\x0f\n\x07ttfb_ms\x18\x07 \x01(\x01\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x14\n\x0csince_unix_s\x18\t \x01(\x01\"J\n\x11\x44iscoveryResponse\x12\r\n\x05nonce\x18\x01 \x01(\t\x12&\n\x08snapshot\x18\x02 \x01(\x0b\x32\x14.tollway.v1.Snapshot2_\n\tDiscovery\x12R\n\x0fStreamSnapshots\x12\x1c.tollway.v1.DiscoveryRequest\x1a\x1d.tollway.v1.DiscoveryResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atollway/pb/discovery.proto\x12\ntollway.v1\x1a\x19tollway/pb/snapshot.proto\"\xca\x01\n\x10\x44iscoveryRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\theartbeat\x18\x06 \x01(\x08\x12,\n\x06health\x18\x07 \x03(\x0b\x32\x1c.tollway.v1.DeploymentHealth\x12\x1c\n\x14heartbeat_interval_s\x18\x08 \x01(\x01\"\xc6\x01\n\x10\x44\x65ploymentHealth\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\r\x12\x11\n\tejections\x18\x05 \x01(\r\x12\x15\n\rejected_for_s\x18\x06 \x01(\x01\x12\x0f\n\x07ttfb_ms\x18\x07 \x01(\x01\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x14\n\x0csince_unix_s\x18\t \x01(\x01\"J\n\x11\x44iscoveryResponse\x12\r\n\x05nonce\x18\x01 \x01(\t\x12&\n\x08snapshot\x18\x02 \x01(\x0b\x32\x14.tollway.v1.Snapshot2_\n\tDiscovery\x12R\n\x0fStreamSnapshots\x12\x1c.tollway.v1.DiscoveryRequest\x1a\x1d.tollway.v1.DiscoveryResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollway.pb.discovery_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DISCOVERYREQUEST']._serialized_start=70
-  _globals['_DISCOVERYREQUEST']._serialized_end=242
-  _globals['_DEPLOYMENTHEALTH']._serialized_start=245
-  _globals['_DEPLOYMENTHEALTH']._serialized_end=443
-  _globals['_DISCOVERYRESPONSE']._serialized_start=445
-  _globals['_DISCOVERYRESPONSE']._serialized_end=519
-  _globals['_DISCOVERY']._serialized_start=521
-  _globals['_DISCOVERY']._serialized_end=616
+  _globals['_DISCOVERYREQUEST']._serialized_end=272
+  _globals['_DEPLOYMENTHEALTH']._serialized_start=275
+  _globals['_DEPLOYMENTHEALTH']._serialized_end=473
+  _globals['_DISCOVERYRESPONSE']._serialized_start=475
+  _globals['_DISCOVERYRESPONSE']._serialized_end=549
+  _globals['_DISCOVERY']._serialized_start=551
+  _globals['_DISCOVERY']._serialized_end=646
 # @@protoc_insertion_point(module_scope)

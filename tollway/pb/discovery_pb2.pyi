@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DiscoveryRequest(_message.Message):
-    __slots__ = ("node_id", "region", "version", "response_nonce", "error", "heartbeat", "health")
+    __slots__ = ("node_id", "region", "version", "response_nonce", "error", "heartbeat", "health", "heartbeat_interval_s")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class DiscoveryRequest(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     region: str
     version: str
@@ -23,7 +24,8 @@ class DiscoveryRequest(_message.Message):
     error: str
     heartbeat: bool
     health: _containers.RepeatedCompositeFieldContainer[DeploymentHealth]
-    def __init__(self, node_id: _Optional[str] = ..., region: _Optional[str] = ..., version: _Optional[str] = ..., response_nonce: _Optional[str] = ..., error: _Optional[str] = ..., heartbeat: _Optional[bool] = ..., health: _Optional[_Iterable[_Union[DeploymentHealth, _Mapping]]] = ...) -> None: ...
+    heartbeat_interval_s: float
+    def __init__(self, node_id: _Optional[str] = ..., region: _Optional[str] = ..., version: _Optional[str] = ..., response_nonce: _Optional[str] = ..., error: _Optional[str] = ..., heartbeat: _Optional[bool] = ..., health: _Optional[_Iterable[_Union[DeploymentHealth, _Mapping]]] = ..., heartbeat_interval_s: _Optional[float] = ...) -> None: ...
 
 class DeploymentHealth(_message.Message):
     __slots__ = ("deployment", "provider", "state", "consecutive_failures", "ejections", "ejected_for_s", "ttfb_ms", "reason", "since_unix_s")
