@@ -66,6 +66,12 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_error(exc: OSError, what: str, host: str, port: int) -> OSError:
+    """``exc`` of binding ``host:port`` as an error that says which of the group's ports it is."""
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    return OSError(exc.errno, f"the group's {what} {host}:{port}: {reason}")
+
+
 @dataclass
 class _Worker:
     index: int
@@ -89,14 +95,24 @@ class Supervisor:
         self._ops: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self._reserved = reserve_port(self.base.host, self.base.port)
+        """Reserve the port, open the group's operator endpoint, start the workers. A port that cannot be bound
+        raises ``OSError`` naming it."""
+        try:
+            self._reserved = reserve_port(self.base.host, self.base.port)
+        except OSError as exc:
+            raise _bind_error(exc, "port", self.base.host, self.base.port) from None
         self.port = int(self._reserved.getsockname()[1])
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         self._ops = web.AppRunner(app, access_log=None)
         await self._ops.setup()
-        await web.TCPSite(self._ops, self.ops_host, self.ops_port).start()
+        try:
+            await web.TCPSite(self._ops, self.ops_host, self.ops_port).start()
+        except OSError as exc:
+            await self._ops.cleanup()
+            self._reserved.close()
+            raise _bind_error(exc, "operator port (/metrics, /healthz)", self.ops_host, self.ops_port) from None
         host, port = self._ops.addresses[0][:2]
         self.ops_url = f"http://{host}:{port}"
         for w in self._workers:

@@ -43,9 +43,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 20.0, headers: dict[str, str] | None = None) -> None:
+def wait_http(url: str, timeout: float = 20.0, headers: dict[str, str] | None = None,
+              process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    """Until ``url`` answers 200; a ``process`` that exits first ends the wait at once, quoting the end of its
+    ``log``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log is not None else []
+            raise SystemExit(f"{url}: the process exited with status {process.returncode}" +
+                             "".join(f"\n  {line}" for line in tail))
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=1) as r:
                 if r.status == 200:
@@ -184,9 +191,10 @@ def start_otlp_sink(procs: Processes) -> str:
     """An OTLP/HTTP trace sink (``bench/harness/otlp_sink.py``) on CPU 1 under ``IDLE``, as a collector runs on
     machines of its own in production; returns its URL once it answers."""
     port = free_port()
-    procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)], "otlp_sink")
+    sink = procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)],
+                       "otlp_sink")
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/stats")
+    wait_http(url + "/stats", process=sink, log=procs.work / "otlp_sink.log")
     return url
 
 
@@ -206,12 +214,12 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
     # one connection. At ``nice 19`` it still took its slice when it woke (a one-connection client saw 16-22
     # answers a second more than 1 ms late, 7-9 with the control plane stopped); under SCHED_IDLE any waking task
     # takes the CPU from it at once (6-8). The data plane serves on its snapshot and grants meanwhile.
-    procs.spawn("1", [*IDLE, *gatectl, "controlplane", "serve", "--store", f"embedded://{work}/store",
-                      "--admin-port",
-                      str(admin_port), "--grpc-port", str(grpc_port), "--state-dir", str(work / "cp"),
-                      "--admin-token", admin_token, "--dataplane-token", dp_token], "controlplane")
+    control = procs.spawn("1", [*IDLE, *gatectl, "controlplane", "serve", "--store", f"embedded://{work}/store",
+                                "--admin-port", str(admin_port), "--grpc-port", str(grpc_port), "--state-dir",
+                                str(work / "cp"), "--admin-token", admin_token, "--dataplane-token", dp_token],
+                          "controlplane")
     admin_url = f"http://127.0.0.1:{admin_port}"
-    wait_http(admin_url + "/healthz")
+    wait_http(admin_url + "/healthz", process=control, log=work / "controlplane.log")
     admin(admin_url, admin_token, "POST", "/admin/v1/apply", {"documents": policy(up_port), "who": "bench"})
     key = admin(admin_url, admin_token, "POST", "/admin/v1/keys",
                 {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
@@ -226,11 +234,13 @@ def start_dataplane(procs: Processes, control_plane: str, name: str, dataplane_a
     """A data plane of the bench region (node id ``bench-<name>``, its own state dir and request log) on
     ``cpus``; returns once it is ready, with its URL (ending in ``/v1``)."""
     port, work = free_port(), procs.work
+    # A group's operator port is free too (its default, the port + 1, may be another connection's).
+    group = ["--ops-port", str(free_port())] if workers > 1 else []
     dataplane = procs.spawn(cpus, [sys.executable, "-m", "cli.main", "dataplane", "serve", "--control-plane",
                                    control_plane, "--region", "bench", "--port", str(port), "--state-dir",
                                    str(work / name), "--token", DATAPLANE_TOKEN, "--node-id", f"bench-{name}",
-                                   "--workers", str(workers), "--request-log", str(work / f"{name}-requests.log"),
-                                   *dataplane_args], name)
+                                   "--workers", str(workers), *group,
+                                   "--request-log", str(work / f"{name}-requests.log"), *dataplane_args], name)
     # Ready once the control plane (``IDLE``: it runs only when CPU 1 has nothing else to do) has answered it.
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60.0)
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60.0, process=dataplane, log=work / f"{name}.log")
     return dataplane, f"http://127.0.0.1:{port}/v1"

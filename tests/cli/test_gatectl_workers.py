@@ -168,3 +168,25 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
         assert cp.interrupt() == 0, cp.stderr.read_text()
+
+
+def test_a_group_whose_ports_are_taken_says_which_and_leaves_nothing_running(tmp_path: Path) -> None:
+    import socket
+
+    env = base_env(tmp_path) | {"TOLLWAY_DATAPLANE_TOKEN": "t"}
+    with socket.socket() as taken, socket.socket() as free:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        free.bind(("127.0.0.1", 0))
+        busy, port = taken.getsockname()[1], free.getsockname()[1]
+        free.close()
+        for flags, what in ((["--port", str(port), "--ops-port", str(busy)], "operator port (/metrics, /healthz)"),
+                            (["--port", str(busy), "--ops-port", "0"], "port")):
+            done = gatectl("dataplane", "serve", "--control-plane", "127.0.0.1:1", "--region", "eu", *flags,
+                           "--state-dir", str(tmp_path / "dp"), "--node-id", "edge", "--workers", "2", env=env)
+            assert done.returncode != 0
+            assert f"the group's {what} 127.0.0.1:{busy}: address already in use" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
+        # No worker was left behind on the group's port: it binds again at once.
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", port))
