@@ -3,7 +3,7 @@
 A thread holding the GIL makes the loop wait up to the interpreter's switch interval (5 ms by default) each time
 the loop wants it back: a latency tail for every request in flight. The data plane keeps Python work off its
 threads where it can (the request log's thread only writes); where a thread must run some (preparing a snapshot,
-reading a spool batch), it runs it under ``finer_gil_switching``.
+reading a spool batch, encoding and sending a batch of spans), it runs it under ``finer_gil_switching``.
 """
 
 from __future__ import annotations
