@@ -48,7 +48,8 @@ from typing import Any, BinaryIO
 from dataplane.errors import DataPlaneError
 from tollway.durable import fsync_dir, write_atomically
 from tollway.pb import usage_pb2 as upb
-from tollway.protowire import LEN, delimited, tag
+from tollway.protowire import LEN, VARINT, delimited, tag, varint
+from tollway.values import value
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +118,32 @@ def read_frames(f: BinaryIO, limit: int, max_records: int) -> tuple[list[bytes],
     return payloads, start + at
 
 
+_NODE_ID = tag(upb.UsageBatch.NODE_ID_FIELD_NUMBER, LEN)
+_EPOCH = tag(upb.UsageBatch.EPOCH_FIELD_NUMBER, LEN)
+_SEQUENCE = tag(upb.UsageBatch.SEQUENCE_FIELD_NUMBER, VARINT)
 _RECORDS = tag(upb.UsageBatch.RECORDS_FIELD_NUMBER, LEN)
 
 
-def batch_of(node_id: str, epoch: str, sequence: int, payloads: list[bytes]) -> upb.UsageBatch:
-    """The batch of ``payloads`` (serialized records, as the spool holds them), parsed once: the records'
-    field of a ``UsageBatch`` on the wire is each record's bytes behind its tag and length, so they are joined
-    so and parsed in one call rather than one by one and then copied into the batch."""
-    batch = upb.UsageBatch.FromString(b"".join(delimited(_RECORDS, p) for p in payloads))
-    batch.node_id, batch.epoch, batch.sequence = node_id, epoch, sequence
-    return batch
+@value
+class Batch:
+    """A batch cut from the spool, as it goes to the control plane: ``wire``, the serialized ``UsageBatch``."""
+
+    sequence: int
+    records: int  # how many
+    wire: bytes
+
+    def parsed(self) -> upb.UsageBatch:
+        return upb.UsageBatch.FromString(self.wire)
+
+
+def batch_of(node_id: str, epoch: str, sequence: int, payloads: list[bytes]) -> Batch:
+    """The batch of ``payloads`` (serialized records, as the spool holds them), written, not built: the records'
+    field of a ``UsageBatch`` on the wire is each record's bytes behind its tag and length, so the records are
+    never parsed on their way out (the bytes ``SerializeToString`` would write: proto3 leaves out empty fields)."""
+    head = [delimited(_NODE_ID, node_id.encode()) if node_id else b"",
+            delimited(_EPOCH, epoch.encode()) if epoch else b"",
+            _SEQUENCE + varint(sequence) if sequence else b""]
+    return Batch(sequence, len(payloads), b"".join([*head, *[delimited(_RECORDS, p) for p in payloads]]))
 
 
 class UsageSpool:
@@ -264,14 +281,14 @@ class UsageSpool:
             self._active.sealed = True
             self._active = None
 
-    def pending_batches(self, max_records: int = 500) -> Iterator[upb.UsageBatch]:
+    def pending_batches(self, max_records: int = 500) -> Iterator[Batch]:
         """Every unacknowledged batch, in sequence order, cutting new ones from unbatched records. Blocking."""
         after = self._acked
         while (batch := self.next_batch(after, max_records)) is not None:
             yield batch
             after = batch.sequence
 
-    def next_batch(self, after: int, max_records: int = 500) -> upb.UsageBatch | None:
+    def next_batch(self, after: int, max_records: int = 500) -> Batch | None:
         """The first batch with a sequence above ``after``, cut now if need be; None if nothing is pending.
 
         Blocking (reads, and fsync when cutting); call from a worker thread.

@@ -32,12 +32,21 @@ from dataplane.record.spool import UsageSpool
 from dataplane.sync.channel import REOPEN_AFTER_FAILURES, grpc_target
 from tollway.grpc_options import CLIENT_OPTIONS
 from tollway.pb import usage_pb2 as upb
-from tollway.pb import usage_pb2_grpc as ugrpc
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+Report = grpc.aio.StreamStreamMultiCallable[bytes, upb.UsageAck]
+_SERVICE = upb.DESCRIPTOR.services_by_name["Usage"]
+REPORT_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Report'].name}"  # as the generated stub calls it
+
+
+def _report(channel: grpc.aio.Channel) -> Report:
+    """``Usage.Report`` taking batches as the spool writes them (``Batch.wire``: a serialized ``UsageBatch``),
+    sent as they are: the records are never parsed nor serialized again on their way out."""
+    return channel.stream_stream(REPORT_METHOD, request_serializer=bytes,
+                                 response_deserializer=upb.UsageAck.FromString)
 
 
 class UsageShipper:
@@ -133,14 +142,14 @@ class UsageShipper:
 
     async def _run(self) -> None:
         channel = self._channel()
-        stub = ugrpc.UsageStub(channel)
+        report = _report(channel)
         failures = 0
         try:
             while True:
                 await self._wait_for_backlog()
                 progressed = False
                 try:
-                    progressed = await self._session(stub)
+                    progressed = await self._session(report)
                 except grpc.aio.AioRpcError as e:
                     self.last_error = f"{e.code().name}: {e.details()}"
                     level = logging.ERROR if e.code() == grpc.StatusCode.UNAUTHENTICATED else logging.WARNING
@@ -153,7 +162,7 @@ class UsageShipper:
                 if failures and failures % REOPEN_AFTER_FAILURES == 0:  # the addresses may have moved
                     await channel.close(None)
                     channel = self._channel()
-                    stub = ugrpc.UsageStub(channel)
+                    report = _report(channel)
                 await asyncio.sleep(self._delay(failures))
         finally:
             self.connected = False
@@ -178,9 +187,9 @@ class UsageShipper:
             return
         await asyncio.sleep(self._linger)
 
-    async def _session(self, stub: ugrpc.UsageStub) -> bool:
+    async def _session(self, report: Report) -> bool:
         """One stream: send from the watermark, apply acks. True if anything was acknowledged."""
-        call = stub.Report(metadata=self._metadata)
+        call = report(None, metadata=self._metadata)  # (requests written with ``call.write``)
         session = _Session(self._spool.acked)
         sender = asyncio.create_task(self._send(call, session), name="usage-send")
         receiver = asyncio.create_task(self._receive(call, session), name="usage-receive")
@@ -208,9 +217,9 @@ class UsageShipper:
             if batch is None:
                 await self._sleep_until_woken()
                 continue
-            await call.write(batch)
+            await call.write(batch.wire)
             session.sent = batch.sequence
-            if len(batch.records) < self._max_records:
+            if batch.records < self._max_records:
                 # Under steady load records keep arriving: let them gather instead of cutting (and fsyncing)
                 # a small batch per loop, which costs the request path's core.
                 await asyncio.sleep(self._linger)

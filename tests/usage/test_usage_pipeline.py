@@ -99,8 +99,8 @@ async def test_a_replay_after_restart_never_double_counts(
             spool.append(record(i))
         sent = spool.next_batch(0, max_records=20)  # smaller than the shipper's batches: the cut must persist
         assert sent is not None
-        [ack] = await report(control_plane.target, [sent])
-        assert (ack.epoch, ack.sequence) == (sent.epoch, sent.sequence)
+        [ack] = await report(control_plane.target, [sent.parsed()])
+        assert (ack.epoch, ack.sequence) == (spool.epoch, sent.sequence)
 
     spool = UsageSpool.open(tmp_path / "spool", "dp-1-after-restart")
     try:
@@ -119,7 +119,7 @@ async def test_a_replay_after_restart_never_double_counts(
     assert await usage_db.count_batches("dp-1") == 3  # 20 (replayed), the other 10, the one appended later
 
     # The same batch once more (a retry from anywhere): acknowledged again, counted once.
-    [again] = await report(control_plane.target, [sent])
+    [again] = await report(control_plane.target, [sent.parsed()])
     assert again.sequence == sent.sequence
     [row] = await usage_db.spend(["tenant"])
     assert row.requests == 31

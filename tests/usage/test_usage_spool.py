@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def pending_ids(spool: UsageSpool) -> list[str]:
-    return [r.request_id for b in spool.pending_batches(1000) for r in b.records]
+    return [r.request_id for b in spool.pending_batches(1000) for r in b.parsed().records]
 
 
 def batches(spool: UsageSpool, max_records: int) -> list[tuple[int, list[str]]]:
-    return [(b.sequence, [r.request_id for r in b.records]) for b in spool.pending_batches(max_records)]
+    return [(b.sequence, [r.request_id for r in b.parsed().records]) for b in spool.pending_batches(max_records)]
 
 
 def segment_files(directory: Path) -> list[str]:
@@ -90,14 +90,14 @@ def test_batch_boundaries_and_sequences_survive_a_restart(tmp_path: Path) -> Non
         for i in range(7):
             spool.append(record(i))
         first = spool.next_batch(0, max_records=3)
-        assert first is not None and first.sequence == 1 and len(first.records) == 3
+        assert first is not None and first.sequence == 1 and first.records == 3
     with UsageSpool.open(tmp_path, "dp") as spool:
         assert spool.epoch == epoch
         spool.append(record(7))
         replayed = list(spool.pending_batches(max_records=100))
         assert replayed[0] == first  # same sequence, same records, byte for byte
-        assert [(b.sequence, len(b.records)) for b in replayed] == [(1, 3), (2, 4), (3, 1)]
-        assert {b.epoch for b in replayed} == {epoch}
+        assert [(b.sequence, b.records, len(b.parsed().records)) for b in replayed] == [(1, 3, 3), (2, 4, 4), (3, 1, 1)]
+        assert {b.parsed().epoch for b in replayed} == {epoch}
 
 
 def test_acknowledged_batches_are_deleted_and_never_replayed(tmp_path: Path) -> None:
@@ -146,6 +146,16 @@ def test_batches_stay_well_below_the_grpc_message_limit(tmp_path: Path) -> None:
     with UsageSpool.open(tmp_path, "dp") as spool:
         for i in range(5):
             spool.append(upb.UsageRecord(request_id=f"big-{i}", tags=["t" * 900_000]))
-        sizes = [b.ByteSize() for b in spool.pending_batches(max_records=500)]
-        assert sum(len(b.records) for b in spool.pending_batches(500)) == 5
+        sizes = [len(b.wire) for b in spool.pending_batches(max_records=500)]
+        assert sum(b.records for b in spool.pending_batches(500)) == 5
         assert len(sizes) >= 3 and max(sizes) < 4 * 1024 * 1024
+
+
+def test_a_batch_goes_out_as_the_bytes_protobuf_would_write(tmp_path: Path) -> None:
+    with UsageSpool.open(tmp_path, "dp") as spool:
+        for i in range(3):
+            spool.append(record(i))
+        batch = spool.next_batch(0, max_records=10)
+        assert batch is not None
+        built = upb.UsageBatch(node_id="dp", epoch=spool.epoch, sequence=1, records=[record(i) for i in range(3)])
+        assert batch.wire == built.SerializeToString()
