@@ -11,6 +11,7 @@ second (``RefusalSampler``). Nothing here blocks or waits for the control plane.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,10 @@ class Records:
         self.metrics.observe(outcome)
         if self._log is not None:
             self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response, outcome.upstream_s, record))
-        if trace is not None and self.tracer is not None:
-            self.tracer.served(outcome, trace, response)
+        if trace is not None and trace.sampled and self.tracer is not None:
+            # Its spans are built once the rest of this turn has written the answer (a whole answer is written
+            # after this record): a sampled request's answer never waits for its own trace.
+            asyncio.get_running_loop().call_soon(self.tracer.served, outcome, trace, response)
 
     def refused(self, error: ApiError, request_id: str, started: float, snapshot: str, key: Key | None = None,
                 model: str = "", trace: RequestTrace | None = None, request: HubRequest | None = None,
@@ -105,5 +108,6 @@ class Records:
                                               self._node_id, attribution))
         if self._log is not None:
             self._log.emit(Refused(request_id, started, time.time() - started, error, snapshot, key, model))
-        if trace is not None and self.tracer is not None:
-            self.tracer.refused(error, trace, request_id, started, snapshot, key, model)
+        if trace is not None and trace.sampled and self.tracer is not None:  # (after the answer, as ``served``)
+            asyncio.get_running_loop().call_soon(self.tracer.refused, error, trace, request_id, started, snapshot,
+                                                 key, model)
