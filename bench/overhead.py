@@ -71,7 +71,6 @@ from bench.harness.stack import (
     peak_rss_mb,
     start_gateway,
     start_otlp_sink,
-    wait_http,
 )
 
 MODES: tuple[Mode, ...] = ("json", "stream")
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         bare = procs.spawn("0", [sys.executable, "-m", "bench.bare_proxy", "--port", str(bare_port),
                                  "--upstream", gateway.upstream_url], "bare_proxy")
         bare_url = f"http://127.0.0.1:{bare_port}/v1"
-        wait_http(f"http://127.0.0.1:{bare_port}/healthz")
+        procs.wait_ready(bare, f"http://127.0.0.1:{bare_port}/healthz")
         endpoints = [
             Endpoint("direct", gateway.upstream_url + "/chat/completions",
                      {"Authorization": f"Bearer {UPSTREAM_KEY}"}, gateway.upstream.pid),

@@ -6,6 +6,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from tollway.grpc_options import HEARTBEAT_INTERVAL_S
+
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
@@ -35,7 +37,7 @@ class DataPlaneSettings:
     request_log_backups: int = 5
     # How often the discovery stream carries a heartbeat (liveness and deployment health) between answers; the
     # control plane is told, and ends a stream silent for 3 of these (``dataplane_missed_heartbeats``).
-    heartbeat_interval_s: float = 5.0
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
     # Requests in flight beyond which new ones are shed at once with 503 + Retry-After (overload protection).
     max_in_flight: int = 512
     # Below it, the limit follows the event loop's lag (``api.connection.overload``): a lag averaged over 200 ms above

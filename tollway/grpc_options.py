@@ -23,11 +23,16 @@ ever arrives, and TCP alone gives up only after many minutes):
   plane sets it to 10 s: its peers answer at once (what they send it is small). The data planes keep the minute:
   a control plane sending a large snapshot over a slow link answers behind it, and a shorter wait would cut the
   transfer.
+
+``HEARTBEAT_INTERVAL_S``: the discovery stream's heartbeat, a data plane's default (``DataPlaneSettings``), and
+what the control plane counts silence in for a data plane that does not announce its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+HEARTBEAT_INTERVAL_S = 5.0
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a snapshot with 100,000 keys must fit, with room to grow
 

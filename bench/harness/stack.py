@@ -178,13 +178,20 @@ class Processes:
         self.work = work
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         self.env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONPATH": path}
+        self._logs: dict[int, Path] = {}  # by pid
 
     def spawn(self, cpu: str, argv: Sequence[str], name: str) -> subprocess.Popen[bytes]:
-        log = self._stack.enter_context((self.work / f"{name}.log").open("wb"))
+        path = self.work / f"{name}.log"
+        log = self._stack.enter_context(path.open("wb"))
         proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        self._logs[proc.pid] = path
         self._stack.callback(proc.wait, 10)
         self._stack.callback(proc.terminate)
         return proc
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -> None:
+        """``wait_http`` for a process started here: its exit ends the wait at once, quoting its log."""
+        wait_http(url, timeout, process=proc, log=self._logs[proc.pid])
 
 
 def start_otlp_sink(procs: Processes) -> str:
@@ -194,7 +201,7 @@ def start_otlp_sink(procs: Processes) -> str:
     sink = procs.spawn("1", [*IDLE, sys.executable, "-m", "bench.harness.otlp_sink", "--port", str(port)],
                        "otlp_sink")
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/stats", process=sink, log=procs.work / "otlp_sink.log")
+    procs.wait_ready(sink, url + "/stats")
     return url
 
 
@@ -219,7 +226,7 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
                                 str(work / "cp"), "--admin-token", admin_token, "--dataplane-token", dp_token],
                           "controlplane")
     admin_url = f"http://127.0.0.1:{admin_port}"
-    wait_http(admin_url + "/healthz", process=control, log=work / "controlplane.log")
+    procs.wait_ready(control, admin_url + "/healthz")
     admin(admin_url, admin_token, "POST", "/admin/v1/apply", {"documents": policy(up_port), "who": "bench"})
     key = admin(admin_url, admin_token, "POST", "/admin/v1/keys",
                 {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
@@ -242,5 +249,5 @@ def start_dataplane(procs: Processes, control_plane: str, name: str, dataplane_a
                                    "--workers", str(workers), *group,
                                    "--request-log", str(work / f"{name}-requests.log"), *dataplane_args], name)
     # Ready once the control plane (``IDLE``: it runs only when CPU 1 has nothing else to do) has answered it.
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60.0, process=dataplane, log=work / f"{name}.log")
+    procs.wait_ready(dataplane, f"http://127.0.0.1:{port}/readyz", timeout=60.0)
     return dataplane, f"http://127.0.0.1:{port}/v1"

@@ -40,6 +40,7 @@ import grpc
 from controlplane.grpc_auth import bearer, require_token
 from controlplane.push.fleet_health import DeploymentState, health_json, providers_summary, states_of
 from controlplane.push.publisher import Publisher
+from tollway.grpc_options import HEARTBEAT_INTERVAL_S
 from tollway.pb import discovery_pb2 as dpb
 from tollway.pb import discovery_pb2_grpc as dgrpc
 from tollway.pb import snapshot_pb2 as spb
@@ -49,15 +50,15 @@ log = logging.getLogger(__name__)
 
 Status = Literal["ACK", "NACK", "PENDING"]
 
-DEFAULT_HEARTBEAT_S = 5.0  # the data planes' default interval: what one that announces none is watched at
 MIN_HEARTBEAT_S = 0.1  # no stream is watched more often than this, whatever its data plane announces
 
 
 def heartbeat_interval(announced: float) -> float:
     """The interval a stream's silence is counted in: the one its data plane announced (floored at
-    ``MIN_HEARTBEAT_S``), or ``DEFAULT_HEARTBEAT_S`` when it announced none (0) or nonsense."""
+    ``MIN_HEARTBEAT_S``), or the data planes' default ``HEARTBEAT_INTERVAL_S`` when it announced none (0) or
+    nonsense."""
     if not (announced > 0 and math.isfinite(announced)):
-        return DEFAULT_HEARTBEAT_S
+        return HEARTBEAT_INTERVAL_S
     return max(announced, MIN_HEARTBEAT_S)
 
 
@@ -112,18 +113,13 @@ class Registry:
         for r in [r for r in self._records.values() if not r.connected and r.last_seen < last_seen]:
             del self._records[r.node_id]
 
-    def disconnect(self, node_id: str, stream: int) -> None:
-        """``stream`` ended: its record, unless a newer stream owns it, is disconnected as of now."""
+    def disconnect(self, node_id: str, stream: int, *, silent: bool = False) -> None:
+        """``stream`` ended: its record, unless a newer stream owns it or it is disconnected already, is
+        disconnected as of now, or as of its last message (its ``last_seen``) when the stream went ``silent``."""
         current = self._records.get(node_id)
         if current is not None and current.stream == stream and current.connected:
-            self._records[node_id] = replace(current, connected=False, last_seen=time.time())
-
-    def silence(self, node_id: str, stream: int) -> None:
-        """``stream`` went silent: its record, unless a newer stream owns it, is disconnected as of its last
-        message (its ``last_seen``)."""
-        current = self._records.get(node_id)
-        if current is not None and current.stream == stream:
-            self._records[node_id] = replace(current, connected=False)
+            self._records[node_id] = replace(current, connected=False,
+                                             last_seen=current.last_seen if silent else time.time())
 
     def dataplanes(self) -> list[dict[str, Any]]:
         return [
@@ -269,7 +265,7 @@ class _Stream:
         while missed < missed_heartbeats:
             await asyncio.sleep(self.interval)
             missed, heard = (missed + 1, heard) if self._heard == heard else (0, self._heard)
-        self._registry.silence(self._node, self.id)
+        self._registry.disconnect(self._node, self.id, silent=True)
         log.warning("data plane %s sent nothing for %d heartbeat intervals of %g s: ending its stream",
                     self._node, missed_heartbeats, self.interval)
 
