@@ -33,3 +33,7 @@ in the process ``main`` runs (``gatectl dataplane serve`` becomes it; ``workers`
 Layering (enforced by tests/core/test_layering.py): ``snapshot`` ← ``core`` ← ``upstream`` ← ``api``;
 ``translate`` and ``core`` are pure (no asyncio, aiohttp or grpc); grpc only in ``sync`` and ``serve``.
 """
+
+from dataplane.compiled import install
+
+install()  # the request path's modules compiled by mypyc, when built and matching their sources (``compiled``)

@@ -49,7 +49,7 @@ class UpstreamFailure(DataPlaneError):
         self.retry_after_s = retry_after_s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ApiError:
     """A refusal to show the client: HTTP status plus the OpenAI error fields."""
 

@@ -19,6 +19,10 @@ if [ "${1:-}" = dev ]; then
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
   command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # the TLS tests' certificates
 fi
+# The request path compiled by mypyc (dataplane/compiled.py) needs a C compiler and the Python headers.
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+if [ -n "$PY" ] && ! "$PY" -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
+    >/dev/null 2>&1; then need_apt+=(python3-dev); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -29,5 +33,12 @@ fi
 if [ "${1:-}" = dev ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 else
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[compile]'
+fi
+# Compile the request path (a minute; nothing when the build matches the sources). The tests run the compiled
+# modules, so for them it must succeed; the gateway alone runs from source without it, slower.
+if [ "${1:-}" = dev ]; then
+  .venv/bin/python -m dataplane.compile
+else
+  .venv/bin/python -m dataplane.compile || echo "setup: the compiled request path was not built; running from source" >&2
 fi

@@ -29,7 +29,7 @@ from dataplane.upstream.deadline import Deadline
 SEPARATOR = b"\n\ndata: "  # between payloads joined for one regex pass (see ``note_usage``)
 
 
-@dataclass(slots=True)
+@dataclass
 class StreamResult:
     usage: Usage | None = None
     first_byte_s: float | None = None

@@ -57,7 +57,8 @@ class ContentKey:
     def __repr__(self) -> str:
         return "ContentKey(<hidden>)"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return "ContentKey(<hidden>)"
 
 
 

@@ -197,7 +197,7 @@ def plan_for(facts: RequestFacts, key: Key, payload: Any, surface: Surface = "ch
     return plan_request(facts, key, request)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Denial(ApiError):
     """A refusal by policy (``decide_route``) of a known caller's validated request: an ``ApiError`` like any
     other to its callers, which also says whose request it was and what it asked, so the refusal can be

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 from dataplane.core.accounting import Outcome
 from dataplane.core.attribution import Attribution
 from dataplane.core.validate import HubRequest
@@ -63,6 +65,7 @@ class RefusalSampler:
         return slot[1] <= self._per_s
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (compiled, ``dataplane.compiled``): tests capture outcomes
 class Records:
     """Task-safe on one event loop. ``spool`` and ``log`` are optional (tests, or a data plane without a log)."""
 

@@ -36,7 +36,7 @@ TRACE_HEADERS: ContextVar[str] = ContextVar("tollway_trace_headers", default="")
 MAX_IDLE_PER_ORIGIN = 512  # the data plane sizes it to its requests in flight: connections reused, not churned
 _MAX_TARGETS = 1024
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Target:
     """A parsed URL: the pool key and the request line's parts."""
 

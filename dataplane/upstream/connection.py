@@ -201,9 +201,15 @@ class Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _raise_failure(self) -> None:
+        # (A method, not a test inline: after ``await``, mypy would still take ``self._error`` for the None it was
+        # tested to be before, and so would its compiled form, which checks the type it reads.)
+        error = self._error
+        if error is not None:
+            raise error
+
     async def _wait(self, deadline: float) -> None:
-        if self._error is not None:
-            raise self._error
+        self._raise_failure()
         timeout = deadline - self._loop.time()
         if timeout <= 0:
             raise TimeoutError("the upstream did not answer in time")
@@ -214,8 +220,7 @@ class Connection(asyncio.Protocol):
         finally:
             timer.cancel()
             self._waiter = None
-        if self._error is not None:
-            raise self._error
+        self._raise_failure()
 
     async def wait_head(self, deadline: float) -> None:
         while not self.head_done:

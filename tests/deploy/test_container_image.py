@@ -7,6 +7,7 @@ copies are enough to build the package with every module the servers import.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -105,5 +106,9 @@ def test_the_build_stage_copies_enough_to_build_every_package(tmp_path: Path) ->
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("cli/main.py", "controlplane/server.py", "dataplane/serve.py", "tollway/pb/discovery_pb2.py"):
         assert module in names
+    # The compiled request path the build stage made (here: the checkout's, ``scripts/setup.sh dev``) ships too.
+    manifest = json.loads((ROOT / "dataplane/_compiled/manifest.json").read_text())
+    for built in manifest["files"].values():
+        assert f"dataplane/_compiled/{built}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "gatectl = cli.main:app" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -114,7 +114,7 @@ class FastRequest:
         return SENT
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FastPath:
     """The routes the edge serves itself, for a request it read whole (anything else goes through aiohttp's
     server as before): the handlers of the inference routes, called with a ``FastRequest``, their answers written

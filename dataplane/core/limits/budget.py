@@ -37,7 +37,7 @@ MIN_WANT_DIVISOR = 20     # an idle process still asks for 1/20 of the limit, so
 _DEMAND_HALF_LIFE_S = 5.0
 
 
-@dataclass(slots=True)
+@dataclass
 class Allowance:
     """One scope in one period, as this process sees it. Mutable; owned by its ``BudgetBook``."""
 
@@ -85,7 +85,7 @@ class Hold:
     safe: bool  # taken from the safe allowance rather than the grant
 
 
-@dataclass(slots=True)
+@dataclass
 class Reservation:
     """What one admitted request holds. Settle or release it exactly once."""
 
@@ -93,7 +93,7 @@ class Reservation:
     done: bool = field(default=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Ask:
     """What the lease client sends for one allowance (see ``leases.proto`` ``BudgetAsk``)."""
 
@@ -156,7 +156,7 @@ def _lease_error(kind: BudgetScopeKind, a: Allowance) -> ApiError:
 CHECKOUT_FRACTION = 8  # a checkout chunk is 1/8 of the grant (at least one request): 8 disk writes a grant
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SavedAllowance:
     """What a durable book writes to disk for one allowance (``tollway.durable``), and restores from."""
 

@@ -18,7 +18,7 @@ from tollway.pb import snapshot_pb2 as pb
 RateScopeKind = Literal["tenant", "user", "route", "key"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RateLimit:
     """A declared (fleet-wide) limit; 0 on a dimension means no limit on it."""
 
@@ -63,7 +63,7 @@ def _limit(where: str, r: pb.RateLimit) -> RateLimit | None:
     return RateLimit(r.requests_per_minute, r.tokens_per_minute)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class LimitTable:
     """Every declared limit of a snapshot, for O(1) lookups. Immutable; holds only scopes that have a limit."""
 
