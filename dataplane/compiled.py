@@ -2,27 +2,30 @@
 sources.
 
 ``python -m dataplane.compile`` (``scripts/setup.sh`` runs it) compiles ``MODULES`` as one group: the request path
-from the fast path's whole request to the usage record, the snapshot's runtime tables and the upstream client.
-Calls between them become C calls, their classes native ones (attributes in C slots, checked types); everything they
-call outside the group (asyncio, aiohttp, orjson, protobuf) is called as before. The build goes to
+from the fast path's whole request to the usage record, the snapshot's runtime tables and the upstream client. Calls
+between them become C calls, their classes native ones (attributes in C slots, checked types); everything they call
+outside the group (asyncio, aiohttp, orjson, protobuf) is called as before. The build goes to
 ``dataplane/_compiled/`` (next to the sources, wherever they are installed) with a manifest of the sources it was
 made from; the sources stay where they are, as they are.
 
 On import of ``dataplane`` (``install``), the compiled modules are used only when every one of them matches its
 source (the hashes of the manifest), for this interpreter: a module edited since the build, or a build for another
 Python, means the whole group runs from source (with one warning), never part of it — a compiled module calls its
-group's native classes, and a class defined twice, once compiled and once from source, would be two classes.
-``TOLLWAY_COMPILED=0`` runs everything from source (profiles then show the modules' functions; in the compiled group
-they are C). Without a C compiler the build fails and the data plane runs from source: the same code, slower
-(``bench/HISTORY.md`` has what the build bought).
+group's native classes, and a class defined twice, once compiled and once from source, would be two classes. Not
+compiled: code a thread runs over large inputs (the snapshot's runtime tables, ``snapshot.key_table`` and
+``snapshot.runtime``, built off the loop ``_STEP`` keys at a time): compiled code never lets the GIL go between
+bytecodes as the interpreter does, so the loop would wait for the whole build. ``TOLLWAY_COMPILED=0`` runs
+everything from source (profiles then show the modules' functions; in the compiled group they are C). Without a C
+compiler the build fails and the data plane runs from source: the same code, slower (``bench/HISTORY.md`` has what
+the build bought).
 
 What mypyc asks of the sources (pinned by the tests running the compiled group): no ``slots=True`` dataclasses (a
 native class has slots of its own), no class attribute aliasing a method (``__str__ = __repr__``), no async
-generators; a native class can only subclass a native class, ``object`` or a handful of built-ins, and is
-subclassed only by compiled code unless it says otherwise (``mypyc_attr(allow_interpreted_subclasses=True)``, as
-``Records`` does for the tests that capture outcomes); an attribute tested against ``None`` and read again after an
-``await`` is read through a method (mypy keeps the narrowing across the ``await``, and the compiled code checks the
-type it was narrowed to: ``upstream.connection``).
+generators; a native class can only subclass a native class, ``object`` or a handful of built-ins, and is subclassed
+only by compiled code unless it says otherwise (``mypyc_attr(allow_interpreted_subclasses=True)``, as ``Records``
+does for the tests that capture outcomes); an attribute tested against ``None`` and read again after an ``await`` is
+read through a method (mypy keeps the narrowing across the ``await``, and the compiled code checks the type it was
+narrowed to: ``upstream.connection``).
 """
 
 from __future__ import annotations
@@ -50,28 +53,37 @@ ENV = "TOLLWAY_COMPILED"
 
 MODULES = (
     "dataplane.errors",
+    "dataplane.outbox",
     "dataplane.core.accounting",
     "dataplane.core.attribution",
     "dataplane.core.content",
     "dataplane.core.cost_bound",
     "dataplane.core.decide",
     "dataplane.core.gate",
+    "dataplane.core.health",
     "dataplane.core.limits.budget",
     "dataplane.core.limits.limits_gate",
     "dataplane.core.limits.rate_table",
     "dataplane.core.limits.ratelimit",
+    "dataplane.core.limits.reset_text",
+    "dataplane.core.validate",
     "dataplane.record.metrics",
     "dataplane.record.records",
+    "dataplane.record.request_log",
+    "dataplane.record.spool",
     "dataplane.record.usage_record",
-    "dataplane.snapshot.key_table",
-    "dataplane.snapshot.runtime",
+    "dataplane.api.appstate",
+    "dataplane.api.connection.overload",
     "dataplane.api.connection.whole_request",
     "dataplane.api.openai",
     "dataplane.api.pipeline",
     "dataplane.api.streaming",
     "dataplane.upstream.adapters.openai",
+    "dataplane.upstream.adapters.wire",
+    "dataplane.upstream.attempt",
     "dataplane.upstream.client",
     "dataplane.upstream.connection",
+    "dataplane.upstream.deadline",
     "dataplane.upstream.sse",
 )
 

@@ -23,7 +23,8 @@ from dataplane.core.content import MessageAccumulator
 from dataplane.core.validate import HubRequest
 from dataplane.errors import ApiError, UpstreamFailure, upstream_error
 from dataplane.upstream.adapters import LastBatch, Stream
-from dataplane.upstream.attempt import Answered, batches_of
+from dataplane.upstream.adapters.event_stream import batches_of
+from dataplane.upstream.attempt import Answered
 from dataplane.upstream.deadline import Deadline
 
 SEPARATOR = b"\n\ndata: "  # between payloads joined for one regex pass (see ``note_usage``)

@@ -55,8 +55,9 @@ class HubRequest:
 
 
 # A path into the payload as a chain of (parent, key or index) links: built as the walk descends, joined into a
-# dotted string only for the one path that is reported.
-_Path = tuple["_Path | None", "str | int"]
+# dotted string only for the one path that is reported. The parent is a ``_Path`` or None, typed ``Any``: mypyc
+# (``dataplane.compiled``) overflows its stack on a recursive alias.
+_Path = tuple[Any, "str | int"]
 
 
 def find_banned_key(value: Any) -> str | None:

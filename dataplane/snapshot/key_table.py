@@ -42,7 +42,7 @@ def distinct_pairs(a: list[_T], b: list[_U]) -> set[tuple[_T, _U]]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyColumns:
     """Every key of a snapshot as columns (position i is the snapshot's i-th key) plus an index by hash.
 

@@ -43,7 +43,7 @@ ROUTE_KINDS = frozenset({"chat", "embeddings"})
 _URL_RE = re.compile(r"^https?://[^\s/]+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prices:
     """Micro-dollars per million tokens = pico-dollars per token, per token kind (``tollway.money``)."""
 
@@ -64,7 +64,7 @@ class Prices:
             object.__setattr__(self, "reasoning_output", self.output)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Provider:
     name: str
     type: str
@@ -85,7 +85,7 @@ class Provider:
     gcp_location: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Deployment:
     name: str
     provider: Provider
@@ -99,7 +99,7 @@ class Deployment:
     embedding_dimensions: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Failover:
     attempts: int
     attempt_timeout_s: float
@@ -107,13 +107,13 @@ class Failover:
     on: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     deployment: Deployment
     weight: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     name: str
     strategy: str
@@ -122,7 +122,7 @@ class Route:
     kind: str = "chat"  # chat | embeddings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Runtime:
     version: str
     region: str

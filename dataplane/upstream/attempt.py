@@ -24,6 +24,7 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Route
 from dataplane.upstream.adapters import Adapter, Complete, Stream
+from dataplane.upstream.adapters.event_stream import batches_of
 from dataplane.upstream.client import TRACE_HEADERS
 from dataplane.upstream.deadline import Deadline
 from tollway.values import value
@@ -179,18 +180,6 @@ def estimated_count(request: HubRequest) -> Complete:
     """``{"input_tokens": N}`` estimated from the request: about four bytes of text per token, plus framing."""
     body = request.native if request.native is not None else request.payload
     return Complete(orjson.dumps({"input_tokens": estimate_tokens(body)}), native=True, estimated=True)
-
-
-def batches_of(reply: Stream) -> AsyncGenerator[list[bytes], None]:
-    return reply.batches if reply.batches is not None else _one_by_one(reply.events)
-
-
-async def _one_by_one(events: AsyncGenerator[bytes, None]) -> AsyncGenerator[list[bytes], None]:
-    try:
-        async for payload in events:
-            yield [payload]
-    finally:
-        await events.aclose()
 
 
 async def _first_events(reply: Stream, batches: AsyncGenerator[list[bytes], None]) -> list[bytes]:

@@ -28,16 +28,8 @@ from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
 from dataplane.translate.hub_to_anthropic import ChunkTranslator, anthropic_request, openai_completion
 from dataplane.upstream.adapters import Complete, Stream
-from dataplane.upstream.adapters.wire import (
-    check_credential,
-    flatten,
-    header_lines,
-    json_events,
-    post,
-    read_whole,
-    sse_batches,
-    translated_batches,
-)
+from dataplane.upstream.adapters.event_stream import flatten, json_events, sse_batches, translated_batches
+from dataplane.upstream.adapters.wire import check_credential, header_lines, post, read_whole
 from dataplane.upstream.client import UpstreamClient
 
 ANTHROPIC_VERSION = "2023-06-01"

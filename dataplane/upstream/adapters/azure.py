@@ -25,7 +25,8 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.upstream.adapters import Complete, LastBatch, Stream
-from dataplane.upstream.adapters.wire import check_credential, flatten, header_lines, post, read_whole, sse_batches
+from dataplane.upstream.adapters.event_stream import flatten, sse_batches
+from dataplane.upstream.adapters.wire import check_credential, header_lines, post, read_whole
 from dataplane.upstream.client import UpstreamClient
 
 _PATHS = {"chat": "chat/completions", "embeddings": "embeddings", "completions": "completions"}

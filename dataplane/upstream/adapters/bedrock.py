@@ -76,15 +76,8 @@ from dataplane.translate.hub_to_bedrock import (
 )
 from dataplane.upstream.adapters import Complete, Stream
 from dataplane.upstream.adapters.aws_auth import AwsCredentials, CredentialCache, where
-from dataplane.upstream.adapters.wire import (
-    MAX_ERROR_BODY,
-    check_credential,
-    flatten,
-    header_lines,
-    map_failures,
-    read_whole,
-    translated_batches,
-)
+from dataplane.upstream.adapters.event_stream import flatten, translated_batches
+from dataplane.upstream.adapters.wire import MAX_ERROR_BODY, check_credential, header_lines, map_failures, read_whole
 from dataplane.upstream.client import Response, UpstreamClient
 from dataplane.upstream.sse import MAX_EVENT_BYTES
 

@@ -59,18 +59,9 @@ from dataplane.translate.gemini_embeddings import (
 from dataplane.translate.gemini_to_hub import GeminiChunkTranslator, openai_completion
 from dataplane.translate.hub_to_gemini import Blocked, gemini_request
 from dataplane.upstream.adapters import Complete, Stream
+from dataplane.upstream.adapters.event_stream import Feed, flatten, json_events, sse_batches, translated_batches
 from dataplane.upstream.adapters.google_auth import AccessTokens
-from dataplane.upstream.adapters.wire import (
-    Feed,
-    check_credential,
-    flatten,
-    header_lines,
-    json_events,
-    post,
-    read_whole,
-    sse_batches,
-    translated_batches,
-)
+from dataplane.upstream.adapters.wire import check_credential, header_lines, post, read_whole
 from dataplane.upstream.client import Response, UpstreamClient
 
 GEMINI_API_VERSION = "v1beta"

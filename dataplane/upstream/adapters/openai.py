@@ -18,7 +18,8 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.upstream.adapters import Complete, Stream
-from dataplane.upstream.adapters.wire import check_credential, flatten, post, read_whole, sse_batches
+from dataplane.upstream.adapters.event_stream import flatten, sse_batches
+from dataplane.upstream.adapters.wire import check_credential, post, read_whole
 from dataplane.upstream.client import UpstreamClient
 
 PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "completions": "/completions",
