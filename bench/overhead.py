@@ -69,6 +69,7 @@ from bench.harness.stack import (
     cpu_seconds,
     free_port,
     peak_rss_mb,
+    runs_compiled,
     start_gateway,
     start_otlp_sink,
 )
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                                 args.workers)
         meta["dataplane_args"] = args.dataplane_arg
         meta["workers"] = args.workers
+        meta["compiled"] = runs_compiled(gateway.dataplane.pid)  # the mypyc build (dataplane/compiled.py) or source
         bare_port = free_port()
         bare = procs.spawn("0", [sys.executable, "-m", "bench.bare_proxy", "--port", str(bare_port),
                                  "--upstream", gateway.upstream_url], "bare_proxy")

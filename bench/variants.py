@@ -12,10 +12,11 @@ each, rounds in turn (so a change in the machine's load hits every variant alike
 Variants (``--variants``, comma-separated names): ``default``; ``aiohttp`` (``--no-fast-path``: every request
 through aiohttp's server); ``trace10`` and ``trace100`` (tracing at 10 % and 100 %, exported over OTLP/HTTP to a
 sink on CPU 1), ``trace0`` (tracing on, nothing sampled: what the sampling decision costs); ``workers2``
-(``--workers 2`` on both CPUs: CPU per request only, the latency cells share CPU 1);
-``workers2cpu0`` (both workers on CPU 0, the CPU of the one-worker variants: what a second worker costs per
-request, without the second worker's share of CPU 1 with the upstream and wrk, which is most of ``workers2``'s
-spread on a 2-core machine).
+(``--workers 2`` on both CPUs: CPU per request only, the latency cells share CPU 1); ``source``
+(``TOLLWAY_COMPILED=0``: the request path run from source, not the mypyc build of ``dataplane/compiled.py``: what
+the build buys); ``workers2cpu0`` (both workers on CPU 0, the CPU of the one-worker variants: what a second worker
+costs per request, without the second worker's share of CPU 1 with the upstream and wrk, which is most of
+``workers2``'s spread on a 2-core machine).
 
     python -m bench.variants [--rounds 3] [--duration 5] [--variants default,aiohttp,trace10,trace100,workers2]
 
@@ -64,12 +65,13 @@ class Variant:
     trace_sampling: float | None = None
     workers: int = 1
     cpus: str | None = None  # taskset list for the data plane's workers (default: CPUs 0..workers-1)
+    env: tuple[tuple[str, str], ...] = ()  # added to the data plane's environment
 
 
 VARIANTS = {v.name: v for v in (
     Variant("default"), Variant("aiohttp", ("--no-fast-path",)), Variant("trace10", trace_sampling=0.1),
     Variant("trace100", trace_sampling=1.0), Variant("trace0", trace_sampling=0.0), Variant("workers2", workers=2),
-    Variant("workers2cpu0", workers=2, cpus="0"))}
+    Variant("workers2cpu0", workers=2, cpus="0"), Variant("source", env=(("TOLLWAY_COMPILED", "0"),)))}
 
 
 def variant_args(procs: Processes, variant: Variant) -> list[str]:
@@ -88,7 +90,7 @@ def paired(variant: Variant, rounds: int, duration: float) -> list[float]:
         procs = Processes(stack, work)
         args = variant_args(procs, variant)
         gateway = start_gateway(procs, ["--loop", "asyncio"])
-        other, other_url = start_dataplane(procs, gateway.control_plane, "variant", args)
+        other, other_url = start_dataplane(procs, gateway.control_plane, "variant", args, env=dict(variant.env))
         script = write_script(work / "fast.lua", {"model": "bench", "messages": PROMPT, "max_tokens": 64},
                               {"Authorization": f"Bearer {gateway.key}"})
         pids, urls = (gateway.dataplane.pid, other.pid), (gateway.url, other_url)
@@ -114,7 +116,7 @@ def measure(variant: Variant, duration: float) -> dict[str, float]:
         procs = Processes(stack, work)
         args = variant_args(procs, variant)
         gateway = start_gateway(procs, ["--loop", "asyncio", "--delay-ms", "10-30", "--delay-order", "even"], args,
-                                variant.workers, variant.cpus)
+                                variant.workers, variant.cpus, dict(variant.env))
         key = {"Authorization": f"Bearer {gateway.key}"}
         fast = write_script(work / "fast.lua", {"model": "bench", "messages": PROMPT, "max_tokens": 64}, key)
         delayed = write_script(work / "delayed.lua", {"model": "bench-delayed", "messages": PROMPT,

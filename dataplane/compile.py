@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +29,11 @@ def build(jobs: int = 2) -> None:
     with tempfile.TemporaryDirectory(prefix="tollway-mypyc-") as work:
         extensions = mypycify([str(source(m).relative_to(ROOT)) for m in MODULES], opt_level="3", multi_file=True,
                               group_name=GROUP, target_dir=str(Path(work, "c")))
-        setup(name="tollway-compiled", ext_modules=extensions, script_args=[
-            "-q", "build_ext", "--build-lib", str(BUILD / "lib"), "--build-temp", str(Path(work, "o")),
-            "-j", str(jobs)])
+        with warnings.catch_warnings():  # setuptools' opinions of pyproject.toml, which it reads for nothing here
+            warnings.simplefilter("ignore")
+            setup(name="tollway-compiled", ext_modules=extensions, script_args=[
+                "-q", "build_ext", "--build-lib", str(BUILD / "lib"), "--build-temp", str(Path(work, "o")),
+                "-j", str(jobs)])
     suffix = abi()
     files = {m: str(Path("lib", *m.split(".")).with_suffix(suffix)) for m in MODULES}
     files[f"{GROUP}__mypyc"] = str(Path("lib", f"{GROUP}__mypyc{suffix}"))

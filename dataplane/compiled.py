@@ -145,6 +145,8 @@ def install() -> bool:
     ``__init__``, before any of its modules is imported."""
     if os.environ.get(ENV, "1") == "0" or any(isinstance(f, _Finder) for f in sys.meta_path):
         return False
+    if sys.orig_argv[1:3] == ["-m", "dataplane.compile"]:  # the build itself: it says what it does
+        return False
     files = usable()
     if isinstance(files, str):
         if files != "not built":

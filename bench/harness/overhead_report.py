@@ -195,6 +195,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"(median; worst {others.high:.0f}%).",
         "- The data plane or proxy alone on CPU 0; the upstream, the load generator (wrk) and the control plane on "
         "CPU 1.",
+        *([f"- The data plane's request path {'compiled (mypyc' if meta['compiled'] else 'from source (no'} build "
+           "of `dataplane/compiled.py`)."] if "compiled" in meta else []),
         f"- Figures: median (min{DASH}max) over the runs. Added latency = through the proxy minus directly, at the "
         "same percentile, in the same run; ratios are Tollway over the bare proxy, run by run.",
         *([f"- Tracing on at a sampling ratio of {meta['trace_sampling']:g}, exported over OTLP/HTTP to a sink on "

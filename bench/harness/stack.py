@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +145,17 @@ def cpu_busy_seconds(cpu: int) -> float:
     raise ValueError(f"no cpu{cpu} in /proc/stat")
 
 
+def runs_compiled(pid: int) -> bool:
+    """Whether the data plane ``pid`` (or a worker of its group) loaded the compiled request path."""
+    for p in (pid, *descendants(pid)):
+        try:
+            if "tollway_hot__mypyc" in Path(f"/proc/{p}/maps").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def peak_rss_mb(pid: int) -> float:
     """The peak resident memory (VmHWM) of ``pid``, or of the largest of its live descendants (per worker)."""
     peak = 0.0
@@ -180,10 +191,13 @@ class Processes:
         self.env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONPATH": path}
         self._logs: dict[int, Path] = {}  # by pid
 
-    def spawn(self, cpu: str, argv: Sequence[str], name: str) -> subprocess.Popen[bytes]:
+    def spawn(self, cpu: str, argv: Sequence[str], name: str, env: Mapping[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        """``argv`` on ``cpu``, in this stack's environment plus ``env``."""
         path = self.work / f"{name}.log"
         log = self._stack.enter_context(path.open("wb"))
-        proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=ROOT, env={**self.env, **(env or {})},
+                                stdout=log, stderr=log)
         self._logs[proc.pid] = path
         self._stack.callback(proc.wait, 10)
         self._stack.callback(proc.terminate)
@@ -206,9 +220,10 @@ def start_otlp_sink(procs: Processes) -> str:
 
 
 def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane_args: Sequence[str] = (),
-                  workers: int = 1, cpus: str | None = None) -> Gateway:
+                  workers: int = 1, cpus: str | None = None, env: Mapping[str, str] | None = None) -> Gateway:
     """The upstream, and the control plane under ``IDLE``, on CPU 1, the data plane on CPU 0 (``workers`` of them on
-    CPUs 0..N-1, or on ``cpus``, a taskset list); returns once the data plane is ready."""
+    CPUs 0..N-1, or on ``cpus``, a taskset list; ``env`` added to its environment); returns once the data plane is
+    ready."""
     work = procs.work
     gatectl = [sys.executable, "-m", "cli.main"]
     up_port, admin_port, grpc_port = free_port(), free_port(), free_port()
@@ -231,15 +246,17 @@ def start_gateway(procs: Processes, upstream_args: Sequence[str] = (), dataplane
     key = admin(admin_url, admin_token, "POST", "/admin/v1/keys",
                 {"name": "bench-key", "tenant": "bench", "who": "bench"})["secret"]
     cpus = cpus or ("0" if workers == 1 else ",".join(map(str, range(workers))))
-    dataplane, url = start_dataplane(procs, f"127.0.0.1:{grpc_port}", "dataplane", dataplane_args, workers, cpus)
+    dataplane, url = start_dataplane(procs, f"127.0.0.1:{grpc_port}", "dataplane", dataplane_args, workers, cpus,
+                                     env)
     return Gateway(upstream_url=f"http://127.0.0.1:{up_port}/v1", url=url, key=key, upstream=upstream,
                    dataplane=dataplane, control_plane=f"127.0.0.1:{grpc_port}")
 
 
 def start_dataplane(procs: Processes, control_plane: str, name: str, dataplane_args: Sequence[str] = (),
-                    workers: int = 1, cpus: str = "0") -> tuple[subprocess.Popen[bytes], str]:
+                    workers: int = 1, cpus: str = "0", env: Mapping[str, str] | None = None
+                    ) -> tuple[subprocess.Popen[bytes], str]:
     """A data plane of the bench region (node id ``bench-<name>``, its own state dir and request log) on
-    ``cpus``; returns once it is ready, with its URL (ending in ``/v1``)."""
+    ``cpus``, with ``env`` added to its environment; returns once it is ready, with its URL (ending in ``/v1``)."""
     port, work = free_port(), procs.work
     # A group's operator port is free too (its default, the port + 1, may be another connection's).
     group = ["--ops-port", str(free_port())] if workers > 1 else []
@@ -247,7 +264,8 @@ def start_dataplane(procs: Processes, control_plane: str, name: str, dataplane_a
                                    control_plane, "--region", "bench", "--port", str(port), "--state-dir",
                                    str(work / name), "--token", DATAPLANE_TOKEN, "--node-id", f"bench-{name}",
                                    "--workers", str(workers), *group,
-                                   "--request-log", str(work / f"{name}-requests.log"), *dataplane_args], name)
+                                   "--request-log", str(work / f"{name}-requests.log"), *dataplane_args], name,
+                          env)
     # Ready once the control plane (``IDLE``: it runs only when CPU 1 has nothing else to do) has answered it.
     procs.wait_ready(dataplane, f"http://127.0.0.1:{port}/readyz", timeout=60.0)
     return dataplane, f"http://127.0.0.1:{port}/v1"

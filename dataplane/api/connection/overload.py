@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from mypy_extensions import mypyc_attr
+
 from dataplane.errors import ApiError
 
 WINDOW_S = 0.2  # the lag is averaged over this long
@@ -52,6 +54,7 @@ def busy_window(lag_s: float, share: float) -> bool:
     return lag_s >= BUSY_LAG_S or share >= BUSY_SHARE
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (compiled, ``dataplane.compiled``): tests make one always busy
 class Overload:
     """Requests in flight against the limit (``full``), the requests shed, and the loop monitor (its lag and its
     thread's share of the CPU, per window)."""
