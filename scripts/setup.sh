@@ -37,7 +37,10 @@ else
 fi
 # Compile the request path (a minute; nothing when the build matches the sources). The tests run the compiled
 # modules, so for them it must succeed; the gateway alone runs from source without it, slower.
-if [ "${1:-}" = dev ]; then
+# (TOLLWAY_SETUP_COMPILE=0: scripts/test.sh builds it itself, next to the linters.)
+if [ "${TOLLWAY_SETUP_COMPILE:-1}" = 0 ]; then
+  :
+elif [ "${1:-}" = dev ]; then
   .venv/bin/python -m dataplane.compile
 else
   .venv/bin/python -m dataplane.compile || echo "setup: the compiled request path was not built; running from source" >&2
