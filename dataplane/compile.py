@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataplane.compiled import BUILD, GROUP, MANIFEST, MODULES, ROOT, abi, digest, source, usable
+from dataplane.compiled import BUILD, GROUP, MANIFEST, MODULES, ROOT, abi, source, sources, usable
 
 
 def build(jobs: int = 2) -> None:
@@ -22,7 +22,7 @@ def build(jobs: int = 2) -> None:
     from mypyc.build import mypycify  # the build's own dependencies (mypy, setuptools): not needed at run time
     from setuptools import setup  # type: ignore[import-untyped]
 
-    digests = {m: digest(source(m)) for m in MODULES}
+    digests = sources()
     MANIFEST.unlink(missing_ok=True)
     shutil.rmtree(BUILD / "lib", ignore_errors=True)
     os.chdir(ROOT)
@@ -40,7 +40,8 @@ def build(jobs: int = 2) -> None:
     for rel in files.values():
         if not (BUILD / rel).is_file():
             raise SystemExit(f"mypyc build: {rel} was not built")
-    MANIFEST.write_text(json.dumps({"abi": suffix, "sources": digests, "files": files}, indent=1))
+    MANIFEST.write_text(json.dumps({"abi": suffix, "modules": list(MODULES), "files": files, "sources": digests},
+                                   indent=1))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

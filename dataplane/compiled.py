@@ -8,10 +8,11 @@ outside the group (asyncio, aiohttp, orjson, protobuf) is called as before. The 
 ``dataplane/_compiled/`` (next to the sources, wherever they are installed) with a manifest of the sources it was
 made from; the sources stay where they are, as they are.
 
-On import of ``dataplane`` (``install``), the compiled modules are used only when every one of them matches its
-source (the hashes of the manifest), for this interpreter: a module edited since the build, or a build for another
-Python, means the whole group runs from source (with one warning), never part of it — a compiled module calls its
-group's native classes, and a class defined twice, once compiled and once from source, would be two classes. Not
+On import of ``dataplane`` (``install``), the compiled modules are used only when every module of ``dataplane`` and
+``tollway`` (``DEPENDS``) matches the source it was built from (the hashes of the manifest), for this interpreter: a
+module edited, added or removed since the build, or a build for another Python, means the whole group runs from
+source (with one warning), never part of it — a compiled module calls its group's native classes, and a class
+defined twice, once compiled and once from source, would be two classes. Not
 compiled: code a thread runs over large inputs (the snapshot's runtime tables, ``snapshot.key_table`` and
 ``snapshot.runtime``, built off the loop ``_STEP`` keys at a time): compiled code never lets the GIL go between
 bytecodes as the interpreter does, so the loop would wait for the whole build. ``TOLLWAY_COMPILED=0`` runs
@@ -49,6 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]  # the directory holding ``dataplane`
 BUILD = Path(__file__).resolve().parent / "_compiled"
 MANIFEST = BUILD / "manifest.json"
 GROUP = "tollway_hot"
+# The packages a build depends on, all of them: compiled code trusts the types of what it imports (a field of
+# ``snapshot.runtime`` read as an ``int``, say), so a change anywhere in them, not only in ``MODULES``, retires it.
+DEPENDS = ("dataplane", "tollway")
 ENV = "TOLLWAY_COMPILED"
 
 MODULES = (
@@ -100,9 +104,15 @@ def abi() -> str:
     return importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
+def sources() -> dict[str, str]:
+    """Every module of ``DEPENDS`` by path (relative to ``ROOT``) with its digest: what a build was made from."""
+    found = sorted(p for package in DEPENDS for p in (ROOT / package).rglob("*.py") if BUILD not in p.parents)
+    return {str(p.relative_to(ROOT)): digest(p) for p in found}
+
+
 def usable(manifest_path: Path = MANIFEST) -> dict[str, Path] | str:
     """The compiled group's files by module name (the group's shared library included), or why it cannot be
-    used (no build, a build for another Python, a source edited since)."""
+    used (no build, a build for another Python, a source edited, added or removed since)."""
     try:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
@@ -111,15 +121,17 @@ def usable(manifest_path: Path = MANIFEST) -> dict[str, Path] | str:
         return f"unreadable manifest {manifest_path}: {e}"
     if manifest.get("abi") != abi():
         return f"built for {manifest.get('abi')}, this Python loads {abi()}"
-    built: dict[str, str] = manifest.get("sources", {})
-    if sorted(built) != sorted(MODULES):
+    if manifest.get("modules") != list(MODULES):
         return "built for another list of modules"
-    for module, want in built.items():
-        try:
-            if digest(source(module)) != want:
-                return f"{source(module).relative_to(ROOT)} changed since the build"
-        except OSError as e:
-            return f"cannot read {module}'s source: {e}"
+    try:
+        now = sources()
+    except OSError as e:
+        return f"cannot read the sources: {e}"
+    built: dict[str, str] = manifest.get("sources", {})
+    if now != built:
+        path = next(p for p in sorted(now.keys() | built.keys()) if now.get(p) != built.get(p))
+        return f"{path} {'changed' if path in now and path in built else 'appeared' if path in now else 'went'} " \
+               "since the build"
     files = {name: manifest_path.parent / rel for name, rel in manifest["files"].items()}
     missing = [str(p) for p in files.values() if not p.is_file()]
     return f"missing {', '.join(missing)}" if missing else files

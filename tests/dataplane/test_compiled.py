@@ -50,7 +50,8 @@ def test_a_fresh_interpreter_runs_the_compiled_group() -> None:
 
 def test_the_build_covers_every_listed_module() -> None:
     manifest = json.loads(MANIFEST.read_text())
-    assert sorted(manifest["sources"]) == sorted(MODULES)
+    assert manifest["modules"] == list(MODULES)
+    assert sorted(manifest["files"]) == sorted([*MODULES, "tollway_hot__mypyc"])
     assert all((BUILD / rel).is_file() for rel in manifest["files"].values())
 
 
@@ -63,6 +64,19 @@ def test_an_edited_source_runs_the_whole_group_from_source_with_one_warning(chec
     # Not only the edited module: every one, so no class is defined twice.
     assert decide == str(checkout / "dataplane/core/decide.py") and pipeline.endswith("dataplane/api/pipeline.py")
     assert err.count("compiled modules are not used") == 1 and "dataplane/core/gate.py changed" in err
+
+
+@pytest.mark.parametrize(("edit", "why"), [
+    ("dataplane/snapshot/runtime.py", "dataplane/snapshot/runtime.py changed"),  # imported by compiled code
+    ("tollway/values.py", "tollway/values.py changed"),
+    ("dataplane/core/new_module.py", "dataplane/core/new_module.py appeared"),
+])
+def test_a_change_outside_the_group_retires_the_build_too(checkout: Path, edit: str, why: str) -> None:
+    # Compiled code trusts the types of what it imports, so a module it was built against counts as well.
+    path = checkout / edit
+    path.write_text((path.read_text() if path.exists() else "") + "\n# edited\n")
+    out, err = run(checkout)
+    assert out.split()[0] == "False" and f"{why} since the build" in err
 
 
 def test_a_build_for_another_python_is_not_loaded(checkout: Path) -> None:
