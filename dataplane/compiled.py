@@ -155,7 +155,7 @@ class _Finder(MetaPathFinder):
 def install() -> bool:
     """Load the compiled group from now on, if it is usable; whether it is. Called once, by ``dataplane``'s
     ``__init__``, before any of its modules is imported."""
-    if os.environ.get(ENV, "1") == "0" or any(isinstance(f, _Finder) for f in sys.meta_path):
+    if os.environ.get(ENV, "1") == "0" or active():
         return False
     if sys.orig_argv[1:3] == ["-m", "dataplane.compile"]:  # the build itself: it says what it does
         return False

@@ -38,10 +38,10 @@ fi
 # Compile the request path (a minute; nothing when the build matches the sources). The tests run the compiled
 # modules, so for them it must succeed; the gateway alone runs from source without it, slower.
 # (TOLLWAY_SETUP_COMPILE=0: scripts/test.sh builds it itself, next to the linters.)
-if [ "${TOLLWAY_SETUP_COMPILE:-1}" = 0 ]; then
-  :
-elif [ "${1:-}" = dev ]; then
-  .venv/bin/python -m dataplane.compile
-else
-  .venv/bin/python -m dataplane.compile || echo "setup: the compiled request path was not built; running from source" >&2
+if [ "${TOLLWAY_SETUP_COMPILE:-1}" = 1 ]; then
+  if [ "${1:-}" = dev ]; then
+    .venv/bin/python -m dataplane.compile
+  else
+    .venv/bin/python -m dataplane.compile || echo "setup: the compiled request path was not built; running from source" >&2
+  fi
 fi

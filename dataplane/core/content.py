@@ -57,8 +57,8 @@ class ContentKey:
     def __repr__(self) -> str:
         return "ContentKey(<hidden>)"
 
-    def __str__(self) -> str:
-        return "ContentKey(<hidden>)"
+    def __str__(self) -> str:  # (not ``__str__ = __repr__``: mypyc, ``dataplane.compiled``, cannot alias a method)
+        return self.__repr__()
 
 
 
