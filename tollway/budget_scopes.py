@@ -15,12 +15,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import quote
 
 from tollway.money import pico_of_micros
 from tollway.pb import snapshot_pb2 as pb
-from tollway.values import value
 
 BudgetScopeKind = Literal["tenant", "project", "key", "user"]
 MAX_USER_LEN = 256  # longer user names are cut: a scope string must stay a reasonable store key
@@ -41,11 +40,16 @@ class BudgetLimit:
                    float(b.lease_seconds))
 
 
-@value
+@dataclass(unsafe_hash=True)
 class BudgetScope:
-    kind: BudgetScopeKind
-    name: str  # the scope string
-    limit: BudgetLimit
+    kind: Final[BudgetScopeKind]
+    name: Final[str]  # the scope string
+    limit: Final[BudgetLimit]
+
+    def __init__(self, kind: BudgetScopeKind, name: str, limit: BudgetLimit) -> None:
+        self.kind = kind
+        self.name = name
+        self.limit = limit
 
 
 # The month ``period_of`` computed last: (its first second, the next month's, ``YYYY-MM``). Every request of a

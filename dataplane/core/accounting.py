@@ -12,28 +12,39 @@ request's cost bound, so a charge never exceeds what was reserved.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
 from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment, Prices
-from tollway.values import value
 
 UsageSource = Literal["upstream", "estimated-missing-usage", "estimated-aborted"]
 CHARS_PER_TOKEN = 4  # a central estimate for English text and code (BPE tokenizers: 3.5-4.5)
 MESSAGE_FRAMING_TOKENS = 4  # role and separators around one message, as OpenAI counts them
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Usage:
-    prompt_tokens: int = 0       # all input, cache reads and writes included (OpenAI's convention)
-    completion_tokens: int = 0   # all output, reasoning included
-    cached_tokens: int = 0       # cache reads
-    source: UsageSource = "upstream"  # where the counts come from
-    cache_write_tokens: int = 0      # cache writes at the 5-minute rate
-    cache_write_1h_tokens: int = 0   # cache writes at the 1-hour rate
-    reasoning_tokens: int = 0        # reasoning/thinking output
+    prompt_tokens: Final[int]       # all input, cache reads and writes included (OpenAI's convention)
+    completion_tokens: Final[int]   # all output, reasoning included
+    cached_tokens: Final[int]       # cache reads
+    source: Final[UsageSource]  # where the counts come from
+    cache_write_tokens: Final[int]      # cache writes at the 5-minute rate
+    cache_write_1h_tokens: Final[int]   # cache writes at the 1-hour rate
+    reasoning_tokens: Final[int]        # reasoning/thinking output
+
+    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, cached_tokens: int = 0,
+                 source: UsageSource = "upstream", cache_write_tokens: int = 0, cache_write_1h_tokens: int = 0,
+                 reasoning_tokens: int = 0) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.cached_tokens = cached_tokens
+        self.source = source
+        self.cache_write_tokens = cache_write_tokens
+        self.cache_write_1h_tokens = cache_write_1h_tokens
+        self.reasoning_tokens = reasoning_tokens
 
     @property
     def is_estimated(self) -> bool:
@@ -84,24 +95,43 @@ def cost_pico(prices: Prices, usage: Usage) -> int:
             + (completion - reasoning) * prices.output + reasoning * prices.reasoning_output)
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Outcome:
     """What happened to one admitted request, for settlement and usage records."""
 
-    request_id: str
-    snapshot: str
-    plan: RoutePlan
-    deployment: Deployment | None  # the last one attempted
-    attempts: int
-    status: int
-    usage: Usage | None
-    cost_pico: int  # exact (``tollway.money``); an estimated charge is capped at the request's cost bound
-    started: float  # unix seconds
-    first_byte_s: float | None
-    duration_s: float
-    aborted: bool = False  # the stream ended early (client gone or upstream died)
-    attribution: Attribution | None = None  # user, project and tags the request was attributed to
-    upstream_s: float | None = None  # first upstream send to the end of the upstream body (None: not measured)
+    request_id: Final[str]
+    snapshot: Final[str]
+    plan: Final[RoutePlan]
+    deployment: Final[Deployment | None]  # the last one attempted
+    attempts: Final[int]
+    status: Final[int]
+    usage: Final[Usage | None]
+    cost_pico: Final[int]  # exact (``tollway.money``); an estimated charge is capped at the request's cost bound
+    started: Final[float]  # unix seconds
+    first_byte_s: Final[float | None]
+    duration_s: Final[float]
+    aborted: Final[bool]  # the stream ended early (client gone or upstream died)
+    attribution: Final[Attribution | None]  # user, project and tags the request was attributed to
+    upstream_s: Final[float | None]  # first upstream send to the end of the upstream body (None: not measured)
+
+    def __init__(self, request_id: str, snapshot: str, plan: RoutePlan, deployment: Deployment | None, attempts: int,
+                 status: int, usage: Usage | None, cost_pico: int, started: float, first_byte_s: float | None,
+                 duration_s: float, aborted: bool = False, attribution: Attribution | None = None,
+                 upstream_s: float | None = None) -> None:
+        self.request_id = request_id
+        self.snapshot = snapshot
+        self.plan = plan
+        self.deployment = deployment
+        self.attempts = attempts
+        self.status = status
+        self.usage = usage
+        self.cost_pico = cost_pico
+        self.started = started
+        self.first_byte_s = first_byte_s
+        self.duration_s = duration_s
+        self.aborted = aborted
+        self.attribution = attribution
+        self.upstream_s = upstream_s
 
 
 def _text_chars(value: Any) -> int:

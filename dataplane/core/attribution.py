@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from dataplane.errors import ApiError, invalid, quoted
 from dataplane.snapshot.runtime import Key
-from tollway.values import value
 
 USER_HEADER = "x-tollway-user"
 PROJECT_HEADER = "x-tollway-project"
@@ -29,13 +29,18 @@ MAX_TAGS_HEADER_LEN = 2048
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,63}$")
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Attribution:
     """Who a request is accounted to. Immutable; "" means none."""
 
-    user: str = ""
-    project: str = ""
-    tags: tuple[str, ...] = ()
+    user: Final[str]
+    project: Final[str]
+    tags: Final[tuple[str, ...]]
+
+    def __init__(self, user: str = "", project: str = "", tags: tuple[str, ...] = ()) -> None:
+        self.user = user
+        self.project = project
+        self.tags = tags
 
 
 NOBODY = Attribution()

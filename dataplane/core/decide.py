@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -30,7 +30,6 @@ from dataplane.core.validate import (
 from dataplane.errors import ApiError, invalid
 from dataplane.snapshot.runtime import Deployment, Key, Route, Runtime
 from tollway.keyformat import KEY_LEN, PREFIX, is_well_formed
-from tollway.values import value
 
 # Output tokens assumed when ranking by expected cost and the client gave no max_tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
@@ -38,29 +37,46 @@ DEFAULT_EXPECTED_OUTPUT_TOKENS = 256
 _MAX_CHECKED = 10_000
 
 
-@value
+@dataclass(unsafe_hash=True)
 class RequestFacts:
     """What a handler knows of one request before deciding it, gathered once. Immutable, except ``checked``:
     the data plane's memo of verified key hashes, which ``authenticate`` may add to (on the event loop)."""
 
-    runtime: Runtime  # the snapshot the request reads, once, to its end
-    authorization: str | None  # ``Authorization`` (or the dialect's key header, as a Bearer value)
-    body: bytes
-    now: float  # unix seconds
-    pick: float = 0.0  # uniform in [0, 1): the weighted routes' draw
-    health: Health | None = None  # deployments' health, read only
-    mono: float = 0.0  # the monotonic clock ``health`` runs on
-    checked: set[bytes] | None = None
+    runtime: Final[Runtime]  # the snapshot the request reads, once, to its end
+    authorization: Final[str | None]  # ``Authorization`` (or the dialect's key header, as a Bearer value)
+    body: Final[bytes]
+    now: Final[float]  # unix seconds
+    pick: Final[float]  # uniform in [0, 1): the weighted routes' draw
+    health: Final[Health | None]  # deployments' health, read only
+    mono: Final[float]  # the monotonic clock ``health`` runs on
+    checked: Final[set[bytes] | None]
+
+    def __init__(self, runtime: Runtime, authorization: str | None, body: bytes, now: float, pick: float = 0.0,
+                 health: Health | None = None, mono: float = 0.0, checked: set[bytes] | None = None) -> None:
+        self.runtime = runtime
+        self.authorization = authorization
+        self.body = body
+        self.now = now
+        self.pick = pick
+        self.health = health
+        self.mono = mono
+        self.checked = checked
 
 
-@value
+@dataclass(unsafe_hash=True)
 class RoutePlan:
     """An allowed request: the caller, its route and the deployments to try, in order (failover included)."""
 
-    key: Key
-    route: Route
-    request: HubRequest
-    candidates: tuple[Deployment, ...]
+    key: Final[Key]
+    route: Final[Route]
+    request: Final[HubRequest]
+    candidates: Final[tuple[Deployment, ...]]
+
+    def __init__(self, key: Key, route: Route, request: HubRequest, candidates: tuple[Deployment, ...]) -> None:
+        self.key = key
+        self.route = route
+        self.request = request
+        self.candidates = candidates
 
 
 def _unauthorized(message: str) -> ApiError:

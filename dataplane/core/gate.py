@@ -10,34 +10,45 @@ usage; ``release`` gives back what a request that never reached one took. ``Open
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 from dataplane.core.accounting import Outcome
 from dataplane.core.attribution import Attribution
 from dataplane.core.decide import RoutePlan
 from dataplane.core.limits.ratelimit import Ticket
 from dataplane.errors import ApiError
-from tollway.values import value
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Admission:
     """A request let through: headers to add to its response, and what ``settle``/``release`` need. Immutable."""
 
-    attribution: Attribution
-    headers: Mapping[str, str]
-    ticket: Ticket
-    reservation: Any = None  # the budget book's, None without a budget book
+    attribution: Final[Attribution]
+    headers: Final[Mapping[str, str]]
+    ticket: Final[Ticket]
+    reservation: Final[Any]  # the budget book's, None without a budget book
+
+    def __init__(self, attribution: Attribution, headers: Mapping[str, str], ticket: Ticket,
+                 reservation: Any = None) -> None:
+        self.attribution = attribution
+        self.headers = headers
+        self.ticket = ticket
+        self.reservation = reservation
 
 
 NO_TICKET = Ticket((), 0, None, None)  # what a gate without rate limits admits with
 
-@value
+@dataclass(unsafe_hash=True)
 class Refusal:
     """A request refused before forwarding: the error to answer and headers to send with it."""
 
-    error: ApiError
-    headers: Mapping[str, str]
+    error: Final[ApiError]
+    headers: Final[Mapping[str, str]]
+
+    def __init__(self, error: ApiError, headers: Mapping[str, str]) -> None:
+        self.error = error
+        self.headers = headers
 
 
 class Gate(Protocol):

@@ -10,10 +10,10 @@ names of JSON-schema properties (tool parameters, response formats) are exempt: 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 from dataplane.errors import ApiError, invalid
-from tollway.values import value
 
 BANNED_KEYS = frozenset({
     "api_base", "base_url", "api_key", "api_version", "api_type", "azure_endpoint", "azure_deployment",
@@ -33,7 +33,7 @@ _CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would build a union objec
 Surface = Literal["chat", "embeddings", "completions", "moderations", "count_tokens"]
 
 
-@value
+@dataclass(unsafe_hash=True)
 class HubRequest:
     """A validated request in the hub format of its surface: for ``chat``, a chat completion body (whatever
     dialect the client spoke); for the other surfaces, the OpenAI body of that endpoint. ``payload`` is shared
@@ -41,17 +41,31 @@ class HubRequest:
     providers speak natively (the Responses API, Anthropic token counting), for the adapters that pass it
     through unchanged; ``dialect`` names it."""
 
-    payload: dict[str, Any]
-    model: str
-    stream: bool
-    include_usage: bool  # the client asked for the final usage chunk
-    max_tokens: int | None
+    payload: Final[dict[str, Any]]
+    model: Final[str]
+    stream: Final[bool]
+    include_usage: Final[bool]  # the client asked for the final usage chunk
+    max_tokens: Final[int | None]
     # A cheap estimate for ranking (about 4 bytes per token); the body length bounds text bytes from above.
-    estimated_prompt_tokens: int
-    needs: frozenset[str]  # capabilities the request uses: tools | vision | json_mode
-    surface: Surface = "chat"
-    native: dict[str, Any] | None = None
-    dialect: str = ""  # "responses" | "anthropic" when ``native`` is set
+    estimated_prompt_tokens: Final[int]
+    needs: Final[frozenset[str]]  # capabilities the request uses: tools | vision | json_mode
+    surface: Final[Surface]
+    native: Final[dict[str, Any] | None]
+    dialect: Final[str]  # "responses" | "anthropic" when ``native`` is set
+
+    def __init__(self, payload: dict[str, Any], model: str, stream: bool, include_usage: bool, max_tokens: int | None,
+                 estimated_prompt_tokens: int, needs: frozenset[str], surface: Surface = "chat",
+                 native: dict[str, Any] | None = None, dialect: str = "") -> None:
+        self.payload = payload
+        self.model = model
+        self.stream = stream
+        self.include_usage = include_usage
+        self.max_tokens = max_tokens
+        self.estimated_prompt_tokens = estimated_prompt_tokens
+        self.needs = needs
+        self.surface = surface
+        self.native = native
+        self.dialect = dialect
 
 
 # A path into the payload as a chain of (parent, key or index) links: built as the walk descends, joined into a

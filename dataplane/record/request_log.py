@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Final, Protocol
 
 import orjson
 
@@ -39,12 +39,11 @@ from dataplane.errors import ApiError
 from dataplane.record.usage_record import usage_record
 from dataplane.snapshot.runtime import NO_CONTENT, ContentPolicy, Key
 from tollway.pb.usage_pb2 import UsageRecord
-from tollway.values import value
 
 log = logging.getLogger(__name__)
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Served:
     """A request that was admitted (it has an ``Outcome``), with what the log may need of its content.
 
@@ -54,25 +53,44 @@ class Served:
     outcome's usage record when the caller built it already (the spool's), so it is built once per request.
     """
 
-    outcome: Outcome
-    policy: ContentPolicy = NO_CONTENT
-    response: Mapping[str, Any] | None = None
-    upstream_s: float | None = None
-    record: UsageRecord | None = None
+    outcome: Final[Outcome]
+    policy: Final[ContentPolicy]
+    response: Final[Mapping[str, Any] | None]
+    upstream_s: Final[float | None]
+    record: Final[UsageRecord | None]
+
+    def __init__(self, outcome: Outcome, policy: ContentPolicy = NO_CONTENT, response: Mapping[str, Any] | None = None,
+                 upstream_s: float | None = None, record: UsageRecord | None = None) -> None:
+        self.outcome = outcome
+        self.policy = policy
+        self.response = response
+        self.upstream_s = upstream_s
+        self.record = record
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Refused:
     """A request the gateway answered itself with an error (bad key, invalid body, rate limit, no route...)."""
 
-    request_id: str
-    started: float  # unix seconds
-    duration_s: float
-    error: ApiError
-    snapshot: str = ""
-    key: Key | None = None
-    model: str = ""
-    user: str = ""
+    request_id: Final[str]
+    started: Final[float]  # unix seconds
+    duration_s: Final[float]
+    error: Final[ApiError]
+    snapshot: Final[str]
+    key: Final[Key | None]
+    model: Final[str]
+    user: Final[str]
+
+    def __init__(self, request_id: str, started: float, duration_s: float, error: ApiError, snapshot: str = "",
+                 key: Key | None = None, model: str = "", user: str = "") -> None:
+        self.request_id = request_id
+        self.started = started
+        self.duration_s = duration_s
+        self.error = error
+        self.snapshot = snapshot
+        self.key = key
+        self.model = model
+        self.user = user
 
 
 LogEntry = Served | Refused

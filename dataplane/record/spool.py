@@ -43,13 +43,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 from dataplane.errors import DataPlaneError
 from tollway.durable import fsync_dir, write_atomically
 from tollway.pb import usage_pb2 as upb
 from tollway.protowire import LEN, VARINT, delimited, tag, varint
-from tollway.values import value
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +123,18 @@ _SEQUENCE = tag(upb.UsageBatch.SEQUENCE_FIELD_NUMBER, VARINT)
 _RECORDS = tag(upb.UsageBatch.RECORDS_FIELD_NUMBER, LEN)
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Batch:
     """A batch cut from the spool, as it goes to the control plane: ``wire``, the serialized ``UsageBatch``."""
 
-    sequence: int
-    records: int  # how many
-    wire: bytes
+    sequence: Final[int]
+    records: Final[int]  # how many
+    wire: Final[bytes]
+
+    def __init__(self, sequence: int, records: int, wire: bytes) -> None:
+        self.sequence = sequence
+        self.records = records
+        self.wire = wire
 
     def parsed(self) -> upb.UsageBatch:
         return upb.UsageBatch.FromString(self.wire)

@@ -18,12 +18,11 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from dataplane.errors import UpstreamFailure
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.runtime import Deployment
-from tollway.values import value
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 MAX_TRACESTATE = 512  # the W3C limit a participant must propagate; longer ones are dropped, not cut
@@ -31,15 +30,22 @@ _FINISH = re.compile(rb'"finish_reason"\s*:\s*"([^"\\]{1,64})"')
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
 
 
-@value
+@dataclass(unsafe_hash=True)
 class ParentContext:
     """The client's span, from its ``traceparent``."""
 
-    trace_id: int
-    span_id: int
-    sampled: bool
-    header: str  # the client's traceparent (and tracestate) as header lines, to forward when not recording
-    state: str = ""  # its tracestate, if valid
+    trace_id: Final[int]
+    span_id: Final[int]
+    sampled: Final[bool]
+    header: Final[str]  # the client's traceparent (and tracestate) as header lines, to forward when not recording
+    state: Final[str]  # its tracestate, if valid
+
+    def __init__(self, trace_id: int, span_id: int, sampled: bool, header: str, state: str = "") -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.header = header
+        self.state = state
 
 
 def parse_traceparent(value: str | None, state: str | None = None) -> ParentContext | None:

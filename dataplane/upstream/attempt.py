@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
@@ -27,7 +27,6 @@ from dataplane.upstream.adapters import Adapter, Complete, Stream
 from dataplane.upstream.adapters.event_stream import batches_of
 from dataplane.upstream.client import TRACE_HEADERS
 from dataplane.upstream.deadline import Deadline
-from tollway.values import value
 
 if TYPE_CHECKING:
     from dataplane.record.trace_context import RequestTrace
@@ -37,26 +36,45 @@ if TYPE_CHECKING:
 _ALWAYS_FAIL_OVER = frozenset({"auth", "unsupported", "protocol"})
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Answered:
-    reply: Complete | Stream
-    deployment: Deployment
-    attempts: int
+    reply: Final[Complete | Stream]
+    deployment: Final[Deployment]
+    attempts: Final[int]
     # Streams: the first events, read before answering so failover stays possible (empty if the stream ended
     # there), and the rest of them, grouped as they arrive.
-    first_events: list[bytes] = field(default_factory=list)
-    rest: AsyncGenerator[list[bytes], None] | None = None
-    reason: str = ""  # why this deployment served: the strategy, or "failover:<kind of the last failure>"
-    sent_at: float = 0.0  # unix seconds the first attempt was sent
+    first_events: Final[list[bytes]]
+    rest: Final[AsyncGenerator[list[bytes], None] | None]
+    reason: Final[str]  # why this deployment served: the strategy, or "failover:<kind of the last failure>"
+    sent_at: Final[float]  # unix seconds the first attempt was sent
+
+    def __init__(self, reply: Complete | Stream, deployment: Deployment, attempts: int,
+                 first_events: list[bytes] | None = None, rest: AsyncGenerator[list[bytes], None] | None = None,
+                 reason: str = "", sent_at: float = 0.0) -> None:
+        self.reply = reply
+        self.deployment = deployment
+        self.attempts = attempts
+        self.first_events = first_events if first_events is not None else []
+        self.rest = rest
+        self.reason = reason
+        self.sent_at = sent_at
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Failed:
-    failure: UpstreamFailure
-    deployment: Deployment | None
-    attempts: int
-    reason: str = ""
-    sent_at: float = 0.0
+    failure: Final[UpstreamFailure]
+    deployment: Final[Deployment | None]
+    attempts: Final[int]
+    reason: Final[str]
+    sent_at: Final[float]
+
+    def __init__(self, failure: UpstreamFailure, deployment: Deployment | None, attempts: int, reason: str = "",
+                 sent_at: float = 0.0) -> None:
+        self.failure = failure
+        self.deployment = deployment
+        self.attempts = attempts
+        self.reason = reason
+        self.sent_at = sent_at
 
 
 def may_fail_over(failure: UpstreamFailure, route: Route) -> bool:

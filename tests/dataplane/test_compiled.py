@@ -22,10 +22,10 @@ PROBE = ("import sys, dataplane.compiled as c, dataplane.core.decide as d, datap
          "print(c.active(), d.__file__, p.__file__)")
 
 
-def run(root: Path, **env: str) -> tuple[str, str]:
-    """stdout and stderr of the probe run in ``root`` (its ``dataplane`` and ``tollway``)."""
+def run(root: Path, probe: str = PROBE, **env: str) -> tuple[str, str]:
+    """stdout and stderr of ``probe`` run in ``root`` (its ``dataplane`` and ``tollway``)."""
     base = {k: v for k, v in os.environ.items() if k not in ("TOLLWAY_COMPILED", "PYTHONPATH")}
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=root, env={**base, **env, "PYTHONPATH": str(root)},
+    result = subprocess.run([sys.executable, "-c", probe], cwd=root, env={**base, **env, "PYTHONPATH": str(root)},
                             capture_output=True, text=True, timeout=60, check=True)
     return result.stdout.strip(), result.stderr
 
@@ -48,6 +48,17 @@ def test_a_fresh_interpreter_runs_the_compiled_group() -> None:
         assert Path(path).is_relative_to(BUILD) and path.endswith(".so")
 
 
+def test_the_value_classes_of_the_group_are_native() -> None:
+    # What the request path makes per request (``tests/core/test_values.py``): fields in C slots, no ``__dict__``,
+    # and a compiled ``__init__`` rather than the interpreted one ``dataclass`` would generate.
+    probe = ("import types, dataplane.core.accounting as a, dataplane.record.spool as s; "
+             "print(*(hasattr(v, '__dict__') or isinstance(type(v).__init__, types.FunctionType) "
+             "for v in (a.Usage(1), s.Batch(1, 1, b''))))")
+    assert run(ROOT, probe) == ("False False", "")
+    source, _ = run(ROOT, probe, TOLLWAY_COMPILED="0")
+    assert source == "True True"  # from source, plain classes
+
+
 def test_the_build_covers_every_listed_module() -> None:
     manifest = json.loads(MANIFEST.read_text())
     assert manifest["modules"] == list(MODULES)
@@ -68,7 +79,7 @@ def test_an_edited_source_runs_the_whole_group_from_source_with_one_warning(chec
 
 @pytest.mark.parametrize(("edit", "why"), [
     ("dataplane/snapshot/runtime.py", "dataplane/snapshot/runtime.py changed"),  # imported by compiled code
-    ("tollway/values.py", "tollway/values.py changed"),
+    ("tollway/budget_scopes.py", "tollway/budget_scopes.py changed"),
     ("dataplane/core/new_module.py", "dataplane/core/new_module.py appeared"),
 ])
 def test_a_change_outside_the_group_retires_the_build_too(checkout: Path, edit: str, why: str) -> None:

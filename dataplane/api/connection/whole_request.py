@@ -19,25 +19,30 @@ import time
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
+from typing import Final
 
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
 from dataplane.outbox import Outbox
-from tollway.values import value
 
 # METHOD SP request-target SP HTTP/1.x CRLF, nothing more (RFC 9112 section 3); a token method.
 REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r?\n")
 
 
-@value
+@dataclass(unsafe_hash=True)
 class WholeRequest:
     """An inference request the edge read whole: where its parts lie in the bytes received."""
 
-    path: bytes
-    line_end: int  # the request line's end (the first header's start)
-    head_end: int  # the blank line's start
+    path: Final[bytes]
+    line_end: Final[int]  # the request line's end (the first header's start)
+    head_end: Final[int]  # the blank line's start
+
+    def __init__(self, path: bytes, line_end: int, head_end: int) -> None:
+        self.path = path
+        self.line_end = line_end
+        self.head_end = head_end
 
 
 def framed(data: bytes, paths: Container[bytes]) -> tuple[WholeRequest, int] | None:

@@ -24,13 +24,13 @@ Task-safe on one event loop (methods never await); not thread-safe.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from dataplane.errors import ApiError
 from tollway.budget_scopes import BudgetIndex, BudgetLimit, BudgetScope, BudgetScopeKind, period_of
 from tollway.money import usd
 from tollway.pb import snapshot_pb2 as pb
-from tollway.values import value
 
 DEFAULT_HORIZON_S = 10.0  # a grant should last about this long at the recent rate of reservations
 MIN_WANT_DIVISOR = 20     # an idle process still asks for 1/20 of the limit, so its first requests pass
@@ -78,11 +78,16 @@ class Allowance:
         return self.limit.safe_allowance_pico - self.safe_spent - self.safe_reserved
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Hold:
-    allowance: Allowance
-    amount: int
-    safe: bool  # taken from the safe allowance rather than the grant
+    allowance: Final[Allowance]
+    amount: Final[int]
+    safe: Final[bool]  # taken from the safe allowance rather than the grant
+
+    def __init__(self, allowance: Allowance, amount: int, safe: bool) -> None:
+        self.allowance = allowance
+        self.amount = amount
+        self.safe = safe
 
 
 @dataclass
@@ -90,7 +95,11 @@ class Reservation:
     """What one admitted request holds. Settle or release it exactly once."""
 
     holds: tuple[Hold, ...]
-    done: bool = field(default=False)
+    done: bool
+
+    def __init__(self, holds: tuple[Hold, ...], done: bool = False) -> None:
+        self.holds = holds
+        self.done = done
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal
+from dataclasses import dataclass
+from typing import Final, Literal
 
 from dataplane.core.limits.rate_table import LimitTable, RateLimit, RateScope
 from dataplane.core.limits.reset_text import format_reset
 from dataplane.errors import ApiError
-from tollway.values import value
 
 Dimension = Literal["requests", "tokens"]
 
@@ -144,33 +144,51 @@ def _resized(bucket: _Bucket | None, per_minute: int, share: float, now: float) 
     return bucket
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Quota:
     """One dimension of the tightest scope, for the ``x-ratelimit-*`` headers."""
 
-    limit: int  # the declared, fleet-wide limit per minute
-    remaining: int  # what this data plane will still admit now
-    reset_s: float  # until this data plane's bucket is full again
+    limit: Final[int]  # the declared, fleet-wide limit per minute
+    remaining: Final[int]  # what this data plane will still admit now
+    reset_s: Final[float]  # until this data plane's bucket is full again
+
+    def __init__(self, limit: int, remaining: int, reset_s: float) -> None:
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_s = reset_s
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Ticket:
     """An admission by the rate limiter: what to reconcile (``record``) or give back (``release``)."""
 
-    states: tuple[_ScopeState, ...]
-    tokens: int  # the estimate taken from every tokens bucket
-    requests_quota: Quota | None
-    tokens_quota: Quota | None
+    states: Final[tuple[_ScopeState, ...]]
+    tokens: Final[int]  # the estimate taken from every tokens bucket
+    requests_quota: Final[Quota | None]
+    tokens_quota: Final[Quota | None]
+
+    def __init__(self, states: tuple[_ScopeState, ...], tokens: int, requests_quota: Quota | None,
+                 tokens_quota: Quota | None) -> None:
+        self.states = states
+        self.tokens = tokens
+        self.requests_quota = requests_quota
+        self.tokens_quota = tokens_quota
 
 
-@value
+@dataclass(unsafe_hash=True)
 class RateLimited:
     """A refusal: the scope and dimension that ran out, and when to retry."""
 
-    scope: RateScope
-    dimension: Dimension
-    quota: Quota
-    retry_after_s: float
+    scope: Final[RateScope]
+    dimension: Final[Dimension]
+    quota: Final[Quota]
+    retry_after_s: Final[float]
+
+    def __init__(self, scope: RateScope, dimension: Dimension, quota: Quota, retry_after_s: float) -> None:
+        self.scope = scope
+        self.dimension = dimension
+        self.quota = quota
+        self.retry_after_s = retry_after_s
 
     def error(self) -> ApiError:
         message = (f"{self.scope.describe()} {self.dimension} per minute limit ({self.quota.limit}) reached; "

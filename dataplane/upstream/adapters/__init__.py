@@ -12,22 +12,29 @@ the client's own dialect, passed through (the Responses API to a provider that s
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
 from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment
-from tollway.values import value
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Complete:
-    body: bytes
+    body: Final[bytes]
     # The body is in the client's own dialect (``HubRequest.native`` passed through: a Responses API object, an
     # Anthropic token count), not the hub format of the request's surface.
-    native: bool = False
-    estimated: bool = False  # a token count the gateway estimated rather than the provider counted
-    parsed: Any = field(default=None, compare=False)  # the body's JSON, once the attempt has checked it
+    native: Final[bool]
+    estimated: Final[bool]  # a token count the gateway estimated rather than the provider counted
+    # The body's JSON, once the attempt has checked it; not compared (a field with a ``field()`` cannot be ``Final``).
+    parsed: Any = field(compare=False)
+
+    def __init__(self, body: bytes, native: bool = False, estimated: bool = False,
+                 parsed: Any = None) -> None:
+        self.body = body
+        self.native = native
+        self.estimated = estimated
+        self.parsed = parsed
 
 
 class LastBatch(list[bytes]):
@@ -35,14 +42,21 @@ class LastBatch(list[bytes]):
     end its answer with it instead of asking for more."""
 
 
-@value
+@dataclass(unsafe_hash=True)
 class Stream:
-    events: AsyncGenerator[bytes, None]
-    close: Callable[[], None]
+    events: Final[AsyncGenerator[bytes, None]]
+    close: Final[Callable[[], None]]
     # The same events grouped as they arrived from the upstream, when the adapter can tell: a consumer iterates
     # this instead of ``events`` (never both) to forward each group in one write. Raises like ``events``.
-    batches: AsyncGenerator[list[bytes], None] | None = None
-    native: bool = False  # the events are in the client's own dialect (a Responses API event stream)
+    batches: Final[AsyncGenerator[list[bytes], None] | None]
+    native: Final[bool]  # the events are in the client's own dialect (a Responses API event stream)
+
+    def __init__(self, events: AsyncGenerator[bytes, None], close: Callable[[], None],
+                 batches: AsyncGenerator[list[bytes], None] | None = None, native: bool = False) -> None:
+        self.events = events
+        self.close = close
+        self.batches = batches
+        self.native = native
 
 
 class Adapter(Protocol):
