@@ -24,9 +24,11 @@ What mypyc asks of the sources (pinned by the tests running the compiled group):
 native class has slots of its own), no class attribute aliasing a method (``__str__ = __repr__``), no async
 generators; a native class can only subclass a native class, ``object`` or a handful of built-ins, and is subclassed
 only by compiled code unless it says otherwise (``mypyc_attr(allow_interpreted_subclasses=True)``, as ``Records``
-does for the tests that capture outcomes); what the request path makes per request is a value class
-(``@dataclass(unsafe_hash=True)``, ``Final`` fields, a written ``__init__``: ``tests/core/test_values.py``), which
-mypyc makes native with a compiled constructor; an attribute tested against ``None`` and read again after an
+does for the tests that capture outcomes; a ``list`` subclass such as ``LastBatch`` says
+``native_class=False``); what the request path makes per request has a written ``__init__`` (a value class:
+``@dataclass(unsafe_hash=True)`` with ``Final`` fields, ``tests/core/test_values.py``; the two it changes,
+``Reservation`` and ``StreamResult``, are plain dataclasses), which mypyc compiles with the class, native in the
+group's modules; an attribute tested against ``None`` and read again after an
 ``await`` is read through a method (mypy keeps the narrowing across the ``await``, and the compiled code checks the
 type it was narrowed to: ``upstream.connection``).
 """
@@ -85,6 +87,7 @@ MODULES = (
     "dataplane.api.pipeline",
     "dataplane.api.streaming",
     "dataplane.upstream.adapters.openai",
+    "dataplane.upstream.adapters.reply",
     "dataplane.upstream.adapters.wire",
     "dataplane.upstream.attempt",
     "dataplane.upstream.client",

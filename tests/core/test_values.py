@@ -1,12 +1,16 @@
-"""The value classes: what the request path makes per request, written so mypyc makes it native.
+"""The value classes: what the request path makes per request, written so mypyc compiles it.
 
 Such a class is a ``@dataclass(unsafe_hash=True)`` whose fields are ``Final`` and whose ``__init__`` is written out,
 assigning each field from the parameter of its name, in the fields' order (a list defaulting to empty takes
-``None``). mypyc makes it a native class (its fields are C slots, read by compiled code without a lookup) and
-compiles the written ``__init__`` (a dataclass's generated one would run interpreted: 265 ns against 33 ns for
-eight fields, measured compiled); ``dataclass`` still gives it a frozen dataclass's ``__eq__``, ``__hash__``,
-``repr`` and ``replace``, and ``Final`` makes assigning a field anywhere else a type error the test command's mypy
-reports. These tests pin the convention, since nothing else checks that an ``__init__`` and its fields agree.
+``None``). In the compiled group's modules (``dataplane/compiled.py``) mypyc makes it a native class (its fields
+are C slots, read by compiled code without a lookup) and compiles the written ``__init__`` (a dataclass's generated
+one would run interpreted: 265 ns against 33 ns for eight fields, measured compiled); elsewhere, and from source,
+it is a plain class (with a ``__dict__``: ``slots=True`` is what mypyc refuses). ``dataclass`` still gives it a
+frozen dataclass's ``__eq__``, ``__hash__``, ``repr`` and ``replace``, and ``Final`` makes assigning a field
+anywhere else a type error the test command's mypy reports; a field that needs ``field()`` (``Complete.parsed``,
+left out of comparisons) cannot be ``Final``. The two per-request objects that change (``Reservation``,
+``StreamResult``) are plain dataclasses with a written ``__init__`` too. These tests pin the convention, since
+nothing else checks that an ``__init__`` and its fields agree.
 """
 
 from __future__ import annotations
@@ -30,17 +34,32 @@ def _value_classes() -> Iterator[tuple[str, ast.ClassDef]]:
         if "_compiled" in path.parts or "pb" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef) and any(
-                    isinstance(d, ast.Call) and ast.unparse(d.func) == "dataclass" for d in node.decorator_list) \
-                    and any(isinstance(s, ast.FunctionDef) and s.name == "__init__" for s in node.body):
+            decorators = [ast.unparse(d.func if isinstance(d, ast.Call) else d) for d in node.decorator_list] \
+                if isinstance(node, ast.ClassDef) else []
+            written = isinstance(node, ast.ClassDef) and any(
+                isinstance(s, ast.FunctionDef) and s.name == "__init__" for s in node.body)
+            if "dataclass" in decorators and (written or _final_fields(node)):
+                assert isinstance(node, ast.ClassDef)
                 yield f"{path.relative_to(ROOT)}:{node.lineno} {node.name}", node
+
+
+def _final_fields(node: ast.AST) -> list[str]:
+    return [s.target.id for s in getattr(node, "body", []) if isinstance(s, ast.AnnAssign)
+            and isinstance(s.target, ast.Name) and ast.unparse(s.annotation).startswith("Final[")]
 
 
 def _problems(node: ast.ClassDef) -> list[str]:
     fields = {s.target.id: s for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
-    init = next(s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "__init__")
+    init = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None)
+    if init is None:
+        return ["Final fields and no written __init__ (dataclass would generate an interpreted one)"]
     params = init.args.args[1:]
     problems = []
+    frozen = any(isinstance(d, ast.Call) and any(k.arg == "unsafe_hash" for k in d.keywords)
+                 for d in node.decorator_list)
+    if frozen:  # a value class: every field Final but those that need ``field()``
+        problems += [f"{name} is not Final" for name, f in fields.items() if name not in _final_fields(node)
+                     and not (isinstance(f.value, ast.Call) and ast.unparse(f.value.func) == "field")]
     if [p.arg for p in params] != list(fields):
         problems.append(f"__init__ takes {[p.arg for p in params]}, the fields are {list(fields)}")
     for param in params:
@@ -69,8 +88,8 @@ def _problems(node: ast.ClassDef) -> list[str]:
 @pytest.mark.pure
 def test_each_value_class_assigns_every_field_from_the_parameter_of_its_name() -> None:
     classes = dict(_value_classes())
-    assert {"dataplane/core/accounting.py", "dataplane/core/decide.py", "tollway/budget_scopes.py"} <= {
-        where.split(":")[0] for where in classes}  # the scan finds them
+    assert {"Usage", "RoutePlan", "BudgetScope", "Complete", "Reservation", "StreamResult"} <= {
+        where.split()[-1] for where in classes}  # the scan finds them, mutable ones too
     problems = {where: p for where, node in classes.items() if (p := _problems(node))}
     assert problems == {}
 
@@ -86,6 +105,15 @@ def test_the_check_catches_an_init_that_forgets_or_swaps_a_field() -> None:
     node = ast.parse(swapped).body[0]
     assert isinstance(node, ast.ClassDef)
     assert _problems(node) == ["self.a is assigned b", "self.b is assigned a"]
+    plain = source.replace("    b: Final[str]\n", "    b: str\n").replace("        self.a = a\n",
+                                                                            "        self.a = a\n        self.b = b\n")
+    node = ast.parse(plain).body[0]
+    assert isinstance(node, ast.ClassDef)
+    assert _problems(node) == ["b is not Final"]
+    generated = "@dataclass(unsafe_hash=True)\nclass P:\n    a: Final[int]\n"
+    node = ast.parse(generated).body[0]
+    assert isinstance(node, ast.ClassDef) and _final_fields(node) == ["a"]
+    assert _problems(node) == ["Final fields and no written __init__ (dataclass would generate an interpreted one)"]
 
 
 @pytest.mark.pure

@@ -51,12 +51,13 @@ def test_a_fresh_interpreter_runs_the_compiled_group() -> None:
 def test_the_value_classes_of_the_group_are_native() -> None:
     # What the request path makes per request (``tests/core/test_values.py``): fields in C slots, no ``__dict__``,
     # and a compiled ``__init__`` rather than the interpreted one ``dataclass`` would generate.
-    probe = ("import types, dataplane.core.accounting as a, dataplane.record.spool as s; "
+    probe = ("import types, dataplane.core.accounting as a, dataplane.record.spool as s, "
+             "dataplane.upstream.adapters as u; "
              "print(*(hasattr(v, '__dict__') or isinstance(type(v).__init__, types.FunctionType) "
-             "for v in (a.Usage(1), s.Batch(1, 1, b''))))")
-    assert run(ROOT, probe) == ("False False", "")
+             "for v in (a.Usage(1), s.Batch(1, 1, b''), u.Complete(b''))))")
+    assert run(ROOT, probe) == ("False False False", "")
     source, _ = run(ROOT, probe, TOLLWAY_COMPILED="0")
-    assert source == "True True"  # from source, plain classes
+    assert source == "True True True"  # from source, plain classes
 
 
 def test_the_build_covers_every_listed_module() -> None:
