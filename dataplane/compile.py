@@ -35,7 +35,7 @@ def build(jobs: int = 2) -> None:
                 "-q", "build_ext", "--build-lib", str(BUILD / "lib"), "--build-temp", str(Path(work, "o")),
                 "-j", str(jobs)])
     suffix = abi()
-    files = {m: str(Path("lib", *m.split(".")).with_suffix(suffix)) for m in MODULES}
+    files = {m: str(Path("lib", source(m).relative_to(ROOT)).with_suffix(suffix)) for m in MODULES}
     files[f"{GROUP}__mypyc"] = str(Path("lib", f"{GROUP}__mypyc{suffix}"))
     for rel in files.values():
         if not (BUILD / rel).is_file():

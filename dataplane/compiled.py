@@ -2,7 +2,7 @@
 sources.
 
 ``python -m dataplane.compile`` (``scripts/setup.sh`` runs it) compiles ``MODULES`` as one group: the request path
-from the fast path's whole request to the usage record, the snapshot's runtime tables and the upstream client. Calls
+from the fast path's whole request to the usage record, the upstream client and the attempt. Calls
 between them become C calls, their classes native ones (attributes in C slots, checked types); everything they call
 outside the group (asyncio, aiohttp, orjson, protobuf) is called as before. The build goes to
 ``dataplane/_compiled/`` (next to the sources, wherever they are installed) with a manifest of the sources it was
@@ -20,17 +20,16 @@ everything from source (profiles then show the modules' functions; in the compil
 compiler the build fails and the data plane runs from source: the same code, slower (``bench/HISTORY.md`` has what
 the build bought).
 
-What mypyc asks of the sources (pinned by the tests running the compiled group): no ``slots=True`` dataclasses (a
-native class has slots of its own), no class attribute aliasing a method (``__str__ = __repr__``), no async
-generators; a native class can only subclass a native class, ``object`` or a handful of built-ins, and is subclassed
-only by compiled code unless it says otherwise (``mypyc_attr(allow_interpreted_subclasses=True)``, as ``Records``
-does for the tests that capture outcomes; a ``list`` subclass such as ``LastBatch`` says
-``native_class=False``); what the request path makes per request has a written ``__init__`` (a value class:
-``@dataclass(unsafe_hash=True)`` with ``Final`` fields, ``tests/core/test_values.py``; the two it changes,
-``Reservation`` and ``StreamResult``, are plain dataclasses), which mypyc compiles with the class, native in the
-group's modules; an attribute tested against ``None`` and read again after an
-``await`` is read through a method (mypy keeps the narrowing across the ``await``, and the compiled code checks the
-type it was narrowed to: ``upstream.connection``).
+What mypyc asks of the sources (pinned by the tests running the compiled group): no ``slots=True`` dataclasses (a native
+class has slots of its own), no class attribute aliasing a method (``__str__ = __repr__``), no async generators; a
+native class can only subclass a native class, ``object`` or a handful of built-ins, and is subclassed only by compiled
+code unless it says otherwise (``mypyc_attr(allow_interpreted_subclasses=True)``, as ``Records`` does for the tests that
+capture outcomes; a ``list`` subclass such as ``LastBatch`` says ``native_class=False``); what the request path makes
+per request has a written ``__init__`` (a value class: ``@dataclass(unsafe_hash=True)`` with ``Final`` fields,
+``tests/core/test_values.py``; what it changes, such as ``Reservation``, a plain one), which mypyc compiles with the
+class, native in the group's modules; an attribute tested against ``None`` and read again after an ``await`` is read
+through a method (mypy keeps the narrowing across the ``await``, and the compiled code checks the type it was narrowed
+to: ``upstream.connection``).
 """
 
 from __future__ import annotations
@@ -79,6 +78,7 @@ MODULES = (
     "dataplane.record.records",
     "dataplane.record.request_log",
     "dataplane.record.spool",
+    "dataplane.record.usage_batch",
     "dataplane.record.usage_record",
     "dataplane.api.appstate",
     "dataplane.api.connection.overload",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
@@ -30,26 +29,17 @@ from dataplane.upstream.deadline import Deadline
 SEPARATOR = b"\n\ndata: "  # between payloads joined for one regex pass (see ``note_usage``)
 
 
-@dataclass
 class StreamResult:
-    usage: Usage | None
-    first_byte_s: float | None
-    aborted: bool
-    failure: UpstreamFailure | None  # the upstream died or went idle mid-stream
-    upstream_end: float  # unix seconds the upstream body ended (or the stream was cut)
-    chunks: int  # upstream payloads relayed
-    content_chars: int  # text the payloads carried (content, tool arguments), counted until usage arrives
+    """What relaying one stream found, filled in as it goes."""
 
-    def __init__(self, usage: Usage | None = None, first_byte_s: float | None = None, aborted: bool = False,
-                 failure: UpstreamFailure | None = None, upstream_end: float = 0.0, chunks: int = 0,
-                 content_chars: int = 0) -> None:
-        self.usage = usage
-        self.first_byte_s = first_byte_s
-        self.aborted = aborted
-        self.failure = failure
-        self.upstream_end = upstream_end
-        self.chunks = chunks
-        self.content_chars = content_chars
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.first_byte_s: float | None = None
+        self.aborted = False
+        self.failure: UpstreamFailure | None = None  # the upstream died or went idle mid-stream
+        self.upstream_end = 0.0  # unix seconds the upstream body ended (or the stream was cut)
+        self.chunks = 0  # upstream payloads relayed
+        self.content_chars = 0  # text the payloads carried (content, tool arguments), counted until usage arrives
 
     def charged_usage(self, request: HubRequest) -> Usage | None:
         """What the stream is charged for (``dataplane.core.accounting.charged_stream``)."""

@@ -8,8 +8,8 @@ one would run interpreted: 265 ns against 33 ns for eight fields, measured compi
 it is a plain class (with a ``__dict__``: ``slots=True`` is what mypyc refuses). ``dataclass`` still gives it a
 frozen dataclass's ``__eq__``, ``__hash__``, ``repr`` and ``replace``, and ``Final`` makes assigning a field
 anywhere else a type error the test command's mypy reports; a field that needs ``field()`` (``Complete.parsed``,
-left out of comparisons) cannot be ``Final``. The two per-request objects that change (``Reservation``,
-``StreamResult``) are plain dataclasses with a written ``__init__`` too. These tests pin the convention, since
+left out of comparisons) cannot be ``Final``. A per-request object that changes (``Reservation``) is a plain
+dataclass with a written ``__init__``, held to the same check. These tests pin the convention, since
 nothing else checks that an ``__init__`` and its fields agree.
 """
 
@@ -55,9 +55,9 @@ def _problems(node: ast.ClassDef) -> list[str]:
         return ["Final fields and no written __init__ (dataclass would generate an interpreted one)"]
     params = init.args.args[1:]
     problems = []
-    frozen = any(isinstance(d, ast.Call) and any(k.arg == "unsafe_hash" for k in d.keywords)
+    value_class = any(isinstance(d, ast.Call) and any(k.arg == "unsafe_hash" for k in d.keywords)
                  for d in node.decorator_list)
-    if frozen:  # a value class: every field Final but those that need ``field()``
+    if value_class:  # every field Final but those that need ``field()``
         problems += [f"{name} is not Final" for name, f in fields.items() if name not in _final_fields(node)
                      and not (isinstance(f.value, ast.Call) and ast.unparse(f.value.func) == "field")]
     if [p.arg for p in params] != list(fields):
@@ -88,7 +88,7 @@ def _problems(node: ast.ClassDef) -> list[str]:
 @pytest.mark.pure
 def test_each_value_class_assigns_every_field_from_the_parameter_of_its_name() -> None:
     classes = dict(_value_classes())
-    assert {"Usage", "RoutePlan", "BudgetScope", "Complete", "Reservation", "StreamResult"} <= {
+    assert {"Usage", "RoutePlan", "BudgetScope", "Complete", "Reservation"} <= {
         where.split()[-1] for where in classes}  # the scan finds them, mutable ones too
     problems = {where: p for where, node in classes.items() if (p := _problems(node))}
     assert problems == {}

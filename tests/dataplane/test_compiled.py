@@ -51,7 +51,7 @@ def test_a_fresh_interpreter_runs_the_compiled_group() -> None:
 def test_the_value_classes_of_the_group_are_native() -> None:
     # What the request path makes per request (``tests/core/test_values.py``): fields in C slots, no ``__dict__``,
     # and a compiled ``__init__`` rather than the interpreted one ``dataclass`` would generate.
-    probe = ("import types, dataplane.core.accounting as a, dataplane.record.spool as s, "
+    probe = ("import types, dataplane.core.accounting as a, dataplane.record.usage_batch as s, "
              "dataplane.upstream.adapters as u; "
              "print(*(hasattr(v, '__dict__') or isinstance(type(v).__init__, types.FunctionType) "
              "for v in (a.Usage(1), s.Batch(1, 1, b''), u.Complete(b''))))")
