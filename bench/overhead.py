@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import relay_floor
 from bench.fast_upstream import DELAYED_SUFFIX
 from bench.harness import cpu_profile, wrk
 from bench.harness.overhead_report import Mode, Target, cell_name, markdown
@@ -312,6 +313,11 @@ def main(argv: list[str] | None = None) -> None:
         ]
         bench = Bench(endpoints, gateway.upstream.pid, Path(tmp), args.duration)
         bench.warm_up()
+        low, high = (float(x) / 1000 for x in args.delay_ms.split("-"))
+        floor = relay_floor.measure(300, (low, high))
+        meta["relay_floor"] = {"added_p50_ms": round(floor.added_p50_ms, 3),
+                               "added_p99_ms": round(floor.added_p99_ms, 3)}
+        print(f"relay floor: added p50 {floor.added_p50_ms:.3f} ms, p99 {floor.added_p99_ms:.3f} ms", file=sys.stderr)
         runs = []
         for i in range(args.runs):
             print(f"run {i + 1}/{args.runs}", file=sys.stderr)

@@ -6,6 +6,11 @@ each, rounds in turn (so a change in the machine's load hits every variant alike
 
 - saturation: 64 closed-loop connections, upstream answering at once: req/s and the data plane's CPU time per
   request (utime + stime of the process and its workers, /proc);
+- the same load per worker: 64 connections *per worker* with the upstream answering after 10-30 ms, req/s and CPU
+  per request. At saturation two workers on this 2-core machine serve what one does (the second shares CPU 1 with
+  the upstream and wrk), so each runs at half the load of the one worker it is compared with, and an event loop at
+  half load spends more per request (fewer requests per loop iteration); here each worker carries what the one
+  worker carries (about a third of a core), so the figure compares what a worker costs, not how loaded it is;
 - added latency: p50 and p99 at 1, 4 and 16 connections with the upstream answering after 10-30 ms, through the
   data plane minus directly (the upstream's own p50/p99 in the same round).
 
@@ -55,6 +60,7 @@ from bench.harness.wrk import run, write_script
 
 PROMPT = [{"role": "user", "content": "Say something short about benchmarks."}]
 LATENCY_CONNECTIONS = (1, 4, 16)
+CONNECTIONS_PER_WORKER = 64  # the same-load-per-worker cell: each worker's share of a delayed upstream's load
 DASH = "\u2013"
 
 
@@ -129,6 +135,10 @@ def measure(variant: Variant, duration: float) -> dict[str, float]:
         load = run(url, fast, 64, duration)
         figures["req/s"] = load.rps
         figures["cpu_ms"] = (cpu_seconds(gateway.dataplane.pid) - before) / max(load.requests, 1) * 1000
+        before = cpu_seconds(gateway.dataplane.pid)
+        load = run(url, delayed, CONNECTIONS_PER_WORKER * variant.workers, duration)
+        figures["req/s@delayed"] = load.rps
+        figures["cpu_ms@delayed"] = (cpu_seconds(gateway.dataplane.pid) - before) / max(load.requests, 1) * 1000
         if variant.workers == 1:
             for c in LATENCY_CONNECTIONS:
                 seconds = duration * (4 if c == 1 else 1)
@@ -155,8 +165,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             results[variant.name].append(figures)
             print(f"round {i + 1} {variant.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()),
                   file=sys.stderr, flush=True)
-    columns = ["req/s", "cpu_ms", *(f"{p}@{c}" for c in LATENCY_CONNECTIONS for p in ("p50", "p99"))]
-    print("| variant | JSON req/s (64 connections) | CPU ms/request | " + " | ".join(
+    columns = ["req/s", "cpu_ms", "req/s@delayed", "cpu_ms@delayed",
+               *(f"{p}@{c}" for c in LATENCY_CONNECTIONS for p in ("p50", "p99"))]
+    print("| variant | JSON req/s (64 connections) | CPU ms/request | "
+          f"req/s, upstream 10{DASH}30 ms, {CONNECTIONS_PER_WORKER} connections a worker | CPU ms/request, same | "
+          + " | ".join(
         f"added {p} at {c}" for c in LATENCY_CONNECTIONS for p in ("p50", "p99")) + " |")
     print("|---|" + "---:|" * len(columns))
     for name, runs in results.items():
@@ -167,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 cells.append("—")
                 continue
             med, low, high = statistics.median(values), min(values), max(values)
-            fmt = "{:,.0f}" if column == "req/s" else "{:.3f}" if column == "cpu_ms" else "{:.2f} ms"
+            fmt = "{:,.0f}" if column.startswith("req/s") else "{:.3f}" if column.startswith("cpu_ms") else "{:.2f} ms"
             cells.append(fmt.format(med) + (f" ({fmt.format(low)}{DASH}{fmt.format(high)})" if len(values) > 1 else ""))
         print(f"| {name} | " + " | ".join(cells) + " |")
     pairs = {v.name: paired(v, args.paired, args.duration) for v in chosen

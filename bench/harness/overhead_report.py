@@ -182,6 +182,18 @@ def checks_table(f: Figures) -> list[str]:
     return lines
 
 
+def floor_note(meta: dict[str, Any]) -> list[str]:
+    """What a relay that does no work adds on this machine (``bench/relay_floor.py``), under the p50 targets."""
+    floor = meta.get("relay_floor")
+    if not floor:
+        return []
+    return [f"The machine's floor (`bench/relay_floor.py`, one connection, upstream after {meta['delay_ms']} ms): a "
+            f"relay that does no work, on CPU 0 like the proxies, adds p50 **{floor['added_p50_ms']:.2f} ms**, p99 "
+            f"{floor['added_p99_ms']:.2f} ms: a request through any proxy wakes CPU 0 after it idled through the "
+            "upstream's delay, and crosses CPUs four times, where directly the client and the upstream share CPU 1.",
+            ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     f = Figures(results)
     meta = results["meta"]
@@ -208,7 +220,7 @@ def markdown(results: dict[str, Any]) -> str:
             *latency_table(f, True), "",
             "Added latency, ms, upstream answering at once (at high connection counts this is queueing on one "
             "core, not overhead):", "",
-            *latency_table(f, False), "", *checks_table(f), ""]
+            *latency_table(f, False), "", *checks_table(f), "", *floor_note(meta)]
     if f.errors():
         body.append(f"**{f.errors()} failed requests** (socket errors, timeouts or non-2xx answers) over the runs.")
     return "\n".join(head + body) + "\n"
