@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import relay_floor
-from bench.fast_upstream import DELAYED_SUFFIX
+from bench.fast_upstream import DELAYED_SUFFIX, parse_delay_ms
 from bench.harness import cpu_profile, wrk
 from bench.harness.overhead_report import Mode, Target, cell_name, markdown
 from bench.harness.stack import (
@@ -313,8 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
         bench = Bench(endpoints, gateway.upstream.pid, Path(tmp), args.duration)
         bench.warm_up()
-        low, high = (float(x) / 1000 for x in args.delay_ms.split("-"))
-        floor = relay_floor.measure(300, (low, high))
+        floor = relay_floor.measure(300, parse_delay_ms(args.delay_ms))
         meta["relay_floor"] = {"added_p50_ms": round(floor.added_p50_ms, 3),
                                "added_p99_ms": round(floor.added_p99_ms, 3)}
         print(f"relay floor: added p50 {floor.added_p50_ms:.3f} ms, p99 {floor.added_p99_ms:.3f} ms", file=sys.stderr)

@@ -22,7 +22,9 @@ import statistics
 import time
 from dataclasses import dataclass
 
-_GOLDEN = (5**0.5 - 1) / 2
+from bench.fast_upstream import DEFAULT_DELAY_S, Delays, parse_delay_ms
+from bench.overload import p99
+
 REQUEST = b"x" * 256
 
 
@@ -53,16 +55,14 @@ def _nodelay(sock: socket.socket) -> socket.socket:
 
 def _upstream(listener: socket.socket, delay_s: tuple[float, float]) -> None:
     """Answers each request after a delay uniform over ``delay_s``, in golden-ratio order from each connection's
-    start, so the direct and the relayed run see the same delays."""
+    start (``fast_upstream.Delays``), so the direct and the relayed run see the same delays."""
     os.sched_setaffinity(0, {1})
-    low, high = delay_s
     while True:
         conn, _ = listener.accept()
         _nodelay(conn)
-        phase = 0.0
+        delays = Delays(*delay_s)
         while data := conn.recv(len(REQUEST)):
-            phase = (phase + _GOLDEN) % 1.0
-            time.sleep(low + (high - low) * phase)
+            time.sleep(delays.next())
             conn.sendall(data)
         conn.close()
 
@@ -93,12 +93,7 @@ def _round_trips(address: tuple[str, int], requests: int) -> list[float]:
         return out
 
 
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def measure(requests: int = 300, delay_s: tuple[float, float] = (0.010, 0.030)) -> Floor:
+def measure(requests: int = 300, delay_s: tuple[float, float] = DEFAULT_DELAY_S) -> Floor:
     """Round trips directly and through the relay, alternating in halves so a change in the machine hits both."""
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("the relay floor needs two CPUs")
@@ -124,16 +119,16 @@ def measure(requests: int = 300, delay_s: tuple[float, float] = (0.010, 0.030)) 
         up.close()
         relay.close()
     return Floor(round(statistics.median(direct), 3), round(statistics.median(relayed), 3),
-                 round(_p(direct, 0.99), 3), round(_p(relayed, 0.99), 3))
+                 round(p99(direct), 3), round(p99(relayed), 3))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--delay-ms", default="10-30", help="the upstream's uniform delay range (default 10-30)")
+    parser.add_argument("--delay-ms", dest="delay_s", type=parse_delay_ms, default=DEFAULT_DELAY_S,
+                        help="the upstream's uniform delay range, LOW-HIGH in ms (default 10-30)")
     args = parser.parse_args(argv)
-    low, high = (float(x) / 1000 for x in args.delay_ms.split("-"))
-    floor = measure(args.requests, (low, high))
+    floor = measure(args.requests, args.delay_s)
     print(f"directly p50 {floor.direct_p50_ms:.3f} ms, p99 {floor.direct_p99_ms:.3f} ms; through a relay that does "
           f"no work p50 {floor.relayed_p50_ms:.3f} ms, p99 {floor.relayed_p99_ms:.3f} ms; added p50 "
           f"{floor.added_p50_ms:.3f} ms, p99 {floor.added_p99_ms:.3f} ms")

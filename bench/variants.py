@@ -131,14 +131,12 @@ def measure(variant: Variant, duration: float) -> dict[str, float]:
                               {"Authorization": f"Bearer {UPSTREAM_KEY}"})
         url = gateway.url + "/chat/completions"
         run(url, fast, 64, 2)  # warm up: connections, caches, the first grants
-        before = cpu_seconds(gateway.dataplane.pid)
-        load = run(url, fast, 64, duration)
-        figures["req/s"] = load.rps
-        figures["cpu_ms"] = (cpu_seconds(gateway.dataplane.pid) - before) / max(load.requests, 1) * 1000
-        before = cpu_seconds(gateway.dataplane.pid)
-        load = run(url, delayed, CONNECTIONS_PER_WORKER * variant.workers, duration)
-        figures["req/s@delayed"] = load.rps
-        figures["cpu_ms@delayed"] = (cpu_seconds(gateway.dataplane.pid) - before) / max(load.requests, 1) * 1000
+        for suffix, script, connections in (("", fast, 64),
+                                            ("@delayed", delayed, CONNECTIONS_PER_WORKER * variant.workers)):
+            before = cpu_seconds(gateway.dataplane.pid)
+            load = run(url, script, connections, duration)
+            figures["req/s" + suffix] = load.rps
+            figures["cpu_ms" + suffix] = (cpu_seconds(gateway.dataplane.pid) - before) / max(load.requests, 1) * 1000
         if variant.workers == 1:
             for c in LATENCY_CONNECTIONS:
                 seconds = duration * (4 if c == 1 else 1)
