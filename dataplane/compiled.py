@@ -59,6 +59,7 @@ DEPENDS = ("dataplane", "tollway")
 ENV = "TOLLWAY_COMPILED"
 
 MODULES = (
+    "tollway.money",
     "dataplane.errors",
     "dataplane.outbox",
     "dataplane.core.accounting",

@@ -12,8 +12,10 @@ Display (headers, tables) may round; ``usd`` is exact.
 
 from __future__ import annotations
 
-PICO_PER_MICRO = 1_000_000
-PICO_PER_USD = 1_000_000_000_000
+from typing import Final
+
+PICO_PER_MICRO: Final = 1_000_000
+PICO_PER_USD: Final = 1_000_000_000_000
 
 
 def pico_of_micros(micros: int) -> int:

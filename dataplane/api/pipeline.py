@@ -119,7 +119,7 @@ async def serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
         headers = tollway_headers(new_request_id(request), request.app[HOLDER].version)
         headers["Retry-After"] = "1"
         return dialect.error(OVERLOADED, headers)
-    in_flight.count += 1
+    in_flight.enter()
     try:
         return await _serve(request, dialect)
     finally:

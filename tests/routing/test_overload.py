@@ -81,6 +81,29 @@ async def test_a_loop_full_of_short_callbacks_counts_as_busy_while_other_request
     assert overload.utilization == 0.0 and not overload.busy()
 
 
+async def test_an_idle_loop_parks_the_timer_and_the_next_request_resumes_it() -> None:
+    # An idle data plane does not wake 50 times a second: a window with nothing in flight parks the timer.
+    overload = Overload(512)
+    overload.start()
+    try:
+        assert overload.sampling
+        await asyncio.sleep(2 * WINDOW_S)
+        assert not overload.sampling
+        overload.enter()  # a request on the request path: measured again
+        assert overload.sampling
+        await asyncio.sleep(2 * WINDOW_S)
+        assert overload.sampling  # not while a request is in flight
+        overload.count -= 1
+        overload.hold()  # or one let through by the edge
+        await asyncio.sleep(2 * WINDOW_S)
+        assert overload.sampling
+        overload.pending -= 1
+        await asyncio.sleep(2 * WINDOW_S)
+        assert not overload.sampling
+    finally:
+        overload.stop()
+
+
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
     """One answer on a keep-alive connection (framed by its Content-Length)."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)

@@ -250,7 +250,7 @@ class EdgeHandler(web_protocol.RequestHandler):
         # Held from now: the request path counts it only once its task runs, a loop iteration later, and every
         # request read meanwhile would see the same free place.
         self._pending = True
-        overload.pending += 1
+        overload.hold()
         fast = self._fast
         if fast is None:
             return False

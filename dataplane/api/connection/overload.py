@@ -16,6 +16,11 @@ path's writes to the loop's next turn meanwhile: the lag alone cannot tell it on
 moves in whole milliseconds, so a loop whose turns last under a millisecond shows no lag however full it is; the
 share of the window the loop's thread spent on the CPU (``utilization``) does.
 
+An idle data plane does not tick: a window that ends with nothing in flight, the limit at its ceiling and the loop
+not busy parks the timer (``sampling`` turns False; the gauges keep that last window's figures), and the next
+request counted (``hold`` at the edge, ``enter`` on the request path) starts a new window. Idle, the loop then
+wakes only for its own timers, not 50 times a second.
+
 ``next_limit`` is the control law, pure; ``Overload`` owns the counts and the timer (on the event loop, no lock).
 """
 
@@ -59,8 +64,8 @@ class Overload:
     """Requests in flight against the limit (``full``), the requests shed, and the loop monitor (its lag and its
     thread's share of the CPU, per window)."""
 
-    __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_samples", "_wall_start", "ceiling", "count",
-                 "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
+    __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_parked", "_samples", "_wall_start", "ceiling",
+                 "count", "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
 
     def __init__(self, max_in_flight: int, target_lag_s: float = 0.01) -> None:
         self.ceiling = max_in_flight
@@ -78,6 +83,7 @@ class Overload:
         self._handle: asyncio.TimerHandle | None = None
         self._lag_sum = 0.0
         self._samples = 0
+        self._parked = False  # started, its timer parked while idle (``_tick``); the next request resumes it
 
     def full(self) -> bool:
         return self.count + self.pending >= self.limit
@@ -89,16 +95,41 @@ class Overload:
         turn meanwhile). A lone request is never held: it has nothing to leave with."""
         return self._busy and self.count + self.pending > 1
 
+    def hold(self) -> None:
+        """One more request let through by the connection edge, its request path not started yet."""
+        self.pending += 1
+        if self._parked:
+            self._resume()
+
+    def enter(self) -> None:
+        """One more request on the request path (``count``; the caller takes it off when it has settled)."""
+        self.count += 1
+        if self._parked:
+            self._resume()
+
+    @property
+    def sampling(self) -> bool:
+        """Whether the timer is running (started, and not parked by an idle window)."""
+        return self._handle is not None
+
     def start(self) -> None:
         """Sample the loop's lag and CPU share from now on (with a lag target; on the running loop)."""
         if self.target_lag_s <= 0 or self._handle is not None:
             return
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
+        self._resume()
+
+    def _resume(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._parked = False
         now = loop.time()
         self._cpu_start, self._wall_start = time.thread_time(), time.perf_counter()
+        self._lag_sum, self._samples = 0.0, 0
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
 
     def stop(self) -> None:
+        self._parked = False
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -123,4 +154,8 @@ class Overload:
             self.limit = next_limit(self.limit, self.count + self.pending, lag, self.target_lag_s, self.floor,
                                     self.ceiling)
             self._lag_sum, self._samples = 0.0, 0
+            if not self._busy and self.count + self.pending == 0 and self.limit == self.ceiling:
+                self._handle = None  # idle: parked until the next request (``hold``, ``enter``)
+                self._parked = True
+                return
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
