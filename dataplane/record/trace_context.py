@@ -16,13 +16,14 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from dataplane.errors import UpstreamFailure
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.runtime import Deployment
+from dataplane.upstream.adapters.reply import Batches
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 MAX_TRACESTATE = 512  # the W3C limit a participant must propagate; longer ones are dropped, not cut
@@ -138,14 +139,13 @@ class RequestTrace:
             self.finish_reasons.extend(m.decode("utf-8", "replace") for m in _FINISH.findall(joined))
 
 
-    def noting(self, first: list[bytes],
-               batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[list[bytes], None]:
+    def noting(self, first: list[bytes], batches: Batches) -> Batches:
         """A stream's batches, relayed unchanged, with their facts noted (``first``: the events already read)."""
         self.note_events(first)
         return _Noting(batches, self)
 
 
-class _Noting(AsyncGenerator[list[bytes], None]):
+class _Noting:
     """``RequestTrace.noting``'s batches. Not an ``async def`` generator: one closed before it started (a stream
     whose first read held all of it is never iterated further) would not run its body, so would leave the
     batches beneath it open, their upstream connection released only when the collector finalized them; this
@@ -153,16 +153,16 @@ class _Noting(AsyncGenerator[list[bytes], None]):
 
     __slots__ = ("_batches", "_trace")
 
-    def __init__(self, batches: AsyncGenerator[list[bytes], None], trace: RequestTrace) -> None:
+    def __init__(self, batches: Batches, trace: RequestTrace) -> None:
         self._batches, self._trace = batches, trace
 
-    async def asend(self, value: None) -> list[bytes]:
-        batch = await self._batches.asend(value)
+    def __aiter__(self) -> _Noting:
+        return self
+
+    async def __anext__(self) -> list[bytes]:
+        batch = await anext(self._batches)
         self._trace.note_events(batch)
         return batch
-
-    async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> list[bytes]:
-        return await self._batches.athrow(typ, val, tb)
 
     async def aclose(self) -> None:
         await self._batches.aclose()

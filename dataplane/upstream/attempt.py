@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -23,7 +23,7 @@ from dataplane.core.health import Health, RetryBudget
 from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Route
-from dataplane.upstream.adapters import Adapter, Complete, Stream
+from dataplane.upstream.adapters import Adapter, Batches, Complete, Stream
 from dataplane.upstream.adapters.event_stream import batches_of
 from dataplane.upstream.client import TRACE_HEADERS
 from dataplane.upstream.deadline import Deadline
@@ -44,12 +44,12 @@ class Answered:
     # Streams: the first events, read before answering so failover stays possible (empty if the stream ended
     # there), and the rest of them, grouped as they arrive.
     first_events: Final[list[bytes]]
-    rest: Final[AsyncGenerator[list[bytes], None] | None]
+    rest: Final[Batches | None]
     reason: Final[str]  # why this deployment served: the strategy, or "failover:<kind of the last failure>"
     sent_at: Final[float]  # unix seconds the first attempt was sent
 
     def __init__(self, reply: Complete | Stream, deployment: Deployment, attempts: int,
-                 first_events: list[bytes] | None = None, rest: AsyncGenerator[list[bytes], None] | None = None,
+                 first_events: list[bytes] | None = None, rest: Batches | None = None,
                  reason: str = "", sent_at: float = 0.0) -> None:
         self.reply = reply
         self.deployment = deployment
@@ -124,7 +124,7 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
         budget_s = min(failover.attempt_timeout_s, remaining)
         reply = None
         first: list[bytes] = []
-        rest: AsyncGenerator[list[bytes], None] | None = None
+        rest: Batches | None = None
         if trace is not None:
             TRACE_HEADERS.set(trace.attempting(deployment))
         try:
@@ -200,7 +200,7 @@ def estimated_count(request: HubRequest) -> Complete:
     return Complete(orjson.dumps({"input_tokens": estimate_tokens(body)}), native=True, estimated=True)
 
 
-async def _first_events(reply: Stream, batches: AsyncGenerator[list[bytes], None]) -> list[bytes]:
+async def _first_events(reply: Stream, batches: Batches) -> list[bytes]:
     # An upstream that accepted the request but dies before its first event has sent the client nothing yet:
     # reading that event inside the attempt keeps failover (and the attempt timeout) applicable to it.
     try:

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from dataplane.core.validate import HubRequest
 from dataplane.snapshot.runtime import Deployment
-from dataplane.upstream.adapters.reply import Complete, LastBatch, Stream
+from dataplane.upstream.adapters.reply import Batches, Complete, LastBatch, Stream
 
-__all__ = ["Adapter", "Complete", "LastBatch", "Stream"]
+__all__ = ["Adapter", "Batches", "Complete", "LastBatch", "Stream"]
 
 
 class Adapter(Protocol):

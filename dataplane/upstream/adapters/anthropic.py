@@ -28,8 +28,8 @@ from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.translate.anthropic_common import StreamError, Untranslatable
 from dataplane.translate.hub_to_anthropic import ChunkTranslator, anthropic_request, openai_completion
 from dataplane.upstream.adapters import Complete, Stream
-from dataplane.upstream.adapters.event_stream import flatten, json_events, sse_batches, translated_batches
-from dataplane.upstream.adapters.wire import check_credential, header_lines, post, read_whole
+from dataplane.upstream.adapters.event_stream import flatten, json_events, translated_batches
+from dataplane.upstream.adapters.wire import SseBatches, check_credential, header_lines, post, read_whole
 from dataplane.upstream.client import UpstreamClient
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -112,7 +112,7 @@ class AnthropicAdapter:
                 raise UpstreamFailure("protocol", f"provider {provider.name!r} sent a malformed answer")
             return Complete(orjson.dumps(openai_completion(message, int(self._clock()))))
         translator = ChunkTranslator(created=int(self._clock()), model=deployment.upstream_model)
-        batches = translated_batches(json_events(sse_batches(resp, provider, _ends), provider), translator.feed,
+        batches = translated_batches(json_events(SseBatches(resp, provider, _ends), provider), translator.feed,
                                      lambda: translator.finished, _stream_failure(provider),
                                      f"provider {provider.name!r} ended the stream before message_stop")
         return Stream(flatten(batches), resp.close, batches)

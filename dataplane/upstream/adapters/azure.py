@@ -24,9 +24,9 @@ from dataplane.core.cost_bound import cap_output
 from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure, error_body
 from dataplane.snapshot.runtime import Deployment, Provider
-from dataplane.upstream.adapters import Complete, LastBatch, Stream
-from dataplane.upstream.adapters.event_stream import flatten, sse_batches
-from dataplane.upstream.adapters.wire import check_credential, header_lines, post, read_whole
+from dataplane.upstream.adapters import Batches, Complete, LastBatch, Stream
+from dataplane.upstream.adapters.event_stream import flatten
+from dataplane.upstream.adapters.wire import SseBatches, check_credential, header_lines, post, read_whole
 from dataplane.upstream.client import UpstreamClient
 
 _PATHS = {"chat": "chat/completions", "embeddings": "embeddings", "completions": "completions"}
@@ -95,7 +95,7 @@ def is_filter_only(payload: bytes) -> bool:
     return isinstance(chunk, dict) and not chunk.get("choices") and chunk.get("usage") is None
 
 
-async def _without_filter_chunks(batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[list[bytes], None]:
+async def _without_filter_chunks(batches: Batches) -> AsyncGenerator[list[bytes], None]:
     try:
         async for batch in batches:
             if any(b"prompt_filter_results" in p for p in batch):
@@ -128,5 +128,5 @@ class AzureAdapter:
                                     azure_body(request, deployment), timeout_s, _status_failure)
         if not request.stream:
             return Complete(await read_whole(resp, provider, deadline))
-        batches = _without_filter_chunks(sse_batches(resp, provider))
+        batches = _without_filter_chunks(SseBatches(resp, provider))
         return Stream(flatten(batches), resp.close, batches)

@@ -1,8 +1,7 @@
-"""A streamed answer's events, read as async generators: ``sse_batches`` yields the payloads of the answer's
-``data:`` events grouped as they arrived; an upstream silent for longer than the provider's read timeout between
-two reads is cut (``timeout``), and one that dies mid-stream raises ``connect``, both while iterating, so the
-client's stream ends with an SSE error event. ``json_events`` and ``translated_batches`` turn a provider's events
-into hub chunks; ``batches_of`` gives any ``Stream`` as batches.
+"""A streamed answer's events, layered as async generators over ``wire.SseBatches`` (the payloads of the answer's
+``data:`` events grouped as they arrived): ``json_events`` and ``translated_batches`` turn a provider's events
+into hub chunks, ``flatten`` gives them one by one; ``batches_of`` gives any ``Stream`` as batches. A failure
+raised while iterating (``timeout``, ``connect``) ends the client's stream with an SSE error event.
 
 Apart from ``adapters.wire`` because mypyc cannot compile async generators: ``wire`` is in the compiled request
 path (``dataplane.compiled``), these run from source.
@@ -18,50 +17,10 @@ import orjson
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Provider
 from dataplane.translate.anthropic_common import StreamError
-from dataplane.upstream.adapters import LastBatch, Stream
-from dataplane.upstream.adapters.wire import map_failures
-from dataplane.upstream.client import Response
-from dataplane.upstream.sse import SseParser
+from dataplane.upstream.adapters import Batches, LastBatch, Stream
 
 
-async def sse_batches(resp: Response, provider: Provider,
-                      ends: Callable[[list[bytes]], bool] | None = None) -> AsyncGenerator[list[bytes], None]:
-    """The payloads of the ``data:`` events until ``[DONE]`` (or the body's end), grouped as they arrived.
-
-    ``ends`` tells, for protocols with their own end marker, whether a batch holds the last event.
-    """
-    parser = SseParser()
-    try:
-        # Closing is the ``finally``'s: an answer read to its end goes back to the pool, even when the consumer
-        # stops at the last batch.
-        with map_failures(provider, mid_answer=True):
-            while not parser.done:
-                data = await resp.read_some()
-                if not data:
-                    last = parser.finish()
-                    if last is not None:
-                        yield [last]
-                    # An upstream that ends without [DONE] is tolerated here; adapters whose protocol has its own
-                    # end marker (Anthropic's message_stop) check for it.
-                    return
-                payloads = parser.feed(data)
-                if ends is not None and payloads and ends(payloads):
-                    parser.done = True
-                if parser.done:
-                    yield LastBatch(payloads)
-                    return
-                if payloads:
-                    yield payloads
-    finally:
-        # After [DONE] the connection may carry another request once the body's end arrives; a stream abandoned
-        # before it (client gone, timeout) would leave unread events on it.
-        if parser.done or resp.body_done:
-            resp.release()
-        else:
-            resp.close()
-
-
-async def flatten(batches: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[bytes, None]:
+async def flatten(batches: Batches) -> AsyncGenerator[bytes, None]:
     try:
         async for batch in batches:
             for payload in batch:
@@ -74,7 +33,7 @@ Event = dict[str, Any]
 Feed = Callable[[Event], "list[bytes] | StreamError"]
 
 
-async def json_events(batches: AsyncGenerator[list[bytes], None],
+async def json_events(batches: Batches,
                       provider: Provider) -> AsyncGenerator[list[Event], None]:
     """SSE payloads as JSON objects (a payload that is not JSON is a protocol failure; not an object: ``{}``)."""
     try:
@@ -118,7 +77,7 @@ async def translated_batches(events: AsyncGenerator[list[Event], None], feed: Fe
     raise UpstreamFailure("protocol", unfinished)
 
 
-def batches_of(reply: Stream) -> AsyncGenerator[list[bytes], None]:
+def batches_of(reply: Stream) -> Batches:
     return reply.batches if reply.batches is not None else _one_by_one(reply.events)
 
 

@@ -15,7 +15,7 @@ Endpoints (``{base_url}`` is the origin; ``{model}`` the deployment's upstream m
 Streams are Google's SSE (``data: <chunk>`` frames ended by CRLF CRLF, which ``upstream.sse`` parses), translated
 chunk by chunk; the stream ends (``LastBatch``) with the chunk that finishes every candidate and the usage chunk
 after it. A stream that ends before that is cut (``protocol``), one whose connection dies mid-way fails as
-``connect`` (``wire.sse_batches``), an error object inside it fails as its status says.
+``connect`` (``wire.SseBatches``), an error object inside it fails as its status says.
 
 Failures, translated here and nowhere else, from Google's ``{"error": {"code", "message", "status", "details"}}``:
 
@@ -59,9 +59,9 @@ from dataplane.translate.gemini_embeddings import (
 from dataplane.translate.gemini_to_hub import GeminiChunkTranslator, openai_completion
 from dataplane.translate.hub_to_gemini import Blocked, gemini_request
 from dataplane.upstream.adapters import Complete, Stream
-from dataplane.upstream.adapters.event_stream import Feed, flatten, json_events, sse_batches, translated_batches
+from dataplane.upstream.adapters.event_stream import Feed, flatten, json_events, translated_batches
 from dataplane.upstream.adapters.google_auth import AccessTokens
-from dataplane.upstream.adapters.wire import check_credential, header_lines, post, read_whole
+from dataplane.upstream.adapters.wire import SseBatches, check_credential, header_lines, post, read_whole
 from dataplane.upstream.client import Response, UpstreamClient
 
 GEMINI_API_VERSION = "v1beta"
@@ -224,7 +224,7 @@ class _GoogleAdapter:
         translator = GeminiChunkTranslator(created=created, model=deployment.upstream_model, call_seed=seed,
                                            candidates=n if isinstance(n, int) and n > 1 else 1)
         feed, fail = _stream(translator, provider, lambda: self._secrets(provider))
-        batches = translated_batches(json_events(sse_batches(resp, provider), provider), feed,
+        batches = translated_batches(json_events(SseBatches(resp, provider), provider), feed,
                                      lambda: translator.finished, fail,
                                      f"provider {provider.name!r} ended the stream before its finishReason")
         return Stream(flatten(batches), resp.close, batches)

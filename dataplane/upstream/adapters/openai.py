@@ -18,8 +18,8 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Provider
 from dataplane.upstream.adapters import Complete, Stream
-from dataplane.upstream.adapters.event_stream import flatten, sse_batches
-from dataplane.upstream.adapters.wire import check_credential, post, read_whole
+from dataplane.upstream.adapters.event_stream import flatten
+from dataplane.upstream.adapters.wire import SseBatches, check_credential, post, read_whole
 from dataplane.upstream.client import UpstreamClient
 
 PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "completions": "/completions",
@@ -103,7 +103,7 @@ class OpenAIAdapter:
                                     timeout_s, _status_failure)
         if not request.stream:
             return Complete(await read_whole(resp, provider, deadline), native=native)
-        batches = sse_batches(resp, provider, _responses_end if native else None)
+        batches = SseBatches(resp, provider, _responses_end if native else None)
         return Stream(flatten(batches), resp.close, batches, native=native)
 
 

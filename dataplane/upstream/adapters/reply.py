@@ -6,9 +6,9 @@ the attempt and the answer's relay read them on every request. Imported from ``d
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
@@ -37,17 +37,29 @@ class LastBatch(list[bytes]):
     end its answer with it instead of asking for more."""
 
 
+class Batches(Protocol):
+    """A stream's events grouped as they arrived (``Stream.batches``): an async iterator of lists of payloads,
+    ``aclose`` releasing what it reads from. An ``async def`` generator is one; ``wire.SseBatches``, a compiled
+    class, is the one the SSE adapters return."""
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
+
+    def __anext__(self) -> Awaitable[list[bytes]]: ...
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
 @dataclass(unsafe_hash=True)
 class Stream:
     events: Final[AsyncGenerator[bytes, None]]
     close: Final[Callable[[], None]]
     # The same events grouped as they arrived from the upstream, when the adapter can tell: a consumer iterates
     # this instead of ``events`` (never both) to forward each group in one write. Raises like ``events``.
-    batches: Final[AsyncGenerator[list[bytes], None] | None]
+    batches: Final[Batches | None]
     native: Final[bool]  # the events are in the client's own dialect (a Responses API event stream)
 
     def __init__(self, events: AsyncGenerator[bytes, None], close: Callable[[], None],
-                 batches: AsyncGenerator[list[bytes], None] | None = None, native: bool = False) -> None:
+                 batches: Batches | None = None, native: bool = False) -> None:
         self.events = events
         self.close = close
         self.batches = batches

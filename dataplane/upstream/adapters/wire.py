@@ -5,8 +5,9 @@
 become ``UpstreamFailure`` at one boundary, ``map_failures``, around every call into the client:
 ``TimeoutError`` → ``timeout``, ``ValueError`` → ``protocol``, ``OSError`` → ``connect``.
 
-Reading a streamed answer's events is ``event_stream``'s (async generators, which the compiled request path,
-``dataplane.compiled``, cannot hold).
+``SseBatches`` reads a streamed answer's ``data:`` events, grouped as they arrived: a class, compiled with the
+request path (``dataplane.compiled``), where an async generator would run interpreted. What the translating
+adapters layer on top of it is ``event_stream``'s (async generators).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 
 from dataplane.errors import FailureKind, UpstreamFailure
 from dataplane.snapshot.runtime import Provider
+from dataplane.upstream.adapters.reply import LastBatch
 from dataplane.upstream.client import Response, UpstreamClient
+from dataplane.upstream.sse import SseParser
 
 MAX_ERROR_BODY = 64 * 1024
 # A non-streamed answer larger than this is refused (a protocol failure: failover, charged nothing): no chat,
@@ -109,3 +112,66 @@ async def read_whole(resp: Response, provider: Provider, deadline: float) -> byt
                                           f"{MAX_ANSWER_BYTES} bytes")
     resp.release()
     return body
+
+
+class SseBatches:
+    """The payloads of a streamed answer's ``data:`` events until ``[DONE]`` (or the body's end), grouped as they
+    arrived (``Batches``); the group holding the end is a ``LastBatch``.
+
+    ``ends`` tells, for protocols with their own end marker, whether a group holds the last event. An upstream
+    silent for longer than the provider's read timeout between two reads is cut (``timeout``), one that dies
+    mid-stream raises ``connect``, both from ``__anext__``. The answer goes back to the pool once read to its end
+    (at ``[DONE]`` the body's end may still be on its way: ``Response.release`` waits for it); a stream that
+    fails, or is closed (``aclose``) before its end, closes the connection, which would carry unread events.
+    """
+
+    __slots__ = ("_ends", "_open", "_parser", "_provider", "_resp")
+
+    def __init__(self, resp: Response, provider: Provider, ends: Callable[[list[bytes]], bool] | None = None) -> None:
+        self._resp = resp
+        self._provider = provider
+        self._ends = ends
+        self._parser = SseParser()
+        self._open = True  # the answer neither released nor closed yet
+
+    def __aiter__(self) -> SseBatches:
+        return self
+
+    async def __anext__(self) -> list[bytes]:
+        if not self._open:
+            raise StopAsyncIteration
+        parser = self._parser
+        try:
+            with map_failures(self._provider, mid_answer=True):
+                while True:
+                    data = await self._resp.read_some()
+                    if not data:
+                        # An upstream that ends without [DONE] is tolerated here; adapters whose protocol has its
+                        # own end marker (Anthropic's message_stop) check for it.
+                        last = parser.finish()
+                        self._settle()
+                        if last is None:
+                            raise StopAsyncIteration
+                        return [last]
+                    payloads = parser.feed(data)
+                    if self._ends is not None and payloads and self._ends(payloads):
+                        parser.done = True
+                    if parser.done:
+                        self._settle()
+                        return LastBatch(payloads)
+                    if payloads:
+                        return payloads
+        except BaseException:  # a failure, or the task cancelled mid-read: the connection is not reusable
+            self._settle()
+            raise
+
+    async def aclose(self) -> None:
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._open:
+            self._open = False
+            if self._parser.done or self._resp.body_done:
+                self._resp.release()
+            else:
+                self._resp.close()
