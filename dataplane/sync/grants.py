@@ -3,7 +3,12 @@
 ``GrantFile`` holds, in ``<state_dir>/grants.json``, the incarnation this data plane leases under and, per
 allowance, the grant as last answered and how much of it is *checked out* (``BudgetBook`` spends only that). The
 ``GrantPersister`` task writes the next checkout chunks before they may be spent (crash-safe:
-``tollway.durable``), off the request path and never once per request, and re-writes after each lease answer.
+``tollway.durable``), off the request path and never once per request, and re-writes after a lease answer that
+changed what a restart would restore (``restores_differently``): a grant's amount, an allowance added or gone,
+an expiry brought forward, or one pushed so far on that the one on disk has less than half the grant's
+remaining life. A renewal that only pushes expiries one lease interval on (every second, for grants of
+minutes) is not written each time: a restart then serves a grant until an expiry at most half its life early,
+never later than the control plane granted.
 A data plane restarted while the control plane is away restores both (``DataPlane.start``): same incarnation,
 so the control plane's ledger sees the same holder; everything checked out counted as spent (after a clean stop
 the last write checks out only what was spent, so a deploy costs nothing; a crash costs at most two chunks); the
@@ -72,7 +77,8 @@ class GrantPersister:
         self._incarnation = incarnation
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._answers = -1  # the book's answer count at the last write
+        self._answers = -1  # the book's answer count at the last write (or the last answer found not to matter)
+        self._last: list[SavedAllowance] | None = None  # what the last write recorded
         self._written = asyncio.Condition()
         # Writes are numbered as they plan; ``next_write`` waits for one planned after it was called, so a write
         # already under way (planned before the grant it waits for was applied) cannot end its wait.
@@ -114,6 +120,9 @@ class GrantPersister:
                     await self._wake.wait()
             self._wake.clear()
             try:
+                answers = self._book.answers
+                if answers != self._answers and not restores_differently(self._last, self._book.saved(), time.time()):
+                    self._answers = answers  # an answer that changed nothing a restart would restore
                 await self.persist(force=self._book.answers != self._answers)
             except OSError as exc:  # top of a long-running loop: spending stays within what is on disk
                 log.error("could not write the grant file %s: %s", self._file.path, exc)
@@ -129,8 +138,27 @@ class GrantPersister:
         number = self._planned
         saved = plan if plan is not None else self._book.saved()
         await asyncio.to_thread(self._file.save, self._incarnation, saved)
+        self._last = saved
         self._book.commit_checkout(saved)
         async with self._written:
             self.writes += 1
             self._written_through = max(self._written_through, number)
             self._written.notify_all()
+
+
+def restores_differently(written: list[SavedAllowance] | None, now: list[SavedAllowance], at: float) -> bool:
+    """Whether a restart from ``written`` (what the grant file holds) would restore less faithfully than from
+    ``now`` than it may (pure): an allowance added or gone, a grant or checkout of another amount, or an expiry
+    on disk with less than half the remaining life of the current one (``at``: now, unix seconds)."""
+    if written is None or len(written) != len(now):
+        return True
+    on_disk = {(s.scope, s.period): s for s in written}
+    for s in now:
+        old = on_disk.get((s.scope, s.period))
+        if old is None or old.granted != s.granted or old.checked_out != s.checked_out:
+            return True
+        if s.expires_at < old.expires_at:  # shortened: a restart must not serve it past its new end
+            return True
+        if old.expires_at - at < (s.expires_at - at) / 2:
+            return True
+    return False
