@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -182,11 +184,15 @@ class Gateway:
 
 
 class Processes:
-    """Starts pinned processes whose output goes to ``<work>/<name>.log``; stopped when ``stack`` closes."""
+    """Starts pinned processes whose output goes to ``<work>/<name>.log``; stopped when ``stack`` closes, also
+    when the bench is told to stop (SIGTERM, as ``kill`` or a CI timeout sends, unwinds it like Ctrl-C)."""
 
     def __init__(self, stack: ExitStack, work: Path) -> None:
         self._stack = stack
         self.work = work
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            # (SIGTERM's default, death on the spot, would leave them running)
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         self.env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONPATH": path}
         self._logs: dict[int, Path] = {}  # by pid
@@ -206,6 +212,10 @@ class Processes:
     def wait_ready(self, proc: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -> None:
         """``wait_http`` for a process started here: its exit ends the wait at once, quoting its log."""
         wait_http(url, timeout, process=proc, log=self._logs[proc.pid])
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def start_otlp_sink(procs: Processes) -> str:
