@@ -9,26 +9,12 @@ or waits for the control plane.
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from dataplane.api import anthropic, fallback, openai, ops, responses
-from dataplane.api.appstate import (
-    ADAPTERS,
-    CHECKED_KEYS,
-    EDGE,
-    GATE,
-    HEALTH,
-    HOLDER,
-    LEASE_WAIT,
-    RANDOM,
-    RECORDS,
-    RETRY_BUDGET,
-    SETTINGS,
-    LeaseWait,
-)
+from dataplane.api.appstate import STATE, AppState, LeaseWait
 from dataplane.api.connection.edge import Edge
 from dataplane.api.connection.whole_request import INFERENCE
 from dataplane.api.pipeline import Inbound
@@ -52,14 +38,15 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     # One lean client for all upstreams: keep-alive connections are reused across requests and tenants.
     # As many idle connections per upstream as requests may be in flight: a burst's connections are kept for the
     # next one instead of being closed and opened again (at 256 a 512-connection load opened 17,702 for 104k).
-    upstream = UpstreamClient(max_idle_per_origin=app[SETTINGS].max_in_flight, busy=app[EDGE].overload.busy)
+    state = app[STATE]
+    upstream = UpstreamClient(max_idle_per_origin=state.settings.max_in_flight, busy=state.edge.overload.busy)
     vertex = VertexAdapter(upstream)
     adapters: dict[str, Adapter] = {
         "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(upstream),
         "anthropic": AnthropicAdapter(upstream), "bedrock": BedrockAdapter(upstream), "mock": MockAdapter(),
         "gemini": GeminiAdapter(upstream), "vertex": vertex,
     }
-    app[ADAPTERS] = adapters
+    state.adapters = adapters
     try:
         yield
     finally:
@@ -78,7 +65,7 @@ INFERENCE_ROUTES: dict[str, Callable[[Inbound], Awaitable[web.StreamResponse]]] 
 
 
 async def _overload_monitor(app: web.Application) -> AsyncIterator[None]:
-    overload = app[EDGE].overload
+    overload = app[STATE].edge.overload
     overload.start()
     try:
         yield
@@ -97,23 +84,19 @@ def create_app(settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate |
     connection limits the server enforces and the request path's body rate (by default from ``settings``)."""
     middlewares = [fallback.cors_middleware(settings.cors_origins)] if settings.cors_origins else []
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
-    app[SETTINGS] = settings
-    app[HOLDER] = holder
-    app[GATE] = gate if gate is not None else OpenGate()
-    app[LEASE_WAIT] = lease_wait
     app[METRICS] = metrics if metrics is not None else DataPlaneMetrics(holder, settings.region)
-    app[RECORDS] = records if records is not None else Records(app[METRICS].requests)
-    app[RANDOM] = random.Random()
-    app[CHECKED_KEYS] = set()
-    app[HEALTH] = health if health is not None else Health()
-    app[EDGE] = edge if edge is not None else Edge.of(settings)
-    app[METRICS].watch_edge(app[EDGE].events, app[EDGE].overload)
+    state = app[STATE] = AppState(
+        settings, holder, gate if gate is not None else OpenGate(),
+        records if records is not None else Records(app[METRICS].requests),
+        health if health is not None else Health(),
+        retry_budget if retry_budget is not None else RetryBudget(),  # caps failover attempts
+        edge if edge is not None else Edge.of(settings), lease_wait)
+    app[METRICS].watch_edge(state.edge.events, state.edge.overload)
     app.cleanup_ctx.append(_overload_monitor)
     # Response ids are authenticated with a secret the region's data planes share, so any of them routes a
     # follow-up (previous_response_id) to the deployment holding the response.
     app[responses.RESPONSES] = responses.ResponsesDialect(responses.ResponseIds(settings.control_plane_token))
-    app[RETRY_BUDGET] = retry_budget if retry_budget is not None else RetryBudget()
-    app[METRICS].watch_health(app[HEALTH])
+    app[METRICS].watch_health(state.health)
     app.cleanup_ctx.append(_upstream_client)
     # Every route that can reach an upstream runs ``pipeline.serve`` (tests/dataplane/test_route_policy.py
     # walks this table and fails for one that bypasses the policy).

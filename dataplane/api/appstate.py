@@ -1,7 +1,10 @@
-"""The data plane application's typed state (``web.AppKey``s) and the headers every answer carries.
+"""The data plane application's typed state and the headers every answer carries.
 
-``create_app`` (``dataplane.api.app``) sets every key once; handlers only read them. The objects behind them are
-owned by the event loop (``Gate``, ``Records``, ``Health``) or immutable (``DataPlaneSettings``).
+``AppState`` (under the one key ``STATE``) holds what the request path reads: the request fetches it once and
+reads its fields as a compiled class's slots, where each ``app[KEY]`` was a call into aiohttp's
+``Application.__getitem__`` (about 20 a request). ``create_app`` (``dataplane.api.app``) makes it; only
+``adapters`` is set later, when the upstream client starts. The objects behind it are owned by the event loop
+(``Gate``, ``Records``, ``Health``) or immutable (``DataPlaneSettings``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from aiohttp import web
 
@@ -26,19 +29,39 @@ from dataplane.upstream.adapters import Adapter
 # Waits for the control plane's next lease answer (bounded); None without a lease client.
 LeaseWait = Callable[[float], Awaitable[None]]
 
-SETTINGS = web.AppKey("settings", DataPlaneSettings)
-HOLDER = web.AppKey("holder", SnapshotHolder)
-GATE = web.AppKey("gate", Gate)
-ADAPTERS = web.AppKey("adapters", Mapping[str, Adapter])
-RANDOM = web.AppKey("random", random.Random)
-CHECKED_KEYS = web.AppKey("checked_keys", set[bytes])  # hashes of keys whose checksum was verified
-RECORDS = web.AppKey("records", Records)
-HEALTH = web.AppKey("health", Health)
-RETRY_BUDGET = web.AppKey("retry_budget", RetryBudget)
-LEASE_WAIT: web.AppKey[LeaseWait | None] = web.AppKey("lease_wait")
 
 
-EDGE = web.AppKey("edge", Edge)
+class AppState:
+    """What the request path reads of the application, made once by ``create_app``."""
+
+    settings: Final[DataPlaneSettings]
+    holder: Final[SnapshotHolder]
+    gate: Final[Gate]
+    records: Final[Records]
+    health: Final[Health]
+    retry_budget: Final[RetryBudget]
+    edge: Final[Edge]
+    lease_wait: Final[LeaseWait | None]
+    random: Final[random.Random]
+    checked_keys: Final[set[bytes]]  # hashes of keys whose checksum was verified
+    adapters: Mapping[str, Adapter]  # by provider type; set when the upstream client starts (``create_app``)
+
+    def __init__(self, settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate, records: Records,
+                 health: Health, retry_budget: RetryBudget, edge: Edge, lease_wait: LeaseWait | None) -> None:
+        self.settings = settings
+        self.holder = holder
+        self.gate = gate
+        self.records = records
+        self.health = health
+        self.retry_budget = retry_budget
+        self.edge = edge
+        self.lease_wait = lease_wait
+        self.random = random.Random()
+        self.checked_keys = set()
+        self.adapters = {}
+
+
+STATE = web.AppKey("state", AppState)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 # New request ids: 96 random bits from a generator seeded by the OS once per process (ids only need to be

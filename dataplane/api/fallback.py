@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from dataplane.api.appstate import HOLDER, request_id, tollway_headers
+from dataplane.api.appstate import STATE, request_id, tollway_headers
 from dataplane.errors import ApiError
 from dataplane.translate.anthropic_to_hub import anthropic_error
 
@@ -36,7 +36,7 @@ CATCH_ALL = "/{tail:.*}"
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:
-    headers = tollway_headers(request_id(request), request.app[HOLDER].version)
+    headers = tollway_headers(request_id(request), request.app[STATE].holder.version)
     allowed = await _allowed(request)
     if allowed:
         headers["Allow"] = ", ".join(allowed)

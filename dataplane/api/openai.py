@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dataplane.api.appstate import CHECKED_KEYS, HOLDER, error_response, request_id, tollway_headers
+from dataplane.api.appstate import STATE, error_response, request_id, tollway_headers
 from dataplane.api.pipeline import Inbound, serve
 from dataplane.api.streaming import SEPARATOR, StreamFormat, StreamResult, accumulate, note_usage
 from dataplane.core.content import MessageAccumulator
@@ -138,11 +138,11 @@ def _model_object(name: str) -> dict[str, object]:
 def _caller(request: web.Request) -> tuple[Key, dict[str, str]] | web.Response:
     """The key behind a models request and the headers of its answer, or the error answer."""
     rid = request_id(request)
-    runtime = request.app[HOLDER].runtime
+    runtime = request.app[STATE].holder.runtime
     if runtime is None:
         return error_response(NO_SNAPSHOT, tollway_headers(rid, ""))
     headers = tollway_headers(rid, runtime.version)
-    key = authenticate(runtime, request.headers.get("Authorization"), time.time(), request.app[CHECKED_KEYS])
+    key = authenticate(runtime, request.headers.get("Authorization"), time.time(), request.app[STATE].checked_keys)
     if isinstance(key, ApiError):
         return error_response(key, headers)
     return key, headers

@@ -10,7 +10,7 @@ import time
 import orjson
 from aiohttp import web
 
-from dataplane.api.appstate import HEALTH, HOLDER
+from dataplane.api.appstate import STATE
 from dataplane.core.health import usable_deployments
 
 
@@ -18,9 +18,9 @@ async def health_view(request: web.Request) -> web.Response:
     """``GET /healthz/deployments``: the health of every deployment a tenant may use here; an unhealthy one with
     its ``reason`` (the last error, the active check's finding, the missing credential's source) and ``since``
     (unix seconds)."""
-    runtime = request.app[HOLDER].runtime
+    runtime = request.app[STATE].holder.runtime
     deployments = usable_deployments(runtime) if runtime is not None else []
-    views = request.app[HEALTH].view(deployments, time.monotonic())
+    views = request.app[STATE].health.view(deployments, time.monotonic())
     return web.Response(body=orjson.dumps({"deployments": [
         {"deployment": v.deployment, "provider": v.provider, "state": v.state,
          "consecutive_failures": v.consecutive_failures, "ejections": v.ejections,
@@ -34,7 +34,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    version = request.app[HOLDER].version
+    version = request.app[STATE].holder.version
     if not version:
         return web.Response(status=503, body=b'{"status":"no snapshot"}', content_type="application/json")
     return web.Response(body=orjson.dumps({"status": "ready", "version": version}), content_type="application/json")

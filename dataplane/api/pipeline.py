@@ -25,20 +25,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from dataplane.api.appstate import (
-    ADAPTERS,
-    CHECKED_KEYS,
-    EDGE,
-    GATE,
-    HEALTH,
-    HOLDER,
-    LEASE_WAIT,
-    RANDOM,
-    RECORDS,
-    RETRY_BUDGET,
-    SETTINGS,
-    tollway_headers,
-)
+from dataplane.api.appstate import STATE, AppState, tollway_headers
 from dataplane.api.appstate import request_id as new_request_id
 from dataplane.api.connection.edge import EdgeHandler, EdgeRefusal
 from dataplane.api.connection.overload import OVERLOADED
@@ -100,10 +87,10 @@ class Dialect(Protocol):
     def stream(self, plan: RoutePlan, accumulator: MessageAccumulator | None) -> StreamFormat: ...
 
 
-def _facts(request: Inbound, dialect: Dialect, runtime: Runtime, body: bytes, now: float) -> RequestFacts:
-    app = request.app
-    return RequestFacts(runtime, dialect.authorization(request), body, now, app[RANDOM].random(), app[HEALTH],
-                        time.monotonic(), app[CHECKED_KEYS])
+def _facts(request: Inbound, state: AppState, dialect: Dialect, runtime: Runtime, body: bytes, now: float
+           ) -> RequestFacts:
+    return RequestFacts(runtime, dialect.authorization(request), body, now, state.random.random(), state.health,
+                        time.monotonic(), state.checked_keys)
 
 
 async def serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
@@ -111,29 +98,29 @@ async def serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
     ``Retry-After``) beyond the overload manager's limit (``connection.overload``; the edge sheds most such
     requests before they get here). (The connection edge, ``connection.edge``, has
     bounded the request's head already; the body is read here, by ``read_body``.)"""
-    in_flight = request.app[EDGE].overload
+    state = request.app[STATE]  # (read once a request, passed on)
+    in_flight = state.edge.overload
     if isinstance(request.protocol, EdgeHandler):
         request.protocol.claim()  # its place, held by the edge, is the request path's now
     if in_flight.full():
         in_flight.shed += 1
-        headers = tollway_headers(new_request_id(request), request.app[HOLDER].version)
+        headers = tollway_headers(new_request_id(request), state.holder.version)
         headers["Retry-After"] = "1"
         return dialect.error(OVERLOADED, headers)
     in_flight.enter()
     try:
-        return await _serve(request, dialect)
+        return await _serve(request, state, dialect)
     finally:
         in_flight.count -= 1
 
 
-async def _serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
-    app = request.app
+async def _serve(request: Inbound, state: AppState, dialect: Dialect) -> web.StreamResponse:
     started = time.time()
     rid = new_request_id(request)
-    holder = app[HOLDER]
+    holder = state.holder
     if holder.runtime is None:
         return dialect.error(NO_SNAPSHOT, tollway_headers(rid, ""))
-    limit = app[SETTINGS].max_body_bytes
+    limit = state.settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
     try:
@@ -141,7 +128,7 @@ async def _serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
             body = request.body  # read whole by the edge
         else:
             assert isinstance(request, web.Request)
-            body = await read_body(request, limit, app[EDGE])
+            body = await read_body(request, limit, state.edge)
     except web.HTTPRequestEntityTooLarge:
         return dialect.error(_too_large(limit), tollway_headers(rid, holder.version))
     except EdgeRefusal as refused:  # a body too slow, or broken framing: the rest of the stream is not trusted
@@ -151,13 +138,13 @@ async def _serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
         return answer
 
     runtime = holder.runtime
-    tracer = app[RECORDS].tracer  # None unless tracing is on; then a trace only if sampled or the client sent one
+    tracer = state.records.tracer  # None unless tracing is on; then a trace only if sampled or the client sent one
     trace = tracer.begin(request.headers) if tracer is not None else None
-    decided = _decide(request, dialect, rid, runtime, body, started, started, trace)
+    decided = _decide(request, state, dialect, rid, runtime, body, started, started, trace)
     if isinstance(decided, web.Response):
         return decided
     plan, attribution, admission = decided
-    wait = app[LEASE_WAIT]
+    wait = state.lease_wait
     deadline = started + FIRST_GRANT_WAIT_S
     while isinstance(admission, Refusal) and admission.error.code in WAITABLE and wait is not None \
             and (left := deadline - time.time()) > 0:
@@ -166,30 +153,29 @@ async def _serve(request: Inbound, dialect: Dialect) -> web.StreamResponse:
         # (bounded). Later requests of the scope are served from the local grant.
         await wait(left)
         if holder.runtime is runtime:
-            admission = app[GATE].admit(plan, attribution, time.time())
+            admission = state.gate.admit(plan, attribution, time.time())
         else:  # a new snapshot arrived while waiting: plan again on it, so plan and limits stay one version
             runtime = holder.runtime
-            decided = _decide(request, dialect, rid, runtime, body, started, time.time(), trace)
+            decided = _decide(request, state, dialect, rid, runtime, body, started, time.time(), trace)
             if isinstance(decided, web.Response):
                 return decided
             plan, attribution, admission = decided
     headers = tollway_headers(rid, runtime.version)
     if isinstance(admission, Refusal):
-        app[RECORDS].refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name, trace,
-                             plan.request, attribution)
+        state.records.refused(admission.error, rid, started, runtime.version, plan.key, plan.route.name, trace,
+                              plan.request, attribution)
         return dialect.error(admission.error, {**headers, **admission.headers})
-    return await _forward(request, dialect, rid, runtime, plan, attribution, admission, started, trace)
+    return await _forward(request, state, dialect, rid, runtime, plan, attribution, admission, started, trace)
 
 
-def _decide(request: Inbound, dialect: Dialect, rid: str, runtime: Runtime | None, body: bytes, started: float,
-            now: float, trace: RequestTrace | None
+def _decide(request: Inbound, state: AppState, dialect: Dialect, rid: str, runtime: Runtime | None, body: bytes,
+            started: float, now: float, trace: RequestTrace | None
             ) -> tuple[RoutePlan, Attribution, Admission | Refusal] | web.Response:
     """plan → attribute → admit, with no await in between; a refusal before admission is answered here."""
-    app = request.app
     assert runtime is not None  # a snapshot, once installed, is only ever replaced
-    records = app[RECORDS]
+    records = state.records
     headers = tollway_headers(rid, runtime.version)
-    plan = dialect.plan(_facts(request, dialect, runtime, body, started))
+    plan = dialect.plan(_facts(request, state, dialect, runtime, body, started))
     if isinstance(plan, ApiError):
         if isinstance(plan, Denial) and plan.request is not None:  # refused by policy: recorded as a decision
             records.refused(plan, rid, started, runtime.version, plan.key, plan.request.model, trace, plan.request)
@@ -203,18 +189,17 @@ def _decide(request: Inbound, dialect: Dialect, rid: str, runtime: Runtime | Non
     if plan.key.tenant.content.redact_before_provider:
         # Before admission: the budget's worst case is bounded from what the provider will receive.
         plan = replace(plan, request=replace(plan.request, payload=redact_request_payload(plan.request.payload)))
-    return plan, attribution, app[GATE].admit(plan, attribution, now)
+    return plan, attribution, state.gate.admit(plan, attribution, now)
 
 
-async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtime, plan: RoutePlan,
+async def _forward(request: Inbound, state: AppState, dialect: Dialect, rid: str, runtime: Runtime, plan: RoutePlan,
                    attribution: Attribution, admission: Admission, started: float,
                    trace: RequestTrace | None) -> web.StreamResponse:
     """attempt → respond → settle → record, for an admitted request; every path ends in settle or release."""
-    app = request.app
-    gate, records, health = app[GATE], app[RECORDS], app[HEALTH]
+    gate, records, health = state.gate, state.records, state.health
     settled = False
     try:
-        result = await attempt(plan, app[ADAPTERS], health, app[RETRY_BUDGET], trace)
+        result = await attempt(plan, state.adapters, health, state.retry_budget, trace)
         if trace is not None:
             trace.reason = result.reason
         dep = result.deployment
@@ -226,9 +211,9 @@ async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtim
             failed = dialect.failure(result.failure, headers)
             if result.attempts:
                 settled = True
-                _settle(app, admission, outcome(rid, runtime.version, plan, dep, result.attempts, failed.status,
-                                                None, started, None, attribution=attribution,
-                                                upstream_s=time.time() - result.sent_at), trace=trace)
+                _settle(state, admission, outcome(rid, runtime.version, plan, dep, result.attempts, failed.status,
+                                                  None, started, None, attribution=attribution,
+                                                  upstream_s=time.time() - result.sent_at), trace=trace)
             return failed
         if result.deployment is not plan.candidates[0]:
             # The dialect gets the plan as served: after a failover its first candidate is the deployment that
@@ -236,8 +221,8 @@ async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtim
             plan = replace(plan, candidates=(result.deployment,))
         if isinstance(result.reply, Complete):
             settled = True
-            return _complete(request, dialect, rid, runtime.version, plan, result, result.reply, headers, started,
-                             admission, trace)
+            return _complete(request, state, dialect, rid, runtime.version, plan, result, result.reply, headers,
+                             started, admission, trace)
         if trace is not None and trace.sampled and result.rest is not None:  # noting finish reasons, model
             result = replace(result, rest=trace.noting(result.first_events, result.rest))
         accumulator = MessageAccumulator() if records.keeps_content(plan.key, trace) else None
@@ -250,11 +235,11 @@ async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtim
         settled = True
         if streamed.failure is not None:
             health.failed(result.deployment, streamed.failure.kind, time.monotonic(), streamed.failure.message)
-        _settle(app, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
-                                        streamed.charged_usage(plan.request), started,
-                                        streamed.first_byte_s, streamed.aborted,
-                                        attribution=attribution,
-                                        upstream_s=(streamed.upstream_end or time.time()) - result.sent_at),
+        _settle(state, admission, outcome(rid, runtime.version, plan, result.deployment, result.attempts, 200,
+                                          streamed.charged_usage(plan.request), started,
+                                          streamed.first_byte_s, streamed.aborted,
+                                          attribution=attribution,
+                                          upstream_s=(streamed.upstream_end or time.time()) - result.sent_at),
                 accumulator.message() if accumulator is not None else None, trace)
         return resp
     finally:
@@ -262,18 +247,17 @@ async def _forward(request: Inbound, dialect: Dialect, rid: str, runtime: Runtim
             gate.release(admission, time.time())
 
 
-def _settle(app: web.Application, admission: Admission, done: Outcome,
+def _settle(state: AppState, admission: Admission, done: Outcome,
             response: Mapping[str, Any] | None = None, trace: RequestTrace | None = None) -> None:
-    app[GATE].settle(done, admission)
-    app[RECORDS].served(done, response, trace)
+    state.gate.settle(done, admission)
+    state.records.served(done, response, trace)
 
 
-def _complete(request: Inbound, dialect: Dialect, rid: str, version: str, plan: RoutePlan, result: Answered,
-              reply: Complete, headers: dict[str, str], started: float, admission: Admission,
+def _complete(request: Inbound, state: AppState, dialect: Dialect, rid: str, version: str, plan: RoutePlan,
+              result: Answered, reply: Complete, headers: dict[str, str], started: float, admission: Admission,
               trace: RequestTrace | None) -> web.StreamResponse:
     # The upstream body passes through unchanged (OpenAI clients); it is parsed only to read the usage (and, for
     # tenants whose log keeps content, the answer).
-    app = request.app
     upstream_s = time.time() - result.sent_at
     parsed: Any = reply.parsed  # checked (a JSON object) and parsed once by the attempt
     if parsed is None:
@@ -292,9 +276,9 @@ def _complete(request: Inbound, dialect: Dialect, rid: str, version: str, plan: 
         headers["x-tollway-token-count"] = "estimate" if reply.estimated else "exact"
     if trace is not None:
         trace.note_answer(parsed)
-    response = completion_message(parsed) if parsed is not None and app[RECORDS].keeps_content(plan.key, trace) \
+    response = completion_message(parsed) if parsed is not None and state.records.keeps_content(plan.key, trace) \
         else None
-    _settle(app, admission, done, response, trace)
+    _settle(state, admission, done, response, trace)
     body = dialect.complete(reply.body, parsed, plan)
     if isinstance(request, FastRequest):  # read whole by the edge: written straight to its connection
         return request.send_answer(headers, body)

@@ -54,19 +54,19 @@ def test_what_a_restart_would_restore_otherwise_is_written() -> None:
 async def test_an_idle_data_plane_does_not_rewrite_its_grant_file_at_every_renewal(
         store: Store, tmp_path: Path) -> None:
     await setup_policy(store, "1")
-    async with running_control_plane(store, tmp_path / "cp") as cp:
-        async with running_data_plane(dp_settings(cp.grpc_target, tmp_path / "dp")) as dp:
-            await eventually(lambda: dp.is_ready and dp.leases.answers > 0, what="a snapshot and a first grant")
-            assert dp.persister is not None
-            await asyncio.sleep(0.5)  # the write after the first grant
-            writes, answers = dp.persister.writes, dp.leases.answers
-            await eventually(lambda: dp.leases.answers >= answers + 3, within=10.0, what="three renewals")
-            assert dp.persister.writes == writes
-            # The file still holds the grant, with an expiry ahead and not past what the control plane granted.
-            saved = orjson.loads((tmp_path / "dp" / "grants.json").read_bytes())["allowances"]
-            live = {(a.scope, a.period): a for a in dp.budgets.saved()}
-            assert saved
-            for entry in saved:
-                current = live[(entry["scope"], entry["period"])]
-                assert entry["granted"] == current.granted
-                assert time.time() < entry["expires_at"] <= current.expires_at
+    async with running_control_plane(store, tmp_path / "cp") as cp, \
+            running_data_plane(dp_settings(cp.grpc_target, tmp_path / "dp")) as dp:
+        await eventually(lambda: dp.is_ready and dp.leases.answers > 0, what="a snapshot and a first grant")
+        assert dp.persister is not None
+        await asyncio.sleep(0.5)  # the write after the first grant
+        writes, answers = dp.persister.writes, dp.leases.answers
+        await eventually(lambda: dp.leases.answers >= answers + 3, within=10.0, what="three renewals")
+        assert dp.persister.writes == writes
+        # The file still holds the grant, with an expiry ahead and not past what the control plane granted.
+        saved = orjson.loads((tmp_path / "dp" / "grants.json").read_bytes())["allowances"]
+        live = {(a.scope, a.period): a for a in dp.budgets.saved()}
+        assert saved
+        for entry in saved:
+            current = live[(entry["scope"], entry["period"])]
+            assert entry["granted"] == current.granted
+            assert time.time() < entry["expires_at"] <= current.expires_at
