@@ -18,12 +18,14 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from dataplane.errors import UpstreamFailure
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.runtime import Deployment
-from dataplane.upstream.adapters.reply import Batches
+
+if TYPE_CHECKING:  # (recording does not import serving: only the shape of what it wraps)
+    from dataplane.upstream.adapters.reply import Batches
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 MAX_TRACESTATE = 512  # the W3C limit a participant must propagate; longer ones are dropped, not cut
