@@ -121,9 +121,10 @@ class GrantPersister:
             self._wake.clear()
             try:
                 answers = self._book.answers
-                if answers != self._answers and not restores_differently(self._last, self._book.saved(), time.time()):
-                    self._answers = answers  # an answer that changed nothing a restart would restore
-                await self.persist(force=self._book.answers != self._answers)
+                force = answers != self._answers and restores_differently(self._last, self._book.saved(), time.time())
+                if not force:
+                    self._answers = answers  # (an answer that changed nothing a restart would restore)
+                await self.persist(force=force)
             except OSError as exc:  # top of a long-running loop: spending stays within what is on disk
                 log.error("could not write the grant file %s: %s", self._file.path, exc)
 
@@ -148,8 +149,9 @@ class GrantPersister:
 
 def restores_differently(written: list[SavedAllowance] | None, now: list[SavedAllowance], at: float) -> bool:
     """Whether a restart from ``written`` (what the grant file holds) would restore less faithfully than from
-    ``now`` than it may (pure): an allowance added or gone, a grant or checkout of another amount, or an expiry
-    on disk with less than half the remaining life of the current one (``at``: now, unix seconds)."""
+    ``now`` than it may (pure): an allowance added or gone, a grant or checkout of another amount, an expiry
+    brought forward, or one on disk with less than half the remaining life of the current one (``at``: now, unix
+    seconds)."""
     if written is None or len(written) != len(now):
         return True
     on_disk = {(s.scope, s.period): s for s in written}

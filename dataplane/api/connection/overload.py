@@ -64,8 +64,8 @@ class Overload:
     """Requests in flight against the limit (``full``), the requests shed, and the loop monitor (its lag and its
     thread's share of the CPU, per window)."""
 
-    __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_parked", "_samples", "_wall_start", "ceiling",
-                 "count", "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
+    __slots__ = ("_busy", "_cpu_start", "_handle", "_lag_sum", "_loop", "_samples", "_wall_start", "ceiling", "count",
+                 "floor", "lag_s", "limit", "pending", "shed", "target_lag_s", "utilization")
 
     def __init__(self, max_in_flight: int, target_lag_s: float = 0.01) -> None:
         self.ceiling = max_in_flight
@@ -79,11 +79,10 @@ class Overload:
         self.utilization = 0.0  # the share of the last window the loop's thread was on the CPU, for /metrics
         self._busy = False  # the last window's lag or utilization says busy
         self._cpu_start = self._wall_start = 0.0  # the window's start: the loop thread's CPU time, the time
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # while started
         self._handle: asyncio.TimerHandle | None = None
         self._lag_sum = 0.0
         self._samples = 0
-        self._parked = False  # started, its timer parked while idle (``_tick``); the next request resumes it
 
     def full(self) -> bool:
         return self.count + self.pending >= self.limit
@@ -98,13 +97,13 @@ class Overload:
     def hold(self) -> None:
         """One more request let through by the connection edge, its request path not started yet."""
         self.pending += 1
-        if self._parked:
+        if self._handle is None and self._loop is not None:  # parked while idle
             self._resume()
 
     def enter(self) -> None:
         """One more request on the request path (``count``; the caller takes it off when it has settled)."""
         self.count += 1
-        if self._parked:
+        if self._handle is None and self._loop is not None:  # parked while idle
             self._resume()
 
     @property
@@ -122,14 +121,13 @@ class Overload:
     def _resume(self) -> None:
         loop = self._loop
         assert loop is not None
-        self._parked = False
         now = loop.time()
         self._cpu_start, self._wall_start = time.thread_time(), time.perf_counter()
         self._lag_sum, self._samples = 0.0, 0
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
 
     def stop(self) -> None:
-        self._parked = False
+        self._loop = None
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -156,6 +154,5 @@ class Overload:
             self._lag_sum, self._samples = 0.0, 0
             if not self._busy and self.count + self.pending == 0 and self.limit == self.ceiling:
                 self._handle = None  # idle: parked until the next request (``hold``, ``enter``)
-                self._parked = True
                 return
         self._handle = loop.call_at(now + TICK_S, self._tick, now + TICK_S)
