@@ -24,8 +24,9 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import ApiError
 from dataplane.record.metrics import RequestMetrics
 from dataplane.record.request_log import Refused, RequestLog, Served
-from dataplane.record.usage_record import Spool, refusal_record, usage_record
+from dataplane.record.usage_record import Spool, refusal_record, usage_fields
 from dataplane.snapshot.runtime import Key
+from tollway.pb.usage_pb2 import UsageRecord
 
 if TYPE_CHECKING:
     from dataplane.record.trace_context import RequestTrace
@@ -87,13 +88,13 @@ class Records:
 
     def served(self, outcome: Outcome, response: Mapping[str, Any] | None = None,
                trace: RequestTrace | None = None) -> None:
-        record = usage_record(outcome, self._region, self._node_id) \
+        fields = usage_fields(outcome, self._region, self._node_id) \
             if self._spool is not None or self._log is not None else None
-        if self._spool is not None and record is not None:
-            self._spool.append(record)
+        if self._spool is not None and fields is not None:
+            self._spool.append(UsageRecord(**fields))
         self.metrics.observe(outcome)
         if self._log is not None:
-            self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response, outcome.upstream_s, record))
+            self._log.emit(Served(outcome, outcome.plan.key.tenant.content, response, outcome.upstream_s, fields))
         if trace is not None and trace.sampled and self.tracer is not None:
             # Its spans are built once the rest of this turn has written the answer (a whole answer is written
             # after this record): a sampled request's answer never waits for its own trace.

@@ -36,9 +36,8 @@ import orjson
 from dataplane.core.accounting import Outcome
 from dataplane.core.content import ContentKey, kept_content
 from dataplane.errors import ApiError
-from dataplane.record.usage_record import usage_record
+from dataplane.record.usage_record import usage_fields
 from dataplane.snapshot.runtime import NO_CONTENT, ContentPolicy, Key
-from tollway.pb.usage_pb2 import UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +48,24 @@ class Served:
 
     ``response`` is the assistant message the client received (``{"role", "content", "tool_calls"?}``), or None;
     it is read only when ``policy`` keeps content. ``upstream_s`` is the time spent waiting on upstreams (from
-    the first attempt's send to the end of the upstream body), when the proxy measured it. ``record``: the
-    outcome's usage record when the caller built it already (the spool's), so it is built once per request.
+    the first attempt's send to the end of the upstream body), when the proxy measured it. ``fields``: the
+    outcome's usage record fields when the caller has them already (``usage_fields``, the spool's record's), so
+    they are found once per request.
     """
 
     outcome: Final[Outcome]
     policy: Final[ContentPolicy]
     response: Final[Mapping[str, Any] | None]
     upstream_s: Final[float | None]
-    record: Final[UsageRecord | None]
+    fields: Final[dict[str, Any] | None]
 
     def __init__(self, outcome: Outcome, policy: ContentPolicy = NO_CONTENT, response: Mapping[str, Any] | None = None,
-                 upstream_s: float | None = None, record: UsageRecord | None = None) -> None:
+                 upstream_s: float | None = None, fields: dict[str, Any] | None = None) -> None:
         self.outcome = outcome
         self.policy = policy
         self.response = response
         self.upstream_s = upstream_s
-        self.record = record
+        self.fields = fields
 
 
 @dataclass(unsafe_hash=True)
@@ -115,40 +115,41 @@ def _ms(seconds: float | None) -> float | None:
 
 def log_entry(outcome: Outcome, region: str, node_id: str, content: Mapping[str, Any] | None,
               *, content_mode: str = "none", upstream_s: float | None = None,
-              record: UsageRecord | None = None) -> dict[str, Any]:
+              fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """The log line of an admitted request, as a dict (see ``docs/logging.md``); ``content`` from ``kept_content``.
 
-    Built from the usage record of the same outcome so identifiers, tokens, cost, status and error type agree.
+    Built from the usage record fields of the same outcome (``usage_fields``; a field left out has its default)
+    so identifiers, tokens, cost, status and error type agree with the spooled record.
     """
-    rec = record if record is not None else usage_record(outcome, region, node_id)
+    rec = fields if fields is not None else usage_fields(outcome, region, node_id)
     upstream_ms = _ms(upstream_s)
     total_ms = _ms(outcome.duration_s)
     line: dict[str, Any] = {
         "ts": _iso(outcome.started),
-        "request_id": rec.request_id,
-        "tenant": rec.tenant,
-        "project": rec.project,
-        "user": rec.user,
-        "key_id": rec.key_id,
+        "request_id": rec.get("request_id", ""),
+        "tenant": rec.get("tenant", ""),
+        "project": rec.get("project", ""),
+        "user": rec.get("user", ""),
+        "key_id": rec.get("key_id", ""),
         "model": outcome.plan.request.model,
-        "route": rec.route,
-        "deployment": rec.deployment,
-        "provider": rec.provider,
-        "region": rec.region,
-        "node_id": rec.node_id,
-        "snapshot_version": rec.snapshot_version,
-        "stream": rec.stream,
-        "status": rec.status,
-        "error_type": rec.error_type,
-        "attempts": rec.attempts,
-        "input_tokens": rec.input_tokens,
-        "cached_tokens": rec.cached_input_tokens,
-        "output_tokens": rec.output_tokens,
-        "cache_write_tokens": rec.cache_write_tokens + rec.cache_write_1h_tokens,
-        "reasoning_tokens": rec.reasoning_tokens,
-        "cost_micros": rec.cost_micros,
-        "cost_pico": rec.cost_pico,
-        "usage_source": rec.usage_source or "upstream",
+        "route": rec.get("route", ""),
+        "deployment": rec.get("deployment", ""),
+        "provider": rec.get("provider", ""),
+        "region": rec.get("region", ""),
+        "node_id": rec.get("node_id", ""),
+        "snapshot_version": rec.get("snapshot_version", ""),
+        "stream": rec.get("stream", False),
+        "status": rec.get("status", 0),
+        "error_type": rec.get("error_type", ""),
+        "attempts": rec.get("attempts", 0),
+        "input_tokens": rec.get("input_tokens", 0),
+        "cached_tokens": rec.get("cached_input_tokens", 0),
+        "output_tokens": rec.get("output_tokens", 0),
+        "cache_write_tokens": rec.get("cache_write_tokens", 0) + rec.get("cache_write_1h_tokens", 0),
+        "reasoning_tokens": rec.get("reasoning_tokens", 0),
+        "cost_micros": rec.get("cost_micros", 0),
+        "cost_pico": rec.get("cost_pico", 0),
+        "usage_source": rec.get("usage_source", "") or "upstream",
         "latency_ms": total_ms,
         "ttfb_ms": _ms(outcome.first_byte_s),
         "upstream_ms": upstream_ms,
@@ -206,7 +207,7 @@ def render(entry: LogEntry, region: str, node_id: str, key: ContentKey) -> dict[
     messages = entry.outcome.plan.request.payload.get("messages")
     content = kept_content(entry.policy, key, messages, entry.response)
     return log_entry(entry.outcome, region, node_id, content, content_mode=entry.policy.mode,
-                     upstream_s=entry.upstream_s, record=entry.record)
+                     upstream_s=entry.upstream_s, fields=entry.fields)
 
 
 class Sink(Protocol):
