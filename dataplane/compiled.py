@@ -90,6 +90,7 @@ MODULES = (
     "dataplane.upstream.adapters.openai",
     "dataplane.upstream.adapters.reply",
     "dataplane.upstream.adapters.wire",
+    "dataplane.upstream.alarms",
     "dataplane.upstream.attempt",
     "dataplane.upstream.client",
     "dataplane.upstream.connection",

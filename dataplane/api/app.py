@@ -9,6 +9,7 @@ or waits for the control plane.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from dataplane.upstream.adapters.bedrock import BedrockAdapter
 from dataplane.upstream.adapters.google import GeminiAdapter, VertexAdapter
 from dataplane.upstream.adapters.mock.adapter import MockAdapter
 from dataplane.upstream.adapters.openai import OpenAIAdapter
+from dataplane.upstream.alarms import Alarms
 from dataplane.upstream.client import UpstreamClient
 
 
@@ -39,7 +41,9 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     # As many idle connections per upstream as requests may be in flight: a burst's connections are kept for the
     # next one instead of being closed and opened again (at 256 a 512-connection load opened 17,702 for 104k).
     state = app[STATE]
-    upstream = UpstreamClient(max_idle_per_origin=state.settings.max_in_flight, busy=state.edge.overload.busy)
+    state.alarms = Alarms(asyncio.get_running_loop())
+    upstream = UpstreamClient(max_idle_per_origin=state.settings.max_in_flight, busy=state.edge.overload.busy,
+                              alarms=state.alarms)
     vertex = VertexAdapter(upstream)
     adapters: dict[str, Adapter] = {
         "openai": OpenAIAdapter(upstream), "azure": AzureAdapter(upstream),

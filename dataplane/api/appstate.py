@@ -3,8 +3,10 @@
 ``AppState`` (under the one key ``STATE``) holds what the request path reads: the request fetches it once and
 reads its fields as a compiled class's slots, where each ``app[KEY]`` was a call into aiohttp's
 ``Application.__getitem__`` (about 20 a request). ``create_app`` (``dataplane.api.app``) makes it; only
-``adapters`` is set later, when the upstream client starts. The objects behind it are owned by the event loop
-(``Gate``, ``Records``, ``Health``) or immutable (``DataPlaneSettings``).
+``adapters`` and ``alarms`` are set later, when the upstream client starts (``alarms``, the loop's timers, shares
+its ticks among all requests; the loop is read from there, where ``asyncio.get_running_loop()`` would make a
+``getpid`` system call each time). The objects behind it are owned by the event loop (``Gate``, ``Records``,
+``Health``) or immutable (``DataPlaneSettings``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataplane.record.records import Records
 from dataplane.settings import DataPlaneSettings
 from dataplane.snapshot.holder import SnapshotHolder
 from dataplane.upstream.adapters import Adapter
+from dataplane.upstream.alarms import Alarms
 
 # Waits for the control plane's next lease answer (bounded); None without a lease client.
 LeaseWait = Callable[[float], Awaitable[None]]
@@ -45,6 +48,7 @@ class AppState:
     random: Final[random.Random]
     checked_keys: Final[set[bytes]]  # hashes of keys whose checksum was verified
     adapters: Mapping[str, Adapter]  # by provider type; set when the upstream client starts (``create_app``)
+    alarms: Alarms  # the timers of the loop serving the requests, the upstream client's; set with ``adapters``
 
     def __init__(self, settings: DataPlaneSettings, holder: SnapshotHolder, gate: Gate, records: Records,
                  health: Health, retry_budget: RetryBudget, edge: Edge, lease_wait: LeaseWait | None) -> None:

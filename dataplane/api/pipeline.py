@@ -16,7 +16,6 @@ snapshot arrived meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -199,7 +198,7 @@ async def _forward(request: Inbound, state: AppState, dialect: Dialect, rid: str
     gate, records, health = state.gate, state.records, state.health
     settled = False
     try:
-        result = await attempt(plan, state.adapters, health, state.retry_budget, trace)
+        result = await attempt(plan, state.adapters, health, state.retry_budget, trace, state.alarms)
         if trace is not None:
             trace.reason = result.reason
         dep = result.deployment
@@ -228,10 +227,10 @@ async def _forward(request: Inbound, state: AppState, dialect: Dialect, rid: str
         accumulator = MessageAccumulator() if records.keeps_content(plan.key, trace) else None
         # The route's total timeout bounds the whole stream, from the first attempt on.
         left = plan.route.failover.total_timeout_s - (time.time() - result.sent_at)
-        deadline = asyncio.get_running_loop().time() + max(left, 0.0)
+        deadline = state.alarms.time() + max(left, 0.0)
         assert isinstance(request, FastRequest | web.Request)
         resp, streamed = await stream_through(request, result, headers, dialect.stream(plan, accumulator), started,
-                                              deadline)
+                                              deadline, state.alarms)
         settled = True
         if streamed.failure is not None:
             health.failed(result.deployment, streamed.failure.kind, time.monotonic(), streamed.failure.message)

@@ -23,6 +23,7 @@ from dataplane.core.validate import HubRequest
 from dataplane.errors import ApiError, UpstreamFailure, upstream_error
 from dataplane.upstream.adapters import LastBatch, Stream
 from dataplane.upstream.adapters.event_stream import batches_of
+from dataplane.upstream.alarms import Alarms
 from dataplane.upstream.attempt import Answered
 from dataplane.upstream.deadline import Deadline
 
@@ -86,7 +87,8 @@ _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 async def stream_through(request: web.Request | FastRequest, answered: Answered, headers: dict[str, str],
                          fmt: StreamFormat, started: float,
-                         deadline: float | None = None) -> tuple[web.StreamResponse, StreamResult]:
+                         deadline: float | None = None,
+                         alarms: Alarms | None = None) -> tuple[web.StreamResponse, StreamResult]:
     """Relay upstream SSE events as they come, in the client's format ``fmt``.
 
     The events that arrived together go out in one write. Nothing is retried once the first write happened:
@@ -105,8 +107,6 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
         resp = _SseResponse(status=200, headers=headers)
         await resp.prepare(request)
     batches = answered.rest if answered.rest is not None else batches_of(reply)
-    # For the deadline, fetched once needed: get_running_loop() checks the pid, a system call each time.
-    loop: asyncio.AbstractEventLoop | None = None
     try:
         try:
             batch = answered.first_events
@@ -124,8 +124,8 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
                     if deadline is None:
                         batch = await anext(batches)
                     else:
-                        loop = loop or asyncio.get_running_loop()
-                        with Deadline(loop, deadline):
+                        alarms = alarms or Alarms(asyncio.get_running_loop())
+                        with Deadline(alarms, deadline):
                             batch = await anext(batches)
                 except TimeoutError:
                     # The stream's total deadline (the route's total timeout): a trickling upstream cannot hold

@@ -25,6 +25,7 @@ from dataplane.errors import UpstreamFailure
 from dataplane.snapshot.runtime import Deployment, Route
 from dataplane.upstream.adapters import Adapter, Batches, Complete, Stream
 from dataplane.upstream.adapters.event_stream import batches_of
+from dataplane.upstream.alarms import Alarms
 from dataplane.upstream.client import TRACE_HEADERS
 from dataplane.upstream.deadline import Deadline
 
@@ -82,15 +83,18 @@ def may_fail_over(failure: UpstreamFailure, route: Route) -> bool:
 
 
 async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Health | None = None,
-                  budget: RetryBudget | None = None, trace: RequestTrace | None = None) -> Answered | Failed:
+                  budget: RetryBudget | None = None, trace: RequestTrace | None = None,
+                  alarms: Alarms | None = None) -> Answered | Failed:
     """Try the plan's candidates in order until one answers (before any byte reached the client).
 
     Each attempt is reported to ``health`` (time to first byte on success, the failure's kind otherwise);
     attempts after the first need the retry ``budget``'s leave, so an outage for everyone cannot turn every
     request into several. A ``trace`` (sampled, or forwarding the client's) gets each attempt's trace headers sent
-    (``TRACE_HEADERS``, read by the upstream client) and, when sampled, its start, end and failure.
+    (``TRACE_HEADERS``, read by the upstream client) and, when sampled, its start, end and failure. ``alarms``: the
+    loop's timers (``dataplane.upstream.alarms``), when the caller has them at hand.
     """
-    loop = asyncio.get_running_loop()
+    alarms = alarms or Alarms(asyncio.get_running_loop())
+    loop = alarms.loop
     reply: Complete | Stream | None = None
     failover = plan.route.failover
     deadline = loop.time() + failover.total_timeout_s
@@ -128,7 +132,7 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
         if trace is not None:
             TRACE_HEADERS.set(trace.attempting(deployment))
         try:
-            with Deadline(loop, loop.time() + budget_s):
+            with Deadline(alarms, loop.time() + budget_s):
                 reply = await adapter.send(deployment, plan.request, budget_s)
                 if isinstance(reply, Stream):
                     rest = batches_of(reply)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dataplane.outbox import Outbox
+from dataplane.upstream.alarms import Alarms
 from dataplane.upstream.connection import Connection
 
 # The request's trace context for the upstream (``traceparent``/``tracestate`` header lines, each ending in CRLF;
@@ -120,9 +121,11 @@ class UpstreamClient:
     """Pooled keep-alive connections per origin. Task-safe on one event loop; ``close`` once at shutdown."""
 
     def __init__(self, *, idle_timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None,
-                 max_idle_per_origin: int = MAX_IDLE_PER_ORIGIN, busy: Callable[[], bool] | None = None) -> None:
+                 max_idle_per_origin: int = MAX_IDLE_PER_ORIGIN, busy: Callable[[], bool] | None = None,
+                 alarms: Alarms | None = None) -> None:
         """``busy``: whether the loop is busy enough to hold the requests' writes to its next turn
-        (``dataplane.outbox``; default: always)."""
+        (``dataplane.outbox``; default: always). ``alarms``: the loop's timers (``dataplane.upstream.alarms``;
+        default: its own, made on first use)."""
         self._idle_timeout_s = idle_timeout_s
         self._max_idle = max_idle_per_origin
         self._ssl_context = ssl_context
@@ -131,6 +134,19 @@ class UpstreamClient:
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         self._outbox = Outbox(busy)  # the requests' writes (``dataplane.outbox``)
+        self._alarms = alarms
+
+    def alarms(self) -> Alarms:
+        """The timers of the loop it runs on (found once: ``asyncio.get_running_loop()`` makes a ``getpid``
+        system call each time)."""
+        alarms = self._alarms
+        if alarms is None:
+            alarms = self._alarms = Alarms(asyncio.get_running_loop())
+        return alarms
+
+    def time(self) -> float:
+        """The loop's clock (``loop.time()``), which deadlines are measured in."""
+        return self.alarms().time()
 
     def target(self, url: str) -> Target:
         """``url`` parsed, remembered: upstream URLs repeat on every request."""
@@ -156,7 +172,7 @@ class UpstreamClient:
                    f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
         conn = self._take(target.origin)
         if conn is None:
-            left = deadline - asyncio.get_running_loop().time()
+            left = deadline - self.time()
             conn = await self._connect(target.origin, min(connect_timeout_s, left))
         try:
             conn.send(request)
@@ -178,7 +194,8 @@ class UpstreamClient:
 
     async def _connect(self, origin: tuple[str, str, int], timeout_s: float) -> Connection:
         scheme, host, port = origin
-        loop = asyncio.get_running_loop()
+        alarms = self.alarms()
+        loop = alarms.loop
         tls: ssl.SSLContext | None = None
         if scheme == "https":
             if self._ssl_context is None:
@@ -187,7 +204,7 @@ class UpstreamClient:
         if timeout_s <= 0:
             raise TimeoutError("no time left to connect to the upstream")
         async with asyncio.timeout(timeout_s):
-            _, proto = await loop.create_connection(lambda: Connection(loop, self._outbox), host, port, ssl=tls,
+            _, proto = await loop.create_connection(lambda: Connection(alarms, self._outbox), host, port, ssl=tls,
                                                     server_hostname=host if tls else None)
         return proto
 

@@ -30,6 +30,7 @@ from typing import cast
 import httptools
 
 from dataplane.outbox import Outbox
+from dataplane.upstream.alarms import Alarms
 
 _MAX_HEAD = 64 * 1024  # status line and headers of an answer (interim ones included), and its trailers
 _MAX_FRAMING = 64 * 1024  # bytes received in a row without a body byte
@@ -46,8 +47,9 @@ class Connection(asyncio.Protocol):
     ``data_received`` and raise ``ValueError`` to refuse an answer.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, outbox: Outbox) -> None:
-        self._loop = loop
+    def __init__(self, alarms: Alarms, outbox: Outbox) -> None:
+        self._alarms = alarms
+        self._loop = alarms.loop
         self._outbox = outbox
         self.transport: asyncio.Transport | None = None
         self.open = False
@@ -214,13 +216,19 @@ class Connection(asyncio.Protocol):
         if timeout <= 0:
             raise TimeoutError("the upstream did not answer in time")
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(timeout, _expire, waiter)
+        alarm = self._alarms.at(deadline, self._expire)
         try:
             await waiter
         finally:
-            timer.cancel()
+            alarm.cancel()
             self._waiter = None
         self._raise_failure()
+
+    def _expire(self) -> None:
+        # (Only while ``_wait`` waits: it cancels the alarm before it returns.)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError("the upstream did not answer in time"))
 
     async def wait_head(self, deadline: float) -> None:
         while not self.head_done:
@@ -295,8 +303,3 @@ class Connection(asyncio.Protocol):
             self._drain = None
         if self.transport is not None:
             self.transport.close()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("the upstream did not answer in time"))

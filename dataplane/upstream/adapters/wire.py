@@ -12,7 +12,6 @@ adapters layer on top of it is ``event_stream``'s (async generators).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -90,7 +89,7 @@ def translate(exc: BaseException, provider: Provider, mid_answer: bool = False) 
 async def post(client: UpstreamClient, provider: Provider, url: str, headers: str, body: bytes, timeout_s: float,
                status_failure: StatusFailure) -> tuple[Response, float]:
     """The 2xx answer whose head arrived, and the deadline (``loop.time()``) for reading a whole body."""
-    now = asyncio.get_running_loop().time()
+    now = client.time()
     deadline = now + timeout_s
     with map_failures(provider):
         resp = await client.post(url, headers, body, connect_timeout_s=provider.connect_timeout_s,
