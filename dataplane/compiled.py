@@ -15,7 +15,9 @@ source (with one warning), never part of it — a compiled module calls its grou
 defined twice, once compiled and once from source, would be two classes. Not
 compiled: code a thread runs over large inputs (the snapshot's runtime tables, ``snapshot.key_table`` and
 ``snapshot.runtime``, built off the loop ``_STEP`` keys at a time): compiled code never lets the GIL go between
-bytecodes as the interpreter does, so the loop would wait for the whole build. ``TOLLWAY_COMPILED=0`` runs
+bytecodes as the interpreter does, so the loop would wait for the whole build. The classes those tables hold
+(``snapshot.catalog``, ``snapshot.tenancy``) are compiled: the interpreted builder makes native objects, which
+the request path reads as slots. ``TOLLWAY_COMPILED=0`` runs
 everything from source (profiles then show the modules' functions; in the compiled group they are C). Without a C
 compiler the build fails and the data plane runs from source: the same code, slower (``bench/HISTORY.md`` has what
 the build bought).
@@ -62,6 +64,8 @@ MODULES = (
     "tollway.money",
     "dataplane.errors",
     "dataplane.outbox",
+    "dataplane.snapshot.catalog",
+    "dataplane.snapshot.tenancy",
     "dataplane.core.accounting",
     "dataplane.core.attribution",
     "dataplane.core.content",

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
+from dataplane.snapshot.catalog import Candidate, Deployment, Failover, Prices, Provider, Route
 from dataplane.snapshot.key_table import Access, KeyColumns, KeyTable, distinct_pairs, explain_invalid_keys
 from dataplane.snapshot.tenancy import (
     CONTENT_MODES,
@@ -31,8 +32,8 @@ from dataplane.snapshot.tenancy import (
 from tollway.pb import snapshot_pb2 as pb
 
 # Re-exported: the runtime's types are imported from here by the rest of the data plane.
-__all__ = ["CONTENT_MODES", "NO_CONTENT", "ContentMode", "ContentPolicy", "InvalidSnapshot", "Key", "Runtime",
-           "Tenant"]
+__all__ = ["CONTENT_MODES", "NO_CONTENT", "Candidate", "ContentMode", "ContentPolicy", "Deployment", "Failover",
+           "InvalidSnapshot", "Key", "Prices", "Provider", "Route", "Runtime", "Tenant"]
 
 PROVIDER_TYPES = frozenset({"openai", "azure", "anthropic", "bedrock", "gemini", "vertex", "mock"})
 STRATEGIES = frozenset({"cheapest", "priority", "weighted", "latency"})
@@ -41,85 +42,6 @@ CAPABILITIES = frozenset({"tools", "vision", "json_mode"})
 SURFACES = frozenset({"chat", "responses", "embeddings", "completions", "moderations", "count_tokens"})
 ROUTE_KINDS = frozenset({"chat", "embeddings"})
 _URL_RE = re.compile(r"^https?://[^\s/]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Prices:
-    """Micro-dollars per million tokens = pico-dollars per token, per token kind (``tollway.money``)."""
-
-    input: int
-    output: int
-    cached_input: int
-    cache_write: int = -1      # -1: as ``input`` (``Prices.of`` resolves it)
-    cache_write_1h: int = -1   # -1: as ``cache_write``
-    reasoning_output: int = -1  # -1: as ``output``
-
-    def __post_init__(self) -> None:
-        # Older snapshots have no price for these kinds: they were billed as input and output.
-        if self.cache_write < 0:
-            object.__setattr__(self, "cache_write", self.input)
-        if self.cache_write_1h < 0:
-            object.__setattr__(self, "cache_write_1h", self.cache_write)
-        if self.reasoning_output < 0:
-            object.__setattr__(self, "reasoning_output", self.output)
-
-
-@dataclass(frozen=True, slots=True)
-class Provider:
-    name: str
-    type: str
-    base_url: str
-    region: str
-    connect_timeout_s: float
-    read_timeout_s: float
-    api_version: str
-    mock_delay_ms: int
-    mock_tokens_per_second: int
-    # Resolved from the environment at build time; None when no credential is configured or the variable is
-    # missing. repr=False keeps it out of any accidental log line or traceback.
-    credential: str | None = field(repr=False)
-    credential_env: str = ""
-    aws_region: str = ""
-    aws_profile: str = ""
-    gcp_project: str = ""
-    gcp_location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    name: str
-    provider: Provider
-    upstream_model: str
-    capabilities: frozenset[str]
-    context_window: int
-    max_output_tokens: int
-    prices: Prices
-    surfaces: frozenset[str] = frozenset({"chat"})  # what it serves (``SURFACES``)
-    embedding_family: str = ""  # deployments of one family produce comparable vectors
-    embedding_dimensions: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Failover:
-    attempts: int
-    attempt_timeout_s: float
-    total_timeout_s: float
-    on: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    deployment: Deployment
-    weight: int
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    name: str
-    strategy: str
-    failover: Failover
-    candidates: tuple[Candidate, ...]
-    kind: str = "chat"  # chat | embeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +107,10 @@ def _deployment(d: pb.Deployment, providers: Mapping[str, Provider]) -> Deployme
     return Deployment(
         name=d.name, provider=provider, upstream_model=d.upstream_model, capabilities=frozenset(d.capabilities),
         context_window=d.context_window, max_output_tokens=d.max_output_tokens,
-        prices=Prices(input=pr.input, output=pr.output, cached_input=pr.cached_input,
-                      cache_write=pr.cache_write if pr.HasField("cache_write") else -1,
-                      cache_write_1h=pr.cache_write_1h if pr.HasField("cache_write_1h") else -1,
-                      reasoning_output=pr.reasoning_output if pr.HasField("reasoning_output") else -1),
+        prices=Prices.of(input=pr.input, output=pr.output, cached_input=pr.cached_input,
+                         cache_write=pr.cache_write if pr.HasField("cache_write") else -1,
+                         cache_write_1h=pr.cache_write_1h if pr.HasField("cache_write_1h") else -1,
+                         reasoning_output=pr.reasoning_output if pr.HasField("reasoning_output") else -1),
         surfaces=surfaces, embedding_family=d.embedding.family, embedding_dimensions=d.embedding.dimensions,
     )
 

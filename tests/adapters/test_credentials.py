@@ -94,7 +94,7 @@ def test_google_adc_without_credentials(tmp_path: Path, monkeypatch: pytest.Monk
 def deployment(provider_name: str) -> Deployment:
     p = Provider(name=provider_name, type="openai", base_url="https://x.test", region="eu", connect_timeout_s=1,
                  read_timeout_s=1, api_version="", mock_delay_ms=0, mock_tokens_per_second=0, credential=None)
-    return Deployment(f"d-{provider_name}", p, "m", frozenset(), 1000, 100, Prices(1, 1, 1))
+    return Deployment(f"d-{provider_name}", p, "m", frozenset(), 1000, 100, Prices.of(1, 1, 1))
 
 
 def test_the_check_reaches_health_when_the_snapshot_is_adopted() -> None:

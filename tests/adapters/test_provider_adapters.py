@@ -30,7 +30,7 @@ def deployment(kind: str, base_url: str, model: str, credential: str | None, api
                         read_timeout_s=2.0, api_version=api_version, mock_delay_ms=0, mock_tokens_per_second=0,
                         credential=credential, credential_env="UPSTREAM_KEY")
     return Deployment(name=f"{kind}-dep", provider=provider, upstream_model=model, capabilities=frozenset({"tools"}),
-                      context_window=100_000, max_output_tokens=max_output_tokens, prices=Prices(1, 1, 1))
+                      context_window=100_000, max_output_tokens=max_output_tokens, prices=Prices.of(1, 1, 1))
 
 
 def chat(stream: bool = False, **fields: Any) -> HubRequest:

@@ -23,7 +23,7 @@ FEB = float(calendar.timegm((2025, 2, 1, 0, 0, 0)))
 
 def deployment(inp: int = 1_000_000, out: int = 2_000_000, max_out: int = 0, ptype: str = "openai") -> Deployment:
     prov = Provider("p", ptype, "http://x", "eu", 1, 1, "", 0, 0, None)
-    return Deployment("d", prov, "m", frozenset(), 0, max_out, Prices(inp, out, 0))
+    return Deployment("d", prov, "m", frozenset(), 0, max_out, Prices.of(inp, out, 0))
 
 
 @pytest.mark.parametrize(("payload", "at_least"), [

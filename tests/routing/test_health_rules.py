@@ -16,7 +16,7 @@ def dep(name: str, price: int = 1) -> Deployment:
     provider = Provider(name=f"p-{name}", type="openai", base_url="http://x", region="eu", connect_timeout_s=1,
                         read_timeout_s=1, api_version="", mock_delay_ms=0, mock_tokens_per_second=0,
                         credential=None)
-    return Deployment(name, provider, "m", frozenset(), 1000, 100, Prices(price, price, price))
+    return Deployment(name, provider, "m", frozenset(), 1000, 100, Prices.of(price, price, price))
 
 
 def route(strategy: str) -> Route:
