@@ -31,10 +31,18 @@ class Alarm:
         self.callback = callback
 
     def cancel(self) -> None:
+        # The callback let go: it is often a bound method of the alarm's owner, which holds the alarm (a
+        # ``Deadline``), and the cycle would leave both to the cyclic garbage collector, whose full passes stall
+        # the loop for milliseconds.
+        self.callback = _nothing
         ring = self._ring
         ring.alarms.discard(self)
         if not ring.alarms and ring.handle is not None:
             self._alarms._drop(ring)
+
+
+def _nothing() -> None:
+    pass
 
 
 class _Ring:
@@ -85,7 +93,8 @@ class Alarms:
         alarms = ring.alarms
         while alarms:
             alarm = alarms.pop()
+            callback, alarm.callback = alarm.callback, _nothing
             try:
-                alarm.callback()
+                callback()
             except Exception as exc:  # one failing callback must not keep the others of its tick from ringing
                 self.loop.call_exception_handler({"message": "alarm callback failed", "exception": exc})

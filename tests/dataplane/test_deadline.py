@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 
 import pytest
 
@@ -108,3 +109,20 @@ async def test_a_failing_callback_does_not_keep_the_others_of_its_tick_from_ring
     await asyncio.sleep(0.01 + TICK_S * 4)
     assert sorted(rang) == [0, 1, 2]
     assert reported == ["alarm callback failed"]
+
+
+async def test_deadlines_leave_no_garbage_for_the_cyclic_collector() -> None:
+    # A deadline's alarm calls back into the deadline that holds it: unless cancelling (or ringing) lets the
+    # callback go, each request leaves a cycle, and the collector's passes over them stall the loop.
+    alarms = Alarms(asyncio.get_running_loop())
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(100):
+            with Deadline(alarms, alarms.time() + 60):
+                await asyncio.sleep(0)
+        with pytest.raises(TimeoutError), Deadline(alarms, alarms.time() + 0.001):
+            await asyncio.sleep(1)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
