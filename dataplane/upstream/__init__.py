@@ -7,6 +7,7 @@
   ``UpstreamFailure``.
 - ``client`` and ``connection``: a lean keep-alive HTTP/1.1 client, pooled per origin, parsing answers as their
   bytes arrive; ``sse``: incremental server-sent-event parsing.
+- ``deadline`` and ``alarms``: the request path's timeouts, one loop timer per 5 ms tick for all of them.
 - ``probe``: the active health checks, one lightweight request per provider on an interval.
 - ``credentials``: whether this data plane holds each provider's credential, resolved locally as a snapshot
   installs (a ``SnapshotHolder`` companion), so ``Health`` marks the ones without it ``no-credential`` at once.
