@@ -70,8 +70,9 @@ async def test_alarms_of_one_tick_ring_together_never_early_and_at_most_a_tick_l
     await asyncio.sleep(0.05 + TICK_S * 6)
     assert set(rang) == {"a", "b", "c"}
     for name, when in whens.items():
-        # The loop's clock may round a timer by a millisecond (uvloop's is in whole ones).
-        assert when - 0.0011 <= rang[name] <= when + TICK_S + 0.02
+        # Never early (the loop's clock may round a timer by a millisecond: uvloop's is in whole ones); late by a
+        # tick, and by however long a busy machine keeps the loop from its timers (a generous bound).
+        assert when - 0.0011 <= rang[name] <= when + TICK_S + 0.25
     assert alarms.pending() == 0
 
 
