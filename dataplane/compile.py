@@ -27,8 +27,11 @@ def build(jobs: int = 2) -> None:
     shutil.rmtree(BUILD / "lib", ignore_errors=True)
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory(prefix="tollway-mypyc-") as work:
-        extensions = mypycify([str(source(m).relative_to(ROOT)) for m in MODULES], opt_level="3", multi_file=True,
-                              group_name=GROUP, target_dir=str(Path(work, "c")))
+        # A cache of its own: the test command runs this build while mypy checks the tree, and two mypy processes
+        # writing one cache directory crash each other now and then ("INTERNAL ERROR").
+        extensions = mypycify([f"--cache-dir={ROOT / '.mypyc_cache'}",
+                               *(str(source(m).relative_to(ROOT)) for m in MODULES)], opt_level="3",
+                              multi_file=True, group_name=GROUP, target_dir=str(Path(work, "c")))
         with warnings.catch_warnings():  # setuptools' opinions of pyproject.toml, which it reads for nothing here
             warnings.simplefilter("ignore")
             setup(name="tollway-compiled", ext_modules=extensions, script_args=[
