@@ -198,7 +198,7 @@ async def _forward(request: Inbound, state: AppState, dialect: Dialect, rid: str
     gate, records, health = state.gate, state.records, state.health
     settled = False
     try:
-        result = await attempt(plan, state.adapters, health, state.retry_budget, trace, state.alarms)
+        result = await attempt(plan, state.adapters, state.alarms, health, state.retry_budget, trace)
         if trace is not None:
             trace.reason = result.reason
         dep = result.deployment

@@ -8,7 +8,6 @@ with the format's error event, which the official SDKs raise as an ``APIError``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import Protocol
@@ -86,15 +85,15 @@ _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 async def stream_through(request: web.Request | FastRequest, answered: Answered, headers: dict[str, str],
-                         fmt: StreamFormat, started: float,
-                         deadline: float | None = None,
-                         alarms: Alarms | None = None) -> tuple[web.StreamResponse, StreamResult]:
+                         fmt: StreamFormat, started: float, deadline: float,
+                         alarms: Alarms) -> tuple[web.StreamResponse, StreamResult]:
     """Relay upstream SSE events as they come, in the client's format ``fmt``.
 
     The events that arrived together go out in one write. Nothing is retried once the first write happened:
     an upstream that dies or goes idle mid-stream (the adapter cuts it after the provider's read timeout) ends
     the stream with ``fmt``'s error event, and ``StreamResult.failure`` says why. A ``FastRequest``'s stream is
-    written to its connection (``FastStream``), and ``SENT`` returned for the edge.
+    written to its connection (``FastStream``), and ``SENT`` returned for the edge. ``deadline``: when the whole
+    stream must have ended, by ``alarms``' clock.
     """
     reply = answered.reply
     assert isinstance(reply, Stream)
@@ -121,12 +120,8 @@ async def stream_through(request: web.Request | FastRequest, answered: Answered,
                 if out:
                     await resp.write(out)
                 try:
-                    if deadline is None:
+                    with Deadline(alarms, deadline):
                         batch = await anext(batches)
-                    else:
-                        alarms = alarms or Alarms(asyncio.get_running_loop())
-                        with Deadline(alarms, deadline):
-                            batch = await anext(batches)
                 except TimeoutError:
                     # The stream's total deadline (the route's total timeout): a trickling upstream cannot hold
                     # the connection open for ever.

@@ -8,8 +8,8 @@ which cost the request path its tail (a GIL hand-over waits up to the 5 ms switc
 lines wait to be written the entry is dropped and counted (``stats.dropped``); the request never waits for the log.
 Lines go to a ``Sink``: a size-rotated file or a stream such as stdout.
 
-Lines are built from the same facts as the usage record (``dataplane.record.usage_record.usage_record``), so the log and
-the usage data never disagree. Prompt and response content appear only as the tenant's logging policy allows
+Lines are built from the same facts as the usage record (``dataplane.record.usage_record.usage_fields``), so
+the log and the usage data never disagree. Prompt and response content appear only as the tenant's logging policy allows
 (``dataplane.core.content``); keys appear only as their id. The format is documented in ``docs/logging.md``.
 
 Threading contract: ``emit`` and the timer run on one event loop thread; the writer thread only writes the bytes it

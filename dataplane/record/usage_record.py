@@ -1,5 +1,5 @@
-"""The usage record of one request that reached an upstream (identifiers, tokens, cost, latencies, and the
-decision facts the core read), and the record of one refused by policy (``refusal_record``).
+"""The usage record of one request that reached an upstream (``usage_fields``: identifiers, tokens, cost,
+latencies, and the decision facts the core read), and the record of one refused by policy (``refusal_record``).
 
 Built from the request's ``Outcome`` (the same facts the request log and metrics read); never holds prompt or
 response content. ``dataplane.record.records.Records`` appends it to the local spool, which the shipper sends on.
@@ -34,15 +34,11 @@ def _error_type(status: int, aborted: bool) -> str:
     return "upstream_refused"
 
 
-def usage_record(outcome: Outcome, region: str, node_id: str) -> usage_pb2.UsageRecord:
-    """The record of ``outcome``: identifiers, tokens, cost, latencies; never prompt or response content."""
-    return usage_pb2.UsageRecord(**usage_fields(outcome, region, node_id))
-
-
 def usage_fields(outcome: Outcome, region: str, node_id: str) -> dict[str, Any]:
-    """The fields of ``outcome``'s usage record that are set, by name; a field left out has its default (0,
-    empty, false). The record is built from these (half the cost of naming all 33: most are 0 or empty on most
-    requests), and the request log reads them where reading the record's would cost a lookup and a new object
+    """The fields of ``outcome``'s usage record that are set, by name (the record is ``UsageRecord(**fields)``):
+    identifiers, tokens, cost, latencies, never prompt or response content; a field left out has its default (0,
+    empty, false). Only the set fields: half the cost of naming all 33, most being 0 or empty on most requests.
+    The request log reads the same dict, where reading the record's fields would cost a lookup and a new object
     each."""
     plan = outcome.plan
     request = plan.request

@@ -37,7 +37,7 @@ class Alarm:
         self.callback = _nothing
         ring = self._ring
         ring.alarms.discard(self)
-        if not ring.alarms and ring.handle is not None:
+        if not ring.alarms and ring.handle is not None:  # its tick's last alarm, the ring still waiting
             self._alarms._drop(ring)
 
 
@@ -51,7 +51,7 @@ class _Ring:
     def __init__(self, tick: int) -> None:
         self.tick = tick
         self.alarms: set[Alarm] = set()
-        self.handle: asyncio.TimerHandle | None = None
+        self.handle: asyncio.TimerHandle | None = None  # None once rung or dropped: then it is out of ``_rings``
 
 
 class Alarms:
@@ -80,16 +80,14 @@ class Alarms:
 
     def _drop(self, ring: _Ring) -> None:
         # Its last alarm was cancelled: the timer would ring nothing.
-        if ring.handle is not None:
-            ring.handle.cancel()
-            ring.handle = None
-        if self._rings.get(ring.tick) is ring:
-            del self._rings[ring.tick]
+        assert ring.handle is not None
+        ring.handle.cancel()
+        ring.handle = None
+        del self._rings[ring.tick]
 
     def _ring(self, ring: _Ring) -> None:
         ring.handle = None
-        if self._rings.get(ring.tick) is ring:
-            del self._rings[ring.tick]
+        del self._rings[ring.tick]
         alarms = ring.alarms
         while alarms:
             alarm = alarms.pop()

@@ -9,7 +9,6 @@ an upstream failure ends the stream instead.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -82,28 +81,25 @@ def may_fail_over(failure: UpstreamFailure, route: Route) -> bool:
     return failure.kind in route.failover.on or failure.kind in _ALWAYS_FAIL_OVER
 
 
-async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Health | None = None,
-                  budget: RetryBudget | None = None, trace: RequestTrace | None = None,
-                  alarms: Alarms | None = None) -> Answered | Failed:
+async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], alarms: Alarms, health: Health | None = None,
+                  budget: RetryBudget | None = None, trace: RequestTrace | None = None) -> Answered | Failed:
     """Try the plan's candidates in order until one answers (before any byte reached the client).
 
     Each attempt is reported to ``health`` (time to first byte on success, the failure's kind otherwise);
     attempts after the first need the retry ``budget``'s leave, so an outage for everyone cannot turn every
     request into several. A ``trace`` (sampled, or forwarding the client's) gets each attempt's trace headers sent
     (``TRACE_HEADERS``, read by the upstream client) and, when sampled, its start, end and failure. ``alarms``: the
-    loop's timers (``dataplane.upstream.alarms``), when the caller has them at hand.
+    loop's timers (``dataplane.upstream.alarms``), which the attempts' deadlines are measured by.
     """
-    alarms = alarms or Alarms(asyncio.get_running_loop())
-    loop = alarms.loop
     reply: Complete | Stream | None = None
     failover = plan.route.failover
-    deadline = loop.time() + failover.total_timeout_s
+    deadline = alarms.time() + failover.total_timeout_s
     failure: UpstreamFailure | None = None  # built only when needed: most requests succeed at once
     last: Deployment | None = None
     attempts = 0
     sent_at = time.time()
     for deployment in plan.candidates:
-        remaining = deadline - loop.time()
+        remaining = deadline - alarms.time()
         if remaining <= 0:
             failure = UpstreamFailure("timeout", f"route {plan.route.name!r} exceeded its total timeout")
             break
@@ -132,7 +128,7 @@ async def attempt(plan: RoutePlan, adapters: Mapping[str, Adapter], health: Heal
         if trace is not None:
             TRACE_HEADERS.set(trace.attempting(deployment))
         try:
-            with Deadline(alarms, loop.time() + budget_s):
+            with Deadline(alarms, alarms.time() + budget_s):
                 reply = await adapter.send(deployment, plan.request, budget_s)
                 if isinstance(reply, Stream):
                     rest = batches_of(reply)
